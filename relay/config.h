@@ -1,0 +1,96 @@
+/* config.h: the relay's configuration, parsed once from YAML (libyaml) into an immutable struct. */
+#ifndef TERN_CONFIG_H
+#define TERN_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "stun.h" /* union stun_addr */
+
+enum cfg_transport { CFG_UDP, CFG_TCP, CFG_TLS };
+enum cfg_log_format { CFG_LOG_TEXT, CFG_LOG_JSON };
+enum cfg_log_level { CFG_LOG_DEBUG, CFG_LOG_INFO, CFG_LOG_WARN, CFG_LOG_ERROR };
+
+struct cfg_listen {
+    enum cfg_transport transport;
+    union stun_addr addr; /* address and port (port 0: the kernel picks one) */
+};
+
+struct cfg_cidr {
+    union stun_addr addr; /* network address, host bits zero */
+    uint8_t prefix;       /* 0-32 for IPv4, 0-128 for IPv6 */
+};
+
+struct cfg_user {
+    char *name;
+    char *password;
+};
+
+struct tern_config {
+    /* server: */
+    char *realm;    /* never NULL; default "tern" */
+    char *software; /* "" when the SOFTWARE attribute is omitted */
+    unsigned workers; /* 0 = auto (one per online CPU) */
+
+    /* listen: */
+    struct cfg_listen *listen;
+    size_t nlisten;
+
+    /* tls: (NULL when absent; required when a tls listener exists) */
+    char *tls_certificate;
+    char *tls_private_key;
+
+    /* relay: */
+    union stun_addr *relay_addresses; /* port 0 */
+    size_t nrelay_addresses;
+    union stun_addr relay_external; /* sa_family AF_UNSPEC when null */
+    uint16_t port_min, port_max;
+
+    /* allocation: */
+    uint32_t default_lifetime; /* seconds */
+    uint32_t max_lifetime;
+    uint32_t max_per_user;
+    uint32_t max_total;
+    bool strict_channel_numbers;
+
+    /* peers: */
+    bool allow_loopback;
+    struct cfg_cidr *peers_allow;
+    size_t npeers_allow;
+    struct cfg_cidr *peers_deny;
+    size_t npeers_deny;
+
+    /* auth: */
+    char *database;
+    struct cfg_user *users;
+    size_t nusers;
+    char **secrets;
+    size_t nsecrets;
+    uint32_t nonce_lifetime;
+
+    /* ops: */
+    union stun_addr ops_listen; /* AF_UNSPEC when null (ops HTTP disabled) */
+    char *ops_token;            /* NULL when null */
+
+    /* log: */
+    enum cfg_log_level log_level;
+    enum cfg_log_format log_format;
+};
+
+/* The embedded default configuration (the text of configs/tern.yaml). */
+extern const char cfg_default_yaml[];
+
+/* Parse YAML text into *out. name is used in error messages ("file:line: key: problem").
+ * On failure returns -1, writes one message per problem to err (it keeps going to report
+ * every problem it can) and leaves *out empty; on success returns 0. */
+int cfg_parse(struct tern_config *out, const char *name, const char *text, size_t len, FILE *err);
+/* Read and parse a file. A missing or unreadable file is an error naming it. */
+int cfg_load(struct tern_config *out, const char *path, FILE *err);
+/* Free everything cfg_parse allocated. Wipes secrets and passwords. */
+void cfg_free(struct tern_config *c);
+
+const char *cfg_transport_name(enum cfg_transport t);
+
+#endif
