@@ -57,10 +57,7 @@ static size_t malformed(const struct srv_options *opt, const struct stun_msg *m,
                         uint8_t *out, size_t cap, struct srv_counters *c)
 {
     switch (rc) {
-    case STUN_E_TRUNCATED:
-        c->v[m->tid ? SRV_C_drop_malformed : SRV_C_drop_short]++;
-        if (!m->tid) return 0;
-        break;
+    case STUN_E_TRUNCATED: c->v[SRV_C_drop_short]++; return 0;
     case STUN_E_NOT_STUN: c->v[SRV_C_drop_not_stun]++; return 0;
     case STUN_E_BAD_COOKIE: c->v[SRV_C_drop_bad_cookie]++; return 0;
     case STUN_E_BAD_LENGTH: c->v[SRV_C_drop_bad_length]++; return 0;

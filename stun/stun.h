@@ -19,10 +19,10 @@
 /* Codec results: 0 (or a length) on success, a negative STUN_E_* on failure.
  * X(name, message) — one table gives the code, its name and its text. */
 #define STUN_ERRORS(X)                                                                             \
-    X(TRUNCATED, "shorter than the STUN header or its length field")                              \
+    X(TRUNCATED, "shorter than the fixed header")                              \
     X(NOT_STUN, "first two bits are not 00")                                                       \
     X(BAD_COOKIE, "magic cookie is not 0x2112A442")                                                \
-    X(BAD_LENGTH, "length is not a multiple of 4 or does not match the datagram")                 \
+    X(BAD_LENGTH, "length field not a multiple of 4 or not the message size")                 \
     X(ATTR_TRUNCATED, "attribute runs past the end of the message")                               \
     X(ATTR_LENGTH, "attribute length invalid for its type")                                       \
     X(AFTER_FINGERPRINT, "attribute after FINGERPRINT")                                            \

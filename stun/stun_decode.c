@@ -39,8 +39,8 @@ int stun_decode(struct stun_msg *m, const uint8_t *buf, size_t len)
     if (rd32(buf + 4) != STUN_MAGIC_COOKIE) return STUN_E_BAD_COOKIE;
     uint16_t body = rd16(buf + 2);
     if (body & 3) return STUN_E_BAD_LENGTH;
-    if ((size_t)STUN_HEADER_LEN + body > len) return STUN_E_TRUNCATED;
-    if ((size_t)STUN_HEADER_LEN + body < len) return STUN_E_BAD_LENGTH;
+    /* The caller passes exactly one message: a datagram, or one frame of a stream. */
+    if ((size_t)STUN_HEADER_LEN + body != len) return STUN_E_BAD_LENGTH;
 
     /* The header is sound: publish type and transaction ID so a broken request can
      * still get its 400. */

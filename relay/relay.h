@@ -1,0 +1,51 @@
+/* relay.h: the running relay: one worker thread per core, each with its own sockets and loop. */
+#ifndef TERN_RELAY_H
+#define TERN_RELAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "server.h"
+
+/* I/O counters (the control plane's are in struct srv_counters). X(name, help). */
+#define RELAY_COUNTERS(X)                                                                          \
+    X(udp_rx_datagrams, "UDP datagrams received on listeners")                                     \
+    X(udp_rx_bytes, "UDP bytes received on listeners")                                             \
+    X(udp_tx_datagrams, "UDP datagrams sent from listeners")                                       \
+    X(udp_tx_bytes, "UDP bytes sent from listeners")                                               \
+    X(udp_drop_truncated, "dropped: UDP datagram larger than the receive buffer")                  \
+    X(udp_drop_addr, "dropped: UDP datagram from a non-IP source")                                 \
+    X(udp_send_errors, "UDP sends that failed (datagram lost)")                                    \
+    X(tcp_accepted, "TCP connections accepted")                                                    \
+    X(tcp_closed, "TCP connections closed")                                                        \
+    X(tcp_rejected, "TCP connections refused: per-worker connection limit")                        \
+    X(tcp_bad_frame, "TCP connections closed: a frame that is neither STUN nor ChannelData")       \
+    X(tcp_idle, "TCP connections closed: idle")                                                    \
+    X(tcp_tx_overflow, "TCP connections closed: peer not reading its responses")                   \
+    X(tcp_rx_bytes, "TCP bytes received")                                                          \
+    X(tcp_tx_bytes, "TCP bytes sent")
+
+enum relay_counter {
+#define RELAY_X_ENUM(name, help) RELAY_C_##name,
+    RELAY_COUNTERS(RELAY_X_ENUM)
+#undef RELAY_X_ENUM
+        RELAY_C_COUNT
+};
+struct relay_counters {
+    uint64_t v[RELAY_C_COUNT];
+};
+extern const char *const relay_counter_names[RELAY_C_COUNT];
+
+struct relay;
+
+/* Create the workers and bind every listener for each (SO_REUSEPORT). A listener on port 0
+ * gets a kernel-chosen port that all workers then share. Logs each bound address. Returns
+ * NULL after logging what failed (address + reason). cfg is borrowed for the relay's life. */
+struct relay *relay_open(const struct tern_config *cfg);
+/* Start the worker threads. 0 or -1. */
+int relay_start(struct relay *r);
+/* Ask every worker to stop, wait for them, and free everything. Sums counters first. */
+void relay_close(struct relay *r, struct srv_counters *srv, struct relay_counters *io);
+
+#endif

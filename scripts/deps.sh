@@ -1,0 +1,27 @@
+# deps.sh: install the Debian packages a step needs when they are missing (sourced by run/test).
+# Usage: tern_need_packages pkg...   (uses apt-get as root, or sudo when available)
+
+tern_need_packages() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "==> installing missing packages: ${missing[*]}"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null; then sudo=(sudo); else
+            echo "error: need root (or sudo) to install: ${missing[*]}" >&2; return 1
+        fi
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq || { echo "error: apt-get update failed" >&2; return 1; }
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+        || { echo "error: apt-get install ${missing[*]} failed" >&2; return 1; }
+}
+
+# What building ternd needs.
+TERN_BUILD_PACKAGES=(gcc make cmake pkg-config libssl-dev libyaml-dev zlib1g-dev libidn-dev)
+# What the test suite adds: cmocka, coturn's client tools (turnutils_*), clang for the
+# ASan/UBSan build and libFuzzer.
+TERN_TEST_PACKAGES=(libcmocka-dev coturn clang libclang-rt-14-dev iproute2 procps)

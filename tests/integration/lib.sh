@@ -1,0 +1,72 @@
+# lib.sh: shared helpers for integration tests: start ternd on free loopback ports, read the
+# ports it bound from its JSON log, stop it and check it exited cleanly.
+set -euo pipefail
+: "${TERND:?TERND must point at the ternd binary (set by CTest)}"
+: "${STUNC:?STUNC must point at tern-stunc (set by CTest)}"
+
+WORK=$(mktemp -d /tmp/tern-it.XXXXXX)
+TERND_PID=
+FAILS=0
+
+cleanup() {
+    if [ -n "$TERND_PID" ] && kill -0 "$TERND_PID" 2>/dev/null; then kill -KILL "$TERND_PID"; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+pass() { echo "ok: $*"; }
+
+# check DESCRIPTION COMMAND...: run it, pass if it exits 0.
+check() {
+    local what=$1; shift
+    if "$@" >"$WORK/out" 2>&1; then pass "$what"; else fail "$what"; sed 's/^/    /' "$WORK/out" >&2; fi
+}
+
+# expect_out DESCRIPTION REGEX COMMAND...: run it (exit 0) and require REGEX in its output.
+expect_out() {
+    local what=$1 re=$2; shift 2
+    if "$@" >"$WORK/out" 2>&1 && grep -Eq -- "$re" "$WORK/out"; then pass "$what"; else
+        fail "$what (wanted /$re/)"; sed 's/^/    /' "$WORK/out" >&2
+    fi
+}
+
+# start_ternd CONFIG: start ternd in the background and wait until it logs "started".
+start_ternd() {
+    "$TERND" -c "$1" 2>"$WORK/ternd.log" &
+    TERND_PID=$!
+    for _ in $(seq 100); do
+        grep -q '"event":"started"' "$WORK/ternd.log" 2>/dev/null && return 0
+        kill -0 "$TERND_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "ternd did not start; its log:" >&2
+    cat "$WORK/ternd.log" >&2
+    exit 1
+}
+
+# port_of TRANSPORT ADDRESS-PREFIX: the port ternd bound for that listener.
+port_of() {
+    grep '"event":"listening"' "$WORK/ternd.log" | grep "\"transport\":\"$1\"" |
+        grep -F "\"address\":\"$2" | head -1 | sed -E 's/.*"port":([0-9]+).*/\1/'
+}
+
+# stop_ternd: SIGTERM, wait, require exit status 0 and the "stopped" event.
+stop_ternd() {
+    kill -TERM "$TERND_PID"
+    local rc=0
+    wait "$TERND_PID" || rc=$?
+    TERND_PID=
+    if [ "$rc" -ne 0 ]; then fail "ternd exited with status $rc"; tail -20 "$WORK/ternd.log" >&2; fi
+    grep -q '"event":"stopped"' "$WORK/ternd.log" || fail "ternd did not log its stop"
+}
+
+# counter NAME: a counter's total from the "counters" event ternd logs when it stops.
+counter() {
+    grep '"event":"counters"' "$WORK/ternd.log" | sed -E "s/.*\"$1\":([0-9]+).*/\1/"
+}
+
+finish() {
+    if [ "$FAILS" -ne 0 ]; then echo "$FAILS check(s) failed" >&2; exit 1; fi
+    echo "all checks passed"
+}
