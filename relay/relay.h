@@ -20,6 +20,7 @@
     X(tcp_accepted, "TCP connections accepted")                                                    \
     X(tcp_closed, "TCP connections closed")                                                        \
     X(tcp_rejected, "TCP connections refused: per-worker connection limit")                        \
+    X(tls_handshake_failed, "TLS connections closed: handshake failed")                           \
     X(tcp_bad_frame, "TCP connections closed: a frame that is neither STUN nor ChannelData")       \
     X(tcp_idle, "TCP connections closed: idle")                                                    \
     X(tcp_tx_overflow, "TCP connections closed: peer not reading its responses")                   \

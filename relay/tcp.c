@@ -1,5 +1,7 @@
-/* tcp.c: TCP listeners and connections: STUN/ChannelData stream framing (RFC 8656 12.5). */
+/* tcp.c: TCP and TLS listeners and connections: STUN/ChannelData stream framing (RFC 8656 12.5). */
 #include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -22,7 +24,10 @@ struct tcp_conn {
     struct listener *l;
     union stun_addr peer;
     uint64_t last_ms;
-    bool want_out;
+    SSL *ssl;            /* TLS connections only */
+    bool ssl_wants_out;  /* the TLS engine must write before it can go on */
+    bool ssl_up;         /* the handshake completed (an error later is not a handshake failure) */
+    bool want_out;       /* EPOLLOUT is registered */
     uint8_t *rx;
     size_t rxlen, rxcap;
     uint8_t *tx;
@@ -51,6 +56,7 @@ static void conn_close(struct worker *w, struct tcp_conn *c, enum relay_counter 
     tlog(CFG_LOG_DEBUG, "tcp_close", LF_A("client", &c->peer), LF_S("reason", relay_counter_names[why]));
     lru_unlink(w, c);
     w->nconns--;
+    SSL_free(c->ssl); /* no close_notify: the peer is gone or misbehaved */
     close(c->h.fd); /* also removes it from epoll */
     free(c->rx);
     free(c->tx);
@@ -65,25 +71,76 @@ static void set_out(struct worker *w, struct tcp_conn *c, bool on)
     c->want_out = on;
 }
 
+/* One write of plain or TLS bytes: > 0 written, 0 would block, -1 the connection failed. */
+static ssize_t write_some(struct tcp_conn *c, const uint8_t *p, size_t len)
+{
+    if (!c->ssl) {
+        ssize_t k;
+        do k = send(c->h.fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (k < 0 && errno == EINTR);
+        if (k < 0) return errno == EAGAIN ? 0 : -1;
+        return k;
+    }
+    int k = SSL_write(c->ssl, p, len > INT32_MAX ? INT32_MAX : (int)len);
+    if (k > 0) return k;
+    switch (SSL_get_error(c->ssl, k)) {
+    case SSL_ERROR_WANT_WRITE: c->ssl_wants_out = true; return 0;
+    case SSL_ERROR_WANT_READ: return 0; /* renegotiation-like: resumes when data arrives */
+    default: ERR_clear_error(); return -1;
+    }
+}
+
 /* Write what is queued; returns false if the connection had to be closed. */
 static bool flush(struct worker *w, struct tcp_conn *c)
 {
     size_t off = 0;
+    c->ssl_wants_out = false;
     while (off < c->txlen) {
-        ssize_t k = send(c->h.fd, c->tx + off, c->txlen - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t k = write_some(c, c->tx + off, c->txlen - off);
         if (k < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN) break;
             conn_close(w, c, RELAY_C_tcp_closed);
             return false;
         }
+        if (k == 0) break;
         w->io.v[RELAY_C_tcp_tx_bytes] += (uint64_t)k;
         off += (size_t)k;
     }
     memmove(c->tx, c->tx + off, c->txlen - off);
     c->txlen -= off;
-    set_out(w, c, c->txlen > 0);
+    set_out(w, c, c->txlen > 0 || c->ssl_wants_out);
     return true;
+}
+
+/* One read of plain or TLS bytes: > 0 read, 0 would block, -1 closed or failed. The TLS
+ * handshake runs inside SSL_read. */
+static ssize_t read_some(struct worker *w, struct tcp_conn *c, uint8_t *p, size_t len)
+{
+    if (!c->ssl) {
+        ssize_t k;
+        do k = recv(c->h.fd, p, len, MSG_DONTWAIT);
+        while (k < 0 && errno == EINTR);
+        if (k == 0) return -1;
+        if (k < 0) return errno == EAGAIN ? 0 : -1;
+        return k;
+    }
+    int k = SSL_read(c->ssl, p, len > INT32_MAX ? INT32_MAX : (int)len);
+    if (k > 0 || SSL_is_init_finished(c->ssl)) c->ssl_up = true;
+    if (k > 0) return k;
+    switch (SSL_get_error(c->ssl, k)) {
+    case SSL_ERROR_WANT_READ: return 0;
+    case SSL_ERROR_WANT_WRITE:
+        c->ssl_wants_out = true;
+        set_out(w, c, true);
+        return 0;
+    default:
+        if (!c->ssl_up) {
+            w->io.v[RELAY_C_tls_handshake_failed]++;
+            tlog(CFG_LOG_DEBUG, "tls_handshake_failed", LF_A("client", &c->peer),
+                 LF_S("error", ERR_reason_error_string(ERR_peek_error())));
+        }
+        ERR_clear_error();
+        return -1;
+    }
 }
 
 static bool queue(struct worker *w, struct tcp_conn *c, const uint8_t *data, size_t len)
@@ -111,7 +168,7 @@ static bool queue(struct worker *w, struct tcp_conn *c, const uint8_t *data, siz
 /* Handle every complete frame in rx; returns false if the connection was closed. */
 static bool frames(struct worker *w, struct tcp_conn *c)
 {
-    struct srv_tuple tuple = {.transport = SRV_TCP, .client = c->peer, .local = c->l->addr};
+    struct srv_tuple tuple = {.transport = c->ssl ? SRV_TLS : SRV_TCP, .client = c->peer, .local = c->l->addr};
     size_t off = 0;
     bool ok = true;
     while (ok) {
@@ -140,7 +197,8 @@ static void conn_event(struct worker *w, struct ep_handler *h, uint32_t events)
     lru_unlink(w, c);
     lru_push(w, c);
     if (events & EPOLLOUT && !flush(w, c)) return;
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    /* TLS: a write the engine wanted may have been what a pending read waited for. */
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) || (c->ssl && events & EPOLLOUT)) {
         for (;;) {
             if (c->rxlen == c->rxcap) {
                 if (c->rxcap >= TCP_RX_MAX) break; /* a whole frame always fits: parse first */
@@ -150,15 +208,12 @@ static void conn_event(struct worker *w, struct ep_handler *h, uint32_t events)
                 c->rx = p;
                 c->rxcap = cap;
             }
-            ssize_t k = recv(c->h.fd, c->rx + c->rxlen, c->rxcap - c->rxlen, MSG_DONTWAIT);
-            if (k == 0 || (k < 0 && errno != EAGAIN && errno != EINTR)) {
+            ssize_t k = read_some(w, c, c->rx + c->rxlen, c->rxcap - c->rxlen);
+            if (k < 0) {
                 conn_close(w, c, RELAY_C_tcp_closed);
                 return;
             }
-            if (k < 0) {
-                if (errno == EINTR) continue;
-                break;
-            }
+            if (k == 0) break;
             w->io.v[RELAY_C_tcp_rx_bytes] += (uint64_t)k;
             c->rxlen += (size_t)k;
             if (!frames(w, c)) return;
@@ -189,6 +244,18 @@ void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events)
             w->io.v[RELAY_C_tcp_rejected]++;
             continue;
         }
+        if (l->tls) {
+            c->ssl = SSL_new(l->tls);
+            if (!c->ssl || !SSL_set_fd(c->ssl, fd)) {
+                SSL_free(c->ssl);
+                free(c);
+                free(rx);
+                close(fd);
+                w->io.v[RELAY_C_tcp_rejected]++;
+                continue;
+            }
+            SSL_set_accept_state(c->ssl);
+        }
         c->h = (struct ep_handler){.fd = fd, .fn = conn_event};
         c->l = l;
         c->rx = rx;
@@ -197,6 +264,7 @@ void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events)
         addr_from_sockaddr(&c->peer, (struct sockaddr *)&ss, sl);
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = &c->h};
         if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+            SSL_free(c->ssl);
             free(c->rx);
             free(c);
             close(fd);
@@ -219,4 +287,32 @@ void tcp_expire(struct worker *w)
 void tcp_close_all(struct worker *w)
 {
     while (w->lru_head) conn_close(w, w->lru_head, RELAY_C_tcp_closed);
+}
+
+struct ssl_ctx_st *tls_context(const struct tern_config *cfg)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    const char *step = "SSL_CTX_new", *file = "-";
+    if (!ctx) goto fail;
+    step = "minimum version TLS 1.2";
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) goto fail;
+    /* Queued answers move when the buffer grows; partial writes keep the loop non-blocking. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    step = "tls.certificate";
+    file = cfg->tls_certificate;
+    if (SSL_CTX_use_certificate_chain_file(ctx, file) != 1) goto fail;
+    step = "tls.private_key";
+    file = cfg->tls_private_key;
+    if (SSL_CTX_use_PrivateKey_file(ctx, file, SSL_FILETYPE_PEM) != 1) goto fail;
+    step = "tls.private_key does not match tls.certificate";
+    if (SSL_CTX_check_private_key(ctx) != 1) goto fail;
+    return ctx;
+fail:;
+    char why[256];
+    ERR_error_string_n(ERR_get_error(), why, sizeof(why));
+    ERR_clear_error();
+    tlog(CFG_LOG_ERROR, "tls_failed", LF_S("step", step), LF_S("file", file), LF_S("error", why));
+    SSL_CTX_free(ctx);
+    return NULL;
 }

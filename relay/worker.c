@@ -1,6 +1,7 @@
 /* worker.c: the relay's workers: sockets bound per worker with SO_REUSEPORT, one epoll loop each. */
 #include <errno.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -21,6 +22,7 @@ const char *const relay_counter_names[RELAY_C_COUNT] = {
 
 struct relay {
     const struct tern_config *cfg;
+    SSL_CTX *tls; /* shared by the TLS listeners of all workers */
     struct worker *workers;
     unsigned nworkers;
 };
@@ -106,6 +108,15 @@ struct relay *relay_open(const struct tern_config *cfg)
         return NULL;
     }
     r->nworkers = n;
+    for (size_t j = 0; j < cfg->nlisten && !r->tls; j++) {
+        if (cfg->listen[j].transport != CFG_TLS) continue;
+        r->tls = tls_context(cfg);
+        if (!r->tls) {
+            r->nworkers = 0;
+            relay_close(r, NULL, NULL);
+            return NULL;
+        }
+    }
     for (unsigned i = 0; i < n; i++) {
         struct worker *w = &r->workers[i];
         w->id = i;
@@ -139,6 +150,7 @@ struct relay *relay_open(const struct tern_config *cfg)
             w->nlisteners = j + 1;
             l->transport = cfg->listen[j].transport;
             l->addr = addr;
+            l->tls = l->transport == CFG_TLS ? r->tls : NULL;
             l->h = (struct ep_handler){
                 .fd = fd, .fn = l->transport == CFG_UDP ? udp_readable : tcp_acceptable};
             if (epoll_add(w, &l->h)) {
@@ -213,6 +225,7 @@ void relay_close(struct relay *r, struct srv_counters *srv, struct relay_counter
         for (int k = 0; srv && k < SRV_C_COUNT; k++) srv->v[k] += w->srv.v[k];
         for (int k = 0; io && k < RELAY_C_COUNT; k++) io->v[k] += w->io.v[k];
     }
+    SSL_CTX_free(r->tls);
     free(r->workers);
     free(r);
 }

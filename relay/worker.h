@@ -20,6 +20,7 @@ struct listener {
     struct ep_handler h;
     enum cfg_transport transport;
     union stun_addr addr; /* as bound (port resolved) */
+    struct ssl_ctx_st *tls; /* CFG_TLS: the relay's SSL_CTX (shared, thread-safe); else NULL */
 };
 
 struct tcp_conn;
@@ -47,6 +48,8 @@ struct worker {
 void udp_readable(struct worker *w, struct ep_handler *h, uint32_t events);
 struct udp_batch *udp_batch_new(void);
 void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events);
+/* The TLS server context from tls.certificate and tls.private_key; NULL after logging why. */
+struct ssl_ctx_st *tls_context(const struct tern_config *cfg);
 void tcp_expire(struct worker *w);
 void tcp_close_all(struct worker *w);
 

@@ -24,4 +24,4 @@ tern_need_packages() {
 TERN_BUILD_PACKAGES=(gcc make cmake pkg-config libssl-dev libyaml-dev zlib1g-dev libidn-dev)
 # What the test suite adds: cmocka, coturn's client tools (turnutils_*), clang for the
 # ASan/UBSan build and libFuzzer.
-TERN_TEST_PACKAGES=(libcmocka-dev coturn clang libclang-rt-14-dev iproute2 procps)
+TERN_TEST_PACKAGES=(libcmocka-dev coturn clang libclang-rt-14-dev openssl iproute2 procps)

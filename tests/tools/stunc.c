@@ -13,13 +13,58 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "stun.h"
+
+/* The stream the client speaks over: a plain socket, or TLS on it. */
+static SSL *tls;
+
+static ssize_t stream_send(int fd, const void *p, size_t n)
+{
+    if (tls) return SSL_write(tls, p, (int)n);
+    return send(fd, p, n, MSG_NOSIGNAL);
+}
+
+static ssize_t stream_recv(int fd, void *p, size_t n)
+{
+    if (tls) return SSL_read(tls, p, (int)n);
+    return recv(fd, p, n, 0);
+}
+
+/* TLS client handshake; the server certificate is checked against cafile when given. */
+static int tls_start(int fd, const char *cafile, const char *host)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) return -1;
+    if (cafile) {
+        if (SSL_CTX_load_verify_locations(ctx, cafile, NULL) != 1) {
+            fprintf(stderr, "tern-stunc: cannot load CA file %s\n", cafile);
+            return -1;
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    }
+    tls = SSL_new(ctx);
+    SSL_CTX_free(ctx); /* the SSL keeps its own reference */
+    if (!tls) return -1;
+    SSL_set_fd(tls, fd);
+    if (cafile) SSL_set1_host(tls, host);
+    if (SSL_connect(tls) != 1) {
+        char why[256];
+        ERR_error_string_n(ERR_get_error(), why, sizeof(why));
+        fprintf(stderr, "tern-stunc: TLS handshake failed: %s\n", why);
+        return -1;
+    }
+    return 0;
+}
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: tern-stunc [options] HOST PORT\n"
-            "  -t udp|tcp   transport (default udp)\n"
+            "  -t udp|tcp|tls  transport (default udp)\n"
+            "  -C CAFILE    TLS: verify the server certificate against this CA file\n"
             "  -f           add FINGERPRINT to the request\n"
             "  -m METHOD    method number (default 1, Binding)\n"
             "  -i           send an indication instead of a request\n"
@@ -143,11 +188,11 @@ static int read_frame(int fd, uint8_t *buf, size_t cap, int ms)
         if (need < 0) return -1;
         if (need > 0 && have >= (size_t)need) return need;
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, ms) <= 0) return 0;
         size_t want = need > 0 ? (size_t)need - have : 4 - (have < 4 ? have : 0);
         if (need == 0 && have >= 4) want = 1;
         if (have + want > cap) return -1;
-        ssize_t k = recv(fd, buf + have, want, 0);
+        if (!(tls && SSL_pending(tls)) && poll(&p, 1, ms) <= 0) return 0;
+        ssize_t k = stream_recv(fd, buf + have, want);
         if (k <= 0) return k == 0 ? 0 : -1;
         have += (size_t)k;
     }
@@ -155,14 +200,15 @@ static int read_frame(int fd, uint8_t *buf, size_t cap, int ms)
 
 int main(int argc, char **argv)
 {
-    const char *transport = "udp", *raw = NULL;
+    const char *transport = "udp", *raw = NULL, *cafile = NULL;
     int fingerprint = 0, indication = 0, expect_none = 0, count = 1, wait_ms = 2000, opt;
     unsigned method = STUN_BINDING;
     uint16_t extra[8];
     size_t nextra = 0;
-    while ((opt = getopt(argc, argv, "t:fm:iu:x:n:w:eh")) != -1) {
+    while ((opt = getopt(argc, argv, "t:C:fm:iu:x:n:w:eh")) != -1) {
         switch (opt) {
         case 't': transport = optarg; break;
+        case 'C': cafile = optarg; break;
         case 'f': fingerprint = 1; break;
         case 'm': method = (unsigned)strtoul(optarg, NULL, 0); break;
         case 'i': indication = 1; break;
@@ -177,13 +223,14 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (argc - optind != 2 || count < 1 || (strcmp(transport, "udp") && strcmp(transport, "tcp"))) {
+    if (argc - optind != 2 || count < 1 || (strcmp(transport, "udp") && strcmp(transport, "tcp") && strcmp(transport, "tls"))) {
         usage(stderr);
         return 2;
     }
-    bool tcp = strcmp(transport, "tcp") == 0;
+    bool tcp = strcmp(transport, "udp") != 0;
     int fd = connect_to(argv[optind], argv[optind + 1], tcp ? SOCK_STREAM : SOCK_DGRAM);
     if (fd < 0) return 1;
+    if (strcmp(transport, "tls") == 0 && tls_start(fd, cafile, argv[optind])) return 1;
 
     uint8_t req[2048], tids[64][STUN_TID_LEN];
     int answered = 0, bad = 0;
@@ -211,7 +258,7 @@ int main(int argc, char **argv)
         }
         /* UDP: send and wait, retransmitting twice; TCP: pipeline all, read after. */
         if (tcp) {
-            if (send(fd, req, (size_t)len, MSG_NOSIGNAL) != len) {
+            if (stream_send(fd, req, (size_t)len) != len) {
                 fprintf(stderr, "tern-stunc: send: %s\n", strerror(errno));
                 return 1;
             }
@@ -245,6 +292,7 @@ int main(int argc, char **argv)
             bad |= print_answer(ans, (size_t)k, raw ? NULL : tids[i]);
         }
     }
+    SSL_free(tls);
     close(fd);
     if (expect_none) {
         if (answered) fprintf(stderr, "tern-stunc: expected no answer, got %d\n", answered);
