@@ -1,5 +1,10 @@
-/* server.c: request dispatch for the STUN server: Binding (RFC 8489), 400 and 420 answers. */
+/* server.c: STUN Binding and the TURN methods (Allocate, Refresh, CreatePermission, ChannelBind,
+ * Send/Data, ChannelData) with the long-term credential mechanism (RFC 8489 9.2). */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <openssl/crypto.h>
 
 #include "server.h"
 
@@ -14,48 +19,666 @@ const char *const srv_counter_help[SRV_C_COUNT] = {
 #undef X
 };
 
-/* Start a response of the given class to request m. */
-static void begin(struct stun_enc *e, const struct stun_msg *m, enum stun_class cls, uint8_t *out,
-                  size_t cap)
+/* ---- transaction cache: retransmitted requests get the very same answer ---- */
+
+#define TXC_SLOTS   1024
+#define TXC_MAX     384          /* larger answers are not cached (none of ours are) */
+#define TXC_LIFE_MS (40 * 1000)  /* RFC 8489 6.2.1: a client retransmits for 39.5 s at most */
+
+struct txc_entry {
+    struct srv_tuple tuple;
+    uint8_t tid[STUN_TID_LEN];
+    uint64_t expires_ms;
+    uint16_t len;
+    uint8_t bytes[TXC_MAX];
+};
+struct srv_txcache {
+    struct txc_entry e[TXC_SLOTS];
+};
+
+/* Direct-mapped on the transaction ID (random per request): a collision only costs a
+ * retransmission being processed again, which every handler tolerates. */
+static struct txc_entry *txc_slot(struct srv *s, const uint8_t *tid)
 {
-    stun_enc_init(e, out, cap, stun_type(stun_method_of(m->type), cls), m->tid);
+    uint32_t h = (uint32_t)tid[0] | (uint32_t)tid[5] << 8 | (uint32_t)tid[11] << 16;
+    return &s->txc->e[h % TXC_SLOTS];
 }
 
-/* SOFTWARE (when configured) and FINGERPRINT (when the request had one, RFC 8489 14.7)
- * close every response. */
-static size_t finish(struct stun_enc *e, const struct srv_options *opt, bool fingerprint)
+static const struct txc_entry *txc_find(struct srv *s, const struct srv_tuple *t,
+                                        const uint8_t *tid, uint64_t now_ms)
 {
-    if (opt->software && opt->software[0])
-        stun_enc_attr(e, STUN_ATTR_SOFTWARE, opt->software, strlen(opt->software));
-    if (fingerprint) stun_enc_fingerprint(e);
+    const struct txc_entry *e = txc_slot(s, tid);
+    if (e->len && e->expires_ms > now_ms && memcmp(e->tid, tid, STUN_TID_LEN) == 0 &&
+        tuple_equal(&e->tuple, t))
+        return e;
+    return NULL;
+}
+
+static void txc_store(struct srv *s, const struct srv_tuple *t, const uint8_t *tid,
+                      const uint8_t *bytes, size_t len, uint64_t now_ms)
+{
+    if (len == 0 || len > TXC_MAX) return;
+    struct txc_entry *e = txc_slot(s, tid);
+    e->tuple = *t;
+    memcpy(e->tid, tid, STUN_TID_LEN);
+    e->expires_ms = now_ms + TXC_LIFE_MS;
+    e->len = (uint16_t)len;
+    memcpy(e->bytes, bytes, len);
+}
+
+/* ---- set-up ---- */
+
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+int srv_init(struct srv *s, const struct srv_options *opt, const struct srv_io *io,
+             uint64_t id_base)
+{
+    memset(s, 0, sizeof(*s));
+    s->opt = *opt;
+    s->io = *io;
+    s->txc = calloc(1, sizeof(*s->txc));
+    if (!s->txc || alloc_table_init(&s->allocs, id_base)) {
+        free(s->txc);
+        return -1;
+    }
+    s->io.random(s->io.ctx, &s->rng, sizeof(s->rng));
+    return 0;
+}
+
+static void release(struct srv *s, struct allocation *a, unsigned i)
+{
+    struct alloc_relay *r = &a->relay[i];
+    if (r->io) s->io.relay_close(s->io.ctx, a, r);
+    r->io = NULL;
+    s->io.port_release(s->io.ctx, r->pool, (uint16_t)ntohs(r->addr.sa.sa_family == AF_INET6
+                                                               ? r->addr.v6.sin6_port
+                                                               : r->addr.v4.sin_port));
+}
+
+/* Tear an allocation down: relay sockets, ports, quota, table entry, memory. */
+static void destroy(struct srv *s, struct allocation *a, const char *why, enum srv_counter c)
+{
+    if (s->io.event) s->io.event(s->io.ctx, a, why, NULL, POLICY_OK);
+    for (unsigned i = 0; i < a->nrelay; i++) release(s, a, i);
+    s->io.quota_release(s->io.ctx, a->username, a->ulen);
+    alloc_remove(&s->allocs, a);
+    alloc_destroy(a);
+    s->c.v[c]++;
+}
+
+void srv_free(struct srv *s)
+{
+    struct allocation *a;
+    while ((a = alloc_expired(&s->allocs, UINT64_MAX)) != NULL)
+        destroy(s, a, "closed", SRV_C_allocations_deleted);
+    alloc_table_free(&s->allocs);
+    free(s->txc);
+    s->txc = NULL;
+}
+
+size_t srv_expire(struct srv *s, uint64_t now_ms)
+{
+    size_t n = 0;
+    struct allocation *a;
+    while ((a = alloc_expired(&s->allocs, now_ms)) != NULL) {
+        destroy(s, a, "expired", SRV_C_allocations_expired);
+        n++;
+    }
+    return n;
+}
+
+void srv_delete(struct srv *s, struct allocation *a, const char *why)
+{
+    destroy(s, a, why, SRV_C_allocations_deleted);
+}
+
+/* ---- replies ---- */
+
+/* One request being answered. */
+struct req {
+    struct srv *s;
+    const struct srv_tuple *t;
+    const struct stun_msg *m;
+    uint64_t now_ms;
+    bool fingerprint; /* the request had one: so does the answer */
+    /* After authentication: */
+    bool authed;
+    bool sha256_mac; /* answer with MESSAGE-INTEGRITY-SHA256 (the request used it) */
+    struct auth_user user;
+    const uint8_t *key;
+    size_t keylen;
+    uint8_t *out;
+    size_t cap;
+};
+
+static void begin(struct req *r, struct stun_enc *e, enum stun_class cls)
+{
+    stun_enc_init(e, r->out, r->cap, stun_type(stun_method_of(r->m->type), cls), r->m->tid);
+}
+
+/* SOFTWARE, integrity (answers to authenticated requests), FINGERPRINT (RFC 8489 14.7). */
+static size_t finish(struct req *r, struct stun_enc *e)
+{
+    const char *sw = r->s->opt.software;
+    if (sw && sw[0]) stun_enc_attr(e, STUN_ATTR_SOFTWARE, sw, strlen(sw));
+    if (r->authed) {
+        if (r->sha256_mac)
+            stun_enc_integrity_sha256(e, r->key, r->keylen);
+        else
+            stun_enc_integrity(e, r->key, r->keylen);
+    }
+    if (r->fingerprint) stun_enc_fingerprint(e);
     int n = stun_enc_finish(e);
     return n > 0 ? (size_t)n : 0;
 }
 
-static size_t error_response(const struct srv_options *opt, const struct stun_msg *m, int code,
-                             bool fingerprint, uint8_t *out, size_t cap)
+static enum srv_counter error_counter(int code)
+{
+    switch (code) {
+    case 401: return SRV_C_error_401;
+    case 403: return SRV_C_error_403;
+    case 420: return SRV_C_error_420;
+    case 437: return SRV_C_error_437;
+    case 438: return SRV_C_error_438;
+    case 440: return SRV_C_error_440;
+    case 441: return SRV_C_error_441;
+    case 442: return SRV_C_error_442;
+    case 443: return SRV_C_error_443;
+    case 486: return SRV_C_error_486;
+    case 508: return SRV_C_error_508;
+    default: return SRV_C_error_400;
+    }
+}
+
+static const uint16_t password_algorithms[] = {STUN_PASSWORD_ALG_SHA256, STUN_PASSWORD_ALG_MD5};
+#define NALGS (sizeof(password_algorithms) / sizeof(password_algorithms[0]))
+
+/* REALM, a fresh NONCE and PASSWORD-ALGORITHMS: what a client needs to (re)authenticate. */
+static void challenge(struct req *r, struct stun_enc *e)
+{
+    const struct srv_options *o = &r->s->opt;
+    char nonce[AUTH_NONCE_LEN];
+    auth_nonce_make(o->nonce_key, &r->t->client, r->now_ms / 1000, o->nonce_lifetime_s, nonce);
+    stun_enc_attr(e, STUN_ATTR_REALM, o->realm, strlen(o->realm));
+    stun_enc_attr(e, STUN_ATTR_NONCE, nonce, AUTH_NONCE_LEN);
+    stun_enc_password_algorithms(e, password_algorithms, NALGS);
+}
+
+static size_t build_error(struct req *r, int code)
 {
     struct stun_enc e;
-    begin(&e, m, STUN_ERROR, out, cap);
+    begin(r, &e, STUN_ERROR);
     stun_enc_error(&e, code, NULL);
-    if (code == 420) stun_enc_unknown(&e, m->unknown, m->nunknown);
-    return finish(&e, opt, fingerprint);
+    if (code == 420) stun_enc_unknown(&e, r->m->unknown, r->m->nunknown);
+    if ((code == 401 || code == 438) && !r->authed) challenge(r, &e);
+    return finish(r, &e);
 }
 
-static size_t binding(const struct srv_options *opt, const struct srv_tuple *t,
-                      const struct stun_msg *m, bool fingerprint, uint8_t *out, size_t cap)
+static size_t error(struct req *r, int code)
+{
+    size_t n = build_error(r, code);
+    if (n) r->s->c.v[error_counter(code)]++; /* counted when an answer exists to be sent */
+    return n;
+}
+
+/* Finish a success answer and count it once it exists. */
+static size_t success(struct req *r, struct stun_enc *e, enum srv_counter c)
+{
+    size_t n = finish(r, e);
+    if (n) r->s->c.v[c]++;
+    return n;
+}
+
+/* ---- long-term credentials (RFC 8489 9.2.4) ---- */
+
+/* 0 when the request is authenticated (r->user, key set); otherwise the error code. */
+static int authenticate(struct req *r)
+{
+    const struct stun_msg *m = r->m;
+    struct srv *s = r->s;
+    if (m->integrity < 0 && m->integrity_sha256 < 0) return 401;
+    const struct stun_attr *user = stun_find(m, STUN_ATTR_USERNAME);
+    const struct stun_attr *hash = stun_find(m, STUN_ATTR_USERHASH);
+    const struct stun_attr *realm = stun_find(m, STUN_ATTR_REALM);
+    const struct stun_attr *nonce = stun_find(m, STUN_ATTR_NONCE);
+    if ((!user && !hash) || !realm || !nonce) return 400;
+
+    /* The algorithm negotiation must come back exactly as offered (bid-down protection). */
+    const struct stun_attr *algs = stun_find(m, STUN_ATTR_PASSWORD_ALGORITHMS);
+    const struct stun_attr *alg = stun_find(m, STUN_ATTR_PASSWORD_ALGORITHM);
+    uint16_t chosen = STUN_PASSWORD_ALG_MD5;
+    if (algs || alg) {
+        if (!algs || !alg) return 400;
+        size_t off = 0, n = 0;
+        uint16_t a;
+        const uint8_t *params;
+        uint16_t plen;
+        int rc;
+        while ((rc = stun_next_password_algorithm(algs, &off, &a, &params, &plen)) == 1) {
+            if (n >= NALGS || a != password_algorithms[n] || plen) return 400;
+            n++;
+        }
+        if (rc < 0 || n != NALGS) return 400;
+        if (stun_get_password_algorithm(alg, &chosen, &params, &plen) || plen) return 400;
+        if (chosen != STUN_PASSWORD_ALG_MD5 && chosen != STUN_PASSWORD_ALG_SHA256) return 400;
+    }
+
+    if (realm->len != strlen(s->opt.realm) || memcmp(realm->val, s->opt.realm, realm->len) != 0)
+        return 401;
+    if (auth_nonce_check(s->opt.nonce_key, &r->t->client, nonce->val, nonce->len,
+                         r->now_ms / 1000) != AUTH_NONCE_OK)
+        return 438;
+    int rc = user ? s->opt.creds->lookup(s->opt.creds->ctx, user->val, user->len, false, &r->user)
+                  : s->opt.creds->lookup(s->opt.creds->ctx, hash->val, hash->len, true, &r->user);
+    if (rc) return 401; /* the same answer as a wrong password: no hint that the user exists */
+    r->key = chosen == STUN_PASSWORD_ALG_SHA256 ? r->user.key_sha256 : r->user.key_md5;
+    r->keylen = chosen == STUN_PASSWORD_ALG_SHA256 ? 32 : 16;
+    r->sha256_mac = m->integrity_sha256 >= 0;
+    rc = r->sha256_mac ? stun_check_integrity_sha256(m, r->key, r->keylen)
+                       : stun_check_integrity(m, r->key, r->keylen);
+    if (rc) return 401;
+    r->authed = true;
+    return 0;
+}
+
+/* ---- Allocate (RFC 8656 7.2) ---- */
+
+static uint32_t desired_lifetime(const struct srv_options *o, const struct stun_msg *m, bool *zero)
+{
+    const struct stun_attr *la = stun_find(m, STUN_ATTR_LIFETIME);
+    uint32_t want;
+    *zero = false;
+    if (!la || stun_get_u32(la, &want)) return o->default_lifetime_s;
+    if (want == 0) {
+        *zero = true;
+        return 0;
+    }
+    if (want > o->max_lifetime_s) want = o->max_lifetime_s;
+    return want > o->default_lifetime_s ? want : o->default_lifetime_s;
+}
+
+static size_t allocate_success(struct req *r, struct allocation *a)
 {
     struct stun_enc e;
-    begin(&e, m, STUN_SUCCESS, out, cap);
-    stun_enc_xor_addr(&e, STUN_ATTR_XOR_MAPPED_ADDRESS, &t->client);
-    return finish(&e, opt, fingerprint);
+    begin(r, &e, STUN_SUCCESS);
+    for (unsigned i = 0; i < a->nrelay; i++)
+        stun_enc_xor_addr(&e, STUN_ATTR_XOR_RELAYED_ADDRESS, &a->relay[i].advertised);
+    uint64_t left = a->expires_ms > r->now_ms ? (a->expires_ms - r->now_ms + 999) / 1000 : 0;
+    stun_enc_u32(&e, STUN_ATTR_LIFETIME, (uint32_t)left);
+    stun_enc_xor_addr(&e, STUN_ATTR_XOR_MAPPED_ADDRESS, &r->t->client);
+    return finish(r, &e);
 }
 
-/* A message that failed to decode: 400 if it is a request whose header we could read and
- * the answer is no larger than what it carried (no amplification); otherwise a drop. */
-static size_t malformed(const struct srv_options *opt, const struct stun_msg *m, int rc, size_t inlen,
-                        uint8_t *out, size_t cap, struct srv_counters *c)
+static int family_of(uint8_t stun_family)
 {
+    return stun_family == STUN_FAMILY_IPV4 ? AF_INET : stun_family == STUN_FAMILY_IPV6 ? AF_INET6 : 0;
+}
+
+static bool unspecified(const union stun_addr *a)
+{
+    static const uint8_t zero[16];
+    return a->sa.sa_family == AF_INET ? a->v4.sin_addr.s_addr == 0
+                                      : memcmp(&a->v6.sin6_addr, zero, 16) == 0;
+}
+
+/* What to put in XOR-RELAYED-ADDRESS for a socket bound at addr: external_address if set, the
+ * bound address if specific, else the server address the client reached (same family). */
+static void advertise(const struct srv *s, const struct srv_tuple *t, struct alloc_relay *r)
+{
+    r->advertised = r->addr;
+    const union stun_addr *ip = NULL;
+    if (s->opt.external && s->opt.external->sa.sa_family == r->addr.sa.sa_family)
+        ip = s->opt.external;
+    else if (unspecified(&r->addr) && t->local.sa.sa_family == r->addr.sa.sa_family &&
+             !unspecified(&t->local))
+        ip = &t->local;
+    if (!ip) return;
+    if (ip->sa.sa_family == AF_INET)
+        r->advertised.v4.sin_addr = ip->v4.sin_addr;
+    else
+        r->advertised.v6.sin6_addr = ip->v6.sin6_addr;
+}
+
+static void set_port(union stun_addr *a, uint16_t port)
+{
+    if (a->sa.sa_family == AF_INET)
+        a->v4.sin_port = htons(port);
+    else
+        a->v6.sin6_port = htons(port);
+}
+
+/* Open a relay socket of family for a; returns 0, 440 (no relay address of that family) or
+ * 508 (no port). token: claim that reservation instead; reserve: hold port+1 for *new_token. */
+static int open_relay(struct req *r, struct allocation *a, int family, bool even, bool reserve,
+                      const uint64_t *token, uint64_t *new_token)
+{
+    struct srv *s = r->s;
+    uint64_t now_s = r->now_ms / 1000;
+    struct alloc_relay *rel = &a->relay[a->nrelay];
+    memset(rel, 0, sizeof(*rel));
+    if (token) {
+        unsigned pool;
+        uint16_t port;
+        if (s->io.port_claim(s->io.ctx, *token, now_s, &pool, &port)) return 508;
+        rel->pool = pool;
+        rel->addr = s->opt.relay_addrs[pool];
+        set_port(&rel->addr, port);
+        if (s->io.relay_open(s->io.ctx, a, rel)) {
+            s->io.port_release(s->io.ctx, pool, port);
+            return 508;
+        }
+        advertise(s, r->t, rel);
+        a->nrelay++;
+        return 0;
+    }
+    bool any = false;
+    size_t n = s->opt.nrelay_addrs;
+    for (size_t k = 0; k < n; k++) {
+        unsigned pool = (unsigned)((s->pool_rr + k) % n);
+        if (s->opt.relay_addrs[pool].sa.sa_family != family) continue;
+        any = true;
+        /* A port another process holds is skipped; a few tries, then the next address. */
+        for (int attempt = 0; attempt < 8; attempt++) {
+            uint16_t port;
+            if (reserve) s->io.random(s->io.ctx, new_token, sizeof(*new_token));
+            if (s->io.port_take(s->io.ctx, pool, even, reserve, reserve ? *new_token : 0, now_s,
+                                &port))
+                break;
+            rel->pool = pool;
+            rel->addr = s->opt.relay_addrs[pool];
+            set_port(&rel->addr, port);
+            int rc = s->io.relay_open(s->io.ctx, a, rel);
+            if (rc == 0) {
+                s->pool_rr = pool + 1;
+                advertise(s, r->t, rel);
+                a->nrelay++;
+                return 0;
+            }
+            s->io.port_release(s->io.ctx, pool, port);
+            if (reserve) s->io.port_release(s->io.ctx, pool, (uint16_t)(port + 1));
+            if (rc != -EADDRINUSE) break;
+        }
+    }
+    return any ? 508 : 440;
+}
+
+static size_t do_allocate(struct req *r)
+{
+    struct srv *s = r->s;
+    const struct stun_msg *m = r->m;
+    struct allocation *a = alloc_find(&s->allocs, r->t);
+    if (a) {
+        /* A retransmission the cache no longer holds still gets success, never a second
+         * allocation; a new Allocate on a 5-tuple that has one is a mismatch. */
+        if (memcmp(a->alloc_tid, m->tid, STUN_TID_LEN) == 0) return allocate_success(r, a);
+        return error(r, 437);
+    }
+    const struct stun_attr *rt = stun_find(m, STUN_ATTR_REQUESTED_TRANSPORT);
+    uint8_t proto;
+    if (!rt || stun_get_transport(rt, &proto)) return error(r, 400);
+    if (proto != STUN_TRANSPORT_UDP) return error(r, 442);
+
+    const struct stun_attr *tok = stun_find(m, STUN_ATTR_RESERVATION_TOKEN);
+    const struct stun_attr *ev = stun_find(m, STUN_ATTR_EVEN_PORT);
+    const struct stun_attr *rfam = stun_find(m, STUN_ATTR_REQUESTED_ADDRESS_FAMILY);
+    const struct stun_attr *afam = stun_find(m, STUN_ATTR_ADDITIONAL_ADDRESS_FAMILY);
+    if (tok && (ev || rfam || afam)) return error(r, 400);
+    if (rfam && afam) return error(r, 400);
+    bool even = false, reserve = false;
+    if (ev && stun_get_even_port(ev, &reserve)) return error(r, 400);
+    even = ev != NULL;
+    uint64_t token = 0;
+    if (tok && stun_get_u64(tok, &token)) return error(r, 400);
+
+    int fam[2] = {AF_INET, 0};
+    if (afam) {
+        uint8_t f;
+        if (stun_get_family(afam, &f) || f != STUN_FAMILY_IPV6) return error(r, 400);
+        fam[1] = AF_INET6;
+    } else if (rfam) {
+        uint8_t f;
+        if (stun_get_family(rfam, &f)) return error(r, 400);
+        fam[0] = family_of(f);
+        if (!fam[0]) return error(r, 440);
+    }
+
+    if (s->io.quota_take(s->io.ctx, r->user.name, r->user.namelen)) return error(r, 486);
+    a = alloc_new(&s->allocs, r->t, r->now_ms);
+    if (!a) {
+        s->io.quota_release(s->io.ctx, r->user.name, r->user.namelen);
+        return error(r, 508);
+    }
+    memcpy(a->username, r->user.name, r->user.namelen + 1);
+    a->ulen = r->user.namelen;
+    memcpy(a->alloc_tid, m->tid, STUN_TID_LEN);
+    a->dont_fragment = stun_find(m, STUN_ATTR_DONT_FRAGMENT) != NULL;
+
+    uint64_t new_token = 0;
+    int rc = open_relay(r, a, fam[0], even, reserve, tok ? &token : NULL, &new_token);
+    int rc6 = 0;
+    if (rc == 0 && fam[1]) rc6 = open_relay(r, a, fam[1], false, false, NULL, NULL);
+    if (rc || alloc_insert(&s->allocs, a)) {
+        for (unsigned i = 0; i < a->nrelay; i++) release(s, a, i);
+        s->io.quota_release(s->io.ctx, a->username, a->ulen);
+        alloc_destroy(a);
+        return error(r, rc ? rc : 508);
+    }
+    bool zero;
+    uint32_t life = desired_lifetime(&s->opt, m, &zero);
+    if (zero) life = s->opt.default_lifetime_s; /* LIFETIME 0 on Allocate: the default */
+    alloc_set_expiry(&s->allocs, a, r->now_ms + (uint64_t)life * 1000);
+    a->client_io = NULL;
+    s->c.v[SRV_C_allocations_created]++;
+    if (s->io.event) s->io.event(s->io.ctx, a, "allocated", NULL, POLICY_OK);
+
+    struct stun_enc e;
+    begin(r, &e, STUN_SUCCESS);
+    for (unsigned i = 0; i < a->nrelay; i++)
+        stun_enc_xor_addr(&e, STUN_ATTR_XOR_RELAYED_ADDRESS, &a->relay[i].advertised);
+    if (rc6) stun_enc_address_error(&e, STUN_FAMILY_IPV6, rc6, NULL);
+    stun_enc_u32(&e, STUN_ATTR_LIFETIME, life);
+    if (reserve) stun_enc_u64(&e, STUN_ATTR_RESERVATION_TOKEN, new_token);
+    stun_enc_xor_addr(&e, STUN_ATTR_XOR_MAPPED_ADDRESS, &r->t->client);
+    return success(r, &e, SRV_C_allocate_success);
+}
+
+/* ---- Refresh (RFC 8656 7.3) ---- */
+
+static int relay_index(const struct allocation *a, int family)
+{
+    for (unsigned i = 0; i < a->nrelay; i++)
+        if (a->relay[i].addr.sa.sa_family == family) return (int)i;
+    return -1;
+}
+
+static size_t do_refresh(struct req *r, struct allocation *a)
+{
+    struct srv *s = r->s;
+    const struct stun_attr *rfam = stun_find(r->m, STUN_ATTR_REQUESTED_ADDRESS_FAMILY);
+    int only = -1; /* with REQUESTED-ADDRESS-FAMILY: the one relay of a dual allocation */
+    if (rfam) {
+        uint8_t f;
+        if (stun_get_family(rfam, &f)) return error(r, 400);
+        int fam = family_of(f);
+        if (!fam) return error(r, 440);
+        only = relay_index(a, fam);
+        if (only < 0) return error(r, 443);
+    }
+    bool zero;
+    uint32_t life = desired_lifetime(&s->opt, r->m, &zero);
+    struct stun_enc e;
+    if (zero && only >= 0 && a->nrelay == 2) {
+        /* Delete one family of a dual allocation; the other lives on. */
+        release(s, a, (unsigned)only);
+        if (only == 0) a->relay[0] = a->relay[1];
+        a->nrelay = 1;
+        life = (uint32_t)((a->expires_ms - r->now_ms) / 1000);
+        zero = false;
+    } else if (zero) {
+        begin(r, &e, STUN_SUCCESS);
+        stun_enc_u32(&e, STUN_ATTR_LIFETIME, 0);
+        size_t n = success(r, &e, SRV_C_delete_success);
+        destroy(s, a, "deleted", SRV_C_allocations_deleted);
+        return n;
+    } else {
+        alloc_set_expiry(&s->allocs, a, r->now_ms + (uint64_t)life * 1000);
+    }
+    begin(r, &e, STUN_SUCCESS);
+    stun_enc_u32(&e, STUN_ATTR_LIFETIME, life);
+    return success(r, &e, SRV_C_refresh_success);
+}
+
+/* ---- CreatePermission (RFC 8656 9) and ChannelBind (RFC 8656 11) ---- */
+
+/* Common peer checks: decoded, canonical, a family the allocation relays, allowed by policy.
+ * Returns 0 or the error code. */
+static int check_peer(struct req *r, struct allocation *a, const struct stun_attr *pa,
+                      union stun_addr *peer)
+{
+    union stun_addr raw;
+    if (stun_get_xor_addr(r->m, pa, &raw)) return 400;
+    policy_canonical(&raw, peer);
+    if (relay_index(a, peer->sa.sa_family) < 0) return 443;
+    enum policy_verdict v = policy_check(r->s->opt.policy, peer, false);
+    if (v != POLICY_OK) {
+        if (r->s->io.event) r->s->io.event(r->s->io.ctx, a, "denied", &raw, v);
+        return 403;
+    }
+    return 0;
+}
+
+static size_t do_create_permission(struct req *r, struct allocation *a)
+{
+    union stun_addr peers[ALLOC_MAX_PERMISSIONS];
+    size_t n = 0, fresh = 0;
+    const struct stun_attr *pa = stun_find(r->m, STUN_ATTR_XOR_PEER_ADDRESS);
+    if (!pa) return error(r, 400);
+    /* Check every address before installing any: all or nothing. */
+    for (; pa; pa = stun_find_next(r->m, pa)) {
+        if (n == ALLOC_MAX_PERMISSIONS) return error(r, 508);
+        int rc = check_peer(r, a, pa, &peers[n]);
+        if (rc) return error(r, rc);
+        if (!alloc_permitted(a, &peers[n], r->now_ms)) fresh++;
+        n++;
+    }
+    unsigned live = 0;
+    for (unsigned i = 0; i < a->nperms; i++) live += a->perms[i].expires_ms > r->now_ms;
+    if (live + fresh > ALLOC_MAX_PERMISSIONS) return error(r, 508);
+    for (size_t i = 0; i < n; i++)
+        if (alloc_permit(a, &peers[i], r->now_ms)) return error(r, 508);
+    struct stun_enc e;
+    begin(r, &e, STUN_SUCCESS);
+    return success(r, &e, SRV_C_permission_success);
+}
+
+static size_t do_channel_bind(struct req *r, struct allocation *a)
+{
+    const struct stun_attr *ca = stun_find(r->m, STUN_ATTR_CHANNEL_NUMBER);
+    const struct stun_attr *pa = stun_find(r->m, STUN_ATTR_XOR_PEER_ADDRESS);
+    uint16_t num;
+    if (!ca || !pa || stun_get_channel(ca, &num)) return error(r, 400);
+    uint16_t max = r->s->opt.strict_channels ? STUN_CHANNEL_MAX_STRICT : STUN_CHANNEL_MAX;
+    if (num < STUN_CHANNEL_MIN || num > max) return error(r, 400);
+    union stun_addr peer;
+    int rc = check_peer(r, a, pa, &peer);
+    if (rc) return error(r, rc);
+    if (!alloc_can_permit(a, &peer, r->now_ms)) return error(r, 508);
+    switch (alloc_bind(a, num, &peer, r->now_ms)) {
+    case ALLOC_BIND_OK: break;
+    case ALLOC_BIND_CONFLICT: return error(r, 400);
+    case ALLOC_BIND_FULL: return error(r, 508);
+    }
+    alloc_permit(a, &peer, r->now_ms); /* room was checked above */
+    struct stun_enc e;
+    begin(r, &e, STUN_SUCCESS);
+    return success(r, &e, SRV_C_channel_bind_success);
+}
+
+/* ---- indications and ChannelData: data towards peers ---- */
+
+static void do_send(struct srv *s, const struct srv_tuple *t, const struct stun_msg *m,
+                    uint64_t now_ms, struct srv_fwd *fwd)
+{
+    struct allocation *a = alloc_find(&s->allocs, t);
+    if (!a) {
+        s->c.v[SRV_C_drop_no_allocation]++;
+        return;
+    }
+    const struct stun_attr *pa = stun_find(m, STUN_ATTR_XOR_PEER_ADDRESS);
+    const struct stun_attr *da = stun_find(m, STUN_ATTR_DATA);
+    union stun_addr raw, peer;
+    if (!pa || !da || stun_get_xor_addr(m, pa, &raw)) {
+        s->c.v[SRV_C_drop_send_incomplete]++;
+        return;
+    }
+    policy_canonical(&raw, &peer);
+    int ri = relay_index(a, peer.sa.sa_family);
+    if (ri < 0) {
+        s->c.v[SRV_C_drop_send_family]++;
+        return;
+    }
+    if (!alloc_permitted(a, &peer, now_ms)) {
+        s->c.v[SRV_C_drop_no_permission]++;
+        return;
+    }
+    if (policy_check(s->opt.policy, &peer, true) != POLICY_OK) {
+        s->c.v[SRV_C_drop_policy]++;
+        return;
+    }
+    s->c.v[SRV_C_send_indication]++;
+    *fwd = (struct srv_fwd){.a = a, .relay = &a->relay[ri], .peer = peer, .data = da->val,
+                            .len = da->len,
+                            .dont_fragment = stun_find(m, STUN_ATTR_DONT_FRAGMENT) != NULL};
+}
+
+static void do_channel_data(struct srv *s, const struct srv_tuple *t, const uint8_t *in, size_t len,
+                            uint64_t now_ms, struct srv_fwd *fwd)
+{
+    uint16_t ch, dlen;
+    const uint8_t *data;
+    s->c.v[SRV_C_rx_channeldata]++;
+    int rc = stun_chdata_decode(in, len, t->transport != SRV_UDP, &ch, &data, &dlen);
+    if (rc < 0) {
+        s->c.v[len < STUN_CHDATA_HEADER_LEN ? SRV_C_drop_short : SRV_C_drop_channel_length]++;
+        return;
+    }
+    struct allocation *a = alloc_find(&s->allocs, t);
+    if (!a) {
+        s->c.v[SRV_C_drop_no_allocation]++;
+        return;
+    }
+    const struct alloc_chan *c = alloc_channel(a, ch, now_ms);
+    if (!c) {
+        s->c.v[SRV_C_drop_no_channel]++;
+        return;
+    }
+    if (!alloc_permitted(a, &c->peer, now_ms)) {
+        s->c.v[SRV_C_drop_no_permission]++;
+        return;
+    }
+    if (policy_check(s->opt.policy, &c->peer, true) != POLICY_OK) {
+        s->c.v[SRV_C_drop_policy]++;
+        return;
+    }
+    int ri = relay_index(a, c->peer.sa.sa_family);
+    s->c.v[SRV_C_channel_to_peer]++;
+    *fwd = (struct srv_fwd){.a = a, .relay = &a->relay[ri], .peer = c->peer, .data = data,
+                            .len = dlen, .dont_fragment = a->dont_fragment};
+}
+
+/* ---- entry points ---- */
+
+/* A message that failed to decode: 400 if it is a request whose header we could read and the
+ * answer is no larger than what it carried (no amplification); otherwise a counted drop. */
+static size_t malformed(struct req *r, int rc, size_t inlen)
+{
+    struct srv_counters *c = &r->s->c;
     switch (rc) {
     case STUN_E_TRUNCATED: c->v[SRV_C_drop_short]++; return 0;
     case STUN_E_NOT_STUN: c->v[SRV_C_drop_not_stun]++; return 0;
@@ -63,12 +686,11 @@ static size_t malformed(const struct srv_options *opt, const struct stun_msg *m,
     case STUN_E_BAD_LENGTH: c->v[SRV_C_drop_bad_length]++; return 0;
     default: break;
     }
-    if (!m->tid) return 0;
-    if (stun_class_of(m->type) != STUN_REQUEST) {
+    if (!r->m->tid || stun_class_of(r->m->type) != STUN_REQUEST) {
         c->v[SRV_C_drop_malformed]++;
         return 0;
     }
-    size_t n = error_response(opt, m, 400, false, out, cap);
+    size_t n = build_error(r, 400);
     if (n == 0 || n > inlen) {
         c->v[SRV_C_drop_amplification]++;
         return 0;
@@ -77,53 +699,138 @@ static size_t malformed(const struct srv_options *opt, const struct stun_msg *m,
     return n;
 }
 
-size_t srv_handle(const struct srv_options *opt, const struct srv_tuple *tuple, const uint8_t *in,
-                  size_t inlen, uint64_t now_ms, uint8_t *out, size_t outcap,
-                  struct srv_counters *c)
+static size_t request(struct req *r)
 {
-    (void)now_ms;
+    struct srv *s = r->s;
+    const struct stun_msg *m = r->m;
+    uint16_t method = stun_method_of(m->type);
+    if (method == STUN_BINDING) {
+        if (m->nunknown) return error(r, 420);
+        struct stun_enc e;
+        begin(r, &e, STUN_SUCCESS);
+        stun_enc_xor_addr(&e, STUN_ATTR_XOR_MAPPED_ADDRESS, &r->t->client);
+        return success(r, &e, SRV_C_binding_success);
+    }
+    if (method != STUN_ALLOCATE && method != STUN_REFRESH && method != STUN_CREATE_PERMISSION &&
+        method != STUN_CHANNEL_BIND)
+        return error(r, 400);
+
+    int code = authenticate(r);
+    if (code) return error(r, code);
+    /* Unknown comprehension-required attributes are checked after authentication
+     * (RFC 8489 6.3), so the 420 is integrity-protected. */
+    if (m->nunknown) return error(r, 420);
+
+    struct allocation *a = alloc_find(&s->allocs, r->t);
+    if (a && (a->ulen != r->user.namelen || memcmp(a->username, r->user.name, a->ulen) != 0))
+        return error(r, 441);
+    switch (method) {
+    case STUN_ALLOCATE: return do_allocate(r);
+    case STUN_REFRESH: return a ? do_refresh(r, a) : error(r, 437);
+    case STUN_CREATE_PERMISSION: return a ? do_create_permission(r, a) : error(r, 437);
+    default: return a ? do_channel_bind(r, a) : error(r, 437);
+    }
+}
+
+size_t srv_handle(struct srv *s, const struct srv_tuple *t, void *client_io, const uint8_t *in,
+                  size_t inlen, uint64_t now_ms, uint8_t *out, size_t outcap, struct srv_fwd *fwd)
+{
+    fwd->a = NULL;
     if (inlen >= 1 && (in[0] & 0xC0) == 0x40) {
-        c->v[SRV_C_drop_channeldata]++; /* no allocations yet on any 5-tuple */
+        do_channel_data(s, t, in, inlen, now_ms, fwd);
         return 0;
     }
     struct stun_msg m;
+    struct req r = {.s = s, .t = t, .m = &m, .now_ms = now_ms, .out = out, .cap = outcap};
     int rc = stun_decode(&m, in, inlen);
-    if (rc) return malformed(opt, &m, rc, inlen, out, outcap, c);
-    c->v[SRV_C_rx_stun]++;
+    if (rc) return malformed(&r, rc, inlen);
+    s->c.v[SRV_C_rx_stun]++;
 
     int fp = stun_check_fingerprint(&m);
     if (fp < 0) {
-        c->v[SRV_C_drop_bad_fingerprint]++; /* RFC 8489 7.3: discard */
+        s->c.v[SRV_C_drop_bad_fingerprint]++; /* RFC 8489 7.3: discard */
         return 0;
     }
-    bool fingerprint = fp == 0;
+    r.fingerprint = fp == 0;
 
     switch (stun_class_of(m.type)) {
     case STUN_SUCCESS:
-    case STUN_ERROR: c->v[SRV_C_drop_response]++; return 0;
+    case STUN_ERROR: s->c.v[SRV_C_drop_response]++; return 0;
     case STUN_INDICATION:
-        /* Unknown comprehension-required attributes in an indication: discard silently. */
-        if (stun_method_of(m.type) == STUN_BINDING && m.nunknown == 0)
-            c->v[SRV_C_binding_indication]++;
+        /* Indications get no answer, ever: unknown attributes mean a silent discard. */
+        if (m.nunknown)
+            s->c.v[SRV_C_drop_indication]++;
+        else if (stun_method_of(m.type) == STUN_BINDING)
+            s->c.v[SRV_C_binding_indication]++;
+        else if (stun_method_of(m.type) == STUN_SEND)
+            do_send(s, t, &m, now_ms, fwd);
         else
-            c->v[SRV_C_drop_indication]++;
+            s->c.v[SRV_C_drop_indication]++;
         return 0;
     case STUN_REQUEST: break;
     }
 
-    if (m.nunknown) {
-        c->v[SRV_C_error_420]++;
-        return error_response(opt, &m, 420, fingerprint, out, outcap);
+    const struct txc_entry *hit = txc_find(s, t, m.tid, now_ms);
+    if (hit && hit->len <= outcap) {
+        memcpy(out, hit->bytes, hit->len);
+        s->c.v[SRV_C_retransmit_answered]++;
+        return hit->len;
     }
-    switch (stun_method_of(m.type)) {
-    case STUN_BINDING: {
-        size_t n = binding(opt, tuple, &m, fingerprint, out, outcap);
-        if (n) c->v[SRV_C_binding_success]++;
-        return n;
+    size_t n = request(&r);
+    OPENSSL_cleanse(&r.user, sizeof(r.user));
+    struct allocation *a = r.authed ? alloc_find(&s->allocs, t) : NULL;
+    if (a && !a->client_io) a->client_io = client_io;
+    if (r.authed) txc_store(s, t, m.tid, out, n, now_ms);
+    return n;
+}
+
+size_t srv_peer_data(struct srv *s, struct allocation *a, struct alloc_relay *rel,
+                     const union stun_addr *from, uint8_t *data, size_t len, uint64_t now_ms,
+                     uint8_t **msg)
+{
+    union stun_addr peer;
+    policy_canonical(from, &peer);
+    if (!alloc_permitted(a, &peer, now_ms)) {
+        s->c.v[SRV_C_drop_peer_no_permission]++;
+        return 0;
     }
-    default:
-        /* A method this server does not implement. */
-        c->v[SRV_C_error_400]++;
-        return error_response(opt, &m, 400, fingerprint, out, outcap);
+    if (policy_check(s->opt.policy, &peer, true) != POLICY_OK) {
+        s->c.v[SRV_C_drop_policy]++;
+        return 0;
     }
+    (void)rel;
+    bool stream = a->tuple.transport != SRV_UDP;
+    size_t padded = stream ? (len + 3) & ~(size_t)3 : len;
+    if (len > 0xFFFF - 48) {
+        s->c.v[SRV_C_drop_peer_too_big]++;
+        return 0;
+    }
+    const struct alloc_chan *c = alloc_channel_of(a, &peer, now_ms);
+    if (c) {
+        uint8_t *p = data - STUN_CHDATA_HEADER_LEN;
+        stun_chdata_header(p, c->num, (uint16_t)len);
+        memset(data + len, 0, padded - len);
+        s->c.v[SRV_C_peer_to_client_channel]++;
+        *msg = p;
+        return STUN_CHDATA_HEADER_LEN + padded;
+    }
+    /* Data indication: header, XOR-PEER-ADDRESS, DATA header, all written just before data. */
+    size_t hdr = STUN_HEADER_LEN + 4 + (peer.sa.sa_family == AF_INET ? 8 : 20) + 4;
+    uint8_t *p = data - hdr;
+    uint8_t tid[STUN_TID_LEN];
+    uint64_t r1 = splitmix(&s->rng), r2 = splitmix(&s->rng);
+    memcpy(tid, &r1, 8);
+    memcpy(tid + 8, &r2, 4);
+    struct stun_enc e;
+    stun_enc_init(&e, p, hdr + ((len + 3) & ~(size_t)3), stun_type(STUN_DATA, STUN_INDICATION), tid);
+    stun_enc_xor_addr(&e, STUN_ATTR_XOR_PEER_ADDRESS, &peer);
+    stun_enc_attr(&e, STUN_ATTR_DATA, data, len); /* in place: data is where the value goes */
+    int n = stun_enc_finish(&e);
+    if (n <= 0) {
+        s->c.v[SRV_C_drop_peer_too_big]++;
+        return 0;
+    }
+    s->c.v[SRV_C_peer_to_client_data]++;
+    *msg = p;
+    return (size_t)n;
 }

@@ -1,4 +1,6 @@
-/* server.h: the STUN/TURN request handler: bytes, a 5-tuple and the time in, a reply out. No I/O. */
+/* server.h: the STUN/TURN server core (RFC 8489, RFC 8656): bytes, a 5-tuple and the time in;
+ * a reply, a forwarding decision and counters out. Sockets, ports and quotas are reached
+ * through struct srv_io, which the relay implements (and tests fake). No I/O, no clock. */
 #ifndef TERN_SERVER_H
 #define TERN_SERVER_H
 
@@ -6,31 +8,45 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "alloc.h"
+#include "nonce.h"
+#include "policy.h"
 #include "stun.h"
+#include "users.h"
 
-enum srv_transport { SRV_UDP, SRV_TCP, SRV_TLS };
-
-/* The client side of a 5-tuple as the relay received it. */
-struct srv_tuple {
-    enum srv_transport transport;
-    union stun_addr client; /* source of the message */
-    union stun_addr local;  /* the listening address it arrived on */
-};
-
-/* What the handler needs from the configuration (a borrowed, immutable view). */
-struct srv_options {
-    const char *software; /* SOFTWARE attribute value; NULL or "" omits it */
-};
-
-/* Counters, one per outcome; every dropped message lands in exactly one drop_ counter.
- * X(name, help) gives the field, its metric name and its description. */
+/* Every outcome, one counter each; every message that is not answered or forwarded lands in
+ * exactly one drop_ counter. X(name, help). */
 #define SRV_COUNTERS(X)                                                                            \
     X(rx_stun, "STUN messages handled")                                                            \
-    X(binding_success, "Binding success responses sent")                                           \
+    X(rx_channeldata, "ChannelData messages from clients")                                         \
+    X(binding_success, "Binding success responses")                                                \
+    X(allocate_success, "Allocate success responses")                                              \
+    X(refresh_success, "Refresh success responses (lifetime > 0)")                                 \
+    X(delete_success, "Refresh success responses that deleted the allocation")                     \
+    X(permission_success, "CreatePermission success responses")                                   \
+    X(channel_bind_success, "ChannelBind success responses")                                       \
+    X(retransmit_answered, "retransmitted requests answered from the transaction cache")          \
     X(binding_indication, "Binding indications received (keepalives, no answer)")                 \
-    X(error_400, "400 Bad Request responses sent")                                                 \
-    X(error_420, "420 Unknown Attribute responses sent")                                           \
-    X(drop_short, "dropped: shorter than a STUN header")                                           \
+    X(send_indication, "Send indications forwarded to a peer")                                     \
+    X(channel_to_peer, "ChannelData forwarded to a peer")                                          \
+    X(peer_to_client_channel, "peer datagrams sent to the client as ChannelData")                 \
+    X(peer_to_client_data, "peer datagrams sent to the client as Data indications")               \
+    X(allocations_created, "allocations created")                                                  \
+    X(allocations_expired, "allocations that expired (no Refresh in time)")                        \
+    X(allocations_deleted, "allocations deleted (Refresh lifetime 0 or connection closed)")       \
+    X(error_400, "400 Bad Request responses")                                                      \
+    X(error_401, "401 Unauthenticated responses")                                                  \
+    X(error_403, "403 Forbidden responses (peer denied by policy)")                                \
+    X(error_420, "420 Unknown Attribute responses")                                                \
+    X(error_437, "437 Allocation Mismatch responses")                                              \
+    X(error_438, "438 Stale Nonce responses")                                                      \
+    X(error_440, "440 Address Family not Supported responses")                                     \
+    X(error_441, "441 Wrong Credentials responses")                                                \
+    X(error_442, "442 Unsupported Transport Protocol responses")                                   \
+    X(error_443, "443 Peer Address Family Mismatch responses")                                     \
+    X(error_486, "486 Allocation Quota Reached responses")                                         \
+    X(error_508, "508 Insufficient Capacity responses")                                            \
+    X(drop_short, "dropped: shorter than a STUN or ChannelData header")                            \
     X(drop_not_stun, "dropped: neither STUN nor ChannelData")                                      \
     X(drop_bad_cookie, "dropped: wrong magic cookie")                                              \
     X(drop_bad_length, "dropped: length field inconsistent with the datagram")                    \
@@ -39,7 +55,15 @@ struct srv_options {
     X(drop_bad_fingerprint, "dropped: FINGERPRINT mismatch")                                       \
     X(drop_response, "dropped: a response or error sent to the server")                            \
     X(drop_indication, "dropped: an indication the server does not handle")                        \
-    X(drop_channeldata, "dropped: ChannelData with no allocation on this 5-tuple")
+    X(drop_no_allocation, "dropped: ChannelData or Send from a 5-tuple with no allocation")       \
+    X(drop_channel_length, "dropped: ChannelData whose length field does not match the datagram")        \
+    X(drop_no_channel, "dropped: ChannelData on an unbound channel")                               \
+    X(drop_no_permission, "dropped: client data to a peer without a permission")                  \
+    X(drop_send_incomplete, "dropped: Send indication without XOR-PEER-ADDRESS or DATA")          \
+    X(drop_send_family, "dropped: Send indication to a family the allocation does not relay")     \
+    X(drop_policy, "dropped: data to or from a peer the policy denies")                            \
+    X(drop_peer_no_permission, "dropped: peer datagram from an address without a permission")    \
+    X(drop_peer_too_big, "dropped: peer datagram too large to frame for the client")
 
 enum srv_counter {
 #define SRV_X_ENUM(name, help) SRV_C_##name,
@@ -53,12 +77,96 @@ struct srv_counters {
 extern const char *const srv_counter_names[SRV_C_COUNT];
 extern const char *const srv_counter_help[SRV_C_COUNT];
 
-/* Handle one message (a whole datagram, or one frame of a stream) from a client.
- * Writes the reply into out and returns its length; returns 0 when nothing is to be sent
- * (the reason is counted). now_ms is the caller's clock (unused by Binding, kept so every
- * handler has the same shape). */
-size_t srv_handle(const struct srv_options *opt, const struct srv_tuple *tuple, const uint8_t *in,
-                  size_t inlen, uint64_t now_ms, uint8_t *out, size_t outcap,
-                  struct srv_counters *c);
+/* What the server needs from the configuration: borrowed, immutable while it runs. */
+struct srv_options {
+    const char *software; /* SOFTWARE value; NULL or "" omits it */
+    const char *realm;
+    uint32_t default_lifetime_s, max_lifetime_s, nonce_lifetime_s;
+    bool strict_channels; /* channel numbers 0x4000-0x4FFF only (else up to 0x7FFF) */
+    const struct peer_policy *policy;
+    const struct auth_creds *creds;
+    const struct auth_nonce_key *nonce_key;
+    const union stun_addr *relay_addrs; /* index = port pool; port 0 */
+    size_t nrelay_addrs;
+    const union stun_addr *external; /* advertised instead of the relay IP; NULL: none */
+};
+
+/* The relay's side: shared resources and sockets. Every call is made from the worker that
+ * owns this server; calls into shared state (ports, quotas) are serialised by the relay. */
+struct srv_io {
+    void *ctx;
+    /* A free port from pool (EVEN-PORT: even; R bit: also reserve port+1 under token). 0 / -1. */
+    int (*port_take)(void *ctx, unsigned pool, bool even, bool reserve_next, uint64_t token,
+                     uint64_t now_s, uint16_t *port);
+    /* The port reserved under token, in whichever pool holds it. 0 / -1. */
+    int (*port_claim)(void *ctx, uint64_t token, uint64_t now_s, unsigned *pool, uint16_t *port);
+    void (*port_release)(void *ctx, unsigned pool, uint16_t port);
+    /* Bind a relay socket at r->addr (port set) and keep its handle in r->io. 0, or a negative
+     * errno (-EADDRINUSE: another process has the port; the server tries another). */
+    int (*relay_open)(void *ctx, struct allocation *a, struct alloc_relay *r);
+    void (*relay_close)(void *ctx, struct allocation *a, struct alloc_relay *r);
+    /* Count an allocation against the user's and the total quota. 0, or -1 (486). */
+    int (*quota_take)(void *ctx, const char *user, size_t ulen);
+    void (*quota_release)(void *ctx, const char *user, size_t ulen);
+    /* Unpredictable bytes (reservation tokens, seeds). */
+    void (*random)(void *ctx, void *buf, size_t len);
+    /* Notable events for the log: "allocated", "refreshed", "deleted", "expired", "closed",
+     * "denied" (peer: the address, verdict: the reason). peer may be NULL. */
+    void (*event)(void *ctx, const struct allocation *a, const char *what,
+                  const union stun_addr *peer, enum policy_verdict verdict);
+};
+
+struct srv_txcache;
+
+/* One worker's server: its allocations, counters and transaction cache. */
+struct srv {
+    struct srv_options opt;
+    struct srv_io io;
+    struct alloc_table allocs;
+    struct srv_counters c;
+    struct srv_txcache *txc;
+    uint64_t rng; /* splitmix64 state for Data indication transaction IDs */
+    unsigned pool_rr; /* rotates allocations over relay addresses of one family */
+};
+
+int srv_init(struct srv *s, const struct srv_options *opt, const struct srv_io *io,
+             uint64_t id_base);
+/* Delete every allocation (closing relay sockets, releasing ports and quotas) and free. */
+void srv_free(struct srv *s);
+
+/* Data to send to a peer, decided by srv_handle. */
+struct srv_fwd {
+    struct allocation *a; /* NULL: nothing to forward */
+    struct alloc_relay *relay;
+    union stun_addr peer;
+    const uint8_t *data; /* points into the input */
+    size_t len;
+    bool dont_fragment;
+};
+
+/* Handle one message from a client: a whole datagram, or one frame of a TCP/TLS stream.
+ * client_io is the relay's handle for the client side, kept by a new allocation. Returns
+ * the reply length written to out (0: nothing to answer); fills *fwd when data is to go to
+ * a peer. */
+size_t srv_handle(struct srv *s, const struct srv_tuple *t, void *client_io, const uint8_t *in,
+                  size_t inlen, uint64_t now_ms, uint8_t *out, size_t outcap, struct srv_fwd *fwd);
+
+/* Headroom a peer datagram needs before it in the buffer so that it can be framed for the
+ * client in place: a Data indication header (20 + 24 + 4) at most. */
+#define SRV_PEER_HEADROOM 48
+#define SRV_PEER_TAILROOM 3 /* padding to a multiple of 4 */
+
+/* A datagram from peer `from` arrived on relay socket r of allocation a. data has
+ * SRV_PEER_HEADROOM bytes before it and SRV_PEER_TAILROOM after it that may be written.
+ * Returns the length of the framed message (ChannelData or Data indication) starting at
+ * *msg, inside the same buffer, or 0 when the datagram is dropped (counted). */
+size_t srv_peer_data(struct srv *s, struct allocation *a, struct alloc_relay *r,
+                     const union stun_addr *from, uint8_t *data, size_t len, uint64_t now_ms,
+                     uint8_t **msg);
+
+/* Delete allocations whose lifetime ended by now; returns how many. */
+size_t srv_expire(struct srv *s, uint64_t now_ms);
+/* Delete one allocation (its TCP/TLS connection closed). */
+void srv_delete(struct srv *s, struct allocation *a, const char *why);
 
 #endif

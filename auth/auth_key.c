@@ -42,7 +42,7 @@ static int digest(const char *md, const void *a, size_t alen, const void *b, siz
 }
 
 int auth_longterm_key(uint16_t alg, const char *user, size_t ulen, const char *realm, size_t rlen,
-                      const char *password, size_t plen, uint8_t key[AUTH_KEY_MAX])
+                      const char *password, size_t plen, uint8_t *key)
 {
     const char *md = alg == STUN_PASSWORD_ALG_MD5      ? "MD5"
                      : alg == STUN_PASSWORD_ALG_SHA256 ? "SHA256"

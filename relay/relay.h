@@ -17,6 +17,12 @@
     X(udp_drop_truncated, "dropped: UDP datagram larger than the receive buffer")                  \
     X(udp_drop_addr, "dropped: UDP datagram from a non-IP source")                                 \
     X(udp_send_errors, "UDP sends that failed (datagram lost)")                                    \
+    X(peer_rx_datagrams, "datagrams received from peers on relay sockets")                         \
+    X(peer_rx_bytes, "bytes received from peers on relay sockets")                                 \
+    X(peer_tx_datagrams, "datagrams sent to peers from relay sockets")                             \
+    X(peer_tx_bytes, "bytes sent to peers from relay sockets")                                     \
+    X(peer_drop_truncated, "dropped: peer datagram larger than the receive buffer")                \
+    X(peer_send_errors, "sends to peers that failed (datagram lost)")                              \
     X(tcp_accepted, "TCP connections accepted")                                                    \
     X(tcp_closed, "TCP connections closed")                                                        \
     X(tcp_rejected, "TCP connections refused: per-worker connection limit")                        \

@@ -23,6 +23,7 @@ struct tcp_conn {
     struct tcp_conn *prev, *next; /* LRU list */
     struct listener *l;
     union stun_addr peer;
+    struct srv_tuple tuple; /* client and the local address it connected to */
     uint64_t last_ms;
     SSL *ssl;            /* TLS connections only */
     bool ssl_wants_out;  /* the TLS engine must write before it can go on */
@@ -51,16 +52,21 @@ static void lru_push(struct worker *w, struct tcp_conn *c)
 
 static void conn_close(struct worker *w, struct tcp_conn *c, enum relay_counter why)
 {
+    if (c->h.fd < 0) return;
     if (why != RELAY_C_tcp_closed) w->io.v[why]++;
     w->io.v[RELAY_C_tcp_closed]++;
     tlog(CFG_LOG_DEBUG, "tcp_close", LF_A("client", &c->peer), LF_S("reason", relay_counter_names[why]));
+    /* RFC 8656 3.1: an allocation over TCP/TLS lives as long as its connection. */
+    struct allocation *a = alloc_find(&w->srv.allocs, &c->tuple);
+    if (a) srv_delete(&w->srv, a, "closed");
     lru_unlink(w, c);
     w->nconns--;
     SSL_free(c->ssl); /* no close_notify: the peer is gone or misbehaved */
-    close(c->h.fd); /* also removes it from epoll */
+    c->ssl = NULL;
     free(c->rx);
     free(c->tx);
-    free(c);
+    c->rx = c->tx = NULL;
+    worker_bury(w, &c->h, c); /* closes the fd, which also removes it from epoll */
 }
 
 static void set_out(struct worker *w, struct tcp_conn *c, bool on)
@@ -168,7 +174,6 @@ static bool queue(struct worker *w, struct tcp_conn *c, const uint8_t *data, siz
 /* Handle every complete frame in rx; returns false if the connection was closed. */
 static bool frames(struct worker *w, struct tcp_conn *c)
 {
-    struct srv_tuple tuple = {.transport = c->ssl ? SRV_TLS : SRV_TCP, .client = c->peer, .local = c->l->addr};
     size_t off = 0;
     bool ok = true;
     while (ok) {
@@ -179,8 +184,7 @@ static bool frames(struct worker *w, struct tcp_conn *c)
         }
         if (flen == 0 || (size_t)flen > c->rxlen - off) break;
         uint8_t out[1280];
-        size_t n = srv_handle(&w->opt, &tuple, c->rx + off, (size_t)flen, w->now_ms, out,
-                              sizeof(out), &w->srv);
+        size_t n = client_message(w, &c->tuple, c, c->rx + off, (size_t)flen, out, sizeof(out));
         off += (size_t)flen;
         if (n) ok = queue(w, c, out, n);
     }
@@ -262,6 +266,13 @@ void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events)
         c->rxcap = TCP_RX_INITIAL;
         c->last_ms = w->now_ms;
         addr_from_sockaddr(&c->peer, (struct sockaddr *)&ss, sl);
+        c->tuple.transport = l->tls ? SRV_TLS : SRV_TCP;
+        c->tuple.client = c->peer;
+        struct sockaddr_in6 ls;
+        socklen_t lsl = sizeof(ls);
+        if (getsockname(fd, (struct sockaddr *)&ls, &lsl) ||
+            !addr_from_sockaddr(&c->tuple.local, (struct sockaddr *)&ls, lsl))
+            c->tuple.local = l->addr;
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = &c->h};
         if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
             SSL_free(c->ssl);
@@ -278,10 +289,25 @@ void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events)
     }
 }
 
+bool tcp_send_client(struct worker *w, struct tcp_conn *c, const uint8_t *msg, size_t len)
+{
+    return c->h.fd >= 0 && queue(w, c, msg, len);
+}
+
 void tcp_expire(struct worker *w)
 {
-    while (w->lru_head && w->now_ms - w->lru_head->last_ms > TCP_IDLE_MS)
-        conn_close(w, w->lru_head, RELAY_C_tcp_idle);
+    /* A connection with an allocation is not idle while the allocation lives: the client
+     * refreshes it, and the allocation's own expiry closes it. */
+    struct tcp_conn *c;
+    while ((c = w->lru_head) && w->now_ms - c->last_ms > TCP_IDLE_MS) {
+        if (alloc_find(&w->srv.allocs, &c->tuple)) {
+            c->last_ms = w->now_ms; /* look again one idle period later */
+            lru_unlink(w, c);
+            lru_push(w, c);
+        } else {
+            conn_close(w, c, RELAY_C_tcp_idle);
+        }
+    }
 }
 
 void tcp_close_all(struct worker *w)

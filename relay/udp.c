@@ -1,5 +1,8 @@
-/* udp.c: the UDP listener path: recvmmsg a batch, answer each message, sendmmsg the answers. */
+/* udp.c: the UDP listener path: recvmmsg a batch, hand each message to the TURN server,
+ * sendmmsg the answers. Wildcard listeners learn and answer from each datagram's local
+ * address (IP_PKTINFO), so multi-homed hosts answer from the address the client used. */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -16,6 +19,8 @@ struct udp_batch {
     struct mmsghdr rx[UDP_BATCH], tx[UDP_BATCH];
     struct iovec riov[UDP_BATCH], tiov[UDP_BATCH];
     struct sockaddr_in6 src[UDP_BATCH]; /* large enough for IPv4 and IPv6 */
+    struct srv_tuple tuple[UDP_BATCH];
+    uint8_t rctl[UDP_BATCH][UDP_CTL_LEN], tctl[UDP_BATCH][UDP_CTL_LEN];
     uint8_t in[UDP_BATCH][UDP_RX_BUF];
     uint8_t out[UDP_BATCH][UDP_TX_BUF];
 };
@@ -28,10 +33,62 @@ struct udp_batch *udp_batch_new(void)
         b->riov[i] = (struct iovec){.iov_base = b->in[i], .iov_len = UDP_RX_BUF};
         b->rx[i].msg_hdr.msg_iov = &b->riov[i];
         b->rx[i].msg_hdr.msg_iovlen = 1;
-        b->tx[i].msg_hdr.msg_iov = &b->tiov[i];
-        b->tx[i].msg_hdr.msg_iovlen = 1;
     }
     return b;
+}
+
+int udp_listener_setup(int fd, int family)
+{
+    int one = 1;
+    if (family == AF_INET) return setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+    return setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
+}
+
+/* The local address a datagram was sent to, from its IP_PKTINFO / IPV6_PKTINFO. */
+static void local_of(const struct msghdr *mh, const struct listener *l, union stun_addr *local)
+{
+    *local = l->addr;
+    if (!l->wildcard) return;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR((struct msghdr *)mh, c)) {
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+            struct in_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+            local->v4.sin_addr = pi.ipi_addr;
+        } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+            struct in6_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+            local->v6.sin6_addr = pi.ipi6_addr;
+        }
+    }
+}
+
+void udp_prepare(struct msghdr *mh, const struct listener *l, const struct srv_tuple *t,
+                 struct iovec *iov, uint8_t ctl[UDP_CTL_LEN])
+{
+    memset(mh, 0, sizeof(*mh));
+    mh->msg_name = (void *)&t->client;
+    mh->msg_namelen = addr_len(&t->client);
+    mh->msg_iov = iov;
+    mh->msg_iovlen = 1;
+    if (!l->wildcard) return;
+    memset(ctl, 0, UDP_CTL_LEN);
+    mh->msg_control = ctl;
+    struct cmsghdr *c = (struct cmsghdr *)ctl;
+    if (t->local.sa.sa_family == AF_INET) {
+        struct in_pktinfo pi = {.ipi_spec_dst = t->local.v4.sin_addr};
+        c->cmsg_level = IPPROTO_IP;
+        c->cmsg_type = IP_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof(pi));
+        memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+        mh->msg_controllen = CMSG_SPACE(sizeof(pi));
+    } else {
+        struct in6_pktinfo pi = {.ipi6_addr = t->local.v6.sin6_addr};
+        c->cmsg_level = IPPROTO_IPV6;
+        c->cmsg_type = IPV6_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof(pi));
+        memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+        mh->msg_controllen = CMSG_SPACE(sizeof(pi));
+    }
 }
 
 static void send_batch(struct worker *w, int fd, struct udp_batch *b, int n)
@@ -59,13 +116,15 @@ void udp_readable(struct worker *w, struct ep_handler *h, uint32_t events)
     (void)events;
     struct listener *l = (struct listener *)h;
     struct udp_batch *b = w->batch;
-    struct srv_tuple tuple = {.transport = SRV_UDP, .local = l->addr};
 
     for (int round = 0; round < UDP_BUDGET; round++) {
         for (int i = 0; i < UDP_BATCH; i++) {
-            b->rx[i].msg_hdr.msg_name = &b->src[i];
-            b->rx[i].msg_hdr.msg_namelen = sizeof(b->src[i]);
-            b->rx[i].msg_hdr.msg_flags = 0;
+            struct msghdr *mh = &b->rx[i].msg_hdr;
+            mh->msg_name = &b->src[i];
+            mh->msg_namelen = sizeof(b->src[i]);
+            mh->msg_control = l->wildcard ? b->rctl[i] : NULL;
+            mh->msg_controllen = l->wildcard ? UDP_CTL_LEN : 0;
+            mh->msg_flags = 0;
         }
         int n = recvmmsg(h->fd, b->rx, UDP_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0) return; /* EAGAIN: drained; other errors (ICMP-induced) are transient */
@@ -79,16 +138,17 @@ void udp_readable(struct worker *w, struct ep_handler *h, uint32_t events)
                 w->io.v[RELAY_C_udp_drop_truncated]++;
                 continue;
             }
-            if (!addr_from_sockaddr(&tuple.client, (struct sockaddr *)&b->src[i], mh->msg_namelen)) {
+            struct srv_tuple *t = &b->tuple[nout];
+            t->transport = SRV_UDP;
+            if (!addr_from_sockaddr(&t->client, (struct sockaddr *)&b->src[i], mh->msg_namelen)) {
                 w->io.v[RELAY_C_udp_drop_addr]++;
                 continue;
             }
-            size_t out = srv_handle(&w->opt, &tuple, b->in[i], len, w->now_ms, b->out[nout],
-                                    UDP_TX_BUF, &w->srv);
+            local_of(mh, l, &t->local);
+            size_t out = client_message(w, t, l, b->in[i], len, b->out[nout], UDP_TX_BUF);
             if (!out) continue;
             b->tiov[nout] = (struct iovec){.iov_base = b->out[nout], .iov_len = out};
-            b->tx[nout].msg_hdr.msg_name = &b->src[i];
-            b->tx[nout].msg_hdr.msg_namelen = mh->msg_namelen;
+            udp_prepare(&b->tx[nout].msg_hdr, l, t, &b->tiov[nout], b->tctl[nout]);
             nout++;
         }
         if (nout) send_batch(w, h->fd, b, nout);

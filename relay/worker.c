@@ -1,11 +1,14 @@
-/* worker.c: the relay's workers: sockets bound per worker with SO_REUSEPORT, one epoll loop each. */
+/* worker.c: the relay's workers (sockets bound per worker with SO_REUSEPORT, one epoll loop
+ * and one TURN server each) and the state they share (port pools, quotas, credentials). */
 #include <errno.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +26,13 @@ const char *const relay_counter_names[RELAY_C_COUNT] = {
 struct relay {
     const struct tern_config *cfg;
     SSL_CTX *tls; /* shared by the TLS listeners of all workers */
+    struct relay_shared shared;
+    struct auth_users users;
+    struct auth_creds creds;
+    struct auth_nonce_key nonce_key;
+    struct policy_cidr *allow, *deny;
+    struct peer_policy policy;
+    struct srv_options opt;
     struct worker *workers;
     unsigned nworkers;
 };
@@ -32,6 +42,13 @@ static uint64_t monotonic_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool is_wildcard(const union stun_addr *a)
+{
+    static const uint8_t zero[16];
+    return a->sa.sa_family == AF_INET ? a->v4.sin_addr.s_addr == 0
+                                      : memcmp(&a->v6.sin6_addr, zero, 16) == 0;
 }
 
 /* Open one listening socket. On failure logs address and reason and returns -1. */
@@ -52,6 +69,9 @@ static int open_listener(const struct cfg_listen *cl, union stun_addr *addr)
     step = "IPV6_V6ONLY";
     if (addr->sa.sa_family == AF_INET6 &&
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)))
+        goto fail;
+    step = "IP_PKTINFO";
+    if (type == SOCK_DGRAM && is_wildcard(addr) && udp_listener_setup(fd, addr->sa.sa_family))
         goto fail;
     step = "bind";
     if (bind(fd, &addr->sa, addr_len(addr))) goto fail;
@@ -84,15 +104,124 @@ static int epoll_add(struct worker *w, struct ep_handler *h)
     return epoll_ctl(w->epfd, EPOLL_CTL_ADD, h->fd, &ev);
 }
 
+void worker_bury(struct worker *w, struct ep_handler *h, void *p)
+{
+    if (h->fd >= 0) close(h->fd);
+    h->fd = -1;
+    if (w->ngraves == w->capgraves) {
+        size_t cap = w->capgraves ? w->capgraves * 2 : 64;
+        void **g = realloc(w->graveyard, cap * sizeof(*g));
+        if (!g) {
+            /* Out of memory: leak p rather than risk a stale event touching freed memory. */
+            tlog(CFG_LOG_ERROR, "out_of_memory", LF_S("where", "worker_bury"));
+            return;
+        }
+        w->graveyard = g;
+        w->capgraves = cap;
+    }
+    w->graveyard[w->ngraves++] = p;
+}
+
+static void graveyard_flush(struct worker *w)
+{
+    for (size_t i = 0; i < w->ngraves; i++) free(w->graveyard[i]);
+    w->ngraves = 0;
+}
+
 static void worker_free(struct worker *w)
 {
-    tcp_close_all(w);
+    tcp_close_all(w); /* deletes TCP/TLS allocations with their connections */
+    if (w->srv_ready) srv_free(&w->srv);
+    graveyard_flush(w);
+    free(w->graveyard);
     for (size_t i = 0; i < w->nlisteners; i++)
         if (w->listeners[i].h.fd >= 0) close(w->listeners[i].h.fd);
     if (w->stop.fd >= 0) close(w->stop.fd);
     if (w->epfd >= 0) close(w->epfd);
     free(w->listeners);
     free(w->batch);
+    free(w->pbatch);
+}
+
+/* Everything the workers share, built from the configuration. 0, or -1 after logging. */
+static int shared_init(struct relay *r)
+{
+    const struct tern_config *cfg = r->cfg;
+    struct relay_shared *sh = &r->shared;
+    pthread_mutex_init(&sh->lock, NULL);
+    sh->max_per_user = cfg->max_per_user;
+    sh->max_total = cfg->max_total;
+    sh->npools = cfg->nrelay_addresses;
+    sh->pools = calloc(sh->npools ? sh->npools : 1, sizeof(*sh->pools));
+    if (!sh->pools) return -1;
+    for (size_t i = 0; i < sh->npools; i++) {
+        uint32_t start;
+        if (getrandom(&start, sizeof(start), 0) != sizeof(start)) start = (uint32_t)i * 7919;
+        if (ports_init(&sh->pools[i], cfg->port_min, cfg->port_max, start)) return -1;
+    }
+
+    const char **names = calloc(cfg->nusers + 1, sizeof(*names));
+    const char **pws = calloc(cfg->nusers + 1, sizeof(*pws));
+    int bad = -1;
+    if (names && pws) {
+        for (size_t i = 0; i < cfg->nusers; i++) {
+            names[i] = cfg->users[i].name;
+            pws[i] = cfg->users[i].password;
+        }
+        bad = auth_users_init(&r->users, cfg->realm, names, pws, cfg->nusers);
+    }
+    free(names);
+    free(pws);
+    if (bad) {
+        tlog(CFG_LOG_ERROR, "users_failed", LF_S("reason", bad > 0 ? "SASLprep refused a name or password" : "out of memory"),
+             LF_S("user", bad > 0 ? cfg->users[bad - 1].name : ""));
+        return -1;
+    }
+    r->creds = auth_users_creds(&r->users);
+    if (getrandom(r->nonce_key.secret, sizeof(r->nonce_key.secret), 0) !=
+        sizeof(r->nonce_key.secret))
+        return -1;
+
+    r->allow = calloc(cfg->npeers_allow + 1, sizeof(*r->allow));
+    r->deny = calloc(cfg->npeers_deny + 1, sizeof(*r->deny));
+    if (!r->allow || !r->deny) return -1;
+    for (size_t i = 0; i < cfg->npeers_allow; i++)
+        r->allow[i] = (struct policy_cidr){.addr = cfg->peers_allow[i].addr,
+                                           .prefix = cfg->peers_allow[i].prefix};
+    for (size_t i = 0; i < cfg->npeers_deny; i++)
+        r->deny[i] = (struct policy_cidr){.addr = cfg->peers_deny[i].addr,
+                                          .prefix = cfg->peers_deny[i].prefix};
+    r->policy = (struct peer_policy){.allow_loopback = cfg->allow_loopback,
+                                     .allow = r->allow, .nallow = cfg->npeers_allow,
+                                     .deny = r->deny, .ndeny = cfg->npeers_deny};
+    r->opt = (struct srv_options){
+        .software = cfg->software,
+        .realm = cfg->realm,
+        .default_lifetime_s = cfg->default_lifetime,
+        .max_lifetime_s = cfg->max_lifetime,
+        .nonce_lifetime_s = cfg->nonce_lifetime,
+        .strict_channels = cfg->strict_channel_numbers,
+        .policy = &r->policy,
+        .creds = &r->creds,
+        .nonce_key = &r->nonce_key,
+        .relay_addrs = cfg->relay_addresses,
+        .nrelay_addrs = cfg->nrelay_addresses,
+        .external = cfg->relay_external.sa.sa_family == AF_UNSPEC ? NULL : &cfg->relay_external,
+    };
+    return 0;
+}
+
+static void shared_free(struct relay *r)
+{
+    struct relay_shared *sh = &r->shared;
+    for (size_t i = 0; sh->pools && i < sh->npools; i++) ports_free(&sh->pools[i]);
+    free(sh->pools);
+    free(sh->quota);
+    pthread_mutex_destroy(&sh->lock);
+    auth_users_free(&r->users);
+    OPENSSL_cleanse(&r->nonce_key, sizeof(r->nonce_key));
+    free(r->allow);
+    free(r->deny);
 }
 
 struct relay *relay_open(const struct tern_config *cfg)
@@ -103,37 +232,43 @@ struct relay *relay_open(const struct tern_config *cfg)
     if (!r) return NULL;
     r->cfg = cfg;
     r->workers = calloc(n, sizeof(*r->workers));
-    if (!r->workers) {
-        free(r);
+    if (!r->workers || shared_init(r)) {
+        tlog(CFG_LOG_ERROR, "startup_failed", LF_S("step", "shared state"));
+        relay_close(r, NULL, NULL);
         return NULL;
     }
-    r->nworkers = n;
     for (size_t j = 0; j < cfg->nlisten && !r->tls; j++) {
         if (cfg->listen[j].transport != CFG_TLS) continue;
         r->tls = tls_context(cfg);
         if (!r->tls) {
-            r->nworkers = 0;
             relay_close(r, NULL, NULL);
             return NULL;
         }
     }
     for (unsigned i = 0; i < n; i++) {
         struct worker *w = &r->workers[i];
+        r->nworkers = i + 1;
         w->id = i;
         w->cfg = cfg;
-        w->opt.software = cfg->software;
+        w->shared = &r->shared;
         w->epfd = epoll_create1(EPOLL_CLOEXEC);
         w->stop = (struct ep_handler){.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), .fn = on_stop};
         w->listeners = calloc(cfg->nlisten, sizeof(*w->listeners));
+        if (w->listeners)
+            for (size_t j = 0; j < cfg->nlisten; j++) w->listeners[j].h.fd = -1;
         w->batch = udp_batch_new();
-        if (w->epfd < 0 || w->stop.fd < 0 || !w->listeners || !w->batch ||
-            epoll_add(w, &w->stop)) {
+        w->pbatch = peer_batch_new();
+        struct srv_io io = peer_io_template;
+        io.ctx = w;
+        w->now_ms = monotonic_ms();
+        /* Allocation ids carry the worker number in the top bits: unique relay-wide. */
+        if (w->epfd < 0 || w->stop.fd < 0 || !w->listeners || !w->batch || !w->pbatch ||
+            epoll_add(w, &w->stop) || srv_init(&w->srv, &r->opt, &io, (uint64_t)(i + 1) << 48)) {
             tlog(CFG_LOG_ERROR, "worker_failed", LF_U("worker", i), LF_S("error", strerror(errno)));
-            r->nworkers = i + 1;
             relay_close(r, NULL, NULL);
             return NULL;
         }
-        for (size_t j = 0; j < cfg->nlisten; j++) w->listeners[j].h.fd = -1;
+        w->srv_ready = true;
     }
 
     /* Listener by listener: the first worker's bind resolves port 0, the others reuse it. */
@@ -150,6 +285,7 @@ struct relay *relay_open(const struct tern_config *cfg)
             w->nlisteners = j + 1;
             l->transport = cfg->listen[j].transport;
             l->addr = addr;
+            l->wildcard = is_wildcard(&addr);
             l->tls = l->transport == CFG_TLS ? r->tls : NULL;
             l->h = (struct ep_handler){
                 .fd = fd, .fn = l->transport == CFG_UDP ? udp_readable : tcp_acceptable};
@@ -162,6 +298,9 @@ struct relay *relay_open(const struct tern_config *cfg)
         tlog(CFG_LOG_INFO, "listening", LF_S("transport", cfg_transport_name(cfg->listen[j].transport)),
              LF_A("address", &addr), LF_U("port", addr_port(&addr)), LF_U("workers", n));
     }
+    for (size_t i = 0; i < cfg->nrelay_addresses; i++)
+        tlog(CFG_LOG_INFO, "relay_address", LF_A("address", &cfg->relay_addresses[i]),
+             LF_U("port_min", cfg->port_min), LF_U("port_max", cfg->port_max));
     return r;
 }
 
@@ -170,7 +309,11 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     struct epoll_event ev[64];
     for (;;) {
-        int n = epoll_wait(w->epfd, ev, 64, 1000);
+        /* Sleep until the next allocation expires, at most a second (TCP idle checks). */
+        uint64_t next = alloc_next_expiry(&w->srv.allocs);
+        int timeout = 1000;
+        if (next != UINT64_MAX) timeout = next <= w->now_ms ? 0 : (int)(next - w->now_ms < 1000 ? next - w->now_ms : 1000);
+        int n = epoll_wait(w->epfd, ev, 64, timeout);
         w->now_ms = monotonic_ms();
         if (n < 0 && errno != EINTR) {
             tlog(CFG_LOG_ERROR, "epoll_failed", LF_U("worker", w->id), LF_S("error", strerror(errno)));
@@ -183,10 +326,12 @@ static void *worker_main(void *arg)
                 stop = true;
                 continue;
             }
-            h->fn(w, h, ev[i].events);
+            if (h->fd >= 0) h->fn(w, h, ev[i].events);
         }
-        if (stop) break;
+        srv_expire(&w->srv, w->now_ms);
         tcp_expire(w);
+        graveyard_flush(w);
+        if (stop) break;
     }
     return NULL;
 }
@@ -203,7 +348,8 @@ int relay_start(struct relay *r)
         }
         w->started = true;
     }
-    tlog(CFG_LOG_INFO, "started", LF_U("workers", r->nworkers), LF_S("realm", r->cfg->realm));
+    tlog(CFG_LOG_INFO, "started", LF_U("workers", r->nworkers), LF_S("realm", r->cfg->realm),
+         LF_U("users", r->users.n));
     return 0;
 }
 
@@ -221,10 +367,12 @@ void relay_close(struct relay *r, struct srv_counters *srv, struct relay_counter
     for (unsigned i = 0; i < r->nworkers; i++) {
         struct worker *w = &r->workers[i];
         if (w->started) pthread_join(w->thread, NULL);
+        w->now_ms = monotonic_ms();
         worker_free(w);
-        for (int k = 0; srv && k < SRV_C_COUNT; k++) srv->v[k] += w->srv.v[k];
+        for (int k = 0; srv && k < SRV_C_COUNT; k++) srv->v[k] += w->srv.c.v[k];
         for (int k = 0; io && k < RELAY_C_COUNT; k++) io->v[k] += w->io.v[k];
     }
+    shared_free(r);
     SSL_CTX_free(r->tls);
     free(r->workers);
     free(r);

@@ -1,4 +1,4 @@
-/* worker.h: one worker's state: its epoll loop, listeners, TCP connections and counters. */
+/* worker.h: one worker's state: its epoll loop, listeners, TCP connections, TURN server. */
 #ifndef TERN_WORKER_H
 #define TERN_WORKER_H
 
@@ -6,11 +6,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ports.h"
 #include "relay.h"
+#include "server.h"
 
 struct worker;
 
-/* Everything registered with epoll starts with this: the loop calls fn with the events. */
+/* Everything registered with epoll starts with this: the loop calls fn with the events.
+ * fd -1 marks a handler closed earlier in the same loop pass (its memory lives until the pass
+ * ends, in the worker's graveyard), so a stale event for it is skipped. */
 struct ep_handler {
     int fd;
     void (*fn)(struct worker *w, struct ep_handler *h, uint32_t events);
@@ -19,12 +23,34 @@ struct ep_handler {
 struct listener {
     struct ep_handler h;
     enum cfg_transport transport;
-    union stun_addr addr; /* as bound (port resolved) */
+    union stun_addr addr;   /* as bound (port resolved) */
+    bool wildcard;          /* bound to 0.0.0.0 or ::: learn the local address per datagram */
     struct ssl_ctx_st *tls; /* CFG_TLS: the relay's SSL_CTX (shared, thread-safe); else NULL */
+};
+
+/* A relay socket: one relayed transport address of one allocation. */
+struct relay_sock {
+    struct ep_handler h;
+    struct allocation *a;
+    int family; /* finds its alloc_relay in a (slots may move when a dual allocation shrinks) */
+    bool dont_fragment;
+};
+
+/* State shared by all workers; the mutex guards ports and quotas (allocation set-up only,
+ * never the forwarding path). */
+struct relay_shared {
+    pthread_mutex_t lock;
+    struct port_pool *pools; /* one per relay address */
+    size_t npools;
+    struct quota_entry *quota; /* open addressing on the username */
+    size_t quota_cap, quota_used;
+    uint64_t total;
+    uint32_t max_per_user, max_total;
 };
 
 struct tcp_conn;
 struct udp_batch;
+struct peer_batch;
 
 struct worker {
     unsigned id;
@@ -33,24 +59,54 @@ struct worker {
     int epfd;
     struct ep_handler stop; /* an eventfd: readable means stop */
     const struct tern_config *cfg;
-    struct srv_options opt;
+    struct relay_shared *shared;
+    struct srv srv;
+    bool srv_ready;
     struct listener *listeners;
     size_t nlisteners;
     /* TCP connections in least-recently-active order: head is the next to idle out. */
     struct tcp_conn *lru_head, *lru_tail;
     size_t nconns;
     struct udp_batch *batch;
+    struct peer_batch *pbatch;
     uint64_t now_ms; /* CLOCK_MONOTONIC, cached once per loop pass */
-    struct srv_counters srv;
     struct relay_counters io;
+    void **graveyard; /* closed handlers, freed when the loop pass ends */
+    size_t ngraves, capgraves;
 };
 
+/* Close h's fd now and free p when the current loop pass ends. */
+void worker_bury(struct worker *w, struct ep_handler *h, void *p);
+
+/* udp.c */
 void udp_readable(struct worker *w, struct ep_handler *h, uint32_t events);
 struct udp_batch *udp_batch_new(void);
+/* Ask for the local address of each datagram (wildcard listeners). 0 or -1. */
+int udp_listener_setup(int fd, int family);
+/* Fill mh to send iov to client t->client through listener l, from t->local when l is a
+ * wildcard (ctl: room for the ancillary data). */
+#define UDP_CTL_LEN 64
+void udp_prepare(struct msghdr *mh, const struct listener *l, const struct srv_tuple *t,
+                 struct iovec *iov, uint8_t ctl[UDP_CTL_LEN]);
+
+/* tcp.c */
 void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events);
-/* The TLS server context from tls.certificate and tls.private_key; NULL after logging why. */
-struct ssl_ctx_st *tls_context(const struct tern_config *cfg);
 void tcp_expire(struct worker *w);
 void tcp_close_all(struct worker *w);
+/* Queue bytes to a TCP/TLS client; false if the connection had to be closed (and with it
+ * its allocation). */
+bool tcp_send_client(struct worker *w, struct tcp_conn *c, const uint8_t *msg, size_t len);
+/* The TLS server context from tls.certificate and tls.private_key; NULL after logging why. */
+struct ssl_ctx_st *tls_context(const struct tern_config *cfg);
+
+/* peer.c: relay sockets and the TURN server's I/O callbacks. */
+extern const struct srv_io peer_io_template;
+struct peer_batch *peer_batch_new(void);
+/* Send data a client gave us to a peer through the allocation's relay socket. */
+void peer_forward(struct worker *w, const struct srv_fwd *f);
+/* Hand a client message to the TURN server and forward what it says to forward; returns the
+ * length of the answer written to out (0: none). */
+size_t client_message(struct worker *w, const struct srv_tuple *t, void *client_io,
+                      const uint8_t *in, size_t len, uint8_t *out, size_t outcap);
 
 #endif

@@ -45,7 +45,7 @@ static uint8_t *reserve(struct stun_enc *e, uint16_t type, size_t len)
 void stun_enc_attr(struct stun_enc *e, uint16_t type, const void *val, size_t len)
 {
     uint8_t *p = reserve(e, type, len);
-    if (p && len) memmove(p, val, len);
+    if (p && len && p != val) memmove(p, val, len); /* p == val: framed in place, no copy */
 }
 
 void stun_enc_u32(struct stun_enc *e, uint16_t type, uint32_t v)

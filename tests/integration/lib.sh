@@ -63,7 +63,7 @@ stop_ternd() {
 
 # counter NAME: a counter's total from the "counters" event ternd logs when it stops.
 counter() {
-    grep '"event":"counters"' "$WORK/ternd.log" | sed -E "s/.*\"$1\":([0-9]+).*/\1/"
+    grep '"event":"counters"' "$WORK/ternd.log" | grep -o "\"$1\":[0-9]*" | cut -d: -f2
 }
 
 finish() {

@@ -53,7 +53,7 @@ check "TCP garbage closes the connection" "$STUNC" -e -w 300 -t tcp -x c0c0c0c0c
 expect_out "still answering after bad input" '^class=success' "$STUNC" 127.0.0.1 "$U4"
 
 stop_ternd
-for c in drop_short drop_bad_cookie drop_bad_length drop_response drop_channeldata drop_bad_fingerprint \
+for c in drop_short drop_bad_cookie drop_bad_length drop_response drop_no_allocation drop_bad_fingerprint \
          binding_indication error_420 error_400 tcp_bad_frame; do
     v=$(counter "$c")
     [ -n "$v" ] && [ "$v" -ge 1 ] && pass "counter $c=$v" || fail "counter $c should be >= 1 (got '$v')"

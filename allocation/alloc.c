@@ -1,0 +1,321 @@
+/* alloc.c: the allocation table (hash on the 5-tuple, min-heap on expiry), permissions, channels. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+
+bool addr_ip_equal(const union stun_addr *a, const union stun_addr *b)
+{
+    if (a->sa.sa_family != b->sa.sa_family) return false;
+    if (a->sa.sa_family == AF_INET) return a->v4.sin_addr.s_addr == b->v4.sin_addr.s_addr;
+    if (a->sa.sa_family == AF_INET6)
+        return memcmp(&a->v6.sin6_addr, &b->v6.sin6_addr, sizeof(a->v6.sin6_addr)) == 0;
+    return false;
+}
+
+bool addr_equal(const union stun_addr *a, const union stun_addr *b)
+{
+    if (!addr_ip_equal(a, b)) return false;
+    return a->sa.sa_family == AF_INET ? a->v4.sin_port == b->v4.sin_port
+                                      : a->v6.sin6_port == b->v6.sin6_port;
+}
+
+bool tuple_equal(const struct srv_tuple *a, const struct srv_tuple *b)
+{
+    return a->transport == b->transport && addr_equal(&a->client, &b->client) &&
+           addr_equal(&a->local, &b->local);
+}
+
+/* FNV-1a over the fields that make the tuple; the table is per worker, so a keyed hash buys
+ * little (an attacker can only collide their own 5-tuples into one worker's chains). */
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static uint64_t hash_addr(uint64_t h, const union stun_addr *a)
+{
+    if (a->sa.sa_family == AF_INET) {
+        h = hash_bytes(h, &a->v4.sin_addr, 4);
+        return hash_bytes(h, &a->v4.sin_port, 2);
+    }
+    h = hash_bytes(h, &a->v6.sin6_addr, 16);
+    return hash_bytes(h, &a->v6.sin6_port, 2);
+}
+
+static size_t bucket(const struct alloc_table *t, const struct srv_tuple *tu)
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ tu->transport;
+    h = hash_addr(h, &tu->client);
+    h = hash_addr(h, &tu->local);
+    return (size_t)(h ^ h >> 29) & (t->nbuckets - 1);
+}
+
+int alloc_table_init(struct alloc_table *t, uint64_t id_base)
+{
+    memset(t, 0, sizeof(*t));
+    t->nbuckets = 1024;
+    t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
+    t->next_id = id_base;
+    return t->buckets ? 0 : -1;
+}
+
+void alloc_table_free(struct alloc_table *t)
+{
+    free(t->buckets);
+    free(t->heap);
+    memset(t, 0, sizeof(*t));
+}
+
+struct allocation *alloc_new(struct alloc_table *t, const struct srv_tuple *tuple, uint64_t now_ms)
+{
+    struct allocation *a = calloc(1, sizeof(*a));
+    if (!a) return NULL;
+    a->id = ++t->next_id;
+    a->tuple = *tuple;
+    a->created_ms = a->expires_ms = now_ms;
+    a->heap_idx = SIZE_MAX;
+    return a;
+}
+
+void alloc_destroy(struct allocation *a)
+{
+    if (!a) return;
+    free(a->perms);
+    free(a->chans);
+    free(a);
+}
+
+/* ---- expiry heap ---- */
+
+static bool heap_less(struct allocation *x, struct allocation *y)
+{
+    return x->expires_ms < y->expires_ms;
+}
+
+static void heap_place(struct alloc_table *t, size_t i, struct allocation *a)
+{
+    t->heap[i] = a;
+    a->heap_idx = i;
+}
+
+static void sift_up(struct alloc_table *t, size_t i)
+{
+    struct allocation *a = t->heap[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!heap_less(a, t->heap[parent])) break;
+        heap_place(t, i, t->heap[parent]);
+        i = parent;
+    }
+    heap_place(t, i, a);
+}
+
+static void sift_down(struct alloc_table *t, size_t i)
+{
+    struct allocation *a = t->heap[i];
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        struct allocation *best = a;
+        if (l < t->count && heap_less(t->heap[l], best)) m = l, best = t->heap[l];
+        if (r < t->count && heap_less(t->heap[r], best)) m = r, best = t->heap[r];
+        if (m == i) break;
+        heap_place(t, i, best);
+        i = m;
+    }
+    heap_place(t, i, a);
+}
+
+static int grow(struct alloc_table *t)
+{
+    /* Rehash at load 1 and grow the heap with the table. */
+    if (t->count + 1 > t->heap_cap) {
+        size_t cap = t->heap_cap ? t->heap_cap * 2 : 1024;
+        struct allocation **h = realloc(t->heap, cap * sizeof(*h));
+        if (!h) return -1;
+        t->heap = h;
+        t->heap_cap = cap;
+    }
+    if (t->count + 1 > t->nbuckets) {
+        size_t n = t->nbuckets * 2;
+        struct allocation **b = calloc(n, sizeof(*b));
+        if (!b) return -1;
+        struct allocation **old = t->buckets;
+        size_t oldn = t->nbuckets;
+        t->buckets = b;
+        t->nbuckets = n;
+        for (size_t i = 0; i < oldn; i++) {
+            for (struct allocation *a = old[i], *next; a; a = next) {
+                next = a->hnext;
+                size_t k = bucket(t, &a->tuple);
+                a->hnext = b[k];
+                b[k] = a;
+            }
+        }
+        free(old);
+    }
+    return 0;
+}
+
+int alloc_insert(struct alloc_table *t, struct allocation *a)
+{
+    if (grow(t)) return -1;
+    size_t k = bucket(t, &a->tuple);
+    a->hnext = t->buckets[k];
+    t->buckets[k] = a;
+    heap_place(t, t->count, a);
+    t->count++;
+    sift_up(t, a->heap_idx);
+    return 0;
+}
+
+void alloc_remove(struct alloc_table *t, struct allocation *a)
+{
+    struct allocation **pp = &t->buckets[bucket(t, &a->tuple)];
+    while (*pp && *pp != a) pp = &(*pp)->hnext;
+    if (!*pp) return;
+    *pp = a->hnext;
+    size_t i = a->heap_idx;
+    t->count--;
+    if (i != t->count) {
+        struct allocation *moved = t->heap[t->count];
+        heap_place(t, i, moved);
+        sift_down(t, i);
+        sift_up(t, moved->heap_idx);
+    }
+    a->heap_idx = SIZE_MAX;
+    a->hnext = NULL;
+}
+
+struct allocation *alloc_find(const struct alloc_table *t, const struct srv_tuple *tuple)
+{
+    for (struct allocation *a = t->buckets[bucket(t, tuple)]; a; a = a->hnext)
+        if (tuple_equal(&a->tuple, tuple)) return a;
+    return NULL;
+}
+
+void alloc_set_expiry(struct alloc_table *t, struct allocation *a, uint64_t expires_ms)
+{
+    uint64_t old = a->expires_ms;
+    a->expires_ms = expires_ms;
+    if (a->heap_idx == SIZE_MAX) return;
+    if (expires_ms < old)
+        sift_up(t, a->heap_idx);
+    else
+        sift_down(t, a->heap_idx);
+}
+
+struct allocation *alloc_expired(const struct alloc_table *t, uint64_t now_ms)
+{
+    return t->count && t->heap[0]->expires_ms <= now_ms ? t->heap[0] : NULL;
+}
+
+uint64_t alloc_next_expiry(const struct alloc_table *t)
+{
+    return t->count ? t->heap[0]->expires_ms : UINT64_MAX;
+}
+
+/* ---- permissions ---- */
+
+bool alloc_permitted(const struct allocation *a, const union stun_addr *peer, uint64_t now_ms)
+{
+    for (unsigned i = 0; i < a->nperms; i++)
+        if (a->perms[i].expires_ms > now_ms && addr_ip_equal(&a->perms[i].ip, peer)) return true;
+    return false;
+}
+
+/* The slot for peer: its own, an expired one to reuse, or a new one; -1 if full. */
+static int perm_slot(struct allocation *a, const union stun_addr *peer, uint64_t now_ms, bool make)
+{
+    int spare = -1;
+    for (unsigned i = 0; i < a->nperms; i++) {
+        if (addr_ip_equal(&a->perms[i].ip, peer)) return (int)i;
+        if (spare < 0 && a->perms[i].expires_ms <= now_ms) spare = (int)i;
+    }
+    if (spare >= 0) return spare;
+    if (a->nperms >= ALLOC_MAX_PERMISSIONS) return -1;
+    if (!make) return a->nperms;
+    if (a->nperms == a->capperms) {
+        uint16_t cap = a->capperms ? (uint16_t)(a->capperms * 2) : 4;
+        struct alloc_perm *p = realloc(a->perms, cap * sizeof(*p));
+        if (!p) return -1;
+        a->perms = p;
+        a->capperms = cap;
+    }
+    return a->nperms++;
+}
+
+bool alloc_can_permit(const struct allocation *a, const union stun_addr *peer, uint64_t now_ms)
+{
+    return perm_slot((struct allocation *)a, peer, now_ms, false) >= 0;
+}
+
+int alloc_permit(struct allocation *a, const union stun_addr *peer, uint64_t now_ms)
+{
+    int i = perm_slot(a, peer, now_ms, true);
+    if (i < 0) return -1;
+    memset(&a->perms[i].ip, 0, sizeof(a->perms[i].ip));
+    a->perms[i].ip.sa.sa_family = peer->sa.sa_family;
+    if (peer->sa.sa_family == AF_INET)
+        a->perms[i].ip.v4.sin_addr = peer->v4.sin_addr;
+    else
+        a->perms[i].ip.v6.sin6_addr = peer->v6.sin6_addr;
+    a->perms[i].expires_ms = now_ms + ALLOC_PERMISSION_MS;
+    return 0;
+}
+
+/* ---- channels ---- */
+
+const struct alloc_chan *alloc_channel(const struct allocation *a, uint16_t num, uint64_t now_ms)
+{
+    for (unsigned i = 0; i < a->nchans; i++)
+        if (a->chans[i].num == num) return a->chans[i].expires_ms > now_ms ? &a->chans[i] : NULL;
+    return NULL;
+}
+
+const struct alloc_chan *alloc_channel_of(const struct allocation *a, const union stun_addr *peer,
+                                          uint64_t now_ms)
+{
+    for (unsigned i = 0; i < a->nchans; i++)
+        if (a->chans[i].expires_ms > now_ms && addr_equal(&a->chans[i].peer, peer))
+            return &a->chans[i];
+    return NULL;
+}
+
+enum alloc_bind_result alloc_bind(struct allocation *a, uint16_t num, const union stun_addr *peer,
+                                  uint64_t now_ms)
+{
+    int mine = -1, spare = -1;
+    for (unsigned i = 0; i < a->nchans; i++) {
+        struct alloc_chan *c = &a->chans[i];
+        bool held = c->expires_ms + ALLOC_CHANNEL_HOLD_MS > now_ms; /* bound, or in its hold */
+        bool same_num = c->num == num, same_peer = addr_equal(&c->peer, peer);
+        if (same_num && same_peer) {
+            mine = (int)i;
+            continue;
+        }
+        if (held && (same_num || same_peer)) return ALLOC_BIND_CONFLICT;
+        if (!held && spare < 0) spare = (int)i;
+    }
+    if (mine < 0) {
+        if (spare >= 0) {
+            mine = spare;
+        } else {
+            if (a->nchans >= ALLOC_MAX_CHANNELS) return ALLOC_BIND_FULL;
+            if (a->nchans == a->capchans) {
+                uint16_t cap = a->capchans ? (uint16_t)(a->capchans * 2) : 4;
+                struct alloc_chan *p = realloc(a->chans, cap * sizeof(*p));
+                if (!p) return ALLOC_BIND_FULL;
+                a->chans = p;
+                a->capchans = cap;
+            }
+            mine = a->nchans++;
+        }
+        a->chans[mine].num = num;
+        a->chans[mine].peer = *peer;
+    }
+    a->chans[mine].expires_ms = now_ms + ALLOC_CHANNEL_MS;
+    return ALLOC_BIND_OK;
+}

@@ -1,0 +1,119 @@
+/* alloc.h: TURN allocations (RFC 8656): the per-worker table keyed by client 5-tuple, expiry
+ * heap, and each allocation's permissions and channels. Pure data structures: time is an
+ * argument, sockets are opaque handles owned by the relay. */
+#ifndef TERN_ALLOC_H
+#define TERN_ALLOC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stun.h"
+
+#define ALLOC_PERMISSION_MS  (300 * 1000) /* RFC 8656 9: permissions last 5 minutes */
+#define ALLOC_CHANNEL_MS     (600 * 1000) /* RFC 8656 12: channel bindings last 10 minutes */
+#define ALLOC_CHANNEL_HOLD_MS (300 * 1000) /* after expiry, number and peer stay reserved */
+#define ALLOC_MAX_PERMISSIONS 128        /* per allocation; beyond: 508 */
+#define ALLOC_MAX_CHANNELS    128        /* per allocation; beyond: 508 */
+
+enum srv_transport { SRV_UDP, SRV_TCP, SRV_TLS };
+
+/* The client side of a 5-tuple as the relay received it. */
+struct srv_tuple {
+    enum srv_transport transport;
+    union stun_addr client; /* source of the message */
+    union stun_addr local;  /* the server address it arrived on */
+};
+
+bool tuple_equal(const struct srv_tuple *a, const struct srv_tuple *b);
+/* Address equality (family, IP, port; IPv6 scope ignored). */
+bool addr_equal(const union stun_addr *a, const union stun_addr *b);
+/* IP equality only (the port is ignored: permissions are per IP, RFC 8656 9). */
+bool addr_ip_equal(const union stun_addr *a, const union stun_addr *b);
+
+struct alloc_perm {
+    union stun_addr ip; /* canonical peer address, port 0 */
+    uint64_t expires_ms;
+};
+
+struct alloc_chan {
+    uint16_t num;
+    union stun_addr peer; /* canonical peer transport address */
+    uint64_t expires_ms;  /* bound before this; reserved until + ALLOC_CHANNEL_HOLD_MS */
+};
+
+/* One relayed transport address (an allocation has one per address family). */
+struct alloc_relay {
+    union stun_addr addr;       /* where the relay socket is bound */
+    union stun_addr advertised; /* XOR-RELAYED-ADDRESS (external_address when behind NAT) */
+    unsigned pool;              /* which relay address (port pool) it came from */
+    void *io;                   /* the relay's socket handle */
+};
+
+struct allocation {
+    uint64_t id;
+    struct srv_tuple tuple;
+    void *client_io; /* the relay's handle for the client side (TCP/TLS connection or NULL) */
+    char username[STUN_MAX_USERNAME + 1];
+    size_t ulen;
+    struct alloc_relay relay[2];
+    unsigned nrelay;
+    bool dont_fragment;
+    uint8_t alloc_tid[STUN_TID_LEN]; /* the Allocate that made it: retransmits get success */
+    uint64_t created_ms, expires_ms;
+    struct alloc_perm *perms;
+    uint16_t nperms, capperms;
+    struct alloc_chan *chans;
+    uint16_t nchans, capchans;
+    /* Traffic: "to_peer" came from the client and went to peers, "to_client" the reverse. */
+    uint64_t pkts_to_peer, bytes_to_peer, pkts_to_client, bytes_to_client;
+    /* Table links. */
+    struct allocation *hnext;
+    size_t heap_idx;
+};
+
+struct alloc_table {
+    struct allocation **buckets;
+    size_t nbuckets; /* power of two */
+    size_t count;
+    struct allocation **heap; /* min-heap on expires_ms */
+    size_t heap_cap;
+    uint64_t next_id;
+};
+
+/* id_base: ids are id_base + 1, + 2, ... (workers use disjoint bases). 0 or -1 (memory). */
+int alloc_table_init(struct alloc_table *t, uint64_t id_base);
+/* Frees the table only: the caller removes (and closes) every allocation first. */
+void alloc_table_free(struct alloc_table *t);
+
+/* A zeroed allocation with an id, for tuple; NULL when out of memory. Not yet in the table. */
+struct allocation *alloc_new(struct alloc_table *t, const struct srv_tuple *tuple, uint64_t now_ms);
+void alloc_destroy(struct allocation *a);
+int alloc_insert(struct alloc_table *t, struct allocation *a);
+void alloc_remove(struct alloc_table *t, struct allocation *a);
+struct allocation *alloc_find(const struct alloc_table *t, const struct srv_tuple *tuple);
+void alloc_set_expiry(struct alloc_table *t, struct allocation *a, uint64_t expires_ms);
+/* The allocation that expires first, if it has expired by now; NULL otherwise. */
+struct allocation *alloc_expired(const struct alloc_table *t, uint64_t now_ms);
+/* When the next allocation expires (UINT64_MAX if none). */
+uint64_t alloc_next_expiry(const struct alloc_table *t);
+
+/* Is there a live permission for peer's IP? peer must be canonical. */
+bool alloc_permitted(const struct allocation *a, const union stun_addr *peer, uint64_t now_ms);
+/* Install or refresh a permission. 0, or -1 when the allocation has too many (508). */
+int alloc_permit(struct allocation *a, const union stun_addr *peer, uint64_t now_ms);
+/* Would alloc_permit succeed (room for a new one or already present)? */
+bool alloc_can_permit(const struct allocation *a, const union stun_addr *peer, uint64_t now_ms);
+
+/* The peer bound to channel num, or NULL when unbound or expired. */
+const struct alloc_chan *alloc_channel(const struct allocation *a, uint16_t num, uint64_t now_ms);
+/* The live channel bound to peer (address and port), or NULL. */
+const struct alloc_chan *alloc_channel_of(const struct allocation *a, const union stun_addr *peer,
+                                          uint64_t now_ms);
+enum alloc_bind_result { ALLOC_BIND_OK = 0, ALLOC_BIND_CONFLICT = -1, ALLOC_BIND_FULL = -2 };
+/* Bind or refresh num <-> peer following RFC 8656 11.2: a number bound (or held after expiry)
+ * to another peer, or a peer bound (or held) to another number, is a conflict (400). */
+enum alloc_bind_result alloc_bind(struct allocation *a, uint16_t num, const union stun_addr *peer,
+                                  uint64_t now_ms);
+
+#endif

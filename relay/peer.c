@@ -1,0 +1,354 @@
+/* peer.c: relay sockets (one per relayed address), the peer side of the data path, and the
+ * I/O the TURN server asks for (ports, quotas, sockets, randomness, events). */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "net.h"
+#include "worker.h"
+
+#define PEER_BATCH  32
+#define PEER_DATA   2048 /* larger peer datagrams are truncated by the kernel: counted, dropped */
+#define PEER_BUDGET 8    /* batches per wakeup */
+
+/* Receive buffers keep headroom so a peer datagram becomes ChannelData or a Data indication
+ * in place, without a copy. */
+struct peer_batch {
+    struct mmsghdr rx[PEER_BATCH], tx[PEER_BATCH];
+    struct iovec riov[PEER_BATCH], tiov[PEER_BATCH];
+    struct sockaddr_in6 src[PEER_BATCH];
+    uint8_t tctl[PEER_BATCH][UDP_CTL_LEN];
+    uint8_t buf[PEER_BATCH][SRV_PEER_HEADROOM + PEER_DATA + SRV_PEER_TAILROOM + 1];
+};
+
+struct peer_batch *peer_batch_new(void)
+{
+    return calloc(1, sizeof(struct peer_batch));
+}
+
+/* ---- client -> peer ---- */
+
+void peer_forward(struct worker *w, const struct srv_fwd *f)
+{
+    struct relay_sock *rs = f->relay->io;
+    if (!rs || rs->h.fd < 0) return;
+    if (f->dont_fragment && !rs->dont_fragment) {
+        /* DONT-FRAGMENT on a Send indication: from now on this socket sets DF. */
+        int v4 = IP_PMTUDISC_DO, v6 = 1;
+        if (rs->family == AF_INET)
+            setsockopt(rs->h.fd, IPPROTO_IP, IP_MTU_DISCOVER, &v4, sizeof(v4));
+        else
+            setsockopt(rs->h.fd, IPPROTO_IPV6, IPV6_DONTFRAG, &v6, sizeof(v6));
+        rs->dont_fragment = true;
+    }
+    ssize_t k = sendto(rs->h.fd, f->data, f->len, MSG_DONTWAIT, &f->peer.sa, addr_len(&f->peer));
+    if (k < 0) {
+        w->io.v[RELAY_C_peer_send_errors]++;
+        return;
+    }
+    f->a->pkts_to_peer++;
+    f->a->bytes_to_peer += f->len;
+    w->io.v[RELAY_C_peer_tx_datagrams]++;
+    w->io.v[RELAY_C_peer_tx_bytes] += f->len;
+}
+
+size_t client_message(struct worker *w, const struct srv_tuple *t, void *client_io,
+                      const uint8_t *in, size_t len, uint8_t *out, size_t outcap)
+{
+    struct srv_fwd f;
+    size_t n = srv_handle(&w->srv, t, client_io, in, len, w->now_ms, out, outcap, &f);
+    if (f.a) peer_forward(w, &f);
+    return n;
+}
+
+/* ---- peer -> client ---- */
+
+static struct alloc_relay *relay_of(struct allocation *a, int family)
+{
+    for (unsigned i = 0; i < a->nrelay; i++)
+        if (a->relay[i].addr.sa.sa_family == family) return &a->relay[i];
+    return NULL;
+}
+
+static void peer_readable(struct worker *w, struct ep_handler *h, uint32_t events)
+{
+    (void)events;
+    struct relay_sock *rs = (struct relay_sock *)h;
+    struct peer_batch *b = w->pbatch;
+    for (int round = 0; round < PEER_BUDGET; round++) {
+        for (int i = 0; i < PEER_BATCH; i++) {
+            b->riov[i] = (struct iovec){.iov_base = b->buf[i] + SRV_PEER_HEADROOM, .iov_len = PEER_DATA};
+            struct msghdr *mh = &b->rx[i].msg_hdr;
+            memset(mh, 0, sizeof(*mh));
+            mh->msg_name = &b->src[i];
+            mh->msg_namelen = sizeof(b->src[i]);
+            mh->msg_iov = &b->riov[i];
+            mh->msg_iovlen = 1;
+        }
+        int n = recvmmsg(h->fd, b->rx, PEER_BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0) return;
+        struct allocation *a = rs->a;
+        struct alloc_relay *rel = relay_of(a, rs->family);
+        struct listener *l = a->tuple.transport == SRV_UDP ? a->client_io : NULL;
+        int nout = 0;
+        for (int i = 0; i < n; i++) {
+            size_t len = b->rx[i].msg_len;
+            w->io.v[RELAY_C_peer_rx_datagrams]++;
+            w->io.v[RELAY_C_peer_rx_bytes] += len;
+            if (b->rx[i].msg_hdr.msg_flags & MSG_TRUNC) {
+                w->io.v[RELAY_C_peer_drop_truncated]++;
+                continue;
+            }
+            union stun_addr from;
+            if (!addr_from_sockaddr(&from, (struct sockaddr *)&b->src[i], b->rx[i].msg_hdr.msg_namelen))
+                continue;
+            uint8_t *msg;
+            size_t out = srv_peer_data(&w->srv, a, rel, &from, b->buf[i] + SRV_PEER_HEADROOM, len,
+                                       w->now_ms, &msg);
+            if (!out) continue;
+            a->pkts_to_client++;
+            a->bytes_to_client += len;
+            if (l) {
+                b->tiov[nout] = (struct iovec){.iov_base = msg, .iov_len = out};
+                udp_prepare(&b->tx[nout].msg_hdr, l, &a->tuple, &b->tiov[nout], b->tctl[nout]);
+                nout++;
+            } else if (a->client_io && !tcp_send_client(w, a->client_io, msg, out)) {
+                return; /* the connection closed, and with it this allocation and socket */
+            }
+        }
+        for (int done = 0; done < nout;) {
+            int k = sendmmsg(l->h.fd, b->tx + done, (unsigned)(nout - done), MSG_DONTWAIT);
+            if (k < 0) {
+                if (errno == EINTR) continue;
+                w->io.v[RELAY_C_udp_send_errors]++;
+                done++;
+                continue;
+            }
+            for (int i = done; i < done + k; i++) {
+                w->io.v[RELAY_C_udp_tx_datagrams]++;
+                w->io.v[RELAY_C_udp_tx_bytes] += b->tx[i].msg_len;
+            }
+            done += k;
+        }
+        if (n < PEER_BATCH) return;
+    }
+}
+
+/* ---- the TURN server's I/O ---- */
+
+static int io_port_take(void *ctx, unsigned pool, bool even, bool reserve_next, uint64_t token,
+                        uint64_t now_s, uint16_t *port)
+{
+    struct worker *w = ctx;
+    struct relay_shared *sh = w->shared;
+    if (pool >= sh->npools) return -1;
+    pthread_mutex_lock(&sh->lock);
+    int rc = ports_take(&sh->pools[pool], even, reserve_next, token, now_s, port);
+    pthread_mutex_unlock(&sh->lock);
+    return rc;
+}
+
+static int io_port_claim(void *ctx, uint64_t token, uint64_t now_s, unsigned *pool, uint16_t *port)
+{
+    struct worker *w = ctx;
+    struct relay_shared *sh = w->shared;
+    int rc = -1;
+    pthread_mutex_lock(&sh->lock);
+    for (size_t i = 0; i < sh->npools && rc; i++)
+        if (ports_claim(&sh->pools[i], token, now_s, port) == 0) {
+            *pool = (unsigned)i;
+            rc = 0;
+        }
+    pthread_mutex_unlock(&sh->lock);
+    return rc;
+}
+
+static void io_port_release(void *ctx, unsigned pool, uint16_t port)
+{
+    struct worker *w = ctx;
+    struct relay_shared *sh = w->shared;
+    if (pool >= sh->npools) return;
+    pthread_mutex_lock(&sh->lock);
+    ports_release(&sh->pools[pool], port);
+    pthread_mutex_unlock(&sh->lock);
+}
+
+static int io_relay_open(void *ctx, struct allocation *a, struct alloc_relay *r)
+{
+    struct worker *w = ctx;
+    int family = r->addr.sa.sa_family;
+    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (a->dont_fragment) {
+        int v4 = IP_PMTUDISC_DO;
+        int rc = family == AF_INET ? setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &v4, sizeof(v4))
+                                   : setsockopt(fd, IPPROTO_IPV6, IPV6_DONTFRAG, &one, sizeof(one));
+        if (rc) {
+            int err = errno;
+            close(fd);
+            return -err;
+        }
+    }
+    if (bind(fd, &r->addr.sa, addr_len(&r->addr))) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    struct relay_sock *rs = calloc(1, sizeof(*rs));
+    if (!rs) {
+        close(fd);
+        return -ENOMEM;
+    }
+    *rs = (struct relay_sock){.h = {.fd = fd, .fn = peer_readable}, .a = a, .family = family,
+                              .dont_fragment = a->dont_fragment};
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &rs->h};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev)) {
+        int err = errno;
+        close(fd);
+        free(rs);
+        return -err;
+    }
+    r->io = rs;
+    return 0;
+}
+
+static void io_relay_close(void *ctx, struct allocation *a, struct alloc_relay *r)
+{
+    (void)a;
+    struct worker *w = ctx;
+    struct relay_sock *rs = r->io;
+    if (rs) worker_bury(w, &rs->h, rs);
+}
+
+/* Per-user counts: open addressing on the name; entries stay (count 0) once made, so the
+ * table only grows with distinct users seen, bounded by the users that can authenticate. */
+struct quota_entry {
+    char name[STUN_MAX_USERNAME + 1];
+    uint32_t count;
+    bool used;
+};
+
+static struct quota_entry *quota_slot(struct relay_shared *sh, const char *user, size_t ulen)
+{
+    if (!sh->quota_cap) return NULL;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < ulen; i++) h = (h ^ (uint8_t)user[i]) * 0x100000001b3ull;
+    for (size_t k = 0; k < sh->quota_cap; k++) {
+        struct quota_entry *e = &sh->quota[(h + k) & (sh->quota_cap - 1)];
+        if (!e->used || (strlen(e->name) == ulen && memcmp(e->name, user, ulen) == 0)) return e;
+    }
+    return NULL;
+}
+
+static int quota_grow(struct relay_shared *sh)
+{
+    size_t cap = sh->quota_cap ? sh->quota_cap * 2 : 256;
+    struct quota_entry *old = sh->quota, *nq = calloc(cap, sizeof(*nq));
+    if (!nq) return -1;
+    size_t oldcap = sh->quota_cap;
+    sh->quota = nq;
+    sh->quota_cap = cap;
+    for (size_t i = 0; i < oldcap; i++) {
+        if (!old[i].used) continue;
+        struct quota_entry *e = quota_slot(sh, old[i].name, strlen(old[i].name));
+        *e = old[i];
+    }
+    free(old);
+    return 0;
+}
+
+static int io_quota_take(void *ctx, const char *user, size_t ulen)
+{
+    struct worker *w = ctx;
+    struct relay_shared *sh = w->shared;
+    int rc = -1;
+    pthread_mutex_lock(&sh->lock);
+    if (sh->total >= sh->max_total) goto out;
+    if ((sh->quota_used + 1) * 2 > sh->quota_cap && quota_grow(sh)) goto out;
+    struct quota_entry *e = quota_slot(sh, user, ulen);
+    if (!e) goto out;
+    if (!e->used) {
+        memcpy(e->name, user, ulen);
+        e->name[ulen] = 0;
+        e->used = true;
+        sh->quota_used++;
+    }
+    if (e->count >= sh->max_per_user) goto out;
+    e->count++;
+    sh->total++;
+    rc = 0;
+out:
+    pthread_mutex_unlock(&sh->lock);
+    return rc;
+}
+
+static void io_quota_release(void *ctx, const char *user, size_t ulen)
+{
+    struct worker *w = ctx;
+    struct relay_shared *sh = w->shared;
+    pthread_mutex_lock(&sh->lock);
+    struct quota_entry *e = quota_slot(sh, user, ulen);
+    if (e && e->used && e->count) {
+        e->count--;
+        sh->total--;
+    }
+    pthread_mutex_unlock(&sh->lock);
+}
+
+static void io_random(void *ctx, void *buf, size_t len)
+{
+    (void)ctx;
+    uint8_t *p = buf;
+    while (len) {
+        ssize_t k = getrandom(p, len, 0);
+        if (k <= 0) continue; /* EINTR; the pool is initialised long before a relay runs */
+        p += k;
+        len -= (size_t)k;
+    }
+}
+
+static void io_event(void *ctx, const struct allocation *a, const char *what,
+                     const union stun_addr *peer, enum policy_verdict verdict)
+{
+    struct worker *w = ctx;
+    if (peer) {
+        tlog(CFG_LOG_WARN, "peer_denied", LF_U("allocation", a->id), LF_S("user", a->username),
+             LF_A("client", &a->tuple.client), LF_A("peer", peer),
+             LF_S("reason", policy_verdict_names[verdict]));
+        return;
+    }
+    enum cfg_log_level lvl = CFG_LOG_INFO;
+    if (!log_enabled(lvl)) return;
+    char relayed[ADDR_STRLEN * 2 + 2] = "";
+    for (unsigned i = 0; i < a->nrelay; i++) {
+        char buf[ADDR_STRLEN];
+        if (i) strcat(relayed, ",");
+        strcat(relayed, addr_str(&a->relay[i].advertised, buf));
+    }
+    uint64_t age = w->now_ms > a->created_ms ? w->now_ms - a->created_ms : 0;
+    tlog(lvl, what[0] == 'a' ? "allocation_created" : "allocation_ended", LF_U("allocation", a->id),
+         LF_S("reason", what), LF_S("user", a->username), LF_A("client", &a->tuple.client),
+         LF_S("relayed", relayed), LF_U("worker", w->id), LF_U("age_ms", age),
+         LF_U("pkts_to_peer", a->pkts_to_peer), LF_U("bytes_to_peer", a->bytes_to_peer),
+         LF_U("pkts_to_client", a->pkts_to_client), LF_U("bytes_to_client", a->bytes_to_client));
+}
+
+const struct srv_io peer_io_template = {
+    .port_take = io_port_take,
+    .port_claim = io_port_claim,
+    .port_release = io_port_release,
+    .relay_open = io_relay_open,
+    .relay_close = io_relay_close,
+    .quota_take = io_quota_take,
+    .quota_release = io_quota_release,
+    .random = io_random,
+    .event = io_event,
+};
