@@ -14,7 +14,7 @@
 #include "worker.h"
 
 #define PEER_BATCH  32
-#define PEER_DATA   2048 /* larger peer datagrams are truncated by the kernel: counted, dropped */
+#define PEER_DATA   65536 /* any UDP datagram; pages become resident only when used */
 #define PEER_BUDGET 8    /* batches per wakeup */
 
 /* Receive buffers keep headroom so a peer datagram becomes ChannelData or a Data indication

@@ -11,7 +11,7 @@
 #include "worker.h"
 
 #define UDP_BATCH  64   /* datagrams per recvmmsg */
-#define UDP_RX_BUF 2048 /* larger datagrams are truncated by the kernel: counted and dropped */
+#define UDP_RX_BUF 65536 /* any UDP datagram; pages of a slot become resident only when used */
 #define UDP_TX_BUF 1280 /* control-plane answers are small; a larger one is not produced */
 #define UDP_BUDGET 16   /* batches per wakeup, so one busy socket cannot starve the others */
 

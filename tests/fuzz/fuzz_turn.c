@@ -1,0 +1,1346 @@
+/* fuzz_turn.c: libFuzzer target: a structure-aware TURN session fuzzer. The input is a script
+ * of operations on one server (fresh per input, fake relay I/O, a fake clock): correctly or
+ * deliberately wrongly signed requests, Send indications, ChannelData, peer datagrams, time
+ * passing, TCP connections closing. Unlike fuzz_server it gets past authentication, so
+ * Allocate, Refresh, CreatePermission, ChannelBind and the data paths are all reached.
+ *
+ * Input format (every read past the end gives 0, so any byte string is a valid script):
+ *
+ *   CFG                 bit0 strict_channels; bit1 no SOFTWARE; bit2 external address
+ *                       203.0.113.5; bit3 wildcard relay addresses (0.0.0.0, ::); bit4 a second
+ *                       IPv4 relay address (third pool); bits5-7 port pool start offset
+ *   then operations until the input ends (at most MAX_OPS), each one opcode byte O:
+ *
+ *   O&7 = 0  REQUEST    M T S F N attr*N
+ *     M  bits0-2 method: Allocate, Refresh, CreatePermission, ChannelBind, Binding,
+ *                0x00A (unknown), Send-as-request, 0x00B + bits5-7 (unknown)
+ *        bits3-4 client tuple: 0 UDP v4, 1 UDP v6, 2 TCP v4 (3 = 0)
+ *        bits5-7 reply capacity: 0-4 1500, 5 548, 6 100, 7 40
+ *     T  transaction ID: < 0x40 the tuple's previous one (a retransmission), < 0x50 one of
+ *        the 16 most recent of any tuple, else a fresh one
+ *     S  bits0-2 signing: 0 USERNAME + MESSAGE-INTEGRITY (MD5 key); 1 USERNAME +
+ *        PASSWORD-ALGORITHMS/PASSWORD-ALGORITHM SHA-256 + MESSAGE-INTEGRITY-SHA256; 2 USERNAME +
+ *        the algorithms with MD5 + MESSAGE-INTEGRITY; 3 USERNAME + MESSAGE-INTEGRITY-SHA256 (MD5
+ *        key); 4 USERHASH + algorithms SHA-256 + MESSAGE-INTEGRITY-SHA256; 5 USERHASH +
+ *        MESSAGE-INTEGRITY; 6 no credentials at all; 7 USERNAME/REALM/NONCE but no integrity
+ *        bit3 user ("fuzz" or "other"); bit4 FINGERPRINT; bit5 MESSAGE-INTEGRITY-SHA256
+ *        truncated to 16 + 4*((F>>4)&3) bytes; bit6 attributes after the integrity (ignored);
+ *        bit7 both MESSAGE-INTEGRITY and MESSAGE-INTEGRITY-SHA256
+ *     F  fault (F&15): 0-7 none; 8 corrupted MAC; 9 stale nonce; 10 nonce of another client;
+ *        11 wrong password; 12 wrong realm; 13 unknown user; 14 algorithm list bid down;
+ *        15 forged nonce
+ *     N  N&15 attributes, placed after the credentials and before the integrity; each is
+ *        A (A&15) and its parameters:
+ *        0 XOR-PEER-ADDRESS   PEER           1 CHANNEL-NUMBER  c16
+ *        2 LIFETIME  u32                     3 REQUESTED-TRANSPORT  proto
+ *        4 EVEN-PORT  byte                   5 RESERVATION-TOKEN  b (odd: the last token
+ *                                              the server gave out, else 8 raw bytes)
+ *        6 REQUESTED-ADDRESS-FAMILY  f       7 ADDITIONAL-ADDRESS-FAMILY  f
+ *        8 DONT-FRAGMENT                     9 DATA  L bytes[L]
+ *        10 known type k (table) L bytes[L]  11 raw type t16 L bytes[L]
+ *        12 XOR-PEER-ADDRESS raw  L bytes[L] 13 SOFTWARE  L bytes[L]
+ *        14 k+1 XOR-PEER-ADDRESSes (k < 200) counting up from PEER
+ *        15 nothing
+ *   O&7 = 1  SEND       M PEER L bytes[L]: a Send indication. M bits0-1 tuple; bit2
+ *        DONT-FRAGMENT; bit3 FINGERPRINT; bit4 no XOR-PEER-ADDRESS; bit5 no DATA; bit6 an
+ *        unknown comprehension-required attribute; bit7 a Data indication instead
+ *   O&7 = 2  CHANNELDATA  M C L bytes[L]: M bits0-1 tuple, bits2-4 framing: 0 exact, 1 padded
+ *        to 4, 2 length field + 1, 3 length field - 4, 4 length field 0xFFFF, 5 only 2 bytes,
+ *        6 3 bytes of junk after, 7 4 bytes of junk after. C: channel 0x4000 + C%16 (C < 0xC0)
+ *        or 0x4000 + (C - 0xC0) * 256
+ *   O&7 = 3  PEER DATA  M PEER Lhi Llo K bytes[K]: a datagram of L bytes (the K bytes
+ *        repeated; zeros when K is 0) from PEER to the relay socket of that family of tuple
+ *        M&3's allocation (skipped when there is none), in an exact-size buffer with
+ *        SRV_PEER_HEADROOM before and SRV_PEER_TAILROOM after
+ *   O&7 = 4  CLOCK      Ahi Alo: advance by A * {1, 50, 500, 1000}[(O>>3)&3] ms (at most 2 h);
+ *        then srv_expire unless O&0x20 (a message handled before the expiry timer runs)
+ *   O&7 = 5  CLOSE      the TCP client's connection closes: srv_delete its allocation
+ *   O&7 = 6  FAULT      B: the next B&7 relay_open calls fail with EADDRINUSE; B&8 then one
+ *        with EACCES; B&0x10 another process takes a port of pool (B>>5)%pools; B&0x80 those
+ *        ports come back
+ *   O&7 = 7  RAW        M L bytes[L]: M bits0-1 tuple; bit2: behind a valid request header
+ *        (method from M>>3, fresh transaction ID, length set)
+ *
+ *   PEER = P port16 [4 or 16 raw bytes]: P&15 picks 8.8.8.8 (+P>>4), 198.51.100.7 (the
+ *        allowed CIDR), 2607:f8b0::1 (+P>>4), ::ffff:8.8.8.8, 64:ff9b::8.8.8.8,
+ *        2002:808:808::1, ::8.8.8.8, 127.0.0.1, 10.0.0.1, 2001:db8::1, ::1, 0.0.0.0, 8.8.4.4
+ *        (peers.deny), fe80::1, raw IPv4, raw IPv6.
+ *
+ * Checked (abort() on violation): every reply fits outcap, decodes, answers the request's
+ * transaction and method, has no unknown attributes and no wrong FINGERPRINT; a success to a
+ * TURN method and every error that only comes after authentication carry a MESSAGE-INTEGRITY
+ * (-SHA256) that verifies with the requester's key (any user's key for a cached answer); no
+ * request that was not correctly signed gets a success unless it is a retransmission answered
+ * from the cache with exactly the bytes answered before on that 5-tuple; 401/438 carry REALM
+ * and a NONCE valid for that client now; Allocate, Refresh, CreatePermission and ChannelBind
+ * successes match the allocation table; forwarded data comes from the input, goes to a
+ * permitted peer that policy_check(..., true) allows, through a relay socket of the peer's
+ * family of the sender's allocation; peer data is framed inside the buffer (headroom /
+ * tailroom), decodes as ChannelData (exactly when a channel is bound) or a Data indication
+ * with the same bytes and peer, and is dropped exactly when it has to be; after every step
+ * the expiry heap, table, sockets, ports and quotas agree; after srv_free no socket is open,
+ * no port is taken and no quota is held.
+ *
+ * -DFUZZ_TURN_KNOWN_BUGS relaxes the checks that known, not yet fixed, server bugs fail, so
+ * that a long run can look for others; without it those bugs stop the run. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <zlib.h>
+
+#include "nonce.h"
+#include "policy.h"
+#include "ports.h"
+#include "server.h"
+#include "stun.h"
+#include "users.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define REQUIRE(cond)                                                                              \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz_turn: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+#define MAX_OPS     512
+#define NTUPLES     3
+#define NPOOLS_MAX  3
+#define MAX_SOCKS   16
+#define MAX_FOREIGN 8
+#define MAX_SENT    512 /* (tuple, tid) answered with integrity: what the cache may replay */
+#define SCRATCH     32768
+#define REALM       "tern.fuzz"
+#define NONCE_LIFE  600
+#define MAX_LIFE    3600
+#define QUOTA_USER  2
+#define QUOTA_TOTAL 3
+#define TXC_MAX     384 /* server.c: larger answers are not cached */
+
+/* ---- the fixed world: users, keys, policy, addresses ---- */
+
+static struct auth_users users;
+static struct auth_creds creds;
+static struct auth_nonce_key nonce_key;
+static struct policy_cidr allow_cidr, deny_cidr;
+static struct peer_policy policy;
+static struct srv_tuple tuples[NTUPLES];
+static union stun_addr external;
+static const char *const user_names[2] = {"fuzz", "other"};
+static const uint8_t wrong_key[32] = {0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55,
+                                      0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55,
+                                      0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55,
+                                      0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55};
+static int client_io_tag[NTUPLES]; /* distinct client_io handles */
+
+static void set_addr(union stun_addr *a, const char *ip, uint16_t port)
+{
+    memset(a, 0, sizeof(*a));
+    if (strchr(ip, ':')) {
+        a->v6.sin6_family = AF_INET6;
+        a->v6.sin6_port = htons(port);
+        REQUIRE(inet_pton(AF_INET6, ip, &a->v6.sin6_addr) == 1);
+    } else {
+        a->v4.sin_family = AF_INET;
+        a->v4.sin_port = htons(port);
+        REQUIRE(inet_pton(AF_INET, ip, &a->v4.sin_addr) == 1);
+    }
+}
+
+static void world_init(void)
+{
+    const char *const passwords[2] = {"pw", "pw2"};
+    REQUIRE(auth_users_init(&users, REALM, user_names, passwords, 2) == 0);
+    creds = auth_users_creds(&users);
+    memset(nonce_key.secret, 0x42, sizeof(nonce_key.secret));
+    set_addr(&allow_cidr.addr, "198.51.100.0", 0);
+    allow_cidr.prefix = 24;
+    set_addr(&deny_cidr.addr, "8.8.4.0", 0);
+    deny_cidr.prefix = 24;
+    policy = (struct peer_policy){.allow_loopback = false, .allow = &allow_cidr, .nallow = 1,
+                                  .deny = &deny_cidr, .ndeny = 1};
+    memset(tuples, 0, sizeof(tuples));
+    tuples[0].transport = SRV_UDP;
+    set_addr(&tuples[0].client, "192.0.2.77", 40000);
+    set_addr(&tuples[0].local, "192.0.2.1", 3478);
+    tuples[1].transport = SRV_UDP;
+    set_addr(&tuples[1].client, "2001:db8::77", 40001);
+    set_addr(&tuples[1].local, "2001:db8::1", 3478);
+    tuples[2].transport = SRV_TCP;
+    set_addr(&tuples[2].client, "192.0.2.77", 40002);
+    set_addr(&tuples[2].local, "192.0.2.1", 3478);
+    set_addr(&external, "203.0.113.5", 0);
+}
+
+/* ---- the per-input state: fake relay I/O and its books ---- */
+
+struct fsock {
+    unsigned pool;
+    uint16_t port;
+};
+
+struct world {
+    struct srv s;
+    bool srv_live;
+    uint64_t now_ms;
+    union stun_addr relay_addrs[NPOOLS_MAX];
+    size_t npools;
+    struct port_pool pools[NPOOLS_MAX];
+    struct fsock *socks[MAX_SOCKS];
+    size_t nsocks;
+    unsigned quota[2], qtotal;
+    unsigned eaddrinuse_left;
+    bool eacces_next;
+    uint16_t foreign[NPOOLS_MAX][MAX_FOREIGN];
+    size_t nforeign[NPOOLS_MAX];
+    uint64_t rng;
+    uint64_t tid_counter;
+    uint8_t last_tid[NTUPLES][STUN_TID_LEN];
+    bool have_last_tid[NTUPLES];
+    uint8_t recent_tid[16][STUN_TID_LEN];
+    unsigned nrecent;
+    uint64_t last_token;
+    struct {
+        unsigned tuple;
+        uint8_t tid[STUN_TID_LEN];
+        uint16_t len;
+        uint32_t crc;
+    } sent[MAX_SENT];
+    size_t nsent;
+    bool sent_overflow;
+};
+
+static struct world W;
+
+/* FUZZ_TURN_TRACE=1 in the environment: one line per step on stderr (for writing seeds). */
+static bool tracing;
+
+static int reply_code(const uint8_t *out, size_t n)
+{
+    struct stun_msg r;
+    if (!n || stun_decode(&r, out, n)) return 0;
+    if (stun_class_of(r.type) == STUN_SUCCESS) return 200;
+    const struct stun_attr *ec = stun_find(&r, STUN_ATTR_ERROR_CODE);
+    int code = 0;
+    const char *reason;
+    size_t rlen;
+    if (ec && stun_get_error(ec, &code, &reason, &rlen) == 0) return code;
+    return -1;
+}
+
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint16_t addr_port(const union stun_addr *a)
+{
+    return ntohs(a->sa.sa_family == AF_INET6 ? a->v6.sin6_port : a->v4.sin_port);
+}
+
+static bool same_addr(const union stun_addr *a, const union stun_addr *b)
+{
+    return addr_equal(a, b);
+}
+
+static uint8_t pool_state(unsigned pool, uint16_t port)
+{
+    const struct port_pool *p = &W.pools[pool];
+    REQUIRE(port >= p->min && port <= p->max);
+    return p->state[port - p->min];
+}
+
+static int sock_index(const void *h)
+{
+    for (size_t i = 0; i < W.nsocks; i++)
+        if (W.socks[i] == h) return (int)i;
+    return -1;
+}
+
+static bool port_bound(unsigned pool, uint16_t port)
+{
+    for (size_t i = 0; i < W.nsocks; i++)
+        if (W.socks[i]->pool == pool && W.socks[i]->port == port) return true;
+    return false;
+}
+
+static int fake_port_take(void *ctx, unsigned pool, bool even, bool reserve_next, uint64_t token,
+                          uint64_t now_s, uint16_t *port)
+{
+    REQUIRE(ctx == &W);
+    REQUIRE(pool < W.npools);
+    REQUIRE(now_s == W.now_ms / 1000);
+    if (ports_take(&W.pools[pool], even, reserve_next, token, now_s, port)) return -1;
+    REQUIRE(pool_state(pool, *port) == 1);
+    if (even || reserve_next) REQUIRE((*port & 1) == 0);
+    if (reserve_next) REQUIRE(pool_state(pool, (uint16_t)(*port + 1)) == 2);
+    return 0;
+}
+
+static int fake_port_claim(void *ctx, uint64_t token, uint64_t now_s, unsigned *pool,
+                           uint16_t *port)
+{
+    REQUIRE(ctx == &W);
+    for (unsigned i = 0; i < W.npools; i++)
+        if (ports_claim(&W.pools[i], token, now_s, port) == 0) {
+            *pool = i;
+            REQUIRE(pool_state(i, *port) == 1);
+            return 0;
+        }
+    return -1;
+}
+
+static void fake_port_release(void *ctx, unsigned pool, uint16_t port)
+{
+    REQUIRE(ctx == &W);
+    REQUIRE(pool < W.npools);
+    REQUIRE(!port_bound(pool, port));           /* the socket is closed first */
+    REQUIRE(pool_state(pool, port) != 0);       /* no double release */
+    ports_release(&W.pools[pool], port);
+}
+
+static int fake_relay_open(void *ctx, struct allocation *a, struct alloc_relay *r)
+{
+    REQUIRE(ctx == &W);
+    REQUIRE(a->nrelay < 2 && r == &a->relay[a->nrelay]);
+    REQUIRE(r->io == NULL);
+    REQUIRE(r->pool < W.npools);
+    const union stun_addr *base = &W.relay_addrs[r->pool];
+    REQUIRE(addr_ip_equal(&r->addr, base));
+    uint16_t port = addr_port(&r->addr);
+    REQUIRE(pool_state(r->pool, port) == 1);
+    REQUIRE(!port_bound(r->pool, port));
+    for (unsigned i = 0; i < a->nrelay; i++)
+        REQUIRE(a->relay[i].addr.sa.sa_family != r->addr.sa.sa_family);
+    if (W.eaddrinuse_left) {
+        W.eaddrinuse_left--;
+        return -EADDRINUSE;
+    }
+    if (W.eacces_next) {
+        W.eacces_next = false;
+        return -EACCES;
+    }
+    REQUIRE(W.nsocks < MAX_SOCKS);
+    struct fsock *fs = malloc(sizeof(*fs));
+    REQUIRE(fs != NULL);
+    fs->pool = r->pool;
+    fs->port = port;
+    W.socks[W.nsocks++] = fs;
+    r->io = fs;
+    return 0;
+}
+
+static void fake_relay_close(void *ctx, struct allocation *a, struct alloc_relay *r)
+{
+    REQUIRE(ctx == &W);
+    REQUIRE(r >= a->relay && r < a->relay + 2);
+    int i = sock_index(r->io);
+    REQUIRE(i >= 0);
+    struct fsock *fs = W.socks[i];
+    REQUIRE(fs->pool == r->pool && fs->port == addr_port(&r->addr));
+    W.socks[i] = W.socks[--W.nsocks];
+    free(fs);
+}
+
+static int user_index(const char *user, size_t ulen)
+{
+    for (int i = 0; i < 2; i++)
+        if (strlen(user_names[i]) == ulen && memcmp(user_names[i], user, ulen) == 0) return i;
+    return -1;
+}
+
+static int fake_quota_take(void *ctx, const char *user, size_t ulen)
+{
+    REQUIRE(ctx == &W);
+    int u = user_index(user, ulen);
+    REQUIRE(u >= 0); /* only authenticated users get this far */
+    if (W.qtotal >= QUOTA_TOTAL || W.quota[u] >= QUOTA_USER) return -1;
+    W.quota[u]++;
+    W.qtotal++;
+    return 0;
+}
+
+static void fake_quota_release(void *ctx, const char *user, size_t ulen)
+{
+    REQUIRE(ctx == &W);
+    int u = user_index(user, ulen);
+    REQUIRE(u >= 0);
+    REQUIRE(W.quota[u] > 0 && W.qtotal > 0); /* releases match takes */
+    W.quota[u]--;
+    W.qtotal--;
+}
+
+static void fake_random(void *ctx, void *buf, size_t len)
+{
+    REQUIRE(ctx == &W);
+    uint8_t *p = buf;
+    while (len) {
+        uint64_t v = splitmix(&W.rng);
+        size_t k = len < 8 ? len : 8;
+        memcpy(p, &v, k);
+        p += k;
+        len -= k;
+    }
+}
+
+static void fake_event(void *ctx, const struct allocation *a, const char *what,
+                       const union stun_addr *peer, enum policy_verdict verdict)
+{
+    REQUIRE(ctx == &W);
+    REQUIRE(a != NULL && what != NULL);
+    if (strcmp(what, "denied") == 0) {
+        REQUIRE(peer != NULL && verdict != POLICY_OK && verdict < POLICY_COUNT);
+    } else {
+        REQUIRE(strcmp(what, "allocated") == 0 || strcmp(what, "refreshed") == 0 ||
+                strcmp(what, "deleted") == 0 || strcmp(what, "expired") == 0 ||
+                strcmp(what, "closed") == 0);
+    }
+}
+
+/* ---- books: table, heap, sockets, ports, quotas agree ---- */
+
+static int tuple_index(const struct srv_tuple *t)
+{
+    for (int i = 0; i < NTUPLES; i++)
+        if (tuple_equal(t, &tuples[i])) return i;
+    return -1;
+}
+
+static void check_books(void)
+{
+    const struct alloc_table *t = &W.s.allocs;
+    size_t socks = 0;
+    unsigned quota[2] = {0, 0};
+    size_t in_pool[NPOOLS_MAX] = {0};
+    REQUIRE(t->count <= NTUPLES);
+    for (size_t i = 0; i < t->count; i++) {
+        const struct allocation *a = t->heap[i];
+        REQUIRE(a->heap_idx == i);
+        if (i) REQUIRE(t->heap[(i - 1) / 2]->expires_ms <= a->expires_ms);
+        REQUIRE(alloc_find(t, &a->tuple) == a);
+        REQUIRE(tuple_index(&a->tuple) >= 0);
+        int u = user_index(a->username, a->ulen);
+        REQUIRE(u >= 0);
+        quota[u]++;
+        REQUIRE(a->nrelay >= 1 && a->nrelay <= 2);
+        if (a->nrelay == 2)
+            REQUIRE(a->relay[0].addr.sa.sa_family != a->relay[1].addr.sa.sa_family);
+        for (unsigned k = 0; k < a->nrelay; k++) {
+            const struct alloc_relay *r = &a->relay[k];
+            int si = sock_index(r->io);
+            REQUIRE(si >= 0);
+            REQUIRE(W.socks[si]->pool == r->pool && W.socks[si]->port == addr_port(&r->addr));
+            REQUIRE(addr_port(&r->advertised) == addr_port(&r->addr));
+            REQUIRE(r->advertised.sa.sa_family == r->addr.sa.sa_family);
+            in_pool[r->pool]++;
+            socks++;
+        }
+        REQUIRE(a->nperms <= ALLOC_MAX_PERMISSIONS && a->nchans <= ALLOC_MAX_CHANNELS);
+    }
+    REQUIRE(socks == W.nsocks);
+    REQUIRE(quota[0] == W.quota[0] && quota[1] == W.quota[1]);
+    REQUIRE(W.qtotal == W.quota[0] + W.quota[1]);
+    for (size_t p = 0; p < W.npools; p++) {
+        const struct port_pool *pp = &W.pools[p];
+        size_t used = 0, reserved = 0;
+        for (uint32_t i = 0; i < pp->count; i++) {
+            used += pp->state[i] == 1;
+            reserved += pp->state[i] == 2;
+            REQUIRE(pp->state[i] <= 2);
+        }
+        REQUIRE(pp->used == used + reserved);
+        REQUIRE(used == in_pool[p] + W.nforeign[p]); /* no port leaked, none double-booked */
+    }
+    const uint64_t *c = W.s.c.v;
+    REQUIRE(c[SRV_C_allocations_created] ==
+            c[SRV_C_allocations_expired] + c[SRV_C_allocations_deleted] + t->count);
+}
+
+/* ---- input reader ---- */
+
+struct rd {
+    const uint8_t *p;
+    size_t n;
+};
+
+static uint8_t u8(struct rd *r)
+{
+    if (!r->n) return 0;
+    r->n--;
+    return *r->p++;
+}
+
+static uint16_t u16(struct rd *r)
+{
+    uint16_t hi = u8(r);
+    return (uint16_t)(hi << 8 | u8(r));
+}
+
+static uint32_t u32(struct rd *r)
+{
+    uint32_t hi = u16(r);
+    return hi << 16 | u16(r);
+}
+
+/* Up to len bytes into out (missing ones are zero); returns len. */
+static size_t bytes(struct rd *r, uint8_t *out, size_t len)
+{
+    size_t k = len < r->n ? len : r->n;
+    memcpy(out, r->p, k);
+    memset(out + k, 0, len - k);
+    r->p += k;
+    r->n -= k;
+    return len;
+}
+
+static void read_peer(struct rd *r, union stun_addr *a)
+{
+    static const char *const table[14] = {
+        "8.8.8.8",        "198.51.100.7", "2607:f8b0::1", "::ffff:8.8.8.8", "64:ff9b::808:808",
+        "2002:808:808::1", "::808:808",    "127.0.0.1",    "10.0.0.1",       "2001:db8::1",
+        "::1",            "0.0.0.0",      "8.8.4.4",      "fe80::1"};
+    uint8_t p = u8(r);
+    uint16_t port = u16(r);
+    unsigned idx = p & 15;
+    if (idx < 14) {
+        set_addr(a, table[idx], port);
+        if (idx == 0) a->v4.sin_addr.s_addr = htonl(ntohl(a->v4.sin_addr.s_addr) + (p >> 4));
+        if (idx == 2) a->v6.sin6_addr.s6_addr[15] = (uint8_t)(1 + (p >> 4));
+    } else if (idx == 14) {
+        memset(a, 0, sizeof(*a));
+        a->v4.sin_family = AF_INET;
+        a->v4.sin_port = htons(port);
+        bytes(r, (uint8_t *)&a->v4.sin_addr, 4);
+    } else {
+        memset(a, 0, sizeof(*a));
+        a->v6.sin6_family = AF_INET6;
+        a->v6.sin6_port = htons(port);
+        bytes(r, a->v6.sin6_addr.s6_addr, 16);
+    }
+}
+
+/* The i-th address counting up from a (for many permissions). */
+static void peer_plus(const union stun_addr *a, unsigned i, union stun_addr *out)
+{
+    *out = *a;
+    if (a->sa.sa_family == AF_INET) {
+        out->v4.sin_addr.s_addr = htonl(ntohl(a->v4.sin_addr.s_addr) + i);
+    } else {
+        uint8_t *b = out->v6.sin6_addr.s6_addr;
+        unsigned v = ((unsigned)b[14] << 8 | b[15]) + i;
+        b[14] = (uint8_t)(v >> 8);
+        b[15] = (uint8_t)v;
+    }
+}
+
+/* ---- sending to the server and checking what comes back ---- */
+
+struct expect {
+    bool known;          /* built by this fuzzer (not RAW) */
+    bool signed_ok;      /* credentials and integrity are right */
+    const uint8_t *key;  /* the key it was signed with */
+    size_t keylen;
+    int user;
+    uint16_t chdata_channel; /* ChannelData: the channel */
+    bool is_chdata;
+};
+
+static bool sent_find(unsigned tuple, const uint8_t *tid, size_t *idx)
+{
+    for (size_t i = 0; i < W.nsent; i++)
+        if (W.sent[i].tuple == tuple && memcmp(W.sent[i].tid, tid, STUN_TID_LEN) == 0) {
+            *idx = i;
+            return true;
+        }
+    return false;
+}
+
+static void sent_record(unsigned tuple, const uint8_t *tid, const uint8_t *reply, size_t n)
+{
+    size_t i;
+    if (!sent_find(tuple, tid, &i)) {
+        if (W.nsent == MAX_SENT) {
+            W.sent_overflow = true;
+            return;
+        }
+        i = W.nsent++;
+        W.sent[i].tuple = tuple;
+        memcpy(W.sent[i].tid, tid, STUN_TID_LEN);
+    }
+    W.sent[i].len = (uint16_t)n;
+    W.sent[i].crc = (uint32_t)crc32(0L, reply, (uInt)n);
+}
+
+static bool verify_any(const struct stun_msg *r, bool sha)
+{
+    for (size_t u = 0; u < users.n; u++) {
+        const struct auth_user *e = &users.v[u];
+        if (sha ? stun_check_integrity_sha256(r, e->key_md5, 16) == 0 ||
+                      stun_check_integrity_sha256(r, e->key_sha256, 32) == 0
+                : stun_check_integrity(r, e->key_md5, 16) == 0 ||
+                      stun_check_integrity(r, e->key_sha256, 32) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void canonical_of(const struct stun_msg *m, const struct stun_attr *a, union stun_addr *out)
+{
+    union stun_addr raw;
+    REQUIRE(stun_get_xor_addr(m, a, &raw) == 0);
+    policy_canonical(&raw, out);
+}
+
+/* The state after a fresh (not cached) success must agree with the answer. */
+static void check_success(unsigned ti, const struct stun_msg *q, const struct stun_msg *r,
+                          const struct expect *ex)
+{
+    const struct srv_tuple *t = &tuples[ti];
+    struct allocation *a = alloc_find(&W.s.allocs, t);
+    uint16_t method = stun_method_of(q->type);
+    const struct stun_attr *lt = stun_find(r, STUN_ATTR_LIFETIME);
+    uint32_t life = 0;
+    if (lt) REQUIRE(stun_get_u32(lt, &life) == 0);
+    switch (method) {
+    case STUN_ALLOCATE: {
+        REQUIRE(a != NULL);
+        if (ex->known) REQUIRE(user_index(a->username, a->ulen) == ex->user);
+        REQUIRE(lt && life <= MAX_LIFE);
+        unsigned k = 0;
+        for (unsigned i = 0; i < r->nattrs; i++) {
+            if (r->attrs[i].type != STUN_ATTR_XOR_RELAYED_ADDRESS) continue;
+            union stun_addr x;
+            REQUIRE(k < a->nrelay && stun_get_xor_addr(r, &r->attrs[i], &x) == 0);
+            REQUIRE(same_addr(&x, &a->relay[k].advertised));
+            k++;
+        }
+        REQUIRE(k == a->nrelay);
+        const struct stun_attr *tok = stun_find(r, STUN_ATTR_RESERVATION_TOKEN);
+        if (tok) REQUIRE(stun_get_u64(tok, &W.last_token) == 0);
+        union stun_addr x;
+        const struct stun_attr *xm = stun_find(r, STUN_ATTR_XOR_MAPPED_ADDRESS);
+        REQUIRE(xm && stun_get_xor_addr(r, xm, &x) == 0 && same_addr(&x, &t->client));
+        break;
+    }
+    case STUN_REFRESH:
+        REQUIRE(lt != NULL);
+#ifdef FUZZ_TURN_KNOWN_BUGS
+        /* Known: deleting one family of a dual allocation that has expired but not yet been
+         * reaped answers a wrapped-around LIFETIME (server.c do_refresh). */
+        if (a && a->expires_ms <= W.now_ms) break;
+#endif
+        REQUIRE(life <= MAX_LIFE); /* LIFETIME is what the allocation has left */
+        if (life == 0)
+            REQUIRE(a == NULL);
+        else
+            REQUIRE(a != NULL && a->expires_ms > W.now_ms);
+        break;
+    case STUN_CREATE_PERMISSION: {
+        REQUIRE(a != NULL);
+        const struct stun_attr *pa = stun_find(q, STUN_ATTR_XOR_PEER_ADDRESS);
+        REQUIRE(pa != NULL);
+        for (; pa; pa = stun_find_next(q, pa)) {
+            union stun_addr peer;
+            canonical_of(q, pa, &peer);
+            REQUIRE(alloc_permitted(a, &peer, W.now_ms));
+            REQUIRE(policy_check(&policy, &peer, false) == POLICY_OK);
+        }
+        break;
+    }
+    case STUN_CHANNEL_BIND: {
+        REQUIRE(a != NULL);
+        const struct stun_attr *pa = stun_find(q, STUN_ATTR_XOR_PEER_ADDRESS);
+        const struct stun_attr *ca = stun_find(q, STUN_ATTR_CHANNEL_NUMBER);
+        uint16_t num;
+        REQUIRE(pa && ca && stun_get_channel(ca, &num) == 0);
+        REQUIRE(num >= STUN_CHANNEL_MIN &&
+                num <= (W.s.opt.strict_channels ? STUN_CHANNEL_MAX_STRICT : STUN_CHANNEL_MAX));
+        union stun_addr peer;
+        canonical_of(q, pa, &peer);
+        const struct alloc_chan *c = alloc_channel(a, num, W.now_ms);
+        REQUIRE(c && same_addr(&c->peer, &peer));
+        REQUIRE(alloc_channel_of(a, &peer, W.now_ms) == c);
+        REQUIRE(alloc_permitted(a, &peer, W.now_ms));
+        break;
+    }
+    default: break;
+    }
+}
+
+static void check_reply(unsigned ti, const uint8_t *in, size_t inlen, const uint8_t *out,
+                        size_t n, bool cached, const struct expect *ex)
+{
+    const struct srv_tuple *t = &tuples[ti];
+    struct stun_msg r, q;
+    REQUIRE(stun_decode(&r, out, n) == 0);
+    REQUIRE(inlen >= STUN_HEADER_LEN && memcmp(r.tid, in + 8, STUN_TID_LEN) == 0);
+    uint16_t in_type = (uint16_t)(in[0] << 8 | in[1]);
+    REQUIRE(stun_class_of(in_type) == STUN_REQUEST);
+    uint16_t method = stun_method_of(in_type);
+#ifdef FUZZ_TURN_KNOWN_BUGS
+    /* Known: the transaction cache matches on 5-tuple and transaction ID only, so a request
+     * of another method reusing a transaction ID gets the cached answer of the first one. */
+    if (cached) method = stun_method_of(r.type);
+#endif
+    REQUIRE(stun_method_of(r.type) == method);
+    REQUIRE(stun_check_fingerprint(&r) != STUN_E_BAD_FINGERPRINT);
+    REQUIRE(r.nunknown == 0);
+    REQUIRE(!(r.integrity >= 0 && r.integrity_sha256 >= 0));
+    bool has_mi = r.integrity >= 0 || r.integrity_sha256 >= 0;
+    bool sha = r.integrity_sha256 >= 0;
+    bool decoded = stun_decode(&q, in, inlen) == 0;
+
+    if (cached) {
+        /* A replay: exactly the bytes answered before to this 5-tuple and transaction. */
+        REQUIRE(has_mi);
+        size_t i;
+        if (!W.sent_overflow) {
+            REQUIRE(sent_find(ti, r.tid, &i));
+            REQUIRE(W.sent[i].len == n && W.sent[i].crc == (uint32_t)crc32(0L, out, (uInt)n));
+        }
+    }
+    if (has_mi) {
+        REQUIRE(method != STUN_BINDING);
+        if (!cached && ex->known && ex->key) {
+            int rc = sha ? stun_check_integrity_sha256(&r, ex->key, ex->keylen)
+                         : stun_check_integrity(&r, ex->key, ex->keylen);
+            REQUIRE(rc == 0);
+            REQUIRE(decoded && (q.integrity_sha256 >= 0) == sha);
+        } else {
+            REQUIRE(verify_any(&r, sha));
+        }
+        if (!cached && n <= TXC_MAX) sent_record(ti, r.tid, out, n);
+    }
+
+    if (stun_class_of(r.type) == STUN_SUCCESS) {
+        if (method == STUN_BINDING) {
+            union stun_addr a;
+            const struct stun_attr *x = stun_find(&r, STUN_ATTR_XOR_MAPPED_ADDRESS);
+            REQUIRE(x && stun_get_xor_addr(&r, x, &a) == 0 && same_addr(&a, &t->client));
+            return;
+        }
+        REQUIRE(has_mi); /* every TURN method needs authentication */
+        if (!cached) {
+            REQUIRE(!ex->known || ex->signed_ok); /* no success without the right signature */
+            REQUIRE(decoded);
+            check_success(ti, &q, &r, ex);
+        }
+        return;
+    }
+    REQUIRE(stun_class_of(r.type) == STUN_ERROR);
+    int code = 0;
+    const char *reason;
+    size_t rlen;
+    const struct stun_attr *ec = stun_find(&r, STUN_ATTR_ERROR_CODE);
+    REQUIRE(ec && stun_get_error(ec, &code, &reason, &rlen) == 0);
+    REQUIRE(code >= 300 && code <= 699);
+    if (method != STUN_BINDING && code != 400 && code != 401 && code != 438)
+        REQUIRE(has_mi); /* only given after authentication */
+    if (code == 401 || code == 438) {
+        REQUIRE(!has_mi);
+        const struct stun_attr *realm = stun_find(&r, STUN_ATTR_REALM);
+        const struct stun_attr *nonce = stun_find(&r, STUN_ATTR_NONCE);
+        REQUIRE(realm && realm->len == strlen(REALM) && memcmp(realm->val, REALM, realm->len) == 0);
+        REQUIRE(nonce && auth_nonce_check(&nonce_key, &t->client, nonce->val, nonce->len,
+                                          W.now_ms / 1000) == AUTH_NONCE_OK);
+        REQUIRE(stun_find(&r, STUN_ATTR_PASSWORD_ALGORITHMS) != NULL);
+    }
+    if (code == 437 && method != STUN_ALLOCATE && !cached)
+        REQUIRE(alloc_find(&W.s.allocs, t) == NULL);
+}
+
+static void check_fwd(unsigned ti, const uint8_t *in, size_t inlen, const struct srv_fwd *f,
+                      const struct expect *ex)
+{
+    struct allocation *a = alloc_find(&W.s.allocs, &tuples[ti]);
+    REQUIRE(a != NULL && f->a == a);
+#ifdef FUZZ_TURN_KNOWN_BUGS
+    /* Known: ChannelData on a channel whose family a Refresh deleted goes out through
+     * a->relay[-1] (server.c do_channel_data does not check relay_index). */
+    if (!(f->relay >= a->relay && f->relay < a->relay + a->nrelay)) return;
+#endif
+    REQUIRE(a->nrelay >= 1 && f->relay >= a->relay && f->relay < a->relay + a->nrelay);
+    REQUIRE(f->relay->addr.sa.sa_family == f->peer.sa.sa_family);
+    REQUIRE(sock_index(f->relay->io) >= 0);
+    REQUIRE(policy_check(&policy, &f->peer, true) == POLICY_OK);
+    union stun_addr canon;
+    policy_canonical(&f->peer, &canon);
+    REQUIRE(same_addr(&canon, &f->peer)); /* already canonical */
+    REQUIRE(alloc_permitted(a, &f->peer, W.now_ms));
+    REQUIRE(f->len <= inlen && f->data >= in && f->data + f->len <= in + inlen);
+    if (ex->is_chdata) {
+        const struct alloc_chan *c = alloc_channel(a, ex->chdata_channel, W.now_ms);
+        REQUIRE(c && same_addr(&c->peer, &f->peer));
+        REQUIRE(f->data == in + STUN_CHDATA_HEADER_LEN);
+        REQUIRE(f->len == (size_t)(in[2] << 8 | in[3]));
+    } else {
+        struct stun_msg m;
+        REQUIRE(stun_decode(&m, in, inlen) == 0);
+        REQUIRE(stun_class_of(m.type) == STUN_INDICATION && stun_method_of(m.type) == STUN_SEND);
+        const struct stun_attr *da = stun_find(&m, STUN_ATTR_DATA);
+        const struct stun_attr *pa = stun_find(&m, STUN_ATTR_XOR_PEER_ADDRESS);
+        REQUIRE(da && pa && f->data == da->val && f->len == da->len);
+        canonical_of(&m, pa, &canon);
+        REQUIRE(same_addr(&canon, &f->peer));
+    }
+}
+
+/* Hand msg (copied into an exact-size buffer) to srv_handle from tuple ti and check. */
+static void deliver(unsigned ti, const uint8_t *msg, size_t len, size_t outcap,
+                    const struct expect *ex)
+{
+    uint8_t *in = malloc(len ? len : 1);
+    uint8_t *out = malloc(outcap);
+    REQUIRE(in && out);
+    memcpy(in, msg, len);
+    struct srv_counters before = W.s.c;
+    struct srv_fwd fwd;
+    memset(&fwd, 0xA5, sizeof(fwd));
+    size_t n = srv_handle(&W.s, &tuples[ti], &client_io_tag[ti], in, len, W.now_ms, out, outcap,
+                          &fwd);
+    REQUIRE(n <= outcap);
+    uint64_t moved = 0;
+    for (int i = 0; i < SRV_C_COUNT; i++) {
+        REQUIRE(W.s.c.v[i] >= before.v[i]);
+        moved += W.s.c.v[i] - before.v[i];
+    }
+    REQUIRE(moved >= 1); /* every message is counted somewhere */
+    bool cached = W.s.c.v[SRV_C_retransmit_answered] != before.v[SRV_C_retransmit_answered];
+    if (tracing) {
+        const char *what = "?";
+        for (int i = 0; i < SRV_C_COUNT; i++)
+            if (W.s.c.v[i] != before.v[i] && i != SRV_C_rx_stun && i != SRV_C_rx_channeldata)
+                what = srv_counter_names[i];
+        fprintf(stderr, "  t=%llu tuple %u in %02x%02x len %zu -> reply %zu code %d%s fwd %s [%s]\n",
+                (unsigned long long)(W.now_ms / 1000), ti, len ? in[0] : 0, len > 1 ? in[1] : 0, len, n,
+                reply_code(out, n), cached ? " cached" : "", fwd.a ? "yes" : "no", what);
+    }
+    if (n) check_reply(ti, in, len, out, n, cached, ex);
+    if (fwd.a) {
+        REQUIRE(n == 0);
+        check_fwd(ti, in, len, &fwd, ex);
+    }
+    struct allocation *a = alloc_find(&W.s.allocs, &tuples[ti]);
+    if (a && a->client_io) REQUIRE(a->client_io == &client_io_tag[ti]);
+    free(in);
+    free(out);
+    check_books();
+}
+
+/* ---- building requests ---- */
+
+static const uint16_t known_types[] = {
+    STUN_ATTR_MAPPED_ADDRESS,    STUN_ATTR_USERNAME,          STUN_ATTR_ERROR_CODE,
+    STUN_ATTR_UNKNOWN_ATTRIBUTES, STUN_ATTR_REALM,            STUN_ATTR_NONCE,
+    STUN_ATTR_XOR_RELAYED_ADDRESS, STUN_ATTR_PASSWORD_ALGORITHM, STUN_ATTR_PASSWORD_ALGORITHMS,
+    STUN_ATTR_USERHASH,          STUN_ATTR_XOR_MAPPED_ADDRESS, STUN_ATTR_PRIORITY,
+    STUN_ATTR_USE_CANDIDATE,     STUN_ATTR_ICE_CONTROLLED,    STUN_ATTR_ICE_CONTROLLING,
+    STUN_ATTR_ALTERNATE_SERVER,  STUN_ATTR_ICMP,              STUN_ATTR_CHANGE_REQUEST,
+    STUN_ATTR_ADDRESS_ERROR_CODE, STUN_ATTR_ALTERNATE_DOMAIN, STUN_ATTR_RESPONSE_ORIGIN,
+    STUN_ATTR_OTHER_ADDRESS,     STUN_ATTR_MESSAGE_INTEGRITY, STUN_ATTR_MESSAGE_INTEGRITY_SHA256,
+    STUN_ATTR_FINGERPRINT,       STUN_ATTR_DATA,              STUN_ATTR_EVEN_PORT,
+    STUN_ATTR_LIFETIME,          STUN_ATTR_CHANNEL_NUMBER,    STUN_ATTR_SOFTWARE,
+    STUN_ATTR_DONT_FRAGMENT,     STUN_ATTR_RESERVATION_TOKEN,
+};
+
+static void raw_attr(struct rd *r, struct stun_enc *e, uint16_t type)
+{
+    uint8_t v[256];
+    size_t len = bytes(r, v, u8(r));
+    stun_enc_attr(e, type, v, len);
+}
+
+static void put_attr(struct rd *r, struct stun_enc *e)
+{
+    uint8_t a = u8(r);
+    union stun_addr peer;
+    switch (a & 15) {
+    case 0:
+        read_peer(r, &peer);
+        stun_enc_xor_addr(e, STUN_ATTR_XOR_PEER_ADDRESS, &peer);
+        break;
+    case 1: stun_enc_channel(e, u16(r)); break;
+    case 2: stun_enc_u32(e, STUN_ATTR_LIFETIME, u32(r)); break;
+    case 3: stun_enc_u8_rffu(e, STUN_ATTR_REQUESTED_TRANSPORT, u8(r)); break;
+    case 4: {
+        uint8_t v = u8(r);
+        stun_enc_attr(e, STUN_ATTR_EVEN_PORT, &v, 1);
+        break;
+    }
+    case 5: {
+        uint8_t b = u8(r);
+        if (b & 1) {
+            stun_enc_u64(e, STUN_ATTR_RESERVATION_TOKEN, W.last_token);
+        } else {
+            uint8_t v[8];
+            bytes(r, v, 8);
+            stun_enc_attr(e, STUN_ATTR_RESERVATION_TOKEN, v, 8);
+        }
+        break;
+    }
+    case 6: stun_enc_u8_rffu(e, STUN_ATTR_REQUESTED_ADDRESS_FAMILY, u8(r)); break;
+    case 7: stun_enc_u8_rffu(e, STUN_ATTR_ADDITIONAL_ADDRESS_FAMILY, u8(r)); break;
+    case 8: stun_enc_attr(e, STUN_ATTR_DONT_FRAGMENT, NULL, 0); break;
+    case 9: raw_attr(r, e, STUN_ATTR_DATA); break;
+    case 10: {
+        uint8_t k = u8(r);
+        raw_attr(r, e, known_types[k % (sizeof(known_types) / sizeof(known_types[0]))]);
+        break;
+    }
+    case 11: raw_attr(r, e, u16(r)); break;
+    case 12: raw_attr(r, e, STUN_ATTR_XOR_PEER_ADDRESS); break;
+    case 13: raw_attr(r, e, STUN_ATTR_SOFTWARE); break;
+    case 14: {
+        unsigned k = u8(r) % 200;
+        read_peer(r, &peer);
+        for (unsigned i = 0; i <= k; i++) {
+            union stun_addr p;
+            peer_plus(&peer, i, &p);
+            stun_enc_xor_addr(e, STUN_ATTR_XOR_PEER_ADDRESS, &p);
+        }
+        break;
+    }
+    default: break;
+    }
+}
+
+static void fresh_tid(uint8_t tid[STUN_TID_LEN], uint8_t salt)
+{
+    uint64_t v = splitmix(&W.tid_counter);
+    memcpy(tid, &v, 8);
+    tid[8] = salt;
+    tid[9] = (uint8_t)(W.tid_counter >> 8);
+    tid[10] = 0x7E;
+    tid[11] = (uint8_t)W.tid_counter;
+}
+
+static void remember_tid(unsigned ti, const uint8_t tid[STUN_TID_LEN])
+{
+    memcpy(W.last_tid[ti], tid, STUN_TID_LEN);
+    W.have_last_tid[ti] = true;
+    memcpy(W.recent_tid[W.nrecent % 16], tid, STUN_TID_LEN);
+    W.nrecent++;
+}
+
+static void choose_tid(unsigned ti, uint8_t t, uint8_t tid[STUN_TID_LEN])
+{
+    if (t < 0x40 && W.have_last_tid[ti])
+        memcpy(tid, W.last_tid[ti], STUN_TID_LEN);
+    else if (t >= 0x40 && t < 0x50 && W.nrecent > (unsigned)(t & 15))
+        memcpy(tid, W.recent_tid[t & 15], STUN_TID_LEN);
+    else
+        fresh_tid(tid, t);
+    remember_tid(ti, tid);
+}
+
+/* HMAC over the message so far (header length already covering the attribute), truncated. */
+static void mac_sha256_truncated(struct stun_enc *e, const uint8_t *key, size_t keylen, size_t tlen)
+{
+    static const uint8_t zero[32];
+    size_t off = e->len;
+    stun_enc_attr(e, STUN_ATTR_MESSAGE_INTEGRITY_SHA256, zero, tlen);
+    if (e->err) return;
+    uint8_t mac[32];
+    unsigned int mlen = 0;
+    REQUIRE(HMAC(EVP_sha256(), key, (int)keylen, e->buf, off, mac, &mlen) != NULL && mlen == 32);
+    memcpy(e->buf + off + 4, mac, tlen);
+}
+
+static void op_request(struct rd *r)
+{
+    static const uint16_t methods[5] = {STUN_ALLOCATE, STUN_REFRESH, STUN_CREATE_PERMISSION,
+                                        STUN_CHANNEL_BIND, STUN_BINDING};
+    static const size_t caps[8] = {1500, 1500, 1500, 1500, 1500, 548, 100, 40};
+    uint8_t m = u8(r), t = u8(r), s = u8(r), f = u8(r), nattrs = u8(r) & 15;
+    unsigned mi = m & 7;
+    uint16_t method = mi < 5 ? methods[mi] : mi == 5 ? 0x00A : mi == 6 ? STUN_SEND : (uint16_t)(0x00B + (m >> 5));
+    unsigned ti = ((m >> 3) & 3) % NTUPLES;
+    size_t outcap = caps[m >> 5];
+    const struct srv_tuple *tu = &tuples[ti];
+    uint8_t tid[STUN_TID_LEN];
+    choose_tid(ti, t, tid);
+
+    unsigned kind = s & 7, fault = f & 15;
+    int user = (s >> 3) & 1;
+    bool fp = s & 0x10, trunc = s & 0x20, trailing = s & 0x40, both = s & 0x80;
+    const struct auth_user *au = &users.v[user];
+    bool userhash = kind == 4 || kind == 5;
+    bool algs = kind == 1 || kind == 2 || kind == 4 || fault == 14;
+    bool alg_sha = kind == 1 || kind == 4;
+    bool mac_sha = kind == 1 || kind == 3 || kind == 4;
+    bool creds_present = kind != 6;
+    bool integrity = kind <= 5;
+
+    static uint8_t buf[SCRATCH];
+    struct stun_enc e;
+    stun_enc_init(&e, buf, sizeof(buf), stun_type(method, STUN_REQUEST), tid);
+
+    /* Credentials first, so that stun_find sees these before any from the input. */
+    if (creds_present) {
+        if (fault == 13) {
+            static const uint8_t nobody[32] = {0x11};
+            if (userhash)
+                stun_enc_attr(&e, STUN_ATTR_USERHASH, nobody, 32);
+            else
+                stun_enc_attr(&e, STUN_ATTR_USERNAME, "nobody", 6);
+        } else if (userhash) {
+            stun_enc_attr(&e, STUN_ATTR_USERHASH, au->userhash, STUN_USERHASH_LEN);
+        } else {
+            stun_enc_attr(&e, STUN_ATTR_USERNAME, au->name, au->namelen);
+        }
+        if (fault == 12)
+            stun_enc_attr(&e, STUN_ATTR_REALM, "tern.fuzZ", 9);
+        else
+            stun_enc_attr(&e, STUN_ATTR_REALM, REALM, strlen(REALM));
+        char nonce[AUTH_NONCE_LEN];
+        uint64_t now_s = W.now_ms / 1000;
+        if (fault == 9)
+            auth_nonce_make(&nonce_key, &tu->client, now_s - NONCE_LIFE - 1, NONCE_LIFE, nonce);
+        else if (fault == 10)
+            auth_nonce_make(&nonce_key, &tuples[(ti + 1) % NTUPLES].client, now_s, NONCE_LIFE,
+                            nonce);
+        else
+            auth_nonce_make(&nonce_key, &tu->client, now_s, NONCE_LIFE, nonce);
+        if (fault == 15) nonce[AUTH_NONCE_LEN - 1] = nonce[AUTH_NONCE_LEN - 1] == 'A' ? 'B' : 'A';
+        stun_enc_attr(&e, STUN_ATTR_NONCE, nonce, AUTH_NONCE_LEN);
+        if (algs) {
+            uint16_t list[2] = {STUN_PASSWORD_ALG_SHA256, STUN_PASSWORD_ALG_MD5};
+            if (fault == 14) { /* bid down: the list comes back altered */
+                list[0] = STUN_PASSWORD_ALG_MD5;
+                list[1] = STUN_PASSWORD_ALG_SHA256;
+            }
+            stun_enc_password_algorithms(&e, list, 2);
+            stun_enc_password_algorithm(&e, alg_sha ? STUN_PASSWORD_ALG_SHA256
+                                                     : STUN_PASSWORD_ALG_MD5);
+        }
+    }
+    for (unsigned i = 0; i < nattrs; i++) put_attr(r, &e);
+
+    const uint8_t *key = alg_sha ? au->key_sha256 : au->key_md5;
+    size_t keylen = alg_sha ? 32 : 16;
+    const uint8_t *sign_key = fault == 11 ? wrong_key : key;
+    if (integrity) {
+        size_t mac_at = e.len + 4;
+        if (!mac_sha || both) stun_enc_integrity(&e, sign_key, keylen);
+        if (mac_sha || both) {
+            mac_at = e.len + 4;
+            if (trunc)
+                mac_sha256_truncated(&e, sign_key, keylen, 16 + 4 * ((f >> 4) & 3));
+            else
+                stun_enc_integrity_sha256(&e, sign_key, keylen);
+        }
+        if (fault == 8 && !e.err) buf[mac_at] ^= 0x01;
+    }
+    if (trailing) {
+        stun_enc_attr(&e, STUN_ATTR_SOFTWARE, "after", 5);
+        stun_enc_u32(&e, 0x0033, 0); /* unknown, comprehension-required, but ignored */
+    }
+    if (fp) stun_enc_fingerprint(&e);
+    int len = stun_enc_finish(&e);
+    if (len <= 0) return;
+
+    struct expect ex = {.known = true,
+                        .signed_ok = integrity && fault < 8,
+                        .key = integrity && fault < 8 ? key : NULL,
+                        .keylen = keylen,
+                        .user = user};
+    deliver(ti, buf, (size_t)len, outcap, &ex);
+}
+
+static void op_send(struct rd *r)
+{
+    uint8_t m = u8(r);
+    unsigned ti = (m & 3) % NTUPLES;
+    union stun_addr peer;
+    read_peer(r, &peer);
+    uint8_t data[256];
+    size_t dlen = bytes(r, data, u8(r));
+    uint8_t tid[STUN_TID_LEN];
+    fresh_tid(tid, m);
+    static uint8_t buf[1024];
+    struct stun_enc e;
+    stun_enc_init(&e, buf, sizeof(buf),
+                  stun_type(m & 0x80 ? STUN_DATA : STUN_SEND, STUN_INDICATION), tid);
+    if (!(m & 0x10)) stun_enc_xor_addr(&e, STUN_ATTR_XOR_PEER_ADDRESS, &peer);
+    if (!(m & 0x20)) stun_enc_attr(&e, STUN_ATTR_DATA, data, dlen);
+    if (m & 0x04) stun_enc_attr(&e, STUN_ATTR_DONT_FRAGMENT, NULL, 0);
+    if (m & 0x40) stun_enc_u32(&e, 0x0031, 0);
+    if (m & 0x08) stun_enc_fingerprint(&e);
+    int len = stun_enc_finish(&e);
+    if (len <= 0) return;
+    struct expect ex = {.known = true};
+    deliver(ti, buf, (size_t)len, 1500, &ex);
+}
+
+static void op_channeldata(struct rd *r)
+{
+    uint8_t m = u8(r), c = u8(r);
+    unsigned ti = (m & 3) % NTUPLES;
+    uint16_t ch = c < 0xC0 ? (uint16_t)(0x4000 + c % 16) : (uint16_t)(0x4000 + (c - 0xC0) * 256);
+    uint8_t buf[4 + 255 + 8];
+    size_t dlen = bytes(r, buf + 4, u8(r));
+    size_t total = 4 + dlen;
+    uint16_t field = (uint16_t)dlen;
+    switch ((m >> 2) & 7) {
+    case 0: break;
+    case 1:
+        while (total % 4) buf[total++] = 0;
+        break;
+    case 2: field = (uint16_t)(dlen + 1); break;
+    case 3: field = (uint16_t)(dlen >= 4 ? dlen - 4 : 0); break;
+    case 4: field = 0xFFFF; break;
+    case 5: total = 2; break;
+    case 6:
+        memset(buf + total, 0xEE, 3);
+        total += 3;
+        break;
+    default:
+        memset(buf + total, 0xEE, 4);
+        total += 4;
+        break;
+    }
+    buf[0] = (uint8_t)(ch >> 8);
+    buf[1] = (uint8_t)ch;
+    buf[2] = (uint8_t)(field >> 8);
+    buf[3] = (uint8_t)field;
+    struct expect ex = {.known = true, .is_chdata = true, .chdata_channel = ch};
+    deliver(ti, buf, total, 1500, &ex);
+}
+
+static void op_peer(struct rd *r)
+{
+    uint8_t m = u8(r);
+    unsigned ti = (m & 3) % NTUPLES;
+    union stun_addr from;
+    read_peer(r, &from);
+    size_t len = u16(r);
+    uint8_t pattern[255];
+    size_t plen = bytes(r, pattern, u8(r));
+    struct allocation *a = alloc_find(&W.s.allocs, &tuples[ti]);
+    /* Only what a relay socket can receive: a source of the socket's own family. */
+    struct alloc_relay *rel = NULL;
+    if (a)
+        for (unsigned i = 0; i < a->nrelay; i++)
+            if (a->relay[i].addr.sa.sa_family == from.sa.sa_family) rel = &a->relay[i];
+    if (!rel) return;
+    size_t total = SRV_PEER_HEADROOM + len + SRV_PEER_TAILROOM;
+    uint8_t *buf = malloc(total);
+    uint8_t *orig = malloc(len ? len : 1);
+    REQUIRE(buf && orig);
+    memset(buf, 0xCC, SRV_PEER_HEADROOM);
+    for (size_t i = 0; i < len; i++) buf[SRV_PEER_HEADROOM + i] = plen ? pattern[i % plen] : 0;
+    memset(buf + SRV_PEER_HEADROOM + len, 0xCC, SRV_PEER_TAILROOM);
+    memcpy(orig, buf + SRV_PEER_HEADROOM, len);
+
+    union stun_addr peer;
+    policy_canonical(&from, &peer);
+    bool permitted = alloc_permitted(a, &peer, W.now_ms);
+    bool allowed = policy_check(&policy, &peer, true) == POLICY_OK;
+    const struct alloc_chan *chan = alloc_channel_of(a, &peer, W.now_ms);
+    uint16_t chnum = chan ? chan->num : 0;
+    bool stream = a->tuple.transport != SRV_UDP;
+
+    struct srv_counters before = W.s.c;
+    uint8_t *msg = NULL;
+    size_t n = srv_peer_data(&W.s, a, rel, &from, buf + SRV_PEER_HEADROOM, len, W.now_ms, &msg);
+    uint64_t moved = 0;
+    for (int i = 0; i < SRV_C_COUNT; i++) moved += W.s.c.v[i] - before.v[i];
+    REQUIRE(moved == 1);
+    if (tracing)
+        fprintf(stderr, "  t=%llu tuple %u peer data %zu bytes -> %zu%s\n",
+                (unsigned long long)(W.now_ms / 1000), ti, len, n, chan ? " (channel)" : "");
+    REQUIRE((n > 0) == (permitted && allowed && len <= 0xFFFF - 48));
+    if (n) {
+        REQUIRE(msg >= buf && msg + n <= buf + total);
+        if (chan) {
+            uint16_t ch, dlen;
+            const uint8_t *d;
+            REQUIRE(stun_chdata_decode(msg, n, stream, &ch, &d, &dlen) == (int)n);
+            REQUIRE(ch == chnum && dlen == len && memcmp(d, orig, len) == 0);
+            REQUIRE(n == 4 + (stream ? (len + 3) / 4 * 4 : len));
+            for (size_t i = len; i < n - 4; i++) REQUIRE(d[i] == 0);
+            REQUIRE(W.s.c.v[SRV_C_peer_to_client_channel] == before.v[SRV_C_peer_to_client_channel] + 1);
+        } else {
+            struct stun_msg d;
+            REQUIRE(stun_decode(&d, msg, n) == 0);
+            REQUIRE(d.type == stun_type(STUN_DATA, STUN_INDICATION));
+            REQUIRE(d.nunknown == 0 && d.integrity < 0 && d.fingerprint < 0);
+            const struct stun_attr *pa = stun_find(&d, STUN_ATTR_XOR_PEER_ADDRESS);
+            const struct stun_attr *da = stun_find(&d, STUN_ATTR_DATA);
+            union stun_addr x;
+            REQUIRE(pa && stun_get_xor_addr(&d, pa, &x) == 0 && same_addr(&x, &peer));
+            REQUIRE(da && da->len == len && memcmp(da->val, orig, len) == 0);
+            REQUIRE(W.s.c.v[SRV_C_peer_to_client_data] == before.v[SRV_C_peer_to_client_data] + 1);
+        }
+    }
+    free(buf);
+    free(orig);
+    check_books();
+}
+
+static void op_clock(struct rd *r, uint8_t o)
+{
+    static const uint64_t unit[4] = {1, 50, 500, 1000};
+    uint64_t step = (uint64_t)u16(r) * unit[(o >> 3) & 3];
+    if (step > 2 * 3600 * 1000) step = 2 * 3600 * 1000;
+    W.now_ms += step;
+    if (o & 0x20) return; /* the expiry timer has not run yet */
+    size_t before = W.s.allocs.count;
+    size_t n = srv_expire(&W.s, W.now_ms);
+    if (tracing) fprintf(stderr, "  t=%llu expired %zu\n", (unsigned long long)(W.now_ms / 1000), n);
+    REQUIRE(n == before - W.s.allocs.count);
+    REQUIRE(alloc_expired(&W.s.allocs, W.now_ms) == NULL);
+    for (size_t i = 0; i < W.s.allocs.count; i++) REQUIRE(W.s.allocs.heap[i]->expires_ms > W.now_ms);
+    check_books();
+}
+
+static void op_close(void)
+{
+    struct allocation *a = alloc_find(&W.s.allocs, &tuples[2]);
+    if (!a) return;
+    srv_delete(&W.s, a, "closed");
+    REQUIRE(alloc_find(&W.s.allocs, &tuples[2]) == NULL);
+    check_books();
+}
+
+static void release_foreign(void)
+{
+    for (size_t p = 0; p < W.npools; p++) {
+        for (size_t i = 0; i < W.nforeign[p]; i++) ports_release(&W.pools[p], W.foreign[p][i]);
+        W.nforeign[p] = 0;
+    }
+}
+
+static void op_fault(struct rd *r)
+{
+    uint8_t b = u8(r);
+    W.eaddrinuse_left = b & 7;
+    W.eacces_next = b & 8;
+    if (b & 0x10) {
+        unsigned p = (unsigned)((b >> 5) % W.npools);
+        uint16_t port;
+        if (W.nforeign[p] < MAX_FOREIGN &&
+            ports_take(&W.pools[p], false, false, 0, W.now_ms / 1000, &port) == 0)
+            W.foreign[p][W.nforeign[p]++] = port;
+    }
+    if (b & 0x80) release_foreign();
+    check_books();
+}
+
+static void op_raw(struct rd *r)
+{
+    uint8_t m = u8(r);
+    unsigned ti = (m & 3) % NTUPLES;
+    uint8_t buf[STUN_HEADER_LEN + 256];
+    size_t off = 0;
+    if (m & 4) {
+        uint8_t tid[STUN_TID_LEN];
+        fresh_tid(tid, m);
+        struct stun_enc e;
+        stun_enc_init(&e, buf, sizeof(buf), stun_type((uint16_t)(m >> 3), STUN_REQUEST), tid);
+        off = STUN_HEADER_LEN;
+    }
+    size_t len = bytes(r, buf + off, u8(r));
+    if (m & 4) {
+        buf[2] = (uint8_t)(len >> 8);
+        buf[3] = (uint8_t)len;
+    }
+    struct expect ex = {.known = false};
+    deliver(ti, buf, off + len, 1500, &ex);
+}
+
+static void world_start(uint8_t cfg)
+{
+    memset(&W, 0, sizeof(W));
+    W.now_ms = 1700000000000ull;
+    W.rng = 0x1234567890abcdefull;
+    W.tid_counter = 0x5eed;
+    bool wildcard = cfg & 8;
+    set_addr(&W.relay_addrs[0], wildcard ? "0.0.0.0" : "192.0.2.10", 0);
+    set_addr(&W.relay_addrs[1], wildcard ? "::" : "2001:db8::10", 0);
+    set_addr(&W.relay_addrs[2], "192.0.2.11", 0);
+    W.npools = cfg & 0x10 ? 3 : 2;
+    static const uint16_t pmin[NPOOLS_MAX] = {49152, 49152, 50000}, pmax[NPOOLS_MAX] = {49155, 49153, 50002};
+    for (size_t i = 0; i < W.npools; i++) REQUIRE(ports_init(&W.pools[i], pmin[i], pmax[i], cfg >> 5) == 0);
+    static struct srv_options opt;
+    opt = (struct srv_options){
+        .software = cfg & 2 ? NULL : "tern fuzz",
+        .realm = REALM,
+        .default_lifetime_s = 600,
+        .max_lifetime_s = MAX_LIFE,
+        .nonce_lifetime_s = NONCE_LIFE,
+        .strict_channels = cfg & 1,
+        .policy = &policy,
+        .creds = &creds,
+        .nonce_key = &nonce_key,
+        .relay_addrs = W.relay_addrs,
+        .nrelay_addrs = W.npools,
+        .external = cfg & 4 ? &external : NULL,
+    };
+    const struct srv_io io = {
+        .ctx = &W,
+        .port_take = fake_port_take,
+        .port_claim = fake_port_claim,
+        .port_release = fake_port_release,
+        .relay_open = fake_relay_open,
+        .relay_close = fake_relay_close,
+        .quota_take = fake_quota_take,
+        .quota_release = fake_quota_release,
+        .random = fake_random,
+        .event = fake_event,
+    };
+    REQUIRE(srv_init(&W.s, &opt, &io, 1000) == 0);
+}
+
+static void world_end(void)
+{
+    srv_free(&W.s);
+    REQUIRE(W.nsocks == 0);
+    REQUIRE(W.quota[0] == 0 && W.quota[1] == 0 && W.qtotal == 0);
+    release_foreign();
+    for (size_t p = 0; p < W.npools; p++) {
+        const struct port_pool *pp = &W.pools[p];
+        for (uint32_t i = 0; i < pp->count; i++) REQUIRE(pp->state[i] != 1); /* reserved may stay */
+        ports_free(&W.pools[p]);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static bool init;
+    if (!init) {
+        world_init();
+        tracing = getenv("FUZZ_TURN_TRACE") != NULL;
+        init = true;
+    }
+    struct rd r = {data, size};
+    world_start(u8(&r));
+    for (unsigned ops = 0; r.n && ops < MAX_OPS; ops++) {
+        uint8_t o = u8(&r);
+        switch (o & 7) {
+        case 0: op_request(&r); break;
+        case 1: op_send(&r); break;
+        case 2: op_channeldata(&r); break;
+        case 3: op_peer(&r); break;
+        case 4: op_clock(&r, o); break;
+        case 5: op_close(); break;
+        case 6: op_fault(&r); break;
+        default: op_raw(&r); break;
+        }
+    }
+    world_end();
+    return 0;
+}
