@@ -83,6 +83,7 @@ struct allocation *alloc_new(struct alloc_table *t, const struct srv_tuple *tupl
 void alloc_destroy(struct allocation *a)
 {
     if (!a) return;
+    free(a->alloc_resp);
     free(a->perms);
     free(a->chans);
     free(a);

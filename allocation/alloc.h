@@ -60,6 +60,8 @@ struct allocation {
     unsigned nrelay;
     bool dont_fragment;
     uint8_t alloc_tid[STUN_TID_LEN]; /* the Allocate that made it: retransmits get success */
+    uint8_t *alloc_resp;             /* ...byte for byte this answer */
+    uint16_t alloc_resp_len;
     uint64_t created_ms, expires_ms;
     struct alloc_perm *perms;
     uint16_t nperms, capperms;

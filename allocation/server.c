@@ -112,6 +112,18 @@ static void destroy(struct srv *s, struct allocation *a, const char *why, enum s
     s->c.v[c]++;
 }
 
+/* The live allocation on a 5-tuple. One whose lifetime ended but that the periodic sweep has
+ * not reached yet is expired here and then, so no request can revive it. */
+static struct allocation *live(struct srv *s, const struct srv_tuple *t, uint64_t now_ms)
+{
+    struct allocation *a = alloc_find(&s->allocs, t);
+    if (a && a->expires_ms <= now_ms) {
+        destroy(s, a, "expired", SRV_C_allocations_expired);
+        a = NULL;
+    }
+    return a;
+}
+
 void srv_free(struct srv *s)
 {
     struct allocation *a;
@@ -303,18 +315,6 @@ static uint32_t desired_lifetime(const struct srv_options *o, const struct stun_
     return want > o->default_lifetime_s ? want : o->default_lifetime_s;
 }
 
-static size_t allocate_success(struct req *r, struct allocation *a)
-{
-    struct stun_enc e;
-    begin(r, &e, STUN_SUCCESS);
-    for (unsigned i = 0; i < a->nrelay; i++)
-        stun_enc_xor_addr(&e, STUN_ATTR_XOR_RELAYED_ADDRESS, &a->relay[i].advertised);
-    uint64_t left = a->expires_ms > r->now_ms ? (a->expires_ms - r->now_ms + 999) / 1000 : 0;
-    stun_enc_u32(&e, STUN_ATTR_LIFETIME, (uint32_t)left);
-    stun_enc_xor_addr(&e, STUN_ATTR_XOR_MAPPED_ADDRESS, &r->t->client);
-    return finish(r, &e);
-}
-
 static int family_of(uint8_t stun_family)
 {
     return stun_family == STUN_FAMILY_IPV4 ? AF_INET : stun_family == STUN_FAMILY_IPV6 ? AF_INET6 : 0;
@@ -412,11 +412,17 @@ static size_t do_allocate(struct req *r)
 {
     struct srv *s = r->s;
     const struct stun_msg *m = r->m;
-    struct allocation *a = alloc_find(&s->allocs, r->t);
+    struct allocation *a = live(s, r->t, r->now_ms);
     if (a) {
-        /* A retransmission the cache no longer holds still gets success, never a second
-         * allocation; a new Allocate on a 5-tuple that has one is a mismatch. */
-        if (memcmp(a->alloc_tid, m->tid, STUN_TID_LEN) == 0) return allocate_success(r, a);
+        /* A retransmission the cache no longer holds gets the original answer again, never a
+         * second allocation; a new Allocate on a 5-tuple that has one is a mismatch, whoever
+         * sends it (RFC 8656 7.2 step 2). */
+        if (memcmp(a->alloc_tid, m->tid, STUN_TID_LEN) == 0 && a->alloc_resp &&
+            a->alloc_resp_len <= r->cap) {
+            memcpy(r->out, a->alloc_resp, a->alloc_resp_len);
+            s->c.v[SRV_C_retransmit_answered]++;
+            return a->alloc_resp_len;
+        }
         return error(r, 437);
     }
     const struct stun_attr *rt = stun_find(m, STUN_ATTR_REQUESTED_TRANSPORT);
@@ -433,6 +439,7 @@ static size_t do_allocate(struct req *r)
     bool even = false, reserve = false;
     if (ev && stun_get_even_port(ev, &reserve)) return error(r, 400);
     even = ev != NULL;
+    if (reserve && afam) return error(r, 400); /* RFC 8656 7.2: no reservation for dual */
     uint64_t token = 0;
     if (tok && stun_get_u64(tok, &token)) return error(r, 400);
 
@@ -485,7 +492,14 @@ static size_t do_allocate(struct req *r)
     stun_enc_u32(&e, STUN_ATTR_LIFETIME, life);
     if (reserve) stun_enc_u64(&e, STUN_ATTR_RESERVATION_TOKEN, new_token);
     stun_enc_xor_addr(&e, STUN_ATTR_XOR_MAPPED_ADDRESS, &r->t->client);
-    return success(r, &e, SRV_C_allocate_success);
+    size_t n = success(r, &e, SRV_C_allocate_success);
+    /* Kept for retransmissions that outlive the transaction cache (small: ~100 bytes). */
+    a->alloc_resp = n ? malloc(n) : NULL;
+    if (a->alloc_resp) {
+        memcpy(a->alloc_resp, r->out, n);
+        a->alloc_resp_len = (uint16_t)n;
+    }
+    return n;
 }
 
 /* ---- Refresh (RFC 8656 7.3) ---- */
@@ -518,7 +532,7 @@ static size_t do_refresh(struct req *r, struct allocation *a)
         release(s, a, (unsigned)only);
         if (only == 0) a->relay[0] = a->relay[1];
         a->nrelay = 1;
-        life = (uint32_t)((a->expires_ms - r->now_ms) / 1000);
+        life = a->expires_ms > r->now_ms ? (uint32_t)((a->expires_ms - r->now_ms) / 1000) : 0;
         zero = false;
     } else if (zero) {
         begin(r, &e, STUN_SUCCESS);
@@ -564,7 +578,9 @@ static size_t do_create_permission(struct req *r, struct allocation *a)
         if (n == ALLOC_MAX_PERMISSIONS) return error(r, 508);
         int rc = check_peer(r, a, pa, &peers[n]);
         if (rc) return error(r, rc);
-        if (!alloc_permitted(a, &peers[n], r->now_ms)) fresh++;
+        bool seen = alloc_permitted(a, &peers[n], r->now_ms);
+        for (size_t k = 0; k < n && !seen; k++) seen = addr_ip_equal(&peers[k], &peers[n]);
+        if (!seen) fresh++; /* a peer named twice (or in two forms) needs one permission */
         n++;
     }
     unsigned live = 0;
@@ -605,7 +621,7 @@ static size_t do_channel_bind(struct req *r, struct allocation *a)
 static void do_send(struct srv *s, const struct srv_tuple *t, const struct stun_msg *m,
                     uint64_t now_ms, struct srv_fwd *fwd)
 {
-    struct allocation *a = alloc_find(&s->allocs, t);
+    struct allocation *a = live(s, t, now_ms);
     if (!a) {
         s->c.v[SRV_C_drop_no_allocation]++;
         return;
@@ -648,7 +664,7 @@ static void do_channel_data(struct srv *s, const struct srv_tuple *t, const uint
         s->c.v[len < STUN_CHDATA_HEADER_LEN ? SRV_C_drop_short : SRV_C_drop_channel_length]++;
         return;
     }
-    struct allocation *a = alloc_find(&s->allocs, t);
+    struct allocation *a = live(s, t, now_ms);
     if (!a) {
         s->c.v[SRV_C_drop_no_allocation]++;
         return;
@@ -721,11 +737,12 @@ static size_t request(struct req *r)
      * (RFC 8489 6.3), so the 420 is integrity-protected. */
     if (m->nunknown) return error(r, 420);
 
-    struct allocation *a = alloc_find(&s->allocs, r->t);
+    if (method == STUN_ALLOCATE) return do_allocate(r);
+    struct allocation *a = live(s, r->t, r->now_ms);
+    /* RFC 8656 5: other requests on an allocation's 5-tuple must use its credentials. */
     if (a && (a->ulen != r->user.namelen || memcmp(a->username, r->user.name, a->ulen) != 0))
         return error(r, 441);
     switch (method) {
-    case STUN_ALLOCATE: return do_allocate(r);
     case STUN_REFRESH: return a ? do_refresh(r, a) : error(r, 437);
     case STUN_CREATE_PERMISSION: return a ? do_create_permission(r, a) : error(r, 437);
     default: return a ? do_channel_bind(r, a) : error(r, 437);
@@ -790,6 +807,10 @@ size_t srv_peer_data(struct srv *s, struct allocation *a, struct alloc_relay *re
 {
     union stun_addr peer;
     policy_canonical(from, &peer);
+    if (a->expires_ms <= now_ms) {
+        s->c.v[SRV_C_drop_no_allocation]++; /* ended; the sweep closes it this loop pass */
+        return 0;
+    }
     if (!alloc_permitted(a, &peer, now_ms)) {
         s->c.v[SRV_C_drop_peer_no_permission]++;
         return 0;

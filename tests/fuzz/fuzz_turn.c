@@ -824,8 +824,10 @@ static void deliver(unsigned ti, const uint8_t *msg, size_t len, size_t outcap,
         for (int i = 0; i < SRV_C_COUNT; i++)
             if (W.s.c.v[i] != before.v[i] && i != SRV_C_rx_stun && i != SRV_C_rx_channeldata)
                 what = srv_counter_names[i];
-        fprintf(stderr, "  t=%llu tuple %u in %02x%02x len %zu -> reply %zu code %d%s fwd %s [%s]\n",
-                (unsigned long long)(W.now_ms / 1000), ti, len ? in[0] : 0, len > 1 ? in[1] : 0, len, n,
+        fprintf(stderr, "  t=%llu.%03u tuple %u in %02x%02x len %zu tid %02x%02x%02x..%02x -> reply %zu code %d%s fwd %s [%s]\n",
+                (unsigned long long)(W.now_ms / 1000), (unsigned)(W.now_ms % 1000), ti,
+                len ? in[0] : 0, len > 1 ? in[1] : 0, len, len >= 20 ? in[8] : 0,
+                len >= 20 ? in[9] : 0, len >= 20 ? in[10] : 0, len >= 20 ? in[19] : 0, n,
                 reply_code(out, n), cached ? " cached" : "", fwd.a ? "yes" : "no", what);
     }
     if (n) check_reply(ti, in, len, out, n, cached, ex);
