@@ -122,20 +122,7 @@ static void peer_readable(struct worker *w, struct ep_handler *h, uint32_t event
                 return; /* the connection closed, and with it this allocation and socket */
             }
         }
-        for (int done = 0; done < nout;) {
-            int k = sendmmsg(l->h.fd, b->tx + done, (unsigned)(nout - done), MSG_DONTWAIT);
-            if (k < 0) {
-                if (errno == EINTR) continue;
-                w->io.v[RELAY_C_udp_send_errors]++;
-                done++;
-                continue;
-            }
-            for (int i = done; i < done + k; i++) {
-                w->io.v[RELAY_C_udp_tx_datagrams]++;
-                w->io.v[RELAY_C_udp_tx_bytes] += b->tx[i].msg_len;
-            }
-            done += k;
-        }
+        if (nout) udp_send_batch(w, l->h.fd, b->tx, nout);
         if (n < PEER_BATCH) return;
     }
 }

@@ -91,11 +91,11 @@ void udp_prepare(struct msghdr *mh, const struct listener *l, const struct srv_t
     }
 }
 
-static void send_batch(struct worker *w, int fd, struct udp_batch *b, int n)
+void udp_send_batch(struct worker *w, int fd, struct mmsghdr *tx, int n)
 {
     int done = 0;
     while (done < n) {
-        int k = sendmmsg(fd, b->tx + done, (unsigned)(n - done), MSG_DONTWAIT);
+        int k = sendmmsg(fd, tx + done, (unsigned)(n - done), MSG_DONTWAIT);
         if (k < 0) {
             if (errno == EINTR) continue;
             /* EAGAIN (socket buffer full) or a per-destination error: lose this one. */
@@ -105,7 +105,7 @@ static void send_batch(struct worker *w, int fd, struct udp_batch *b, int n)
         }
         for (int i = done; i < done + k; i++) {
             w->io.v[RELAY_C_udp_tx_datagrams]++;
-            w->io.v[RELAY_C_udp_tx_bytes] += b->tx[i].msg_len;
+            w->io.v[RELAY_C_udp_tx_bytes] += tx[i].msg_len;
         }
         done += k;
     }
@@ -151,7 +151,7 @@ void udp_readable(struct worker *w, struct ep_handler *h, uint32_t events)
             udp_prepare(&b->tx[nout].msg_hdr, l, t, &b->tiov[nout], b->tctl[nout]);
             nout++;
         }
-        if (nout) send_batch(w, h->fd, b, nout);
+        if (nout) udp_send_batch(w, h->fd, b->tx, nout);
         if (n < UDP_BATCH) return;
     }
 }

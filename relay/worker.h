@@ -81,6 +81,8 @@ void worker_bury(struct worker *w, struct ep_handler *h, void *p);
 /* udp.c */
 void udp_readable(struct worker *w, struct ep_handler *h, uint32_t events);
 struct udp_batch *udp_batch_new(void);
+/* sendmmsg n prepared messages on fd, counting what went and what was lost. */
+void udp_send_batch(struct worker *w, int fd, struct mmsghdr *tx, int n);
 /* Ask for the local address of each datagram (wildcard listeners). 0 or -1. */
 int udp_listener_setup(int fd, int family);
 /* Fill mh to send iov to client t->client through listener l, from t->local when l is a

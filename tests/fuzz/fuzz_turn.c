@@ -71,7 +71,8 @@
  * TURN method and every error that only comes after authentication carry a MESSAGE-INTEGRITY
  * (-SHA256) that verifies with the requester's key (any user's key for a cached answer); no
  * request that was not correctly signed gets a success unless it is a retransmission answered
- * from the cache with exactly the bytes answered before on that 5-tuple; 401/438 carry REALM
+ * with exactly the bytes last answered to that 5-tuple and transaction, or with the answer that
+ * created the live allocation (Allocate retransmitted); 401/438 carry REALM
  * and a NONCE valid for that client now; Allocate, Refresh, CreatePermission and ChannelBind
  * successes match the allocation table; forwarded data comes from the input, goes to a
  * permitted peer that policy_check(..., true) allows, through a relay socket of the peer's
@@ -218,6 +219,13 @@ struct world {
     } sent[MAX_SENT];
     size_t nsent;
     bool sent_overflow;
+    struct {
+        bool valid;
+        uint64_t id;
+        uint8_t tid[STUN_TID_LEN];
+        uint16_t len;
+        uint32_t crc;
+    } alloc_answer[NTUPLES]; /* each tuple's Allocate success, replayed to retransmissions */
 };
 
 static struct world W;
@@ -606,7 +614,7 @@ static void canonical_of(const struct stun_msg *m, const struct stun_attr *a, un
 
 /* The state after a fresh (not cached) success must agree with the answer. */
 static void check_success(unsigned ti, const struct stun_msg *q, const struct stun_msg *r,
-                          const struct expect *ex)
+                          const uint8_t *out, size_t n, const struct expect *ex)
 {
     const struct srv_tuple *t = &tuples[ti];
     struct allocation *a = alloc_find(&W.s.allocs, t);
@@ -633,15 +641,15 @@ static void check_success(unsigned ti, const struct stun_msg *q, const struct st
         union stun_addr x;
         const struct stun_attr *xm = stun_find(r, STUN_ATTR_XOR_MAPPED_ADDRESS);
         REQUIRE(xm && stun_get_xor_addr(r, xm, &x) == 0 && same_addr(&x, &t->client));
+        W.alloc_answer[ti].valid = true;
+        W.alloc_answer[ti].id = a->id;
+        memcpy(W.alloc_answer[ti].tid, r->tid, STUN_TID_LEN);
+        W.alloc_answer[ti].len = (uint16_t)n;
+        W.alloc_answer[ti].crc = (uint32_t)crc32(0L, out, (uInt)n);
         break;
     }
     case STUN_REFRESH:
         REQUIRE(lt != NULL);
-#ifdef FUZZ_TURN_KNOWN_BUGS
-        /* Known: deleting one family of a dual allocation that has expired but not yet been
-         * reaped answers a wrapped-around LIFETIME (server.c do_refresh). */
-        if (a && a->expires_ms <= W.now_ms) break;
-#endif
         REQUIRE(life <= MAX_LIFE); /* LIFETIME is what the allocation has left */
         if (life == 0)
             REQUIRE(a == NULL);
@@ -704,13 +712,19 @@ static void check_reply(unsigned ti, const uint8_t *in, size_t inlen, const uint
     bool decoded = stun_decode(&q, in, inlen) == 0;
 
     if (cached) {
-        /* A replay: exactly the bytes answered before to this 5-tuple and transaction. */
+        /* A replay: exactly the bytes last answered to this 5-tuple and transaction (the
+         * transaction cache), or the answer that created the live allocation (an Allocate
+         * retransmitted after the cache forgot it). */
         REQUIRE(has_mi);
+        uint32_t crc = (uint32_t)crc32(0L, out, (uInt)n);
         size_t i;
-        if (!W.sent_overflow) {
-            REQUIRE(sent_find(ti, r.tid, &i));
-            REQUIRE(W.sent[i].len == n && W.sent[i].crc == (uint32_t)crc32(0L, out, (uInt)n));
-        }
+        bool ok = sent_find(ti, r.tid, &i) && W.sent[i].len == n && W.sent[i].crc == crc;
+        const struct allocation *a = alloc_find(&W.s.allocs, t);
+        if (a && W.alloc_answer[ti].valid && W.alloc_answer[ti].id == a->id &&
+            memcmp(W.alloc_answer[ti].tid, r.tid, STUN_TID_LEN) == 0 &&
+            W.alloc_answer[ti].len == n && W.alloc_answer[ti].crc == crc)
+            ok = true;
+        if (!W.sent_overflow) REQUIRE(ok);
     }
     if (has_mi) {
         REQUIRE(method != STUN_BINDING);
@@ -722,7 +736,7 @@ static void check_reply(unsigned ti, const uint8_t *in, size_t inlen, const uint
         } else {
             REQUIRE(verify_any(&r, sha));
         }
-        if (!cached && n <= TXC_MAX) sent_record(ti, r.tid, out, n);
+        if (n <= TXC_MAX) sent_record(ti, r.tid, out, n); /* what the cache now holds */
     }
 
     if (stun_class_of(r.type) == STUN_SUCCESS) {
@@ -736,7 +750,7 @@ static void check_reply(unsigned ti, const uint8_t *in, size_t inlen, const uint
         if (!cached) {
             REQUIRE(!ex->known || ex->signed_ok); /* no success without the right signature */
             REQUIRE(decoded);
-            check_success(ti, &q, &r, ex);
+            check_success(ti, &q, &r, out, n, ex);
         }
         return;
     }
@@ -1154,6 +1168,7 @@ static void op_peer(struct rd *r)
     const struct alloc_chan *chan = alloc_channel_of(a, &peer, W.now_ms);
     uint16_t chnum = chan ? chan->num : 0;
     bool stream = a->tuple.transport != SRV_UDP;
+    bool alive = a->expires_ms > W.now_ms; /* lifetime not over (the sweep may lag) */
 
     struct srv_counters before = W.s.c;
     uint8_t *msg = NULL;
@@ -1164,7 +1179,7 @@ static void op_peer(struct rd *r)
     if (tracing)
         fprintf(stderr, "  t=%llu tuple %u peer data %zu bytes -> %zu%s\n",
                 (unsigned long long)(W.now_ms / 1000), ti, len, n, chan ? " (channel)" : "");
-    REQUIRE((n > 0) == (permitted && allowed && len <= 0xFFFF - 48));
+    REQUIRE((n > 0) == (alive && permitted && allowed && len <= 0xFFFF - 48));
     if (n) {
         REQUIRE(msg >= buf && msg + n <= buf + total);
         if (chan) {
