@@ -60,6 +60,7 @@ struct allocation {
     unsigned nrelay;
     bool dont_fragment;
     uint8_t alloc_tid[STUN_TID_LEN]; /* the Allocate that made it: retransmits get success */
+    uint64_t alloc_req_hash;         /* (a retransmission is that very request) */
     uint8_t *alloc_resp;             /* ...byte for byte this answer */
     uint16_t alloc_resp_len;
     uint64_t created_ms, expires_ms;

@@ -28,6 +28,7 @@ const char *const srv_counter_help[SRV_C_COUNT] = {
 struct txc_entry {
     struct srv_tuple tuple;
     uint8_t tid[STUN_TID_LEN];
+    uint64_t req_hash; /* a retransmission is the same request: same bytes, same hash */
     uint64_t expires_ms;
     uint16_t len;
     uint8_t bytes[TXC_MAX];
@@ -44,22 +45,32 @@ static struct txc_entry *txc_slot(struct srv *s, const uint8_t *tid)
     return &s->txc->e[h % TXC_SLOTS];
 }
 
+/* FNV-1a of the whole request: a different request that reuses a transaction ID (a broken
+ * or hostile client) must not be given another request's answer. */
+static uint64_t req_hash(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
 static const struct txc_entry *txc_find(struct srv *s, const struct srv_tuple *t,
-                                        const uint8_t *tid, uint64_t now_ms)
+                                        const uint8_t *tid, uint64_t hash, uint64_t now_ms)
 {
     const struct txc_entry *e = txc_slot(s, tid);
-    if (e->len && e->expires_ms > now_ms && memcmp(e->tid, tid, STUN_TID_LEN) == 0 &&
-        tuple_equal(&e->tuple, t))
+    if (e->len && e->expires_ms > now_ms && e->req_hash == hash &&
+        memcmp(e->tid, tid, STUN_TID_LEN) == 0 && tuple_equal(&e->tuple, t))
         return e;
     return NULL;
 }
 
-static void txc_store(struct srv *s, const struct srv_tuple *t, const uint8_t *tid,
+static void txc_store(struct srv *s, const struct srv_tuple *t, const uint8_t *tid, uint64_t hash,
                       const uint8_t *bytes, size_t len, uint64_t now_ms)
 {
     if (len == 0 || len > TXC_MAX) return;
     struct txc_entry *e = txc_slot(s, tid);
     e->tuple = *t;
+    e->req_hash = hash;
     memcpy(e->tid, tid, STUN_TID_LEN);
     e->expires_ms = now_ms + TXC_LIFE_MS;
     e->len = (uint16_t)len;
@@ -417,7 +428,8 @@ static size_t do_allocate(struct req *r)
         /* A retransmission the cache no longer holds gets the original answer again, never a
          * second allocation; a new Allocate on a 5-tuple that has one is a mismatch, whoever
          * sends it (RFC 8656 7.2 step 2). */
-        if (memcmp(a->alloc_tid, m->tid, STUN_TID_LEN) == 0 && a->alloc_resp &&
+        if (memcmp(a->alloc_tid, m->tid, STUN_TID_LEN) == 0 &&
+            a->alloc_req_hash == req_hash(m->buf, STUN_HEADER_LEN + m->len) && a->alloc_resp &&
             a->alloc_resp_len <= r->cap) {
             memcpy(r->out, a->alloc_resp, a->alloc_resp_len);
             s->c.v[SRV_C_retransmit_answered]++;
@@ -464,6 +476,7 @@ static size_t do_allocate(struct req *r)
     memcpy(a->username, r->user.name, r->user.namelen + 1);
     a->ulen = r->user.namelen;
     memcpy(a->alloc_tid, m->tid, STUN_TID_LEN);
+    a->alloc_req_hash = req_hash(m->buf, STUN_HEADER_LEN + m->len);
     a->dont_fragment = stun_find(m, STUN_ATTR_DONT_FRAGMENT) != NULL;
 
     uint64_t new_token = 0;
@@ -787,7 +800,8 @@ size_t srv_handle(struct srv *s, const struct srv_tuple *t, void *client_io, con
     case STUN_REQUEST: break;
     }
 
-    const struct txc_entry *hit = txc_find(s, t, m.tid, now_ms);
+    uint64_t hash = req_hash(in, inlen);
+    const struct txc_entry *hit = txc_find(s, t, m.tid, hash, now_ms);
     if (hit && hit->len <= outcap) {
         memcpy(out, hit->bytes, hit->len);
         s->c.v[SRV_C_retransmit_answered]++;
@@ -797,7 +811,7 @@ size_t srv_handle(struct srv *s, const struct srv_tuple *t, void *client_io, con
     OPENSSL_cleanse(&r.user, sizeof(r.user));
     struct allocation *a = r.authed ? alloc_find(&s->allocs, t) : NULL;
     if (a && !a->client_io) a->client_io = client_io;
-    if (r.authed) txc_store(s, t, m.tid, out, n, now_ms);
+    if (r.authed) txc_store(s, t, m.tid, hash, out, n, now_ms);
     return n;
 }
 

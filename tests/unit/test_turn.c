@@ -2495,6 +2495,32 @@ static void test_retransmit_allocate_after_cache_expiry(void **state)
     fx_finish(fx);
 }
 
+/* A different request that reuses a transaction ID is a new request, not a retransmission:
+ * it must get its own answer, never the cached answer of another method. */
+static void test_reused_tid_gets_its_own_answer(void **state)
+{
+    struct fixture *fx = *state;
+    fx_start(fx);
+    struct client c;
+    cl_init(&c, fx, SRV_UDP, "192.0.2.78", 40000, "alice", "alice-pw");
+    cl_login(&c);
+    struct req qa, qr;
+    struct reply r1, r2;
+    req_allocate(&c, &qa);
+    req_sign(&c, &qa, 0);
+    xchg(&c, &qa, &r1);
+    EXPECT_OK(&r1);
+    req_refresh(&c, &qr, 700);
+    memcpy(qr.buf + 8, qa.buf + 8, STUN_TID_LEN); /* the Allocate's transaction ID */
+    req_sign(&c, &qr, 0);
+    xchg(&c, &qr, &r2);
+    EXPECT_OK(&r2);
+    assert_int_equal(stun_method_of(r2.m.type), STUN_REFRESH);
+    assert_int_equal(reply_u32(&r2, STUN_ATTR_LIFETIME), 700);
+    assert_int_equal(D(&r2, retransmit_answered), 0);
+    fx_finish(fx);
+}
+
 static void test_retransmit_create_permission(void **state)
 {
     struct fixture *fx = *state;
@@ -3037,6 +3063,7 @@ int main(int argc, char **argv)
         T(test_508_invalid_reservation_token),
         T(test_retransmit_allocate),
         T(test_retransmit_allocate_after_cache_expiry),
+        T(test_reused_tid_gets_its_own_answer),
         T(test_retransmit_create_permission),
         T(test_retransmit_refresh),
         T(test_retransmit_refresh_delete),
