@@ -20,6 +20,10 @@ struct peer_policy {
     size_t nallow;
     const struct policy_cidr *deny; /* added to the built-in special-purpose list */
     size_t ndeny;
+    /* The relay's own listening transport addresses (its specific IPs x listener ports):
+     * data is never relayed into the relay itself, which would loop it through itself. */
+    const union stun_addr *self;
+    size_t nself;
 };
 
 /* Why a peer was denied (or POLICY_OK). X(name, text). */
@@ -36,6 +40,7 @@ struct peer_policy {
     X(DOCUMENTATION, "documentation or benchmarking range")                                        \
     X(CONFIG_DENY, "denied by peers.deny")                                                         \
     X(PORT_ZERO, "port 0")                                                                         \
+    X(SELF, "one of the relay's own listening addresses")                                         \
     X(FAMILY, "not an IPv4 or IPv6 address")
 
 enum policy_verdict {
@@ -52,7 +57,8 @@ extern const char *const policy_verdict_names[POLICY_COUNT];
 void policy_canonical(const union stun_addr *in, union stun_addr *out);
 
 /* The decision for a peer (canonicalised inside). check_port: a datagram is about to be sent
- * to it, so port 0 is refused too (permissions are per IP and ignore the port). */
+ * to it, so port 0 and the relay's own listening addresses are refused too (permissions are
+ * per IP and ignore the port). */
 enum policy_verdict policy_check(const struct peer_policy *p, const union stun_addr *peer,
                                  bool check_port);
 

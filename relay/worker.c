@@ -31,6 +31,7 @@ struct relay {
     struct auth_creds creds;
     struct auth_nonce_key nonce_key;
     struct policy_cidr *allow, *deny;
+    union stun_addr *self; /* the relay's own listening addresses (policy: never a peer) */
     struct peer_policy policy;
     struct srv_options opt;
     struct worker *workers;
@@ -222,6 +223,34 @@ static void shared_free(struct relay *r)
     OPENSSL_cleanse(&r->nonce_key, sizeof(r->nonce_key));
     free(r->allow);
     free(r->deny);
+    free(r->self);
+}
+
+/* Every specific address of the relay (listeners, relay addresses, external address) paired
+ * with every listening port: peers the policy refuses so the relay never sends into itself. */
+static int self_addresses(struct relay *r)
+{
+    const struct tern_config *cfg = r->cfg;
+    const struct listener *ls = r->workers[0].listeners;
+    size_t nip = cfg->nlisten + cfg->nrelay_addresses + 1, n = 0;
+    r->self = calloc(nip * cfg->nlisten + 1, sizeof(*r->self));
+    if (!r->self) return -1;
+    for (size_t i = 0; i < nip; i++) {
+        const union stun_addr *ip = i < cfg->nlisten ? &ls[i].addr
+                                    : i < cfg->nlisten + cfg->nrelay_addresses
+                                        ? &cfg->relay_addresses[i - cfg->nlisten]
+                                        : &cfg->relay_external;
+        if ((ip->sa.sa_family != AF_INET && ip->sa.sa_family != AF_INET6) || is_wildcard(ip))
+            continue;
+        for (size_t j = 0; j < cfg->nlisten; j++) {
+            union stun_addr a = *ip;
+            addr_set_port(&a, addr_port(&ls[j].addr));
+            if (a.sa.sa_family == ls[j].addr.sa.sa_family) r->self[n++] = a;
+        }
+    }
+    r->policy.self = r->self;
+    r->policy.nself = n;
+    return 0;
 }
 
 struct relay *relay_open(const struct tern_config *cfg)
@@ -297,6 +326,10 @@ struct relay *relay_open(const struct tern_config *cfg)
         }
         tlog(CFG_LOG_INFO, "listening", LF_S("transport", cfg_transport_name(cfg->listen[j].transport)),
              LF_A("address", &addr), LF_U("port", addr_port(&addr)), LF_U("workers", n));
+    }
+    if (self_addresses(r)) {
+        relay_close(r, NULL, NULL);
+        return NULL;
     }
     for (size_t i = 0; i < cfg->nrelay_addresses; i++)
         tlog(CFG_LOG_INFO, "relay_address", LF_A("address", &cfg->relay_addresses[i]),

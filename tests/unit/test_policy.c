@@ -169,12 +169,31 @@ static void test_port_zero(void **state)
     assert_int_equal(policy_check(&p, &a, true), POLICY_PORT_ZERO);
 }
 
+static void test_self_never_a_peer(void **state)
+{
+    (void)state;
+    union stun_addr self[] = {parse("203.0.113.7", 3478), parse("2001:db8::7", 3478)};
+    struct policy_cidr allow[] = {{.addr = parse("203.0.113.0", 0), .prefix = 24},
+                                  {.addr = parse("2001:db8::", 0), .prefix = 32}};
+    struct peer_policy p = {.allow = allow, .nallow = 2, .self = self, .nself = 2};
+    union stun_addr a = parse("203.0.113.7", 3478);
+    assert_int_equal(policy_check(&p, &a, false), POLICY_OK); /* permissions ignore ports */
+    assert_int_equal(policy_check(&p, &a, true), POLICY_SELF); /* even though allowed */
+    a = parse("::ffff:203.0.113.7", 3478);
+    assert_int_equal(policy_check(&p, &a, true), POLICY_SELF);
+    a = parse("2001:db8::7", 3478);
+    assert_int_equal(policy_check(&p, &a, true), POLICY_SELF);
+    a = parse("203.0.113.7", 3479); /* another port of the same host: a relayed address */
+    assert_int_equal(policy_check(&p, &a, true), POLICY_OK);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_special_ipv4_in_all_forms), cmocka_unit_test(test_special_ipv6),
         cmocka_unit_test(test_public_allowed),            cmocka_unit_test(test_canonical_forms),
         cmocka_unit_test(test_config_rules),              cmocka_unit_test(test_port_zero),
+        cmocka_unit_test(test_self_never_a_peer),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests(tests, NULL, NULL);
