@@ -6,6 +6,7 @@
 
 #include <openssl/crypto.h>
 
+#include "auth.h"
 #include "server.h"
 
 const char *const srv_counter_names[SRV_C_COUNT] = {
@@ -260,6 +261,51 @@ static size_t success(struct req *r, struct stun_enc *e, enum srv_counter c)
 
 /* ---- long-term credentials (RFC 8489 9.2.4) ---- */
 
+/* Check the request's integrity with the key of alg; true if it verifies. */
+static bool mac_ok(const struct stun_msg *m, const uint8_t *key, size_t keylen)
+{
+    int rc = m->integrity_sha256 >= 0 ? stun_check_integrity_sha256(m, key, keylen)
+                                      : stun_check_integrity(m, key, keylen);
+    return rc == 0;
+}
+
+/* A TURN REST API username: not expired, and signed with a password that one of the secrets
+ * (HMAC-SHA1 or HMAC-SHA256 variant) gives. Fills r->user on success. */
+static bool rest_login(struct req *r, const struct stun_attr *user, uint16_t alg)
+{
+    const struct srv_options *o = &r->s->opt;
+    uint64_t expiry;
+    if (!o->nrest_secrets || user->len > STUN_MAX_USERNAME ||
+        auth_rest_parse(user->val, user->len, o->rest_separator, &expiry) ||
+        expiry <= r->s->unix_s)
+        return false;
+    struct auth_user *u = &r->user;
+    memcpy(u->name, user->val, user->len);
+    u->name[user->len] = 0;
+    u->namelen = user->len;
+    size_t rlen = strlen(o->realm);
+    for (size_t i = 0; i < o->nrest_secrets; i++) {
+        for (int mac = AUTH_REST_HMAC_SHA1; mac <= AUTH_REST_HMAC_SHA256; mac++) {
+            char pw[AUTH_REST_PASSWORD_MAX];
+            size_t plen = auth_rest_password((enum auth_rest_mac)mac,
+                                             (const uint8_t *)o->rest_secrets[i],
+                                             strlen(o->rest_secrets[i]), user->val, user->len, pw);
+            bool ok = plen &&
+                      auth_longterm_key(STUN_PASSWORD_ALG_MD5, u->name, u->namelen, o->realm, rlen,
+                                        pw, plen, u->key_md5) == 16 &&
+                      auth_longterm_key(STUN_PASSWORD_ALG_SHA256, u->name, u->namelen, o->realm,
+                                        rlen, pw, plen, u->key_sha256) == 32;
+            OPENSSL_cleanse(pw, sizeof(pw));
+            if (!ok) continue;
+            if (mac_ok(r->m, alg == STUN_PASSWORD_ALG_SHA256 ? u->key_sha256 : u->key_md5,
+                       alg == STUN_PASSWORD_ALG_SHA256 ? 32 : 16))
+                return true;
+        }
+    }
+    OPENSSL_cleanse(u, sizeof(*u));
+    return false;
+}
+
 /* 0 when the request is authenticated (r->user, key set); otherwise the error code. */
 static int authenticate(struct req *r)
 {
@@ -299,13 +345,13 @@ static int authenticate(struct req *r)
         return 438;
     int rc = user ? s->opt.creds->lookup(s->opt.creds->ctx, user->val, user->len, false, &r->user)
                   : s->opt.creds->lookup(s->opt.creds->ctx, hash->val, hash->len, true, &r->user);
-    if (rc) return 401; /* the same answer as a wrong password: no hint that the user exists */
     r->key = chosen == STUN_PASSWORD_ALG_SHA256 ? r->user.key_sha256 : r->user.key_md5;
     r->keylen = chosen == STUN_PASSWORD_ALG_SHA256 ? 32 : 16;
     r->sha256_mac = m->integrity_sha256 >= 0;
-    rc = r->sha256_mac ? stun_check_integrity_sha256(m, r->key, r->keylen)
-                       : stun_check_integrity(m, r->key, r->keylen);
-    if (rc) return 401;
+    /* Unknown user, wrong password, expired or forged REST username: the same 401, so the
+     * answer never says whether a user exists. */
+    if (rc == 0 ? !mac_ok(m, r->key, r->keylen) : !(user && rest_login(r, user, chosen)))
+        return 401;
     r->authed = true;
     return 0;
 }

@@ -11,6 +11,7 @@
 #include "alloc.h"
 #include "nonce.h"
 #include "policy.h"
+#include "rest.h"
 #include "stun.h"
 #include "users.h"
 
@@ -89,6 +90,11 @@ struct srv_options {
     const union stun_addr *relay_addrs; /* index = port pool; port 0 */
     size_t nrelay_addrs;
     const union stun_addr *external; /* advertised instead of the relay IP; NULL: none */
+    /* TURN REST API secrets (auth.secrets): every one is tried, so old and new work during a
+     * rotation; usernames "<expiry><rest_separator><user id>". */
+    const char *const *rest_secrets;
+    size_t nrest_secrets;
+    char rest_separator;
 };
 
 /* The relay's side: shared resources and sockets. Every call is made from the worker that
@@ -126,6 +132,8 @@ struct srv {
     struct srv_counters c;
     struct srv_txcache *txc;
     uint64_t rng; /* splitmix64 state for Data indication transaction IDs */
+    uint64_t unix_s; /* the caller's wall clock (unix seconds), set before each batch of calls:
+                        REST usernames expire in wall-clock time, unlike everything else here */
     unsigned pool_rr; /* rotates allocations over relay addresses of one family */
 };
 

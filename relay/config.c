@@ -928,6 +928,7 @@ static const struct key auth_keys[] = {
     STR("database", database, 1, PATH_MAX, "tern.db", 0),
     LIST("users", users, nusers, user_list),
     LIST("secrets", secrets, nsecrets, secret_list),
+    STR("rest_separator", rest_separator, 1, 1, ":", 0),
     UINT("nonce_lifetime", nonce_lifetime, 10, 86400, "600"),
 };
 
@@ -1253,6 +1254,7 @@ void cfg_free(struct tern_config *c)
     free(c->realm);
     free(c->software);
     free(c->listen);
+    free(c->rest_separator);
     free(c->tls_certificate);
     free(c->tls_private_key);
     free(c->relay_addresses);

@@ -66,8 +66,9 @@ struct tern_config {
     char *database;
     struct cfg_user *users;
     size_t nusers;
-    char **secrets;
+    char **secrets; /* TURN REST API shared secrets: all valid at once (rotation) */
     size_t nsecrets;
+    char *rest_separator; /* one character between expiry and user id; default ":" */
     uint32_t nonce_lifetime;
 
     /* ops: */

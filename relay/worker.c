@@ -208,6 +208,9 @@ static int shared_init(struct relay *r)
         .relay_addrs = cfg->relay_addresses,
         .nrelay_addrs = cfg->nrelay_addresses,
         .external = cfg->relay_external.sa.sa_family == AF_UNSPEC ? NULL : &cfg->relay_external,
+        .rest_secrets = (const char *const *)cfg->secrets,
+        .nrest_secrets = cfg->nsecrets,
+        .rest_separator = cfg->rest_separator ? cfg->rest_separator[0] : ':',
     };
     return 0;
 }
@@ -298,6 +301,7 @@ struct relay *relay_open(const struct tern_config *cfg)
             return NULL;
         }
         w->srv_ready = true;
+        w->srv.unix_s = (uint64_t)time(NULL);
     }
 
     /* Listener by listener: the first worker's bind resolves port 0, the others reuse it. */
@@ -348,6 +352,7 @@ static void *worker_main(void *arg)
         if (next != UINT64_MAX) timeout = next <= w->now_ms ? 0 : (int)(next - w->now_ms < 1000 ? next - w->now_ms : 1000);
         int n = epoll_wait(w->epfd, ev, 64, timeout);
         w->now_ms = monotonic_ms();
+        w->srv.unix_s = (uint64_t)time(NULL); /* REST usernames expire in wall-clock time */
         if (n < 0 && errno != EINTR) {
             tlog(CFG_LOG_ERROR, "epoll_failed", LF_U("worker", w->id), LF_S("error", strerror(errno)));
             break;
@@ -382,7 +387,7 @@ int relay_start(struct relay *r)
         w->started = true;
     }
     tlog(CFG_LOG_INFO, "started", LF_U("workers", r->nworkers), LF_S("realm", r->cfg->realm),
-         LF_U("users", r->users.n));
+         LF_U("users", r->users.n), LF_U("rest_secrets", r->cfg->nsecrets));
     return 0;
 }
 

@@ -30,7 +30,7 @@ listen:
 relay: { addresses: [127.0.0.1, "::1"], ports: { min: 50000, max: 59999 } }
 peers: { allow_loopback: true }
 allocation: { max_per_user: 1000 }
-auth: { users: [ { name: alice, password: wonderland } ] }
+auth: { users: [ { name: alice, password: wonderland } ], secrets: [ old-secret, new-secret ] }
 log: { level: info, format: json }
 YAML
 start_ternd "$WORK/tern.yaml"
@@ -58,6 +58,17 @@ uclient "UDP Send/Data indications, 12 clients x 300" 3600 -s -n 300 -m 12 -l 16
 uclient "TCP channels, 10 clients x 200" 2000 -t -n 200 -m 10 -l 120 -e 127.0.0.1 -p "$T4" 127.0.0.1
 uclient "IPv6 relay and peer, channels, 10 clients x 200" 2000 -x -n 200 -m 10 -l 120 -e ::1 -p "$U6" ::1
 uclient "DONT-FRAGMENT requested, 4 clients x 100" 400 -g -n 100 -m 4 -e 127.0.0.1 -p "$U4" 127.0.0.1
+
+# TURN REST API credentials (uclient -W makes "<expiry>:<user>" and its HMAC password): both
+# secrets of a rotation work, a retired one does not.
+for secret in old-secret new-secret; do
+    uclient "REST credential under $secret, 4 clients x 100" 400 -W "$secret" -n 100 -m 4 -e 127.0.0.1 -p "$U4" 127.0.0.1
+done
+rc=0; timeout 60 turnutils_uclient -W retired-secret -u alice -e 127.0.0.1 -r "$PEER_PORT" -p "$U4" -n 5 127.0.0.1 >"$WORK/uc.log" 2>&1 || rc=$?
+[ "$rc" -ne 0 ] && grep -q "Cannot complete Allocation" "$WORK/uc.log" && pass "REST credential under a retired secret refused" \
+    || { fail "REST credential under a retired secret refused (rc=$rc)"; tail -5 "$WORK/uc.log" >&2; }
+grep -q '"event":"allocation_created".*"user":"[0-9]*:alice"' "$WORK/ternd.log" && pass "REST allocations logged with their username" \
+    || fail "REST allocations logged with their username"
 
 rc=0; timeout 60 turnutils_uclient -u alice -w not-the-password -e 127.0.0.1 -r "$PEER_PORT" -p "$U4" -n 5 127.0.0.1 >"$WORK/uc.log" 2>&1 || rc=$?
 [ "$rc" -ne 0 ] && grep -q "Cannot complete Allocation" "$WORK/uc.log" && pass "wrong password refused (rc=$rc)" \

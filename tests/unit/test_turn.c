@@ -22,6 +22,7 @@
 #include "nonce.h"
 #include "policy.h"
 #include "ports.h"
+#include "rest.h"
 #include "server.h"
 #include "stun.h"
 #include "users.h"
@@ -2521,6 +2522,87 @@ static void test_reused_tid_gets_its_own_answer(void **state)
     fx_finish(fx);
 }
 
+/* ---- TURN REST API credentials (auth.secrets) ---- */
+
+static const char *const rest_secrets[] = {"old-secret", "new-secret"};
+
+/* Allocate with a REST username for expiry and a password from secret; returns the code. */
+static int rest_allocate(struct fixture *fx, const char *ip, const char *name, const char *secret,
+                         enum auth_rest_mac mac, bool sha256)
+{
+    char pw[AUTH_REST_PASSWORD_MAX + 1];
+    size_t n = auth_rest_password(mac, (const uint8_t *)secret, strlen(secret),
+                                  (const uint8_t *)name, strlen(name), pw);
+    assert_true(n > 0);
+    pw[n] = 0;
+    struct client c;
+    cl_init(&c, fx, SRV_UDP, ip, 40000, name, pw);
+    c.sha256 = sha256;
+    cl_login(&c);
+    struct req q;
+    struct reply r;
+    req_allocate(&c, &q);
+    req_sign(&c, &q, 0);
+    xchg(&c, &q, &r);
+    return r.code;
+}
+
+static void test_rest_credentials(void **state)
+{
+    struct fixture *fx = *state;
+    fx->opt.rest_secrets = rest_secrets;
+    fx->opt.nrest_secrets = 2;
+    fx->opt.rest_separator = ':';
+    fx_start(fx);
+    fx->s.unix_s = 1700000000;
+    /* Both secrets of a rotation work, with either MAC variant and either integrity. */
+    assert_int_equal(rest_allocate(fx, "192.0.2.81", "1700000600:alice", "old-secret",
+                                   AUTH_REST_HMAC_SHA1, false), 0);
+    assert_int_equal(rest_allocate(fx, "192.0.2.82", "1700000600:alice", "new-secret",
+                                   AUTH_REST_HMAC_SHA1, true), 0);
+    assert_int_equal(rest_allocate(fx, "192.0.2.83", "1700000600:bob", "new-secret",
+                                   AUTH_REST_HMAC_SHA256, false), 0);
+    /* Expired (expiry == now counts as expired), unknown secret, malformed names: 401. */
+    assert_int_equal(rest_allocate(fx, "192.0.2.84", "1700000000:alice", "new-secret",
+                                   AUTH_REST_HMAC_SHA1, false), 401);
+    assert_int_equal(rest_allocate(fx, "192.0.2.85", "1699999999:alice", "old-secret",
+                                   AUTH_REST_HMAC_SHA1, false), 401);
+    assert_int_equal(rest_allocate(fx, "192.0.2.86", "1700000600:alice", "retired-secret",
+                                   AUTH_REST_HMAC_SHA1, false), 401);
+    const char *bad[] = {"alice", ":alice", "1700000600:", "17000x0600:alice",
+                         "99999999999999999999:alice", "1700000600-alice"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(rest_allocate(fx, "192.0.2.87", bad[i], "new-secret",
+                                       AUTH_REST_HMAC_SHA1, false), 401);
+    /* The wall clock moves on: the same credential stops working for new allocations. */
+    fx->s.unix_s = 1700000600;
+    assert_int_equal(rest_allocate(fx, "192.0.2.88", "1700000600:carol", "new-secret",
+                                   AUTH_REST_HMAC_SHA1, false), 401);
+    assert_int_equal(fx->s.allocs.count, 3);
+    fx_finish(fx);
+}
+
+static void test_rest_primitives(void **state)
+{
+    (void)state;
+    /* Vectors from Python's hmac/base64, an independent implementation. */
+    char pw[AUTH_REST_PASSWORD_MAX + 1];
+    size_t n = auth_rest_password(AUTH_REST_HMAC_SHA1, (const uint8_t *)"north", 5,
+                                  (const uint8_t *)"1700000000:alice", 16, pw);
+    pw[n] = 0;
+    assert_string_equal(pw, "Cd/49soE35ICqcJF/bCTn8Z4OyE=");
+    n = auth_rest_password(AUTH_REST_HMAC_SHA256, (const uint8_t *)"s3cr3t-rotate", 13,
+                           (const uint8_t *)"4102444800:bob@example", 22, pw);
+    pw[n] = 0;
+    assert_string_equal(pw, "WQ0cLlPkB6bvRo6R0qH51xVJPpoY+tHzM6NlJC9HNsw=");
+    uint64_t e = 0;
+    assert_int_equal(auth_rest_parse((const uint8_t *)"4102444800:bob", 14, ':', &e), 0);
+    assert_true(e == 4102444800ull);
+    assert_int_equal(auth_rest_parse((const uint8_t *)"4102444800#bob", 14, '#', &e), 0);
+    assert_int_equal(auth_rest_parse((const uint8_t *)"4102444800:bob", 14, '#', &e), -1);
+    assert_int_equal(auth_rest_parse((const uint8_t *)"12:", 3, ':', &e), -1);
+}
+
 static void test_retransmit_create_permission(void **state)
 {
     struct fixture *fx = *state;
@@ -3064,6 +3146,8 @@ int main(int argc, char **argv)
         T(test_retransmit_allocate),
         T(test_retransmit_allocate_after_cache_expiry),
         T(test_reused_tid_gets_its_own_answer),
+        T(test_rest_credentials),
+        T(test_rest_primitives),
         T(test_retransmit_create_permission),
         T(test_retransmit_refresh),
         T(test_retransmit_refresh_delete),
