@@ -50,6 +50,27 @@ struct alloc_relay {
     void *io;                   /* the relay's socket handle */
 };
 
+/* A token bucket: rate bytes per second, bursts of up to one second's worth. */
+struct alloc_bucket {
+    uint64_t rate; /* 0: unlimited */
+    uint64_t tokens;
+    uint64_t last_ms;
+};
+
+/* May n more bytes pass at now? Takes them if so. */
+static inline bool alloc_bucket_take(struct alloc_bucket *b, size_t n, uint64_t now_ms)
+{
+    if (!b->rate) return true;
+    if (now_ms > b->last_ms) {
+        uint64_t add = (now_ms - b->last_ms) * b->rate / 1000;
+        b->tokens = b->tokens + add > b->rate ? b->rate : b->tokens + add;
+        b->last_ms = now_ms;
+    }
+    if (b->tokens < n) return false;
+    b->tokens -= n;
+    return true;
+}
+
 struct allocation {
     uint64_t id;
     struct srv_tuple tuple;
@@ -68,6 +89,8 @@ struct allocation {
     uint16_t nperms, capperms;
     struct alloc_chan *chans;
     uint16_t nchans, capchans;
+    /* The user's bandwidth limit, applied to each direction separately. */
+    struct alloc_bucket bw_to_peer, bw_to_client;
     /* Traffic: "to_peer" came from the client and went to peers, "to_client" the reverse. */
     uint64_t pkts_to_peer, bytes_to_peer, pkts_to_client, bytes_to_client;
     /* Table links. */

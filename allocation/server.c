@@ -269,41 +269,58 @@ static bool mac_ok(const struct stun_msg *m, const uint8_t *key, size_t keylen)
     return rc == 0;
 }
 
+/* One REST login attempt in progress: the username and the integrity to match. */
+struct rest_try {
+    struct req *r;
+    const struct stun_attr *user;
+    uint16_t alg;
+};
+
+/* Does secret (HMAC-SHA1 or HMAC-SHA256 variant) give the password that signed the request?
+ * Fills the user's keys when it does. */
+static int rest_secret(void *arg, const char *secret)
+{
+    struct rest_try *t = arg;
+    struct auth_user *u = &t->r->user;
+    const char *realm = t->r->s->opt.realm;
+    size_t rlen = strlen(realm);
+    for (int mac = AUTH_REST_HMAC_SHA1; mac <= AUTH_REST_HMAC_SHA256; mac++) {
+        char pw[AUTH_REST_PASSWORD_MAX];
+        size_t plen = auth_rest_password((enum auth_rest_mac)mac, (const uint8_t *)secret,
+                                         strlen(secret), t->user->val, t->user->len, pw);
+        bool ok = plen &&
+                  auth_longterm_key(STUN_PASSWORD_ALG_MD5, u->name, u->namelen, realm, rlen, pw,
+                                    plen, u->key_md5) == 16 &&
+                  auth_longterm_key(STUN_PASSWORD_ALG_SHA256, u->name, u->namelen, realm, rlen,
+                                    pw, plen, u->key_sha256) == 32;
+        OPENSSL_cleanse(pw, sizeof(pw));
+        bool sha = t->alg == STUN_PASSWORD_ALG_SHA256;
+        if (ok && mac_ok(t->r->m, sha ? u->key_sha256 : u->key_md5, sha ? 32 : 16)) return 1;
+    }
+    return 0;
+}
+
 /* A TURN REST API username: not expired, and signed with a password that one of the secrets
- * (HMAC-SHA1 or HMAC-SHA256 variant) gives. Fills r->user on success. */
+ * (configured ones, then the credential store's) gives. Fills r->user on success. */
 static bool rest_login(struct req *r, const struct stun_attr *user, uint16_t alg)
 {
     const struct srv_options *o = &r->s->opt;
+    const struct auth_creds *cr = o->creds;
     uint64_t expiry;
-    if (!o->nrest_secrets || user->len > STUN_MAX_USERNAME ||
+    if ((!o->nrest_secrets && !cr->each_secret) || user->len > STUN_MAX_USERNAME ||
         auth_rest_parse(user->val, user->len, o->rest_separator, &expiry) ||
         expiry <= r->s->unix_s)
         return false;
     struct auth_user *u = &r->user;
+    memset(u, 0, sizeof(*u));
     memcpy(u->name, user->val, user->len);
-    u->name[user->len] = 0;
     u->namelen = user->len;
-    size_t rlen = strlen(o->realm);
-    for (size_t i = 0; i < o->nrest_secrets; i++) {
-        for (int mac = AUTH_REST_HMAC_SHA1; mac <= AUTH_REST_HMAC_SHA256; mac++) {
-            char pw[AUTH_REST_PASSWORD_MAX];
-            size_t plen = auth_rest_password((enum auth_rest_mac)mac,
-                                             (const uint8_t *)o->rest_secrets[i],
-                                             strlen(o->rest_secrets[i]), user->val, user->len, pw);
-            bool ok = plen &&
-                      auth_longterm_key(STUN_PASSWORD_ALG_MD5, u->name, u->namelen, o->realm, rlen,
-                                        pw, plen, u->key_md5) == 16 &&
-                      auth_longterm_key(STUN_PASSWORD_ALG_SHA256, u->name, u->namelen, o->realm,
-                                        rlen, pw, plen, u->key_sha256) == 32;
-            OPENSSL_cleanse(pw, sizeof(pw));
-            if (!ok) continue;
-            if (mac_ok(r->m, alg == STUN_PASSWORD_ALG_SHA256 ? u->key_sha256 : u->key_md5,
-                       alg == STUN_PASSWORD_ALG_SHA256 ? 32 : 16))
-                return true;
-        }
-    }
-    OPENSSL_cleanse(u, sizeof(*u));
-    return false;
+    struct rest_try t = {.r = r, .user = user, .alg = alg};
+    int found = 0;
+    for (size_t i = 0; i < o->nrest_secrets && !found; i++) found = rest_secret(&t, o->rest_secrets[i]);
+    if (!found && cr->each_secret) found = cr->each_secret(cr->ctx, rest_secret, &t);
+    if (!found) OPENSSL_cleanse(u, sizeof(*u));
+    return found;
 }
 
 /* 0 when the request is authenticated (r->user, key set); otherwise the error code. */
@@ -513,7 +530,8 @@ static size_t do_allocate(struct req *r)
         if (!fam[0]) return error(r, 440);
     }
 
-    if (s->io.quota_take(s->io.ctx, r->user.name, r->user.namelen)) return error(r, 486);
+    if (s->io.quota_take(s->io.ctx, r->user.name, r->user.namelen, r->user.max_allocations))
+        return error(r, 486);
     a = alloc_new(&s->allocs, r->t, r->now_ms);
     if (!a) {
         s->io.quota_release(s->io.ctx, r->user.name, r->user.namelen);
@@ -524,6 +542,9 @@ static size_t do_allocate(struct req *r)
     memcpy(a->alloc_tid, m->tid, STUN_TID_LEN);
     a->alloc_req_hash = req_hash(m->buf, STUN_HEADER_LEN + m->len);
     a->dont_fragment = stun_find(m, STUN_ATTR_DONT_FRAGMENT) != NULL;
+    uint64_t bw = r->user.bandwidth_bps;
+    a->bw_to_peer = a->bw_to_client =
+        (struct alloc_bucket){.rate = bw, .tokens = bw, .last_ms = r->now_ms};
 
     uint64_t new_token = 0;
     int rc = open_relay(r, a, fam[0], even, reserve, tok ? &token : NULL, &new_token);
@@ -706,6 +727,10 @@ static void do_send(struct srv *s, const struct srv_tuple *t, const struct stun_
         s->c.v[SRV_C_drop_policy]++;
         return;
     }
+    if (!alloc_bucket_take(&a->bw_to_peer, da->len, now_ms)) {
+        s->c.v[SRV_C_drop_bandwidth]++;
+        return;
+    }
     s->c.v[SRV_C_send_indication]++;
     *fwd = (struct srv_fwd){.a = a, .relay = &a->relay[ri], .peer = peer, .data = da->val,
                             .len = da->len,
@@ -739,6 +764,10 @@ static void do_channel_data(struct srv *s, const struct srv_tuple *t, const uint
     }
     if (policy_check(s->opt.policy, &c->peer, true) != POLICY_OK) {
         s->c.v[SRV_C_drop_policy]++;
+        return;
+    }
+    if (!alloc_bucket_take(&a->bw_to_peer, dlen, now_ms)) {
+        s->c.v[SRV_C_drop_bandwidth]++;
         return;
     }
     int ri = relay_index(a, c->peer.sa.sa_family);
@@ -877,6 +906,10 @@ size_t srv_peer_data(struct srv *s, struct allocation *a, struct alloc_relay *re
     }
     if (policy_check(s->opt.policy, &peer, true) != POLICY_OK) {
         s->c.v[SRV_C_drop_policy]++;
+        return 0;
+    }
+    if (!alloc_bucket_take(&a->bw_to_client, len, now_ms)) {
+        s->c.v[SRV_C_drop_bandwidth]++;
         return 0;
     }
     (void)rel;

@@ -64,7 +64,8 @@
     X(drop_send_family, "dropped: Send indication to a family the allocation does not relay")     \
     X(drop_policy, "dropped: data to or from a peer the policy denies")                            \
     X(drop_peer_no_permission, "dropped: peer datagram from an address without a permission")    \
-    X(drop_peer_too_big, "dropped: peer datagram too large to frame for the client")
+    X(drop_peer_too_big, "dropped: peer datagram too large to frame for the client")             \
+    X(drop_bandwidth, "dropped: over the user's per-allocation bandwidth limit")
 
 enum srv_counter {
 #define SRV_X_ENUM(name, help) SRV_C_##name,
@@ -111,8 +112,9 @@ struct srv_io {
      * errno (-EADDRINUSE: another process has the port; the server tries another). */
     int (*relay_open)(void *ctx, struct allocation *a, struct alloc_relay *r);
     void (*relay_close)(void *ctx, struct allocation *a, struct alloc_relay *r);
-    /* Count an allocation against the user's and the total quota. 0, or -1 (486). */
-    int (*quota_take)(void *ctx, const char *user, size_t ulen);
+    /* Count an allocation against the user's quota (user_max, or the configured default when
+     * 0) and the total. 0, or -1 (486). */
+    int (*quota_take)(void *ctx, const char *user, size_t ulen, uint32_t user_max);
     void (*quota_release)(void *ctx, const char *user, size_t ulen);
     /* Unpredictable bytes (reservation tokens, seeds). */
     void (*random)(void *ctx, void *buf, size_t len);

@@ -15,12 +15,17 @@ struct auth_user {
     uint8_t key_md5[16];
     uint8_t key_sha256[32];
     uint8_t userhash[STUN_USERHASH_LEN];
+    uint32_t max_allocations; /* 0: the configured allocation.max_per_user */
+    uint64_t bandwidth_bps;   /* 0: unlimited */
 };
 
 /* The lookup interface: by USERNAME, or by USERHASH (name is then the 32-byte hash). Fills
- * *out and returns 0, or -1 for an unknown user. Must be safe to call from any worker. */
+ * *out and returns 0, or -1 for an unknown (or disabled) user. each_secret calls fn with every
+ * REST secret held beside the configured ones (NULL: none) until fn returns non-zero, and
+ * returns that value. Both must be safe to call from any worker. */
 struct auth_creds {
     int (*lookup)(void *ctx, const uint8_t *name, size_t len, bool userhash, struct auth_user *out);
+    int (*each_secret)(void *ctx, int (*fn)(void *arg, const char *secret), void *arg);
     void *ctx;
 };
 

@@ -925,7 +925,7 @@ static const struct key peers_keys[] = {
 };
 
 static const struct key auth_keys[] = {
-    STR("database", database, 1, PATH_MAX, "tern.db", 0),
+    STR("database", database, 1, PATH_MAX, NULL, F_NULLABLE),
     LIST("users", users, nusers, user_list),
     LIST("secrets", secrets, nsecrets, secret_list),
     STR("rest_separator", rest_separator, 1, 1, ":", 0),

@@ -63,7 +63,7 @@ struct tern_config {
     size_t npeers_deny;
 
     /* auth: */
-    char *database;
+    char *database; /* NULL: no credential database (static users and secrets only) */
     struct cfg_user *users;
     size_t nusers;
     char **secrets; /* TURN REST API shared secrets: all valid at once (rotation) */

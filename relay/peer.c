@@ -252,7 +252,7 @@ static int quota_grow(struct relay_shared *sh)
     return 0;
 }
 
-static int io_quota_take(void *ctx, const char *user, size_t ulen)
+static int io_quota_take(void *ctx, const char *user, size_t ulen, uint32_t user_max)
 {
     struct worker *w = ctx;
     struct relay_shared *sh = w->shared;
@@ -268,7 +268,7 @@ static int io_quota_take(void *ctx, const char *user, size_t ulen)
         e->used = true;
         sh->quota_used++;
     }
-    if (e->count >= sh->max_per_user) goto out;
+    if (e->count >= (user_max ? user_max : sh->max_per_user)) goto out;
     e->count++;
     sh->total++;
     rc = 0;

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "credcache.h"
 #include "log.h"
 #include "net.h"
 #include "worker.h"
@@ -28,6 +29,7 @@ struct relay {
     SSL_CTX *tls; /* shared by the TLS listeners of all workers */
     struct relay_shared shared;
     struct auth_users users;
+    struct credcache *cache;
     struct auth_creds creds;
     struct auth_nonce_key nonce_key;
     struct policy_cidr *allow, *deny;
@@ -178,7 +180,9 @@ static int shared_init(struct relay *r)
              LF_S("user", bad > 0 ? cfg->users[bad - 1].name : ""));
         return -1;
     }
-    r->creds = auth_users_creds(&r->users);
+    r->cache = credcache_open(cfg, &r->users);
+    if (!r->cache) return -1;
+    r->creds = credcache_creds(r->cache);
     if (getrandom(r->nonce_key.secret, sizeof(r->nonce_key.secret), 0) !=
         sizeof(r->nonce_key.secret))
         return -1;
@@ -222,6 +226,7 @@ static void shared_free(struct relay *r)
     free(sh->pools);
     free(sh->quota);
     pthread_mutex_destroy(&sh->lock);
+    credcache_close(r->cache);
     auth_users_free(&r->users);
     OPENSSL_cleanse(&r->nonce_key, sizeof(r->nonce_key));
     free(r->allow);
@@ -387,7 +392,8 @@ int relay_start(struct relay *r)
         w->started = true;
     }
     tlog(CFG_LOG_INFO, "started", LF_U("workers", r->nworkers), LF_S("realm", r->cfg->realm),
-         LF_U("users", r->users.n), LF_U("rest_secrets", r->cfg->nsecrets));
+         LF_U("users", r->users.n), LF_U("rest_secrets", r->cfg->nsecrets),
+         LF_S("database", r->cfg->database ? r->cfg->database : ""));
     return 0;
 }
 

@@ -95,7 +95,7 @@ static void assert_defaults(const struct tern_config *c)
     assert_false(c->allow_loopback);
     assert_int_equal(c->npeers_allow, 0);
     assert_int_equal(c->npeers_deny, 0);
-    assert_string_equal(c->database, "tern.db");
+    assert_null(c->database); /* no credential database unless configured */
     assert_int_equal(c->nusers, 0);
     assert_int_equal(c->nsecrets, 0);
     assert_int_equal(c->nonce_lifetime, 600);

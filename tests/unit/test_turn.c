@@ -217,8 +217,9 @@ static struct quota_user *quota_of(struct fixture *fx, const char *user, size_t 
     return q;
 }
 
-static int fake_quota_take(void *ctx, const char *user, size_t ulen)
+static int fake_quota_take(void *ctx, const char *user, size_t ulen, uint32_t user_max)
 {
+    (void)user_max; /* the fake keeps its own limits */
     struct fixture *fx = ctx;
     struct quota_user *q = quota_of(fx, user, ulen, true);
     if (fx->quota_user_max && q->n >= fx->quota_user_max) return -1;
@@ -2603,6 +2604,45 @@ static void test_rest_primitives(void **state)
     assert_int_equal(auth_rest_parse((const uint8_t *)"12:", 3, ':', &e), -1);
 }
 
+/* ---- per-user bandwidth limit (token bucket per direction) ---- */
+
+static struct auth_creds bw_inner;
+
+static int bw_lookup(void *ctx, const uint8_t *name, size_t len, bool uh, struct auth_user *out)
+{
+    int rc = bw_inner.lookup(ctx, name, len, uh, out);
+    if (rc == 0) out->bandwidth_bps = 1000; /* as the credential store would say */
+    return rc;
+}
+
+static void test_bandwidth_limit(void **state)
+{
+    struct fixture *fx = *state;
+    bw_inner = fx->creds;
+    fx->creds.lookup = bw_lookup;
+    struct client c;
+    struct allocation *a = one_allocation(fx, &c);
+    union stun_addr peer = mkaddr("8.8.8.8", 5000);
+    struct reply r;
+    cl_bind(&c, 0x4000, &peer, &r);
+    EXPECT_OK(&r);
+    uint8_t data[600] = {0};
+    send_chdata(&c, 0x4000, data, sizeof(data), &r);
+    assert_non_null(r.fwd.a); /* the first second's 1000 bytes cover it */
+    send_chdata(&c, 0x4000, data, sizeof(data), &r);
+    assert_null(r.fwd.a);
+    assert_int_equal(D(&r, drop_bandwidth), 1);
+    fx->now += 1000;
+    send_chdata(&c, 0x4000, data, sizeof(data), &r);
+    assert_non_null(r.fwd.a);
+    /* The other direction has its own bucket. */
+    uint8_t out[1024];
+    assert_true(peer_in(fx, a, 0, &peer, data, sizeof(data), out, sizeof(out)) > 0);
+    assert_int_equal(peer_in(fx, a, 0, &peer, data, sizeof(data), out, sizeof(out)), 0);
+    assert_int_equal(fx->s.c.v[SRV_C_drop_bandwidth], 2);
+    fx_finish(fx);
+}
+
 static void test_retransmit_create_permission(void **state)
 {
     struct fixture *fx = *state;
@@ -3148,6 +3188,7 @@ int main(int argc, char **argv)
         T(test_reused_tid_gets_its_own_answer),
         T(test_rest_credentials),
         T(test_rest_primitives),
+        T(test_bandwidth_limit),
         T(test_retransmit_create_permission),
         T(test_retransmit_refresh),
         T(test_retransmit_refresh_delete),

@@ -1,0 +1,81 @@
+/* store.h: the credential database (SQLite, file auth.database): long-term users per realm
+ * (keys only, never passwords), per-user limits, and TURN REST API secrets. This is I/O: ternd
+ * reads it from a background thread into an in-memory cache, off the forwarding path; ternctl
+ * and the admin API write it. Its own library target (tern_store), so tern_auth stays pure. */
+#ifndef TERN_STORE_H
+#define TERN_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stun.h"
+
+#define STORE_SCHEMA_VERSION 1 /* PRAGMA user_version; migrations run at open */
+#define STORE_ERR_LEN        256
+#define STORE_MAX_SECRET     256 /* bytes */
+
+struct store;
+
+struct store_user {
+    char realm[STUN_MAX_TEXT_BYTES + 1];
+    char name[STUN_MAX_USERNAME + 1];
+    uint8_t key_md5[16];    /* MD5(name:realm:SASLprep(password)) */
+    uint8_t key_sha256[32]; /* SHA-256 of the same */
+    uint8_t userhash[STUN_USERHASH_LEN];
+    uint32_t max_allocations; /* 0: allocation.max_per_user from the config */
+    uint64_t bandwidth_bps;   /* bytes per second per allocation; 0: unlimited */
+    bool disabled;
+    int64_t created; /* unix seconds */
+};
+
+struct store_secret {
+    int64_t id;
+    char secret[STORE_MAX_SECRET + 1];
+    int64_t created;
+};
+
+enum store_mode {
+    STORE_EXISTING, /* the file must exist (ternd): missing, unreadable, newer schema: error */
+    STORE_CREATE,   /* create the file and schema when missing (ternctl, first use) */
+};
+
+/* Open the database and bring its schema to STORE_SCHEMA_VERSION. NULL on failure, with a
+ * message naming the file in err ("tern.db: no such database file (create it with: ternctl
+ * --db tern.db user add ...)", "tern.db: schema version 3 is newer than this program's 1
+ * (upgrade ternd)", ...). */
+struct store *store_open(const char *path, enum store_mode mode, char err[STORE_ERR_LEN]);
+void store_close(struct store *s);
+
+/* Results: 0 ok, STORE_NOT_FOUND, STORE_EXISTS, STORE_INVALID (bad name/password/SASLprep),
+ * STORE_ERROR (database failure; err says what). */
+enum store_result { STORE_OK = 0, STORE_NOT_FOUND = -1, STORE_EXISTS = -2, STORE_INVALID = -3,
+                    STORE_ERROR = -4 };
+
+int store_user_add(struct store *s, const char *realm, const char *name, const char *password,
+                   uint32_t max_allocations, uint64_t bandwidth_bps, char err[STORE_ERR_LEN]);
+int store_user_passwd(struct store *s, const char *realm, const char *name, const char *password,
+                      char err[STORE_ERR_LEN]);
+int store_user_del(struct store *s, const char *realm, const char *name, char err[STORE_ERR_LEN]);
+int store_user_set_disabled(struct store *s, const char *realm, const char *name, bool disabled,
+                            char err[STORE_ERR_LEN]);
+int store_user_set_limits(struct store *s, const char *realm, const char *name,
+                          uint32_t max_allocations, uint64_t bandwidth_bps,
+                          char err[STORE_ERR_LEN]);
+/* Call fn for each user of realm (every realm when realm is NULL), ordered by realm, name.
+ * fn returning non-zero stops the walk. Returns STORE_OK or STORE_ERROR. */
+int store_user_each(struct store *s, const char *realm,
+                    int (*fn)(void *ctx, const struct store_user *u), void *ctx,
+                    char err[STORE_ERR_LEN]);
+
+int store_secret_add(struct store *s, const char *secret, int64_t *id, char err[STORE_ERR_LEN]);
+int store_secret_del(struct store *s, int64_t id, char err[STORE_ERR_LEN]);
+int store_secret_each(struct store *s, int (*fn)(void *ctx, const struct store_secret *sec),
+                      void *ctx, char err[STORE_ERR_LEN]);
+
+/* A number that changes whenever another connection committed a change to the file
+ * (PRAGMA data_version), so a reader can poll cheaply and reload only after a change. Its own
+ * commits do not move it: poll on a connection that does not write. -1 if it cannot be read. */
+int64_t store_data_version(struct store *s);
+
+#endif

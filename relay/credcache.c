@@ -1,0 +1,243 @@
+/* credcache.c: database-backed credentials without database reads on the workers: a snapshot
+ * swapped under a rwlock held only for the swap; a thread polls PRAGMA data_version each
+ * second and reloads after any commit (ternctl, the admin API). */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "credcache.h"
+#include "log.h"
+#include "store.h"
+
+#define REFRESH_MS 1000
+
+/* One immutable copy of the database's users (of our realm, not disabled) and secrets. */
+struct snapshot {
+    struct auth_user *users;
+    size_t nusers, cap;
+    struct store_secret *secrets;
+    size_t nsecrets, capsecrets;
+    size_t disabled; /* for the log */
+    bool oom;        /* a walk stopped early: never install a partial copy */
+};
+
+struct credcache {
+    const struct auth_users *statics;
+    const char *realm, *path;
+    struct store *db; /* NULL: no database configured */
+    pthread_rwlock_t lock;
+    struct snapshot *cur;
+    int64_t version;
+    pthread_t thread;
+    bool running;
+    pthread_mutex_t stop_lock;
+    pthread_cond_t stop_cond;
+    bool stop;
+};
+
+static void snapshot_free(struct snapshot *s)
+{
+    if (!s) return;
+    if (s->users) OPENSSL_cleanse(s->users, s->cap * sizeof(*s->users));
+    if (s->secrets) OPENSSL_cleanse(s->secrets, s->capsecrets * sizeof(*s->secrets));
+    free(s->users);
+    free(s->secrets);
+    free(s);
+}
+
+static int add_user(void *ctx, const struct store_user *u)
+{
+    struct snapshot *s = ctx;
+    if (u->disabled) {
+        s->disabled++; /* a disabled user is unknown to authentication: 401 */
+        return 0;
+    }
+    if (s->nusers == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        struct auth_user *p = realloc(s->users, cap * sizeof(*p));
+        if (!p) {
+            s->oom = true;
+            return -1;
+        }
+        s->users = p;
+        s->cap = cap;
+    }
+    struct auth_user *e = &s->users[s->nusers++];
+    memset(e, 0, sizeof(*e));
+    e->namelen = strlen(u->name);
+    memcpy(e->name, u->name, e->namelen + 1);
+    memcpy(e->key_md5, u->key_md5, sizeof(e->key_md5));
+    memcpy(e->key_sha256, u->key_sha256, sizeof(e->key_sha256));
+    memcpy(e->userhash, u->userhash, sizeof(e->userhash));
+    e->max_allocations = u->max_allocations;
+    e->bandwidth_bps = u->bandwidth_bps;
+    return 0;
+}
+
+static int add_secret(void *ctx, const struct store_secret *sec)
+{
+    struct snapshot *s = ctx;
+    if (s->nsecrets == s->capsecrets) {
+        size_t cap = s->capsecrets ? s->capsecrets * 2 : 8;
+        struct store_secret *p = realloc(s->secrets, cap * sizeof(*p));
+        if (!p) {
+            s->oom = true;
+            return -1;
+        }
+        s->secrets = p;
+        s->capsecrets = cap;
+    }
+    s->secrets[s->nsecrets++] = *sec;
+    return 0;
+}
+
+/* Read the whole database into a new snapshot (on the refresher, or at start). */
+static struct snapshot *load(struct credcache *c, char err[STORE_ERR_LEN])
+{
+    struct snapshot *s = calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    if (store_user_each(c->db, c->realm, add_user, s, err) != STORE_OK || s->oom ||
+        store_secret_each(c->db, add_secret, s, err) != STORE_OK || s->oom) {
+        if (s->oom) snprintf(err, STORE_ERR_LEN, "%s: out of memory reading it", c->path);
+        snapshot_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void swap_in(struct credcache *c, struct snapshot *s)
+{
+    pthread_rwlock_wrlock(&c->lock);
+    struct snapshot *old = c->cur;
+    c->cur = s;
+    pthread_rwlock_unlock(&c->lock);
+    snapshot_free(old); /* no reader holds it: they copy out under the read lock */
+    tlog(CFG_LOG_INFO, "credentials_loaded", LF_S("database", c->path), LF_U("users", s->nusers),
+         LF_U("disabled", s->disabled), LF_U("secrets", s->nsecrets));
+}
+
+static void *refresher(void *arg)
+{
+    struct credcache *c = arg;
+    pthread_mutex_lock(&c->stop_lock);
+    while (!c->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += REFRESH_MS / 1000;
+        pthread_cond_timedwait(&c->stop_cond, &c->stop_lock, &until);
+        if (c->stop) break;
+        pthread_mutex_unlock(&c->stop_lock);
+        int64_t v = store_data_version(c->db);
+        if (v != c->version) {
+            char err[STORE_ERR_LEN] = "";
+            struct snapshot *s = load(c, err);
+            if (s) {
+                c->version = v;
+                swap_in(c, s);
+            } else {
+                /* Keep serving the last good copy; try again next second. */
+                tlog(CFG_LOG_ERROR, "credentials_reload_failed", LF_S("database", c->path),
+                     LF_S("error", err));
+            }
+        }
+        pthread_mutex_lock(&c->stop_lock);
+    }
+    pthread_mutex_unlock(&c->stop_lock);
+    return NULL;
+}
+
+struct credcache *credcache_open(const struct tern_config *cfg, const struct auth_users *statics)
+{
+    struct credcache *c = calloc(1, sizeof(*c));
+    if (!c) return NULL;
+    c->statics = statics;
+    c->realm = cfg->realm;
+    c->path = cfg->database;
+    pthread_rwlock_init(&c->lock, NULL);
+    pthread_mutex_init(&c->stop_lock, NULL);
+    pthread_cond_init(&c->stop_cond, NULL);
+    if (!cfg->database) return c;
+
+    char err[STORE_ERR_LEN] = "";
+    c->db = store_open(cfg->database, STORE_EXISTING, err);
+    /* The version before the read: a commit during the read is then seen as a change. */
+    if (c->db) c->version = store_data_version(c->db);
+    struct snapshot *s = c->db ? load(c, err) : NULL;
+    if (!s) {
+        tlog(CFG_LOG_ERROR, "database_failed", LF_S("database", cfg->database), LF_S("error", err));
+        credcache_close(c);
+        return NULL;
+    }
+    swap_in(c, s);
+    int rc = pthread_create(&c->thread, NULL, refresher, c);
+    if (rc) {
+        tlog(CFG_LOG_ERROR, "thread_failed", LF_S("what", "credential refresher"),
+             LF_S("error", strerror(rc)));
+        credcache_close(c);
+        return NULL;
+    }
+    c->running = true;
+    return c;
+}
+
+void credcache_close(struct credcache *c)
+{
+    if (!c) return;
+    if (c->running) {
+        pthread_mutex_lock(&c->stop_lock);
+        c->stop = true;
+        pthread_cond_signal(&c->stop_cond);
+        pthread_mutex_unlock(&c->stop_lock);
+        pthread_join(c->thread, NULL);
+    }
+    store_close(c->db);
+    snapshot_free(c->cur);
+    pthread_rwlock_destroy(&c->lock);
+    pthread_mutex_destroy(&c->stop_lock);
+    pthread_cond_destroy(&c->stop_cond);
+    free(c);
+}
+
+static int lookup(void *ctx, const uint8_t *name, size_t len, bool userhash, struct auth_user *out)
+{
+    struct credcache *c = ctx;
+    struct auth_creds st = auth_users_creds(c->statics);
+    if (st.lookup(st.ctx, name, len, userhash, out) == 0) return 0;
+    int rc = -1;
+    pthread_rwlock_rdlock(&c->lock);
+    const struct snapshot *s = c->cur;
+    for (size_t i = 0; s && i < s->nusers && rc; i++) {
+        const struct auth_user *e = &s->users[i];
+        bool hit = userhash ? len == STUN_USERHASH_LEN && CRYPTO_memcmp(e->userhash, name, len) == 0
+                            : len == e->namelen && memcmp(e->name, name, len) == 0;
+        if (hit) {
+            *out = *e;
+            rc = 0;
+        }
+    }
+    pthread_rwlock_unlock(&c->lock);
+    return rc;
+}
+
+static int each_secret(void *ctx, int (*fn)(void *arg, const char *secret), void *arg)
+{
+    struct credcache *c = ctx;
+    int rc = 0;
+    pthread_rwlock_rdlock(&c->lock);
+    const struct snapshot *s = c->cur;
+    for (size_t i = 0; s && i < s->nsecrets && !rc; i++) rc = fn(arg, s->secrets[i].secret);
+    pthread_rwlock_unlock(&c->lock);
+    return rc;
+}
+
+struct auth_creds credcache_creds(struct credcache *c)
+{
+    return (struct auth_creds){.lookup = lookup, .each_secret = c->db ? each_secret : NULL,
+                               .ctx = c};
+}

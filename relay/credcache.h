@@ -1,0 +1,20 @@
+/* credcache.h: the credentials the workers authenticate against: static users from the
+ * config plus, when auth.database is set, an in-memory copy of the database, refreshed by a
+ * background thread whenever the file changes. Workers never wait on the database. */
+#ifndef TERN_CREDCACHE_H
+#define TERN_CREDCACHE_H
+
+#include "config.h"
+#include "users.h"
+
+struct credcache;
+
+/* Open the database (when configured: it must exist and have a schema this program knows),
+ * load it, and start the refresher. NULL after logging what failed, naming the file. */
+struct credcache *credcache_open(const struct tern_config *cfg, const struct auth_users *statics);
+/* Stop the refresher and free everything. */
+void credcache_close(struct credcache *c);
+/* The lookup interface over static users first, then the database copy. */
+struct auth_creds credcache_creds(struct credcache *c);
+
+#endif
