@@ -267,6 +267,18 @@ int alloc_permit(struct allocation *a, const union stun_addr *peer, uint64_t now
     return 0;
 }
 
+void alloc_forget_family(struct allocation *a, int family)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < a->nperms; i++)
+        if (a->perms[i].ip.sa.sa_family != family) a->perms[k++] = a->perms[i];
+    a->nperms = (uint16_t)k;
+    k = 0;
+    for (unsigned i = 0; i < a->nchans; i++)
+        if (a->chans[i].peer.sa.sa_family != family) a->chans[k++] = a->chans[i];
+    a->nchans = (uint16_t)k;
+}
+
 /* ---- channels ---- */
 
 const struct alloc_chan *alloc_channel(const struct allocation *a, uint16_t num, uint64_t now_ms)

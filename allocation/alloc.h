@@ -131,6 +131,9 @@ int alloc_permit(struct allocation *a, const union stun_addr *peer, uint64_t now
 /* Would alloc_permit succeed (room for a new one or already present)? */
 bool alloc_can_permit(const struct allocation *a, const union stun_addr *peer, uint64_t now_ms);
 
+/* Drop every permission and channel whose peer is of family (its relay is going away). */
+void alloc_forget_family(struct allocation *a, int family);
+
 /* The peer bound to channel num, or NULL when unbound or expired. */
 const struct alloc_chan *alloc_channel(const struct allocation *a, uint16_t num, uint64_t now_ms);
 /* The live channel bound to peer (address and port), or NULL. */

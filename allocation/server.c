@@ -608,7 +608,10 @@ static size_t do_refresh(struct req *r, struct allocation *a)
     uint32_t life = desired_lifetime(&s->opt, r->m, &zero);
     struct stun_enc e;
     if (zero && only >= 0 && a->nrelay == 2) {
-        /* Delete one family of a dual allocation; the other lives on. */
+        /* Delete one family of a dual allocation; the other lives on, and what pointed at
+         * peers of the deleted family goes with it. */
+        int fam = a->relay[only].addr.sa.sa_family;
+        alloc_forget_family(a, fam);
         release(s, a, (unsigned)only);
         if (only == 0) a->relay[0] = a->relay[1];
         a->nrelay = 1;
@@ -633,13 +636,13 @@ static size_t do_refresh(struct req *r, struct allocation *a)
 /* Common peer checks: decoded, canonical, a family the allocation relays, allowed by policy.
  * Returns 0 or the error code. */
 static int check_peer(struct req *r, struct allocation *a, const struct stun_attr *pa,
-                      union stun_addr *peer)
+                      union stun_addr *peer, bool with_port)
 {
     union stun_addr raw;
     if (stun_get_xor_addr(r->m, pa, &raw)) return 400;
     policy_canonical(&raw, peer);
     if (relay_index(a, peer->sa.sa_family) < 0) return 443;
-    enum policy_verdict v = policy_check(r->s->opt.policy, peer, false);
+    enum policy_verdict v = policy_check(r->s->opt.policy, peer, with_port);
     if (v != POLICY_OK) {
         if (r->s->io.event) r->s->io.event(r->s->io.ctx, a, "denied", &raw, v);
         return 403;
@@ -656,7 +659,7 @@ static size_t do_create_permission(struct req *r, struct allocation *a)
     /* Check every address before installing any: all or nothing. */
     for (; pa; pa = stun_find_next(r->m, pa)) {
         if (n == ALLOC_MAX_PERMISSIONS) return error(r, 508);
-        int rc = check_peer(r, a, pa, &peers[n]);
+        int rc = check_peer(r, a, pa, &peers[n], false); /* permissions ignore ports */
         if (rc) return error(r, rc);
         bool seen = alloc_permitted(a, &peers[n], r->now_ms);
         for (size_t k = 0; k < n && !seen; k++) seen = addr_ip_equal(&peers[k], &peers[n]);
@@ -682,7 +685,7 @@ static size_t do_channel_bind(struct req *r, struct allocation *a)
     uint16_t max = r->s->opt.strict_channels ? STUN_CHANNEL_MAX_STRICT : STUN_CHANNEL_MAX;
     if (num < STUN_CHANNEL_MIN || num > max) return error(r, 400);
     union stun_addr peer;
-    int rc = check_peer(r, a, pa, &peer);
+    int rc = check_peer(r, a, pa, &peer, true); /* a channel names the port: check it too */
     if (rc) return error(r, rc);
     if (!alloc_can_permit(a, &peer, r->now_ms)) return error(r, 508);
     switch (alloc_bind(a, num, &peer, r->now_ms)) {
@@ -771,6 +774,10 @@ static void do_channel_data(struct srv *s, const struct srv_tuple *t, const uint
         return;
     }
     int ri = relay_index(a, c->peer.sa.sa_family);
+    if (ri < 0) {
+        s->c.v[SRV_C_drop_send_family]++; /* that family's relay was deleted (dual allocation) */
+        return;
+    }
     s->c.v[SRV_C_channel_to_peer]++;
     *fwd = (struct srv_fwd){.a = a, .relay = &a->relay[ri], .peer = c->peer, .data = data,
                             .len = dlen, .dont_fragment = a->dont_fragment};

@@ -57,8 +57,9 @@ static void fake_relay_close(void *ctx, struct allocation *a, struct alloc_relay
     (void)ctx, (void)a, (void)r;
 }
 
-static int fake_quota_take(void *ctx, const char *user, size_t ulen)
+static int fake_quota_take(void *ctx, const char *user, size_t ulen, uint32_t user_max)
 {
+    (void)user_max; /* the fake keeps its own limits */
     (void)ctx, (void)user, (void)ulen;
     return -1;
 }

@@ -4,6 +4,13 @@
  * passing, TCP connections closing. Unlike fuzz_server it gets past authentication, so
  * Allocate, Refresh, CreatePermission, ChannelBind and the data paths are all reached.
  *
+ * The world: users "fuzz"/"pw" and "other"/"pw2" (two, so that 441 and the per-user quota are
+ * reachable) in realm "tern.fuzz", REST secrets "retired-secret" and "fuzz-secret" (':'); relay addresses 192.0.2.10 (ports 49152-49155) and
+ * 2001:db8::10 (49152-49153), optionally 192.0.2.11 (50000-50002); quotas 2 per user, 3 in
+ * all; peers: no loopback, allow 198.51.100.0/24, deny 8.8.4.0/24, the relay's own listening
+ * addresses 192.0.2.1:3478, [2001:db8::1]:3478 and 198.51.100.7:3478; clients UDP
+ * 192.0.2.77:40000, UDP [2001:db8::77]:40001, TCP 192.0.2.77:40002.
+ *
  * Input format (every read past the end gives 0, so any byte string is a valid script):
  *
  *   CFG                 bit0 strict_channels; bit1 no SOFTWARE; bit2 external address
@@ -26,9 +33,12 @@
  *        bit3 user ("fuzz" or "other"); bit4 FINGERPRINT; bit5 MESSAGE-INTEGRITY-SHA256
  *        truncated to 16 + 4*((F>>4)&3) bytes; bit6 attributes after the integrity (ignored);
  *        bit7 both MESSAGE-INTEGRITY and MESSAGE-INTEGRITY-SHA256
- *     F  fault (F&15): 0-7 none; 8 corrupted MAC; 9 stale nonce; 10 nonce of another client;
- *        11 wrong password; 12 wrong realm; 13 unknown user; 14 algorithm list bid down;
- *        15 forged nonce
+ *     F  fault (F&15): 0-6 none; 7 none, but a TURN REST username "<expiry>:r<(F>>4)&3>"
+ *        (secret "fuzz-secret", password HMAC-SHA1, or HMAC-SHA256 with S bit3) instead of
+ *        the static user, valid until 2 h after the start, or (F bit7) expiring now; 8 corrupted MAC; 9 stale nonce; 10 nonce of
+ *        another client; 11 wrong password; 12 wrong realm; 13 unknown user; 14 algorithm
+ *        list bid down; 15 forged nonce. F bits4-5: see S bit5; F bit6: the FINGERPRINT (S
+ *        bit4) is wrong
  *     N  N&15 attributes, placed after the credentials and before the integrity; each is
  *        A (A&15) and its parameters:
  *        0 XOR-PEER-ADDRESS   PEER           1 CHANNEL-NUMBER  c16
@@ -58,8 +68,9 @@
  *   O&7 = 6  FAULT      B: the next B&7 relay_open calls fail with EADDRINUSE; B&8 then one
  *        with EACCES; B&0x10 another process takes a port of pool (B>>5)%pools; B&0x80 those
  *        ports come back
- *   O&7 = 7  RAW        M L bytes[L]: M bits0-1 tuple; bit2: behind a valid request header
- *        (method from M>>3, fresh transaction ID, length set)
+ *   O&7 = 7  RAW        M [K] L bytes[L]: M bits0-1 tuple; with M bit2 the bytes are the body
+ *        (zero-padded to 4) of a message with a valid header: method M>>3, class K&3, a fresh
+ *        transaction ID; K bit2 appends a FINGERPRINT, K bit3 corrupts it
  *
  *   PEER = P port16 [4 or 16 raw bytes]: P&15 picks 8.8.8.8 (+P>>4), 198.51.100.7 (the
  *        allowed CIDR), 2607:f8b0::1 (+P>>4), ::ffff:8.8.8.8, 64:ff9b::8.8.8.8,
@@ -69,7 +80,7 @@
  * Checked (abort() on violation): every reply fits outcap, decodes, answers the request's
  * transaction and method, has no unknown attributes and no wrong FINGERPRINT; a success to a
  * TURN method and every error that only comes after authentication carry a MESSAGE-INTEGRITY
- * (-SHA256) that verifies with the requester's key (any user's key for a cached answer); no
+ * (-SHA256) that verifies with the requester's key (a replayed answer: its first time); no
  * request that was not correctly signed gets a success unless it is a retransmission answered
  * with exactly the bytes last answered to that 5-tuple and transaction, or with the answer that
  * created the live allocation (Allocate retransmitted); 401/438 carry REALM
@@ -97,9 +108,11 @@
 #include <openssl/hmac.h>
 #include <zlib.h>
 
+#include "auth.h"
 #include "nonce.h"
 #include "policy.h"
 #include "ports.h"
+#include "rest.h"
 #include "server.h"
 #include "stun.h"
 #include "users.h"
@@ -127,6 +140,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define QUOTA_USER  2
 #define QUOTA_TOTAL 3
 #define TXC_MAX     384 /* server.c: larger answers are not cached */
+#define START_MS    1700000000000ull /* the fake clock's start (also the wall clock) */
+#define MAX_NAMES   16  /* distinct usernames holding quota (static users and REST names) */
+#define REST_SECRET "fuzz-secret"
 
 /* ---- the fixed world: users, keys, policy, addresses ---- */
 
@@ -135,9 +151,11 @@ static struct auth_creds creds;
 static struct auth_nonce_key nonce_key;
 static struct policy_cidr allow_cidr, deny_cidr;
 static struct peer_policy policy;
+static union stun_addr self_addrs[3]; /* the relay's own listening addresses */
 static struct srv_tuple tuples[NTUPLES];
 static union stun_addr external;
 static const char *const user_names[2] = {"fuzz", "other"};
+static const char *const rest_secrets[2] = {"retired-secret", REST_SECRET};
 static const uint8_t wrong_key[32] = {0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55,
                                       0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55,
                                       0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55,
@@ -168,8 +186,11 @@ static void world_init(void)
     allow_cidr.prefix = 24;
     set_addr(&deny_cidr.addr, "8.8.4.0", 0);
     deny_cidr.prefix = 24;
+    set_addr(&self_addrs[0], "192.0.2.1", 3478);
+    set_addr(&self_addrs[1], "2001:db8::1", 3478);
+    set_addr(&self_addrs[2], "198.51.100.7", 3478); /* inside peers.allow: still never a peer */
     policy = (struct peer_policy){.allow_loopback = false, .allow = &allow_cidr, .nallow = 1,
-                                  .deny = &deny_cidr, .ndeny = 1};
+                                  .deny = &deny_cidr, .ndeny = 1, .self = self_addrs, .nself = 3};
     memset(tuples, 0, sizeof(tuples));
     tuples[0].transport = SRV_UDP;
     set_addr(&tuples[0].client, "192.0.2.77", 40000);
@@ -199,7 +220,13 @@ struct world {
     struct port_pool pools[NPOOLS_MAX];
     struct fsock *socks[MAX_SOCKS];
     size_t nsocks;
-    unsigned quota[2], qtotal;
+    struct {
+        char name[STUN_MAX_USERNAME + 1];
+        size_t len;
+        unsigned count;
+    } quota[MAX_NAMES];
+    size_t nquota;
+    unsigned qtotal;
     unsigned eaddrinuse_left;
     bool eacces_next;
     uint16_t foreign[NPOOLS_MAX][MAX_FOREIGN];
@@ -370,13 +397,33 @@ static int user_index(const char *user, size_t ulen)
     return -1;
 }
 
-static int fake_quota_take(void *ctx, const char *user, size_t ulen)
+/* A name that may hold an allocation: a static user, or a REST username. */
+static bool known_name(const char *user, size_t ulen)
+{
+    uint64_t expiry;
+    return user_index(user, ulen) >= 0 ||
+           auth_rest_parse((const uint8_t *)user, ulen, ':', &expiry) == 0;
+}
+
+static size_t quota_slot(const char *user, size_t ulen)
+{
+    for (size_t i = 0; i < W.nquota; i++)
+        if (W.quota[i].len == ulen && memcmp(W.quota[i].name, user, ulen) == 0) return i;
+    REQUIRE(W.nquota < MAX_NAMES && ulen <= STUN_MAX_USERNAME);
+    memcpy(W.quota[W.nquota].name, user, ulen);
+    W.quota[W.nquota].len = ulen;
+    W.quota[W.nquota].count = 0;
+    return W.nquota++;
+}
+
+static int fake_quota_take(void *ctx, const char *user, size_t ulen, uint32_t user_max)
 {
     REQUIRE(ctx == &W);
-    int u = user_index(user, ulen);
-    REQUIRE(u >= 0); /* only authenticated users get this far */
-    if (W.qtotal >= QUOTA_TOTAL || W.quota[u] >= QUOTA_USER) return -1;
-    W.quota[u]++;
+    REQUIRE(known_name(user, ulen)); /* only authenticated users get this far */
+    size_t q = quota_slot(user, ulen);
+    if (W.qtotal >= QUOTA_TOTAL || W.quota[q].count >= (user_max ? user_max : QUOTA_USER))
+        return -1;
+    W.quota[q].count++;
     W.qtotal++;
     return 0;
 }
@@ -384,10 +431,10 @@ static int fake_quota_take(void *ctx, const char *user, size_t ulen)
 static void fake_quota_release(void *ctx, const char *user, size_t ulen)
 {
     REQUIRE(ctx == &W);
-    int u = user_index(user, ulen);
-    REQUIRE(u >= 0);
-    REQUIRE(W.quota[u] > 0 && W.qtotal > 0); /* releases match takes */
-    W.quota[u]--;
+    REQUIRE(known_name(user, ulen));
+    size_t q = quota_slot(user, ulen);
+    REQUIRE(W.quota[q].count > 0 && W.qtotal > 0); /* releases match takes */
+    W.quota[q].count--;
     W.qtotal--;
 }
 
@@ -431,7 +478,7 @@ static void check_books(void)
 {
     const struct alloc_table *t = &W.s.allocs;
     size_t socks = 0;
-    unsigned quota[2] = {0, 0};
+    unsigned quota[MAX_NAMES] = {0};
     size_t in_pool[NPOOLS_MAX] = {0};
     REQUIRE(t->count <= NTUPLES);
     for (size_t i = 0; i < t->count; i++) {
@@ -440,9 +487,8 @@ static void check_books(void)
         if (i) REQUIRE(t->heap[(i - 1) / 2]->expires_ms <= a->expires_ms);
         REQUIRE(alloc_find(t, &a->tuple) == a);
         REQUIRE(tuple_index(&a->tuple) >= 0);
-        int u = user_index(a->username, a->ulen);
-        REQUIRE(u >= 0);
-        quota[u]++;
+        REQUIRE(known_name(a->username, a->ulen));
+        quota[quota_slot(a->username, a->ulen)]++;
         REQUIRE(a->nrelay >= 1 && a->nrelay <= 2);
         if (a->nrelay == 2)
             REQUIRE(a->relay[0].addr.sa.sa_family != a->relay[1].addr.sa.sa_family);
@@ -459,8 +505,12 @@ static void check_books(void)
         REQUIRE(a->nperms <= ALLOC_MAX_PERMISSIONS && a->nchans <= ALLOC_MAX_CHANNELS);
     }
     REQUIRE(socks == W.nsocks);
-    REQUIRE(quota[0] == W.quota[0] && quota[1] == W.quota[1]);
-    REQUIRE(W.qtotal == W.quota[0] + W.quota[1]);
+    unsigned total = 0;
+    for (size_t i = 0; i < W.nquota; i++) {
+        REQUIRE(quota[i] == W.quota[i].count);
+        total += quota[i];
+    }
+    REQUIRE(W.qtotal == total);
     for (size_t p = 0; p < W.npools; p++) {
         const struct port_pool *pp = &W.pools[p];
         size_t used = 0, reserved = 0;
@@ -561,9 +611,8 @@ struct expect {
     bool signed_ok;      /* credentials and integrity are right */
     const uint8_t *key;  /* the key it was signed with */
     size_t keylen;
-    int user;
-    uint16_t chdata_channel; /* ChannelData: the channel */
-    bool is_chdata;
+    const char *name; /* the username it was signed for */
+    size_t namelen;
 };
 
 static bool sent_find(unsigned tuple, const uint8_t *tid, size_t *idx)
@@ -625,7 +674,8 @@ static void check_success(unsigned ti, const struct stun_msg *q, const struct st
     switch (method) {
     case STUN_ALLOCATE: {
         REQUIRE(a != NULL);
-        if (ex->known) REQUIRE(user_index(a->username, a->ulen) == ex->user);
+        if (ex->known)
+            REQUIRE(a->ulen == ex->namelen && memcmp(a->username, ex->name, a->ulen) == 0);
         REQUIRE(lt && life <= MAX_LIFE);
         unsigned k = 0;
         for (unsigned i = 0; i < r->nattrs; i++) {
@@ -698,11 +748,6 @@ static void check_reply(unsigned ti, const uint8_t *in, size_t inlen, const uint
     uint16_t in_type = (uint16_t)(in[0] << 8 | in[1]);
     REQUIRE(stun_class_of(in_type) == STUN_REQUEST);
     uint16_t method = stun_method_of(in_type);
-#ifdef FUZZ_TURN_KNOWN_BUGS
-    /* Known: the transaction cache matches on 5-tuple and transaction ID only, so a request
-     * of another method reusing a transaction ID gets the cached answer of the first one. */
-    if (cached) method = stun_method_of(r.type);
-#endif
     REQUIRE(stun_method_of(r.type) == method);
     REQUIRE(stun_check_fingerprint(&r) != STUN_E_BAD_FINGERPRINT);
     REQUIRE(r.nunknown == 0);
@@ -724,7 +769,7 @@ static void check_reply(unsigned ti, const uint8_t *in, size_t inlen, const uint
             memcmp(W.alloc_answer[ti].tid, r.tid, STUN_TID_LEN) == 0 &&
             W.alloc_answer[ti].len == n && W.alloc_answer[ti].crc == crc)
             ok = true;
-        if (!W.sent_overflow) REQUIRE(ok);
+        REQUIRE(ok || W.sent_overflow);
     }
     if (has_mi) {
         REQUIRE(method != STUN_BINDING);
@@ -733,7 +778,8 @@ static void check_reply(unsigned ti, const uint8_t *in, size_t inlen, const uint
                          : stun_check_integrity(&r, ex->key, ex->keylen);
             REQUIRE(rc == 0);
             REQUIRE(decoded && (q.integrity_sha256 >= 0) == sha);
-        } else {
+        } else if (!cached) {
+            /* A cached answer was checked when it was fresh (same bytes, see above). */
             REQUIRE(verify_any(&r, sha));
         }
         if (n <= TXC_MAX) sent_record(ti, r.tid, out, n); /* what the cache now holds */
@@ -776,8 +822,7 @@ static void check_reply(unsigned ti, const uint8_t *in, size_t inlen, const uint
         REQUIRE(alloc_find(&W.s.allocs, t) == NULL);
 }
 
-static void check_fwd(unsigned ti, const uint8_t *in, size_t inlen, const struct srv_fwd *f,
-                      const struct expect *ex)
+static void check_fwd(unsigned ti, const uint8_t *in, size_t inlen, const struct srv_fwd *f)
 {
     struct allocation *a = alloc_find(&W.s.allocs, &tuples[ti]);
     REQUIRE(a != NULL && f->a == a);
@@ -795,8 +840,8 @@ static void check_fwd(unsigned ti, const uint8_t *in, size_t inlen, const struct
     REQUIRE(same_addr(&canon, &f->peer)); /* already canonical */
     REQUIRE(alloc_permitted(a, &f->peer, W.now_ms));
     REQUIRE(f->len <= inlen && f->data >= in && f->data + f->len <= in + inlen);
-    if (ex->is_chdata) {
-        const struct alloc_chan *c = alloc_channel(a, ex->chdata_channel, W.now_ms);
+    if ((in[0] & 0xC0) == 0x40) { /* ChannelData (from CHANNELDATA or RAW) */
+        const struct alloc_chan *c = alloc_channel(a, (uint16_t)(in[0] << 8 | in[1]), W.now_ms);
         REQUIRE(c && same_addr(&c->peer, &f->peer));
         REQUIRE(f->data == in + STUN_CHDATA_HEADER_LEN);
         REQUIRE(f->len == (size_t)(in[2] << 8 | in[3]));
@@ -847,7 +892,7 @@ static void deliver(unsigned ti, const uint8_t *msg, size_t len, size_t outcap,
     if (n) check_reply(ti, in, len, out, n, cached, ex);
     if (fwd.a) {
         REQUIRE(n == 0);
-        check_fwd(ti, in, len, &fwd, ex);
+        check_fwd(ti, in, len, &fwd);
     }
     struct allocation *a = alloc_find(&W.s.allocs, &tuples[ti]);
     if (a && a->client_io) REQUIRE(a->client_io == &client_io_tag[ti]);
@@ -993,12 +1038,40 @@ static void op_request(struct rd *r)
     int user = (s >> 3) & 1;
     bool fp = s & 0x10, trunc = s & 0x20, trailing = s & 0x40, both = s & 0x80;
     const struct auth_user *au = &users.v[user];
+    W.s.unix_s = W.now_ms / 1000; /* the wall clock, for REST usernames */
     bool userhash = kind == 4 || kind == 5;
     bool algs = kind == 1 || kind == 2 || kind == 4 || fault == 14;
     bool alg_sha = kind == 1 || kind == 4;
     bool mac_sha = kind == 1 || kind == 3 || kind == 4;
     bool creds_present = kind != 6;
     bool integrity = kind <= 5;
+
+    /* The identity: a static user, or (fault 7) a TURN REST username "<expiry>:r<n>" whose
+     * password is base64(HMAC(secret, username)), SHA-1 or SHA-256 by the user bit; F bit7
+     * makes it expired. */
+    static char rest_name[64];
+    static struct auth_user rest_user;
+    bool rest = fault == 7, rest_expired = rest && (f & 0x80);
+    if (rest) {
+        uint64_t expiry = rest_expired ? W.now_ms / 1000 : START_MS / 1000 + 7200;
+        int n = snprintf(rest_name, sizeof(rest_name), "%llu:r%u", (unsigned long long)expiry,
+                         (unsigned)((f >> 4) & 3));
+        REQUIRE(n > 0 && (size_t)n < sizeof(rest_name));
+        memset(&rest_user, 0, sizeof(rest_user));
+        memcpy(rest_user.name, rest_name, (size_t)n + 1);
+        rest_user.namelen = (size_t)n;
+        char pw[AUTH_REST_PASSWORD_MAX];
+        size_t plen = auth_rest_password(user ? AUTH_REST_HMAC_SHA256 : AUTH_REST_HMAC_SHA1,
+                                         (const uint8_t *)REST_SECRET, strlen(REST_SECRET),
+                                         (const uint8_t *)rest_name, (size_t)n, pw);
+        REQUIRE(plen > 0);
+        REQUIRE(auth_longterm_key(STUN_PASSWORD_ALG_MD5, rest_name, (size_t)n, REALM, strlen(REALM),
+                                  pw, plen, rest_user.key_md5) == 16);
+        REQUIRE(auth_longterm_key(STUN_PASSWORD_ALG_SHA256, rest_name, (size_t)n, REALM,
+                                  strlen(REALM), pw, plen, rest_user.key_sha256) == 32);
+        REQUIRE(auth_userhash(rest_name, (size_t)n, REALM, strlen(REALM), rest_user.userhash) == 0);
+        au = &rest_user;
+    }
 
     static uint8_t buf[SCRATCH];
     struct stun_enc e;
@@ -1067,12 +1140,16 @@ static void op_request(struct rd *r)
     if (fp) stun_enc_fingerprint(&e);
     int len = stun_enc_finish(&e);
     if (len <= 0) return;
+    if (fp && (f & 0x40)) buf[len - 1] ^= 0x01; /* a wrong FINGERPRINT: dropped */
 
+    /* A REST login needs USERNAME (a USERHASH of a REST name is an unknown user). */
+    bool ok = integrity && fault < 8 && !(fp && (f & 0x40)) && !rest_expired && !(rest && userhash);
     struct expect ex = {.known = true,
-                        .signed_ok = integrity && fault < 8,
-                        .key = integrity && fault < 8 ? key : NULL,
+                        .signed_ok = ok,
+                        .key = ok ? key : NULL,
                         .keylen = keylen,
-                        .user = user};
+                        .name = au->name,
+                        .namelen = au->namelen};
     deliver(ti, buf, (size_t)len, outcap, &ex);
 }
 
@@ -1132,7 +1209,7 @@ static void op_channeldata(struct rd *r)
     buf[1] = (uint8_t)ch;
     buf[2] = (uint8_t)(field >> 8);
     buf[3] = (uint8_t)field;
-    struct expect ex = {.known = true, .is_chdata = true, .chdata_channel = ch};
+    struct expect ex = {.known = true};
     deliver(ti, buf, total, 1500, &ex);
 }
 
@@ -1259,30 +1336,37 @@ static void op_fault(struct rd *r)
 
 static void op_raw(struct rd *r)
 {
-    uint8_t m = u8(r);
+    uint8_t m = u8(r), k = m & 4 ? u8(r) : 0;
     unsigned ti = (m & 3) % NTUPLES;
-    uint8_t buf[STUN_HEADER_LEN + 256];
-    size_t off = 0;
+    uint8_t buf[STUN_HEADER_LEN + 256 + 3 + 8];
+    size_t len;
     if (m & 4) {
         uint8_t tid[STUN_TID_LEN];
         fresh_tid(tid, m);
         struct stun_enc e;
-        stun_enc_init(&e, buf, sizeof(buf), stun_type((uint16_t)(m >> 3), STUN_REQUEST), tid);
-        off = STUN_HEADER_LEN;
-    }
-    size_t len = bytes(r, buf + off, u8(r));
-    if (m & 4) {
-        buf[2] = (uint8_t)(len >> 8);
-        buf[3] = (uint8_t)len;
+        stun_enc_init(&e, buf, sizeof(buf), stun_type((uint16_t)(m >> 3), (enum stun_class)(k & 3)),
+                      tid);
+        len = STUN_HEADER_LEN + bytes(r, buf + STUN_HEADER_LEN, u8(r));
+        while (len % 4) buf[len++] = 0;
+        buf[2] = (uint8_t)((len - STUN_HEADER_LEN) >> 8);
+        buf[3] = (uint8_t)(len - STUN_HEADER_LEN);
+        if (k & 4) { /* FINGERPRINT over whatever the body is */
+            e.len = len;
+            stun_enc_fingerprint(&e);
+            if (k & 8) buf[len + 7] ^= 0x01;
+            len += 8;
+        }
+    } else {
+        len = bytes(r, buf, u8(r));
     }
     struct expect ex = {.known = false};
-    deliver(ti, buf, off + len, 1500, &ex);
+    deliver(ti, buf, len, 1500, &ex);
 }
 
 static void world_start(uint8_t cfg)
 {
     memset(&W, 0, sizeof(W));
-    W.now_ms = 1700000000000ull;
+    W.now_ms = START_MS;
     W.rng = 0x1234567890abcdefull;
     W.tid_counter = 0x5eed;
     bool wildcard = cfg & 8;
@@ -1306,6 +1390,9 @@ static void world_start(uint8_t cfg)
         .relay_addrs = W.relay_addrs,
         .nrelay_addrs = W.npools,
         .external = cfg & 4 ? &external : NULL,
+        .rest_secrets = rest_secrets,
+        .nrest_secrets = 2,
+        .rest_separator = ':',
     };
     const struct srv_io io = {
         .ctx = &W,
@@ -1326,7 +1413,8 @@ static void world_end(void)
 {
     srv_free(&W.s);
     REQUIRE(W.nsocks == 0);
-    REQUIRE(W.quota[0] == 0 && W.quota[1] == 0 && W.qtotal == 0);
+    for (size_t i = 0; i < W.nquota; i++) REQUIRE(W.quota[i].count == 0);
+    REQUIRE(W.qtotal == 0);
     release_foreign();
     for (size_t p = 0; p < W.npools; p++) {
         const struct port_pool *pp = &W.pools[p];

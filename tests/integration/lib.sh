@@ -31,8 +31,10 @@ expect_out() {
     fi
 }
 
-# start_ternd CONFIG: start ternd in the background and wait until it logs "started".
+# start_ternd CONFIG: start ternd in the background and wait until it logs "started". A config
+# without an ops section gets a kernel-chosen ops port: tests never take fixed ports.
 start_ternd() {
+    grep -q '^ops:' "$1" || echo 'ops: { listen: "127.0.0.1:0" }' >>"$1"
     "$TERND" -c "$1" 2>"$WORK/ternd.log" &
     TERND_PID=$!
     for _ in $(seq 100); do
