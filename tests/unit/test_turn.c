@@ -2196,6 +2196,33 @@ static void test_refresh_after_lifetime_before_sweep(void **state)
     fx_finish(fx);
 }
 
+/* Regression (found by fuzz_turn): deleting the IPv6 half of a dual allocation used to keep
+ * its channels, and ChannelData on one then indexed relay[-1] and crashed ternd. */
+static void test_partial_delete_forgets_that_family(void **state)
+{
+    struct fixture *fx = *state;
+    struct client c;
+    struct allocation *a = dual_allocation(fx, &c);
+    union stun_addr peer6 = mkaddr("2606:4700::1111", 5000), peer4 = mkaddr("8.8.8.8", 5000);
+    struct reply r;
+    cl_bind(&c, 0x4000, &peer6, &r);
+    EXPECT_OK(&r);
+    cl_bind(&c, 0x4001, &peer4, &r);
+    EXPECT_OK(&r);
+    struct req q;
+    req_refresh(&c, &q, 0);
+    stun_enc_u8_rffu(&q.e, STUN_ATTR_REQUESTED_ADDRESS_FAMILY, STUN_FAMILY_IPV6);
+    send_signed(&c, &q, &r);
+    EXPECT_OK(&r);
+    assert_int_equal(a->nrelay, 1);
+    send_chdata(&c, 0x4000, "x", 1, &r);
+    assert_null(r.fwd.a); /* dropped, not forwarded through a relay that is gone */
+    assert_int_equal(D(&r, drop_no_channel) + D(&r, drop_send_family), 1);
+    send_chdata(&c, 0x4001, "y", 1, &r);
+    expect_fwd(&r, a, 0, &peer4, "y", 1, false); /* the IPv4 half carries on */
+    fx_finish(fx);
+}
+
 static void test_442_unsupported_transport(void **state)
 {
     struct fixture *fx = *state;
@@ -3189,6 +3216,7 @@ int main(int argc, char **argv)
         T(test_rest_credentials),
         T(test_rest_primitives),
         T(test_bandwidth_limit),
+        T(test_partial_delete_forgets_that_family),
         T(test_retransmit_create_permission),
         T(test_retransmit_refresh),
         T(test_retransmit_refresh_delete),
