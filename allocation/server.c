@@ -157,6 +157,32 @@ size_t srv_expire(struct srv *s, uint64_t now_ms)
     return n;
 }
 
+size_t srv_revalidate(struct srv *s)
+{
+    const struct auth_creds *cr = s->opt.creds;
+    size_t n = 0;
+    for (size_t b = 0; b < s->allocs.nbuckets; b++) {
+        struct allocation *a = s->allocs.buckets[b];
+        while (a) {
+            struct allocation *next = a->hnext;
+            struct auth_user u;
+            uint64_t expiry;
+            bool ok = cr->lookup(cr->ctx, (const uint8_t *)a->username, a->ulen, false, &u) == 0;
+            OPENSSL_cleanse(&u, sizeof(u));
+            if (!ok && (s->opt.nrest_secrets || cr->each_secret))
+                ok = auth_rest_parse((const uint8_t *)a->username, a->ulen, s->opt.rest_separator,
+                                     &expiry) == 0 &&
+                     expiry > s->unix_s;
+            if (!ok) {
+                destroy(s, a, "revoked", SRV_C_allocations_revoked);
+                n++;
+            }
+            a = next;
+        }
+    }
+    return n;
+}
+
 void srv_delete(struct srv *s, struct allocation *a, const char *why)
 {
     destroy(s, a, why, SRV_C_allocations_deleted);
@@ -542,7 +568,7 @@ static size_t do_allocate(struct req *r)
     memcpy(a->alloc_tid, m->tid, STUN_TID_LEN);
     a->alloc_req_hash = req_hash(m->buf, STUN_HEADER_LEN + m->len);
     a->dont_fragment = stun_find(m, STUN_ATTR_DONT_FRAGMENT) != NULL;
-    uint64_t bw = r->user.bandwidth_bps;
+    uint64_t bw = r->user.bandwidth_bps ? r->user.bandwidth_bps : s->opt.bandwidth_bps;
     a->bw_to_peer = a->bw_to_client =
         (struct alloc_bucket){.rate = bw, .tokens = bw, .last_ms = r->now_ms};
 

@@ -35,6 +35,7 @@
     X(allocations_created, "allocations created")                                                  \
     X(allocations_expired, "allocations that expired (no Refresh in time)")                        \
     X(allocations_deleted, "allocations deleted (Refresh lifetime 0 or connection closed)")       \
+    X(allocations_revoked, "allocations closed because their credentials no longer hold")         \
     X(error_400, "400 Bad Request responses")                                                      \
     X(error_401, "401 Unauthenticated responses")                                                  \
     X(error_403, "403 Forbidden responses (peer denied by policy)")                                \
@@ -96,6 +97,7 @@ struct srv_options {
     const char *const *rest_secrets;
     size_t nrest_secrets;
     char rest_separator;
+    uint64_t bandwidth_bps; /* default per-allocation limit (a user's own limit wins); 0: none */
 };
 
 /* The relay's side: shared resources and sockets. Every call is made from the worker that
@@ -173,6 +175,12 @@ size_t srv_handle(struct srv *s, const struct srv_tuple *t, void *client_io, con
 size_t srv_peer_data(struct srv *s, struct allocation *a, struct alloc_relay *r,
                      const union stun_addr *from, uint8_t *data, size_t len, uint64_t now_ms,
                      uint8_t **msg);
+
+/* Close every allocation whose credentials no longer hold: its user unknown to the lookup
+ * (deleted or disabled) and not a REST username still before its expiry. For
+ * auth.strict_expiry; scans the whole table, so call it when credentials change (and now and
+ * then for REST expiry), not per packet. Returns how many were closed. */
+size_t srv_revalidate(struct srv *s);
 
 /* Delete allocations whose lifetime ended by now; returns how many. */
 size_t srv_expire(struct srv *s, uint64_t now_ms);

@@ -59,5 +59,6 @@ static int lookup(void *ctx, const uint8_t *name, size_t len, bool userhash, str
 
 struct auth_creds auth_users_creds(const struct auth_users *u)
 {
-    return (struct auth_creds){.lookup = lookup, .each_secret = NULL, .ctx = (void *)u};
+    return (struct auth_creds){.lookup = lookup, .each_secret = NULL, .generation = NULL,
+                               .ctx = (void *)u};
 }

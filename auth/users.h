@@ -26,6 +26,8 @@ struct auth_user {
 struct auth_creds {
     int (*lookup)(void *ctx, const uint8_t *name, size_t len, bool userhash, struct auth_user *out);
     int (*each_secret)(void *ctx, int (*fn)(void *arg, const char *secret), void *arg);
+    /* A number that changes whenever the credentials change (NULL: they never do). */
+    uint64_t (*generation)(void *ctx);
     void *ctx;
 };
 

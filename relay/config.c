@@ -914,6 +914,7 @@ static const struct key allocation_keys[] = {
     UINT("max_per_user", max_per_user, 1, UINT32_MAX, "10"),
     UINT("max_total", max_total, 1, UINT32_MAX, "100000"),
     BOOL("strict_channel_numbers", strict_channel_numbers, "false"),
+    UINT("bandwidth_limit", bandwidth_limit, 0, INT64_MAX, "0"),
 };
 static const struct section allocation_section = {allocation_keys, NKEYS(allocation_keys),
                                                   allocation_check};
@@ -930,6 +931,7 @@ static const struct key auth_keys[] = {
     LIST("secrets", secrets, nsecrets, secret_list),
     STR("rest_separator", rest_separator, 1, 1, ":", 0),
     UINT("nonce_lifetime", nonce_lifetime, 10, 86400, "600"),
+    BOOL("strict_expiry", strict_expiry, "false"),
 };
 
 static const struct key ops_keys[] = {

@@ -54,6 +54,7 @@ struct tern_config {
     uint32_t max_per_user;
     uint32_t max_total;
     bool strict_channel_numbers;
+    uint64_t bandwidth_limit; /* bytes/s per allocation and direction; 0: unlimited */
 
     /* peers: */
     bool allow_loopback;
@@ -70,6 +71,7 @@ struct tern_config {
     size_t nsecrets;
     char *rest_separator; /* one character between expiry and user id; default ":" */
     uint32_t nonce_lifetime;
+    bool strict_expiry; /* close allocations whose user is deleted, disabled or expired */
 
     /* ops: */
     union stun_addr ops_listen; /* AF_UNSPEC when null (ops HTTP disabled) */

@@ -33,6 +33,7 @@ struct credcache {
     struct store *db; /* NULL: no database configured */
     pthread_rwlock_t lock;
     struct snapshot *cur;
+    _Atomic uint64_t generation; /* bumped at every swap: workers re-check allocations */
     int64_t version;
     pthread_t thread;
     bool running;
@@ -117,6 +118,7 @@ static void swap_in(struct credcache *c, struct snapshot *s)
     struct snapshot *old = c->cur;
     c->cur = s;
     pthread_rwlock_unlock(&c->lock);
+    atomic_fetch_add(&c->generation, 1);
     snapshot_free(old); /* no reader holds it: they copy out under the read lock */
     tlog(CFG_LOG_INFO, "credentials_loaded", LF_S("database", c->path), LF_U("users", s->nusers),
          LF_U("disabled", s->disabled), LF_U("secrets", s->nsecrets));
@@ -236,8 +238,14 @@ static int each_secret(void *ctx, int (*fn)(void *arg, const char *secret), void
     return rc;
 }
 
+static uint64_t generation(void *ctx)
+{
+    struct credcache *c = ctx;
+    return atomic_load(&c->generation);
+}
+
 struct auth_creds credcache_creds(struct credcache *c)
 {
     return (struct auth_creds){.lookup = lookup, .each_secret = c->db ? each_secret : NULL,
-                               .ctx = c};
+                               .generation = generation, .ctx = c};
 }

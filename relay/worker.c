@@ -215,6 +215,7 @@ static int shared_init(struct relay *r)
         .rest_secrets = (const char *const *)cfg->secrets,
         .nrest_secrets = cfg->nsecrets,
         .rest_separator = cfg->rest_separator ? cfg->rest_separator[0] : ':',
+        .bandwidth_bps = cfg->bandwidth_limit,
     };
     return 0;
 }
@@ -346,6 +347,19 @@ struct relay *relay_open(const struct tern_config *cfg)
     return r;
 }
 
+/* auth.strict_expiry: after a credential change, and once a minute for REST usernames that
+ * expired with time alone, close the allocations whose credentials no longer hold. */
+static void revalidate(struct worker *w)
+{
+    const struct auth_creds *cr = w->srv.opt.creds;
+    uint64_t gen = cr->generation ? cr->generation(cr->ctx) : 0;
+    if (gen == w->cred_gen && w->now_ms - w->revalidated_ms < 60 * 1000) return;
+    w->cred_gen = gen;
+    w->revalidated_ms = w->now_ms;
+    size_t n = srv_revalidate(&w->srv);
+    if (n) tlog(CFG_LOG_INFO, "allocations_revoked", LF_U("worker", w->id), LF_U("count", n));
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -372,6 +386,7 @@ static void *worker_main(void *arg)
             if (h->fd >= 0) h->fn(w, h, ev[i].events);
         }
         srv_expire(&w->srv, w->now_ms);
+        if (w->cfg->strict_expiry) revalidate(w);
         tcp_expire(w);
         graveyard_flush(w);
         if (stop) break;

@@ -70,6 +70,8 @@ struct worker {
     struct udp_batch *batch;
     struct peer_batch *pbatch;
     uint64_t now_ms; /* CLOCK_MONOTONIC, cached once per loop pass */
+    uint64_t cred_gen;       /* auth.strict_expiry: the credential generation last checked */
+    uint64_t revalidated_ms; /* ... and when (REST usernames expire with time alone) */
     struct relay_counters io;
     void **graveyard; /* closed handlers, freed when the loop pass ends */
     size_t ngraves, capgraves;

@@ -2670,6 +2670,44 @@ static void test_bandwidth_limit(void **state)
     fx_finish(fx);
 }
 
+/* ---- auth.strict_expiry: srv_revalidate ---- */
+
+static struct auth_creds gone_inner;
+static bool alice_gone;
+
+static int gone_lookup(void *ctx, const uint8_t *name, size_t len, bool uh, struct auth_user *out)
+{
+    if (alice_gone && !uh && len == 5 && memcmp(name, "alice", 5) == 0) return -1; /* deleted */
+    return gone_inner.lookup(ctx, name, len, uh, out);
+}
+
+static void test_revalidate_closes_revoked(void **state)
+{
+    struct fixture *fx = *state;
+    fx->opt.rest_secrets = rest_secrets;
+    fx->opt.nrest_secrets = 2;
+    fx->opt.rest_separator = ':';
+    gone_inner = fx->creds;
+    fx->creds.lookup = gone_lookup;
+    alice_gone = false;
+    struct client c;
+    one_allocation(fx, &c);
+    fx->s.unix_s = 1700000000;
+    assert_int_equal(rest_allocate(fx, "192.0.2.91", "1700000600:u1", "new-secret",
+                                   AUTH_REST_HMAC_SHA1, false), 0);
+    assert_int_equal(fx->s.allocs.count, 2);
+    assert_int_equal(srv_revalidate(&fx->s), 0); /* nothing changed */
+    alice_gone = true;                           /* the admin deletes alice */
+    assert_int_equal(srv_revalidate(&fx->s), 1);
+    assert_int_equal(fx->s.allocs.count, 1);
+    fx->s.unix_s = 1700000600; /* the REST username expires */
+    assert_int_equal(srv_revalidate(&fx->s), 1);
+    assert_int_equal(fx->s.allocs.count, 0);
+    assert_int_equal(fx->s.c.v[SRV_C_allocations_revoked], 2);
+    alice_gone = false;
+    fx_finish(fx);
+}
+
 static void test_retransmit_create_permission(void **state)
 {
     struct fixture *fx = *state;
@@ -3217,6 +3255,7 @@ int main(int argc, char **argv)
         T(test_rest_primitives),
         T(test_bandwidth_limit),
         T(test_partial_delete_forgets_that_family),
+        T(test_revalidate_closes_revoked),
         T(test_retransmit_create_permission),
         T(test_retransmit_refresh),
         T(test_retransmit_refresh_delete),
