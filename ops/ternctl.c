@@ -1,10 +1,12 @@
-/* ternctl.c: the admin tool: users and REST secrets in the credential database, REST credentials. */
+/* ternctl.c: the admin tool: users and REST secrets in the credential database, REST credentials;
+ * with --url the same commands through ternd's admin HTTP API (libcurl, jansson). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -12,11 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+#include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -42,6 +47,9 @@ struct ctl {
     const char *db;    /* --db, else the config's auth.database; NULL: none named */
     const char *realm; /* --realm, else the config's server.realm, else "tern" */
     bool realm_chosen; /* --realm or -c: user list shows that realm only */
+    const char *url;   /* --url, without a trailing '/': API mode (NULL: the database) */
+    char *token;       /* the API's bearer token (NULL: none); wiped and freed by main */
+    bool curl_ready;   /* curl_global_init done */
 };
 
 static void usage(FILE *out)
@@ -55,6 +63,14 @@ static void usage(FILE *out)
             "      --db FILE       the credential database (SQLite; default: the config's\n"
             "                      auth.database); user add and secret add create it\n"
             "      --realm REALM   realm of the users (default: the config's, else tern)\n"
+            "      --url URL       work through ternd's admin HTTP API (its ops.listen, e.g.\n"
+            "                      http://127.0.0.1:9641) instead of on the database\n"
+            "      --token-file FILE  the API's bearer token (ternd's ops.token): the first\n"
+            "                      line of FILE; else the TERN_TOKEN environment variable,\n"
+            "                      else the -c config's ops.token\n"
+            "      --token TOKEN   the token on the command line: other users of the host can\n"
+            "                      see it in ps while ternctl runs; prefer --token-file or\n"
+            "                      TERN_TOKEN\n"
             "  -V, --version       print the version and exit\n"
             "  -h, --help          this text\n"
             "\n"
@@ -81,6 +97,12 @@ static void usage(FILE *out)
             "                      newest secret: the config's last auth.secrets entry, else the\n"
             "                      newest in the database; --ice-servers prints a WebRTC\n"
             "                      RTCConfiguration fragment with the config's listener URIs\n"
+            "\n"
+            "API mode (--url): every command asks ternd, which applies it in its own realm\n"
+            "  and database; the output is the same. --realm only filters user list there;\n"
+            "  cred has no --sha256 (the server mints the credential and lists its URIs);\n"
+            "  secret add --generate has the server generate the secret. An HTTP error is a\n"
+            "  failure naming the URL, the status and the server's message.\n"
             "\n"
             "Exit status: 0 ok, 1 failure, 2 usage error.\n");
 }
@@ -392,7 +414,516 @@ static int user_exists(struct store *s, const char *realm, const char *name)
     return f.found;
 }
 
+/* ---- the admin HTTP API (--url) ---- */
+
+#define TOKEN_MAX 4096                /* bytes, as ternd's ops.token */
+#define API_MAX_RESPONSE (16u << 20)  /* bytes; a longer answer is refused */
+#define API_CONNECT_TIMEOUT 10L       /* seconds */
+#define API_TIMEOUT 60L               /* seconds, the whole request */
+
+/* Request and response bodies carry passwords, secrets and the token: libcurl's and jansson's
+ * memory is wiped when they free it (glibc knows each block's size). */
+static void wipe_free(void *p)
+{
+    if (!p) return;
+    OPENSSL_cleanse(p, malloc_usable_size(p));
+    free(p);
+}
+
+static void *wipe_malloc(size_t n)
+{
+    return malloc(n);
+}
+
+static void *wipe_calloc(size_t n, size_t size)
+{
+    return calloc(n, size);
+}
+
+static void *wipe_realloc(void *p, size_t n)
+{
+    if (!p) return malloc(n);
+    if (n == 0) {
+        wipe_free(p);
+        return NULL;
+    }
+    void *q = malloc(n);
+    if (!q) return NULL;
+    size_t old = malloc_usable_size(p);
+    memcpy(q, p, old < n ? old : n);
+    wipe_free(p);
+    return q;
+}
+
+static char *wipe_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+/* A token: 1 to TOKEN_MAX printable ASCII characters (it goes into an HTTP header). Returns 0,
+ * else 2 with the usage error printed naming where it came from. */
+static int check_token(const char *tok, const char *from)
+{
+    size_t n = strlen(tok);
+    if (n == 0) return usage_error("%s: the token is empty", from);
+    if (n > TOKEN_MAX) return usage_error("%s: the token is longer than %d bytes", from, TOKEN_MAX);
+    for (size_t i = 0; i < n; i++)
+        if (tok[i] < 0x21 || tok[i] > 0x7E)
+            return usage_error("%s: the token may hold only printable ASCII without spaces", from);
+    return 0;
+}
+
+/* The first line of file, without the newline and trailing blanks, into *out (malloc'd).
+ * 0, 1 (cannot read it) or 2 (not a token). */
+static int read_token_file(const char *path, char **out)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return failure("--token-file %s: %s", path, strerror(errno));
+    char *buf = malloc(TOKEN_MAX + 2);
+    if (!buf) {
+        close(fd);
+        return failure("out of memory");
+    }
+    size_t n = 0;
+    int rc = 0;
+    while (n < TOKEN_MAX + 1) {
+        ssize_t r = read(fd, buf + n, TOKEN_MAX + 1 - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            rc = failure("--token-file %s: %s", path, strerror(errno));
+            break;
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+        if (memchr(buf, '\n', n)) break;
+    }
+    close(fd);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t')) buf[--n] = '\0';
+    char from[PATH_MAX + 16];
+    snprintf(from, sizeof from, "--token-file %s", path);
+    if (rc == 0) rc = check_token(buf, from);
+    if (rc) {
+        OPENSSL_cleanse(buf, TOKEN_MAX + 2);
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    return 0;
+}
+
+/* Text from the server, fit for one line of a terminal: control characters become '?', and
+ * at most max bytes. */
+static void clean_text(const char *in, size_t in_len, char *out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < in_len && n < max; i++) {
+        unsigned char ch = (unsigned char)in[i];
+        out[n++] = ch < 0x20 || ch == 0x7F ? '?' : (char)ch;
+    }
+    out[n] = '\0';
+}
+
+/* Percent-encoding of a URL path segment (RFC 3986 unreserved characters stay). */
+static char *path_escape(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *out = malloc(strlen(s) * 3 + 1), *o = out;
+    if (!out) return NULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '.' || *p == '_' || *p == '~')
+            *o++ = (char)*p;
+        else {
+            *o++ = '%';
+            *o++ = hex[*p >> 4];
+            *o++ = hex[*p & 15];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+struct body {
+    char *p;
+    size_t n, cap;
+    bool too_big, oom;
+};
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ctx)
+{
+    struct body *b = ctx;
+    size_t len = size * nmemb;
+    if (len > API_MAX_RESPONSE - b->n) {
+        b->too_big = true;
+        return 0;
+    }
+    if (b->n + len + 1 > b->cap) {
+        size_t ncap = b->cap ? b->cap : 4096;
+        while (ncap < b->n + len + 1) ncap *= 2;
+        char *np = wipe_realloc(b->p, ncap);
+        if (!np) {
+            b->oom = true;
+            return 0;
+        }
+        b->p = np;
+        b->cap = ncap;
+    }
+    memcpy(b->p + b->n, data, len);
+    b->n += len;
+    b->p[b->n] = '\0';
+    return len;
+}
+
+/* A failed request's line: "URL: STATUS: the server's error message". Returns 1. */
+static int http_failure(const char *url, long status, const struct body *b)
+{
+    if (status == 401)
+        return failure("%s: 401: unauthorized (check --token / TERN_TOKEN)", url);
+    char msg[512];
+    json_t *j = b->n ? json_loadb(b->p, b->n, 0, NULL) : NULL;
+    json_t *e = json_is_object(j) ? json_object_get(j, "error") : NULL;
+    if (json_is_string(e))
+        clean_text(json_string_value(e), json_string_length(e), msg, 300);
+    else if (b->n) {
+        char text[256];
+        clean_text(b->p, b->n, text, 200);
+        snprintf(msg, sizeof msg, "HTTP error: %s%s", text, b->n > 200 ? "..." : "");
+    } else
+        snprintf(msg, sizeof msg, "HTTP error with no message");
+    json_decref(j);
+    return failure("%s: %ld: %s", url, status, msg);
+}
+
+/* One request to the admin API: METHOD on the --url plus path, with the JSON body req (NULL:
+ * none). On a 2xx answer 0, with *out the parsed answer (NULL when it has no body; the caller
+ * decrefs it); else 1, the failure printed: the URL and, for an HTTP error, its status and the
+ * server's message. */
+static int api_call(const struct ctl *c, const char *method, const char *path, json_t *req,
+                    json_t **out)
+{
+    *out = NULL;
+    size_t ulen = strlen(c->url) + strlen(path) + 1;
+    char *url = malloc(ulen);
+    char *auth = NULL, *payload = NULL;
+    struct curl_slist *hdrs = NULL;
+    struct body b = {0};
+    int rc = 1;
+    CURL *h = curl_easy_init();
+    if (!url || !h) {
+        failure("out of memory");
+        goto out;
+    }
+    snprintf(url, ulen, "%s%s", c->url, path);
+    char errbuf[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, API_CONNECT_TIMEOUT);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, API_TIMEOUT);
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L); /* the token goes to the URL given, only */
+#if LIBCURL_VERSION_NUM >= 0x075500
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "ternctl/" TERN_VERSION);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    hdrs = curl_slist_append(hdrs, "Accept: application/json");
+    if (c->token) {
+        size_t alen = strlen(c->token) + sizeof "Authorization: Bearer ";
+        auth = malloc(alen);
+        if (!auth) {
+            failure("out of memory");
+            goto out;
+        }
+        snprintf(auth, alen, "Authorization: Bearer %s", c->token);
+        hdrs = curl_slist_append(hdrs, auth);
+    }
+    if (req) {
+        payload = json_dumps(req, JSON_COMPACT);
+        if (!payload) {
+            failure("out of memory");
+            goto out;
+        }
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload); /* not copied: wiped below */
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
+    }
+    if (!hdrs) {
+        failure("out of memory");
+        goto out;
+    }
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    if (strcmp(method, "POST") != 0 || !req) curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "GET") == 0) curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+
+    CURLcode res = curl_easy_perform(h);
+    if (res != CURLE_OK) {
+        if (b.too_big) failure("%s: the answer is longer than %u bytes", url, API_MAX_RESPONSE);
+        else if (b.oom) failure("%s: out of memory reading the answer", url);
+        else
+            failure("%s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(res));
+        goto out;
+    }
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    if (status < 200 || status > 299) {
+        http_failure(url, status, &b);
+        goto out;
+    }
+    size_t skip = 0;
+    while (skip < b.n && strchr(" \t\r\n", b.p[skip])) skip++;
+    if (skip < b.n) {
+        json_error_t jerr;
+        *out = json_loadb(b.p, b.n, 0, &jerr);
+        if (!*out) {
+            failure("%s: %ld: the answer is not JSON (%s)", url, status, jerr.text);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    if (h) curl_easy_cleanup(h);
+    curl_slist_free_all(hdrs);
+    if (auth) OPENSSL_cleanse(auth, strlen(auth));
+    free(auth);
+    wipe_free(payload);
+    wipe_free(b.p);
+    free(url);
+    return rc;
+}
+
+/* The object answer of a request, else NULL with a failure printed (and decref'd). */
+static json_t *want_object(const struct ctl *c, const char *path, json_t *j)
+{
+    if (json_is_object(j)) return j;
+    json_decref(j);
+    failure("%s%s: the answer is not a JSON object", c->url, path);
+    return NULL;
+}
+
+/* A non-negative integer member, else def. */
+static uint64_t json_u64(const json_t *obj, const char *key, uint64_t def)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v) || json_integer_value(v) < 0) return def;
+    return (uint64_t)json_integer_value(v);
+}
+
+/* A member as a time for the listings: an ISO 8601 string as given, seconds formatted. */
+static void json_time(const json_t *obj, const char *key, char out[32])
+{
+    json_t *v = json_object_get(obj, key);
+    if (json_is_string(v)) clean_text(json_string_value(v), json_string_length(v), out, 31);
+    else if (json_is_integer(v)) format_time((int64_t)json_integer_value(v), out);
+    else snprintf(out, 32, "-");
+}
+
+/* "/api/v1/users/NAME" (malloc'd), else NULL with the failure printed. */
+static char *user_path(const char *name)
+{
+    char *esc = path_escape(name);
+    size_t len = esc ? strlen(esc) + sizeof "/api/v1/users/" : 0;
+    char *p = esc ? malloc(len) : NULL;
+    if (p) snprintf(p, len, "/api/v1/users/%s", esc);
+    else failure("out of memory");
+    free(esc);
+    return p;
+}
+
+/* The realm the server answered with, else the one named with --realm or -c, else NULL. */
+static const char *api_realm(const struct ctl *c, const json_t *answer)
+{
+    json_t *r = json_is_object(answer) ? json_object_get(answer, "realm") : NULL;
+    if (json_is_string(r)) return json_string_value(r);
+    return c->realm_chosen ? c->realm : NULL;
+}
+
+/* Print "VERB user NAME in realm REALM" or, the realm unknown, "VERB user NAME". */
+static void print_user_done(const char *verb, const char *name, const char *prep,
+                            const char *realm)
+{
+    if (realm) printf("%s user %s %s realm %s\n", verb, name, prep, realm);
+    else printf("%s user %s\n", verb, name);
+}
+
+struct user_row {
+    char *realm, *name;
+    uint32_t max_allocations;
+    uint64_t bandwidth_bps;
+    bool disabled;
+    char created[32];
+};
+
+struct user_rows {
+    struct user_row *v;
+    size_t n, cap;
+    bool oom;
+};
+
+/* Append a row. 0, or 1 (out of memory: rows->oom). */
+static int add_user_row(struct user_rows *rows, const char *realm, const char *name,
+                        uint32_t max_allocations, uint64_t bandwidth_bps, bool disabled,
+                        const char *created)
+{
+    if (rows->n == rows->cap) {
+        size_t ncap = rows->cap ? rows->cap * 2 : 64;
+        struct user_row *nv = realloc(rows->v, ncap * sizeof *nv);
+        if (!nv) {
+            rows->oom = true;
+            return 1;
+        }
+        rows->v = nv;
+        rows->cap = ncap;
+    }
+    struct user_row *r = &rows->v[rows->n];
+    r->realm = strdup(realm);
+    r->name = strdup(name);
+    if (!r->realm || !r->name) {
+        free(r->realm);
+        free(r->name);
+        rows->oom = true;
+        return 1;
+    }
+    r->max_allocations = max_allocations;
+    r->bandwidth_bps = bandwidth_bps;
+    r->disabled = disabled;
+    snprintf(r->created, sizeof r->created, "%s", created);
+    rows->n++;
+    return 0;
+}
+
+static int collect_user(void *ctx, const struct store_user *u)
+{
+    char when[32];
+    format_time(u->created, when);
+    return add_user_row(ctx, u->realm, u->name, u->max_allocations, u->bandwidth_bps,
+                        u->disabled, when);
+}
+
+static void free_user_rows(struct user_rows *rows)
+{
+    for (size_t i = 0; i < rows->n; i++) {
+        free(rows->v[i].realm);
+        free(rows->v[i].name);
+    }
+    free(rows->v);
+    rows->v = NULL;
+    rows->n = rows->cap = 0;
+}
+
+/* The users from GET /api/v1/users (only realm's, unless NULL) into rows. 0 or 1 (printed). */
+static int api_users(const struct ctl *c, const char *realm, struct user_rows *rows)
+{
+    json_t *j;
+    if (api_call(c, "GET", "/api/v1/users", NULL, &j)) return 1;
+    if (!json_is_array(j)) {
+        json_decref(j);
+        return failure("%s/api/v1/users: the answer is not a JSON array", c->url);
+    }
+    size_t i;
+    json_t *u;
+    json_array_foreach(j, i, u) {
+        json_t *name = json_object_get(u, "name"), *rlm = json_object_get(u, "realm");
+        const char *rs = json_is_string(rlm) ? json_string_value(rlm) : "";
+        if (!json_is_string(name) || (realm && strcmp(rs, realm) != 0)) continue;
+        uint64_t max = json_u64(u, "max_allocations", 0);
+        char when[32];
+        json_time(u, "created", when);
+        if (add_user_row(rows, rs, json_string_value(name),
+                         max > UINT32_MAX ? UINT32_MAX : (uint32_t)max,
+                         json_u64(u, "bandwidth_bps", 0),
+                         json_is_true(json_object_get(u, "disabled")), when))
+            break;
+    }
+    json_decref(j);
+    if (rows->oom) {
+        free_user_rows(rows);
+        return failure("out of memory listing the users");
+    }
+    return 0;
+}
+
+/* Whether the server has the user (asked before prompting). 1 yes, 0 no, -1 error (printed). */
+static int api_user_exists(const struct ctl *c, const char *name)
+{
+    struct user_rows rows = {0};
+    if (api_users(c, c->realm_chosen ? c->realm : NULL, &rows)) return -1;
+    int found = 0;
+    for (size_t i = 0; i < rows.n && !found; i++) found = strcmp(rows.v[i].name, name) == 0;
+    free_user_rows(&rows);
+    return found;
+}
+
+/* PUT /api/v1/users/NAME with the members of req (decref'd here): 0 or 1 (printed); the realm
+ * the server names, if any, into realm. */
+static int api_user_put(const struct ctl *c, const char *name, json_t *req, char *realm,
+                        size_t realm_len)
+{
+    char *path = user_path(name);
+    json_t *ans = NULL;
+    int rc = !req ? failure("out of memory") : !path ? 1 : api_call(c, "PUT", path, req, &ans);
+    const char *r = rc ? NULL : api_realm(c, ans);
+    snprintf(realm, realm_len, "%s", r ? r : "");
+    json_decref(ans);
+    json_decref(req);
+    free(path);
+    return rc;
+}
+
+/* obj[key] = the string v. 0, or 1 with the failure printed (not UTF-8, out of memory). */
+static int set_str(json_t *obj, const char *key, const char *v, const char *what)
+{
+    json_t *j = json_string(v);
+    if (!j) return failure("the %s is not valid UTF-8 (the API speaks JSON)", what);
+    if (json_object_set_new(obj, key, j)) return failure("out of memory");
+    return 0;
+}
+
+/* obj[key] = v (at most INT64_MAX). 0, or 1 with the failure printed. */
+static int set_int(json_t *obj, const char *key, uint64_t v)
+{
+    if (json_object_set_new(obj, key, json_integer((json_int_t)v))) return failure("out of memory");
+    return 0;
+}
+
 /* ---- user commands ---- */
+
+/* user add through the API: POST /api/v1/users. */
+static int api_user_add(const struct ctl *c, const char *name, bool from_stdin, bool have_max,
+                        uint64_t max_alloc, bool have_bw, uint64_t bandwidth)
+{
+    if (!from_stdin) {
+        int have = api_user_exists(c, name);
+        if (have < 0) return 1;
+        if (have && c->realm_chosen)
+            return failure("user %s already exists in realm %s", name, c->realm);
+        if (have) return failure("user %s already exists", name);
+    }
+    json_t *req = json_object(), *ans = NULL;
+    if (!req) return failure("out of memory");
+    char pw[PASSWORD_MAX + 1];
+    int rc = set_str(req, "name", name, "user name");
+    if (rc == 0 && (rc = read_secret(from_stdin, "password", pw, PASSWORD_MAX)) == 0) {
+        rc = set_str(req, "password", pw, "password");
+        OPENSSL_cleanse(pw, sizeof pw);
+    }
+    if (rc == 0 && have_max) rc = set_int(req, "max_allocations", max_alloc);
+    if (rc == 0 && have_bw) rc = set_int(req, "bandwidth_bps", bandwidth);
+    if (rc == 0) rc = api_call(c, "POST", "/api/v1/users", req, &ans);
+    if (rc == 0) print_user_done("added", name, "to", api_realm(c, ans));
+    json_decref(ans);
+    json_decref(req);
+    return rc;
+}
+
 
 static int cmd_user_add(struct ctl *c, int argc, char **argv)
 {
@@ -404,7 +935,7 @@ static int cmd_user_add(struct ctl *c, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     uint64_t max_alloc = 0, bandwidth = 0;
-    bool from_stdin = false;
+    bool from_stdin = false, have_max = false, have_bw = false;
     int opt;
     optind = 0;
     while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
@@ -414,11 +945,13 @@ static int cmd_user_add(struct ctl *c, int argc, char **argv)
                 return usage_error("user add: --max-allocations wants a number 0-%" PRIu32
                                    " (0: the config's allocation.max_per_user), not '%s'",
                                    UINT32_MAX, optarg);
+            have_max = true;
             break;
         case 'b':
             if (parse_u64(optarg, UINT64_MAX, &bandwidth))
                 return usage_error("user add: --bandwidth wants bytes per second (0: unlimited), "
                                    "not '%s'", optarg);
+            have_bw = true;
             break;
         case 's': from_stdin = true; break;
         case 'p': return refuse_inline("user add", "password", "--password-stdin");
@@ -427,6 +960,12 @@ static int cmd_user_add(struct ctl *c, int argc, char **argv)
     }
     if (optind != argc - 1) return usage_error("user add: wants one user NAME");
     const char *name = argv[optind];
+    if (c->url) {
+        if (bandwidth > INT64_MAX)
+            return usage_error("user add: --bandwidth is at most %" PRId64 " with --url",
+                               INT64_MAX);
+        return api_user_add(c, name, from_stdin, have_max, max_alloc, have_bw, bandwidth);
+    }
 
     struct store *s;
     int orc = open_db(c, STORE_CREATE, &s);
@@ -457,6 +996,33 @@ static int cmd_user_add(struct ctl *c, int argc, char **argv)
     return rc;
 }
 
+/* user passwd through the API: PUT /api/v1/users/NAME {"password"}. */
+static int api_user_passwd(const struct ctl *c, const char *name, bool from_stdin)
+{
+    if (!from_stdin) {
+        int have = api_user_exists(c, name);
+        if (have < 0) return 1;
+        if (!have && c->realm_chosen) return failure("no user %s in realm %s", name, c->realm);
+        if (!have) return failure("no user %s", name);
+    }
+    json_t *req = json_object();
+    if (!req) return failure("out of memory");
+    char pw[PASSWORD_MAX + 1], realm[STUN_MAX_TEXT_BYTES + 1];
+    int rc = read_secret(from_stdin, "password", pw, PASSWORD_MAX);
+    if (rc == 0) rc = set_str(req, "password", pw, "password");
+    OPENSSL_cleanse(pw, sizeof pw);
+    if (rc) {
+        json_decref(req);
+        return rc;
+    }
+    rc = api_user_put(c, name, req, realm, sizeof realm);
+    if (rc == 0) {
+        if (realm[0]) printf("changed the password of user %s in realm %s\n", name, realm);
+        else printf("changed the password of user %s\n", name);
+    }
+    return rc;
+}
+
 static int cmd_user_passwd(struct ctl *c, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -476,6 +1042,7 @@ static int cmd_user_passwd(struct ctl *c, int argc, char **argv)
     }
     if (optind != argc - 1) return usage_error("user passwd: wants one user NAME");
     const char *name = argv[optind];
+    if (c->url) return api_user_passwd(c, name, from_stdin);
 
     struct store *s;
     int orc = open_db(c, STORE_EXISTING, &s);
@@ -522,6 +1089,23 @@ static int cmd_user_change(struct ctl *c, int argc, char **argv, enum user_chang
         return bad_option(cmds[what], argv, opt);
     if (optind != argc - 1) return usage_error("%s: wants one user NAME", cmds[what]);
     const char *name = argv[optind];
+    if (c->url) {
+        char realm[STUN_MAX_TEXT_BYTES + 1] = "";
+        int rc;
+        if (what == CHANGE_DEL) {
+            char *path = user_path(name);
+            json_t *ans = NULL;
+            rc = path ? api_call(c, "DELETE", path, NULL, &ans) : 1;
+            const char *r = rc ? NULL : api_realm(c, ans);
+            snprintf(realm, sizeof realm, "%s", r ? r : "");
+            json_decref(ans);
+            free(path);
+        } else
+            rc = api_user_put(c, name, json_pack("{s:b}", "disabled", what == CHANGE_DISABLE),
+                              realm, sizeof realm);
+        if (rc == 0) print_user_done(done[what], name, "in", realm[0] ? realm : NULL);
+        return rc;
+    }
 
     struct store *s;
     int orc = open_db(c, STORE_EXISTING, &s);
@@ -541,50 +1125,6 @@ static int cmd_user_change(struct ctl *c, int argc, char **argv, enum user_chang
     return 0;
 }
 
-struct user_row {
-    char *realm, *name;
-    uint32_t max_allocations;
-    uint64_t bandwidth_bps;
-    bool disabled;
-    int64_t created;
-};
-
-struct user_rows {
-    struct user_row *v;
-    size_t n, cap;
-    bool oom;
-};
-
-static int collect_user(void *ctx, const struct store_user *u)
-{
-    struct user_rows *rows = ctx;
-    if (rows->n == rows->cap) {
-        size_t ncap = rows->cap ? rows->cap * 2 : 64;
-        struct user_row *nv = realloc(rows->v, ncap * sizeof *nv);
-        if (!nv) {
-            rows->oom = true;
-            return 1;
-        }
-        rows->v = nv;
-        rows->cap = ncap;
-    }
-    struct user_row *r = &rows->v[rows->n];
-    r->realm = strdup(u->realm);
-    r->name = strdup(u->name);
-    if (!r->realm || !r->name) {
-        free(r->realm);
-        free(r->name);
-        rows->oom = true;
-        return 1;
-    }
-    r->max_allocations = u->max_allocations;
-    r->bandwidth_bps = u->bandwidth_bps;
-    r->disabled = u->disabled;
-    r->created = u->created;
-    rows->n++;
-    return 0;
-}
-
 static int cmd_user_list(struct ctl *c, int argc, char **argv)
 {
     static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
@@ -597,29 +1137,35 @@ static int cmd_user_list(struct ctl *c, int argc, char **argv)
     }
     if (optind != argc) return usage_error("user list: unexpected argument '%s'", argv[optind]);
 
-    struct store *s;
-    int orc = open_db(c, STORE_EXISTING, &s);
-    if (orc) return orc;
     struct user_rows rows = {0};
-    char err[STORE_ERR_LEN] = "";
-    int r = store_user_each(s, c->realm_chosen ? c->realm : NULL, collect_user, &rows, err);
-    store_close(s);
     int rc = 0;
-    if (r != STORE_OK) rc = store_failure(r, err, NULL, NULL, "listing the users");
-    else if (rows.oom) rc = failure("out of memory listing the users");
-    else if (json) {
+    if (c->url) {
+        if (api_users(c, c->realm_chosen ? c->realm : NULL, &rows)) return 1;
+    } else {
+        struct store *s;
+        int orc = open_db(c, STORE_EXISTING, &s);
+        if (orc) return orc;
+        char err[STORE_ERR_LEN] = "";
+        int r = store_user_each(s, c->realm_chosen ? c->realm : NULL, collect_user, &rows, err);
+        store_close(s);
+        if (r != STORE_OK) rc = store_failure(r, err, NULL, NULL, "listing the users");
+    }
+    if (rc == 0 && rows.oom) rc = failure("out of memory listing the users");
+    if (rc) {
+        /* nothing to print */
+    } else if (json) {
         fputc('[', stdout);
         for (size_t i = 0; i < rows.n; i++) {
             const struct user_row *u = &rows.v[i];
-            char when[32];
-            format_time(u->created, when);
             fputs(i ? ",\n {\"realm\":" : "\n {\"realm\":", stdout);
             json_str(stdout, u->realm);
             fputs(",\"name\":", stdout);
             json_str(stdout, u->name);
             printf(",\"max_allocations\":%" PRIu32 ",\"bandwidth\":%" PRIu64
-                   ",\"disabled\":%s,\"created\":\"%s\"}",
-                   u->max_allocations, u->bandwidth_bps, u->disabled ? "true" : "false", when);
+                   ",\"disabled\":%s,\"created\":",
+                   u->max_allocations, u->bandwidth_bps, u->disabled ? "true" : "false");
+            json_str(stdout, u->created); /* from the server, with --url */
+            fputs("}", stdout);
         }
         fputs(rows.n ? "\n]\n" : "]\n", stdout);
     } else {
@@ -640,7 +1186,7 @@ static int cmd_user_list(struct ctl *c, int argc, char **argv)
             else
                 snprintf(cells[i][3], 32, "unlimited");
             snprintf(cells[i][4], 32, "%s", u->disabled ? "yes" : "no");
-            format_time(u->created, cells[i][5]);
+            snprintf(cells[i][5], 32, "%s", u->created);
             size_t cw[6] = {text_width(u->realm), text_width(u->name), strlen(cells[i][2]),
                             strlen(cells[i][3]), strlen(cells[i][4]), strlen(cells[i][5])};
             for (int k = 0; k < 6; k++)
@@ -658,11 +1204,7 @@ static int cmd_user_list(struct ctl *c, int argc, char **argv)
             free(cells);
         }
     }
-    for (size_t i = 0; i < rows.n; i++) {
-        free(rows.v[i].realm);
-        free(rows.v[i].name);
-    }
-    free(rows.v);
+    free_user_rows(&rows);
     return rc;
 }
 
@@ -682,6 +1224,37 @@ static int cmd_user(struct ctl *c, int argc, char **argv)
 }
 
 /* ---- secret commands ---- */
+
+/* secret add through the API: POST /api/v1/secrets {"secret"}, or {} to have it generate one. */
+static int api_secret_add(const struct ctl *c, bool from_stdin, bool generate)
+{
+    json_t *req = json_object(), *ans = NULL;
+    if (!req) return failure("out of memory");
+    int rc = 0;
+    if (!generate) {
+        char secret[STORE_MAX_SECRET + 1];
+        rc = read_secret(from_stdin, "secret", secret, STORE_MAX_SECRET);
+        if (rc == 0) rc = set_str(req, "secret", secret, "secret");
+        OPENSSL_cleanse(secret, sizeof secret);
+    }
+    if (rc == 0) rc = api_call(c, "POST", "/api/v1/secrets", req, &ans);
+    json_decref(req);
+    if (rc) return rc;
+    if (!(ans = want_object(c, "/api/v1/secrets", ans))) return 1;
+    json_t *id = json_object_get(ans, "id"), *sec = json_object_get(ans, "secret");
+    if (!json_is_integer(id))
+        rc = failure("%s/api/v1/secrets: the answer has no secret id", c->url);
+    else if (generate && !json_is_string(sec))
+        rc = failure("%s/api/v1/secrets: the answer lacks the generated secret", c->url);
+    else if (generate) {
+        printf("%s\n", json_string_value(sec));
+        fprintf(stderr, "ternctl: added secret %" PRId64 " (shown only now)\n",
+                (int64_t)json_integer_value(id));
+    } else
+        printf("added secret %" PRId64 "\n", (int64_t)json_integer_value(id));
+    json_decref(ans);
+    return rc;
+}
 
 static int cmd_secret_add(struct ctl *c, int argc, char **argv)
 {
@@ -708,6 +1281,7 @@ static int cmd_secret_add(struct ctl *c, int argc, char **argv)
 
     char secret[STORE_MAX_SECRET + 1];
     int rc = 0;
+    if (c->url) return api_secret_add(c, from_stdin, generate);
     if (generate) {
         uint8_t raw[GENERATED_SECRET_BYTES];
         if (RAND_bytes(raw, sizeof raw) != 1) return failure("generating a secret: RAND_bytes failed");
@@ -740,16 +1314,18 @@ static int cmd_secret_add(struct ctl *c, int argc, char **argv)
 
 struct secret_rows {
     struct {
-        int64_t id, created;
+        int64_t id;
+        char created[32];
         char shown[4 * 4 + sizeof "…"]; /* up to 4 UTF-8 characters and the ellipsis */
     } * v;
     size_t n, cap;
     bool oom;
 };
 
-static int collect_secret(void *ctx, const struct store_secret *sec)
+/* Append a row showing the first show characters of text. 0, or 1 (rows->oom). */
+static int add_secret_row(struct secret_rows *rows, int64_t id, const char *created,
+                          const char *text, size_t show)
 {
-    struct secret_rows *rows = ctx;
     if (rows->n == rows->cap) {
         size_t ncap = rows->cap ? rows->cap * 2 : 16;
         void *nv = realloc(rows->v, ncap * sizeof *rows->v);
@@ -760,17 +1336,53 @@ static int collect_secret(void *ctx, const struct store_secret *sec)
         rows->v = nv;
         rows->cap = ncap;
     }
-    /* The first 4 characters, fewer for a short secret so at most half of it shows. */
-    size_t chars = text_width(sec->secret), show = chars / 2 < 4 ? chars / 2 : 4, len = 0;
-    for (size_t k = 0; k < show; k++) {
+    size_t len = 0;
+    for (size_t k = 0; k < show && text[len]; k++) {
         len++;
-        while (((unsigned char)sec->secret[len] & 0xC0) == 0x80) len++;
+        while (((unsigned char)text[len] & 0xC0) == 0x80) len++;
     }
-    rows->v[rows->n].id = sec->id;
-    rows->v[rows->n].created = sec->created;
-    snprintf(rows->v[rows->n].shown, sizeof rows->v[rows->n].shown, "%.*s…", (int)len,
-             sec->secret);
+    rows->v[rows->n].id = id;
+    snprintf(rows->v[rows->n].created, sizeof rows->v[rows->n].created, "%s", created);
+    snprintf(rows->v[rows->n].shown, sizeof rows->v[rows->n].shown, "%.*s…", (int)len, text);
     rows->n++;
+    return 0;
+}
+
+static int collect_secret(void *ctx, const struct store_secret *sec)
+{
+    /* The first 4 characters, fewer for a short secret so at most half of it shows. */
+    size_t chars = text_width(sec->secret), show = chars / 2 < 4 ? chars / 2 : 4;
+    char when[32];
+    format_time(sec->created, when);
+    return add_secret_row(ctx, sec->id, when, sec->secret, show);
+}
+
+/* The secrets from GET /api/v1/secrets into rows, by their prefix (at most 4 characters of
+ * it, as from the database). 0 or 1 (printed). */
+static int api_secrets(const struct ctl *c, struct secret_rows *rows)
+{
+    json_t *j;
+    if (api_call(c, "GET", "/api/v1/secrets", NULL, &j)) return 1;
+    if (!json_is_array(j)) {
+        json_decref(j);
+        return failure("%s/api/v1/secrets: the answer is not a JSON array", c->url);
+    }
+    size_t i;
+    json_t *sec;
+    json_array_foreach(j, i, sec) {
+        json_t *id = json_object_get(sec, "id"), *pre = json_object_get(sec, "prefix");
+        if (!json_is_integer(id)) continue;
+        char prefix[64] = "", when[32];
+        if (json_is_string(pre))
+            clean_text(json_string_value(pre), json_string_length(pre), prefix, 48);
+        size_t n = strlen(prefix);
+        if (n >= strlen("…") && strcmp(prefix + n - strlen("…"), "…") == 0)
+            prefix[n - strlen("…")] = '\0';
+        json_time(sec, "created", when);
+        if (add_secret_row(rows, (int64_t)json_integer_value(id), when, prefix, 4)) break;
+    }
+    json_decref(j);
+    if (rows->oom) return failure("out of memory listing the secrets");
     return 0;
 }
 
@@ -786,23 +1398,28 @@ static int cmd_secret_list(struct ctl *c, int argc, char **argv)
     }
     if (optind != argc) return usage_error("secret list: unexpected argument '%s'", argv[optind]);
 
-    struct store *s;
-    int orc = open_db(c, STORE_EXISTING, &s);
-    if (orc) return orc;
     struct secret_rows rows = {0};
-    char err[STORE_ERR_LEN] = "";
-    int r = store_secret_each(s, collect_secret, &rows, err);
-    store_close(s);
     int rc = 0;
-    if (r != STORE_OK) rc = store_failure(r, err, NULL, NULL, "listing the secrets");
-    else if (rows.oom) rc = failure("out of memory listing the secrets");
-    else if (json) {
+    if (c->url)
+        rc = api_secrets(c, &rows);
+    else {
+        struct store *s;
+        int orc = open_db(c, STORE_EXISTING, &s);
+        if (orc) return orc;
+        char err[STORE_ERR_LEN] = "";
+        int r = store_secret_each(s, collect_secret, &rows, err);
+        store_close(s);
+        if (r != STORE_OK) rc = store_failure(r, err, NULL, NULL, "listing the secrets");
+        else if (rows.oom) rc = failure("out of memory listing the secrets");
+    }
+    if (rc) {
+        /* nothing to print */
+    } else if (json) {
         fputc('[', stdout);
         for (size_t i = 0; i < rows.n; i++) {
-            char when[32];
-            format_time(rows.v[i].created, when);
-            printf("%s {\"id\":%" PRId64 ",\"created\":\"%s\",\"secret\":", i ? ",\n" : "\n",
-                   rows.v[i].id, when);
+            printf("%s {\"id\":%" PRId64 ",\"created\":", i ? ",\n" : "\n", rows.v[i].id);
+            json_str(stdout, rows.v[i].created); /* from the server, with --url */
+            fputs(",\"secret\":", stdout);
             json_str(stdout, rows.v[i].shown);
             fputc('}', stdout);
         }
@@ -815,9 +1432,8 @@ static int cmd_secret_list(struct ctl *c, int argc, char **argv)
         }
         printf("%-*s  %-20s  %s\n", idw, "ID", "CREATED", "SECRET");
         for (size_t i = 0; i < rows.n; i++) {
-            char when[32];
-            format_time(rows.v[i].created, when);
-            printf("%*" PRId64 "  %-20s  %s\n", idw, rows.v[i].id, when, rows.v[i].shown);
+            printf("%*" PRId64 "  %-20s  %s\n", idw, rows.v[i].id, rows.v[i].created,
+                   rows.v[i].shown);
         }
     }
     free(rows.v);
@@ -836,6 +1452,15 @@ static int cmd_secret_del(struct ctl *c, int argc, char **argv)
     if (parse_u64(argv[optind], INT64_MAX, &id) || id == 0)
         return usage_error("secret del: the ID is a positive number (see secret list), not '%s'",
                            argv[optind]);
+    if (c->url) {
+        char path[64];
+        json_t *ans = NULL;
+        snprintf(path, sizeof path, "/api/v1/secrets/%" PRIu64, id);
+        int rc = api_call(c, "DELETE", path, NULL, &ans);
+        json_decref(ans);
+        if (rc == 0) printf("deleted secret %" PRIu64 "\n", id);
+        return rc;
+    }
 
     struct store *s;
     int orc = open_db(c, STORE_EXISTING, &s);
@@ -956,6 +1581,60 @@ static void json_uris(const struct uris *u)
     fputc(']', stdout);
 }
 
+/* cred through the API: POST /api/v1/credentials {"user","ttl"}; the server's URIs. */
+static int api_cred(const struct ctl *c, const char *user, uint64_t ttl, bool json, bool ice)
+{
+    static const char path[] = "/api/v1/credentials";
+    json_t *req = json_object(), *ans = NULL;
+    if (!req) return failure("out of memory");
+    int rc = set_str(req, "user", user, "user ID");
+    if (rc == 0) rc = set_int(req, "ttl", ttl);
+    if (rc == 0) rc = api_call(c, "POST", path, req, &ans);
+    json_decref(req);
+    if (rc) return rc;
+    if (!(ans = want_object(c, path, ans))) return 1;
+    json_t *un = json_object_get(ans, "username"), *pw = json_object_get(ans, "password");
+    json_t *uris = json_object_get(ans, "uris");
+    if (!json_is_string(un) || !json_is_string(pw)) {
+        json_decref(ans);
+        return failure("%s%s: the answer lacks the username or the password", c->url, path);
+    }
+    const char *username = json_string_value(un), *password = json_string_value(pw);
+    if (!json && !ice) {
+        printf("username: %s\npassword: %s\n", username, password);
+        json_decref(ans);
+        return 0;
+    }
+    if (json) {
+        fputs("{\"username\":", stdout);
+        json_str(stdout, username);
+        fputs(",\"password\":", stdout);
+        json_str(stdout, password);
+        printf(",\"ttl\":%" PRIu64 ",\"uris\":", json_u64(ans, "ttl", ttl));
+    } else
+        fputs("{\"iceServers\":[{\"urls\":", stdout);
+    fputc('[', stdout);
+    size_t i, n = 0;
+    json_t *u;
+    json_array_foreach(uris, i, u) {
+        if (!json_is_string(u)) continue;
+        if (n++) fputc(',', stdout);
+        json_str(stdout, json_string_value(u));
+    }
+    fputc(']', stdout);
+    if (json)
+        fputs("}\n", stdout);
+    else {
+        fputs(",\"username\":", stdout);
+        json_str(stdout, username);
+        fputs(",\"credential\":", stdout);
+        json_str(stdout, password);
+        fputs("}]}\n", stdout);
+    }
+    json_decref(ans);
+    return 0;
+}
+
 static int cmd_cred(struct ctl *c, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -988,6 +1667,10 @@ static int cmd_cred(struct ctl *c, int argc, char **argv)
     uint64_t ttl;
     if (parse_u64(ttl_arg, (uint64_t)INT64_MAX - (uint64_t)now, &ttl) || ttl == 0)
         return usage_error("cred: --ttl wants a positive number of seconds, not '%s'", ttl_arg);
+    if (c->url && sha256)
+        return usage_error("cred: --sha256 is not available with --url (the server mints the "
+                           "credential)");
+    if (c->url) return api_cred(c, user, ttl, json, ice);
 
     const char *sep = c->have_cfg ? c->cfg.rest_separator : ":";
     char username[STUN_MAX_USERNAME + 1];
@@ -1083,10 +1766,16 @@ static int run(struct ctl *c, int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"db", required_argument, NULL, 'd'},
         {"realm", required_argument, NULL, 'r'},
+        {"url", required_argument, NULL, 'u'},
+        {"token", required_argument, NULL, 't'},
+        {"token-file", required_argument, NULL, 'T'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    char *url = NULL;
+    const char *token_file = NULL;
+    bool token_arg = false;
     int opt;
     opterr = 0;
     /* '+': stop at the command, whose own options come after it. */
@@ -1095,6 +1784,16 @@ static int run(struct ctl *c, int argc, char **argv)
         case 'c': c->cfg_path = optarg; break;
         case 'd': c->db_opt = optarg; break;
         case 'r': c->realm_opt = optarg; break;
+        case 'u': url = optarg; break;
+        case 'T': token_file = optarg; break;
+        case 't':
+            if (token_arg) return usage_error("--token given twice");
+            token_arg = true;
+            c->token = strdup(optarg);
+            if (!c->token) return failure("out of memory");
+            /* Out of ps from now on (it shows while ternctl starts): --help says so. */
+            memset(optarg, 'x', strlen(optarg));
+            break;
         case 'V': printf("ternctl %s\n", TERN_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         default: return bad_option(NULL, argv, opt);
@@ -1106,6 +1805,33 @@ static int run(struct ctl *c, int argc, char **argv)
         return usage_error("unknown command '%s' (user, secret or cred)", cmd);
     if (c->db_opt && !*c->db_opt) return usage_error("--db wants a file name");
     if (c->realm_opt && !*c->realm_opt) return usage_error("--realm wants a realm");
+    if (url) {
+        bool https = strncasecmp(url, "https://", 8) == 0;
+        if (!https && strncasecmp(url, "http://", 7) != 0)
+            return usage_error("--url wants an http:// or https:// URL, not '%s'", url);
+        size_t n = strlen(url);
+        while (n > 0 && url[n - 1] == '/') url[--n] = '\0';
+        if (n <= (https ? 8u : 7u)) return usage_error("--url names no host");
+        if (c->db_opt) return usage_error("--db and --url exclude each other");
+        if (c->realm_opt && !(strcmp(cmd, "user") == 0 && optind + 1 < argc &&
+                              strcmp(argv[optind + 1], "list") == 0))
+            return usage_error("--realm with --url is for user list only: the server adds, "
+                               "changes and deletes users in its own realm");
+        c->url = url;
+    } else if (token_arg || token_file)
+        return usage_error("--token and --token-file are for --url");
+    if (token_arg && token_file) return usage_error("--token and --token-file exclude each other");
+    if (c->token) {
+        int trc = check_token(c->token, "--token");
+        if (trc) return trc;
+    } else if (token_file) {
+        int trc = read_token_file(token_file, &c->token);
+        if (trc) return trc;
+    } else if (c->url && getenv("TERN_TOKEN") && *getenv("TERN_TOKEN")) { /* empty: unset */
+        int trc = check_token(getenv("TERN_TOKEN"), "TERN_TOKEN");
+        if (trc) return trc;
+        if (!(c->token = strdup(getenv("TERN_TOKEN")))) return failure("out of memory");
+    }
 
     if (c->cfg_path) {
         if (cfg_load(&c->cfg, c->cfg_path, stderr))
@@ -1115,6 +1841,19 @@ static int run(struct ctl *c, int argc, char **argv)
     c->db = c->db_opt ? c->db_opt : c->have_cfg ? c->cfg.database : NULL; /* NULL: none */
     c->realm = c->realm_opt ? c->realm_opt : c->have_cfg ? c->cfg.realm : "tern";
     c->realm_chosen = c->realm_opt || c->have_cfg;
+    if (c->url) {
+        if (!c->token && c->have_cfg && c->cfg.ops_token) {
+            int trc = check_token(c->cfg.ops_token, c->cfg_path);
+            if (trc) return trc;
+            if (!(c->token = strdup(c->cfg.ops_token))) return failure("out of memory");
+        }
+        /* Before any other call into either library. */
+        json_set_alloc_funcs(wipe_malloc, wipe_free);
+        if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, wipe_malloc, wipe_free, wipe_realloc,
+                                 wipe_strdup, wipe_calloc) != CURLE_OK)
+            return failure("cannot initialize libcurl");
+        c->curl_ready = true;
+    }
 
     argc -= optind;
     argv += optind;
@@ -1130,6 +1869,11 @@ int main(int argc, char **argv)
     struct ctl c = {0};
     int rc = run(&c, argc, argv);
     if (c.have_cfg) cfg_free(&c.cfg);
+    if (c.curl_ready) curl_global_cleanup();
+    if (c.token) {
+        OPENSSL_cleanse(c.token, strlen(c.token));
+        free(c.token);
+    }
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "ternctl: writing the output: %s\n", strerror(errno));
         if (rc == 0) rc = 1;

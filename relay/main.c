@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "http.h"
 #include "log.h"
 #include "relay.h"
 
@@ -93,6 +94,13 @@ int main(int argc, char **argv)
         cfg_free(&cfg);
         return 1;
     }
+    /* The ops/admin HTTP API (ops.listen; null turns it off). A bind failure stops ternd. */
+    struct ops_http *ops = NULL;
+    if (cfg.ops_listen.sa.sa_family != AF_UNSPEC && !(ops = ops_http_start(&cfg))) {
+        relay_close(r, NULL, NULL);
+        cfg_free(&cfg);
+        return 1;
+    }
     for (;;) {
         int sig = 0;
         if (sigwait(&set, &sig)) continue;
@@ -103,6 +111,7 @@ int main(int argc, char **argv)
         tlog(CFG_LOG_INFO, "stopping", LF_S("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"));
         break;
     }
+    ops_http_stop(ops);
     struct srv_counters srv;
     struct relay_counters io;
     relay_close(r, &srv, &io);

@@ -22,8 +22,8 @@ tern_need_packages() {
 
 # What building ternd needs.
 TERN_BUILD_PACKAGES=(gcc make cmake pkg-config libssl-dev libyaml-dev zlib1g-dev libidn-dev
-                     libsqlite3-dev)
+                     libsqlite3-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev)
 # What the test suite adds: cmocka, coturn's client tools (turnutils_*), libnice (a real ICE
 # agent), clang for the ASan/UBSan build and libFuzzer, openssl for test certificates.
 TERN_TEST_PACKAGES=(libcmocka-dev coturn libnice-dev libglib2.0-dev clang libclang-rt-14-dev
-                    openssl iproute2 procps)
+                    openssl iproute2 procps curl)

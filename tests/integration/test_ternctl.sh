@@ -257,4 +257,73 @@ out=$(ectl cred --user frank --ttl 600) || fail "cred -c (database secret)"
 RU=$(sed -n 's/^username: //p' <<<"$out"); RP=$(sed -n 's/^password: //p' <<<"$out")
 within 5 "REST credential minted by ternctl relays ($RU)" relays "$RU" "$RP"
 stop_ternd
+
+# ---- API mode: the same commands through ternd's admin HTTP API (--url) ----
+# Runs only when this ternd serves the API (it logs "ops_listening"); until then it is skipped.
+API_DB="$WORK/api.db"
+API_TOKEN='api-token-0123456789abcdef'
+printf 'seed-pw\n' | "$CTL" --db "$API_DB" --realm api.test user add seed --password-stdin >/dev/null \
+    || fail "API mode: creating its database"
+cat >"$WORK/api.yaml" <<YAML
+server: { realm: api.test, workers: 1 }
+listen:
+  - { transport: udp, address: 127.0.0.1, port: 0 }
+relay: { addresses: [127.0.0.1], ports: { min: 50000, max: 59999 } }
+auth: { database: $API_DB, users: [] }
+ops: { listen: "127.0.0.1:0", token: "$API_TOKEN" }
+log: { level: info, format: json }
+YAML
+start_ternd "$WORK/api.yaml"
+API_PORT=
+for _ in $(seq 30); do
+    API_PORT=$({ grep '"event":"ops_listening"' "$WORK/ternd.log" || true; } | head -1 |
+        sed -nE 's/.*"port":([0-9]+).*/\1/p')
+    [ -n "$API_PORT" ] && break
+    sleep 0.1
+done
+if [ -z "$API_PORT" ]; then
+    fail "API mode: ternd logged no ops_listening event (admin API not serving)"
+else
+    API_URL="http://127.0.0.1:$API_PORT"
+    # actl ARGS...: ternctl through the API, the token from the environment.
+    actl() { TERN_TOKEN=$API_TOKEN "$CTL" --url "$API_URL" "$@"; }
+    api_add() { printf '%s\n' "$2" | actl user add "$1" --password-stdin "${@:3}"; }
+    expect_out "API: user add alice" '^added user alice( to realm api\.test)?$' \
+        api_add alice "$PW" --max-allocations 3
+    expect_fail "API: duplicate user add: 409 and the server's message" 1 \
+        "^ternctl: $API_URL/api/v1/users: 409: user alice already exists" api_add alice "$PW"
+    expect_out "API: user list shows alice" '^api\.test +alice +3 +unlimited +no ' actl user list
+    expect_out "API: user list --json" '"name":"alice","max_allocations":3,"bandwidth":0,"disabled":false' \
+        actl user list --json
+    json_ok "$WORK/out" && pass "API: user list --json parses" || fail "API: user list --json does not parse"
+    expect_rc "API: user disable alice" 0 actl user disable alice
+    expect_out "API: alice disabled" '"name":"alice".*"disabled":true' actl user list --json
+    expect_rc "API: user del alice" 0 actl user del alice
+    if actl user list | grep -q alice; then fail "API: alice still listed"; else pass "API: alice deleted"; fi
+    expect_fail "API: user del of a missing user: 404" 1 "^ternctl: $API_URL/api/v1/users/alice: 404: " \
+        actl user del alice
+    expect_out "API: secret add --secret-stdin" '^added secret [0-9]+$' \
+        sh -c 'printf "%s\n" "$1" | TERN_TOKEN=$2 "$0" --url "$3" secret add --secret-stdin' \
+        "$CTL" "api-rest-secret-42" "$API_TOKEN" "$API_URL"
+    actl cred --user alice --ttl 600 --json >"$WORK/cred.json" || fail "API: cred --json"
+    json_ok "$WORK/cred.json" && pass "API: cred --json parses" || fail "API: cred --json: $(cat "$WORK/cred.json")"
+    U=$(field "$WORK/cred.json" username); P=$(field "$WORK/cred.json" password)
+    [[ "$U" =~ ^[0-9]+:alice$ ]] && [ "$P" = "$(hmac sha1 "api-rest-secret-42" "$U")" ] \
+        && pass "API: cred --json is HMAC-SHA1(the secret, $U)" || fail "API: cred --json: $(cat "$WORK/cred.json")"
+    grep -q '"ttl":600,"uris":\[' "$WORK/cred.json" && pass "API: cred --json ttl and uris" \
+        || fail "API: cred --json fields: $(cat "$WORK/cred.json")"
+    printf '%s\n' "$API_TOKEN" >"$WORK/token"
+    expect_out "API: --token-file" '^api\.test +seed ' env -u TERN_TOKEN "$CTL" --url "$API_URL" \
+        --token-file "$WORK/token" user list
+    expect_fail "API: a wrong token: 401" 1 \
+        "^ternctl: $API_URL/api/v1/users: 401: unauthorized \(check --token / TERN_TOKEN\)$" \
+        env TERN_TOKEN=wrong-token "$CTL" --url "$API_URL" user list
+    expect_fail "API: no token: 401" 1 '401: unauthorized' env -u TERN_TOKEN "$CTL" --url "$API_URL" user list
+    expect_fail "API: an unreachable URL names it" 1 '^ternctl: http://127\.0\.0\.1:1/api/v1/users: ' \
+        env TERN_TOKEN=x "$CTL" --url http://127.0.0.1:1 user list
+    expect_fail "API: --url not http(s)" 2 'http://' "$CTL" --url ftp://127.0.0.1 user list
+    expect_fail "API: --token without --url" 2 'for --url' "$CTL" --db "$API_DB" --token x user list
+    expect_fail "API: cred --sha256 refused" 2 'sha256' actl cred --user a --ttl 60 --sha256
+fi
+stop_ternd
 finish

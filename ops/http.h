@@ -1,0 +1,18 @@
+/* http.h: the admin/ops HTTP API ternd serves on ops.listen (libmicrohttpd, JSON via jansson). */
+#ifndef TERN_OPS_HTTP_H
+#define TERN_OPS_HTTP_H
+
+#include "config.h"
+
+struct ops_http;
+
+/* Bind cfg->ops_listen and serve it from one internal thread: GET /healthz, and the admin
+ * endpoints under /api/v1/ (credentials, users, secrets) behind ops.token. Logs
+ * "ops_listening" (address, port: the bound one when the config says 0), or
+ * "ops_listen_failed" naming the address and returns NULL. Call it after the signals are
+ * blocked, so the server thread inherits the mask. cfg is borrowed until ops_http_stop. */
+struct ops_http *ops_http_start(const struct tern_config *cfg);
+/* Close the listener and every connection, wait for the thread, free everything. NULL ok. */
+void ops_http_stop(struct ops_http *h);
+
+#endif
