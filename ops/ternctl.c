@@ -1,6 +1,5 @@
 /* ternctl.c: the admin tool: users and REST secrets in the credential database, REST credentials;
  * with --url the same commands through ternd's admin HTTP API (libcurl, jansson). */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -29,6 +28,7 @@
 #include "config.h"
 #include "rest.h"
 #include "store.h"
+#include "uris.h"
 
 #ifndef TERN_VERSION
 #define TERN_VERSION "0.1.0"
@@ -280,62 +280,6 @@ static int read_secret(bool from_stdin, const char *what, char *buf, size_t max)
 }
 
 /* ---- output helpers ---- */
-
-/* Length of the valid UTF-8 sequence at s (RFC 3629), or 0 when it is not one. */
-static size_t utf8_seq(const unsigned char *s)
-{
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t n;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F; /* no surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else
-        return 0;
-    if (s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
-    return n;
-}
-
-/* A JSON string literal: quotes, backslashes and control characters escaped, bytes that are
- * not UTF-8 replaced by U+FFFD, so the output always parses. */
-static void json_str(FILE *f, const char *str)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    fputc('"', f);
-    while (*s) {
-        unsigned c = *s;
-        if (c == '"' || c == '\\') {
-            fputc('\\', f);
-            fputc((int)c, f);
-        } else if (c == '\n') fputs("\\n", f);
-        else if (c == '\r') fputs("\\r", f);
-        else if (c == '\t') fputs("\\t", f);
-        else if (c < 0x20 || c == 0x7F) fprintf(f, "\\u%04x", c);
-        else if (c < 0x80) fputc((int)c, f);
-        else {
-            size_t n = utf8_seq(s);
-            if (!n) {
-                fputs("\\ufffd", f);
-                s++;
-                continue;
-            }
-            fwrite(s, 1, n, f);
-            s += n;
-            continue;
-        }
-        s++;
-    }
-    fputc('"', f);
-}
 
 /* Characters (code points) in a UTF-8 string, for column widths. */
 static size_t text_width(const char *s)
@@ -1158,13 +1102,13 @@ static int cmd_user_list(struct ctl *c, int argc, char **argv)
         for (size_t i = 0; i < rows.n; i++) {
             const struct user_row *u = &rows.v[i];
             fputs(i ? ",\n {\"realm\":" : "\n {\"realm\":", stdout);
-            json_str(stdout, u->realm);
+            ops_json_fputs(stdout, u->realm);
             fputs(",\"name\":", stdout);
-            json_str(stdout, u->name);
+            ops_json_fputs(stdout, u->name);
             printf(",\"max_allocations\":%" PRIu32 ",\"bandwidth\":%" PRIu64
                    ",\"disabled\":%s,\"created\":",
                    u->max_allocations, u->bandwidth_bps, u->disabled ? "true" : "false");
-            json_str(stdout, u->created); /* from the server, with --url */
+            ops_json_fputs(stdout, u->created); /* from the server, with --url */
             fputs("}", stdout);
         }
         fputs(rows.n ? "\n]\n" : "]\n", stdout);
@@ -1418,9 +1362,9 @@ static int cmd_secret_list(struct ctl *c, int argc, char **argv)
         fputc('[', stdout);
         for (size_t i = 0; i < rows.n; i++) {
             printf("%s {\"id\":%" PRId64 ",\"created\":", i ? ",\n" : "\n", rows.v[i].id);
-            json_str(stdout, rows.v[i].created); /* from the server, with --url */
+            ops_json_fputs(stdout, rows.v[i].created); /* from the server, with --url */
             fputs(",\"secret\":", stdout);
-            json_str(stdout, rows.v[i].shown);
+            ops_json_fputs(stdout, rows.v[i].shown);
             fputc('}', stdout);
         }
         fputs(rows.n ? "\n]\n" : "]\n", stdout);
@@ -1492,95 +1436,6 @@ static int cmd_secret(struct ctl *c, int argc, char **argv)
 
 /* ---- cred ---- */
 
-struct newest {
-    struct store_secret best;
-    bool found;
-};
-
-static int newest_secret(void *ctx, const struct store_secret *sec)
-{
-    struct newest *n = ctx;
-    if (!n->found || sec->created > n->best.created ||
-        (sec->created == n->best.created && sec->id > n->best.id)) {
-        n->best = *sec;
-        n->found = true;
-    }
-    return 0;
-}
-
-#define MAX_URIS 64
-#define HOST_LEN 1025 /* NI_MAXHOST */
-#define URI_LEN  (HOST_LEN + 48)
-
-struct uris {
-    char v[MAX_URIS][URI_LEN];
-    size_t n;
-};
-
-static bool is_wildcard(const union stun_addr *a)
-{
-    if (a->sa.sa_family == AF_INET) return a->v4.sin_addr.s_addr == htonl(INADDR_ANY);
-    if (a->sa.sa_family == AF_INET6) return IN6_IS_ADDR_UNSPECIFIED(&a->v6.sin6_addr);
-    return true;
-}
-
-/* The address as a URI host: IPv6 in brackets. */
-static void uri_host(const union stun_addr *a, char *out, size_t len)
-{
-    char ip[INET6_ADDRSTRLEN] = "?";
-    if (a->sa.sa_family == AF_INET6) {
-        inet_ntop(AF_INET6, &a->v6.sin6_addr, ip, sizeof ip);
-        snprintf(out, len, "[%s]", ip);
-    } else {
-        inet_ntop(AF_INET, &a->v4.sin_addr, ip, sizeof ip);
-        snprintf(out, len, "%s", ip);
-    }
-}
-
-/* The URIs clients reach the config's listeners by (RFC 7065), without duplicates. */
-static int listener_uris(const struct tern_config *cfg, struct uris *u)
-{
-    char hostname[HOST_LEN] = "";
-    u->n = 0;
-    for (size_t i = 0; i < cfg->nlisten; i++) {
-        const struct cfg_listen *l = &cfg->listen[i];
-        char host[HOST_LEN];
-        if (cfg->relay_external.sa.sa_family == AF_INET ||
-            cfg->relay_external.sa.sa_family == AF_INET6)
-            uri_host(&cfg->relay_external, host, sizeof host);
-        else if (!is_wildcard(&l->addr))
-            uri_host(&l->addr, host, sizeof host);
-        else {
-            if (!hostname[0]) {
-                if (gethostname(hostname, sizeof hostname - 1) != 0 || !hostname[0])
-                    return failure("listen[%zu] is a wildcard address and the host name is "
-                                   "unknown (%s); set relay.external_address", i, strerror(errno));
-                hostname[sizeof hostname - 1] = '\0';
-            }
-            snprintf(host, sizeof host, "%s", hostname);
-        }
-        uint16_t port = ntohs(l->addr.sa.sa_family == AF_INET6 ? l->addr.v6.sin6_port
-                                                               : l->addr.v4.sin_port);
-        char uri[URI_LEN];
-        snprintf(uri, sizeof uri, "%s:%s:%u?transport=%s", l->transport == CFG_TLS ? "turns" : "turn",
-                 host, port, l->transport == CFG_UDP ? "udp" : "tcp");
-        bool dup = false;
-        for (size_t k = 0; k < u->n && !dup; k++) dup = strcmp(u->v[k], uri) == 0;
-        if (!dup && u->n < MAX_URIS) memcpy(u->v[u->n++], uri, sizeof uri);
-    }
-    return 0;
-}
-
-static void json_uris(const struct uris *u)
-{
-    fputc('[', stdout);
-    for (size_t i = 0; i < u->n; i++) {
-        if (i) fputc(',', stdout);
-        json_str(stdout, u->v[i]);
-    }
-    fputc(']', stdout);
-}
-
 /* cred through the API: POST /api/v1/credentials {"user","ttl"}; the server's URIs. */
 static int api_cred(const struct ctl *c, const char *user, uint64_t ttl, bool json, bool ice)
 {
@@ -1607,9 +1462,9 @@ static int api_cred(const struct ctl *c, const char *user, uint64_t ttl, bool js
     }
     if (json) {
         fputs("{\"username\":", stdout);
-        json_str(stdout, username);
+        ops_json_fputs(stdout, username);
         fputs(",\"password\":", stdout);
-        json_str(stdout, password);
+        ops_json_fputs(stdout, password);
         printf(",\"ttl\":%" PRIu64 ",\"uris\":", json_u64(ans, "ttl", ttl));
     } else
         fputs("{\"iceServers\":[{\"urls\":", stdout);
@@ -1619,16 +1474,16 @@ static int api_cred(const struct ctl *c, const char *user, uint64_t ttl, bool js
     json_array_foreach(uris, i, u) {
         if (!json_is_string(u)) continue;
         if (n++) fputc(',', stdout);
-        json_str(stdout, json_string_value(u));
+        ops_json_fputs(stdout, json_string_value(u));
     }
     fputc(']', stdout);
     if (json)
         fputs("}\n", stdout);
     else {
         fputs(",\"username\":", stdout);
-        json_str(stdout, username);
+        ops_json_fputs(stdout, username);
         fputs(",\"credential\":", stdout);
-        json_str(stdout, password);
+        ops_json_fputs(stdout, password);
         fputs("}]}\n", stdout);
     }
     json_decref(ans);
@@ -1673,11 +1528,6 @@ static int cmd_cred(struct ctl *c, int argc, char **argv)
     if (c->url) return api_cred(c, user, ttl, json, ice);
 
     const char *sep = c->have_cfg ? c->cfg.rest_separator : ":";
-    char username[STUN_MAX_USERNAME + 1];
-    int ulen = snprintf(username, sizeof username, "%" PRIu64 "%s%s", (uint64_t)now + ttl, sep,
-                        user);
-    if (ulen < 0 || (size_t)ulen >= sizeof username)
-        return usage_error("cred: the username would be longer than %d bytes", STUN_MAX_USERNAME);
 
     /* The newest secret: the config's last one (the file lists old then new while rotating),
      * else the database's newest. */
@@ -1702,59 +1552,61 @@ static int cmd_cred(struct ctl *c, int argc, char **argv)
         struct store *s;
         int orc = open_db(c, STORE_EXISTING, &s);
         if (orc) return orc;
-        struct newest n = {.found = false};
-        char err[STORE_ERR_LEN] = "";
-        int r = store_secret_each(s, newest_secret, &n, err);
+        char err[OPS_ERR_LEN] = "";
+        int r = ops_newest_db_secret(s, secret, err);
         store_close(s);
-        if (r != STORE_OK) {
-            OPENSSL_cleanse(&n, sizeof n);
-            return store_failure(r, err, NULL, NULL, "reading the secrets");
-        }
-        if (!n.found)
+        if (r == OPS_FAILED) return failure("%s", err);
+        if (r == OPS_NO_SECRET)
             return failure("no REST secret: %s has none%s (add one with 'ternctl secret add')",
                            c->db, c->have_cfg ? " and the config's auth.secrets is empty" : "");
-        memcpy(secret, n.best.secret, sizeof secret);
-        OPENSSL_cleanse(&n, sizeof n);
     }
 
-    char password[AUTH_REST_PASSWORD_MAX];
-    size_t plen = auth_rest_password(sha256 ? AUTH_REST_HMAC_SHA256 : AUTH_REST_HMAC_SHA1,
-                                     (const uint8_t *)secret, strlen(secret),
-                                     (const uint8_t *)username, (size_t)ulen, password);
+    struct ops_credential cred;
+    int mrc = ops_mint_credential(secret, sep[0], user, ttl, (int64_t)now,
+                                  sha256 ? AUTH_REST_HMAC_SHA256 : AUTH_REST_HMAC_SHA1, &cred);
     OPENSSL_cleanse(secret, sizeof secret);
-    if (plen == 0) return failure("computing the REST password: the HMAC failed");
-    password[plen] = '\0';
+    if (mrc == OPS_TOO_LONG)
+        return usage_error("cred: the username would be longer than %d bytes", STUN_MAX_USERNAME);
+    if (mrc != OPS_OK) return failure("computing the REST password: the HMAC failed");
+    const char *username = cred.username, *password = cred.password;
 
     if (!json && !ice) {
         printf("username: %s\npassword: %s\n", username, password);
+        OPENSSL_cleanse(&cred, sizeof cred);
         return 0;
     }
-    struct uris *u = calloc(1, sizeof *u);
-    if (!u) return failure("out of memory");
-    if (c->have_cfg && listener_uris(&c->cfg, u)) {
+    struct ops_uris *u = calloc(1, sizeof *u);
+    if (!u) {
+        OPENSSL_cleanse(&cred, sizeof cred);
+        return failure("out of memory");
+    }
+    char uerr[OPS_ERR_LEN] = "";
+    if (c->have_cfg && ops_listener_uris(&c->cfg, u, uerr)) {
         free(u);
-        return 1;
+        OPENSSL_cleanse(&cred, sizeof cred);
+        return failure("%s", uerr);
     }
     if (ice && !c->have_cfg)
         fprintf(stderr, "ternctl: warning: no -c config, so the urls list is empty\n");
     if (json) {
         fputs("{\"username\":", stdout);
-        json_str(stdout, username);
+        ops_json_fputs(stdout, username);
         fputs(",\"password\":", stdout);
-        json_str(stdout, password);
+        ops_json_fputs(stdout, password);
         printf(",\"ttl\":%" PRIu64 ",\"uris\":", ttl);
-        json_uris(u);
+        ops_uris_json(stdout, u);
         fputs("}\n", stdout);
     } else {
         fputs("{\"iceServers\":[{\"urls\":", stdout);
-        json_uris(u);
+        ops_uris_json(stdout, u);
         fputs(",\"username\":", stdout);
-        json_str(stdout, username);
+        ops_json_fputs(stdout, username);
         fputs(",\"credential\":", stdout);
-        json_str(stdout, password);
+        ops_json_fputs(stdout, password);
         fputs("}]}\n", stdout);
     }
     free(u);
+    OPENSSL_cleanse(&cred, sizeof cred);
     return 0;
 }
 
