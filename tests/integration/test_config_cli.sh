@@ -24,6 +24,13 @@ grep -Eq "^$WORK/bad.yaml:6: log.level: " "$WORK/out" && pass "log.level error n
 rc=0; "$TERND" -c "$WORK/missing.yaml" --check-config >"$WORK/out" 2>&1 || rc=$?
 [ "$rc" -ne 0 ] && grep -q "missing.yaml" "$WORK/out" && pass "missing file named" || fail "missing file named"
 
+# A configured credential database that does not exist: refuse to start, naming the file.
+printf 'listen: [ { transport: udp, address: 127.0.0.1, port: 0 } ]\nauth: { database: %s }\nops: { listen: "127.0.0.1:0" }\n' \
+    "$WORK/absent.db" >"$WORK/db.yaml"
+rc=0; "$TERND" -c "$WORK/db.yaml" >"$WORK/out" 2>&1 || rc=$?
+[ "$rc" -eq 1 ] && grep -q "database_failed.*absent.db: no such database file" "$WORK/out" \
+    && pass "missing database: refused, file named" || { fail "missing database (rc=$rc)"; cat "$WORK/out" >&2; }
+
 rc=0; "$TERND" --bogus >"$WORK/out" 2>&1 || rc=$?
 [ "$rc" -eq 2 ] && pass "unknown option exits 2" || fail "unknown option exits 2 (got $rc)"
 expect_out "--version" '^ternd [0-9]' "$TERND" --version
