@@ -26,4 +26,4 @@ TERN_BUILD_PACKAGES=(gcc make cmake pkg-config libssl-dev libyaml-dev zlib1g-dev
 # What the test suite adds: cmocka, coturn's client tools (turnutils_*), libnice (a real ICE
 # agent), clang for the ASan/UBSan build and libFuzzer, openssl for test certificates.
 TERN_TEST_PACKAGES=(libcmocka-dev coturn libnice-dev libglib2.0-dev clang libclang-rt-14-dev
-                    openssl iproute2 procps curl)
+                    openssl iproute2 procps curl python3)

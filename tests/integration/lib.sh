@@ -6,10 +6,12 @@ set -euo pipefail
 
 WORK=$(mktemp -d /tmp/tern-it.XXXXXX)
 TERND_PID=
+PEER_PID=
 FAILS=0
 
 cleanup() {
     if [ -n "$TERND_PID" ] && kill -0 "$TERND_PID" 2>/dev/null; then kill -KILL "$TERND_PID"; fi
+    if [ -n "$PEER_PID" ]; then kill "$PEER_PID" 2>/dev/null || true; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -29,6 +31,27 @@ expect_out() {
     if "$@" >"$WORK/out" 2>&1 && grep -Eq -- "$re" "$WORK/out"; then pass "$what"; else
         fail "$what (wanted /$re/)"; sed 's/^/    /' "$WORK/out" >&2
     fi
+}
+
+# free_udp_port: a UDP port nobody holds on this host (ss from iproute2).
+free_udp_port() {
+    local p
+    for p in $(shuf -i 20000-32000 -n 50); do
+        ss -Hlun "sport = :$p" | grep -q . || { echo "$p"; return; }
+    done
+    return 1
+}
+
+# start_echo_peer [ADDRESS...]: coturn's echo peer (turnutils_peer; never coturn's server) on
+# a free UDP port of the given loopback addresses (default 127.0.0.1). Sets PEER_PORT; the
+# peer is stopped at exit.
+start_echo_peer() {
+    local args=() a
+    for a in "${@:-127.0.0.1}"; do args+=(-L "$a"); done
+    PEER_PORT=$(free_udp_port) || { echo "no free UDP port for the echo peer" >&2; exit 1; }
+    turnutils_peer -p "$PEER_PORT" "${args[@]}" >"$WORK/peer.log" 2>&1 &
+    PEER_PID=$!
+    sleep 0.3
 }
 
 # start_ternd CONFIG: start ternd in the background and wait until it logs "started". A config

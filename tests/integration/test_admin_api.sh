@@ -48,13 +48,6 @@ jget() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.arg
 # hmac SECRET TEXT: base64(HMAC-SHA1(SECRET, TEXT)), computed by openssl, not by us.
 hmac() { printf '%s' "$2" | openssl dgst -sha1 -hmac "$1" -binary | base64; }
 
-free_udp_port() {
-    local p
-    for p in $(shuf -i 20000-32000 -n 50); do
-        ss -Hlun "sport = :$p" | grep -q . || { echo "$p"; return; }
-    done
-    return 1
-}
 
 # start_api CONFIG: start ternd and wait for its ops_listening event; sets BASE and U4.
 start_api() {
@@ -70,10 +63,7 @@ start_api() {
 printf '%s\n' "$SECRET" | "$CTL" --db "$DB" secret add --secret-stdin >/dev/null \
     || { fail "ternctl secret add"; finish; }
 
-PEER_PORT=$(free_udp_port)
-turnutils_peer -p "$PEER_PORT" -L 127.0.0.1 >"$WORK/peer.log" 2>&1 &
-PEER_PID=$!
-trap 'kill $PEER_PID 2>/dev/null; cleanup' EXIT
+start_echo_peer
 
 cat >"$WORK/tern.yaml" <<YAML
 server: { realm: tern.test, workers: 2 }

@@ -7,10 +7,7 @@ DB="$WORK/tern.db"
 echo "s3cret-pw" | "$TERNCTL" --db "$DB" --realm strict.test user add carol --password-stdin >/dev/null \
     || { fail "ternctl user add"; finish; }
 
-PEER_PORT=$(for p in $(shuf -i 20000-32000 -n 50); do ss -Hlun "sport = :$p" | grep -q . || { echo "$p"; break; }; done)
-turnutils_peer -p "$PEER_PORT" -L 127.0.0.1 >/dev/null 2>&1 &
-PEER_PID=$!
-trap 'kill $PEER_PID 2>/dev/null; cleanup' EXIT
+start_echo_peer
 
 cat >"$WORK/tern.yaml" <<YAML
 server: { realm: strict.test, workers: 2 }

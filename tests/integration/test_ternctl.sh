@@ -180,17 +180,7 @@ expect_fail "a missing config is a failure naming it" 1 'uris.yaml' "$CTL" -c "$
 
 # ---- end to end: ternd follows the database while it runs ----
 command -v turnutils_uclient >/dev/null || { fail "turnutils_uclient missing (Debian package coturn)"; finish; }
-free_udp_port() {
-    local p
-    for p in $(shuf -i 20000-32000 -n 50); do
-        ss -Hlun "sport = :$p" | grep -q . || { echo "$p"; return; }
-    done
-    return 1
-}
-PEER_PORT=$(free_udp_port)
-turnutils_peer -p "$PEER_PORT" -L 127.0.0.1 >"$WORK/peer.log" 2>&1 &
-PEER_PID=$!
-trap 'kill $PEER_PID 2>/dev/null; cleanup' EXIT
+start_echo_peer
 
 E2E_DB="$WORK/e2e.db"
 cat >"$WORK/e2e.yaml" <<YAML

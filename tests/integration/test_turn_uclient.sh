@@ -6,20 +6,8 @@
 . "$(dirname "$0")/lib.sh"
 command -v turnutils_uclient >/dev/null || { fail "turnutils_uclient missing (Debian package coturn)"; finish; }
 
-# A free UDP port on loopback for the echo peer (ss from iproute2).
-free_udp_port() {
-    local p
-    for p in $(shuf -i 20000-32000 -n 50); do
-        ss -Hlun "sport = :$p" | grep -q . || { echo "$p"; return; }
-    done
-    return 1
-}
 
-PEER_PORT=$(free_udp_port)
-turnutils_peer -p "$PEER_PORT" -L 127.0.0.1 -L ::1 >"$WORK/peer.log" 2>&1 &
-PEER_PID=$!
-trap 'kill $PEER_PID 2>/dev/null; cleanup' EXIT
-sleep 0.3
+start_echo_peer 127.0.0.1 ::1
 
 cat >"$WORK/tern.yaml" <<YAML
 server: { realm: tern.test, workers: 2 }
