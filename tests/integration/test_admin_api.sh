@@ -54,7 +54,7 @@ start_api() {
     start_ternd "$1"
     for _ in $(seq 50); do grep -q '"event":"ops_listening"' "$WORK/ternd.log" && break; sleep 0.1; done
     local port
-    port=$(grep '"event":"ops_listening"' "$WORK/ternd.log" | tail -1 | sed -E 's/.*"port":([0-9]+).*/\1/')
+    port=$(grep '"event":"ops_listening"' "$WORK/ternd.log" | tail -1 | sed -E 's/.*"port":([0-9]+).*/\1/' || true)
     [ -n "$port" ] || { echo "no ops_listening event; log:" >&2; cat "$WORK/ternd.log" >&2; exit 1; }
     BASE="http://127.0.0.1:$port"
     U4=$(port_of udp 127.0.0.1)
