@@ -151,25 +151,31 @@ static enum policy_verdict builtin(const union stun_addr *a)
 enum policy_verdict policy_check(const struct peer_policy *p, const union stun_addr *peer,
                                  bool check_port)
 {
-    if (peer->sa.sa_family != AF_INET && peer->sa.sa_family != AF_INET6) return POLICY_FAMILY;
     union stun_addr c;
     policy_canonical(peer, &c);
+    return policy_check_canonical(p, &c, check_port);
+}
+
+enum policy_verdict policy_check_canonical(const struct peer_policy *p, const union stun_addr *c,
+                                           bool check_port)
+{
+    if (c->sa.sa_family != AF_INET && c->sa.sa_family != AF_INET6) return POLICY_FAMILY;
     if (check_port) {
-        uint16_t port = c.sa.sa_family == AF_INET ? c.v4.sin_port : c.v6.sin6_port;
+        uint16_t port = c->sa.sa_family == AF_INET ? c->v4.sin_port : c->v6.sin6_port;
         if (port == 0) return POLICY_PORT_ZERO;
         for (size_t i = 0; i < p->nself; i++) {
             const union stun_addr *m = &p->self[i];
-            if (m->sa.sa_family != c.sa.sa_family) continue;
-            bool same = c.sa.sa_family == AF_INET
-                            ? m->v4.sin_addr.s_addr == c.v4.sin_addr.s_addr && m->v4.sin_port == port
-                            : memcmp(&m->v6.sin6_addr, &c.v6.sin6_addr, 16) == 0 &&
+            if (m->sa.sa_family != c->sa.sa_family) continue;
+            bool same = c->sa.sa_family == AF_INET
+                            ? m->v4.sin_addr.s_addr == c->v4.sin_addr.s_addr && m->v4.sin_port == port
+                            : memcmp(&m->v6.sin6_addr, &c->v6.sin6_addr, 16) == 0 &&
                                   m->v6.sin6_port == port;
             if (same) return POLICY_SELF; /* even when peers.allow covers the address */
         }
     }
-    if (any_match(p->allow, p->nallow, &c)) return POLICY_OK;
-    if (any_match(p->deny, p->ndeny, &c)) return POLICY_CONFIG_DENY;
-    enum policy_verdict v = builtin(&c);
+    if (any_match(p->allow, p->nallow, c)) return POLICY_OK;
+    if (any_match(p->deny, p->ndeny, c)) return POLICY_CONFIG_DENY;
+    enum policy_verdict v = builtin(c);
     if (v == POLICY_LOOPBACK && p->allow_loopback) return POLICY_OK;
     return v;
 }

@@ -62,6 +62,11 @@ void policy_canonical(const union stun_addr *in, union stun_addr *out);
 enum policy_verdict policy_check(const struct peer_policy *p, const union stun_addr *peer,
                                  bool check_port);
 
+/* The same decision for a peer already in canonical form (from policy_canonical): the
+ * per-packet paths canonicalise once and decide with this. */
+enum policy_verdict policy_check_canonical(const struct peer_policy *p, const union stun_addr *c,
+                                           bool check_port);
+
 /* Does addr fall in cidr? Both in canonical form; families must match. */
 bool policy_cidr_match(const struct policy_cidr *cidr, const union stun_addr *addr);
 

@@ -668,7 +668,7 @@ static int check_peer(struct req *r, struct allocation *a, const struct stun_att
     if (stun_get_xor_addr(r->m, pa, &raw)) return 400;
     policy_canonical(&raw, peer);
     if (relay_index(a, peer->sa.sa_family) < 0) return 443;
-    enum policy_verdict v = policy_check(r->s->opt.policy, peer, with_port);
+    enum policy_verdict v = policy_check_canonical(r->s->opt.policy, peer, with_port);
     if (v != POLICY_OK) {
         if (r->s->io.event) r->s->io.event(r->s->io.ctx, a, "denied", &raw, v);
         return 403;
@@ -752,7 +752,7 @@ static void do_send(struct srv *s, const struct srv_tuple *t, const struct stun_
         s->c.v[SRV_C_drop_no_permission]++;
         return;
     }
-    if (policy_check(s->opt.policy, &peer, true) != POLICY_OK) {
+    if (policy_check_canonical(s->opt.policy, &peer, true) != POLICY_OK) {
         s->c.v[SRV_C_drop_policy]++;
         return;
     }
@@ -791,7 +791,7 @@ static void do_channel_data(struct srv *s, const struct srv_tuple *t, const uint
         s->c.v[SRV_C_drop_no_permission]++;
         return;
     }
-    if (policy_check(s->opt.policy, &c->peer, true) != POLICY_OK) {
+    if (policy_check_canonical(s->opt.policy, &c->peer, true) != POLICY_OK) {
         s->c.v[SRV_C_drop_policy]++;
         return;
     }
@@ -937,7 +937,7 @@ size_t srv_peer_data(struct srv *s, struct allocation *a, struct alloc_relay *re
         s->c.v[SRV_C_drop_peer_no_permission]++;
         return 0;
     }
-    if (policy_check(s->opt.policy, &peer, true) != POLICY_OK) {
+    if (policy_check_canonical(s->opt.policy, &peer, true) != POLICY_OK) {
         s->c.v[SRV_C_drop_policy]++;
         return 0;
     }

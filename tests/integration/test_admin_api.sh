@@ -77,29 +77,6 @@ log: { level: info, format: json }
 YAML
 start_api "$WORK/tern.yaml"
 
-# relays USER PASSWORD: one uclient run that allocates and relays 20 messages, zero loss.
-relays() {
-    local rc=0 sent recv lost
-    timeout 20 turnutils_uclient -c -z 5 -n 20 -m 1 -l 100 -u "$1" -w "$2" -e 127.0.0.1 -r "$PEER_PORT" \
-        -p "$U4" 127.0.0.1 >"$WORK/uc.log" 2>&1 || rc=$?
-    sent=$(grep -oE 'tot_send_msgs=[0-9]+' "$WORK/uc.log" | tail -1 | cut -d= -f2)
-    recv=$(grep -oE 'tot_recv_msgs=[0-9]+' "$WORK/uc.log" | tail -1 | cut -d= -f2)
-    lost=$(grep -oE 'Total lost packets [0-9]+' "$WORK/uc.log" | tail -1 | awk '{print $4}')
-    [ "$rc" -eq 0 ] && [ "$sent" = 20 ] && [ "$recv" = 20 ] && [ "$lost" = 0 ]
-}
-# within SECONDS DESCRIPTION COMMAND...: an attempt started within SECONDS succeeds.
-within() {
-    local secs=$1 what=$2; shift 2
-    local t0 start
-    t0=$(date +%s%N)
-    while :; do
-        start=$((($(date +%s%N) - t0) / 1000000))
-        [ "$start" -le $((secs * 1000)) ] || break
-        if "$@"; then pass "$what (attempt started after $start ms)"; return 0; fi
-        sleep 0.2
-    done
-    fail "$what: not within $secs s"; tail -5 "$WORK/uc.log" | sed 's/^/    /' >&2
-}
 
 # ---- healthz, token, routing ----
 expect_status "GET /healthz without a token" 200 GET /healthz "" -

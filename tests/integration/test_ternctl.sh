@@ -198,17 +198,6 @@ expect_rc "ternctl -c creates the database ternd will read (user dave)" 0 e2e_ad
 start_ternd "$WORK/e2e.yaml"
 U4=$(port_of udp 127.0.0.1)
 
-# relays USER PASSWORD: one uclient run (no RTCP twin) that allocates and relays 20 messages
-# with zero loss.
-relays() {
-    local rc=0 sent recv lost
-    timeout 20 turnutils_uclient -c -z 5 -n 20 -m 1 -l 100 -u "$1" -w "$2" -e 127.0.0.1 -r "$PEER_PORT" \
-        -p "$U4" 127.0.0.1 >"$WORK/uc.log" 2>&1 || rc=$?
-    sent=$(grep -oE 'tot_send_msgs=[0-9]+' "$WORK/uc.log" | tail -1 | cut -d= -f2)
-    recv=$(grep -oE 'tot_recv_msgs=[0-9]+' "$WORK/uc.log" | tail -1 | cut -d= -f2)
-    lost=$(grep -oE 'Total lost packets [0-9]+' "$WORK/uc.log" | tail -1 | awk '{print $4}')
-    [ "$rc" -eq 0 ] && [ "$sent" = 20 ] && [ "$recv" = 20 ] && [ "$lost" = 0 ]
-}
 # refused USER PASSWORD: the allocation fails. A refusal comes at once; an allocation that
 # succeeds would go on relaying for seconds, so cut it short to retry soon.
 refused() {
@@ -216,20 +205,6 @@ refused() {
     timeout 1 turnutils_uclient -c -z 5 -n 5 -m 1 -u "$1" -w "$2" -e 127.0.0.1 -r "$PEER_PORT" \
         -p "$U4" 127.0.0.1 >"$WORK/uc.log" 2>&1 || rc=$?
     [ "$rc" -ne 0 ] && grep -q "Cannot complete Allocation" "$WORK/uc.log"
-}
-# within SECONDS DESCRIPTION COMMAND...: pass when an attempt started within SECONDS of now
-# succeeds (a uclient run itself takes about 4 s, most of it uclient's own waiting).
-within() {
-    local secs=$1 what=$2; shift 2
-    local t0 start
-    t0=$(date +%s%N)
-    while :; do
-        start=$((($(date +%s%N) - t0) / 1000000))
-        [ "$start" -le $((secs * 1000)) ] || break
-        if "$@"; then pass "$what (attempt started after $start ms)"; return 0; fi
-        sleep 0.2
-    done
-    fail "$what: not within $secs s"; tail -5 "$WORK/uc.log" | sed 's/^/    /' >&2
 }
 
 within 5 "database user present at start relays" relays dave "dave-$PW"
