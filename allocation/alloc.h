@@ -93,6 +93,7 @@ struct allocation {
     struct alloc_bucket bw_to_peer, bw_to_client;
     /* Traffic: "to_peer" came from the client and went to peers, "to_client" the reverse. */
     uint64_t pkts_to_peer, bytes_to_peer, pkts_to_client, bytes_to_client;
+    void *qos; /* the relay's QoS meter (opaque here; made and freed by the relay) */
     /* Table links. */
     struct allocation *hnext;
     size_t heap_idx;

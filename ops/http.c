@@ -22,6 +22,8 @@
 
 #include "log.h"
 #include "net.h"
+#include "qos.h"
+#include "relay.h"
 #include "rest.h"
 #include "store.h"
 #include "uris.h"
@@ -38,6 +40,7 @@
 struct ops_http {
     struct MHD_Daemon *daemon;
     const struct tern_config *cfg;
+    struct relay *relay; /* allocations and metrics are read from its workers */
     uint8_t token_hash[32]; /* SHA-256 of ops.token; compared in constant time */
     bool have_token;
     atomic_bool starting;   /* MHD messages while starting explain a bind failure */
@@ -52,7 +55,18 @@ struct req {
     bool answered;
 };
 
-enum route { R_NONE, R_HEALTHZ, R_CREDENTIALS, R_USERS, R_USER, R_SECRETS, R_SECRET };
+enum route {
+    R_NONE,
+    R_HEALTHZ,
+    R_METRICS,
+    R_CREDENTIALS,
+    R_USERS,
+    R_USER,
+    R_SECRETS,
+    R_SECRET,
+    R_ALLOCS,
+    R_ALLOC
+};
 
 /* What a handler answers: a status and a body (NULL: none, as for 204). */
 struct reply {
@@ -535,9 +549,11 @@ static enum route route_of(const char *url, const char **arg)
         {"/api/v1/credentials", R_CREDENTIALS, R_NONE},
         {"/api/v1/users", R_USERS, R_USER},
         {"/api/v1/secrets", R_SECRETS, R_SECRET},
+        {"/api/v1/allocations", R_ALLOCS, R_ALLOC},
     };
     *arg = NULL;
     if (strcmp(url, "/healthz") == 0) return R_HEALTHZ;
+    if (strcmp(url, "/metrics") == 0) return R_METRICS;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         size_t n = strlen(routes[i].prefix);
         if (strncmp(url, routes[i].prefix, n) != 0) continue;
@@ -554,6 +570,9 @@ static const char *allowed_methods(enum route r)
 {
     switch (r) {
     case R_HEALTHZ: return "GET, HEAD";
+    case R_METRICS: return "GET, HEAD";
+    case R_ALLOCS: return "GET, HEAD";
+    case R_ALLOC: return "GET, HEAD, DELETE";
     case R_CREDENTIALS: return "POST";
     case R_USERS: return "GET, POST";
     case R_USER: return "PUT, DELETE";
@@ -607,7 +626,7 @@ static enum MHD_Result respond(struct MHD_Connection *conn, struct req *rq, cons
     char *text = NULL;
     rq->answered = true;
     if (rep.body) {
-        text = json_dumps(rep.body, JSON_COMPACT);
+        text = json_dumps(rep.body, JSON_COMPACT | JSON_REAL_PRECISION(9));
         json_decref(rep.body);
     } else if (rep.status != 204) {
         rep.status = 500; /* a handler's json_pack failed: out of memory */
@@ -629,12 +648,76 @@ static enum MHD_Result respond(struct MHD_Connection *conn, struct req *rq, cons
         MHD_add_response_header(res, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"tern\"");
     enum MHD_Result ret = MHD_queue_response(conn, rep.status, res);
     MHD_destroy_response(res);
-    if (route != R_HEALTHZ) {
+    if (route != R_HEALTHZ && !(route == R_ALLOCS || (route == R_ALLOC && strcmp(method, "DELETE")))) {
         union stun_addr from;
         remote_addr(conn, &from);
         tlog(rep.status >= 500 ? CFG_LOG_ERROR : CFG_LOG_INFO, "admin_call", LF_S("method", method),
              LF_S("path", url), LF_U("status", rep.status), LF_A("remote", &from));
     }
+    return ret;
+}
+
+/* ---- ops reads: allocations and metrics ---- */
+
+/* An allocation id from the path: decimal digits only. */
+static bool parse_id(const char *arg, uint64_t *id)
+{
+    if (!arg || !*arg || strlen(arg) > 20) return false;
+    for (const char *p = arg; *p; p++)
+        if (*p < '0' || *p > '9') return false;
+    errno = 0;
+    unsigned long long v = strtoull(arg, NULL, 10);
+    if (errno) return false;
+    *id = v;
+    return true;
+}
+
+static struct reply get_allocations(const struct ops_http *h)
+{
+    json_t *arr = relay_allocations(h->relay);
+    if (!arr) return (struct reply){500, NULL};
+    char now[32];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    qos_format_time((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, now);
+    return (struct reply){200, json_pack("{s:s,s:I,s:o}", "sampled_at", now, "count",
+                                         (json_int_t)json_array_size(arr), "allocations", arr)};
+}
+
+static struct reply allocation_call(const struct ops_http *h, const char *method, const char *arg)
+{
+    uint64_t id;
+    if (!parse_id(arg, &id))
+        return error_reply(400, "an allocation id is a decimal number (as in GET /api/v1/allocations)");
+    if (strcmp(method, "DELETE") == 0) {
+        if (relay_close_allocation(h->relay, id))
+            return error_reply(404, "no allocation %s", arg);
+        return (struct reply){204, NULL};
+    }
+    json_t *a = relay_allocation(h->relay, id);
+    if (!a) return error_reply(404, "no allocation %s", arg);
+    return (struct reply){200, a};
+}
+
+/* GET /metrics: Prometheus text (not JSON), open like /healthz: it names no allocation,
+ * user or address. */
+static enum MHD_Result respond_metrics(const struct ops_http *h, struct MHD_Connection *conn,
+                                       struct req *rq)
+{
+    rq->answered = true;
+    size_t len = 0;
+    char *text = relay_metrics(h->relay, &len);
+    struct MHD_Response *res =
+        text ? MHD_create_response_from_buffer_with_free_callback(len, text, free)
+             : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!res) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(res, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    MHD_add_response_header(res, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    enum MHD_Result ret = MHD_queue_response(conn, text ? 200 : 500, res);
+    MHD_destroy_response(res);
     return ret;
 }
 
@@ -655,6 +738,9 @@ static bool early_reply(const struct ops_http *h, struct MHD_Connection *conn, e
         *r = (struct reply){200, json_pack("{s:s}", "status", "ok")};
         return true;
     }
+    bool read_only = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if ((route == R_ALLOCS || route == R_ALLOC) && read_only && !h->have_token)
+        return false; /* ops reads are open when no token is configured (loopback default) */
     if (!h->have_token) {
         *r = error_reply(401, "the admin API is disabled: ops.token is not set");
         return true;
@@ -677,6 +763,8 @@ static struct reply dispatch(const struct ops_http *h, enum route route, const c
                              const char *arg, const struct req *rq)
 {
     char name[STUN_MAX_USERNAME + 1] = "";
+    if (route == R_ALLOCS) return get_allocations(h);
+    if (route == R_ALLOC) return allocation_call(h, method, arg);
     if (route == R_USER && pct_decode(arg, name, sizeof name))
         return error_reply(400, "the user name in the path is not valid (bad %%-escape, NUL "
                            "byte, or longer than %d bytes)", STUN_MAX_USERNAME);
@@ -720,6 +808,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq = calloc(1, sizeof *rq);
         if (!rq) return MHD_NO;
         *con_cls = rq;
+        if (route == R_METRICS && method_allowed(route, method)) return respond_metrics(h, conn, rq);
         if (early_reply(h, conn, route, method, &r)) return respond(conn, rq, method, url, route, r);
         return MHD_YES;
     }
@@ -783,7 +872,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     tlog(CFG_LOG_WARN, "ops_http_error", LF_S("error", msg));
 }
 
-struct ops_http *ops_http_start(const struct tern_config *cfg)
+struct ops_http *ops_http_start(const struct tern_config *cfg, struct relay *relay)
 {
     struct ops_http *h = calloc(1, sizeof *h);
     if (!h) {
@@ -792,6 +881,7 @@ struct ops_http *ops_http_start(const struct tern_config *cfg)
         return NULL;
     }
     h->cfg = cfg;
+    h->relay = relay;
     atomic_init(&h->starting, true);
     json_set_alloc_funcs(malloc, wipe_free); /* request bodies hold passwords and secrets */
     if (cfg->ops_token) {

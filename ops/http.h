@@ -3,15 +3,18 @@
 #define TERN_OPS_HTTP_H
 
 #include "config.h"
+#include "relay.h"
 
 struct ops_http;
 
-/* Bind cfg->ops_listen and serve it from one internal thread: GET /healthz, and the admin
- * endpoints under /api/v1/ (credentials, users, secrets) behind ops.token. Logs
+/* Bind cfg->ops_listen and serve it from one internal thread: GET /healthz, GET /metrics,
+ * GET /api/v1/allocations[/{id}] (open without ops.token, else behind it), and the admin
+ * endpoints under /api/v1/ (credentials, users, secrets, DELETE allocations) behind ops.token.
+ * relay: where allocations and metrics are read (borrowed; it outlives the server). Logs
  * "ops_listening" (address, port: the bound one when the config says 0), or
  * "ops_listen_failed" naming the address and returns NULL. Call it after the signals are
  * blocked, so the server thread inherits the mask. cfg is borrowed until ops_http_stop. */
-struct ops_http *ops_http_start(const struct tern_config *cfg);
+struct ops_http *ops_http_start(const struct tern_config *cfg, struct relay *relay);
 /* Close the listener and every connection, wait for the thread, free everything. NULL ok. */
 void ops_http_stop(struct ops_http *h);
 

@@ -940,6 +940,11 @@ static const struct key ops_keys[] = {
     STR("token", ops_token, 1, 4096, NULL, F_NULLABLE | F_SECRET),
 };
 
+static const struct key qos_keys[] = {
+    BOOL("enabled", qos_enabled, "true"),
+    STR("record_file", qos_record_file, 1, PATH_MAX, NULL, F_NULLABLE),
+};
+
 static const char *const level_words[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_words[] = {"text", "json", NULL};
 static const struct key log_keys[] = {
@@ -953,6 +958,7 @@ static const struct section tls_section = SECTION_OF(tls_keys);
 static const struct section relay_section = SECTION_OF(relay_keys);
 static const struct section peers_section = SECTION_OF(peers_keys);
 static const struct section auth_section = SECTION_OF(auth_keys);
+static const struct section qos_section = SECTION_OF(qos_keys);
 static const struct section ops_section = SECTION_OF(ops_keys);
 static const struct section log_section = SECTION_OF(log_keys);
 
@@ -1008,6 +1014,7 @@ static const struct key root_keys[] = {
     SECTION("allocation", allocation_section),
     SECTION("peers", peers_section),
     SECTION("auth", auth_section),
+    SECTION("qos", qos_section),
     SECTION("ops", ops_section),
     SECTION("log", log_section),
 };
@@ -1272,6 +1279,7 @@ void cfg_free(struct tern_config *c)
         wipe_free(c->secrets[i]);
     free(c->secrets);
     wipe_free(c->ops_token);
+    free(c->qos_record_file);
     memset(c, 0, sizeof *c);
 }
 

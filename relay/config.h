@@ -73,6 +73,10 @@ struct tern_config {
     uint32_t nonce_lifetime;
     bool strict_expiry; /* close allocations whose user is deleted, disabled or expired */
 
+    /* qos: */
+    bool qos_enabled;       /* the QoS tap on the forwarding path */
+    char *qos_record_file;  /* one JSON line per ended allocation; NULL: none */
+
     /* ops: */
     union stun_addr ops_listen; /* AF_UNSPEC when null (ops HTTP disabled) */
     char *ops_token;            /* NULL when null */

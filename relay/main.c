@@ -96,7 +96,7 @@ int main(int argc, char **argv)
     }
     /* The ops/admin HTTP API (ops.listen; null turns it off). A bind failure stops ternd. */
     struct ops_http *ops = NULL;
-    if (cfg.ops_listen.sa.sa_family != AF_UNSPEC && !(ops = ops_http_start(&cfg))) {
+    if (cfg.ops_listen.sa.sa_family != AF_UNSPEC && !(ops = ops_http_start(&cfg, r))) {
         relay_close(r, NULL, NULL);
         cfg_free(&cfg);
         return 1;

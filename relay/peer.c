@@ -2,11 +2,13 @@
  * I/O the TURN server asks for (ports, quotas, sockets, randomness, events). */
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -24,6 +26,8 @@ struct peer_batch {
     struct iovec riov[PEER_BATCH], tiov[PEER_BATCH];
     struct sockaddr_in6 src[PEER_BATCH];
     uint8_t tctl[PEER_BATCH][UDP_CTL_LEN];
+    uint8_t rctl[PEER_BATCH][UDP_CTL_LEN];
+    int64_t rx_ns[PEER_BATCH]; /* receive time of what tx[i] carries */
     uint8_t buf[PEER_BATCH][SRV_PEER_HEADROOM + PEER_DATA + SRV_PEER_TAILROOM + 1];
 };
 
@@ -32,14 +36,166 @@ struct peer_batch *peer_batch_new(void)
     return calloc(1, sizeof(struct peer_batch));
 }
 
+/* ---- receive options and the QoS tap ---- */
+
+void sock_rx_options(const struct worker *w, int fd)
+{
+    int one = 1;
+    /* Kernel receive timestamps, so relay load never shows up as network jitter. They cost a
+     * clock read per packet in the kernel, so only with the tap on. */
+    if (w->qos_on) setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
+}
+
+void rx_ancillary(const struct msghdr *mh, int64_t *rx_ns, uint32_t *ovfl, bool *have_ovfl)
+{
+    *have_ovfl = false;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR((struct msghdr *)mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET) continue;
+        if (c->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+            *rx_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        } else if (c->cmsg_type == SO_RXQ_OVFL) {
+            memcpy(ovfl, CMSG_DATA(c), sizeof(*ovfl));
+            *have_ovfl = true;
+        }
+    }
+}
+
+static int64_t realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The tap: measure one forwarded payload of allocation a from leg. */
+static inline void tap(struct worker *w, struct allocation *a, enum qos_leg leg,
+                       const union stun_addr *peer, const uint8_t *p, size_t len, int64_t rx_ns)
+{
+    struct qos_alloc *q = a->qos ? a->qos : worker_qos(w, a);
+    if (q) qos_packet(q, &w->qm, leg, peer, p, len, rx_ns);
+}
+
 /* ---- client -> peer ---- */
 
-void peer_forward(struct worker *w, const struct srv_fwd *f)
+/* Client data bound for peers is held while a UDP receive batch is handled (w->train), so
+ * that consecutive datagrams to one peer through one relay socket go out as one UDP GSO send:
+ * a single flow's burst costs one send, not one per datagram. */
+#define TRAIN_MAX_SEGMENTS 64
+#define TRAIN_MAX_BYTES    65000
+#define TRAIN_MAX_SEGSIZE  1472 /* larger segments could exceed the device MTU */
+#define TRAIN_MAX_RESIDENCE 64  /* a UDP batch (UDP_BATCH) */
+
+struct fwd_train {
+    struct relay_sock *rs;
+    struct allocation *a;
+    union stun_addr peer;
+    size_t seg, total;
+    bool closed; /* a shorter datagram ended the run */
+    int n;
+    struct iovec iov[TRAIN_MAX_SEGMENTS];
+    int64_t rx_ns[TRAIN_MAX_SEGMENTS];
+    int nres; /* datagrams sent during this UDP batch whose residence is still to observe */
+    int64_t res_rx[TRAIN_MAX_RESIDENCE];
+};
+
+struct fwd_train *fwd_train_new(void)
+{
+    return calloc(1, sizeof(struct fwd_train));
+}
+
+/* Count, time and measure datagrams that went to a peer. */
+static void sent_to_peer(struct worker *w, struct allocation *a, const union stun_addr *peer,
+                         const struct iovec *iov, const int64_t *rx_ns, int n)
+{
+    for (int i = 0; i < n; i++) {
+        a->pkts_to_peer++;
+        a->bytes_to_peer += iov[i].iov_len;
+        w->io.v[RELAY_C_peer_tx_datagrams]++;
+        w->io.v[RELAY_C_peer_tx_bytes] += iov[i].iov_len;
+        if (!w->qos_on) continue;
+        tap(w, a, QOS_LEG_CLIENT, peer, iov[i].iov_base, iov[i].iov_len, rx_ns[i]);
+        /* Residence: during a UDP batch, one clock read at its end serves every datagram
+         * (peer_train_end), an upper bound by at most the batch's own handling time. */
+        if (w->train_on && w->train->nres < TRAIN_MAX_RESIDENCE)
+            w->train->res_rx[w->train->nres++] = rx_ns[i];
+        else
+            qos_observe_residence(&w->qm, QOS_LEG_CLIENT, realtime_ns() - rx_ns[i]);
+    }
+}
+
+void peer_train_end(struct worker *w)
+{
+    peer_train_flush(w);
+    struct fwd_train *t = w->train;
+    if (t->nres) {
+        int64_t now = realtime_ns();
+        for (int i = 0; i < t->nres; i++)
+            qos_observe_residence(&w->qm, QOS_LEG_CLIENT, now - t->res_rx[i]);
+        t->nres = 0;
+    }
+    w->train_on = false;
+}
+
+void peer_train_flush(struct worker *w)
+{
+    struct fwd_train *t = w->train;
+    if (!t || !t->n) return;
+    int n = t->n;
+    t->n = 0;
+    int fd = t->rs->h.fd;
+    if (fd < 0) {
+        w->io.v[RELAY_C_peer_send_errors] += (uint64_t)n;
+        return;
+    }
+    struct msghdr mh = {.msg_name = &t->peer, .msg_namelen = addr_len(&t->peer),
+                        .msg_iov = t->iov, .msg_iovlen = (size_t)n};
+    union {
+        uint8_t buf[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } ctl;
+    if (n > 1) {
+        uint16_t seg = (uint16_t)t->seg;
+        memset(&ctl, 0, sizeof ctl);
+        struct cmsghdr *c = (struct cmsghdr *)ctl.buf;
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(seg));
+        memcpy(CMSG_DATA(c), &seg, sizeof(seg));
+        mh.msg_control = ctl.buf;
+        mh.msg_controllen = sizeof ctl.buf;
+    }
+    if (sendmsg(fd, &mh, MSG_DONTWAIT) >= 0) {
+        if (n > 1) w->io.v[RELAY_C_peer_gso_sends]++;
+        sent_to_peer(w, t->a, &t->peer, t->iov, t->rx_ns, n);
+        return;
+    }
+    if (n == 1 || !(errno == EINVAL || errno == EIO || errno == ENOPROTOOPT)) {
+        w->io.v[RELAY_C_peer_send_errors] += (uint64_t)n; /* EAGAIN: the socket buffer is full */
+        return;
+    }
+    /* The kernel refused GSO here: one by one, and no more GSO on this worker. */
+    w->gso_off = true;
+    w->io.v[RELAY_C_peer_gso_fallbacks]++;
+    for (int i = 0; i < n; i++) {
+        if (sendto(fd, t->iov[i].iov_base, t->iov[i].iov_len, MSG_DONTWAIT, &t->peer.sa,
+                   addr_len(&t->peer)) < 0) {
+            w->io.v[RELAY_C_peer_send_errors]++;
+            continue;
+        }
+        sent_to_peer(w, t->a, &t->peer, &t->iov[i], &t->rx_ns[i], 1);
+    }
+}
+
+void peer_forward(struct worker *w, const struct srv_fwd *f, int64_t rx_ns)
 {
     struct relay_sock *rs = f->relay->io;
     if (!rs || rs->h.fd < 0) return;
     if (f->dont_fragment && !rs->dont_fragment) {
         /* DONT-FRAGMENT on a Send indication: from now on this socket sets DF. */
+        peer_train_flush(w);
         int v4 = IP_PMTUDISC_DO, v6 = 1;
         if (rs->family == AF_INET)
             setsockopt(rs->h.fd, IPPROTO_IP, IP_MTU_DISCOVER, &v4, sizeof(v4));
@@ -47,23 +203,45 @@ void peer_forward(struct worker *w, const struct srv_fwd *f)
             setsockopt(rs->h.fd, IPPROTO_IPV6, IPV6_DONTFRAG, &v6, sizeof(v6));
         rs->dont_fragment = true;
     }
-    ssize_t k = sendto(rs->h.fd, f->data, f->len, MSG_DONTWAIT, &f->peer.sa, addr_len(&f->peer));
-    if (k < 0) {
-        w->io.v[RELAY_C_peer_send_errors]++;
+    struct fwd_train *t = w->train_on ? w->train : NULL;
+    if (!t) {
+        if (sendto(rs->h.fd, f->data, f->len, MSG_DONTWAIT, &f->peer.sa, addr_len(&f->peer)) < 0) {
+            w->io.v[RELAY_C_peer_send_errors]++;
+            return;
+        }
+        struct iovec v = {.iov_base = (void *)f->data, .iov_len = f->len};
+        sent_to_peer(w, f->a, &f->peer, &v, &rx_ns, 1);
         return;
     }
-    f->a->pkts_to_peer++;
-    f->a->bytes_to_peer += f->len;
-    w->io.v[RELAY_C_peer_tx_datagrams]++;
-    w->io.v[RELAY_C_peer_tx_bytes] += f->len;
+    if (t->n && (t->rs != rs || t->closed || f->len > t->seg || t->n == TRAIN_MAX_SEGMENTS ||
+                 t->total + f->len > TRAIN_MAX_BYTES || !addr_equal(&t->peer, &f->peer)))
+        peer_train_flush(w);
+    if (!t->n) {
+        t->rs = rs;
+        t->a = f->a;
+        t->peer = f->peer;
+        t->seg = f->len;
+        t->total = 0;
+        /* A segment size GSO cannot take (or GSO off) makes a train of one. */
+        t->closed = w->gso_off || f->len > TRAIN_MAX_SEGSIZE || f->len == 0;
+    } else if (f->len < t->seg) {
+        t->closed = true;
+    }
+    t->iov[t->n] = (struct iovec){.iov_base = (void *)f->data, .iov_len = f->len};
+    t->rx_ns[t->n] = rx_ns;
+    t->total += f->len;
+    t->n++;
 }
 
 size_t client_message(struct worker *w, const struct srv_tuple *t, void *client_io,
-                      const uint8_t *in, size_t len, uint8_t *out, size_t outcap)
+                      const uint8_t *in, size_t len, int64_t rx_ns, uint8_t *out, size_t outcap)
 {
     struct srv_fwd f;
+    /* A STUN message may delete an allocation (or a relay socket): what the train holds goes
+     * first. ChannelData never deletes anything. */
+    if (w->train_on && len && (in[0] & 0xC0) != 0x40) peer_train_flush(w);
     size_t n = srv_handle(&w->srv, t, client_io, in, len, w->now_ms, out, outcap, &f);
-    if (f.a) peer_forward(w, &f);
+    if (f.a) peer_forward(w, &f, rx_ns);
     return n;
 }
 
@@ -90,6 +268,8 @@ static void peer_readable(struct worker *w, struct ep_handler *h, uint32_t event
             mh->msg_namelen = sizeof(b->src[i]);
             mh->msg_iov = &b->riov[i];
             mh->msg_iovlen = 1;
+            mh->msg_control = b->rctl[i];
+            mh->msg_controllen = UDP_CTL_LEN;
         }
         int n = recvmmsg(h->fd, b->rx, PEER_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0) return;
@@ -105,24 +285,40 @@ static void peer_readable(struct worker *w, struct ep_handler *h, uint32_t event
                 w->io.v[RELAY_C_peer_drop_truncated]++;
                 continue;
             }
+            int64_t rx_ns = w->now_ns;
+            uint32_t ovfl;
+            bool have_ovfl;
+            rx_ancillary(&b->rx[i].msg_hdr, &rx_ns, &ovfl, &have_ovfl);
+            if (have_ovfl && ovfl != rs->rxq_ovfl) {
+                w->io.v[RELAY_C_kernel_rx_overflow] += (uint32_t)(ovfl - rs->rxq_ovfl);
+                rs->rxq_ovfl = ovfl;
+            }
             union stun_addr from;
             if (!addr_from_sockaddr(&from, (struct sockaddr *)&b->src[i], b->rx[i].msg_hdr.msg_namelen))
                 continue;
-            uint8_t *msg;
-            size_t out = srv_peer_data(&w->srv, a, rel, &from, b->buf[i] + SRV_PEER_HEADROOM, len,
-                                       w->now_ms, &msg);
+            uint8_t *data = b->buf[i] + SRV_PEER_HEADROOM, *msg;
+            size_t out = srv_peer_data(&w->srv, a, rel, &from, data, len, w->now_ms, &msg);
             if (!out) continue;
             a->pkts_to_client++;
             a->bytes_to_client += len;
+            /* Framing wrote only around the payload, so it is intact for the tap. */
+            if (w->qos_on) tap(w, a, QOS_LEG_PEER, &from, data, len, rx_ns);
             if (l) {
                 b->tiov[nout] = (struct iovec){.iov_base = msg, .iov_len = out};
-                udp_prepare(&b->tx[nout].msg_hdr, l, &a->tuple, &b->tiov[nout], b->tctl[nout]);
+                b->rx_ns[nout] = rx_ns;
                 nout++;
-            } else if (a->client_io && !tcp_send_client(w, a->client_io, msg, out)) {
-                return; /* the connection closed, and with it this allocation and socket */
+            } else if (a->client_io) {
+                if (w->qos_on) qos_observe_residence(&w->qm, QOS_LEG_PEER, realtime_ns() - rx_ns);
+                if (!tcp_send_client(w, a->client_io, msg, out))
+                    return; /* the connection closed, and with it this allocation and socket */
             }
         }
-        if (nout) udp_send_batch(w, l->h.fd, b->tx, nout);
+        if (nout && w->qos_on) {
+            int64_t now = realtime_ns();
+            for (int k = 0; k < nout; k++)
+                qos_observe_residence(&w->qm, QOS_LEG_PEER, now - b->rx_ns[k]);
+        }
+        if (nout) udp_send_client(w, l, &a->tuple, b->tiov, nout, b->tx, b->tctl);
         if (n < PEER_BATCH) return;
     }
 }
@@ -189,6 +385,7 @@ static int io_relay_open(void *ctx, struct allocation *a, struct alloc_relay *r)
         close(fd);
         return -err;
     }
+    sock_rx_options(w, fd);
     struct relay_sock *rs = calloc(1, sizeof(*rs));
     if (!rs) {
         close(fd);
@@ -311,6 +508,12 @@ static void io_event(void *ctx, const struct allocation *a, const char *what,
              LF_A("client", &a->tuple.client), LF_A("peer", peer),
              LF_S("reason", policy_verdict_names[verdict]));
         return;
+    }
+    if (what[0] != 'a') {
+        /* The allocation ends (it is freed right after this): its quality record, then its
+         * meter goes. */
+        worker_record(w, a, what);
+        qos_alloc_free(a->qos);
     }
     enum cfg_log_level lvl = CFG_LOG_INFO;
     if (!log_enabled(lvl)) return;

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "config.h"
 #include "server.h"
 
@@ -17,12 +19,17 @@
     X(udp_drop_truncated, "dropped: UDP datagram larger than the receive buffer")                  \
     X(udp_drop_addr, "dropped: UDP datagram from a non-IP source")                                 \
     X(udp_send_errors, "UDP sends that failed (datagram lost)")                                    \
+    X(udp_gso_sends, "UDP GSO sends (several datagrams to one client in one send)")                 \
+    X(udp_gso_fallbacks, "UDP GSO sends the kernel refused (sent one by one; GSO then off)")                                    \
     X(peer_rx_datagrams, "datagrams received from peers on relay sockets")                         \
     X(peer_rx_bytes, "bytes received from peers on relay sockets")                                 \
     X(peer_tx_datagrams, "datagrams sent to peers from relay sockets")                             \
     X(peer_tx_bytes, "bytes sent to peers from relay sockets")                                     \
     X(peer_drop_truncated, "dropped: peer datagram larger than the receive buffer")                \
     X(peer_send_errors, "sends to peers that failed (datagram lost)")                              \
+    X(peer_gso_sends, "UDP GSO sends to peers (a client's burst to one peer in one send)")          \
+    X(peer_gso_fallbacks, "UDP GSO sends to peers the kernel refused (sent one by one; GSO off)")                              \
+    X(kernel_rx_overflow, "datagrams the kernel dropped: a socket receive buffer was full")                              \
     X(tcp_accepted, "TCP connections accepted")                                                    \
     X(tcp_closed, "TCP connections closed")                                                        \
     X(tcp_rejected, "TCP connections refused: per-worker connection limit")                        \
@@ -43,6 +50,7 @@ struct relay_counters {
     uint64_t v[RELAY_C_COUNT];
 };
 extern const char *const relay_counter_names[RELAY_C_COUNT];
+extern const char *const relay_counter_help[RELAY_C_COUNT];
 
 struct relay;
 
@@ -54,5 +62,19 @@ struct relay *relay_open(const struct tern_config *cfg);
 int relay_start(struct relay *r);
 /* Ask every worker to stop, wait for them, and free everything. Sums counters first. */
 void relay_close(struct relay *r, struct srv_counters *srv, struct relay_counters *io);
+
+/* ---- Ops queries, from the HTTP thread. Each is answered by the workers in their own
+ * threads (a mailbox per worker), one worker after another; they wait at most a few seconds
+ * for a worker that does not answer. ---- */
+
+/* Every allocation: a JSON array of summaries (README "Ops API"); NULL when out of memory. */
+json_t *relay_allocations(struct relay *r);
+/* One allocation in detail, or NULL when there is none with this id. */
+json_t *relay_allocation(struct relay *r, uint64_t id);
+/* Close one allocation (as if its client deleted it). 0, or -1 when there is none. */
+int relay_close_allocation(struct relay *r, uint64_t id);
+/* Prometheus text exposition of every counter, gauge and histogram; malloc'd, NULL when out
+ * of memory. */
+char *relay_metrics(struct relay *r, size_t *len);
 
 #endif

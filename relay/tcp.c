@@ -1,5 +1,7 @@
 /* tcp.c: TCP and TLS listeners and connections: STUN/ChannelData stream framing (RFC 8656 12.5). */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdlib.h>
@@ -184,7 +186,8 @@ static bool frames(struct worker *w, struct tcp_conn *c)
         }
         if (flen == 0 || (size_t)flen > c->rxlen - off) break;
         uint8_t out[1280];
-        size_t n = client_message(w, &c->tuple, c, c->rx + off, (size_t)flen, out, sizeof(out));
+        size_t n = client_message(w, &c->tuple, c, c->rx + off, (size_t)flen, w->now_ns, out,
+                                  sizeof(out));
         off += (size_t)flen;
         if (n) ok = queue(w, c, out, n);
     }
@@ -239,6 +242,9 @@ void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events)
             close(fd);
             continue;
         }
+        /* Relayed media must not wait for Nagle's algorithm (up to a delayed ACK, ~40 ms). */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         struct tcp_conn *c = calloc(1, sizeof(*c));
         uint8_t *rx = malloc(TCP_RX_INITIAL);
         if (!c || !rx) {

@@ -9,6 +9,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,22 +24,19 @@ const char *const relay_counter_names[RELAY_C_COUNT] = {
     RELAY_COUNTERS(X)
 #undef X
 };
-
-struct relay {
-    const struct tern_config *cfg;
-    SSL_CTX *tls; /* shared by the TLS listeners of all workers */
-    struct relay_shared shared;
-    struct auth_users users;
-    struct credcache *cache;
-    struct auth_creds creds;
-    struct auth_nonce_key nonce_key;
-    struct policy_cidr *allow, *deny;
-    union stun_addr *self; /* the relay's own listening addresses (policy: never a peer) */
-    struct peer_policy policy;
-    struct srv_options opt;
-    struct worker *workers;
-    unsigned nworkers;
+const char *const relay_counter_help[RELAY_C_COUNT] = {
+#define X(name, help) help,
+    RELAY_COUNTERS(X)
+#undef X
 };
+
+
+static int64_t realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static uint64_t monotonic_ms(void)
 {
@@ -140,10 +138,16 @@ static void worker_free(struct worker *w)
     for (size_t i = 0; i < w->nlisteners; i++)
         if (w->listeners[i].h.fd >= 0) close(w->listeners[i].h.fd);
     if (w->stop.fd >= 0) close(w->stop.fd);
+    if (w->mbox.fd >= 0) close(w->mbox.fd);
+    if (w->mbox_ready) {
+        pthread_mutex_destroy(&w->mbox_lock);
+        pthread_cond_destroy(&w->mbox_cond);
+    }
     if (w->epfd >= 0) close(w->epfd);
     free(w->listeners);
     free(w->batch);
     free(w->pbatch);
+    free(w->train);
 }
 
 /* Everything the workers share, built from the configuration. 0, or -1 after logging. */
@@ -269,11 +273,22 @@ struct relay *relay_open(const struct tern_config *cfg)
     struct relay *r = calloc(1, sizeof(*r));
     if (!r) return NULL;
     r->cfg = cfg;
+    r->record_fd = -1;
+    pthread_mutex_init(&r->query_lock, NULL);
     r->workers = calloc(n, sizeof(*r->workers));
     if (!r->workers || shared_init(r)) {
         tlog(CFG_LOG_ERROR, "startup_failed", LF_S("step", "shared state"));
         relay_close(r, NULL, NULL);
         return NULL;
+    }
+    if (cfg->qos_record_file) {
+        r->record_fd = open(cfg->qos_record_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (r->record_fd < 0) {
+            tlog(CFG_LOG_ERROR, "startup_failed", LF_S("step", "qos.record_file"),
+                 LF_S("file", cfg->qos_record_file), LF_S("error", strerror(errno)));
+            relay_close(r, NULL, NULL);
+            return NULL;
+        }
     }
     for (size_t j = 0; j < cfg->nlisten && !r->tls; j++) {
         if (cfg->listen[j].transport != CFG_TLS) continue;
@@ -291,17 +306,27 @@ struct relay *relay_open(const struct tern_config *cfg)
         w->shared = &r->shared;
         w->epfd = epoll_create1(EPOLL_CLOEXEC);
         w->stop = (struct ep_handler){.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), .fn = on_stop};
+        w->mbox = (struct ep_handler){.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), .fn = worker_mbox};
+        w->mbox_ready = pthread_mutex_init(&w->mbox_lock, NULL) == 0;
+        if (w->mbox_ready && pthread_cond_init(&w->mbox_cond, NULL)) {
+            pthread_mutex_destroy(&w->mbox_lock);
+            w->mbox_ready = false;
+        }
+        w->qos_on = cfg->qos_enabled;
+        w->record_fd = r->record_fd;
+        w->now_ns = realtime_ns();
         w->listeners = calloc(cfg->nlisten, sizeof(*w->listeners));
         if (w->listeners)
             for (size_t j = 0; j < cfg->nlisten; j++) w->listeners[j].h.fd = -1;
         w->batch = udp_batch_new();
         w->pbatch = peer_batch_new();
+        w->train = fwd_train_new();
         struct srv_io io = peer_io_template;
         io.ctx = w;
         w->now_ms = monotonic_ms();
         /* Allocation ids carry the worker number in the top bits: unique relay-wide. */
-        if (w->epfd < 0 || w->stop.fd < 0 || !w->listeners || !w->batch || !w->pbatch ||
-            epoll_add(w, &w->stop) || srv_init(&w->srv, &r->opt, &io, (uint64_t)(i + 1) << 48)) {
+        if (w->epfd < 0 || w->stop.fd < 0 || w->mbox.fd < 0 || !w->mbox_ready || !w->listeners ||
+            !w->batch || !w->pbatch || !w->train || epoll_add(w, &w->stop) || epoll_add(w, &w->mbox) || srv_init(&w->srv, &r->opt, &io, (uint64_t)(i + 1) << 48)) {
             tlog(CFG_LOG_ERROR, "worker_failed", LF_U("worker", i), LF_S("error", strerror(errno)));
             relay_close(r, NULL, NULL);
             return NULL;
@@ -322,6 +347,10 @@ struct relay *relay_open(const struct tern_config *cfg)
                 return NULL;
             }
             w->nlisteners = j + 1;
+            if (cfg->listen[j].transport == CFG_UDP) {
+                sock_rx_options(w, fd);
+                udp_listener_buffers(fd);
+            }
             l->transport = cfg->listen[j].transport;
             l->addr = addr;
             l->wildcard = is_wildcard(&addr);
@@ -371,7 +400,8 @@ static void *worker_main(void *arg)
         if (next != UINT64_MAX) timeout = next <= w->now_ms ? 0 : (int)(next - w->now_ms < 1000 ? next - w->now_ms : 1000);
         int n = epoll_wait(w->epfd, ev, 64, timeout);
         w->now_ms = monotonic_ms();
-        w->srv.unix_s = (uint64_t)time(NULL); /* REST usernames expire in wall-clock time */
+        w->now_ns = realtime_ns();
+        w->srv.unix_s = (uint64_t)(w->now_ns / 1000000000); /* REST usernames: wall-clock time */
         if (n < 0 && errno != EINTR) {
             tlog(CFG_LOG_ERROR, "epoll_failed", LF_U("worker", w->id), LF_S("error", strerror(errno)));
             break;
@@ -427,11 +457,14 @@ void relay_close(struct relay *r, struct srv_counters *srv, struct relay_counter
         struct worker *w = &r->workers[i];
         if (w->started) pthread_join(w->thread, NULL);
         w->now_ms = monotonic_ms();
+        w->now_ns = realtime_ns();
         worker_free(w);
         for (int k = 0; srv && k < SRV_C_COUNT; k++) srv->v[k] += w->srv.c.v[k];
         for (int k = 0; io && k < RELAY_C_COUNT; k++) io->v[k] += w->io.v[k];
     }
     shared_free(r);
+    if (r->record_fd >= 0) close(r->record_fd);
+    pthread_mutex_destroy(&r->query_lock);
     SSL_CTX_free(r->tls);
     free(r->workers);
     free(r);

@@ -20,10 +20,15 @@ tern_need_packages() {
         || { echo "error: apt-get install ${missing[*]} failed" >&2; return 1; }
 }
 
-# What building ternd needs.
+# What building ternd and its tools needs (libnice and libsrtp: ternprobe, the active
+# end-to-end check with a real ICE agent and real SRTP media).
 TERN_BUILD_PACKAGES=(gcc make cmake pkg-config libssl-dev libyaml-dev zlib1g-dev libidn-dev
-                     libsqlite3-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev)
+                     libsqlite3-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
+                     libnice-dev libglib2.0-dev libsrtp2-dev)
 # What the test suite adds: cmocka, coturn's client tools (turnutils_*), libnice (a real ICE
-# agent), clang for the ASan/UBSan build and libFuzzer, openssl for test certificates.
+# agent), clang for the ASan/UBSan build and libFuzzer, openssl for test certificates,
+# python3 with a Prometheus text parser (checks /metrics) for the QoS ground-truth tests.
 TERN_TEST_PACKAGES=(libcmocka-dev coturn libnice-dev libglib2.0-dev clang libclang-rt-14-dev
-                    openssl iproute2 procps curl python3)
+                    openssl iproute2 procps curl python3 python3-prometheus-client)
+# What the benchmark (tests/bench/run) adds: coturn as the comparator, gnuplot for the plot.
+TERN_BENCH_PACKAGES=(coturn gnuplot-nox linux-perf)

@@ -281,9 +281,9 @@ else
     expect_out "API: --token-file" '^api\.test +seed ' env -u TERN_TOKEN "$CTL" --url "$API_URL" \
         --token-file "$WORK/token" user list
     expect_fail "API: a wrong token: 401" 1 \
-        "^ternctl: $API_URL/api/v1/users: 401: unauthorized \(check --token / TERN_TOKEN\)$" \
+        "^ternctl: $API_URL/api/v1/users: 401: the token was refused \(wrong token\? it must be ternd.s ops.token\)$" \
         env TERN_TOKEN=wrong-token "$CTL" --url "$API_URL" user list
-    expect_fail "API: no token: 401" 1 '401: unauthorized' env -u TERN_TOKEN "$CTL" --url "$API_URL" user list
+    expect_fail "API: no token: 401" 1 '401: the API wants a token and none was given' env -u TERN_TOKEN "$CTL" --url "$API_URL" user list
     expect_fail "API: an unreachable URL names it" 1 '^ternctl: http://127\.0\.0\.1:1/api/v1/users: ' \
         env TERN_TOKEN=x "$CTL" --url http://127.0.0.1:1 user list
     expect_fail "API: --url not http(s)" 2 'http://' "$CTL" --url ftp://127.0.0.1 user list

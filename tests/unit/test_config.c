@@ -101,6 +101,8 @@ static void assert_defaults(const struct tern_config *c)
     assert_int_equal(c->nonce_lifetime, 600);
     assert_ip(&c->ops_listen, "127.0.0.1", 9641);
     assert_null(c->ops_token);
+    assert_true(c->qos_enabled);
+    assert_null(c->qos_record_file);
     assert_int_equal(c->log_level, CFG_LOG_INFO);
     assert_int_equal(c->log_format, CFG_LOG_TEXT);
 }
@@ -141,7 +143,7 @@ static void null_sections_take_defaults(void **state)
     char *msgs;
 
     (void)state;
-    assert_int_equal(parse(&c, "server:\ntls:\nrelay:\nallocation:\npeers:\nauth:\nops:\nlog:\n",
+    assert_int_equal(parse(&c, "server:\ntls:\nrelay:\nallocation:\npeers:\nauth:\nqos:\nops:\nlog:\n",
                            &msgs), 0);
     assert_string_equal(msgs, "");
     assert_defaults(&c);
@@ -606,6 +608,26 @@ static void nullable_keys(void **state)
     free(msgs);
 }
 
+/* qos: the tap switch and the quality record file. */
+static void qos_section(void **state)
+{
+    struct tern_config c;
+    char *msgs;
+
+    (void)state;
+    assert_int_equal(parse(&c, "qos: { enabled: false, record_file: /var/log/tern/calls.jsonl }\n", &msgs), 0);
+    assert_string_equal(msgs, "");
+    assert_false(c.qos_enabled);
+    assert_string_equal(c.qos_record_file, "/var/log/tern/calls.jsonl");
+    cfg_free(&c);
+    free(msgs);
+    assert_int_equal(parse(&c, "qos:\n  enabled: maybe\n  record_file: \"\"\n  interval: 5\n", &msgs), -1);
+    assert_non_null(strstr(msgs, "qos.enabled"));
+    assert_non_null(strstr(msgs, "qos.record_file"));
+    assert_non_null(strstr(msgs, "qos.interval: unknown key"));
+    free(msgs);
+}
+
 static void ipv6_listen_address(void **state)
 {
     static const char yaml[] = "listen:\n"
@@ -811,6 +833,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(cidr_duplicates_after_masking),
         cmocka_unit_test(ops_listen_forms),
         cmocka_unit_test(nullable_keys),
+        cmocka_unit_test(qos_section),
         cmocka_unit_test(ipv6_listen_address),
         cmocka_unit_test(listen_port_zero_not_duplicate),
         cmocka_unit_test(tls_requires_certificate_and_key),

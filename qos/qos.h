@@ -1,0 +1,197 @@
+/* qos.h: per-flow quality measurement of relayed traffic (the "QoS tap"), after
+ * ../shared/QOS.md. Pure: the relay hands in each forwarded payload (TURN framing removed),
+ * the leg it came from, the peer it belongs to and its kernel receive time; statistics come
+ * out as JSON (jansson) and as Prometheus text. No I/O, no clock, no allocation per packet
+ * (a flow's state is allocated when its first packet arrives, an RTP stream's when its SSRC
+ * is first seen; both are bounded per allocation).
+ *
+ * Vocabulary
+ *   leg        the ingress leg of a packet: QOS_LEG_CLIENT (it came from the TURN client) or
+ *              QOS_LEG_PEER (from a peer). Loss and jitter belong to the leg packets came FROM;
+ *              RTT of a leg is the round trip relay<->that endpoint.
+ *   flow       one peer transport address of one allocation; it has two directions,
+ *              "from_client" (ingress leg client) and "from_peer" (ingress leg peer).
+ *   interval   QOS_INTERVAL_NS windows aligned to the allocation's start; interval values
+ *              (loss fraction, jitter observations, histograms) are taken when a window ends,
+ *              lazily, on the first packet or qos_alloc_tick() after it.
+ *   time       CLOCK_REALTIME nanoseconds (what SO_TIMESTAMPNS gives), always an argument.
+ */
+#ifndef TERN_QOS_H
+#define TERN_QOS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stun.h"
+
+#define QOS_INTERVAL_NS     (5 * 1000000000LL) /* reporting interval */
+#define QOS_MAX_FLOWS       16  /* peers measured per allocation; more are counted in "other_flows" */
+#define QOS_MAX_STREAMS     8   /* RTP SSRCs per flow direction; least recently seen is replaced */
+#define QOS_MAX_PENDING     16  /* outstanding relayed STUN transactions per flow */
+#define QOS_STUN_TIMEOUT_NS (10 * 1000000000LL) /* a relayed request unanswered this long */
+#define QOS_PROBATION       4   /* consecutive sequence numbers that make an SSRC a stream */
+#define QOS_STALL_NS        (250 * 1000000LL)   /* a gap this long in a steady flow is a stall */
+
+enum qos_leg { QOS_LEG_CLIENT = 0, QOS_LEG_PEER = 1, QOS_LEG_COUNT };
+
+/* First-byte demultiplexing (RFC 7983 section 7, RFC 9443) plus RFC 5761 for RTCP. */
+enum qos_class {
+    QOS_CLASS_STUN,
+    QOS_CLASS_DTLS,
+    QOS_CLASS_RTP,
+    QOS_CLASS_RTCP,
+    QOS_CLASS_QUIC,
+    QOS_CLASS_OTHER,
+    QOS_CLASS_COUNT
+};
+extern const char *const qos_class_names[QOS_CLASS_COUNT]; /* "stun", "dtls", "rtp", ... */
+extern const char *const qos_leg_names[QOS_LEG_COUNT];     /* "client", "peer" */
+
+/* Media kind of an RTP stream, from its payload type and shape (QOS.md 2.6). */
+enum qos_kind { QOS_KIND_AUDIO, QOS_KIND_VIDEO, QOS_KIND_UNKNOWN, QOS_KIND_COUNT };
+extern const char *const qos_kind_names[QOS_KIND_COUNT]; /* "audio", "video", "unknown" */
+
+/* Classify a payload by its first bytes (no state). Anything that fails the checks of
+ * QOS.md 2.2/2.3 (STUN: cookie and length; RTP/RTCP: version 2) is QOS_CLASS_OTHER. */
+enum qos_class qos_classify(const uint8_t *p, size_t len);
+
+/* ---- Per-worker aggregates: everything /metrics exports about QoS ----
+ * Plain counters and fixed-bucket histograms, written only by the worker that owns them;
+ * the relay sums the workers' copies (qos_metrics_add) when it is scraped. No label carries
+ * an allocation, user, address or SSRC: cardinality is fixed by the enums above. */
+
+#define QOS_RTT_BUCKETS       17 /* 0.5 ms .. 3 s (see qos_rtt_bounds) */
+#define QOS_JITTER_BUCKETS    11 /* 0.5 ms .. 0.5 s */
+#define QOS_LOSS_BUCKETS      11 /* 0 .. 1 */
+#define QOS_RESIDENCE_BUCKETS 12 /* 5 us .. 10 ms */
+
+struct qos_hist_rtt {
+    uint64_t b[QOS_RTT_BUCKETS + 1]; /* non-cumulative counts; the last is +Inf */
+    uint64_t count;
+    double sum;
+};
+struct qos_hist_jitter {
+    uint64_t b[QOS_JITTER_BUCKETS + 1];
+    uint64_t count;
+    double sum;
+};
+struct qos_hist_loss {
+    uint64_t b[QOS_LOSS_BUCKETS + 1];
+    uint64_t count;
+    double sum;
+};
+struct qos_hist_residence {
+    uint64_t b[QOS_RESIDENCE_BUCKETS + 1];
+    uint64_t count;
+    double sum;
+};
+extern const double qos_rtt_bounds[QOS_RTT_BUCKETS];
+extern const double qos_jitter_bounds[QOS_JITTER_BUCKETS];
+extern const double qos_loss_bounds[QOS_LOSS_BUCKETS];
+extern const double qos_residence_bounds[QOS_RESIDENCE_BUCKETS];
+
+enum qos_stun_outcome { QOS_STUN_ANSWERED, QOS_STUN_UNANSWERED, QOS_STUN_AMBIGUOUS, QOS_STUN_OUTCOME_COUNT };
+enum qos_feedback { QOS_FB_NACK, QOS_FB_PLI, QOS_FB_FIR, QOS_FB_TWCC, QOS_FB_REMB, QOS_FB_OTHER, QOS_FB_COUNT };
+
+struct qos_metrics {
+    uint64_t packets[QOS_LEG_COUNT][QOS_CLASS_COUNT]; /* ingress packets by class */
+    uint64_t bytes[QOS_LEG_COUNT][QOS_CLASS_COUNT];
+    /* RTP, accumulated when intervals close (and when a stream or allocation ends). */
+    uint64_t rtp_expected[QOS_LEG_COUNT][QOS_KIND_COUNT];
+    uint64_t rtp_lost[QOS_LEG_COUNT][QOS_KIND_COUNT]; /* net loss, never negative */
+    uint64_t rtp_duplicates[QOS_LEG_COUNT][QOS_KIND_COUNT];
+    uint64_t rtp_reordered[QOS_LEG_COUNT][QOS_KIND_COUNT];
+    uint64_t rtp_seq_restarts[QOS_LEG_COUNT];
+    uint64_t rtp_streams_started[QOS_LEG_COUNT][QOS_KIND_COUNT];
+    uint64_t loss_bursts[QOS_LEG_COUNT];
+    uint64_t srtcp_index_gaps[QOS_LEG_COUNT];
+    uint64_t rtcp_feedback[QOS_LEG_COUNT][QOS_FB_COUNT];
+    uint64_t stun_checks[QOS_LEG_COUNT][QOS_STUN_OUTCOME_COUNT]; /* leg: the one the RTT is of */
+    uint64_t stalls[QOS_LEG_COUNT];
+    struct qos_hist_rtt leg_rtt[QOS_LEG_COUNT]; /* each STUN-matched RTT sample */
+    struct qos_hist_rtt path_rtt;               /* client leg + peer leg, per fresh pair */
+    struct qos_hist_jitter stream_jitter[QOS_LEG_COUNT][QOS_KIND_COUNT]; /* per stream interval */
+    struct qos_hist_loss interval_loss[QOS_LEG_COUNT][QOS_KIND_COUNT];   /* per stream interval */
+    struct qos_hist_residence residence[QOS_LEG_COUNT]; /* kernel RX -> handed to send, by ingress leg */
+};
+
+/* dst += src (counters and histograms). */
+void qos_metrics_add(struct qos_metrics *dst, const struct qos_metrics *src);
+/* One observation of the relay's own residence time for a packet from leg. */
+void qos_observe_residence(struct qos_metrics *m, enum qos_leg from, int64_t ns);
+/* Prometheus text exposition (format 0.0.4) of m, every family with # HELP and # TYPE, names
+ * prefixed "tern_qos_". Appends to a malloc'd string: buf, len and cap as for a growable buffer
+ * (start with NULL/0/0). 0, or -1 when out of memory. */
+int qos_metrics_prometheus(const struct qos_metrics *m, char **buf, size_t *len, size_t *cap);
+
+/* ---- Per-allocation state ---- */
+
+struct qos_alloc;
+
+/* A new, empty meter for an allocation created at now_ns. NULL when out of memory. */
+struct qos_alloc *qos_alloc_new(int64_t now_ns);
+void qos_alloc_free(struct qos_alloc *q);
+
+/* The tap: one forwarded datagram's payload (the application bytes; for ChannelData and
+ * Send/Data indications the inner data). from: its ingress leg; peer: the peer transport
+ * address of the flow (the source for QOS_LEG_PEER, the destination for QOS_LEG_CLIENT);
+ * rx_ns: its kernel receive time. Observations that complete go into m. Returns the class.
+ * O(1): at most QOS_MAX_FLOWS + QOS_MAX_STREAMS + QOS_MAX_PENDING comparisons. */
+enum qos_class qos_packet(struct qos_alloc *q, struct qos_metrics *m, enum qos_leg from,
+                          const union stun_addr *peer, const uint8_t *p, size_t len, int64_t rx_ns);
+
+/* Let time pass without packets: close intervals that ended by now_ns, count relayed STUN
+ * requests older than QOS_STUN_TIMEOUT_NS as unanswered. Call before reading a snapshot and
+ * when the allocation ends (then with final = true: the partial interval is closed too and
+ * every stream's remaining counts go into m). */
+void qos_alloc_tick(struct qos_alloc *q, struct qos_metrics *m, int64_t now_ns, bool final);
+
+/* ---- JSON views (new references; NULL when out of memory). Unknown values are JSON null,
+ * never 0; every estimate carries its sample count. Times: RFC 3339 UTC with milliseconds.
+ *
+ * qos_summary_json: the per-allocation summary used by GET /api/v1/allocations and in the
+ * end-of-call record. Per ingress leg ("client_leg", "peer_leg"; the peer leg aggregates all
+ * peers):
+ *   { "packets": N, "bytes": N,
+ *     "rtt": { "last_seconds", "min_seconds", "ewma_seconds", "p50_seconds", "p95_seconds",
+ *              "measurements": N, "unanswered": N, "ambiguous": N },          (null fields
+ *              until a sample exists; p50/p95 from a log-bucket sketch, +-6 %)
+ *     "rtp": { "streams": N, "expected": N, "received": N, "lost": N (signed, RFC 3550),
+ *              "lost_net": N, "loss_ratio": lost_net/expected | null, "duplicates": N,
+ *              "reordered": N, "jitter_seconds": max over active streams | null,
+ *              "interval_loss_ratio": worst stream's last closed interval | null },
+ *     "intervals": { "count": N, "loss_ratio_p50", "loss_ratio_p95", "loss_ratio_max",
+ *                    "jitter_p50_seconds", "jitter_p95_seconds", "jitter_max_seconds",
+ *                    "worst_at": time | null } }
+ * plus "path_rtt_seconds" (latest client-leg + latest peer-leg sample, or null),
+ * "peers": N, and "quality": { "loss_ratio": worst of the legs' loss_ratio | null,
+ * "jitter_seconds": worst | null, "rtt_seconds": path or worst leg rtt | null } for sorting.
+ *
+ * qos_detail_json: QOS.md section 10.2 for one allocation, minus what the relay adds (ids,
+ * user, addresses): { "sampled_at", "interval_seconds", "client_leg": { "rtt": {...} },
+ * "peers": [ { "peer": "ip:port", "peer_leg": { "rtt": {...} }, "path_rtt_seconds",
+ *   "directions": { "from_client": DIR, "from_peer": DIR } } ], "other_flows": N }
+ * DIR = { "packets_total", "bytes_total", "by_class": { "stun": N, ... },
+ *   "iat": { "mean_seconds", "jitter_seconds", "max_gap_seconds", "stalls_total" } (null until
+ *          two packets), "interval": { "packets", "bytes", "packets_per_second",
+ *          "bits_per_second" } (last closed interval),
+ *   "srtcp": { "packets_total", "index_gaps_total", "feedback_total": { "nack": N, ... } },
+ *   "rtp_streams": [ { "ssrc", "payload_type", "kind", "clock_rate" | null,
+ *     "clock_rate_source": "static_pt" | "inferred" | "unknown", "state": "active" | "stale",
+ *     "packets_received", "packets_received_unique", "packets_duplicated",
+ *     "packets_out_of_order", "packets_expected", "packets_lost", "packets_lost_net",
+ *     "extended_highest_seq", "seq_restarts_total", "interval_fraction_lost" | null,
+ *     "jitter_seconds" | null, "jitter_rtp_units" | null, "jitter_variant": "libwebrtc",
+ *     "jitter_max_interval_seconds" | null,
+ *     "loss_pattern": { "gilbert_p", "gilbert_r", "burst_ratio", "mean_burst_packets",
+ *                       "bursts_total" }, "first_packet_at", "last_packet_at" } ] }
+ */
+json_t *qos_summary_json(const struct qos_alloc *q);
+json_t *qos_detail_json(const struct qos_alloc *q, int64_t now_ns);
+
+/* RFC 3339 UTC with milliseconds ("2026-11-22T10:00:00.123Z") into out[32]. */
+void qos_format_time(int64_t ns, char out[32]);
+
+#endif

@@ -1,0 +1,442 @@
+/* query.c: what the ops API reads from the workers, and the end-of-allocation quality record.
+ *
+ * The HTTP thread never touches a worker's allocations: it leaves a query in the worker's
+ * mailbox and rings its eventfd; the worker answers between two epoll passes, in its own
+ * thread, and signals back. Workers are asked one after another, so a query costs each worker
+ * one short pause and the forwarding path takes no lock at all. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "net.h"
+#include "worker.h"
+
+#define QUERY_WAIT_S 3 /* a worker that has not picked a query up by then is skipped */
+
+enum query_kind { Q_LIST, Q_DETAIL, Q_CLOSE, Q_METRICS };
+
+/* What /metrics sums over the workers. */
+struct metrics_acc {
+    struct qos_metrics qm;
+    struct srv_counters srv;
+    struct relay_counters io;
+    uint64_t active[3]; /* allocations by transport (udp, tcp, tls) */
+    uint64_t flows;     /* allocations with a QoS meter */
+};
+
+struct relay_query {
+    enum query_kind kind;
+    uint64_t id;
+    json_t *out; /* Q_LIST: the array to append to; Q_DETAIL: the answer (NULL: none) */
+    int rc;      /* Q_CLOSE: 0 when closed */
+    struct metrics_acc *acc;
+    bool taken, done;
+};
+
+static const char *const transport_names[] = {"udp", "tcp", "tls"};
+
+/* ---- worker side ---- */
+
+static struct allocation *find_id(struct worker *w, uint64_t id)
+{
+    const struct alloc_table *t = &w->srv.allocs;
+    for (size_t i = 0; i < t->count; i++)
+        if (t->heap[i]->id == id) return t->heap[i];
+    return NULL;
+}
+
+/* When a was created, on the wall clock (allocations keep monotonic times). */
+static int64_t created_ns(const struct worker *w, const struct allocation *a)
+{
+    return w->now_ns - (int64_t)(w->now_ms - a->created_ms) * 1000000;
+}
+
+struct qos_alloc *worker_qos(struct worker *w, struct allocation *a)
+{
+    if (!a->qos) a->qos = qos_alloc_new(created_ns(w, a));
+    return a->qos;
+}
+
+static json_t *addr_json(const union stun_addr *a)
+{
+    char buf[ADDR_STRLEN];
+    return json_string(addr_str(a, buf));
+}
+
+static json_t *relayed_json(const struct allocation *a)
+{
+    json_t *arr = json_array();
+    for (unsigned i = 0; arr && i < a->nrelay; i++)
+        json_array_append_new(arr, addr_json(&a->relay[i].advertised));
+    return arr;
+}
+
+static json_t *time_json(int64_t ns)
+{
+    char buf[32];
+    qos_format_time(ns, buf);
+    return json_string(buf);
+}
+
+static size_t live_perms(const struct allocation *a, uint64_t now_ms)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < a->nperms; i++) n += a->perms[i].expires_ms > now_ms;
+    return n;
+}
+
+static size_t live_chans(const struct allocation *a, uint64_t now_ms)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < a->nchans; i++) n += a->chans[i].expires_ms > now_ms;
+    return n;
+}
+
+/* The fields every view of an allocation has (list entry, detail, quality record). */
+static json_t *common_json(const struct worker *w, const struct allocation *a)
+{
+    json_t *o = json_object();
+    if (!o) return NULL;
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)a->id);
+    json_object_set_new(o, "id", json_string(id));
+    json_object_set_new(o, "user", json_stringn(a->username, a->ulen));
+    json_object_set_new(o, "realm", json_string(w->cfg->realm));
+    json_object_set_new(o, "transport", json_string(transport_names[a->tuple.transport]));
+    json_object_set_new(o, "client", addr_json(&a->tuple.client));
+    json_object_set_new(o, "relayed", relayed_json(a));
+    json_object_set_new(o, "packets", json_pack("{s:I,s:I}", "from_client", (json_int_t)a->pkts_to_peer,
+                                                "from_peer", (json_int_t)a->pkts_to_client));
+    json_object_set_new(o, "bytes", json_pack("{s:I,s:I}", "from_client", (json_int_t)a->bytes_to_peer,
+                                              "from_peer", (json_int_t)a->bytes_to_client));
+    return o;
+}
+
+static json_t *entry_json(struct worker *w, struct allocation *a)
+{
+    json_t *o = common_json(w, a);
+    if (!o) return NULL;
+    json_object_set_new(o, "created_at", time_json(created_ns(w, a)));
+    json_object_set_new(o, "age_seconds", json_real((double)(w->now_ms - a->created_ms) / 1e3));
+    json_object_set_new(o, "expires_in_seconds",
+                        json_real(a->expires_ms > w->now_ms ? (double)(a->expires_ms - w->now_ms) / 1e3 : 0));
+    json_object_set_new(o, "worker", json_integer(w->id));
+    json_object_set_new(o, "permissions", json_integer((json_int_t)live_perms(a, w->now_ms)));
+    json_object_set_new(o, "channels", json_integer((json_int_t)live_chans(a, w->now_ms)));
+    json_t *qos = NULL;
+    if (w->qos_on && worker_qos(w, a)) {
+        qos_alloc_tick(a->qos, &w->qm, w->now_ns, false);
+        qos = qos_summary_json(a->qos);
+    }
+    json_t *peers = qos ? json_object_get(qos, "peers") : NULL;
+    json_object_set_new(o, "peers", peers ? json_incref(peers) : json_integer(0));
+    json_object_set_new(o, "qos", qos ? qos : json_null());
+    return o;
+}
+
+static json_t *detail_json(struct worker *w, struct allocation *a)
+{
+    json_t *o = entry_json(w, a);
+    if (!o) return NULL;
+    json_t *d = w->qos_on && a->qos ? qos_detail_json(a->qos, w->now_ns) : NULL;
+    if (!d) {
+        /* The tap is off: the detail has the addresses and no measurements. */
+        char sampled[32];
+        qos_format_time(w->now_ns, sampled);
+        d = json_pack("{s:s,s:f,s:{s:n},s:[],s:i}", "sampled_at", sampled, "interval_seconds",
+                      (double)QOS_INTERVAL_NS / 1e9, "client_leg", "rtt", "peers", "other_flows", 0);
+    }
+    json_t *cl = json_object_get(d, "client_leg");
+    if (cl) {
+        json_object_set_new(cl, "transport", json_string(transport_names[a->tuple.transport]));
+        json_object_set_new(cl, "remote", addr_json(&a->tuple.client));
+        json_object_set_new(cl, "relayed", relayed_json(a));
+    }
+    /* Each peer flow: the channel bound to it, if any. */
+    size_t i;
+    json_t *pf;
+    json_array_foreach(json_object_get(d, "peers"), i, pf) {
+        const char *ps = json_string_value(json_object_get(pf, "peer"));
+        json_t *ch = json_null();
+        for (size_t k = 0; ps && k < a->nchans; k++) {
+            char buf[ADDR_STRLEN];
+            if (a->chans[k].expires_ms > w->now_ms && strcmp(addr_str(&a->chans[k].peer, buf), ps) == 0) {
+                json_decref(ch);
+                ch = json_integer(a->chans[k].num);
+                break;
+            }
+        }
+        json_object_set_new(pf, "channel", ch);
+    }
+    json_object_update(o, d);
+    json_decref(d);
+    return o;
+}
+
+static void metrics_add(struct worker *w, struct metrics_acc *acc)
+{
+    qos_metrics_add(&acc->qm, &w->qm);
+    for (int k = 0; k < SRV_C_COUNT; k++) acc->srv.v[k] += w->srv.c.v[k];
+    for (int k = 0; k < RELAY_C_COUNT; k++) acc->io.v[k] += w->io.v[k];
+    const struct alloc_table *t = &w->srv.allocs;
+    for (size_t i = 0; i < t->count; i++) {
+        acc->active[t->heap[i]->tuple.transport]++;
+        acc->flows += t->heap[i]->qos != NULL;
+    }
+}
+
+static void run_query(struct worker *w, struct relay_query *q)
+{
+    switch (q->kind) {
+    case Q_LIST: {
+        const struct alloc_table *t = &w->srv.allocs;
+        for (size_t i = 0; i < t->count; i++) {
+            json_t *e = entry_json(w, t->heap[i]);
+            if (e) json_array_append_new(q->out, e);
+        }
+        break;
+    }
+    case Q_DETAIL: {
+        struct allocation *a = find_id(w, q->id);
+        q->out = a ? detail_json(w, a) : NULL;
+        break;
+    }
+    case Q_CLOSE: {
+        struct allocation *a = find_id(w, q->id);
+        q->rc = -1;
+        if (a) {
+            srv_delete(&w->srv, a, "closed_by_admin");
+            q->rc = 0;
+        }
+        break;
+    }
+    case Q_METRICS: metrics_add(w, q->acc); break;
+    }
+}
+
+void worker_mbox(struct worker *w, struct ep_handler *h, uint32_t events)
+{
+    (void)events;
+    uint64_t v;
+    if (read(h->fd, &v, sizeof v) < 0 && errno != EAGAIN) return;
+    pthread_mutex_lock(&w->mbox_lock);
+    struct relay_query *q = w->query;
+    if (q) q->taken = true;
+    pthread_mutex_unlock(&w->mbox_lock);
+    if (!q) return;
+    run_query(w, q);
+    pthread_mutex_lock(&w->mbox_lock);
+    q->done = true;
+    w->query = NULL;
+    pthread_cond_broadcast(&w->mbox_cond);
+    pthread_mutex_unlock(&w->mbox_lock);
+}
+
+void worker_record(struct worker *w, const struct allocation *a, const char *why)
+{
+    if (a->qos) qos_alloc_tick(a->qos, &w->qm, w->now_ns, true);
+    if (w->record_fd < 0) return;
+    json_t *o = common_json(w, a);
+    if (!o) return;
+    int64_t start = created_ns(w, a);
+    json_object_set_new(o, "type", json_string("call_quality"));
+    json_object_set_new(o, "started_at", time_json(start));
+    json_object_set_new(o, "ended_at", time_json(w->now_ns));
+    json_object_set_new(o, "duration_seconds", json_real((double)(w->now_ns - start) / 1e9));
+    json_object_set_new(o, "reason", json_string(why));
+    json_t *qos = w->qos_on && a->qos ? qos_summary_json(a->qos) : NULL;
+    json_object_set_new(o, "qos", qos ? qos : json_null());
+    char *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    json_decref(o);
+    if (!line) return;
+    size_t n = strlen(line);
+    line[n] = '\n'; /* json_dumps leaves room only for the NUL: rewrite it, write n + 1 */
+    /* One write per record on an O_APPEND file: lines from several workers never mix. */
+    if (write(w->record_fd, line, n + 1) != (ssize_t)(n + 1))
+        tlog(CFG_LOG_WARN, "record_write_failed", LF_U("allocation", a->id),
+             LF_S("error", strerror(errno)));
+    free(line);
+}
+
+/* ---- HTTP thread side ---- */
+
+/* Ask worker w and wait for its answer. false when it did not pick the query up in time. */
+static bool ask(struct worker *w, struct relay_query *q)
+{
+    q->taken = q->done = false;
+    pthread_mutex_lock(&w->mbox_lock);
+    w->query = q;
+    pthread_mutex_unlock(&w->mbox_lock);
+    uint64_t one = 1;
+    if (write(w->mbox.fd, &one, sizeof one) != sizeof one) {
+        pthread_mutex_lock(&w->mbox_lock);
+        w->query = NULL;
+        pthread_mutex_unlock(&w->mbox_lock);
+        return false;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += QUERY_WAIT_S;
+    pthread_mutex_lock(&w->mbox_lock);
+    while (!q->done) {
+        if (!q->taken && pthread_cond_timedwait(&w->mbox_cond, &w->mbox_lock, &until) == ETIMEDOUT &&
+            !q->taken) {
+            w->query = NULL; /* never picked up: withdraw it */
+            break;
+        }
+        if (q->taken && !q->done) pthread_cond_wait(&w->mbox_cond, &w->mbox_lock);
+    }
+    bool ok = q->done;
+    pthread_mutex_unlock(&w->mbox_lock);
+    if (!ok) tlog(CFG_LOG_WARN, "worker_unresponsive", LF_U("worker", w->id));
+    return ok;
+}
+
+/* The worker that owns allocation id (ids carry worker number + 1 in their top 16 bits). */
+static struct worker *owner(struct relay *r, uint64_t id)
+{
+    uint64_t k = id >> 48;
+    return k >= 1 && k <= r->nworkers ? &r->workers[k - 1] : NULL;
+}
+
+json_t *relay_allocations(struct relay *r)
+{
+    json_t *arr = json_array();
+    if (!arr) return NULL;
+    pthread_mutex_lock(&r->query_lock);
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        struct relay_query q = {.kind = Q_LIST, .out = arr};
+        ask(&r->workers[i], &q);
+    }
+    pthread_mutex_unlock(&r->query_lock);
+    return arr;
+}
+
+json_t *relay_allocation(struct relay *r, uint64_t id)
+{
+    struct worker *w = owner(r, id);
+    if (!w) return NULL;
+    struct relay_query q = {.kind = Q_DETAIL, .id = id};
+    pthread_mutex_lock(&r->query_lock);
+    ask(w, &q);
+    pthread_mutex_unlock(&r->query_lock);
+    return q.out;
+}
+
+int relay_close_allocation(struct relay *r, uint64_t id)
+{
+    struct worker *w = owner(r, id);
+    if (!w) return -1;
+    struct relay_query q = {.kind = Q_CLOSE, .id = id, .rc = -1};
+    pthread_mutex_lock(&r->query_lock);
+    ask(w, &q);
+    pthread_mutex_unlock(&r->query_lock);
+    return q.rc;
+}
+
+/* ---- /metrics ---- */
+
+struct text {
+    char *buf;
+    size_t len, cap;
+    bool oom;
+};
+
+static void put(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct text *t, const char *fmt, ...)
+{
+    if (t->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->buf ? t->buf + t->len : NULL, t->buf ? t->cap - t->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->oom = true;
+            return;
+        }
+        if (t->buf && t->len + (size_t)n < t->cap) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = t->cap ? t->cap * 2 : 16384;
+        while (cap < t->len + (size_t)n + 1) cap *= 2;
+        char *nb = realloc(t->buf, cap);
+        if (!nb) {
+            t->oom = true;
+            return;
+        }
+        t->buf = nb;
+        t->cap = cap;
+    }
+}
+
+/* Which relay-caused drops each reason label sums (every one is also its own counter). */
+static void drops(struct text *t, const struct metrics_acc *a)
+{
+    const struct {
+        const char *reason;
+        uint64_t v;
+    } d[] = {
+        {"no_permission", a->srv.v[SRV_C_drop_no_permission] + a->srv.v[SRV_C_drop_no_channel]},
+        {"peer_no_permission", a->srv.v[SRV_C_drop_peer_no_permission]},
+        {"policy", a->srv.v[SRV_C_drop_policy]},
+        {"bandwidth", a->srv.v[SRV_C_drop_bandwidth]},
+        {"send_error", a->io.v[RELAY_C_udp_send_errors] + a->io.v[RELAY_C_peer_send_errors]},
+        {"truncated", a->io.v[RELAY_C_udp_drop_truncated] + a->io.v[RELAY_C_peer_drop_truncated] +
+                          a->srv.v[SRV_C_drop_peer_too_big]},
+        {"kernel_overflow", a->io.v[RELAY_C_kernel_rx_overflow]},
+    };
+    put(t, "# HELP tern_forward_drops_total Relayed datagrams the relay did not deliver, by reason.\n"
+           "# TYPE tern_forward_drops_total counter\n");
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
+        put(t, "tern_forward_drops_total{reason=\"%s\"} %llu\n", d[i].reason,
+            (unsigned long long)d[i].v);
+}
+
+char *relay_metrics(struct relay *r, size_t *len)
+{
+    struct metrics_acc *acc = calloc(1, sizeof *acc);
+    if (!acc) return NULL;
+    pthread_mutex_lock(&r->query_lock);
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        struct relay_query q = {.kind = Q_METRICS, .acc = acc};
+        ask(&r->workers[i], &q);
+    }
+    pthread_mutex_unlock(&r->query_lock);
+
+    struct text t = {0};
+    put(&t, "# HELP tern_allocations_active Allocations alive now, by client transport.\n"
+            "# TYPE tern_allocations_active gauge\n");
+    for (int k = 0; k < 3; k++)
+        put(&t, "tern_allocations_active{transport=\"%s\"} %llu\n", transport_names[k],
+            (unsigned long long)acc->active[k]);
+    put(&t, "# HELP tern_workers Worker threads (one event loop each).\n# TYPE tern_workers gauge\n"
+            "tern_workers %u\n", r->nworkers);
+    for (int k = 0; k < SRV_C_COUNT; k++)
+        put(&t, "# HELP tern_server_%s_total %s.\n# TYPE tern_server_%s_total counter\n"
+                "tern_server_%s_total %llu\n",
+            srv_counter_names[k], srv_counter_help[k], srv_counter_names[k], srv_counter_names[k],
+            (unsigned long long)acc->srv.v[k]);
+    for (int k = 0; k < RELAY_C_COUNT; k++)
+        put(&t, "# HELP tern_relay_%s_total %s.\n# TYPE tern_relay_%s_total counter\n"
+                "tern_relay_%s_total %llu\n",
+            relay_counter_names[k], relay_counter_help[k], relay_counter_names[k],
+            relay_counter_names[k], (unsigned long long)acc->io.v[k]);
+    drops(&t, acc);
+    bool oom = t.oom;
+    if (!oom && r->cfg->qos_enabled && qos_metrics_prometheus(&acc->qm, &t.buf, &t.len, &t.cap))
+        oom = true;
+    free(acc);
+    if (oom) {
+        free(t.buf);
+        return NULL;
+    }
+    *len = t.len;
+    return t.buf;
+}
