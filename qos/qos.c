@@ -399,8 +399,14 @@ static void jitter_update(struct qos_stream *s, uint32_t ts, int64_t rx)
         if (upd) {
             int32_t dd = (int32_t)(transit - s->prev_transit[c]);
             int64_t ad = dd < 0 ? -(int64_t)dd : dd;
-            if (ad < JITTER_MAX_D)
-                s->j16[c] = (uint32_t)((int64_t)s->j16[c] + ad - ((s->j16[c] + 8) >> 4));
+            /* libwebrtc's Q4 update exactly (receive_statistics_impl.cc), so the value
+             * matches what Chrome reports: J += ((|D| << 4) - J + 8) >> 4, the shift
+             * rounding toward minus infinity. */
+            if (ad < JITTER_MAX_D) {
+                int64_t diff = (ad << 4) - (int64_t)s->j16[c] + 8;
+                int64_t step = diff >= 0 ? diff / 16 : -((-diff + 15) / 16);
+                s->j16[c] = (uint32_t)((int64_t)s->j16[c] + step);
+            }
         }
         s->prev_transit[c] = transit;
     }
