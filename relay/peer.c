@@ -15,20 +15,30 @@
 #include "net.h"
 #include "worker.h"
 
-#define PEER_BATCH  32
+#define PEER_BATCH  32    /* datagrams per recvmmsg */
+#define PEER_SLOTS  128   /* receive buffers: what is framed for UDP clients waits in them */
 #define PEER_DATA   65536 /* any UDP datagram; pages become resident only when used */
-#define PEER_BUDGET 8    /* batches per wakeup */
+#define PEER_BUDGET 8     /* batches per wakeup */
 
 /* Receive buffers keep headroom so a peer datagram becomes ChannelData or a Data indication
- * in place, without a copy. */
+ * in place, without a copy. Datagrams for UDP clients are not sent at once: they queue (in
+ * their receive buffers) until the loop pass ends or the buffers run out, and then go out
+ * together, many relay sockets' worth in one sendmmsg per listener, runs to one client as
+ * UDP GSO sends. */
 struct peer_batch {
-    struct mmsghdr rx[PEER_BATCH], tx[PEER_BATCH];
-    struct iovec riov[PEER_BATCH], tiov[PEER_BATCH];
+    struct mmsghdr rx[PEER_BATCH];
+    struct iovec riov[PEER_BATCH];
     struct sockaddr_in6 src[PEER_BATCH];
-    uint8_t tctl[PEER_BATCH][UDP_CTL_LEN];
     uint8_t rctl[PEER_BATCH][UDP_CTL_LEN];
-    int64_t rx_ns[PEER_BATCH]; /* receive time of what tx[i] carries */
-    uint8_t buf[PEER_BATCH][SRV_PEER_HEADROOM + PEER_DATA + SRV_PEER_TAILROOM + 1];
+    int used;                            /* buffers taken since the last flush */
+    int nq;                              /* queued datagrams */
+    struct iovec qiov[PEER_SLOTS];       /* framed message, inside its buffer */
+    struct srv_tuple qt[PEER_SLOTS];     /* to whom (a copy: the allocation may go first) */
+    const struct listener *ql[PEER_SLOTS];
+    int64_t qrx[PEER_SLOTS];             /* its kernel receive time */
+    struct mmsghdr tx[PEER_SLOTS];
+    uint8_t tctl[PEER_SLOTS][UDP_CTL_LEN];
+    uint8_t buf[PEER_SLOTS][SRV_PEER_HEADROOM + PEER_DATA + SRV_PEER_TAILROOM + 1];
 };
 
 struct peer_batch *peer_batch_new(void)
@@ -254,14 +264,32 @@ static struct alloc_relay *relay_of(struct allocation *a, int family)
     return NULL;
 }
 
+void peer_flush_clients(struct worker *w)
+{
+    struct peer_batch *b = w->pbatch;
+    if (b->nq) {
+        if (w->qos_on) {
+            int64_t now = realtime_ns();
+            for (int k = 0; k < b->nq; k++)
+                qos_observe_residence(&w->qm, QOS_LEG_PEER, now - b->qrx[k]);
+        }
+        udp_send_clients(w, b->ql, b->qt, b->qiov, b->nq, b->tx, b->tctl);
+    }
+    b->nq = 0;
+    b->used = 0;
+}
+
 static void peer_readable(struct worker *w, struct ep_handler *h, uint32_t events)
 {
     (void)events;
     struct relay_sock *rs = (struct relay_sock *)h;
     struct peer_batch *b = w->pbatch;
     for (int round = 0; round < PEER_BUDGET; round++) {
+        if (PEER_SLOTS - b->used < PEER_BATCH) peer_flush_clients(w);
+        int base = b->used;
         for (int i = 0; i < PEER_BATCH; i++) {
-            b->riov[i] = (struct iovec){.iov_base = b->buf[i] + SRV_PEER_HEADROOM, .iov_len = PEER_DATA};
+            b->riov[i] = (struct iovec){.iov_base = b->buf[base + i] + SRV_PEER_HEADROOM,
+                                        .iov_len = PEER_DATA};
             struct msghdr *mh = &b->rx[i].msg_hdr;
             memset(mh, 0, sizeof(*mh));
             mh->msg_name = &b->src[i];
@@ -273,10 +301,10 @@ static void peer_readable(struct worker *w, struct ep_handler *h, uint32_t event
         }
         int n = recvmmsg(h->fd, b->rx, PEER_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0) return;
+        b->used += n;
         struct allocation *a = rs->a;
         struct alloc_relay *rel = relay_of(a, rs->family);
-        struct listener *l = a->tuple.transport == SRV_UDP ? a->client_io : NULL;
-        int nout = 0;
+        const struct listener *l = a->tuple.transport == SRV_UDP ? a->client_io : NULL;
         for (int i = 0; i < n; i++) {
             size_t len = b->rx[i].msg_len;
             w->io.v[RELAY_C_peer_rx_datagrams]++;
@@ -296,7 +324,7 @@ static void peer_readable(struct worker *w, struct ep_handler *h, uint32_t event
             union stun_addr from;
             if (!addr_from_sockaddr(&from, (struct sockaddr *)&b->src[i], b->rx[i].msg_hdr.msg_namelen))
                 continue;
-            uint8_t *data = b->buf[i] + SRV_PEER_HEADROOM, *msg;
+            uint8_t *data = b->buf[base + i] + SRV_PEER_HEADROOM, *msg;
             size_t out = srv_peer_data(&w->srv, a, rel, &from, data, len, w->now_ms, &msg);
             if (!out) continue;
             a->pkts_to_client++;
@@ -304,21 +332,17 @@ static void peer_readable(struct worker *w, struct ep_handler *h, uint32_t event
             /* Framing wrote only around the payload, so it is intact for the tap. */
             if (w->qos_on) tap(w, a, QOS_LEG_PEER, &from, data, len, rx_ns);
             if (l) {
-                b->tiov[nout] = (struct iovec){.iov_base = msg, .iov_len = out};
-                b->rx_ns[nout] = rx_ns;
-                nout++;
+                int q = b->nq++;
+                b->qiov[q] = (struct iovec){.iov_base = msg, .iov_len = out};
+                b->qt[q] = a->tuple;
+                b->ql[q] = l;
+                b->qrx[q] = rx_ns;
             } else if (a->client_io) {
                 if (w->qos_on) qos_observe_residence(&w->qm, QOS_LEG_PEER, realtime_ns() - rx_ns);
                 if (!tcp_send_client(w, a->client_io, msg, out))
                     return; /* the connection closed, and with it this allocation and socket */
             }
         }
-        if (nout && w->qos_on) {
-            int64_t now = realtime_ns();
-            for (int k = 0; k < nout; k++)
-                qos_observe_residence(&w->qm, QOS_LEG_PEER, now - b->rx_ns[k]);
-        }
-        if (nout) udp_send_client(w, l, &a->tuple, b->tiov, nout, b->tx, b->tctl);
         if (n < PEER_BATCH) return;
     }
 }

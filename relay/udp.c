@@ -124,31 +124,14 @@ static void add_segment_cmsg(struct msghdr *mh, uint8_t ctl[UDP_CTL_LEN], uint16
     mh->msg_controllen += CMSG_SPACE(sizeof(seg));
 }
 
-void udp_send_client(struct worker *w, const struct listener *l, const struct srv_tuple *t,
-                     struct iovec *iov, int n, struct mmsghdr *tx, uint8_t (*ctl)[UDP_CTL_LEN])
+/* Send messages [from, to) of tx (all through one listener) and count them. */
+static void send_msgs(struct worker *w, const struct listener *l, const struct srv_tuple *const *tt,
+                      struct mmsghdr *tx, uint8_t (*ctl)[UDP_CTL_LEN], const int *segs, int from,
+                      int to)
 {
-    int nmsg = 0, segs[GSO_MAX_SEGMENTS];
-    for (int i = 0; i < n;) {
-        size_t seg = iov[i].iov_len, total = seg;
-        int k = 1;
-        if (!w->gso_off && seg <= GSO_MAX_SEGSIZE) {
-            while (i + k < n && k < GSO_MAX_SEGMENTS && total + iov[i + k].iov_len <= GSO_MAX_BYTES &&
-                   iov[i + k].iov_len <= seg) {
-                total += iov[i + k].iov_len;
-                k++;
-                if (iov[i + k - 1].iov_len < seg) break; /* a shorter one ends the run */
-            }
-        }
-        struct msghdr *mh = &tx[nmsg].msg_hdr;
-        udp_prepare(mh, l, t, &iov[i], ctl[nmsg]);
-        mh->msg_iovlen = (size_t)k;
-        if (k > 1) add_segment_cmsg(mh, ctl[nmsg], (uint16_t)seg);
-        segs[nmsg++] = k;
-        i += k;
-    }
-    int done = 0;
-    while (done < nmsg) {
-        int k = sendmmsg(l->h.fd, tx + done, (unsigned)(nmsg - done), MSG_DONTWAIT);
+    int done = from;
+    while (done < to) {
+        int k = sendmmsg(l->h.fd, tx + done, (unsigned)(to - done), MSG_DONTWAIT);
         if (k < 0) {
             if (errno == EINTR) continue;
             if (segs[done] > 1 && (errno == EINVAL || errno == EIO || errno == ENOPROTOOPT)) {
@@ -156,14 +139,10 @@ void udp_send_client(struct worker *w, const struct listener *l, const struct sr
                  * stop trying GSO on this worker. */
                 w->gso_off = true;
                 w->io.v[RELAY_C_udp_gso_fallbacks]++;
-                struct msghdr m1 = tx[done].msg_hdr;
-                m1.msg_control = NULL;
-                m1.msg_controllen = 0;
-                udp_prepare(&m1, l, t, m1.msg_iov, ctl[done]);
                 struct iovec *v = tx[done].msg_hdr.msg_iov;
                 for (int s = 0; s < segs[done]; s++) {
-                    m1.msg_iov = &v[s];
-                    m1.msg_iovlen = 1;
+                    struct msghdr m1;
+                    udp_prepare(&m1, l, tt[done], &v[s], ctl[done]);
                     if (sendmsg(l->h.fd, &m1, MSG_DONTWAIT) < 0) {
                         w->io.v[RELAY_C_udp_send_errors]++;
                         continue;
@@ -186,6 +165,47 @@ void udp_send_client(struct worker *w, const struct listener *l, const struct sr
         }
         done += k;
     }
+}
+
+void udp_send_clients(struct worker *w, const struct listener *const *l,
+                      const struct srv_tuple *t, struct iovec *iov, int n, struct mmsghdr *tx,
+                      uint8_t (*ctl)[UDP_CTL_LEN])
+{
+    if (n > UDP_SEND_MAX) {
+        udp_send_clients(w, l, t, iov, UDP_SEND_MAX, tx, ctl);
+        udp_send_clients(w, l + UDP_SEND_MAX, t + UDP_SEND_MAX, iov + UDP_SEND_MAX,
+                         n - UDP_SEND_MAX, tx, ctl);
+        return;
+    }
+    int nmsg = 0, first = 0;
+    int segs[UDP_SEND_MAX];
+    const struct srv_tuple *tt[UDP_SEND_MAX];
+    for (int i = 0; i < n;) {
+        size_t seg = iov[i].iov_len, total = seg;
+        int k = 1;
+        if (!w->gso_off && seg <= GSO_MAX_SEGSIZE) {
+            while (i + k < n && k < GSO_MAX_SEGMENTS && l[i + k] == l[i] &&
+                   tuple_equal(&t[i + k], &t[i]) && total + iov[i + k].iov_len <= GSO_MAX_BYTES &&
+                   iov[i + k].iov_len <= seg) {
+                total += iov[i + k].iov_len;
+                k++;
+                if (iov[i + k - 1].iov_len < seg) break; /* a shorter one ends the run */
+            }
+        }
+        /* Messages go out listener by listener (nearly always one). */
+        if (nmsg > first && l[i] != l[i - 1]) {
+            send_msgs(w, l[i - 1], tt, tx, ctl, segs, first, nmsg);
+            first = nmsg;
+        }
+        struct msghdr *mh = &tx[nmsg].msg_hdr;
+        udp_prepare(mh, l[i], &t[i], &iov[i], ctl[nmsg]);
+        mh->msg_iovlen = (size_t)k;
+        if (k > 1) add_segment_cmsg(mh, ctl[nmsg], (uint16_t)seg);
+        tt[nmsg] = &t[i];
+        segs[nmsg++] = k;
+        i += k;
+    }
+    if (nmsg > first) send_msgs(w, l[n - 1], tt, tx, ctl, segs, first, nmsg);
 }
 
 void udp_send_batch(struct worker *w, int fd, struct mmsghdr *tx, int n)

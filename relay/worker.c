@@ -415,6 +415,7 @@ static void *worker_main(void *arg)
             }
             if (h->fd >= 0) h->fn(w, h, ev[i].events);
         }
+        peer_flush_clients(w); /* peer datagrams queued for UDP clients in this pass */
         srv_expire(&w->srv, w->now_ms);
         if (w->cfg->strict_expiry) revalidate(w);
         tcp_expire(w);

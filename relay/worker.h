@@ -137,10 +137,13 @@ void udp_send_batch(struct worker *w, int fd, struct mmsghdr *tx, int n);
 void udp_listener_buffers(int fd);
 /* Ask for the local address of each datagram (wildcard listeners). 0 or -1. */
 int udp_listener_setup(int fd, int family);
-/* Send n datagrams (iov) to client t through listener l, coalescing runs of equal size into
- * UDP GSO sends; tx and ctl: room for n messages. Counts what went and what was lost. */
-void udp_send_client(struct worker *w, const struct listener *l, const struct srv_tuple *t,
-                     struct iovec *iov, int n, struct mmsghdr *tx, uint8_t (*ctl)[UDP_CTL_LEN]);
+/* Send n datagrams (iov[i] to client t[i] through listener l[i]): one sendmmsg per listener,
+ * runs of equal size to one client coalesced into UDP GSO sends; tx and ctl: room for n
+ * messages. Counts what went and what was lost. */
+#define UDP_SEND_MAX 128 /* datagrams per udp_send_clients call (larger calls are split) */
+void udp_send_clients(struct worker *w, const struct listener *const *l,
+                      const struct srv_tuple *t, struct iovec *iov, int n, struct mmsghdr *tx,
+                      uint8_t (*ctl)[UDP_CTL_LEN]);
 /* Fill mh to send iov to client t->client through listener l, from t->local when l is a
  * wildcard (ctl: room for the ancillary data). */
 void udp_prepare(struct msghdr *mh, const struct listener *l, const struct srv_tuple *t,
@@ -159,6 +162,8 @@ struct ssl_ctx_st *tls_context(const struct tern_config *cfg);
 /* peer.c: relay sockets and the TURN server's I/O callbacks. */
 extern const struct srv_io peer_io_template;
 struct peer_batch *peer_batch_new(void);
+/* Send the datagrams queued for UDP clients (at the end of every loop pass). */
+void peer_flush_clients(struct worker *w);
 struct fwd_train *fwd_train_new(void);
 /* Send what the train holds (before a STUN message is handled). */
 void peer_train_flush(struct worker *w);
