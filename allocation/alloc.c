@@ -86,7 +86,65 @@ void alloc_destroy(struct allocation *a)
     free(a->alloc_resp);
     free(a->perms);
     free(a->chans);
+    free(a->index);
     free(a);
+}
+
+/* ---- lookup indexes ----
+ * Open addressing with linear probing; a slot holds entry index + 1 (0: empty). At most 128
+ * entries in 256 slots. Entries are never removed one by one: any change rebuilds the index
+ * (a control-plane cost, at most 3 x 128 insertions). Among entries with the same key, the
+ * lower index sits earlier in the probe sequence, so lookups find what a scan in index order
+ * would. */
+#define INDEX_SLOTS 256
+
+struct alloc_index {
+    uint8_t perm[INDEX_SLOTS];      /* by peer IP */
+    uint8_t chan_num[INDEX_SLOTS];  /* by channel number */
+    uint8_t chan_peer[INDEX_SLOTS]; /* by peer transport address */
+};
+
+static unsigned hash_u32(uint32_t x)
+{
+    return (unsigned)((x * 0x9E3779B1u) >> 24); /* 8 bits */
+}
+
+static uint32_t ip_key(const union stun_addr *a)
+{
+    if (a->sa.sa_family == AF_INET) return a->v4.sin_addr.s_addr;
+    uint32_t w[4];
+    memcpy(w, &a->v6.sin6_addr, sizeof w);
+    return w[0] ^ w[1] * 31 ^ w[2] * 961 ^ w[3] * 29791;
+}
+
+static unsigned addr_hash(const union stun_addr *a)
+{
+    uint16_t port = a->sa.sa_family == AF_INET ? a->v4.sin_port : a->v6.sin6_port;
+    return hash_u32(ip_key(a) ^ (uint32_t)port * 0x85EBCA6Bu);
+}
+
+static void index_put(uint8_t *slots, unsigned h, unsigned entry)
+{
+    while (slots[h & (INDEX_SLOTS - 1)]) h++;
+    slots[h & (INDEX_SLOTS - 1)] = (uint8_t)(entry + 1);
+}
+
+/* Make, refresh or drop the index after perms or chans changed. */
+static void index_rebuild(struct allocation *a)
+{
+    if (a->nperms <= ALLOC_SCAN_MAX && a->nchans <= ALLOC_SCAN_MAX) {
+        free(a->index);
+        a->index = NULL;
+        return;
+    }
+    if (!a->index && !(a->index = malloc(sizeof(*a->index)))) return; /* scans still work */
+    memset(a->index, 0, sizeof(*a->index));
+    for (unsigned i = 0; i < a->nperms; i++)
+        index_put(a->index->perm, hash_u32(ip_key(&a->perms[i].ip)), i);
+    for (unsigned i = 0; i < a->nchans; i++) {
+        index_put(a->index->chan_num, hash_u32(a->chans[i].num), i);
+        index_put(a->index->chan_peer, addr_hash(&a->chans[i].peer), i);
+    }
 }
 
 /* ---- expiry heap ---- */
@@ -222,6 +280,14 @@ uint64_t alloc_next_expiry(const struct alloc_table *t)
 
 bool alloc_permitted(const struct allocation *a, const union stun_addr *peer, uint64_t now_ms)
 {
+    if (a->index) {
+        for (unsigned h = hash_u32(ip_key(peer));; h++) {
+            unsigned e = a->index->perm[h & (INDEX_SLOTS - 1)];
+            if (!e) return false;
+            const struct alloc_perm *p = &a->perms[e - 1];
+            if (p->expires_ms > now_ms && addr_ip_equal(&p->ip, peer)) return true;
+        }
+    }
     for (unsigned i = 0; i < a->nperms; i++)
         if (a->perms[i].expires_ms > now_ms && addr_ip_equal(&a->perms[i].ip, peer)) return true;
     return false;
@@ -264,6 +330,7 @@ int alloc_permit(struct allocation *a, const union stun_addr *peer, uint64_t now
     else
         a->perms[i].ip.v6.sin6_addr = peer->v6.sin6_addr;
     a->perms[i].expires_ms = now_ms + ALLOC_PERMISSION_MS;
+    index_rebuild(a);
     return 0;
 }
 
@@ -277,12 +344,21 @@ void alloc_forget_family(struct allocation *a, int family)
     for (unsigned i = 0; i < a->nchans; i++)
         if (a->chans[i].peer.sa.sa_family != family) a->chans[k++] = a->chans[i];
     a->nchans = (uint16_t)k;
+    index_rebuild(a);
 }
 
 /* ---- channels ---- */
 
 const struct alloc_chan *alloc_channel(const struct allocation *a, uint16_t num, uint64_t now_ms)
 {
+    if (a->index) {
+        for (unsigned h = hash_u32(num);; h++) {
+            unsigned e = a->index->chan_num[h & (INDEX_SLOTS - 1)];
+            if (!e) return NULL;
+            const struct alloc_chan *c = &a->chans[e - 1];
+            if (c->num == num) return c->expires_ms > now_ms ? c : NULL;
+        }
+    }
     for (unsigned i = 0; i < a->nchans; i++)
         if (a->chans[i].num == num) return a->chans[i].expires_ms > now_ms ? &a->chans[i] : NULL;
     return NULL;
@@ -291,6 +367,14 @@ const struct alloc_chan *alloc_channel(const struct allocation *a, uint16_t num,
 const struct alloc_chan *alloc_channel_of(const struct allocation *a, const union stun_addr *peer,
                                           uint64_t now_ms)
 {
+    if (a->index) {
+        for (unsigned h = addr_hash(peer);; h++) {
+            unsigned e = a->index->chan_peer[h & (INDEX_SLOTS - 1)];
+            if (!e) return NULL;
+            const struct alloc_chan *c = &a->chans[e - 1];
+            if (c->expires_ms > now_ms && addr_equal(&c->peer, peer)) return c;
+        }
+    }
     for (unsigned i = 0; i < a->nchans; i++)
         if (a->chans[i].expires_ms > now_ms && addr_equal(&a->chans[i].peer, peer))
             return &a->chans[i];
@@ -328,6 +412,7 @@ enum alloc_bind_result alloc_bind(struct allocation *a, uint16_t num, const unio
         }
         a->chans[mine].num = num;
         a->chans[mine].peer = *peer;
+        index_rebuild(a);
     }
     a->chans[mine].expires_ms = now_ms + ALLOC_CHANNEL_MS;
     return ALLOC_BIND_OK;

@@ -15,6 +15,7 @@
 #define ALLOC_CHANNEL_HOLD_MS (300 * 1000) /* after expiry, number and peer stay reserved */
 #define ALLOC_MAX_PERMISSIONS 128        /* per allocation; beyond: 508 */
 #define ALLOC_MAX_CHANNELS    128        /* per allocation; beyond: 508 */
+#define ALLOC_SCAN_MAX        8          /* up to this many, lookups scan; beyond, hash */
 
 enum srv_transport { SRV_UDP, SRV_TCP, SRV_TLS };
 
@@ -89,6 +90,9 @@ struct allocation {
     uint16_t nperms, capperms;
     struct alloc_chan *chans;
     uint16_t nchans, capchans;
+    /* Hash indexes over perms and chans, made once either holds more than ALLOC_SCAN_MAX
+     * entries (a short array is scanned): every per-packet lookup is O(1). */
+    struct alloc_index *index;
     /* The user's bandwidth limit, applied to each direction separately. */
     struct alloc_bucket bw_to_peer, bw_to_client;
     /* Traffic: "to_peer" came from the client and went to peers, "to_client" the reverse. */

@@ -233,6 +233,8 @@ void udp_readable(struct worker *w, struct ep_handler *h, uint32_t events)
     (void)events;
     struct listener *l = (struct listener *)h;
     struct udp_batch *b = w->batch;
+    /* Peer datagrams queued for clients go first: a client batch may take a while. */
+    peer_flush_clients(w);
 
     for (int round = 0; round < UDP_BUDGET; round++) {
         for (int i = 0; i < UDP_BATCH; i++) {
