@@ -25,7 +25,46 @@ struct snapshot {
     size_t nsecrets, capsecrets;
     size_t disabled; /* for the log */
     bool oom;        /* a walk stopped early: never install a partial copy */
+    /* Open-addressing indexes (slot: user index + 1, 0 empty) by name and by USERHASH, so a
+     * lookup costs the same with ten users or a million. */
+    uint32_t *by_name, *by_hash;
+    size_t nslots; /* power of two, at least twice nusers */
 };
+
+static uint64_t name_hash(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static uint64_t userhash_hash(const uint8_t *p)
+{
+    uint64_t h; /* the USERHASH is a SHA-256 already: its first bytes are a hash */
+    memcpy(&h, p, sizeof h);
+    return h;
+}
+
+/* Build the indexes; false when out of memory. */
+static bool index_users(struct snapshot *s)
+{
+    size_t n = 16;
+    while (n < 2 * s->nusers) n *= 2;
+    s->by_name = calloc(n, sizeof(*s->by_name));
+    s->by_hash = calloc(n, sizeof(*s->by_hash));
+    if (!s->by_name || !s->by_hash) return false;
+    s->nslots = n;
+    for (size_t i = 0; i < s->nusers; i++) {
+        const struct auth_user *e = &s->users[i];
+        size_t k = name_hash((const uint8_t *)e->name, e->namelen) & (n - 1);
+        while (s->by_name[k]) k = (k + 1) & (n - 1);
+        s->by_name[k] = (uint32_t)(i + 1);
+        k = userhash_hash(e->userhash) & (n - 1);
+        while (s->by_hash[k]) k = (k + 1) & (n - 1);
+        s->by_hash[k] = (uint32_t)(i + 1);
+    }
+    return true;
+}
 
 struct credcache {
     const struct auth_users *statics;
@@ -49,6 +88,8 @@ static void snapshot_free(struct snapshot *s)
     if (s->secrets) OPENSSL_cleanse(s->secrets, s->capsecrets * sizeof(*s->secrets));
     free(s->users);
     free(s->secrets);
+    free(s->by_name);
+    free(s->by_hash);
     free(s);
 }
 
@@ -104,7 +145,8 @@ static struct snapshot *load(struct credcache *c, char err[STORE_ERR_LEN])
     struct snapshot *s = calloc(1, sizeof(*s));
     if (!s) return NULL;
     if (store_user_each(c->db, c->realm, add_user, s, err) != STORE_OK || s->oom ||
-        store_secret_each(c->db, add_secret, s, err) != STORE_OK || s->oom) {
+        store_secret_each(c->db, add_secret, s, err) != STORE_OK || s->oom ||
+        (!index_users(s) && (s->oom = true))) {
         if (s->oom) snprintf(err, STORE_ERR_LEN, "%s: out of memory reading it", c->path);
         snapshot_free(s);
         return NULL;
@@ -214,13 +256,18 @@ static int lookup(void *ctx, const uint8_t *name, size_t len, bool userhash, str
     int rc = -1;
     pthread_rwlock_rdlock(&c->lock);
     const struct snapshot *s = c->cur;
-    for (size_t i = 0; s && i < s->nusers && rc; i++) {
-        const struct auth_user *e = &s->users[i];
-        bool hit = userhash ? len == STUN_USERHASH_LEN && CRYPTO_memcmp(e->userhash, name, len) == 0
-                            : len == e->namelen && memcmp(e->name, name, len) == 0;
-        if (hit) {
-            *out = *e;
-            rc = 0;
+    if (s && s->nslots && (!userhash || len == STUN_USERHASH_LEN)) {
+        const uint32_t *slots = userhash ? s->by_hash : s->by_name;
+        size_t k = (userhash ? userhash_hash(name) : name_hash(name, len)) & (s->nslots - 1);
+        for (; slots[k]; k = (k + 1) & (s->nslots - 1)) {
+            const struct auth_user *e = &s->users[slots[k] - 1];
+            bool hit = userhash ? CRYPTO_memcmp(e->userhash, name, len) == 0
+                                : len == e->namelen && memcmp(e->name, name, len) == 0;
+            if (hit) {
+                *out = *e;
+                rc = 0;
+                break;
+            }
         }
     }
     pthread_rwlock_unlock(&c->lock);
