@@ -31,5 +31,6 @@ TERN_BUILD_PACKAGES=(gcc make cmake pkg-config libssl-dev libyaml-dev zlib1g-dev
 # aiortc (a real WebRTC stack whose getStats the relay's numbers are compared with).
 TERN_TEST_PACKAGES=(libcmocka-dev coturn libnice-dev libglib2.0-dev clang libclang-rt-14-dev
                     openssl iproute2 procps curl python3 python3-prometheus-client python3-aiortc)
-# What the benchmark (tests/bench/run) adds: coturn as the comparator, gnuplot for the plot.
-TERN_BENCH_PACKAGES=(coturn gnuplot-nox linux-perf)
+# What the benchmark (tests/bench/run) adds: coturn as the comparator, gnuplot for the plot,
+# perf for the profile, liburing for the io_uring probe.
+TERN_BENCH_PACKAGES=(coturn gnuplot-nox linux-perf liburing-dev)
