@@ -117,6 +117,23 @@ static json_t *common_json(const struct worker *w, const struct allocation *a)
     return o;
 }
 
+/* a's QoS summary (its meter ticked to now first); null JSON when the tap is off. An
+ * allocation that has relayed nothing yet gets an empty summary without being given a meter
+ * (listing 50k idle allocations must not cost 50k meters). */
+static json_t *summary_json(struct worker *w, const struct allocation *a)
+{
+    json_t *qos = NULL;
+    if (!w->qos_on) return NULL;
+    if (a->qos) {
+        qos_alloc_tick(a->qos, &w->qm, w->now_ns, false);
+        return qos_summary_json(a->qos);
+    }
+    struct qos_alloc *empty = qos_alloc_new(created_ns(w, a));
+    if (empty) qos = qos_summary_json(empty);
+    qos_alloc_free(empty);
+    return qos;
+}
+
 static json_t *entry_json(struct worker *w, struct allocation *a)
 {
     json_t *o = common_json(w, a);
@@ -128,11 +145,7 @@ static json_t *entry_json(struct worker *w, struct allocation *a)
     json_object_set_new(o, "worker", json_integer(w->id));
     json_object_set_new(o, "permissions", json_integer((json_int_t)live_perms(a, w->now_ms)));
     json_object_set_new(o, "channels", json_integer((json_int_t)live_chans(a, w->now_ms)));
-    json_t *qos = NULL;
-    if (w->qos_on && worker_qos(w, a)) {
-        qos_alloc_tick(a->qos, &w->qm, w->now_ns, false);
-        qos = qos_summary_json(a->qos);
-    }
+    json_t *qos = summary_json(w, a);
     json_t *peers = qos ? json_object_get(qos, "peers") : NULL;
     json_object_set_new(o, "peers", peers ? json_incref(peers) : json_integer(0));
     json_object_set_new(o, "qos", qos ? qos : json_null());
@@ -249,7 +262,7 @@ void worker_record(struct worker *w, const struct allocation *a, const char *why
     json_object_set_new(o, "ended_at", time_json(w->now_ns));
     json_object_set_new(o, "duration_seconds", json_real((double)(w->now_ns - start) / 1e9));
     json_object_set_new(o, "reason", json_string(why));
-    json_t *qos = w->qos_on && a->qos ? qos_summary_json(a->qos) : NULL;
+    json_t *qos = summary_json(w, a); /* (its final tick happened above) */
     json_object_set_new(o, "qos", qos ? qos : json_null());
     char *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9));
     json_decref(o);
