@@ -1105,17 +1105,25 @@ static int cmd_user_change(struct ctl *c, int argc, char **argv, enum user_chang
     return 0;
 }
 
-static int cmd_user_list(struct ctl *c, int argc, char **argv)
+/* The options of a "list" command: only --json. -1 when they parsed, else the exit status. */
+static int list_options(const char *cmd, int argc, char **argv, bool *json)
 {
     static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
-    bool json = false;
     int opt;
     optind = 0;
     while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        if (opt == 'j') json = true;
-        else return bad_option("user list", argv, opt);
+        if (opt == 'j') *json = true;
+        else return bad_option(cmd, argv, opt);
     }
-    if (optind != argc) return usage_error("user list: unexpected argument '%s'", argv[optind]);
+    if (optind != argc) return usage_error("%s: unexpected argument '%s'", cmd, argv[optind]);
+    return -1;
+}
+
+static int cmd_user_list(struct ctl *c, int argc, char **argv)
+{
+    bool json = false;
+    int rc0 = list_options("user list", argc, argv, &json);
+    if (rc0 >= 0) return rc0;
 
     struct user_rows rows = {0};
     int rc = 0;
@@ -1368,15 +1376,9 @@ static int api_secrets(const struct ctl *c, struct secret_rows *rows)
 
 static int cmd_secret_list(struct ctl *c, int argc, char **argv)
 {
-    static const struct option opts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
     bool json = false;
-    int opt;
-    optind = 0;
-    while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        if (opt == 'j') json = true;
-        else return bad_option("secret list", argv, opt);
-    }
-    if (optind != argc) return usage_error("secret list: unexpected argument '%s'", argv[optind]);
+    int rc0 = list_options("secret list", argc, argv, &json);
+    if (rc0 >= 0) return rc0;
 
     struct secret_rows rows = {0};
     int rc = 0;
