@@ -28,6 +28,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "benchutil.h"
+
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
@@ -44,22 +46,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop = 1;
-}
-
-static int parse_hostport(const char *s, struct sockaddr_in *out)
-{
-    char host[64];
-    const char *colon = strrchr(s, ':');
-    if (!colon || (size_t)(colon - s) >= sizeof host) return -1;
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = 0;
-    char *end;
-    unsigned long port = strtoul(colon + 1, &end, 10);
-    if (*end || port > 65535) return -1;
-    memset(out, 0, sizeof *out);
-    out->sin_family = AF_INET;
-    out->sin_port = htons((uint16_t)port);
-    return inet_pton(AF_INET, host, &out->sin_addr) == 1 ? 0 : -1;
 }
 
 static int udp_socket(const struct sockaddr_in *bind_to)

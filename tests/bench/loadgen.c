@@ -41,6 +41,7 @@
 #include <openssl/evp.h>
 
 #include "stun.h"
+#include "benchutil.h"
 
 /* Payload layout (at least PAYLOAD_MIN bytes): [0,8) tern-fwd return tag, [8,12) client number,
  * [12,16) sequence, [16,24) send time in ns (CLOCK_MONOTONIC), the rest filler. */
@@ -261,22 +262,6 @@ static double hist_pct_us(const struct hist *h, double q)
 }
 
 /* ---- sockets ---- */
-
-static int parse_hostport(const char *s, struct sockaddr_in *out)
-{
-    char host[64];
-    const char *colon = strrchr(s, ':');
-    if (!colon || (size_t)(colon - s) >= sizeof host) return -1;
-    memcpy(host, s, (size_t)(colon - s));
-    host[colon - s] = 0;
-    char *end;
-    unsigned long port = strtoul(colon + 1, &end, 10);
-    if (*end || port > 65535) return -1;
-    memset(out, 0, sizeof *out);
-    out->sin_family = AF_INET;
-    out->sin_port = htons((uint16_t)port);
-    return inet_pton(AF_INET, host, &out->sin_addr) == 1 ? 0 : -1;
-}
 
 static void bufsize(int fd, int bytes)
 {
