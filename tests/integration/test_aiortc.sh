@@ -240,8 +240,12 @@ if live:
 # one Python event loop shared with SRTP and the VP8 encoder (GIL): a stall lands whole in a
 # sample (seen: 5.4 ms against a 1.2 ms path under ASan). Its lowest sample is the one least
 # disturbed, so it is held to QOS.md 9.4's bound (2 ms + the relay's sojourn: 3 ms on
-# loopback); its median, over only 2-3 checks in 10 s, to 10 ms.
-RTT_MIN_ABS, RTT_MED_ABS = 0.003, 0.010
+# loopback); its median, over only 2-3 checks in 10 s, to 10 ms. The relay's path also holds
+# BOTH endpoints' time to answer a check (client leg: A's, peer leg: B's) where aiortc's own
+# RTT holds only the far end's, and both answer from that same event loop: each bound gets
+# twice the loop's median lateness on top (measured above; ~0.1 ms idle, ~1 ms under ASan).
+RTT_MIN_ABS = 0.003 + 2 * (lag.get("p50") or 0.0)
+RTT_MED_ABS = 0.010 + 2 * (lag.get("p50") or 0.0)
 print("\nRTT ms   | aiortc: current  median     min (n) | relay: client leg p50 + peer leg p50 = path")
 for n in peers:
     cp = peers[n]["candidate_pair"]
@@ -258,11 +262,11 @@ for n in peers:
         ms(cl["p50_seconds"]), cl["measurements"], ms(pl["p50_seconds"]), pl["measurements"],
         ms(path)))
     check(low is not None and path is not None and abs(low - path) <= RTT_MIN_ABS,
-          "%s: lowest ICE RTT %s ms vs relay path RTT %s ms: |diff| <= 3 ms"
-          % (n, ms(low).strip(), ms(path).strip()))
+          "%s: lowest ICE RTT %s ms vs relay path RTT %s ms: |diff| <= %.2f ms"
+          % (n, ms(low).strip(), ms(path).strip(), RTT_MIN_ABS * 1e3))
     check(med is not None and path is not None and abs(med - path) <= RTT_MED_ABS,
-          "%s: median ICE RTT %s ms vs relay path RTT %s ms: |diff| <= 10 ms"
-          % (n, ms(med).strip(), ms(path).strip()))
+          "%s: median ICE RTT %s ms vs relay path RTT %s ms: |diff| <= %.2f ms"
+          % (n, ms(med).strip(), ms(path).strip(), RTT_MED_ABS * 1e3))
 sys.exit(1 if fails else 0)
 PY
 sed 's/^/    /' "$WORK/cmp.out"
