@@ -1,4 +1,5 @@
-/* alloc.c: the allocation table (hash on the 5-tuple, min-heap on expiry), permissions, channels. */
+/* alloc.c: the allocation table (hash on the 5-tuple, min-heap on expiry), permissions, channels.
+ */
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,7 +32,8 @@ bool tuple_equal(const struct srv_tuple *a, const struct srv_tuple *b)
 static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
 {
     const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
     return h;
 }
 
@@ -125,7 +127,8 @@ static unsigned addr_hash(const union stun_addr *a)
 
 static void index_put(uint8_t *slots, unsigned h, unsigned entry)
 {
-    while (slots[h & (INDEX_SLOTS - 1)]) h++;
+    while (slots[h & (INDEX_SLOTS - 1)])
+        h++;
     slots[h & (INDEX_SLOTS - 1)] = (uint8_t)(entry + 1);
 }
 
@@ -233,7 +236,8 @@ int alloc_insert(struct alloc_table *t, struct allocation *a)
 void alloc_remove(struct alloc_table *t, struct allocation *a)
 {
     struct allocation **pp = &t->buckets[bucket(t, &a->tuple)];
-    while (*pp && *pp != a) pp = &(*pp)->hnext;
+    while (*pp && *pp != a)
+        pp = &(*pp)->hnext;
     if (!*pp) return;
     *pp = a->hnext;
     size_t i = a->heap_idx;

@@ -10,12 +10,12 @@
 
 #include "stun.h"
 
-#define ALLOC_PERMISSION_MS  (300 * 1000) /* RFC 8656 9: permissions last 5 minutes */
-#define ALLOC_CHANNEL_MS     (600 * 1000) /* RFC 8656 12: channel bindings last 10 minutes */
+#define ALLOC_PERMISSION_MS   (300 * 1000) /* RFC 8656 9: permissions last 5 minutes */
+#define ALLOC_CHANNEL_MS      (600 * 1000) /* RFC 8656 12: channel bindings last 10 minutes */
 #define ALLOC_CHANNEL_HOLD_MS (300 * 1000) /* after expiry, number and peer stay reserved */
-#define ALLOC_MAX_PERMISSIONS 128        /* per allocation; beyond: 508 */
-#define ALLOC_MAX_CHANNELS    128        /* per allocation; beyond: 508 */
-#define ALLOC_SCAN_MAX        8          /* up to this many, lookups scan; beyond, hash */
+#define ALLOC_MAX_PERMISSIONS 128          /* per allocation; beyond: 508 */
+#define ALLOC_MAX_CHANNELS    128          /* per allocation; beyond: 508 */
+#define ALLOC_SCAN_MAX        8            /* up to this many, lookups scan; beyond, hash */
 
 enum srv_transport { SRV_UDP, SRV_TCP, SRV_TLS };
 

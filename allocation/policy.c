@@ -74,25 +74,25 @@ struct v4_range {
     enum policy_verdict why;
 };
 static const struct v4_range v4_special[] = {
-    {0x00000000, 8, POLICY_UNSPECIFIED},   /* 0.0.0.0/8 "this network" */
-    {0x0A000000, 8, POLICY_PRIVATE},       /* 10.0.0.0/8 */
-    {0x64400000, 10, POLICY_SHARED},       /* 100.64.0.0/10 CGNAT */
-    {0x7F000000, 8, POLICY_LOOPBACK},      /* 127.0.0.0/8 */
-    {0xA9FE0000, 16, POLICY_LINK_LOCAL},   /* 169.254.0.0/16 */
-    {0xAC100000, 12, POLICY_PRIVATE},      /* 172.16.0.0/12 */
-    {0xC0000000, 24, POLICY_SPECIAL},      /* 192.0.0.0/24 IETF protocol assignments */
+    {0x00000000, 8, POLICY_UNSPECIFIED},    /* 0.0.0.0/8 "this network" */
+    {0x0A000000, 8, POLICY_PRIVATE},        /* 10.0.0.0/8 */
+    {0x64400000, 10, POLICY_SHARED},        /* 100.64.0.0/10 CGNAT */
+    {0x7F000000, 8, POLICY_LOOPBACK},       /* 127.0.0.0/8 */
+    {0xA9FE0000, 16, POLICY_LINK_LOCAL},    /* 169.254.0.0/16 */
+    {0xAC100000, 12, POLICY_PRIVATE},       /* 172.16.0.0/12 */
+    {0xC0000000, 24, POLICY_SPECIAL},       /* 192.0.0.0/24 IETF protocol assignments */
     {0xC0000200, 24, POLICY_DOCUMENTATION}, /* 192.0.2.0/24 TEST-NET-1 */
-    {0xC01FC400, 24, POLICY_SPECIAL},      /* 192.31.196.0/24 AS112-v4 */
-    {0xC034C100, 24, POLICY_SPECIAL},      /* 192.52.193.0/24 AMT */
-    {0xC0586300, 24, POLICY_SPECIAL},      /* 192.88.99.0/24 deprecated 6to4 relay anycast */
-    {0xC0A80000, 16, POLICY_PRIVATE},      /* 192.168.0.0/16 */
-    {0xC0AF3000, 24, POLICY_SPECIAL},      /* 192.175.48.0/24 direct delegation AS112 */
+    {0xC01FC400, 24, POLICY_SPECIAL},       /* 192.31.196.0/24 AS112-v4 */
+    {0xC034C100, 24, POLICY_SPECIAL},       /* 192.52.193.0/24 AMT */
+    {0xC0586300, 24, POLICY_SPECIAL},       /* 192.88.99.0/24 deprecated 6to4 relay anycast */
+    {0xC0A80000, 16, POLICY_PRIVATE},       /* 192.168.0.0/16 */
+    {0xC0AF3000, 24, POLICY_SPECIAL},       /* 192.175.48.0/24 direct delegation AS112 */
     {0xC6120000, 15, POLICY_DOCUMENTATION}, /* 198.18.0.0/15 benchmarking */
     {0xC6336400, 24, POLICY_DOCUMENTATION}, /* 198.51.100.0/24 TEST-NET-2 */
     {0xCB007100, 24, POLICY_DOCUMENTATION}, /* 203.0.113.0/24 TEST-NET-3 */
-    {0xE0000000, 4, POLICY_MULTICAST},     /* 224.0.0.0/4 */
-    {0xFFFFFFFF, 32, POLICY_BROADCAST},    /* 255.255.255.255 (before 240/4: more specific) */
-    {0xF0000000, 4, POLICY_SPECIAL},       /* 240.0.0.0/4 reserved */
+    {0xE0000000, 4, POLICY_MULTICAST},      /* 224.0.0.0/4 */
+    {0xFFFFFFFF, 32, POLICY_BROADCAST},     /* 255.255.255.255 (before 240/4: more specific) */
+    {0xF0000000, 4, POLICY_SPECIAL},        /* 240.0.0.0/4 reserved */
 };
 
 /* IPv6 special-purpose ranges (IANA IPv6 Special-Purpose Address Registry). Forms that embed
@@ -103,22 +103,22 @@ struct v6_range {
     enum policy_verdict why;
 };
 static const struct v6_range v6_special[] = {
-    {{0}, 128, POLICY_UNSPECIFIED},                                    /* :: */
+    {{0}, 128, POLICY_UNSPECIFIED},                                           /* :: */
     {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 128, POLICY_LOOPBACK}, /* ::1 */
-    {{0}, 96, POLICY_SPECIAL},                           /* ::/96 left over (compatible) */
+    {{0}, 96, POLICY_SPECIAL}, /* ::/96 left over (compatible) */
     {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}, 96, POLICY_SPECIAL}, /* ::ffff:0:0/96 */
-    {{0, 0x64, 0xff, 0x9b, 0, 1}, 48, POLICY_SPECIAL},   /* 64:ff9b:1::/48 local-use NAT64 */
-    {{0, 0x64, 0xff, 0x9b}, 96, POLICY_SPECIAL},         /* 64:ff9b::/96 left over */
-    {{0x01, 0x00}, 64, POLICY_SPECIAL},                  /* 100::/64 discard-only */
-    {{0x20, 0x01, 0x00, 0x00}, 23, POLICY_SPECIAL},      /* 2001::/23 IETF (Teredo, ORCHID...) */
+    {{0, 0x64, 0xff, 0x9b, 0, 1}, 48, POLICY_SPECIAL},    /* 64:ff9b:1::/48 local-use NAT64 */
+    {{0, 0x64, 0xff, 0x9b}, 96, POLICY_SPECIAL},          /* 64:ff9b::/96 left over */
+    {{0x01, 0x00}, 64, POLICY_SPECIAL},                   /* 100::/64 discard-only */
+    {{0x20, 0x01, 0x00, 0x00}, 23, POLICY_SPECIAL},       /* 2001::/23 IETF (Teredo, ORCHID...) */
     {{0x20, 0x01, 0x0d, 0xb8}, 32, POLICY_DOCUMENTATION}, /* 2001:db8::/32 */
-    {{0x20, 0x02}, 16, POLICY_SPECIAL},                  /* 2002::/16 6to4 left over */
-    {{0x3f, 0xff, 0x00}, 20, POLICY_DOCUMENTATION},      /* 3fff::/20 documentation */
-    {{0x5f, 0x00}, 16, POLICY_SPECIAL},                  /* 5f00::/16 SRv6 SIDs */
-    {{0xfc}, 7, POLICY_PRIVATE},                         /* fc00::/7 unique-local */
-    {{0xfe, 0x80}, 10, POLICY_LINK_LOCAL},               /* fe80::/10 */
-    {{0xfe, 0xc0}, 10, POLICY_SPECIAL},                  /* fec0::/10 deprecated site-local */
-    {{0xff}, 8, POLICY_MULTICAST},                       /* ff00::/8 */
+    {{0x20, 0x02}, 16, POLICY_SPECIAL},                   /* 2002::/16 6to4 left over */
+    {{0x3f, 0xff, 0x00}, 20, POLICY_DOCUMENTATION},       /* 3fff::/20 documentation */
+    {{0x5f, 0x00}, 16, POLICY_SPECIAL},                   /* 5f00::/16 SRv6 SIDs */
+    {{0xfc}, 7, POLICY_PRIVATE},                          /* fc00::/7 unique-local */
+    {{0xfe, 0x80}, 10, POLICY_LINK_LOCAL},                /* fe80::/10 */
+    {{0xfe, 0xc0}, 10, POLICY_SPECIAL},                   /* fec0::/10 deprecated site-local */
+    {{0xff}, 8, POLICY_MULTICAST},                        /* ff00::/8 */
 };
 
 static bool any_match(const struct policy_cidr *list, size_t n, const union stun_addr *a)
@@ -166,10 +166,11 @@ enum policy_verdict policy_check_canonical(const struct peer_policy *p, const un
         for (size_t i = 0; i < p->nself; i++) {
             const union stun_addr *m = &p->self[i];
             if (m->sa.sa_family != c->sa.sa_family) continue;
-            bool same = c->sa.sa_family == AF_INET
-                            ? m->v4.sin_addr.s_addr == c->v4.sin_addr.s_addr && m->v4.sin_port == port
-                            : memcmp(&m->v6.sin6_addr, &c->v6.sin6_addr, 16) == 0 &&
-                                  m->v6.sin6_port == port;
+            bool same =
+                c->sa.sa_family == AF_INET
+                    ? m->v4.sin_addr.s_addr == c->v4.sin_addr.s_addr && m->v4.sin_port == port
+                    : memcmp(&m->v6.sin6_addr, &c->v6.sin6_addr, 16) == 0 &&
+                          m->v6.sin6_port == port;
             if (same) return POLICY_SELF; /* even when peers.allow covers the address */
         }
     }

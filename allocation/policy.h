@@ -31,7 +31,7 @@ struct peer_policy {
     X(OK, "allowed")                                                                               \
     X(UNSPECIFIED, "unspecified address (0.0.0.0/8, ::)")                                          \
     X(LOOPBACK, "loopback")                                                                        \
-    X(PRIVATE, "private or unique-local address")                                                 \
+    X(PRIVATE, "private or unique-local address")                                                  \
     X(LINK_LOCAL, "link-local address")                                                            \
     X(SHARED, "shared address space (CGNAT 100.64.0.0/10)")                                        \
     X(MULTICAST, "multicast")                                                                      \
@@ -40,7 +40,7 @@ struct peer_policy {
     X(DOCUMENTATION, "documentation or benchmarking range")                                        \
     X(CONFIG_DENY, "denied by peers.deny")                                                         \
     X(PORT_ZERO, "port 0")                                                                         \
-    X(SELF, "one of the relay's own listening addresses")                                         \
+    X(SELF, "one of the relay's own listening addresses")                                          \
     X(FAMILY, "not an IPv4 or IPv6 address")
 
 enum policy_verdict {

@@ -11,12 +11,12 @@
 
 struct port_pool {
     uint16_t min, max;
-    uint32_t count;     /* max - min + 1 */
-    uint32_t next;      /* rotating cursor, an offset into the range */
-    uint32_t used;      /* ports taken or reserved */
-    uint8_t *state;     /* per offset: 0 free, 1 in use, 2 reserved */
-    uint64_t *token;    /* per offset, while reserved */
-    uint64_t *until_s;  /* per offset, while reserved: when the reservation lapses */
+    uint32_t count;    /* max - min + 1 */
+    uint32_t next;     /* rotating cursor, an offset into the range */
+    uint32_t used;     /* ports taken or reserved */
+    uint8_t *state;    /* per offset: 0 free, 1 in use, 2 reserved */
+    uint64_t *token;   /* per offset, while reserved */
+    uint64_t *until_s; /* per offset, while reserved: when the reservation lapses */
 };
 
 /* 0, or -1 when out of memory. start: where the cursor begins (random, so restarts do not

@@ -23,8 +23,8 @@ const char *const srv_counter_help[SRV_C_COUNT] = {
 /* ---- transaction cache: retransmitted requests get the very same answer ---- */
 
 #define TXC_SLOTS   1024
-#define TXC_MAX     384          /* larger answers are not cached (none of ours are) */
-#define TXC_LIFE_MS (40 * 1000)  /* RFC 8489 6.2.1: a client retransmits for 39.5 s at most */
+#define TXC_MAX     384         /* larger answers are not cached (none of ours are) */
+#define TXC_LIFE_MS (40 * 1000) /* RFC 8489 6.2.1: a client retransmits for 39.5 s at most */
 
 struct txc_entry {
     struct srv_tuple tuple;
@@ -51,7 +51,8 @@ static struct txc_entry *txc_slot(struct srv *s, const uint8_t *tid)
 static uint64_t req_hash(const uint8_t *p, size_t n)
 {
     uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
     return h;
 }
 
@@ -108,16 +109,17 @@ static void release(struct srv *s, struct allocation *a, unsigned i)
     struct alloc_relay *r = &a->relay[i];
     if (r->io) s->io.relay_close(s->io.ctx, a, r);
     r->io = NULL;
-    s->io.port_release(s->io.ctx, r->pool, (uint16_t)ntohs(r->addr.sa.sa_family == AF_INET6
-                                                               ? r->addr.v6.sin6_port
-                                                               : r->addr.v4.sin_port));
+    s->io.port_release(s->io.ctx, r->pool,
+                       (uint16_t)ntohs(r->addr.sa.sa_family == AF_INET6 ? r->addr.v6.sin6_port
+                                                                        : r->addr.v4.sin_port));
 }
 
 /* Tear an allocation down: relay sockets, ports, quota, table entry, memory. */
 static void destroy(struct srv *s, struct allocation *a, const char *why, enum srv_counter c)
 {
     if (s->io.event) s->io.event(s->io.ctx, a, why, NULL, POLICY_OK);
-    for (unsigned i = 0; i < a->nrelay; i++) release(s, a, i);
+    for (unsigned i = 0; i < a->nrelay; i++)
+        release(s, a, i);
     s->io.quota_release(s->io.ctx, a->username, a->ulen);
     alloc_remove(&s->allocs, a);
     alloc_destroy(a);
@@ -231,18 +233,30 @@ static size_t finish(struct req *r, struct stun_enc *e)
 static enum srv_counter error_counter(int code)
 {
     switch (code) {
-    case 401: return SRV_C_error_401;
-    case 403: return SRV_C_error_403;
-    case 420: return SRV_C_error_420;
-    case 437: return SRV_C_error_437;
-    case 438: return SRV_C_error_438;
-    case 440: return SRV_C_error_440;
-    case 441: return SRV_C_error_441;
-    case 442: return SRV_C_error_442;
-    case 443: return SRV_C_error_443;
-    case 486: return SRV_C_error_486;
-    case 508: return SRV_C_error_508;
-    default: return SRV_C_error_400;
+    case 401:
+        return SRV_C_error_401;
+    case 403:
+        return SRV_C_error_403;
+    case 420:
+        return SRV_C_error_420;
+    case 437:
+        return SRV_C_error_437;
+    case 438:
+        return SRV_C_error_438;
+    case 440:
+        return SRV_C_error_440;
+    case 441:
+        return SRV_C_error_441;
+    case 442:
+        return SRV_C_error_442;
+    case 443:
+        return SRV_C_error_443;
+    case 486:
+        return SRV_C_error_486;
+    case 508:
+        return SRV_C_error_508;
+    default:
+        return SRV_C_error_400;
     }
 }
 
@@ -317,8 +331,8 @@ static int rest_secret(void *arg, const char *secret)
         bool ok = plen &&
                   auth_longterm_key(STUN_PASSWORD_ALG_MD5, u->name, u->namelen, realm, rlen, pw,
                                     plen, u->key_md5) == 16 &&
-                  auth_longterm_key(STUN_PASSWORD_ALG_SHA256, u->name, u->namelen, realm, rlen,
-                                    pw, plen, u->key_sha256) == 32;
+                  auth_longterm_key(STUN_PASSWORD_ALG_SHA256, u->name, u->namelen, realm, rlen, pw,
+                                    plen, u->key_sha256) == 32;
         OPENSSL_cleanse(pw, sizeof(pw));
         bool sha = t->alg == STUN_PASSWORD_ALG_SHA256;
         if (ok && mac_ok(t->r->m, sha ? u->key_sha256 : u->key_md5, sha ? 32 : 16)) return 1;
@@ -334,8 +348,7 @@ static bool rest_login(struct req *r, const struct stun_attr *user, uint16_t alg
     const struct auth_creds *cr = o->creds;
     uint64_t expiry;
     if ((!o->nrest_secrets && !cr->each_secret) || user->len > STUN_MAX_USERNAME ||
-        auth_rest_parse(user->val, user->len, o->rest_separator, &expiry) ||
-        expiry <= r->s->unix_s)
+        auth_rest_parse(user->val, user->len, o->rest_separator, &expiry) || expiry <= r->s->unix_s)
         return false;
     struct auth_user *u = &r->user;
     memset(u, 0, sizeof(*u));
@@ -343,7 +356,8 @@ static bool rest_login(struct req *r, const struct stun_attr *user, uint16_t alg
     u->namelen = user->len;
     struct rest_try t = {.r = r, .user = user, .alg = alg};
     int found = 0;
-    for (size_t i = 0; i < o->nrest_secrets && !found; i++) found = rest_secret(&t, o->rest_secrets[i]);
+    for (size_t i = 0; i < o->nrest_secrets && !found; i++)
+        found = rest_secret(&t, o->rest_secrets[i]);
     if (!found && cr->each_secret) found = cr->each_secret(cr->ctx, rest_secret, &t);
     if (!found) OPENSSL_cleanse(u, sizeof(*u));
     return found;
@@ -417,7 +431,9 @@ static uint32_t desired_lifetime(const struct srv_options *o, const struct stun_
 
 static int family_of(uint8_t stun_family)
 {
-    return stun_family == STUN_FAMILY_IPV4 ? AF_INET : stun_family == STUN_FAMILY_IPV6 ? AF_INET6 : 0;
+    return stun_family == STUN_FAMILY_IPV4   ? AF_INET
+           : stun_family == STUN_FAMILY_IPV6 ? AF_INET6
+                                             : 0;
 }
 
 static bool unspecified(const union stun_addr *a)
@@ -577,7 +593,8 @@ static size_t do_allocate(struct req *r)
     int rc6 = 0;
     if (rc == 0 && fam[1]) rc6 = open_relay(r, a, fam[1], false, false, NULL, NULL);
     if (rc || alloc_insert(&s->allocs, a)) {
-        for (unsigned i = 0; i < a->nrelay; i++) release(s, a, i);
+        for (unsigned i = 0; i < a->nrelay; i++)
+            release(s, a, i);
         s->io.quota_release(s->io.ctx, a->username, a->ulen);
         alloc_destroy(a);
         return error(r, rc ? rc : 508);
@@ -688,12 +705,14 @@ static size_t do_create_permission(struct req *r, struct allocation *a)
         int rc = check_peer(r, a, pa, &peers[n], false); /* permissions ignore ports */
         if (rc) return error(r, rc);
         bool seen = alloc_permitted(a, &peers[n], r->now_ms);
-        for (size_t k = 0; k < n && !seen; k++) seen = addr_ip_equal(&peers[k], &peers[n]);
+        for (size_t k = 0; k < n && !seen; k++)
+            seen = addr_ip_equal(&peers[k], &peers[n]);
         if (!seen) fresh++; /* a peer named twice (or in two forms) needs one permission */
         n++;
     }
     unsigned live = 0;
-    for (unsigned i = 0; i < a->nperms; i++) live += a->perms[i].expires_ms > r->now_ms;
+    for (unsigned i = 0; i < a->nperms; i++)
+        live += a->perms[i].expires_ms > r->now_ms;
     if (live + fresh > ALLOC_MAX_PERMISSIONS) return error(r, 508);
     for (size_t i = 0; i < n; i++)
         if (alloc_permit(a, &peers[i], r->now_ms)) return error(r, 508);
@@ -715,9 +734,12 @@ static size_t do_channel_bind(struct req *r, struct allocation *a)
     if (rc) return error(r, rc);
     if (!alloc_can_permit(a, &peer, r->now_ms)) return error(r, 508);
     switch (alloc_bind(a, num, &peer, r->now_ms)) {
-    case ALLOC_BIND_OK: break;
-    case ALLOC_BIND_CONFLICT: return error(r, 400);
-    case ALLOC_BIND_FULL: return error(r, 508);
+    case ALLOC_BIND_OK:
+        break;
+    case ALLOC_BIND_CONFLICT:
+        return error(r, 400);
+    case ALLOC_BIND_FULL:
+        return error(r, 508);
     }
     alloc_permit(a, &peer, r->now_ms); /* room was checked above */
     struct stun_enc e;
@@ -761,7 +783,10 @@ static void do_send(struct srv *s, const struct srv_tuple *t, const struct stun_
         return;
     }
     s->c.v[SRV_C_send_indication]++;
-    *fwd = (struct srv_fwd){.a = a, .relay = &a->relay[ri], .peer = peer, .data = da->val,
+    *fwd = (struct srv_fwd){.a = a,
+                            .relay = &a->relay[ri],
+                            .peer = peer,
+                            .data = da->val,
                             .len = da->len,
                             .dont_fragment = stun_find(m, STUN_ATTR_DONT_FRAGMENT) != NULL};
 }
@@ -805,8 +830,12 @@ static void do_channel_data(struct srv *s, const struct srv_tuple *t, const uint
         return;
     }
     s->c.v[SRV_C_channel_to_peer]++;
-    *fwd = (struct srv_fwd){.a = a, .relay = &a->relay[ri], .peer = c->peer, .data = data,
-                            .len = dlen, .dont_fragment = a->dont_fragment};
+    *fwd = (struct srv_fwd){.a = a,
+                            .relay = &a->relay[ri],
+                            .peer = c->peer,
+                            .data = data,
+                            .len = dlen,
+                            .dont_fragment = a->dont_fragment};
 }
 
 /* ---- entry points ---- */
@@ -817,11 +846,20 @@ static size_t malformed(struct req *r, int rc, size_t inlen)
 {
     struct srv_counters *c = &r->s->c;
     switch (rc) {
-    case STUN_E_TRUNCATED: c->v[SRV_C_drop_short]++; return 0;
-    case STUN_E_NOT_STUN: c->v[SRV_C_drop_not_stun]++; return 0;
-    case STUN_E_BAD_COOKIE: c->v[SRV_C_drop_bad_cookie]++; return 0;
-    case STUN_E_BAD_LENGTH: c->v[SRV_C_drop_bad_length]++; return 0;
-    default: break;
+    case STUN_E_TRUNCATED:
+        c->v[SRV_C_drop_short]++;
+        return 0;
+    case STUN_E_NOT_STUN:
+        c->v[SRV_C_drop_not_stun]++;
+        return 0;
+    case STUN_E_BAD_COOKIE:
+        c->v[SRV_C_drop_bad_cookie]++;
+        return 0;
+    case STUN_E_BAD_LENGTH:
+        c->v[SRV_C_drop_bad_length]++;
+        return 0;
+    default:
+        break;
     }
     if (!r->m->tid || stun_class_of(r->m->type) != STUN_REQUEST) {
         c->v[SRV_C_drop_malformed]++;
@@ -864,9 +902,12 @@ static size_t request(struct req *r)
     if (a && (a->ulen != r->user.namelen || memcmp(a->username, r->user.name, a->ulen) != 0))
         return error(r, 441);
     switch (method) {
-    case STUN_REFRESH: return a ? do_refresh(r, a) : error(r, 437);
-    case STUN_CREATE_PERMISSION: return a ? do_create_permission(r, a) : error(r, 437);
-    default: return a ? do_channel_bind(r, a) : error(r, 437);
+    case STUN_REFRESH:
+        return a ? do_refresh(r, a) : error(r, 437);
+    case STUN_CREATE_PERMISSION:
+        return a ? do_create_permission(r, a) : error(r, 437);
+    default:
+        return a ? do_channel_bind(r, a) : error(r, 437);
     }
 }
 
@@ -893,7 +934,9 @@ size_t srv_handle(struct srv *s, const struct srv_tuple *t, void *client_io, con
 
     switch (stun_class_of(m.type)) {
     case STUN_SUCCESS:
-    case STUN_ERROR: s->c.v[SRV_C_drop_response]++; return 0;
+    case STUN_ERROR:
+        s->c.v[SRV_C_drop_response]++;
+        return 0;
     case STUN_INDICATION:
         /* Indications get no answer, ever: unknown attributes mean a silent discard. */
         if (m.nunknown)
@@ -905,7 +948,8 @@ size_t srv_handle(struct srv *s, const struct srv_tuple *t, void *client_io, con
         else
             s->c.v[SRV_C_drop_indication]++;
         return 0;
-    case STUN_REQUEST: break;
+    case STUN_REQUEST:
+        break;
     }
 
     uint64_t hash = req_hash(in, inlen);
@@ -969,7 +1013,8 @@ size_t srv_peer_data(struct srv *s, struct allocation *a, struct alloc_relay *re
     memcpy(tid, &r1, 8);
     memcpy(tid + 8, &r2, 4);
     struct stun_enc e;
-    stun_enc_init(&e, p, hdr + ((len + 3) & ~(size_t)3), stun_type(STUN_DATA, STUN_INDICATION), tid);
+    stun_enc_init(&e, p, hdr + ((len + 3) & ~(size_t)3), stun_type(STUN_DATA, STUN_INDICATION),
+                  tid);
     stun_enc_xor_addr(&e, STUN_ATTR_XOR_PEER_ADDRESS, &peer);
     stun_enc_attr(&e, STUN_ATTR_DATA, data, len); /* in place: data is where the value goes */
     int n = stun_enc_finish(&e);

@@ -24,18 +24,18 @@
     X(allocate_success, "Allocate success responses")                                              \
     X(refresh_success, "Refresh success responses (lifetime > 0)")                                 \
     X(delete_success, "Refresh success responses that deleted the allocation")                     \
-    X(permission_success, "CreatePermission success responses")                                   \
+    X(permission_success, "CreatePermission success responses")                                    \
     X(channel_bind_success, "ChannelBind success responses")                                       \
-    X(retransmit_answered, "retransmitted requests answered from the transaction cache")          \
-    X(binding_indication, "Binding indications received (keepalives, no answer)")                 \
+    X(retransmit_answered, "retransmitted requests answered from the transaction cache")           \
+    X(binding_indication, "Binding indications received (keepalives, no answer)")                  \
     X(send_indication, "Send indications forwarded to a peer")                                     \
     X(channel_to_peer, "ChannelData forwarded to a peer")                                          \
-    X(peer_to_client_channel, "peer datagrams sent to the client as ChannelData")                 \
-    X(peer_to_client_data, "peer datagrams sent to the client as Data indications")               \
+    X(peer_to_client_channel, "peer datagrams sent to the client as ChannelData")                  \
+    X(peer_to_client_data, "peer datagrams sent to the client as Data indications")                \
     X(allocations_created, "allocations created")                                                  \
     X(allocations_expired, "allocations that expired (no Refresh in time)")                        \
-    X(allocations_deleted, "allocations deleted (Refresh lifetime 0 or connection closed)")       \
-    X(allocations_revoked, "allocations closed because their credentials no longer hold")         \
+    X(allocations_deleted, "allocations deleted (Refresh lifetime 0 or connection closed)")        \
+    X(allocations_revoked, "allocations closed because their credentials no longer hold")          \
     X(error_400, "400 Bad Request responses")                                                      \
     X(error_401, "401 Unauthenticated responses")                                                  \
     X(error_403, "403 Forbidden responses (peer denied by policy)")                                \
@@ -51,21 +51,21 @@
     X(drop_short, "dropped: shorter than a STUN or ChannelData header")                            \
     X(drop_not_stun, "dropped: neither STUN nor ChannelData")                                      \
     X(drop_bad_cookie, "dropped: wrong magic cookie")                                              \
-    X(drop_bad_length, "dropped: length field inconsistent with the datagram")                    \
-    X(drop_malformed, "dropped: malformed attributes in a message that is not a request")         \
-    X(drop_amplification, "dropped: an error answer would be larger than the malformed request")  \
+    X(drop_bad_length, "dropped: length field inconsistent with the datagram")                     \
+    X(drop_malformed, "dropped: malformed attributes in a message that is not a request")          \
+    X(drop_amplification, "dropped: an error answer would be larger than the malformed request")   \
     X(drop_bad_fingerprint, "dropped: FINGERPRINT mismatch")                                       \
     X(drop_response, "dropped: a response or error sent to the server")                            \
     X(drop_indication, "dropped: an indication the server does not handle")                        \
-    X(drop_no_allocation, "dropped: ChannelData or Send from a 5-tuple with no allocation")       \
-    X(drop_channel_length, "dropped: ChannelData whose length field does not match the datagram")        \
+    X(drop_no_allocation, "dropped: ChannelData or Send from a 5-tuple with no allocation")        \
+    X(drop_channel_length, "dropped: ChannelData whose length field does not match the datagram")  \
     X(drop_no_channel, "dropped: ChannelData on an unbound channel")                               \
-    X(drop_no_permission, "dropped: client data to a peer without a permission")                  \
-    X(drop_send_incomplete, "dropped: Send indication without XOR-PEER-ADDRESS or DATA")          \
-    X(drop_send_family, "dropped: Send indication to a family the allocation does not relay")     \
+    X(drop_no_permission, "dropped: client data to a peer without a permission")                   \
+    X(drop_send_incomplete, "dropped: Send indication without XOR-PEER-ADDRESS or DATA")           \
+    X(drop_send_family, "dropped: Send indication to a family the allocation does not relay")      \
     X(drop_policy, "dropped: data to or from a peer the policy denies")                            \
-    X(drop_peer_no_permission, "dropped: peer datagram from an address without a permission")    \
-    X(drop_peer_too_big, "dropped: peer datagram too large to frame for the client")             \
+    X(drop_peer_no_permission, "dropped: peer datagram from an address without a permission")      \
+    X(drop_peer_too_big, "dropped: peer datagram too large to frame for the client")               \
     X(drop_bandwidth, "dropped: over the user's per-allocation bandwidth limit")
 
 enum srv_counter {
@@ -135,9 +135,9 @@ struct srv {
     struct alloc_table allocs;
     struct srv_counters c;
     struct srv_txcache *txc;
-    uint64_t rng; /* splitmix64 state for Data indication transaction IDs */
-    uint64_t unix_s; /* the caller's wall clock (unix seconds), set before each batch of calls:
-                        REST usernames expire in wall-clock time, unlike everything else here */
+    uint64_t rng;     /* splitmix64 state for Data indication transaction IDs */
+    uint64_t unix_s;  /* the caller's wall clock (unix seconds), set before each batch of calls:
+                         REST usernames expire in wall-clock time, unlike everything else here */
     unsigned pool_rr; /* rotates allocations over relay addresses of one family */
 };
 

@@ -34,8 +34,8 @@ static int digest(const char *md, const void *a, size_t alen, const void *b, siz
     unsigned int n = 0;
     int ok = ctx && EVP_DigestInit_ex(ctx, EVP_get_digestbyname(md), NULL) &&
              EVP_DigestUpdate(ctx, a, alen) && EVP_DigestUpdate(ctx, ":", 1) &&
-             EVP_DigestUpdate(ctx, b, blen) && (!c || (EVP_DigestUpdate(ctx, ":", 1) &&
-                                                       EVP_DigestUpdate(ctx, c, clen))) &&
+             EVP_DigestUpdate(ctx, b, blen) &&
+             (!c || (EVP_DigestUpdate(ctx, ":", 1) && EVP_DigestUpdate(ctx, c, clen))) &&
              EVP_DigestFinal_ex(ctx, out, &n);
     EVP_MD_CTX_free(ctx);
     return ok ? (int)n : -1;

@@ -75,7 +75,8 @@ void auth_nonce_make(const struct auth_nonce_key *k, const union stun_addr *clie
 {
     uint64_t expiry = now_s + lifetime_s;
     uint8_t raw[24];
-    for (int i = 0; i < 8; i++) raw[i] = (uint8_t)(expiry >> (56 - 8 * i));
+    for (int i = 0; i < 8; i++)
+        raw[i] = (uint8_t)(expiry >> (56 - 8 * i));
     mac(k, client, raw, raw + 8);
     memcpy(out, cookie, COOKIE_LEN);
     encode(raw, out + COOKIE_LEN);
@@ -91,6 +92,7 @@ enum auth_nonce_result auth_nonce_check(const struct auth_nonce_key *k,
     mac(k, client, raw, want);
     if (CRYPTO_memcmp(want, raw + 8, MAC_LEN) != 0) return AUTH_NONCE_INVALID;
     uint64_t expiry = 0;
-    for (int i = 0; i < 8; i++) expiry = expiry << 8 | raw[i];
+    for (int i = 0; i < 8; i++)
+        expiry = expiry << 8 | raw[i];
     return now_s < expiry ? AUTH_NONCE_OK : AUTH_NONCE_STALE;
 }

@@ -49,8 +49,13 @@ void store_close(struct store *s);
 
 /* Results: 0 ok, STORE_NOT_FOUND, STORE_EXISTS, STORE_INVALID (bad name/password/SASLprep),
  * STORE_ERROR (database failure; err says what). */
-enum store_result { STORE_OK = 0, STORE_NOT_FOUND = -1, STORE_EXISTS = -2, STORE_INVALID = -3,
-                    STORE_ERROR = -4 };
+enum store_result {
+    STORE_OK = 0,
+    STORE_NOT_FOUND = -1,
+    STORE_EXISTS = -2,
+    STORE_INVALID = -3,
+    STORE_ERROR = -4
+};
 
 int store_user_add(struct store *s, const char *realm, const char *name, const char *password,
                    uint32_t max_allocations, uint64_t bandwidth_bps, char err[STORE_ERR_LEN]);

@@ -1,4 +1,5 @@
-/* users.c: the static user table: long-term keys and USERHASH derived once, looked up per request. */
+/* users.c: the static user table: long-term keys and USERHASH derived once, looked up per request.
+ */
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +60,6 @@ static int lookup(void *ctx, const uint8_t *name, size_t len, bool userhash, str
 
 struct auth_creds auth_users_creds(const struct auth_users *u)
 {
-    return (struct auth_creds){.lookup = lookup, .each_secret = NULL, .generation = NULL,
-                               .ctx = (void *)u};
+    return (struct auth_creds){
+        .lookup = lookup, .each_secret = NULL, .generation = NULL, .ctx = (void *)u};
 }

@@ -28,22 +28,22 @@
 #include "store.h"
 #include "uris.h"
 
-#define BODY_MAX           (64 * 1024) /* bytes of a request body */
-#define CONNECTION_LIMIT   64
-#define CONNECTION_TIMEOUT 10 /* seconds a connection may idle */
-#define TTL_DEFAULT        86400
-#define TTL_MIN            60
-#define TTL_MAX            604800
+#define BODY_MAX               (64 * 1024) /* bytes of a request body */
+#define CONNECTION_LIMIT       64
+#define CONNECTION_TIMEOUT     10 /* seconds a connection may idle */
+#define TTL_DEFAULT            86400
+#define TTL_MIN                60
+#define TTL_MAX                604800
 #define GENERATED_SECRET_BYTES 32
-#define MSG_LEN            512
+#define MSG_LEN                512
 
 struct ops_http {
     struct MHD_Daemon *daemon;
     const struct tern_config *cfg;
-    struct relay *relay; /* allocations and metrics are read from its workers */
+    struct relay *relay;    /* allocations and metrics are read from its workers */
     uint8_t token_hash[32]; /* SHA-256 of ops.token; compared in constant time */
     bool have_token;
-    atomic_bool starting;   /* MHD messages while starting explain a bind failure */
+    atomic_bool starting; /* MHD messages while starting explain a bind failure */
     char start_error[MSG_LEN];
 };
 
@@ -214,7 +214,7 @@ static struct reply post_credentials(const struct ops_http *h, json_t *in)
         store_close(s);
         if (rc == OPS_NO_SECRET)
             return error_reply(409, "no REST secret configured: auth.secrets is empty and the "
-                               "database has none (add one with POST /api/v1/secrets)");
+                                    "database has none (add one with POST /api/v1/secrets)");
         if (rc != OPS_OK) return error_reply(500, "%s", err);
     }
 
@@ -235,7 +235,8 @@ static struct reply post_credentials(const struct ops_http *h, json_t *in)
         return error_reply(500, "%s", err[0] ? err : "out of memory");
     }
     json_t *uris = json_array();
-    for (size_t i = 0; uris && i < u->n; i++) json_array_append_new(uris, json_string(u->v[i]));
+    for (size_t i = 0; uris && i < u->n; i++)
+        json_array_append_new(uris, json_string(u->v[i]));
     free(u);
     r.status = 200;
     r.body = json_pack("{s:o, s:s, s:I, s:o}", "username", jstr(cred.username), "password",
@@ -315,13 +316,15 @@ static int get_limits(json_t *in, json_int_t *max_alloc, json_int_t *bandwidth, 
     int a = get_int(in, "max_allocations", 0, UINT32_MAX, max_alloc);
     int b = get_int(in, "bandwidth_bps", 0, INT64_MAX, bandwidth);
     if (a < 0) {
-        *r = error_reply(400, "\"max_allocations\" must be an integer from 0 (the config's "
-                         "allocation.max_per_user) to %" PRIu32, UINT32_MAX);
+        *r = error_reply(400,
+                         "\"max_allocations\" must be an integer from 0 (the config's "
+                         "allocation.max_per_user) to %" PRIu32,
+                         UINT32_MAX);
         return -1;
     }
     if (b < 0) {
         *r = error_reply(400, "\"bandwidth_bps\" must be a non-negative integer (bytes per "
-                         "second; 0 is unlimited)");
+                              "second; 0 is unlimited)");
         return -1;
     }
     *any = a > 0 || b > 0;
@@ -335,11 +338,13 @@ static struct reply post_users(const struct ops_http *h, json_t *in)
     bool any;
     struct reply r = {0};
     int g = get_text(in, "name", &name);
-    if (g <= 0) return error_reply(400, "%s", g ? "\"name\" must be a non-empty string"
-                                                : "missing \"name\"");
+    if (g <= 0)
+        return error_reply(400, "%s",
+                           g ? "\"name\" must be a non-empty string" : "missing \"name\"");
     g = get_text(in, "password", &password);
-    if (g <= 0) return error_reply(400, "%s", g ? "\"password\" must be a non-empty string"
-                                                : "missing \"password\"");
+    if (g <= 0)
+        return error_reply(400, "%s",
+                           g ? "\"password\" must be a non-empty string" : "missing \"password\"");
     if (get_limits(in, &max_alloc, &bandwidth, &any, &r)) return r;
 
     struct store *s = open_db(h, &r);
@@ -376,14 +381,13 @@ static struct reply put_user(const struct ops_http *h, const char *name, json_t 
     if (found <= 0) goto out;
     if (password && (rc = store_user_passwd(s, h->cfg->realm, name, password, err)) != STORE_OK)
         goto failed;
-    if (dis && (rc = store_user_set_disabled(s, h->cfg->realm, name, json_is_true(dis), err)) !=
-                   STORE_OK)
+    if (dis &&
+        (rc = store_user_set_disabled(s, h->cfg->realm, name, json_is_true(dis), err)) != STORE_OK)
         goto failed;
     if (limits) {
-        uint32_t m = json_object_get(in, "max_allocations") ? (uint32_t)max_alloc
-                                                             : f.u.max_allocations;
-        uint64_t b = json_object_get(in, "bandwidth_bps") ? (uint64_t)bandwidth
-                                                          : f.u.bandwidth_bps;
+        uint32_t m =
+            json_object_get(in, "max_allocations") ? (uint32_t)max_alloc : f.u.max_allocations;
+        uint64_t b = json_object_get(in, "bandwidth_bps") ? (uint64_t)bandwidth : f.u.bandwidth_bps;
         if ((rc = store_user_set_limits(s, h->cfg->realm, name, m, b, err)) != STORE_OK)
             goto failed;
     }
@@ -408,7 +412,8 @@ static struct reply delete_user(const struct ops_http *h, const char *name)
     char err[STORE_ERR_LEN] = "";
     int rc = store_user_del(s, h->cfg->realm, name, err);
     store_close(s);
-    if (rc == STORE_NOT_FOUND) return error_reply(404, "no user %s in realm %s", name, h->cfg->realm);
+    if (rc == STORE_NOT_FOUND)
+        return error_reply(404, "no user %s in realm %s", name, h->cfg->realm);
     if (rc != STORE_OK) return store_error(rc, err, "deleting the user failed");
     return (struct reply){204, NULL};
 }
@@ -424,7 +429,8 @@ static int list_secret_fn(void *ctx, const struct store_secret *sec)
     size_t show = chars / 2 < 4 ? chars / 2 : 4;
     for (size_t k = 0; k < show; k++) {
         len++;
-        while (((unsigned char)sec->secret[len] & 0xC0) == 0x80) len++;
+        while (((unsigned char)sec->secret[len] & 0xC0) == 0x80)
+            len++;
     }
     char prefix[4 * 4 + 1];
     snprintf(prefix, sizeof prefix, "%.*s", (int)len, sec->secret);
@@ -457,8 +463,9 @@ static struct reply post_secrets(const struct ops_http *h, json_t *in)
     const char *given = NULL;
     struct reply r = {0};
     int g = get_text(in, "secret", &given);
-    if (g < 0) return error_reply(400, "\"secret\" must be a non-empty string (or omit it to "
-                                       "generate one)");
+    if (g < 0)
+        return error_reply(400, "\"secret\" must be a non-empty string (or omit it to "
+                                "generate one)");
     if (given && strlen(given) > STORE_MAX_SECRET)
         return error_reply(400, "\"secret\" is longer than %d bytes", STORE_MAX_SECRET);
 
@@ -477,10 +484,15 @@ static struct reply post_secrets(const struct ops_http *h, json_t *in)
         int64_t id = 0;
         int rc = store_secret_add(s, secret, &id, err);
         store_close(s);
-        if (rc == STORE_EXISTS) r = error_reply(409, "this secret is already stored");
-        else if (rc != STORE_OK) r = store_error(rc, err, "adding the secret failed");
-        else if (given) r = (struct reply){201, json_pack("{s:I}", "id", (json_int_t)id)};
-        else r = (struct reply){201, json_pack("{s:I, s:s}", "id", (json_int_t)id, "secret", secret)};
+        if (rc == STORE_EXISTS)
+            r = error_reply(409, "this secret is already stored");
+        else if (rc != STORE_OK)
+            r = store_error(rc, err, "adding the secret failed");
+        else if (given)
+            r = (struct reply){201, json_pack("{s:I}", "id", (json_int_t)id)};
+        else
+            r = (struct reply){201,
+                               json_pack("{s:I, s:s}", "id", (json_int_t)id, "secret", secret)};
     }
     OPENSSL_cleanse(secret, sizeof secret);
     return r;
@@ -496,7 +508,8 @@ static struct reply delete_secret(const struct ops_http *h, const char *arg)
         }
         id = id * 10 + (*p - '0');
     }
-    if (id <= 0) return error_reply(400, "the secret id is a positive integer (see GET /api/v1/secrets)");
+    if (id <= 0)
+        return error_reply(400, "the secret id is a positive integer (see GET /api/v1/secrets)");
     struct reply r = {0};
     struct store *s = open_db(h, &r);
     if (!s) return r;
@@ -569,16 +582,26 @@ static enum route route_of(const char *url, const char **arg)
 static const char *allowed_methods(enum route r)
 {
     switch (r) {
-    case R_HEALTHZ: return "GET, HEAD";
-    case R_METRICS: return "GET, HEAD";
-    case R_ALLOCS: return "GET, HEAD";
-    case R_ALLOC: return "GET, HEAD, DELETE";
-    case R_CREDENTIALS: return "POST";
-    case R_USERS: return "GET, POST";
-    case R_USER: return "PUT, DELETE";
-    case R_SECRETS: return "GET, POST";
-    case R_SECRET: return "DELETE";
-    case R_NONE: break;
+    case R_HEALTHZ:
+        return "GET, HEAD";
+    case R_METRICS:
+        return "GET, HEAD";
+    case R_ALLOCS:
+        return "GET, HEAD";
+    case R_ALLOC:
+        return "GET, HEAD, DELETE";
+    case R_CREDENTIALS:
+        return "POST";
+    case R_USERS:
+        return "GET, POST";
+    case R_USER:
+        return "PUT, DELETE";
+    case R_SECRETS:
+        return "GET, POST";
+    case R_SECRET:
+        return "DELETE";
+    case R_NONE:
+        break;
     }
     return "";
 }
@@ -588,18 +611,18 @@ static bool method_allowed(enum route r, const char *method)
     const char *list = allowed_methods(r);
     size_t n = strlen(method);
     for (const char *p = list; (p = strstr(p, method)) != NULL; p += n)
-        if ((p == list || p[-1] == ' ') && (p[n] == '\0' || p[n] == ','))
-            return true;
+        if ((p == list || p[-1] == ' ') && (p[n] == '\0' || p[n] == ',')) return true;
     return false;
 }
 
 static bool token_ok(const struct ops_http *h, struct MHD_Connection *conn)
 {
-    const char *v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *v =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!h->have_token || !v || strncasecmp(v, "Bearer ", 7) != 0) return false;
     v += 7;
-    while (*v == ' ') v++;
+    while (*v == ' ')
+        v++;
     uint8_t md[32];
     unsigned mdlen = 0;
     if (!EVP_Digest(v, strlen(v), md, &mdlen, EVP_sha256(), NULL) || mdlen != sizeof md)
@@ -615,8 +638,10 @@ static void remote_addr(struct MHD_Connection *conn, union stun_addr *a)
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (!ci || !ci->client_addr) return;
-    if (ci->client_addr->sa_family == AF_INET) memcpy(&a->v4, ci->client_addr, sizeof a->v4);
-    else if (ci->client_addr->sa_family == AF_INET6) memcpy(&a->v6, ci->client_addr, sizeof a->v6);
+    if (ci->client_addr->sa_family == AF_INET)
+        memcpy(&a->v4, ci->client_addr, sizeof a->v4);
+    else if (ci->client_addr->sa_family == AF_INET6)
+        memcpy(&a->v6, ci->client_addr, sizeof a->v6);
 }
 
 /* Queue the reply (its body is consumed) and log the call unless it is /healthz. */
@@ -643,12 +668,14 @@ static enum MHD_Result respond(struct MHD_Connection *conn, struct req *rq, cons
     }
     if (text) MHD_add_response_header(res, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     MHD_add_response_header(res, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (rep.status == 405) MHD_add_response_header(res, MHD_HTTP_HEADER_ALLOW, allowed_methods(route));
+    if (rep.status == 405)
+        MHD_add_response_header(res, MHD_HTTP_HEADER_ALLOW, allowed_methods(route));
     if (rep.status == 401)
         MHD_add_response_header(res, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"tern\"");
     enum MHD_Result ret = MHD_queue_response(conn, rep.status, res);
     MHD_destroy_response(res);
-    if (route != R_HEALTHZ && !(route == R_ALLOCS || (route == R_ALLOC && strcmp(method, "DELETE")))) {
+    if (route != R_HEALTHZ &&
+        !(route == R_ALLOCS || (route == R_ALLOC && strcmp(method, "DELETE")))) {
         union stun_addr from;
         remote_addr(conn, &from);
         tlog(rep.status >= 500 ? CFG_LOG_ERROR : CFG_LOG_INFO, "admin_call", LF_S("method", method),
@@ -688,10 +715,10 @@ static struct reply allocation_call(const struct ops_http *h, const char *method
 {
     uint64_t id;
     if (!parse_id(arg, &id))
-        return error_reply(400, "an allocation id is a decimal number (as in GET /api/v1/allocations)");
+        return error_reply(400,
+                           "an allocation id is a decimal number (as in GET /api/v1/allocations)");
     if (strcmp(method, "DELETE") == 0) {
-        if (relay_close_allocation(h->relay, id))
-            return error_reply(404, "no allocation %s", arg);
+        if (relay_close_allocation(h->relay, id)) return error_reply(404, "no allocation %s", arg);
         return (struct reply){204, NULL};
     }
     json_t *a = relay_allocation(h->relay, id);
@@ -714,7 +741,8 @@ static enum MHD_Result respond_metrics(const struct ops_http *h, struct MHD_Conn
         free(text);
         return MHD_NO;
     }
-    MHD_add_response_header(res, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    MHD_add_response_header(res, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8");
     MHD_add_response_header(res, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     enum MHD_Result ret = MHD_queue_response(conn, text ? 200 : 500, res);
     MHD_destroy_response(res);
@@ -749,8 +777,8 @@ static bool early_reply(const struct ops_http *h, struct MHD_Connection *conn, e
         *r = error_reply(401, "missing or wrong bearer token (Authorization: Bearer <ops.token>)");
         return true;
     }
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > BODY_MAX) {
         *r = error_reply(413, "the body is larger than %d bytes", BODY_MAX);
         return true;
@@ -766,10 +794,11 @@ static struct reply dispatch(const struct ops_http *h, enum route route, const c
     if (route == R_ALLOCS) return get_allocations(h);
     if (route == R_ALLOC) return allocation_call(h, method, arg);
     if (route == R_USER && pct_decode(arg, name, sizeof name))
-        return error_reply(400, "the user name in the path is not valid (bad %%-escape, NUL "
-                           "byte, or longer than %d bytes)", STUN_MAX_USERNAME);
-    if (strcmp(method, "GET") == 0)
-        return route == R_USERS ? get_users(h) : get_secrets(h);
+        return error_reply(400,
+                           "the user name in the path is not valid (bad %%-escape, NUL "
+                           "byte, or longer than %d bytes)",
+                           STUN_MAX_USERNAME);
+    if (strcmp(method, "GET") == 0) return route == R_USERS ? get_users(h) : get_secrets(h);
     if (strcmp(method, "DELETE") == 0)
         return route == R_USER ? delete_user(h, name) : delete_secret(h, arg);
 
@@ -779,23 +808,28 @@ static struct reply dispatch(const struct ops_http *h, enum route route, const c
     else {
         json_error_t jerr;
         in = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &jerr);
-        if (!in) return error_reply(400, "the body is not valid JSON: %s (line %d, column %d)",
-                                    jerr.text, jerr.line, jerr.column);
+        if (!in)
+            return error_reply(400, "the body is not valid JSON: %s (line %d, column %d)",
+                               jerr.text, jerr.line, jerr.column);
     }
     struct reply r;
-    if (!json_is_object(in)) r = error_reply(400, "the body must be a JSON object");
-    else if (route == R_CREDENTIALS) r = post_credentials(h, in);
-    else if (route == R_USERS) r = post_users(h, in);
-    else if (route == R_USER) r = put_user(h, name, in);
-    else r = post_secrets(h, in);
+    if (!json_is_object(in))
+        r = error_reply(400, "the body must be a JSON object");
+    else if (route == R_CREDENTIALS)
+        r = post_credentials(h, in);
+    else if (route == R_USERS)
+        r = post_users(h, in);
+    else if (route == R_USER)
+        r = put_user(h, name, in);
+    else
+        r = post_secrets(h, in);
     json_decref(in);
     return r;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     const struct ops_http *h = cls;
     struct req *rq = *con_cls;
@@ -808,8 +842,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq = calloc(1, sizeof *rq);
         if (!rq) return MHD_NO;
         *con_cls = rq;
-        if (route == R_METRICS && method_allowed(route, method)) return respond_metrics(h, conn, rq);
-        if (early_reply(h, conn, route, method, &r)) return respond(conn, rq, method, url, route, r);
+        if (route == R_METRICS && method_allowed(route, method))
+            return respond_metrics(h, conn, rq);
+        if (early_reply(h, conn, route, method, &r))
+            return respond(conn, rq, method, url, route, r);
         return MHD_YES;
     }
     if (rq->answered) {
@@ -828,8 +864,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq->len += n;
         return MHD_YES;
     }
-    if (rq->too_big) r = error_reply(413, "the body is larger than %d bytes", BODY_MAX);
-    else r = dispatch(h, route, method, arg, rq);
+    if (rq->too_big)
+        r = error_reply(413, "the body is larger than %d bytes", BODY_MAX);
+    else
+        r = dispatch(h, route, method, arg, rq);
     return respond(conn, rq, method, url, route, r);
 }
 
@@ -864,7 +902,8 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     char msg[MSG_LEN];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r')) msg[--n] = '\0';
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
     if (atomic_load(&h->starting)) {
         memcpy(h->start_error, msg, sizeof msg);
         return;
@@ -887,27 +926,26 @@ struct ops_http *ops_http_start(const struct tern_config *cfg, struct relay *rel
     if (cfg->ops_token) {
         unsigned mdlen = 0;
         h->have_token = EVP_Digest(cfg->ops_token, strlen(cfg->ops_token), h->token_hash, &mdlen,
-                                   EVP_sha256(), NULL) && mdlen == sizeof h->token_hash;
+                                   EVP_sha256(), NULL) &&
+                        mdlen == sizeof h->token_hash;
     }
     union stun_addr bind = cfg->ops_listen;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
     if (bind.sa.sa_family == AF_INET6) flags |= MHD_USE_IPv6;
     errno = 0;
     h->daemon = MHD_start_daemon(
-        flags, (uint16_t)addr_port(&bind), NULL, NULL, on_request, h,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&bind.sa,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)NULL,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, (void *)h,
-        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, (void *)NULL,
-        MHD_OPTION_END);
+        flags, (uint16_t)addr_port(&bind), NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&bind.sa, MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, (void *)NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, (void *)h,
+        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, (void *)NULL, MHD_OPTION_END);
     int saved = errno;
     atomic_store(&h->starting, false);
     if (!h->daemon) {
         tlog(CFG_LOG_ERROR, "ops_listen_failed", LF_A("address", &cfg->ops_listen),
              LF_S("error", h->start_error[0] ? h->start_error
-                           : saved ? strerror(saved) : "the HTTP server did not start"));
+                           : saved           ? strerror(saved)
+                                             : "the HTTP server did not start"));
         free(h);
         return NULL;
     }

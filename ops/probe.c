@@ -168,8 +168,10 @@ static void addr_str(const NiceAddress *a, gchar *out, size_t outlen)
 {
     gchar ip[NICE_ADDRESS_STRING_LEN];
     nice_address_to_string(a, ip);
-    if (strchr(ip, ':')) g_snprintf(out, outlen, "[%s]:%u", ip, nice_address_get_port(a));
-    else g_snprintf(out, outlen, "%s:%u", ip, nice_address_get_port(a));
+    if (strchr(ip, ':'))
+        g_snprintf(out, outlen, "[%s]:%u", ip, nice_address_get_port(a));
+    else
+        g_snprintf(out, outlen, "%s:%u", ip, nice_address_get_port(a));
 }
 
 /* ---- RTP and RTCP on the wire ---- */
@@ -217,7 +219,8 @@ static void send_rtp(struct side *s, struct tx_stream *t, uint8_t *buf, int len)
     if (n != len) t->send_errors++;
 }
 
-static void rtp_header(uint8_t *b, bool marker, uint8_t pt, uint16_t seq, uint32_t ts, uint32_t ssrc)
+static void rtp_header(uint8_t *b, bool marker, uint8_t pt, uint16_t seq, uint32_t ts,
+                       uint32_t ssrc)
 {
     b[0] = 0x80;
     b[1] = (uint8_t)((marker ? 0x80 : 0) | pt);
@@ -232,7 +235,8 @@ static void send_audio(struct side *s)
     uint8_t buf[MAX_PACKET];
     uint32_t ts = t->ts0 + (uint32_t)(t->n * AUDIO_STEP);
     rtp_header(buf, t->n == 0, AUDIO_PT, t->seq, ts, t->ssrc);
-    for (int i = 0; i < AUDIO_PAYLOAD; i++) buf[12 + i] = (uint8_t)g_random_int();
+    for (int i = 0; i < AUDIO_PAYLOAD; i++)
+        buf[12 + i] = (uint8_t)g_random_int();
     t->seq++;
     t->packets++;
     t->octets += AUDIO_PAYLOAD;
@@ -249,9 +253,11 @@ static void send_video_frame(struct side *s)
     uint32_t ts = t->ts0 + (uint32_t)(t->n * VIDEO_STEP);
     int packets = t->n % (3 * VIDEO_FPS) == 0 ? 12 : 2 + (int)g_random_int_range(0, 4);
     for (int k = 0; k < packets; k++) {
-        int size = k + 1 == packets ? 200 + (int)g_random_int_range(0, VIDEO_PAYLOAD - 200) : VIDEO_PAYLOAD;
+        int size = k + 1 == packets ? 200 + (int)g_random_int_range(0, VIDEO_PAYLOAD - 200)
+                                    : VIDEO_PAYLOAD;
         rtp_header(buf, k + 1 == packets, VIDEO_PT, t->seq, ts, t->ssrc);
-        for (int i = 0; i < size; i++) buf[12 + i] = (uint8_t)(i * 7 + k);
+        for (int i = 0; i < size; i++)
+            buf[12 + i] = (uint8_t)(i * 7 + k);
         t->seq++;
         t->packets++;
         t->octets += (uint64_t)size;
@@ -441,7 +447,8 @@ static gboolean on_tick(gpointer user)
     struct side *sides[2] = {&p->a, &p->b};
     for (int k = 0; k < 2; k++) {
         struct side *s = sides[k];
-        while (p->t_media + (int64_t)s->out[AUDIO].n * AUDIO_PERIOD_US <= now) send_audio(s);
+        while (p->t_media + (int64_t)s->out[AUDIO].n * AUDIO_PERIOD_US <= now)
+            send_audio(s);
         while (p->t_media + (int64_t)(s->out[VIDEO].n * 1000000 / VIDEO_FPS) <= now)
             send_video_frame(s);
         if (now >= s->next_rtcp_us) {
@@ -512,7 +519,8 @@ static void note_pair(struct side *s)
     NiceCandidate *l = NULL, *r = NULL;
     if (!nice_agent_get_selected_pair(s->agent, s->stream, 1, &l, &r) || !l || !r) return;
     s->have_pair = TRUE;
-    s->relay_pair = l->type == NICE_CANDIDATE_TYPE_RELAYED && r->type == NICE_CANDIDATE_TYPE_RELAYED;
+    s->relay_pair =
+        l->type == NICE_CANDIDATE_TYPE_RELAYED && r->type == NICE_CANDIDATE_TYPE_RELAYED;
     addr_str(&l->addr, s->local_relay, sizeof s->local_relay);
     addr_str(&r->addr, s->remote_relay, sizeof s->remote_relay);
 }
@@ -526,7 +534,8 @@ static void on_state_changed(NiceAgent *agent, guint stream_id, guint component_
     (void)component_id;
     if (p->finished) return;
     s->state = (NiceComponentState)state;
-    if (p->o.verbose) progress("agent %s: ICE %s", s->name, nice_component_state_to_string(s->state));
+    if (p->o.verbose)
+        progress("agent %s: ICE %s", s->name, nice_component_state_to_string(s->state));
     if (s->state == NICE_COMPONENT_STATE_FAILED) {
         fail_run(p, EXIT_REACH, "ICE failed on agent %s", s->name);
         return;
@@ -600,7 +609,8 @@ static gboolean on_timeout(gpointer user)
     p->timeout_source = 0;
     fail_run(p, EXIT_REACH, "timeout after %u s during %s (ICE a=%s b=%s)", p->o.timeout_s,
              !p->exchanged ? "TURN allocation (candidate gathering)" : "ICE connectivity checks",
-             nice_component_state_to_string(p->a.state), nice_component_state_to_string(p->b.state));
+             nice_component_state_to_string(p->a.state),
+             nice_component_state_to_string(p->b.state));
     return G_SOURCE_REMOVE;
 }
 
@@ -624,7 +634,8 @@ static gboolean side_init(struct probe *p, struct side *s, const char *name, gbo
     s->name = name;
     s->p = p;
     s->state = NICE_COMPONENT_STATE_DISCONNECTED;
-    for (int i = 0; i < KEY_LEN; i++) s->key[i] = (uint8_t)g_random_int();
+    for (int i = 0; i < KEY_LEN; i++)
+        s->key[i] = (uint8_t)g_random_int();
     for (int k = 0; k < NKIND; k++) {
         s->out[k].ssrc = g_random_int();
         s->out[k].seq = (uint16_t)g_random_int();
@@ -642,7 +653,8 @@ static gboolean side_init(struct probe *p, struct side *s, const char *name, gbo
         s->agent = g_object_new(NICE_TYPE_AGENT, "compatibility", NICE_COMPATIBILITY_RFC5245, NULL);
     if (!s->agent) return FALSE;
     if (!consent) set_prop_bool(s->agent, "keepalive-conncheck", TRUE);
-    g_object_set(s->agent, "controlling-mode", controlling, "ice-udp", TRUE, "ice-tcp", FALSE, NULL);
+    g_object_set(s->agent, "controlling-mode", controlling, "ice-udp", TRUE, "ice-tcp", FALSE,
+                 NULL);
     set_prop_bool(s->agent, "upnp", FALSE);
     set_prop_bool(s->agent, "force-relay", TRUE);
     set_prop_uint(s->agent, "stun-max-retransmissions", 4);
@@ -758,7 +770,8 @@ static json_t *api_get(const struct opts *o, const char *path, char why[WHY_LEN]
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     if (res != CURLE_OK) {
         *code = EXIT_REACH;
-        snprintf(why, WHY_LEN, "relay API %s unreachable: %s", url, err[0] ? err : curl_easy_strerror(res));
+        snprintf(why, WHY_LEN, "relay API %s unreachable: %s", url,
+                 err[0] ? err : curl_easy_strerror(res));
     } else if (status == 401) {
         *code = EXIT_REACH;
         snprintf(why, WHY_LEN, "relay API %s: 401: %s", url,
@@ -793,20 +806,25 @@ static json_t *relay_detail(const struct opts *o, json_t *list, const char *addr
 {
     size_t i, k;
     json_t *e, *r;
-    json_array_foreach(json_object_get(list, "allocations"), i, e) {
+    json_array_foreach(json_object_get(list, "allocations"), i, e)
+    {
         bool match = false;
         json_t *rel = json_object_get(e, "relayed");
         if (json_is_string(rel)) match = strcmp(json_string_value(rel), addr) == 0;
-        json_array_foreach(rel, k, r) {
+        json_array_foreach(rel, k, r)
+        {
             if (json_is_string(r) && strcmp(json_string_value(r), addr) == 0) match = true;
         }
         if (!match) continue;
         json_t *id = json_object_get(e, "id");
         char path[96];
-        if (json_is_string(id)) snprintf(path, sizeof path, "/api/v1/allocations/%s", json_string_value(id));
+        if (json_is_string(id))
+            snprintf(path, sizeof path, "/api/v1/allocations/%s", json_string_value(id));
         else if (json_is_integer(id))
-            snprintf(path, sizeof path, "/api/v1/allocations/%" JSON_INTEGER_FORMAT, json_integer_value(id));
-        else break;
+            snprintf(path, sizeof path, "/api/v1/allocations/%" JSON_INTEGER_FORMAT,
+                     json_integer_value(id));
+        else
+            break;
         return api_get(o, path, why, code);
     }
     *code = EXIT_QUALITY;
@@ -820,11 +838,13 @@ static json_t *relay_stream(const json_t *detail, const char *peer, const char *
 {
     size_t i, k;
     json_t *f, *s;
-    json_array_foreach(json_object_get(detail, "peers"), i, f) {
+    json_array_foreach(json_object_get(detail, "peers"), i, f)
+    {
         json_t *pa = json_object_get(f, "peer");
         if (!json_is_string(pa) || strcmp(json_string_value(pa), peer) != 0) continue;
         json_t *d = json_object_get(json_object_get(f, "directions"), dir);
-        json_array_foreach(json_object_get(d, "rtp_streams"), k, s) {
+        json_array_foreach(json_object_get(d, "rtp_streams"), k, s)
+        {
             if (jnum(s, "ssrc") == (double)ssrc) return s;
         }
     }
@@ -835,7 +855,8 @@ static json_t *relay_flow(const json_t *detail, const char *peer)
 {
     size_t i;
     json_t *f;
-    json_array_foreach(json_object_get(detail, "peers"), i, f) {
+    json_array_foreach(json_object_get(detail, "peers"), i, f)
+    {
         json_t *pa = json_object_get(f, "peer");
         if (json_is_string(pa) && strcmp(json_string_value(pa), peer) == 0) return f;
     }
@@ -891,7 +912,8 @@ static const char *pct(double r, char out[24])
 }
 
 /* One reason the verdict fails (the first sets the exit line). */
-static void reason(struct probe *p, int code, GString *why, const char *fmt, ...) G_GNUC_PRINTF(4, 5);
+static void reason(struct probe *p, int code, GString *why, const char *fmt, ...)
+    G_GNUC_PRINTF(4, 5);
 static void reason(struct probe *p, int code, GString *why, const char *fmt, ...)
 {
     va_list ap;
@@ -912,7 +934,8 @@ static json_t *verdict(struct probe *p, json_t *det_a, json_t *det_b, GString *w
     json_object_set_new(rep, "server", json_sprintf("%s:%u", o->server_ip, o->port));
     json_object_set_new(rep, "transport", json_string(o->tcp ? "tcp" : "udp"));
     json_object_set_new(rep, "duration_seconds", json_real(o->duration));
-    json_object_set_new(rep, "relayed", json_pack("{s:s,s:s}", "a", p->a.local_relay, "b", p->b.local_relay));
+    json_object_set_new(rep, "relayed",
+                        json_pack("{s:s,s:s}", "a", p->a.local_relay, "b", p->b.local_relay));
     bool human = !o->json;
     if (human)
         printf("%-24s %-16s %9s %9s %8s %8s %10s\n", "stream", "observer", "sent", "received",
@@ -925,18 +948,19 @@ static json_t *verdict(struct probe *p, json_t *det_a, json_t *det_b, GString *w
             struct tx_stream *t = &tx->out[m];
             struct rx_stream *r = &rx->in[m];
             char name[64], b1[24], b2[24];
-            snprintf(name, sizeof name, "%s->%s %s %08" PRIx32, tx->name, rx->name, kind_name[m], t->ssrc);
+            snprintf(name, sizeof name, "%s->%s %s %08" PRIx32, tx->name, rx->name, kind_name[m],
+                     t->ssrc);
             double eloss = rx_loss_ratio(r), ejit = rx_jitter(r);
             if (isnan(eloss) || r->received == 0) eloss = 1.0; /* nothing arrived */
             double expected = r->init ? (double)(r->cycles + r->max_seq) - r->base_seq + 1 : 0;
             if (isnan(worst_loss) || eloss > worst_loss) worst_loss = eloss;
             if (!isnan(ejit) && (isnan(worst_jit) || ejit > worst_jit)) worst_jit = ejit;
-            json_t *js = json_pack("{s:s,s:s,s:I,s:s,s:{s:I,s:I,s:f,s:o,s:I,s:I,s:I}}", "from",
-                                   tx->name, "to", rx->name, "ssrc", (json_int_t)t->ssrc, "kind",
-                                   kind_name[m], "endpoint", "sent", (json_int_t)t->packets,
-                                   "received", (json_int_t)r->received, "loss_ratio", eloss,
-                                   "jitter_seconds", jreal(ejit), "duplicates", (json_int_t)r->duplicates,
-                                   "reordered", (json_int_t)r->reordered, "expected", (json_int_t)expected);
+            json_t *js = json_pack(
+                "{s:s,s:s,s:I,s:s,s:{s:I,s:I,s:f,s:o,s:I,s:I,s:I}}", "from", tx->name, "to",
+                rx->name, "ssrc", (json_int_t)t->ssrc, "kind", kind_name[m], "endpoint", "sent",
+                (json_int_t)t->packets, "received", (json_int_t)r->received, "loss_ratio", eloss,
+                "jitter_seconds", jreal(ejit), "duplicates", (json_int_t)r->duplicates, "reordered",
+                (json_int_t)r->reordered, "expected", (json_int_t)expected);
             if (human)
                 printf("%-24s %-16s %9" PRIu64 " %9" PRIu64 " %8.0f %8s %10s\n", name,
                        rx->name[0] == 'a' ? "endpoint a" : "endpoint b", t->packets, r->received,
@@ -957,12 +981,12 @@ static json_t *verdict(struct probe *p, json_t *det_a, json_t *det_b, GString *w
                            pct(rloss, b1), ms(rjit, b2));
                 json_object_set_new(js, h == 0 ? "relay_client_leg" : "relay_peer_leg",
                                     s ? json_pack("{s:o,s:o,s:o,s:o}", "received", jreal(rrec),
-                                                  "lost_net", jreal(rlost), "loss_ratio", jreal(rloss),
-                                                  "jitter_seconds", jreal(rjit))
+                                                  "lost_net", jreal(rlost), "loss_ratio",
+                                                  jreal(rloss), "jitter_seconds", jreal(rjit))
                                       : json_null());
                 if (!s) {
-                    reason(p, EXIT_QUALITY, why, "the relay reports no RTP stream %s at its %s", name,
-                           labels[h] + 6);
+                    reason(p, EXIT_QUALITY, why, "the relay reports no RTP stream %s at its %s",
+                           name, labels[h] + 6);
                     continue;
                 }
                 if (!isnan(o->tol_loss) && fabs(rloss - eloss) * 100 > o->tol_loss &&
@@ -975,8 +999,8 @@ static json_t *verdict(struct probe *p, json_t *det_a, json_t *det_b, GString *w
                            labels[h] + 6);
                 else if (!isnan(ejit) && fabs(rjit - ejit) * 1e3 > o->tol_jitter_ms)
                     reason(p, EXIT_QUALITY, why,
-                           "%s jitter: endpoint %s %.3f ms, relay %s %.3f ms (tolerance %.3f ms)", name,
-                           rx->name, ejit * 1e3, labels[h] + 6, rjit * 1e3, o->tol_jitter_ms);
+                           "%s jitter: endpoint %s %.3f ms, relay %s %.3f ms (tolerance %.3f ms)",
+                           name, rx->name, ejit * 1e3, labels[h] + 6, rjit * 1e3, o->tol_jitter_ms);
             }
             json_array_append_new(streams, js);
         }
@@ -986,8 +1010,9 @@ static json_t *verdict(struct probe *p, json_t *det_a, json_t *det_b, GString *w
      * endpoint's allocation toward the other's relayed address. */
     json_t *rtts = json_array();
     double worst_rtt = NAN;
-    if (human) printf("\n%-8s %12s %8s %14s %14s %14s\n", "rtt", "endpoint ms", "samples",
-                      "relay path ms", "client p50 ms", "peer p50 ms");
+    if (human)
+        printf("\n%-8s %12s %8s %14s %14s %14s\n", "rtt", "endpoint ms", "samples", "relay path ms",
+               "client p50 ms", "peer p50 ms");
     for (int k = 0; k < 2; k++) {
         struct side *s = sides[k];
         double e = median(s->rtt, s->nrtt);
@@ -1002,33 +1027,39 @@ static json_t *verdict(struct probe *p, json_t *det_a, json_t *det_b, GString *w
         double path = !isnan(cl) && !isnan(pl) ? cl + pl : jnum(flow, "path_rtt_seconds");
         char b1[24], b2[24], b3[24], b4[24];
         if (human)
-            printf("%-8s %12s %8zu %14s %14s %14s\n", k == 0 ? "a<->b" : "b<->a", ms(e, b1), s->nrtt,
-                   ms(path, b2), ms(cl, b3), ms(pl, b4));
+            printf("%-8s %12s %8zu %14s %14s %14s\n", k == 0 ? "a<->b" : "b<->a", ms(e, b1),
+                   s->nrtt, ms(path, b2), ms(cl, b3), ms(pl, b4));
         json_array_append_new(rtts, json_pack("{s:s,s:o,s:I,s:o,s:o,s:o}", "endpoint", s->name,
-                                              "rtt_seconds", jreal(e), "samples", (json_int_t)s->nrtt,
-                                              "relay_path_rtt_seconds", jreal(path),
-                                              "relay_client_leg_seconds", jreal(cl),
+                                              "rtt_seconds", jreal(e), "samples",
+                                              (json_int_t)s->nrtt, "relay_path_rtt_seconds",
+                                              jreal(path), "relay_client_leg_seconds", jreal(cl),
                                               "relay_peer_leg_seconds", jreal(pl)));
-        if (isnan(e)) reason(p, EXIT_QUALITY, why, "endpoint %s measured no RTT (no RTCP report)", s->name);
+        if (isnan(e))
+            reason(p, EXIT_QUALITY, why, "endpoint %s measured no RTT (no RTCP report)", s->name);
         if (!det) continue;
         if (isnan(path))
-            reason(p, EXIT_QUALITY, why, "the relay reports no path RTT for %s's allocation", s->name);
+            reason(p, EXIT_QUALITY, why, "the relay reports no path RTT for %s's allocation",
+                   s->name);
         else if (!isnan(e) && fabs(path - e) * 1e3 > o->tol_rtt_ms)
-            reason(p, EXIT_QUALITY, why, "RTT: endpoint %s %.3f ms, relay path %.3f ms (tolerance %.3f ms)",
-                   s->name, e * 1e3, path * 1e3, o->tol_rtt_ms);
+            reason(p, EXIT_QUALITY, why,
+                   "RTT: endpoint %s %.3f ms, relay path %.3f ms (tolerance %.3f ms)", s->name,
+                   e * 1e3, path * 1e3, o->tol_rtt_ms);
     }
     json_object_set_new(rep, "rtt", rtts);
     /* Thresholds on what the endpoints measured. */
     if (!isnan(o->max_loss) && !(worst_loss * 100 <= o->max_loss))
-        reason(p, EXIT_QUALITY, why, "loss %.2f%% above --max-loss %.2f%%", worst_loss * 100, o->max_loss);
+        reason(p, EXIT_QUALITY, why, "loss %.2f%% above --max-loss %.2f%%", worst_loss * 100,
+               o->max_loss);
     if (!isnan(o->max_jitter_ms) && !(worst_jit * 1e3 <= o->max_jitter_ms))
         reason(p, EXIT_QUALITY, why, "jitter %.3f ms above --max-jitter-ms %.3f", worst_jit * 1e3,
                o->max_jitter_ms);
     if (!isnan(o->max_rtt_ms) && !(worst_rtt * 1e3 <= o->max_rtt_ms))
-        reason(p, EXIT_QUALITY, why, "rtt %.3f ms above --max-rtt-ms %.4f", worst_rtt * 1e3, o->max_rtt_ms);
-    json_object_set_new(rep, "worst", json_pack("{s:o,s:o,s:o}", "loss_ratio", jreal(worst_loss),
-                                                "jitter_seconds", jreal(worst_jit), "rtt_seconds",
-                                                jreal(worst_rtt)));
+        reason(p, EXIT_QUALITY, why, "rtt %.3f ms above --max-rtt-ms %.4f", worst_rtt * 1e3,
+               o->max_rtt_ms);
+    json_object_set_new(rep, "worst",
+                        json_pack("{s:o,s:o,s:o}", "loss_ratio", jreal(worst_loss),
+                                  "jitter_seconds", jreal(worst_jit), "rtt_seconds",
+                                  jreal(worst_rtt)));
     return rep;
 }
 
@@ -1036,39 +1067,40 @@ static json_t *verdict(struct probe *p, json_t *det_a, json_t *det_b, GString *w
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: ternprobe --server HOST:PORT (--user U --password P | --secret S) [options]\n"
-            "The active end-to-end check of a TURN relay: two ICE agents (libnice) in this process\n"
-            "allocate on the relay, complete ICE over relayed candidates only (consent freshness\n"
-            "on: periodic Binding requests both ways), then each sends the other real SRTP\n"
-            "(AES_CM_128_HMAC_SHA1_80) audio (pt 111, 48 kHz, 20 ms) and video (pt 96, 90 kHz,\n"
-            "30 fps, 2-12 packets a frame). Each receiver measures like a browser: RFC 3550 loss,\n"
-            "libwebrtc jitter, and RTT from RTCP sender/receiver reports (LSR/DLSR, every 1 s).\n"
-            "With --api, the relay's own view of the two allocations (matched by relayed address)\n"
-            "is printed beside it and must agree within the tolerances.\n"
-            "\n"
-            "  --server HOST:PORT     the relay's TURN listener\n"
-            "  --transport udp|tcp    TURN transport (default udp)\n"
-            "  --user U --password P  long-term credentials (or TERN_PROBE_PASSWORD)\n"
-            "  --secret S             mint a TURN REST credential instead: username\n"
-            "                         \"<now+3600>:probe\" (or TERN_PROBE_SECRET)\n"
-            "  --duration S           seconds of media (default 10, at least 3: the relay infers\n"
-            "                         dynamic clock rates after 2 s)\n"
-            "  --timeout S            give up on allocation and ICE after S seconds (default 20)\n"
-            "  --api URL              the relay's ops API (e.g. http://127.0.0.1:9641)\n"
-            "  --token T              its bearer token (or TERN_TOKEN)\n"
-            "  --max-loss PCT         fail when an endpoint saw more loss (percent)\n"
-            "  --max-jitter-ms MS     fail when an endpoint saw more jitter\n"
-            "  --max-rtt-ms MS        fail when an endpoint's RTT (median) is larger\n"
-            "  --tol-loss PCT         agreement: loss difference in percentage points (default 1)\n"
-            "  --tol-jitter-ms MS     agreement: jitter difference (default 3)\n"
-            "  --tol-rtt-ms MS        agreement: RTT difference, endpoint vs relay path (default 5)\n"
-            "  --json                 the report as JSON on stdout\n"
-            "  -v, --verbose          ICE states; libnice debug with G_MESSAGES_DEBUG=all\n"
-            "Progress goes to stderr; the last stderr line names the reason of a failure.\n"
-            "Exit status: 0 ok; 1 quality below a threshold or the endpoints and the relay\n"
-            "disagree; 2 usage; 3 relay unreachable, allocation refused, ICE failed, or the\n"
-            "relay's API unreachable.\n");
+    fprintf(
+        out,
+        "Usage: ternprobe --server HOST:PORT (--user U --password P | --secret S) [options]\n"
+        "The active end-to-end check of a TURN relay: two ICE agents (libnice) in this process\n"
+        "allocate on the relay, complete ICE over relayed candidates only (consent freshness\n"
+        "on: periodic Binding requests both ways), then each sends the other real SRTP\n"
+        "(AES_CM_128_HMAC_SHA1_80) audio (pt 111, 48 kHz, 20 ms) and video (pt 96, 90 kHz,\n"
+        "30 fps, 2-12 packets a frame). Each receiver measures like a browser: RFC 3550 loss,\n"
+        "libwebrtc jitter, and RTT from RTCP sender/receiver reports (LSR/DLSR, every 1 s).\n"
+        "With --api, the relay's own view of the two allocations (matched by relayed address)\n"
+        "is printed beside it and must agree within the tolerances.\n"
+        "\n"
+        "  --server HOST:PORT     the relay's TURN listener\n"
+        "  --transport udp|tcp    TURN transport (default udp)\n"
+        "  --user U --password P  long-term credentials (or TERN_PROBE_PASSWORD)\n"
+        "  --secret S             mint a TURN REST credential instead: username\n"
+        "                         \"<now+3600>:probe\" (or TERN_PROBE_SECRET)\n"
+        "  --duration S           seconds of media (default 10, at least 3: the relay infers\n"
+        "                         dynamic clock rates after 2 s)\n"
+        "  --timeout S            give up on allocation and ICE after S seconds (default 20)\n"
+        "  --api URL              the relay's ops API (e.g. http://127.0.0.1:9641)\n"
+        "  --token T              its bearer token (or TERN_TOKEN)\n"
+        "  --max-loss PCT         fail when an endpoint saw more loss (percent)\n"
+        "  --max-jitter-ms MS     fail when an endpoint saw more jitter\n"
+        "  --max-rtt-ms MS        fail when an endpoint's RTT (median) is larger\n"
+        "  --tol-loss PCT         agreement: loss difference in percentage points (default 1)\n"
+        "  --tol-jitter-ms MS     agreement: jitter difference (default 3)\n"
+        "  --tol-rtt-ms MS        agreement: RTT difference, endpoint vs relay path (default 5)\n"
+        "  --json                 the report as JSON on stdout\n"
+        "  -v, --verbose          ICE states; libnice debug with G_MESSAGES_DEBUG=all\n"
+        "Progress goes to stderr; the last stderr line names the reason of a failure.\n"
+        "Exit status: 0 ok; 1 quality below a threshold or the endpoints and the relay\n"
+        "disagree; 2 usage; 3 relay unreachable, allocation refused, ICE failed, or the\n"
+        "relay's API unreachable.\n");
 }
 
 static bool parse_double(const char *s, double lo, double hi, double *out)
@@ -1083,30 +1115,64 @@ static bool parse_double(const char *s, double lo, double hi, double *out)
 
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-    enum { O_TRANSPORT = 256, O_PASSWORD, O_SECRET, O_DURATION, O_API, O_TOKEN, O_MAXLOSS,
-           O_MAXJIT, O_MAXRTT, O_TOLLOSS, O_TOLJIT, O_TOLRTT, O_JSON, O_TIMEOUT };
-    static const struct option lo[] = {
-        {"server", required_argument, NULL, 's'},         {"user", required_argument, NULL, 'u'},
-        {"transport", required_argument, NULL, O_TRANSPORT}, {"password", required_argument, NULL, O_PASSWORD},
-        {"secret", required_argument, NULL, O_SECRET},    {"duration", required_argument, NULL, O_DURATION},
-        {"api", required_argument, NULL, O_API},          {"token", required_argument, NULL, O_TOKEN},
-        {"max-loss", required_argument, NULL, O_MAXLOSS}, {"max-jitter-ms", required_argument, NULL, O_MAXJIT},
-        {"max-rtt-ms", required_argument, NULL, O_MAXRTT}, {"tol-loss", required_argument, NULL, O_TOLLOSS},
-        {"tol-jitter-ms", required_argument, NULL, O_TOLJIT}, {"tol-rtt-ms", required_argument, NULL, O_TOLRTT},
-        {"timeout", required_argument, NULL, O_TIMEOUT},  {"json", no_argument, NULL, O_JSON},
-        {"verbose", no_argument, NULL, 'v'},              {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},              {NULL, 0, NULL, 0},
+    enum {
+        O_TRANSPORT = 256,
+        O_PASSWORD,
+        O_SECRET,
+        O_DURATION,
+        O_API,
+        O_TOKEN,
+        O_MAXLOSS,
+        O_MAXJIT,
+        O_MAXRTT,
+        O_TOLLOSS,
+        O_TOLJIT,
+        O_TOLRTT,
+        O_JSON,
+        O_TIMEOUT
     };
-    *o = (struct opts){.duration = 10, .timeout_s = 20, .max_loss = NAN, .max_jitter_ms = NAN,
-                       .max_rtt_ms = NAN, .tol_loss = 1, .tol_jitter_ms = 3, .tol_rtt_ms = 5};
+    static const struct option lo[] = {
+        {"server", required_argument, NULL, 's'},
+        {"user", required_argument, NULL, 'u'},
+        {"transport", required_argument, NULL, O_TRANSPORT},
+        {"password", required_argument, NULL, O_PASSWORD},
+        {"secret", required_argument, NULL, O_SECRET},
+        {"duration", required_argument, NULL, O_DURATION},
+        {"api", required_argument, NULL, O_API},
+        {"token", required_argument, NULL, O_TOKEN},
+        {"max-loss", required_argument, NULL, O_MAXLOSS},
+        {"max-jitter-ms", required_argument, NULL, O_MAXJIT},
+        {"max-rtt-ms", required_argument, NULL, O_MAXRTT},
+        {"tol-loss", required_argument, NULL, O_TOLLOSS},
+        {"tol-jitter-ms", required_argument, NULL, O_TOLJIT},
+        {"tol-rtt-ms", required_argument, NULL, O_TOLRTT},
+        {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"json", no_argument, NULL, O_JSON},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    *o = (struct opts){.duration = 10,
+                       .timeout_s = 20,
+                       .max_loss = NAN,
+                       .max_jitter_ms = NAN,
+                       .max_rtt_ms = NAN,
+                       .tol_loss = 1,
+                       .tol_jitter_ms = 3,
+                       .tol_rtt_ms = 5};
     int c;
     double tmo;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":s:u:vhV", lo, NULL)) != -1) {
         bool ok = true;
         switch (c) {
-        case 's': o->server = optarg; break;
-        case 'u': o->user = optarg; break;
+        case 's':
+            o->server = optarg;
+            break;
+        case 'u':
+            o->user = optarg;
+            break;
         case O_TRANSPORT:
             ok = strcmp(optarg, "udp") == 0 || strcmp(optarg, "tcp") == 0;
             o->tcp = strcmp(optarg, "tcp") == 0;
@@ -1121,29 +1187,57 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             o->secret = g_strdup(optarg);
             memset(optarg, 'x', strlen(optarg));
             break;
-        case O_DURATION: ok = parse_double(optarg, 3, 86400, &o->duration); break;
+        case O_DURATION:
+            ok = parse_double(optarg, 3, 86400, &o->duration);
+            break;
         case O_TIMEOUT:
             ok = parse_double(optarg, 1, 3600, &tmo);
             o->timeout_s = (guint)tmo;
             break;
-        case O_API: o->api = optarg; break;
+        case O_API:
+            o->api = optarg;
+            break;
         case O_TOKEN:
             g_free(o->token);
             o->token = g_strdup(optarg);
             memset(optarg, 'x', strlen(optarg));
             break;
-        case O_MAXLOSS: ok = parse_double(optarg, -100, 100, &o->max_loss); break;
-        case O_MAXJIT: ok = parse_double(optarg, 0, 1e6, &o->max_jitter_ms); break;
-        case O_MAXRTT: ok = parse_double(optarg, 0, 1e6, &o->max_rtt_ms); break;
-        case O_TOLLOSS: ok = parse_double(optarg, 0, 100, &o->tol_loss); break;
-        case O_TOLJIT: ok = parse_double(optarg, 0, 1e6, &o->tol_jitter_ms); break;
-        case O_TOLRTT: ok = parse_double(optarg, 0, 1e6, &o->tol_rtt_ms); break;
-        case O_JSON: o->json = TRUE; break;
-        case 'v': o->verbose = TRUE; break;
-        case 'h': usage(stdout); exit(EXIT_OK);
-        case 'V': printf("ternprobe %s\n", TERN_VERSION); exit(EXIT_OK);
-        case ':': fprintf(stderr, "ternprobe: option '%s' needs a value\n", argv[optind - 1]); return -1;
-        default: fprintf(stderr, "ternprobe: unknown option '%s'\n", argv[optind - 1]); return -1;
+        case O_MAXLOSS:
+            ok = parse_double(optarg, -100, 100, &o->max_loss);
+            break;
+        case O_MAXJIT:
+            ok = parse_double(optarg, 0, 1e6, &o->max_jitter_ms);
+            break;
+        case O_MAXRTT:
+            ok = parse_double(optarg, 0, 1e6, &o->max_rtt_ms);
+            break;
+        case O_TOLLOSS:
+            ok = parse_double(optarg, 0, 100, &o->tol_loss);
+            break;
+        case O_TOLJIT:
+            ok = parse_double(optarg, 0, 1e6, &o->tol_jitter_ms);
+            break;
+        case O_TOLRTT:
+            ok = parse_double(optarg, 0, 1e6, &o->tol_rtt_ms);
+            break;
+        case O_JSON:
+            o->json = TRUE;
+            break;
+        case 'v':
+            o->verbose = TRUE;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(EXIT_OK);
+        case 'V':
+            printf("ternprobe %s\n", TERN_VERSION);
+            exit(EXIT_OK);
+        case ':':
+            fprintf(stderr, "ternprobe: option '%s' needs a value\n", argv[optind - 1]);
+            return -1;
+        default:
+            fprintf(stderr, "ternprobe: unknown option '%s'\n", argv[optind - 1]);
+            return -1;
         }
         if (!ok) {
             fprintf(stderr, "ternprobe: bad value for %s\n", argv[optind - 1]);
@@ -1154,9 +1248,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         fprintf(stderr, "ternprobe: unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
-    if (!o->password && getenv("TERN_PROBE_PASSWORD")) o->password = g_strdup(getenv("TERN_PROBE_PASSWORD"));
-    if (!o->secret && getenv("TERN_PROBE_SECRET")) o->secret = g_strdup(getenv("TERN_PROBE_SECRET"));
-    if (!o->token && getenv("TERN_TOKEN") && *getenv("TERN_TOKEN")) o->token = g_strdup(getenv("TERN_TOKEN"));
+    if (!o->password && getenv("TERN_PROBE_PASSWORD"))
+        o->password = g_strdup(getenv("TERN_PROBE_PASSWORD"));
+    if (!o->secret && getenv("TERN_PROBE_SECRET"))
+        o->secret = g_strdup(getenv("TERN_PROBE_SECRET"));
+    if (!o->token && getenv("TERN_TOKEN") && *getenv("TERN_TOKEN"))
+        o->token = g_strdup(getenv("TERN_TOKEN"));
     if (!o->server) {
         fprintf(stderr, "ternprobe: --server HOST:PORT is required\n");
         return -1;
@@ -1235,15 +1332,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "Try 'ternprobe --help'.\n");
         return EXIT_USAGE;
     }
-    if (p.o.verbose) nice_debug_enable(TRUE);
-    else nice_debug_disable(TRUE);
+    if (p.o.verbose)
+        nice_debug_enable(TRUE);
+    else
+        nice_debug_disable(TRUE);
     if (srtp_init() != srtp_err_status_ok || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "ternprobe: cannot initialize libsrtp or libcurl\n");
         return EXIT_REACH;
     }
     p.a.other = &p.b;
     p.b.other = &p.a;
-    for (int k = 0; k < NKIND; k++) p.a.in[k].clock = p.b.in[k].clock = k == AUDIO ? AUDIO_CLOCK : VIDEO_CLOCK;
+    for (int k = 0; k < NKIND; k++)
+        p.a.in[k].clock = p.b.in[k].clock = k == AUDIO ? AUDIO_CLOCK : VIDEO_CLOCK;
     p.t_start = g_get_monotonic_time();
     p.loop = g_main_loop_new(NULL, FALSE);
     progress("relay %s:%u over %s, user %s", p.o.server_ip, p.o.port, p.o.tcp ? "tcp" : "udp",

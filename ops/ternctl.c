@@ -39,101 +39,102 @@
 #define TERN_VERSION "0.1.0"
 #endif
 
-#define PASSWORD_MAX 1024 /* bytes; a longer line on stdin or the terminal is refused */
+#define PASSWORD_MAX           1024 /* bytes; a longer line on stdin or the terminal is refused */
 #define GENERATED_SECRET_BYTES 32
-#define DEFAULT_OPS_URL "http://127.0.0.1:9641" /* ops.listen's default */
+#define DEFAULT_OPS_URL        "http://127.0.0.1:9641" /* ops.listen's default */
 
 /* The global options, and the config when -c was given. */
 struct ctl {
-    const char *cfg_path; /* -c */
-    const char *db_opt;   /* --db */
+    const char *cfg_path;  /* -c */
+    const char *db_opt;    /* --db */
     const char *realm_opt; /* --realm */
     struct tern_config cfg;
     bool have_cfg;
-    const char *db;    /* --db, else the config's auth.database; NULL: none named */
-    const char *realm; /* --realm, else the config's server.realm, else "tern" */
-    bool realm_chosen; /* --realm or -c: user list shows that realm only */
-    const char *url;   /* --url, without a trailing '/': API mode (NULL: the database) */
-    char *token;       /* the API's bearer token (NULL: none); wiped and freed by main */
-    bool curl_ready;   /* curl_global_init done */
+    const char *db;        /* --db, else the config's auth.database; NULL: none named */
+    const char *realm;     /* --realm, else the config's server.realm, else "tern" */
+    bool realm_chosen;     /* --realm or -c: user list shows that realm only */
+    const char *url;       /* --url, without a trailing '/': API mode (NULL: the database) */
+    char *token;           /* the API's bearer token (NULL: none); wiped and freed by main */
+    bool curl_ready;       /* curl_global_init done */
     const char *from_file; /* hidden --from-file: an API answer saved in a file (tests) */
 };
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: ternctl [GLOBAL OPTIONS] COMMAND [ARGS]\n"
-            "\n"
-            "Global options (before the command):\n"
-            "  -c, --config FILE   take the database, realm, REST secrets, separator and\n"
-            "                      listener URIs from ternd's configuration\n"
-            "      --db FILE       the credential database (SQLite; default: the config's\n"
-            "                      auth.database); user add and secret add create it\n"
-            "      --realm REALM   realm of the users (default: the config's, else tern)\n"
-            "      --url URL       work through ternd's admin HTTP API (its ops.listen, e.g.\n"
-            "                      http://127.0.0.1:9641) instead of on the database\n"
-            "      --token-file FILE  the API's bearer token (ternd's ops.token): the first\n"
-            "                      line of FILE; else the TERN_TOKEN environment variable,\n"
-            "                      else the -c config's ops.token\n"
-            "      --token TOKEN   the token on the command line: other users of the host can\n"
-            "                      see it in ps while ternctl runs; prefer --token-file or\n"
-            "                      TERN_TOKEN\n"
-            "  -V, --version       print the version and exit\n"
-            "  -h, --help          this text\n"
-            "\n"
-            "Users (long-term credentials; only derived keys are stored):\n"
-            "  user add NAME [--max-allocations N] [--bandwidth BYTES_PER_S] [--password-stdin]\n"
-            "  user passwd NAME [--password-stdin]\n"
-            "  user del NAME\n"
-            "  user disable NAME\n"
-            "  user enable NAME\n"
-            "  user list [--json]   the realm's users (every realm without --realm or -c)\n"
-            "      The password is asked twice on the terminal, or read from the first line\n"
-            "      of standard input with --password-stdin; never from the command line.\n"
-            "      --max-allocations 0 uses allocation.max_per_user; --bandwidth 0 is unlimited.\n"
-            "\n"
-            "TURN REST API secrets:\n"
-            "  secret add [--secret-stdin | --generate]   --generate prints a new random\n"
-            "                      secret once (32 bytes, base64)\n"
-            "  secret list [--json] (secrets are shown by their first characters only)\n"
-            "  secret del ID\n"
-            "\n"
-            "Credentials:\n"
-            "  cred --user ID --ttl SECONDS [--json | --ice-servers] [--sha256]\n"
-            "                      mint a REST credential (username \"<expiry><sep><ID>\") with the\n"
-            "                      newest secret: the config's last auth.secrets entry, else the\n"
-            "                      newest in the database; --ice-servers prints a WebRTC\n"
-            "                      RTCConfiguration fragment with the config's listener URIs\n"
-            "\n"
-            "Live allocations and their quality (GET /api/v1/allocations on ternd's ops API;\n"
-            "  the URL is --url, else -c's ops.listen, else " DEFAULT_OPS_URL "; the token, when\n"
-            "  ternd has an ops.token, from --token-file, TERN_TOKEN or -c's ops.token):\n"
-            "  allocations [--json] [--sort loss|jitter|rtt|age|bytes|id] [--url URL]\n"
-            "                      one line per allocation: id, user, transport, client and\n"
-            "                      relayed addresses, age, peers, packets and bytes from the\n"
-            "                      client (C>) and from the peers (P>), and per ingress leg\n"
-            "                      (C: from the client, P: from the peers) RTP loss %%, jitter\n"
-            "                      ms, and RTT ms relay<->client / relay<->peer / path (-: not\n"
-            "                      measured); --sort orders worst first (default: by id)\n"
-            "  allocations ID [--json]   one allocation in detail: each peer flow, both\n"
-            "                      directions, every RTP stream; --json prints the API's JSON\n"
-            "  top [--interval S] [--once] [--count N] [--url URL]\n"
-            "                      a live view like top(1): totals (allocations, packets/s and\n"
-            "                      bits/s from successive samples, worst loss/jitter/RTT), then\n"
-            "                      the allocations worst quality first (loss, then jitter, then\n"
-            "                      RTT; unmeasured last); refreshes every S seconds (default 2),\n"
-            "                      q or Ctrl-C quits, space refreshes. --once prints one frame\n"
-            "                      (two samples S apart, for the rates) without escape codes;\n"
-            "                      --count N stops after N frames\n"
-            "\n"
-            "API mode (--url): every command asks ternd, which applies it in its own realm\n"
-            "  and database; the output is the same. --realm only filters user list there;\n"
-            "  cred has no --sha256 (the server mints the credential and lists its URIs);\n"
-            "  secret add --generate has the server generate the secret. An HTTP error is a\n"
-            "  failure naming the URL, the status and the server's message.\n"
-            "\n"
-            "Exit status: 0 ok, 1 failure (ternd unreachable, HTTP error: the line names the URL\n"
-            "and the status; 401: the token is missing or wrong), 2 usage error.\n");
+    fprintf(
+        out,
+        "Usage: ternctl [GLOBAL OPTIONS] COMMAND [ARGS]\n"
+        "\n"
+        "Global options (before the command):\n"
+        "  -c, --config FILE   take the database, realm, REST secrets, separator and\n"
+        "                      listener URIs from ternd's configuration\n"
+        "      --db FILE       the credential database (SQLite; default: the config's\n"
+        "                      auth.database); user add and secret add create it\n"
+        "      --realm REALM   realm of the users (default: the config's, else tern)\n"
+        "      --url URL       work through ternd's admin HTTP API (its ops.listen, e.g.\n"
+        "                      http://127.0.0.1:9641) instead of on the database\n"
+        "      --token-file FILE  the API's bearer token (ternd's ops.token): the first\n"
+        "                      line of FILE; else the TERN_TOKEN environment variable,\n"
+        "                      else the -c config's ops.token\n"
+        "      --token TOKEN   the token on the command line: other users of the host can\n"
+        "                      see it in ps while ternctl runs; prefer --token-file or\n"
+        "                      TERN_TOKEN\n"
+        "  -V, --version       print the version and exit\n"
+        "  -h, --help          this text\n"
+        "\n"
+        "Users (long-term credentials; only derived keys are stored):\n"
+        "  user add NAME [--max-allocations N] [--bandwidth BYTES_PER_S] [--password-stdin]\n"
+        "  user passwd NAME [--password-stdin]\n"
+        "  user del NAME\n"
+        "  user disable NAME\n"
+        "  user enable NAME\n"
+        "  user list [--json]   the realm's users (every realm without --realm or -c)\n"
+        "      The password is asked twice on the terminal, or read from the first line\n"
+        "      of standard input with --password-stdin; never from the command line.\n"
+        "      --max-allocations 0 uses allocation.max_per_user; --bandwidth 0 is unlimited.\n"
+        "\n"
+        "TURN REST API secrets:\n"
+        "  secret add [--secret-stdin | --generate]   --generate prints a new random\n"
+        "                      secret once (32 bytes, base64)\n"
+        "  secret list [--json] (secrets are shown by their first characters only)\n"
+        "  secret del ID\n"
+        "\n"
+        "Credentials:\n"
+        "  cred --user ID --ttl SECONDS [--json | --ice-servers] [--sha256]\n"
+        "                      mint a REST credential (username \"<expiry><sep><ID>\") with the\n"
+        "                      newest secret: the config's last auth.secrets entry, else the\n"
+        "                      newest in the database; --ice-servers prints a WebRTC\n"
+        "                      RTCConfiguration fragment with the config's listener URIs\n"
+        "\n"
+        "Live allocations and their quality (GET /api/v1/allocations on ternd's ops API;\n"
+        "  the URL is --url, else -c's ops.listen, else " DEFAULT_OPS_URL "; the token, when\n"
+        "  ternd has an ops.token, from --token-file, TERN_TOKEN or -c's ops.token):\n"
+        "  allocations [--json] [--sort loss|jitter|rtt|age|bytes|id] [--url URL]\n"
+        "                      one line per allocation: id, user, transport, client and\n"
+        "                      relayed addresses, age, peers, packets and bytes from the\n"
+        "                      client (C>) and from the peers (P>), and per ingress leg\n"
+        "                      (C: from the client, P: from the peers) RTP loss %%, jitter\n"
+        "                      ms, and RTT ms relay<->client / relay<->peer / path (-: not\n"
+        "                      measured); --sort orders worst first (default: by id)\n"
+        "  allocations ID [--json]   one allocation in detail: each peer flow, both\n"
+        "                      directions, every RTP stream; --json prints the API's JSON\n"
+        "  top [--interval S] [--once] [--count N] [--url URL]\n"
+        "                      a live view like top(1): totals (allocations, packets/s and\n"
+        "                      bits/s from successive samples, worst loss/jitter/RTT), then\n"
+        "                      the allocations worst quality first (loss, then jitter, then\n"
+        "                      RTT; unmeasured last); refreshes every S seconds (default 2),\n"
+        "                      q or Ctrl-C quits, space refreshes. --once prints one frame\n"
+        "                      (two samples S apart, for the rates) without escape codes;\n"
+        "                      --count N stops after N frames\n"
+        "\n"
+        "API mode (--url): every command asks ternd, which applies it in its own realm\n"
+        "  and database; the output is the same. --realm only filters user list there;\n"
+        "  cred has no --sha256 (the server mints the credential and lists its URIs);\n"
+        "  secret add --generate has the server generate the secret. An HTTP error is a\n"
+        "  failure naming the URL, the status and the server's message.\n"
+        "\n"
+        "Exit status: 0 ok, 1 failure (ternd unreachable, HTTP error: the line names the URL\n"
+        "and the status; 401: the token is missing or wrong), 2 usage error.\n");
 }
 
 /* A usage error: one line naming it, then a hint. Returns 2. */
@@ -170,8 +171,7 @@ static int bad_option(const char *cmd, char **argv, int c)
     const char *arg = argv[optind - 1], *sep = cmd ? ": " : "";
     int len = (int)strcspn(arg, "=");
     if (!cmd) cmd = "";
-    if (c == ':')
-        return usage_error("%s%soption '%.*s' needs an argument", cmd, sep, len, arg);
+    if (c == ':') return usage_error("%s%soption '%.*s' needs an argument", cmd, sep, len, arg);
     if (optopt && optopt != '?' && strncmp(arg, "--", 2) != 0)
         return usage_error("%s%sunknown option '-%c'", cmd, sep, optopt);
     return usage_error("%s%sunknown or ambiguous option '%.*s'", cmd, sep, len, arg);
@@ -181,7 +181,8 @@ static int bad_option(const char *cmd, char **argv, int c)
 static int refuse_inline(const char *cmd, const char *what, const char *stdin_opt)
 {
     return usage_error("%s: a %s is never taken from the command line (it would show in ps and "
-                       "shell history); use %s or the prompt", cmd, what, stdin_opt);
+                       "shell history); use %s or the prompt",
+                       cmd, what, stdin_opt);
 }
 
 /* Decimal digits only, no sign or spaces, at most max. 0 or -1. */
@@ -247,17 +248,21 @@ static int prompt_hidden(int fd, const char *prompt, char *buf, size_t max, cons
     static const int sigs[4] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
     sigemptyset(&sa.sa_mask); /* no SA_RESTART: a signal interrupts the read */
     got_signal = 0;
-    for (int i = 0; i < 4; i++) sigaction(sigs[i], &sa, &saved[i]);
+    for (int i = 0; i < 4; i++)
+        sigaction(sigs[i], &sa, &saved[i]);
     if (have_tc) {
         quiet = old;
         quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
         tcsetattr(fd, TCSAFLUSH, &quiet);
     }
-    if (write(fd, prompt, strlen(prompt)) < 0) { /* best effort: the prompt is a courtesy */ }
+    if (write(fd, prompt, strlen(prompt)) < 0) { /* best effort: the prompt is a courtesy */
+    }
     int rc = read_line(fd, buf, max, len);
     if (have_tc) tcsetattr(fd, TCSAFLUSH, &old);
-    if (write(fd, "\n", 1) < 0) { /* as above */ }
-    for (int i = 0; i < 4; i++) sigaction(sigs[i], &saved[i], NULL);
+    if (write(fd, "\n", 1) < 0) { /* as above */
+    }
+    for (int i = 0; i < 4; i++)
+        sigaction(sigs[i], &saved[i], NULL);
     if (got_signal) {
         OPENSSL_cleanse(buf, max + 1);
         raise(got_signal); /* the terminal is restored; die of the signal as usual */
@@ -278,10 +283,14 @@ static int read_secret(bool from_stdin, const char *what, char *buf, size_t max)
     if (from_stdin) {
         size_t len = 0;
         int r = read_line(STDIN_FILENO, buf, max, &len), rc = 0;
-        if (r == -2) rc = failure("%s on standard input is longer than %zu bytes", what, max);
-        else if (r < 0) rc = failure("reading the %s from standard input: %s", what, strerror(errno));
-        else if (r == 0 || len == 0) rc = failure("no %s on standard input (empty first line)", what);
-        else if (strlen(buf) != len) rc = failure("the %s on standard input contains a NUL byte", what);
+        if (r == -2)
+            rc = failure("%s on standard input is longer than %zu bytes", what, max);
+        else if (r < 0)
+            rc = failure("reading the %s from standard input: %s", what, strerror(errno));
+        else if (r == 0 || len == 0)
+            rc = failure("no %s on standard input (empty first line)", what);
+        else if (strlen(buf) != len)
+            rc = failure("the %s on standard input contains a NUL byte", what);
         if (rc) OPENSSL_cleanse(buf, max + 1);
         return rc;
     }
@@ -300,7 +309,8 @@ static int read_secret(bool from_stdin, const char *what, char *buf, size_t max)
     size_t len, len2;
     int rc = prompt_hidden(fd, prompt, buf, max, what, &len);
     if (rc == 0) rc = prompt_hidden(fd, prompt2, again, max, what, &len2);
-    if (rc == 0 && strcmp(buf, again) != 0) rc = failure("the two %ss differ; nothing changed", what);
+    if (rc == 0 && strcmp(buf, again) != 0)
+        rc = failure("the two %ss differ; nothing changed", what);
     OPENSSL_cleanse(again, max + 1);
     free(again);
     close(fd);
@@ -323,7 +333,8 @@ static void put_padded(const char *s, size_t width, bool last)
 {
     fputs(s, stdout);
     if (last) return;
-    for (size_t w = text_width(s); w < width + 2; w++) fputc(' ', stdout);
+    for (size_t w = text_width(s); w < width + 2; w++)
+        fputc(' ', stdout);
 }
 
 static void format_time(int64_t t, char out[32])
@@ -389,10 +400,10 @@ static int user_exists(struct store *s, const char *realm, const char *name)
 
 /* ---- the admin HTTP API (--url) ---- */
 
-#define TOKEN_MAX 4096                /* bytes, as ternd's ops.token */
-#define API_MAX_RESPONSE (16u << 20)  /* bytes; a longer answer is refused */
-#define API_CONNECT_TIMEOUT 10L       /* seconds */
-#define API_TIMEOUT 60L               /* seconds, the whole request */
+#define TOKEN_MAX           4096        /* bytes, as ternd's ops.token */
+#define API_MAX_RESPONSE    (16u << 20) /* bytes; a longer answer is refused */
+#define API_CONNECT_TIMEOUT 10L         /* seconds */
+#define API_TIMEOUT         60L         /* seconds, the whole request */
 
 /* Request and response bodies carry passwords, secrets and the token: libcurl's and jansson's
  * memory is wiped when they free it (glibc knows each block's size). */
@@ -477,7 +488,8 @@ static int read_token_file(const char *path, char **out)
     buf[n] = '\0';
     buf[strcspn(buf, "\n")] = '\0';
     n = strlen(buf);
-    while (n > 0 && (buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t')) buf[--n] = '\0';
+    while (n > 0 && (buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        buf[--n] = '\0';
     char from[PATH_MAX + 16];
     snprintf(from, sizeof from, "--token-file %s", path);
     if (rc == 0) rc = check_token(buf, from);
@@ -538,7 +550,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ctx)
     }
     if (b->n + len + 1 > b->cap) {
         size_t ncap = b->cap ? b->cap : 4096;
-        while (ncap < b->n + len + 1) ncap *= 2;
+        while (ncap < b->n + len + 1)
+            ncap *= 2;
         char *np = wipe_realloc(b->p, ncap);
         if (!np) {
             b->oom = true;
@@ -558,7 +571,8 @@ static int http_failure(const char *url, long status, const struct body *b, bool
 {
     if (status == 401 && !had_token)
         return failure("%s: 401: the API wants a token and none was given: pass --token-file "
-                       "FILE, TERN_TOKEN or -c with ternd's configuration (its ops.token)", url);
+                       "FILE, TERN_TOKEN or -c with ternd's configuration (its ops.token)",
+                       url);
     if (status == 401)
         return failure("%s: 401: the token was refused (wrong token? it must be ternd's ops.token)",
                        url);
@@ -643,8 +657,10 @@ static int api_call(const struct ctl *c, const char *method, const char *path, j
 
     CURLcode res = curl_easy_perform(h);
     if (res != CURLE_OK) {
-        if (b.too_big) failure("%s: the answer is longer than %u bytes", url, API_MAX_RESPONSE);
-        else if (b.oom) failure("%s: out of memory reading the answer", url);
+        if (b.too_big)
+            failure("%s: the answer is longer than %u bytes", url, API_MAX_RESPONSE);
+        else if (b.oom)
+            failure("%s: out of memory reading the answer", url);
         else if (res == CURLE_COULDNT_CONNECT)
             failure("%s: cannot connect (%s): is ternd running with ops.listen there?", url,
                     errbuf[0] ? errbuf : curl_easy_strerror(res));
@@ -659,7 +675,8 @@ static int api_call(const struct ctl *c, const char *method, const char *path, j
         goto out;
     }
     size_t skip = 0;
-    while (skip < b.n && strchr(" \t\r\n", b.p[skip])) skip++;
+    while (skip < b.n && strchr(" \t\r\n", b.p[skip]))
+        skip++;
     if (skip < b.n) {
         json_error_t jerr;
         *out = json_loadb(b.p, b.n, 0, &jerr);
@@ -701,9 +718,12 @@ static uint64_t json_u64(const json_t *obj, const char *key, uint64_t def)
 static void json_time(const json_t *obj, const char *key, char out[32])
 {
     json_t *v = json_object_get(obj, key);
-    if (json_is_string(v)) clean_text(json_string_value(v), json_string_length(v), out, 31);
-    else if (json_is_integer(v)) format_time((int64_t)json_integer_value(v), out);
-    else snprintf(out, 32, "-");
+    if (json_is_string(v))
+        clean_text(json_string_value(v), json_string_length(v), out, 31);
+    else if (json_is_integer(v))
+        format_time((int64_t)json_integer_value(v), out);
+    else
+        snprintf(out, 32, "-");
 }
 
 /* "/api/v1/users/NAME" (malloc'd), else NULL with the failure printed. */
@@ -712,8 +732,10 @@ static char *user_path(const char *name)
     char *esc = path_escape(name);
     size_t len = esc ? strlen(esc) + sizeof "/api/v1/users/" : 0;
     char *p = esc ? malloc(len) : NULL;
-    if (p) snprintf(p, len, "/api/v1/users/%s", esc);
-    else failure("out of memory");
+    if (p)
+        snprintf(p, len, "/api/v1/users/%s", esc);
+    else
+        failure("out of memory");
     free(esc);
     return p;
 }
@@ -727,11 +749,12 @@ static const char *api_realm(const struct ctl *c, const json_t *answer)
 }
 
 /* Print "VERB user NAME in realm REALM" or, the realm unknown, "VERB user NAME". */
-static void print_user_done(const char *verb, const char *name, const char *prep,
-                            const char *realm)
+static void print_user_done(const char *verb, const char *name, const char *prep, const char *realm)
 {
-    if (realm) printf("%s user %s %s realm %s\n", verb, name, prep, realm);
-    else printf("%s user %s\n", verb, name);
+    if (realm)
+        printf("%s user %s %s realm %s\n", verb, name, prep, realm);
+    else
+        printf("%s user %s\n", verb, name);
 }
 
 struct user_row {
@@ -784,8 +807,8 @@ static int collect_user(void *ctx, const struct store_user *u)
 {
     char when[32];
     format_time(u->created, when);
-    return add_user_row(ctx, u->realm, u->name, u->max_allocations, u->bandwidth_bps,
-                        u->disabled, when);
+    return add_user_row(ctx, u->realm, u->name, u->max_allocations, u->bandwidth_bps, u->disabled,
+                        when);
 }
 
 static void free_user_rows(struct user_rows *rows)
@@ -810,7 +833,8 @@ static int api_users(const struct ctl *c, const char *realm, struct user_rows *r
     }
     size_t i;
     json_t *u;
-    json_array_foreach(j, i, u) {
+    json_array_foreach(j, i, u)
+    {
         json_t *name = json_object_get(u, "name"), *rlm = json_object_get(u, "realm");
         const char *rs = json_is_string(rlm) ? json_string_value(rlm) : "";
         if (!json_is_string(name) || (realm && strcmp(rs, realm) != 0)) continue;
@@ -837,7 +861,8 @@ static int api_user_exists(const struct ctl *c, const char *name)
     struct user_rows rows = {0};
     if (api_users(c, c->realm_chosen ? c->realm : NULL, &rows)) return -1;
     int found = 0;
-    for (size_t i = 0; i < rows.n && !found; i++) found = strcmp(rows.v[i].name, name) == 0;
+    for (size_t i = 0; i < rows.n && !found; i++)
+        found = strcmp(rows.v[i].name, name) == 0;
     free_user_rows(&rows);
     return found;
 }
@@ -904,7 +929,6 @@ static int api_user_add(const struct ctl *c, const char *name, bool from_stdin, 
     return rc;
 }
 
-
 static int cmd_user_add(struct ctl *c, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -930,12 +954,17 @@ static int cmd_user_add(struct ctl *c, int argc, char **argv)
         case 'b':
             if (parse_u64(optarg, UINT64_MAX, &bandwidth))
                 return usage_error("user add: --bandwidth wants bytes per second (0: unlimited), "
-                                   "not '%s'", optarg);
+                                   "not '%s'",
+                                   optarg);
             have_bw = true;
             break;
-        case 's': from_stdin = true; break;
-        case 'p': return refuse_inline("user add", "password", "--password-stdin");
-        default: return bad_option("user add", argv, opt);
+        case 's':
+            from_stdin = true;
+            break;
+        case 'p':
+            return refuse_inline("user add", "password", "--password-stdin");
+        default:
+            return bad_option("user add", argv, opt);
         }
     }
     if (optind != argc - 1) return usage_error("user add: wants one user NAME");
@@ -997,8 +1026,10 @@ static int api_user_passwd(const struct ctl *c, const char *name, bool from_stdi
     }
     rc = api_user_put(c, name, req, realm, sizeof realm);
     if (rc == 0) {
-        if (realm[0]) printf("changed the password of user %s in realm %s\n", name, realm);
-        else printf("changed the password of user %s\n", name);
+        if (realm[0])
+            printf("changed the password of user %s in realm %s\n", name, realm);
+        else
+            printf("changed the password of user %s\n", name);
     }
     return rc;
 }
@@ -1015,9 +1046,13 @@ static int cmd_user_passwd(struct ctl *c, int argc, char **argv)
     optind = 0;
     while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (opt) {
-        case 's': from_stdin = true; break;
-        case 'p': return refuse_inline("user passwd", "password", "--password-stdin");
-        default: return bad_option("user passwd", argv, opt);
+        case 's':
+            from_stdin = true;
+            break;
+        case 'p':
+            return refuse_inline("user passwd", "password", "--password-stdin");
+        default:
+            return bad_option("user passwd", argv, opt);
         }
     }
     if (optind != argc - 1) return usage_error("user passwd: wants one user NAME");
@@ -1091,9 +1126,9 @@ static int cmd_user_change(struct ctl *c, int argc, char **argv, enum user_chang
     int orc = open_db(c, STORE_EXISTING, &s);
     if (orc) return orc;
     char err[STORE_ERR_LEN] = "";
-    int r = what == CHANGE_DEL ? store_user_del(s, c->realm, name, err)
-                               : store_user_set_disabled(s, c->realm, name, what == CHANGE_DISABLE,
-                                                         err);
+    int r = what == CHANGE_DEL
+                ? store_user_del(s, c->realm, name, err)
+                : store_user_set_disabled(s, c->realm, name, what == CHANGE_DISABLE, err);
     store_close(s);
     if (r != STORE_OK) {
         char missing[1200], act[1200];
@@ -1112,8 +1147,10 @@ static int list_options(const char *cmd, int argc, char **argv, bool *json)
     int opt;
     optind = 0;
     while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        if (opt == 'j') *json = true;
-        else return bad_option(cmd, argv, opt);
+        if (opt == 'j')
+            *json = true;
+        else
+            return bad_option(cmd, argv, opt);
     }
     if (optind != argc) return usage_error("%s: unexpected argument '%s'", cmd, argv[optind]);
     return -1;
@@ -1157,11 +1194,12 @@ static int cmd_user_list(struct ctl *c, int argc, char **argv)
         }
         fputs(rows.n ? "\n]\n" : "]\n", stdout);
     } else {
-        static const char *const head[6] = {"REALM", "NAME", "MAX ALLOCATIONS",
+        static const char *const head[6] = {"REALM",           "NAME",     "MAX ALLOCATIONS",
                                             "BANDWIDTH (B/s)", "DISABLED", "CREATED"};
         size_t w[6];
-        for (int k = 0; k < 6; k++) w[k] = strlen(head[k]);
-        char (*cells)[6][32] = calloc(rows.n ? rows.n : 1, sizeof *cells);
+        for (int k = 0; k < 6; k++)
+            w[k] = strlen(head[k]);
+        char(*cells)[6][32] = calloc(rows.n ? rows.n : 1, sizeof *cells);
         if (!cells) rc = failure("out of memory listing the users");
         for (size_t i = 0; cells && i < rows.n; i++) {
             const struct user_row *u = &rows.v[i];
@@ -1176,17 +1214,19 @@ static int cmd_user_list(struct ctl *c, int argc, char **argv)
             snprintf(cells[i][4], 32, "%s", u->disabled ? "yes" : "no");
             snprintf(cells[i][5], 32, "%s", u->created);
             size_t cw[6] = {text_width(u->realm), text_width(u->name), strlen(cells[i][2]),
-                            strlen(cells[i][3]), strlen(cells[i][4]), strlen(cells[i][5])};
+                            strlen(cells[i][3]),  strlen(cells[i][4]), strlen(cells[i][5])};
             for (int k = 0; k < 6; k++)
                 if (cw[k] > w[k]) w[k] = cw[k];
         }
         if (cells) {
-            for (int k = 0; k < 6; k++) put_padded(head[k], w[k], k == 5);
+            for (int k = 0; k < 6; k++)
+                put_padded(head[k], w[k], k == 5);
             fputc('\n', stdout);
             for (size_t i = 0; i < rows.n; i++) {
                 put_padded(rows.v[i].realm, w[0], false);
                 put_padded(rows.v[i].name, w[1], false);
-                for (int k = 2; k < 6; k++) put_padded(cells[i][k], w[k], k == 5);
+                for (int k = 2; k < 6; k++)
+                    put_padded(cells[i][k], w[k], k == 5);
                 fputc('\n', stdout);
             }
             free(cells);
@@ -1257,10 +1297,16 @@ static int cmd_secret_add(struct ctl *c, int argc, char **argv)
     optind = 0;
     while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (opt) {
-        case 's': from_stdin = true; break;
-        case 'g': generate = true; break;
-        case 'p': return refuse_inline("secret add", "secret", "--secret-stdin, --generate");
-        default: return bad_option("secret add", argv, opt);
+        case 's':
+            from_stdin = true;
+            break;
+        case 'g':
+            generate = true;
+            break;
+        case 'p':
+            return refuse_inline("secret add", "secret", "--secret-stdin, --generate");
+        default:
+            return bad_option("secret add", argv, opt);
         }
     }
     if (optind != argc) return usage_error("secret add: unexpected argument '%s'", argv[optind]);
@@ -1272,7 +1318,8 @@ static int cmd_secret_add(struct ctl *c, int argc, char **argv)
     if (c->url) return api_secret_add(c, from_stdin, generate);
     if (generate) {
         uint8_t raw[GENERATED_SECRET_BYTES];
-        if (RAND_bytes(raw, sizeof raw) != 1) return failure("generating a secret: RAND_bytes failed");
+        if (RAND_bytes(raw, sizeof raw) != 1)
+            return failure("generating a secret: RAND_bytes failed");
         EVP_EncodeBlock((unsigned char *)secret, raw, (int)sizeof raw);
         OPENSSL_cleanse(raw, sizeof raw);
     } else if ((rc = read_secret(from_stdin, "secret", secret, STORE_MAX_SECRET)) != 0)
@@ -1327,7 +1374,8 @@ static int add_secret_row(struct secret_rows *rows, int64_t id, const char *crea
     size_t len = 0;
     for (size_t k = 0; k < show && text[len]; k++) {
         len++;
-        while (((unsigned char)text[len] & 0xC0) == 0x80) len++;
+        while (((unsigned char)text[len] & 0xC0) == 0x80)
+            len++;
     }
     rows->v[rows->n].id = id;
     snprintf(rows->v[rows->n].created, sizeof rows->v[rows->n].created, "%s", created);
@@ -1357,7 +1405,8 @@ static int api_secrets(const struct ctl *c, struct secret_rows *rows)
     }
     size_t i;
     json_t *sec;
-    json_array_foreach(j, i, sec) {
+    json_array_foreach(j, i, sec)
+    {
         json_t *id = json_object_get(sec, "id"), *pre = json_object_get(sec, "prefix");
         if (!json_is_integer(id)) continue;
         char prefix[64] = "", when[32];
@@ -1391,8 +1440,10 @@ static int cmd_secret_list(struct ctl *c, int argc, char **argv)
         char err[STORE_ERR_LEN] = "";
         int r = store_secret_each(s, collect_secret, &rows, err);
         store_close(s);
-        if (r != STORE_OK) rc = store_failure(r, err, NULL, NULL, "listing the secrets");
-        else if (rows.oom) rc = failure("out of memory listing the secrets");
+        if (r != STORE_OK)
+            rc = store_failure(r, err, NULL, NULL, "listing the secrets");
+        else if (rows.oom)
+            rc = failure("out of memory listing the secrets");
     }
     if (rc) {
         /* nothing to print */
@@ -1509,7 +1560,8 @@ static int api_cred(const struct ctl *c, const char *user, uint64_t ttl, bool js
     fputc('[', stdout);
     size_t i, n = 0;
     json_t *u;
-    json_array_foreach(uris, i, u) {
+    json_array_foreach(uris, i, u)
+    {
         if (!json_is_string(u)) continue;
         if (n++) fputc(',', stdout);
         ops_json_fputs(stdout, json_string_value(u));
@@ -1531,12 +1583,9 @@ static int api_cred(const struct ctl *c, const char *user, uint64_t ttl, bool js
 static int cmd_cred(struct ctl *c, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"user", required_argument, NULL, 'u'},
-        {"ttl", required_argument, NULL, 't'},
-        {"json", no_argument, NULL, 'j'},
-        {"ice-servers", no_argument, NULL, 'i'},
-        {"sha256", no_argument, NULL, 's'},
-        {NULL, 0, NULL, 0},
+        {"user", required_argument, NULL, 'u'}, {"ttl", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},       {"ice-servers", no_argument, NULL, 'i'},
+        {"sha256", no_argument, NULL, 's'},     {NULL, 0, NULL, 0},
     };
     const char *user = NULL, *ttl_arg = NULL;
     bool json = false, ice = false, sha256 = false;
@@ -1544,12 +1593,23 @@ static int cmd_cred(struct ctl *c, int argc, char **argv)
     optind = 0;
     while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (opt) {
-        case 'u': user = optarg; break;
-        case 't': ttl_arg = optarg; break;
-        case 'j': json = true; break;
-        case 'i': ice = true; break;
-        case 's': sha256 = true; break;
-        default: return bad_option("cred", argv, opt);
+        case 'u':
+            user = optarg;
+            break;
+        case 't':
+            ttl_arg = optarg;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'i':
+            ice = true;
+            break;
+        case 's':
+            sha256 = true;
+            break;
+        default:
+            return bad_option("cred", argv, opt);
         }
     }
     if (optind != argc) return usage_error("cred: unexpected argument '%s'", argv[optind]);
@@ -1573,8 +1633,8 @@ static int cmd_cred(struct ctl *c, int argc, char **argv)
     if (c->have_cfg && c->cfg.nsecrets > 0) {
         const char *last = c->cfg.secrets[c->cfg.nsecrets - 1];
         if (strlen(last) > STORE_MAX_SECRET)
-            return failure("%s: auth.secrets: the last secret is longer than %d bytes",
-                           c->cfg_path, STORE_MAX_SECRET);
+            return failure("%s: auth.secrets: the last secret is longer than %d bytes", c->cfg_path,
+                           STORE_MAX_SECRET);
         snprintf(secret, sizeof secret, "%s", last);
     } else {
         if (!c->db && c->have_cfg)
@@ -1585,7 +1645,8 @@ static int cmd_cred(struct ctl *c, int argc, char **argv)
                                "config with auth.secrets with -c FILE");
         if (access(c->db, F_OK) != 0)
             return failure("no REST secret: %s%s%s does not exist (add one with "
-                           "'ternctl secret add')", c->have_cfg ? c->cfg_path : "",
+                           "'ternctl secret add')",
+                           c->have_cfg ? c->cfg_path : "",
                            c->have_cfg ? " has no auth.secrets and " : "", c->db);
         struct store *s;
         int orc = open_db(c, STORE_EXISTING, &s);
@@ -1648,7 +1709,8 @@ static int cmd_cred(struct ctl *c, int argc, char **argv)
     return 0;
 }
 
-/* ---- allocations and top: the relay's live allocations and their QoS (GET /api/v1/allocations) ---- */
+/* ---- allocations and top: the relay's live allocations and their QoS (GET /api/v1/allocations)
+ * ---- */
 
 #define TOP_DEFAULT_INTERVAL 2.0 /* seconds between frames */
 
@@ -1666,7 +1728,8 @@ static json_t *jpath(const json_t *obj, ...)
     va_start(ap, obj);
     const char *k;
     json_t *v = (json_t *)obj;
-    while ((k = va_arg(ap, const char *)) != NULL) v = json_is_object(v) ? json_object_get(v, k) : NULL;
+    while ((k = va_arg(ap, const char *)) != NULL)
+        v = json_is_object(v) ? json_object_get(v, k) : NULL;
     va_end(ap);
     return v;
 }
@@ -1732,8 +1795,10 @@ static const char *fmt_rate(double v, char out[32])
         v /= 1000;
         i++;
     }
-    if (i == 0) snprintf(out, 32, v < 10 && v != 0 ? "%.1f" : "%.0f", v);
-    else snprintf(out, 32, v < 10 ? "%.1f%c" : "%.0f%c", v, sfx[i]);
+    if (i == 0)
+        snprintf(out, 32, v < 10 && v != 0 ? "%.1f" : "%.0f", v);
+    else
+        snprintf(out, 32, v < 10 ? "%.1f%c" : "%.0f%c", v, sfx[i]);
     return out;
 }
 
@@ -1742,10 +1807,14 @@ static const char *fmt_age(double s, char out[32])
 {
     if (isnan(s) || s < 0) return "-";
     uint64_t t = (uint64_t)s;
-    if (t < 60) snprintf(out, 32, "%" PRIu64 "s", t);
-    else if (t < 3600) snprintf(out, 32, "%" PRIu64 "m%02" PRIu64 "s", t / 60, t % 60);
-    else if (t < 86400) snprintf(out, 32, "%" PRIu64 "h%02" PRIu64 "m", t / 3600, t / 60 % 60);
-    else snprintf(out, 32, "%" PRIu64 "d%02" PRIu64 "h", t / 86400, t / 3600 % 24);
+    if (t < 60)
+        snprintf(out, 32, "%" PRIu64 "s", t);
+    else if (t < 3600)
+        snprintf(out, 32, "%" PRIu64 "m%02" PRIu64 "s", t / 60, t % 60);
+    else if (t < 86400)
+        snprintf(out, 32, "%" PRIu64 "h%02" PRIu64 "m", t / 3600, t / 60 % 60);
+    else
+        snprintf(out, 32, "%" PRIu64 "d%02" PRIu64 "h", t / 86400, t / 3600 % 24);
     return out;
 }
 
@@ -1805,12 +1874,23 @@ static int arow_cmp(const void *pa, const void *pb)
     const struct arow *a = pa, *b = pb;
     int c = 0;
     switch (g_sort) {
-    case SORT_ID: break;
-    case SORT_LOSS: c = cmp_desc(a->q_loss, b->q_loss); break;
-    case SORT_JITTER: c = cmp_desc(a->q_jit, b->q_jit); break;
-    case SORT_RTT: c = cmp_desc(a->q_rtt, b->q_rtt); break;
-    case SORT_AGE: c = cmp_desc(a->age, b->age); break;
-    case SORT_BYTES: c = cmp_desc(a->by_c + a->by_p, b->by_c + b->by_p); break;
+    case SORT_ID:
+        break;
+    case SORT_LOSS:
+        c = cmp_desc(a->q_loss, b->q_loss);
+        break;
+    case SORT_JITTER:
+        c = cmp_desc(a->q_jit, b->q_jit);
+        break;
+    case SORT_RTT:
+        c = cmp_desc(a->q_rtt, b->q_rtt);
+        break;
+    case SORT_AGE:
+        c = cmp_desc(a->age, b->age);
+        break;
+    case SORT_BYTES:
+        c = cmp_desc(a->by_c + a->by_p, b->by_c + b->by_p);
+        break;
     case SORT_QUALITY:
         if (!(c = cmp_desc(a->q_loss, b->q_loss)) && !(c = cmp_desc(a->q_jit, b->q_jit)))
             c = cmp_desc(a->q_rtt, b->q_rtt);
@@ -1871,7 +1951,8 @@ static struct arow *rows_of(json_t *list, enum sort_key key, size_t *n)
     }
     size_t i, k = 0;
     json_t *e;
-    json_array_foreach(list, i, e) {
+    json_array_foreach(list, i, e)
+    {
         if (json_is_object(e)) arow_fill(&rows[k++], e);
     }
     *n = k;
@@ -1937,12 +2018,16 @@ static void tab_print(struct table *t, size_t max_width, size_t max_rows)
             size_t w = text_width(s), pad = t->width[k] > w ? t->width[k] - w : 0;
             bool last = k + 1 == t->ncols;
             if (t->right[k])
-                for (; pad && n < sizeof line - 1; pad--) line[n++] = ' ';
-            for (; *s && n < sizeof line - 1; s++) line[n++] = *s;
+                for (; pad && n < sizeof line - 1; pad--)
+                    line[n++] = ' ';
+            for (; *s && n < sizeof line - 1; s++)
+                line[n++] = *s;
             if (!last)
-                for (pad += 2; pad && n < sizeof line - 1; pad--) line[n++] = ' ';
+                for (pad += 2; pad && n < sizeof line - 1; pad--)
+                    line[n++] = ' ';
         }
-        while (n && line[n - 1] == ' ') n--;
+        while (n && line[n - 1] == ' ')
+            n--;
         line[n] = '\0';
         if (max_width) { /* cut at max_width code points */
             size_t cp = 0, i = 0;
@@ -1956,7 +2041,8 @@ static void tab_print(struct table *t, size_t max_width, size_t max_rows)
 
 static void tab_free(struct table *t)
 {
-    for (size_t i = 0; i < t->cap * TAB_COLS; i++) free(t->cells[i]);
+    for (size_t i = 0; i < t->cap * TAB_COLS; i++)
+        free(t->cells[i]);
     free(t->cells);
     memset(t, 0, sizeof *t);
 }
@@ -1971,19 +2057,21 @@ static const char *pair(const char *a, const char *b, char out[80])
 /* The listing's table (top adds the rate columns). */
 static void allocations_table(struct table *t, const struct arow *rows, size_t n, bool rates)
 {
-    static const char *const head[] = {"ID", "USER", "TR", "CLIENT", "RELAYED", "AGE", "PEERS",
-                                       "PKTS C>/P>", "BYTES C>/P>", "LOSS% C/P", "JIT ms C/P",
-                                       "RTT ms C/P/PATH"};
+    static const char *const head[] = {"ID",          "USER",      "TR",         "CLIENT",
+                                       "RELAYED",     "AGE",       "PEERS",      "PKTS C>/P>",
+                                       "BYTES C>/P>", "LOSS% C/P", "JIT ms C/P", "RTT ms C/P/PATH"};
     static const char *const head_rates[] = {"PKT/S", "BIT/S"};
     size_t nh = sizeof head / sizeof head[0];
     for (size_t k = 0; k < nh; k++) {
         tab_cell(t, head[k]);
         if (rates && k == 5) /* after AGE */
-            for (size_t h = 0; h < 2; h++) tab_cell(t, head_rates[h]);
+            for (size_t h = 0; h < 2; h++)
+                tab_cell(t, head_rates[h]);
     }
     tab_end(t);
     size_t ncol = nh + (rates ? 2 : 0);
-    for (size_t k = 5; k < ncol; k++) t->right[k] = true; /* from AGE on: numbers, right-aligned */
+    for (size_t k = 5; k < ncol; k++)
+        t->right[k] = true; /* from AGE on: numbers, right-aligned */
     for (size_t i = 0; i < n; i++) {
         const struct arow *r = &rows[i];
         char b1[32], b2[32], b3[32], p[128], user[128], tr[8], cl[64], rel[256];
@@ -1995,11 +2083,13 @@ static void allocations_table(struct table *t, const struct arow *rows, size_t n
         size_t k, m = 0;
         json_t *v;
         rel[0] = '\0';
-        json_array_foreach(ra, k, v) {
+        json_array_foreach(ra, k, v)
+        {
             char one[64];
             if (!json_is_string(v)) continue;
             clean_text(json_string_value(v), json_string_length(v), one, 60);
-            m += (size_t)snprintf(rel + m, m < sizeof rel ? sizeof rel - m : 0, "%s%s", k ? "," : "", one);
+            m += (size_t)snprintf(rel + m, m < sizeof rel ? sizeof rel - m : 0, "%s%s",
+                                  k ? "," : "", one);
             if (m >= sizeof rel) break;
         }
         tab_cell(t, rel[0] ? rel : jstr(r->e, "relayed", rel, sizeof rel, "-"));
@@ -2050,7 +2140,8 @@ static void print_direction(const char *name, const json_t *d)
     const char *k;
     json_t *v;
     bool first = true;
-    json_object_foreach(bc, k, v) {
+    json_object_foreach(bc, k, v)
+    {
         if (!json_is_integer(v) || json_integer_value(v) == 0) continue;
         char key[24];
         clean_text(k, strlen(k), key, 20);
@@ -2060,7 +2151,8 @@ static void print_direction(const char *name, const json_t *d)
     if (!first) fputc(')', stdout);
     fputc('\n', stdout);
     json_t *iv = json_object_get(d, "interval"), *iat = json_object_get(d, "iat");
-    printf("      last interval: %s pkt/s, %s bit/s;  inter-arrival: mean %s ms, jitter %s ms, max gap "
+    printf("      last interval: %s pkt/s, %s bit/s;  inter-arrival: mean %s ms, jitter %s ms, max "
+           "gap "
            "%s ms, stalls %.0f\n",
            fmt_rate(jnum(iv, "packets_per_second"), a), fmt_rate(jnum(iv, "bits_per_second"), b),
            fmt_ms(jnum(iat, "mean_seconds"), c2), fmt_ms(jnum(iat, "jitter_seconds"), e),
@@ -2069,7 +2161,8 @@ static void print_direction(const char *name, const json_t *d)
     if (json_is_object(sr) && jnum(sr, "packets_total") > 0) {
         printf("      srtcp: %.0f packets, %.0f index gaps; feedback", jnum(sr, "packets_total"),
                jnum(sr, "index_gaps_total"));
-        json_object_foreach(json_object_get(sr, "feedback_total"), k, v) {
+        json_object_foreach(json_object_get(sr, "feedback_total"), k, v)
+        {
             char key[24];
             clean_text(k, strlen(k), key, 20);
             if (json_is_integer(v)) printf(" %s %" JSON_INTEGER_FORMAT, key, json_integer_value(v));
@@ -2078,7 +2171,8 @@ static void print_direction(const char *name, const json_t *d)
     }
     size_t i;
     json_t *s;
-    json_array_foreach(json_object_get(d, "rtp_streams"), i, s) {
+    json_array_foreach(json_object_get(d, "rtp_streams"), i, s)
+    {
         char kind[32], src[32], state[32];
         double ssrc = jnum(s, "ssrc"), cr = jnum(s, "clock_rate");
         printf("      rtp ssrc %08" PRIx32 " pt %.0f %s, clock %s%s (%s), %s\n",
@@ -2086,7 +2180,8 @@ static void print_direction(const char *name, const json_t *d)
                jstr(s, "kind", kind, sizeof kind, "?"), isnan(cr) ? "-" : fmt_count(cr, a),
                isnan(cr) ? "" : " Hz", jstr(s, "clock_rate_source", src, sizeof src, "?"),
                jstr(s, "state", state, sizeof state, "?"));
-        printf("        received %.0f (unique %.0f, duplicated %.0f, out of order %.0f), expected %.0f, "
+        printf("        received %.0f (unique %.0f, duplicated %.0f, out of order %.0f), expected "
+               "%.0f, "
                "lost %.0f (net %.0f), interval loss %s%%\n",
                jnum(s, "packets_received"), jnum(s, "packets_received_unique"),
                jnum(s, "packets_duplicated"), jnum(s, "packets_out_of_order"),
@@ -2113,7 +2208,8 @@ static void print_detail(json_t *j)
     printf("  client %s  relayed", jstr(j, "client", s1, sizeof s1, "-"));
     size_t i;
     json_t *v;
-    json_array_foreach(json_object_get(j, "relayed"), i, v) {
+    json_array_foreach(json_object_get(j, "relayed"), i, v)
+    {
         if (json_is_string(v)) {
             clean_text(json_string_value(v), json_string_length(v), s2, 100);
             printf(" %s", s2);
@@ -2134,14 +2230,14 @@ static void print_detail(json_t *j)
            isnan(ivs) ? "-" : (snprintf(s2, sizeof s2, "%g", ivs), s2));
     print_rtt("client leg", jpath(j, "client_leg", "rtt", NULL));
     json_t *p;
-    json_array_foreach(json_object_get(j, "peers"), i, p) {
+    json_array_foreach(json_object_get(j, "peers"), i, p)
+    {
         if (!json_is_object(p)) continue;
         json_t *ch = json_object_get(p, "channel");
         printf("  peer %s  channel %s  path rtt %s ms\n", jstr(p, "peer", s1, sizeof s1, "?"),
-               json_is_integer(ch) ? (snprintf(s2, sizeof s2, "0x%04" PRIx64,
-                                               (uint64_t)json_integer_value(ch)),
-                                      s2)
-                                   : "-",
+               json_is_integer(ch)
+                   ? (snprintf(s2, sizeof s2, "0x%04" PRIx64, (uint64_t)json_integer_value(ch)), s2)
+                   : "-",
                fmt_ms(jnum(p, "path_rtt_seconds"), b1));
         print_rtt("  peer leg", jpath(p, "peer_leg", "rtt", NULL));
         print_direction("from client", jpath(p, "directions", "from_client", NULL));
@@ -2160,7 +2256,8 @@ static int check_url(char *url, const char *what)
     if (!https && strncasecmp(url, "http://", 7) != 0)
         return usage_error("%s wants an http:// or https:// URL, not '%s'", what, url);
     size_t n = strlen(url);
-    while (n > 0 && url[n - 1] == '/') url[--n] = '\0';
+    while (n > 0 && url[n - 1] == '/')
+        url[--n] = '\0';
     if (n <= (https ? 8u : 7u)) return usage_error("%s names no host", what);
     return 0;
 }
@@ -2179,7 +2276,8 @@ struct ops_opts {
 static int ops_setup(struct ctl *c, struct ops_opts *o)
 {
     if (c->db_opt || c->realm_opt) return usage_error("--db and --realm are not for this command");
-    if (o->token_arg && o->token_file) return usage_error("--token and --token-file exclude each other");
+    if (o->token_arg && o->token_file)
+        return usage_error("--token and --token-file exclude each other");
     if (c->cfg_path && !c->have_cfg) {
         if (cfg_load(&c->cfg, c->cfg_path, stderr))
             return failure("%s: configuration is not valid", c->cfg_path);
@@ -2220,8 +2318,12 @@ static int ops_setup(struct ctl *c, struct ops_opts *o)
 static int ops_option(struct ctl *c, struct ops_opts *o, int opt)
 {
     switch (opt) {
-    case 'u': o->url = optarg; return 0;
-    case 'T': o->token_file = optarg; return 0;
+    case 'u':
+        o->url = optarg;
+        return 0;
+    case 'T':
+        o->token_file = optarg;
+        return 0;
     case 't':
         if (o->token_arg || c->token) {
             usage_error("--token given twice");
@@ -2232,7 +2334,9 @@ static int ops_option(struct ctl *c, struct ops_opts *o, int opt)
         if (!c->token) return failure("out of memory");
         memset(optarg, 'x', strlen(optarg)); /* out of ps from now on */
         return 0;
-    case 'F': c->from_file = optarg; return 0;
+    case 'F':
+        c->from_file = optarg;
+        return 0;
     }
     return -1;
 }
@@ -2242,8 +2346,8 @@ static int parse_sort(const char *s, enum sort_key *k)
     static const struct {
         const char *name;
         enum sort_key key;
-    } keys[] = {{"id", SORT_ID},   {"loss", SORT_LOSS},   {"jitter", SORT_JITTER},
-                {"rtt", SORT_RTT}, {"age", SORT_AGE},     {"bytes", SORT_BYTES},
+    } keys[] = {{"id", SORT_ID},          {"loss", SORT_LOSS}, {"jitter", SORT_JITTER},
+                {"rtt", SORT_RTT},        {"age", SORT_AGE},   {"bytes", SORT_BYTES},
                 {"quality", SORT_QUALITY}};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (strcmp(s, keys[i].name) == 0) {
@@ -2256,7 +2360,8 @@ static int parse_sort(const char *s, enum sort_key *k)
 /* Print a JSON answer as the API gave it (indented). */
 static int print_json(json_t *j)
 {
-    if (json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0) return failure("writing JSON");
+    if (json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0)
+        return failure("writing JSON");
     fputc('\n', stdout);
     return 0;
 }
@@ -2264,10 +2369,14 @@ static int print_json(json_t *j)
 static int cmd_allocations(struct ctl *c, struct ops_opts *o, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"url", required_argument, NULL, 'u'},   {"token", required_argument, NULL, 't'},
-        {"token-file", required_argument, NULL, 'T'}, {"json", no_argument, NULL, 'j'},
-        {"sort", required_argument, NULL, 's'},  {"from-file", required_argument, NULL, 'F'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+        {"url", required_argument, NULL, 'u'},
+        {"token", required_argument, NULL, 't'},
+        {"token-file", required_argument, NULL, 'T'},
+        {"json", no_argument, NULL, 'j'},
+        {"sort", required_argument, NULL, 's'},
+        {"from-file", required_argument, NULL, 'F'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     bool json = false;
     enum sort_key key = SORT_ID;
@@ -2278,21 +2387,28 @@ static int cmd_allocations(struct ctl *c, struct ops_opts *o, int argc, char **a
         if (r > 0) return r;
         if (r == 0) continue;
         switch (opt) {
-        case 'j': json = true; break;
+        case 'j':
+            json = true;
+            break;
         case 's':
             if (parse_sort(optarg, &key))
                 return usage_error("allocations: --sort wants loss, jitter, rtt, age, bytes or id, "
-                                   "not '%s'", optarg);
+                                   "not '%s'",
+                                   optarg);
             break;
-        case 'h': usage(stdout); return 0;
-        default: return bad_option("allocations", argv, opt);
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            return bad_option("allocations", argv, opt);
         }
     }
     if (argc - optind > 1) return usage_error("allocations: at most one allocation ID");
     const char *id = optind < argc ? argv[optind] : NULL;
     uint64_t idv;
     if (id && parse_u64(id, UINT64_MAX, &idv))
-        return usage_error("allocations: the ID is a number (see ternctl allocations), not '%s'", id);
+        return usage_error("allocations: the ID is a number (see ternctl allocations), not '%s'",
+                           id);
     int rc = ops_setup(c, o);
     if (rc) return rc;
 
@@ -2325,12 +2441,13 @@ static int cmd_allocations(struct ctl *c, struct ops_opts *o, int argc, char **a
         return failure("out of memory");
     }
     char at[40];
-    printf("%zu allocation%s at %s (sampled %s)\n", n, n == 1 ? "" : "s", c->from_file ? c->from_file : c->url,
-           jstr(j, "sampled_at", at, sizeof at, "-"));
+    printf("%zu allocation%s at %s (sampled %s)\n", n, n == 1 ? "" : "s",
+           c->from_file ? c->from_file : c->url, jstr(j, "sampled_at", at, sizeof at, "-"));
     if (n) {
         struct table t = {0};
         allocations_table(&t, rows, n, false);
-        if (t.oom) rc = failure("out of memory");
+        if (t.oom)
+            rc = failure("out of memory");
         else
             tab_print(&t, 0, 0);
         tab_free(&t);
@@ -2355,7 +2472,8 @@ static double parse_rfc3339(const json_t *obj, const char *key)
     if (!end) return NAN;
     double frac = 0, scale = 0.1;
     if (*end == '.')
-        for (end++; *end >= '0' && *end <= '9'; end++, scale /= 10) frac += (*end - '0') * scale;
+        for (end++; *end >= '0' && *end <= '9'; end++, scale /= 10)
+            frac += (*end - '0') * scale;
     if (*end != 'Z') return NAN;
     return (double)timegm(&tm) + frac;
 }
@@ -2405,7 +2523,8 @@ static int top_wait(double secs, bool keys)
         if (r > 0) {
             char ch;
             ssize_t n = read(STDIN_FILENO, &ch, 1);
-            if (n <= 0) keys = false; /* end of input: keep refreshing */
+            if (n <= 0)
+                keys = false; /* end of input: keep refreshing */
             else if (ch == 'q' || ch == 'Q' || ch == 3)
                 return 1;
             else if (ch == ' ')
@@ -2441,7 +2560,8 @@ static void top_frame(const struct ctl *c, json_t *j, struct arow *rows, size_t 
     if (ansi) fputs("\033[H\033[2J", stdout);
     printf("ternctl top  %s  sampled %s  every %.1f s%s\n", c->from_file ? c->from_file : c->url,
            jstr(j, "sampled_at", at, sizeof at, "-"), interval, ansi ? "  (q quits)" : "");
-    printf("allocations %zu (udp %zu, tcp %zu, tls %zu)  relayed %s pkt/s  %s bit/s  worst: loss %s%%%s%s"
+    printf("allocations %zu (udp %zu, tcp %zu, tls %zu)  relayed %s pkt/s  %s bit/s  worst: loss "
+           "%s%%%s%s"
            "  jitter %s ms%s%s  rtt %s ms%s%s\n",
            n, by_tr[0], by_tr[1], by_tr[2], fmt_rate(pps, b1), fmt_rate(bps, b2), fmt_pct(wl, b3),
            *wl_id ? " #" : "", wl_id, fmt_ms(wj, b4), *wj_id ? " #" : "", wj_id, fmt_ms(wr, b5),
@@ -2460,10 +2580,14 @@ static void top_frame(const struct ctl *c, json_t *j, struct arow *rows, size_t 
 static int cmd_top(struct ctl *c, struct ops_opts *o, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"url", required_argument, NULL, 'u'},      {"token", required_argument, NULL, 't'},
-        {"token-file", required_argument, NULL, 'T'}, {"interval", required_argument, NULL, 'i'},
-        {"once", no_argument, NULL, '1'},           {"count", required_argument, NULL, 'n'},
-        {"from-file", required_argument, NULL, 'F'}, {"help", no_argument, NULL, 'h'},
+        {"url", required_argument, NULL, 'u'},
+        {"token", required_argument, NULL, 't'},
+        {"token-file", required_argument, NULL, 'T'},
+        {"interval", required_argument, NULL, 'i'},
+        {"once", no_argument, NULL, '1'},
+        {"count", required_argument, NULL, 'n'},
+        {"from-file", required_argument, NULL, 'F'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     double interval = TOP_DEFAULT_INTERVAL;
@@ -2481,16 +2605,23 @@ static int cmd_top(struct ctl *c, struct ops_opts *o, int argc, char **argv)
             errno = 0;
             interval = strtod(optarg, &end);
             if (errno || end == optarg || *end || !(interval >= 0.1 && interval <= 3600))
-                return usage_error("top: --interval wants seconds from 0.1 to 3600, not '%s'", optarg);
+                return usage_error("top: --interval wants seconds from 0.1 to 3600, not '%s'",
+                                   optarg);
             break;
         }
-        case '1': once = true; break;
+        case '1':
+            once = true;
+            break;
         case 'n':
             if (parse_u64(optarg, UINT32_MAX, &count) || count == 0)
-                return usage_error("top: --count wants a positive number of frames, not '%s'", optarg);
+                return usage_error("top: --count wants a positive number of frames, not '%s'",
+                                   optarg);
             break;
-        case 'h': usage(stdout); return 0;
-        default: return bad_option("top", argv, opt);
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            return bad_option("top", argv, opt);
         }
     }
     if (optind != argc) return usage_error("top: unexpected argument '%s'", argv[optind]);
@@ -2593,11 +2724,21 @@ static int run(struct ctl *c, int argc, char **argv)
     /* '+': stop at the command, whose own options come after it. */
     while ((opt = getopt_long(argc, argv, "+:c:Vh", opts, NULL)) != -1) {
         switch (opt) {
-        case 'c': c->cfg_path = optarg; break;
-        case 'd': c->db_opt = optarg; break;
-        case 'r': c->realm_opt = optarg; break;
-        case 'u': url = optarg; break;
-        case 'T': token_file = optarg; break;
+        case 'c':
+            c->cfg_path = optarg;
+            break;
+        case 'd':
+            c->db_opt = optarg;
+            break;
+        case 'r':
+            c->realm_opt = optarg;
+            break;
+        case 'u':
+            url = optarg;
+            break;
+        case 'T':
+            token_file = optarg;
+            break;
         case 't':
             if (token_arg) return usage_error("--token given twice");
             token_arg = true;
@@ -2606,12 +2747,18 @@ static int run(struct ctl *c, int argc, char **argv)
             /* Out of ps from now on (it shows while ternctl starts): --help says so. */
             memset(optarg, 'x', strlen(optarg));
             break;
-        case 'V': printf("ternctl %s\n", TERN_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
-        default: return bad_option(NULL, argv, opt);
+        case 'V':
+            printf("ternctl %s\n", TERN_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            return bad_option(NULL, argv, opt);
         }
     }
-    if (optind >= argc) return usage_error("no command given (user, secret, cred, allocations or top)");
+    if (optind >= argc)
+        return usage_error("no command given (user, secret, cred, allocations or top)");
     const char *cmd = argv[optind];
     if (strcmp(cmd, "allocations") == 0 || strcmp(cmd, "top") == 0) {
         struct ops_opts o = {.url = url, .token_file = token_file, .token_arg = token_arg};
@@ -2627,7 +2774,8 @@ static int run(struct ctl *c, int argc, char **argv)
         if (!https && strncasecmp(url, "http://", 7) != 0)
             return usage_error("--url wants an http:// or https:// URL, not '%s'", url);
         size_t n = strlen(url);
-        while (n > 0 && url[n - 1] == '/') url[--n] = '\0';
+        while (n > 0 && url[n - 1] == '/')
+            url[--n] = '\0';
         if (n <= (https ? 8u : 7u)) return usage_error("--url names no host");
         if (c->db_opt) return usage_error("--db and --url exclude each other");
         if (c->realm_opt && !(strcmp(cmd, "user") == 0 && optind + 1 < argc &&

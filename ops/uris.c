@@ -70,15 +70,18 @@ int ops_listener_uris(const struct tern_config *cfg, struct ops_uris *u, char er
         else {
             if (!hostname[0]) {
                 if (gethostname(hostname, sizeof hostname - 1) != 0 || !hostname[0]) {
-                    snprintf(err, OPS_ERR_LEN, "listen[%zu] is a wildcard address and the host "
-                             "name is unknown (%s); set relay.external_address", i,
-                             strerror(errno));
+                    snprintf(err, OPS_ERR_LEN,
+                             "listen[%zu] is a wildcard address and the host "
+                             "name is unknown (%s); set relay.external_address",
+                             i, strerror(errno));
                     return -1;
                 }
                 hostname[sizeof hostname - 1] = '\0';
                 if (!plain_host_name(hostname)) {
-                    snprintf(err, OPS_ERR_LEN, "listen[%zu] is a wildcard address and the host "
-                             "name is not a plain DNS name; set relay.external_address", i);
+                    snprintf(err, OPS_ERR_LEN,
+                             "listen[%zu] is a wildcard address and the host "
+                             "name is not a plain DNS name; set relay.external_address",
+                             i);
                     return -1;
                 }
             }
@@ -89,7 +92,8 @@ int ops_listener_uris(const struct tern_config *cfg, struct ops_uris *u, char er
                  l->transport == CFG_TLS ? "turns" : "turn", host, (unsigned)port,
                  l->transport == CFG_UDP ? "udp" : "tcp");
         bool dup = false;
-        for (size_t k = 0; k < u->n && !dup; k++) dup = strcmp(u->v[k], uri) == 0;
+        for (size_t k = 0; k < u->n && !dup; k++)
+            dup = strcmp(u->v[k], uri) == 0;
         if (!dup && u->n < OPS_MAX_URIS) memcpy(u->v[u->n++], uri, sizeof uri);
     }
     return 0;
@@ -129,14 +133,14 @@ int ops_newest_db_secret(struct store *s, char out[STORE_MAX_SECRET + 1], char e
     return rc;
 }
 
-int ops_mint_credential(const char *secret, char sep, const char *user, uint64_t ttl,
-                        int64_t now, enum auth_rest_mac mac, struct ops_credential *out)
+int ops_mint_credential(const char *secret, char sep, const char *user, uint64_t ttl, int64_t now,
+                        enum auth_rest_mac mac, struct ops_credential *out)
 {
     memset(out, 0, sizeof *out);
     if (now < 0 || ttl > (uint64_t)INT64_MAX - (uint64_t)now) return OPS_TOO_LONG;
     out->expiry = (uint64_t)now + ttl;
-    int ulen = snprintf(out->username, sizeof out->username, "%" PRIu64 "%c%s", out->expiry, sep,
-                        user);
+    int ulen =
+        snprintf(out->username, sizeof out->username, "%" PRIu64 "%c%s", out->expiry, sep, user);
     if (ulen < 0 || (size_t)ulen >= sizeof out->username) {
         memset(out, 0, sizeof *out);
         return OPS_TOO_LONG;
@@ -157,7 +161,8 @@ size_t ops_utf8_seq(const unsigned char *s)
     if (c < 0x80) return 1;
     size_t n;
     unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
     else if (c >= 0xE0 && c <= 0xEF) {
         n = 3;
         if (c == 0xE0) lo = 0xA0;
@@ -184,11 +189,16 @@ void ops_json_fputs(FILE *f, const char *str)
         if (c == '"' || c == '\\') {
             fputc('\\', f);
             fputc((int)c, f);
-        } else if (c == '\n') fputs("\\n", f);
-        else if (c == '\r') fputs("\\r", f);
-        else if (c == '\t') fputs("\\t", f);
-        else if (c < 0x20 || c == 0x7F) fprintf(f, "\\u%04x", c);
-        else if (c < 0x80) fputc((int)c, f);
+        } else if (c == '\n')
+            fputs("\\n", f);
+        else if (c == '\r')
+            fputs("\\r", f);
+        else if (c == '\t')
+            fputs("\\t", f);
+        else if (c < 0x20 || c == 0x7F)
+            fprintf(f, "\\u%04x", c);
+        else if (c < 0x80)
+            fputc((int)c, f);
         else if ((n = ops_utf8_seq(s)) == 0) {
             fputs("\\ufffd", f);
             n = 1;

@@ -46,8 +46,8 @@ struct ops_credential {
 /* Mint a TURN REST credential: username "<now+ttl><sep><user>", password
  * base64(HMAC(secret, username)). OPS_OK, OPS_TOO_LONG (the username would exceed
  * STUN_MAX_USERNAME bytes, or now+ttl overflows) or OPS_FAILED (the HMAC failed). */
-int ops_mint_credential(const char *secret, char sep, const char *user, uint64_t ttl,
-                        int64_t now, enum auth_rest_mac mac, struct ops_credential *out);
+int ops_mint_credential(const char *secret, char sep, const char *user, uint64_t ttl, int64_t now,
+                        enum auth_rest_mac mac, struct ops_credential *out);
 
 /* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates), 0 if it is
  * not one. */

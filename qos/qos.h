@@ -27,12 +27,12 @@
 #include "stun.h"
 
 #define QOS_INTERVAL_NS     (5 * 1000000000LL) /* reporting interval */
-#define QOS_MAX_FLOWS       16  /* peers measured per allocation; more are counted in "other_flows" */
-#define QOS_MAX_STREAMS     8   /* RTP SSRCs per flow direction; least recently seen is replaced */
-#define QOS_MAX_PENDING     16  /* outstanding relayed STUN transactions per flow */
+#define QOS_MAX_FLOWS       16 /* peers measured per allocation; more are counted in "other_flows" */
+#define QOS_MAX_STREAMS     8  /* RTP SSRCs per flow direction; least recently seen is replaced */
+#define QOS_MAX_PENDING     16                  /* outstanding relayed STUN transactions per flow */
 #define QOS_STUN_TIMEOUT_NS (10 * 1000000000LL) /* a relayed request unanswered this long */
-#define QOS_PROBATION       4   /* consecutive sequence numbers that make an SSRC a stream */
-#define QOS_STALL_NS        (250 * 1000000LL)   /* a gap this long in a steady flow is a stall */
+#define QOS_PROBATION       4 /* consecutive sequence numbers that make an SSRC a stream */
+#define QOS_STALL_NS        (250 * 1000000LL) /* a gap this long in a steady flow is a stall */
 
 enum qos_leg { QOS_LEG_CLIENT = 0, QOS_LEG_PEER = 1, QOS_LEG_COUNT };
 
@@ -92,8 +92,21 @@ extern const double qos_jitter_bounds[QOS_JITTER_BUCKETS];
 extern const double qos_loss_bounds[QOS_LOSS_BUCKETS];
 extern const double qos_residence_bounds[QOS_RESIDENCE_BUCKETS];
 
-enum qos_stun_outcome { QOS_STUN_ANSWERED, QOS_STUN_UNANSWERED, QOS_STUN_AMBIGUOUS, QOS_STUN_OUTCOME_COUNT };
-enum qos_feedback { QOS_FB_NACK, QOS_FB_PLI, QOS_FB_FIR, QOS_FB_TWCC, QOS_FB_REMB, QOS_FB_OTHER, QOS_FB_COUNT };
+enum qos_stun_outcome {
+    QOS_STUN_ANSWERED,
+    QOS_STUN_UNANSWERED,
+    QOS_STUN_AMBIGUOUS,
+    QOS_STUN_OUTCOME_COUNT
+};
+enum qos_feedback {
+    QOS_FB_NACK,
+    QOS_FB_PLI,
+    QOS_FB_FIR,
+    QOS_FB_TWCC,
+    QOS_FB_REMB,
+    QOS_FB_OTHER,
+    QOS_FB_COUNT
+};
 
 struct qos_metrics {
     uint64_t packets[QOS_LEG_COUNT][QOS_CLASS_COUNT]; /* ingress packets by class */
@@ -114,7 +127,8 @@ struct qos_metrics {
     struct qos_hist_rtt path_rtt;               /* client leg + peer leg, per fresh pair */
     struct qos_hist_jitter stream_jitter[QOS_LEG_COUNT][QOS_KIND_COUNT]; /* per stream interval */
     struct qos_hist_loss interval_loss[QOS_LEG_COUNT][QOS_KIND_COUNT];   /* per stream interval */
-    struct qos_hist_residence residence[QOS_LEG_COUNT]; /* kernel RX -> handed to send, by ingress leg */
+    struct qos_hist_residence
+        residence[QOS_LEG_COUNT]; /* kernel RX -> handed to send, by ingress leg */
 };
 
 /* dst += src (counters and histograms). */

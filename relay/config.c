@@ -60,9 +60,9 @@ struct section {
 
 struct list_spec {
     size_t elem_size;
-    struct key item;  /* parses one item; .off is set to the item's offset in the array */
-    const char *noun; /* "a list of ..." in type errors */
-    const char *need; /* non-NULL: an empty list is an error, and this says why */
+    struct key item;          /* parses one item; .off is set to the item's offset in the array */
+    const char *noun;         /* "a list of ..." in type errors */
+    const char *need;         /* non-NULL: an empty list is an error, and this says why */
     void *(*dflt)(size_t *n); /* the default for an absent key; NULL: the empty list */
     /* Duplicate items are errors when set (show describes an item for the message). */
     bool (*same)(const void *a, const void *b);
@@ -96,8 +96,7 @@ static struct shown show_text(const char *s, size_t len, bool quote)
     struct shown out;
     size_t o = 0;
 
-    if (quote)
-        out.s[o++] = '"';
+    if (quote) out.s[o++] = '"';
     for (size_t i = 0; i < len && i < SHOW_BYTES; i++) {
         unsigned char ch = (unsigned char)s[i];
         out.s[o++] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
@@ -106,8 +105,7 @@ static struct shown show_text(const char *s, size_t len, bool quote)
         memcpy(out.s + o, "...", 3);
         o += 3;
     }
-    if (quote)
-        out.s[o++] = '"';
+    if (quote) out.s[o++] = '"';
     out.s[o] = '\0';
     return out;
 }
@@ -124,19 +122,16 @@ struct scalar {
 
 static bool all_of(const char *s, size_t len, const char *set)
 {
-    if (len == 0)
-        return false;
+    if (len == 0) return false;
     for (size_t i = 0; i < len; i++)
-        if (!s[i] || !strchr(set, s[i]))
-            return false;
+        if (!s[i] || !strchr(set, s[i])) return false;
     return true;
 }
 
 static bool is_word(const char *s, size_t len, const char *const *words)
 {
     for (; *words; words++)
-        if (strlen(*words) == len && memcmp(s, *words, len) == 0)
-            return true;
+        if (strlen(*words) == len && memcmp(s, *words, len) == 0) return true;
     return false;
 }
 
@@ -149,27 +144,21 @@ static enum vtype classify(const char *s, size_t len, bool plain)
     const char *d = s;
     size_t n = len;
 
-    if (!plain)
-        return V_STR;
-    if (len == 0 || is_word(s, len, nulls))
-        return V_NULL;
-    if (is_word(s, len, bools))
-        return V_BOOL;
+    if (!plain) return V_STR;
+    if (len == 0 || is_word(s, len, nulls)) return V_NULL;
+    if (is_word(s, len, bools)) return V_BOOL;
     if (n > 2 && d[0] == '0' && d[1] == 'x' && all_of(d + 2, n - 2, "0123456789abcdefABCDEF"))
         return V_INT;
-    if (n > 2 && d[0] == '0' && d[1] == 'o' && all_of(d + 2, n - 2, "01234567"))
-        return V_INT;
+    if (n > 2 && d[0] == '0' && d[1] == 'o' && all_of(d + 2, n - 2, "01234567")) return V_INT;
     if (*d == '-' || *d == '+') {
         d++;
         n--;
     }
-    if (all_of(d, n, "0123456789"))
-        return V_INT;
+    if (all_of(d, n, "0123456789")) return V_INT;
     if (n > 0 && (all_of(d, 1, "0123456789.")) && all_of(d, n, "0123456789.eE+-")) {
         char *end;
         (void)strtod(s, &end);
-        if (end == s + len)
-            return V_FLOAT;
+        if (end == s + len) return V_FLOAT;
     }
     return V_STR;
 }
@@ -207,8 +196,8 @@ static struct scalar value_of(const struct key *k, const yaml_node_t *v)
 /* What a node is, for "expected X, got Y". Secret values are described, never echoed. */
 static struct shown describe(const struct key *k, const yaml_node_t *v)
 {
-    static const char *const names[] = {"null",   "a boolean", "an integer", "a number",
-                                        "a string", "a list",  "a mapping"};
+    static const char *const names[] = {"null",     "a boolean", "an integer", "a number",
+                                        "a string", "a list",    "a mapping"};
     struct scalar sc = value_of(k, v);
     struct shown out;
 
@@ -233,16 +222,14 @@ static bool parse_int(const char *s, long long *out)
     unsigned long long u;
     char *end;
 
-    if (*d == '-' || *d == '+')
-        neg = *d++ == '-';
+    if (*d == '-' || *d == '+') neg = *d++ == '-';
     if (d[0] == '0' && (d[1] == 'x' || d[1] == 'o')) {
         base = d[1] == 'x' ? 16 : 8;
         d += 2;
     }
     errno = 0;
     u = strtoull(d, &end, base);
-    if (errno || end == d || *end || u > (unsigned long long)LLONG_MAX)
-        return false;
+    if (errno || end == d || *end || u > (unsigned long long)LLONG_MAX) return false;
     *out = neg ? -(long long)u : (long long)u;
     return true;
 }
@@ -255,10 +242,18 @@ static void store_uint(void *dst, size_t size, unsigned long long v)
     uint64_t u64 = v;
 
     switch (size) {
-    case 1: memcpy(dst, &u8, 1); break;
-    case 2: memcpy(dst, &u16, 2); break;
-    case 4: memcpy(dst, &u32, 4); break;
-    default: memcpy(dst, &u64, 8); break;
+    case 1:
+        memcpy(dst, &u8, 1);
+        break;
+    case 2:
+        memcpy(dst, &u16, 2);
+        break;
+    case 4:
+        memcpy(dst, &u32, 4);
+        break;
+    default:
+        memcpy(dst, &u64, 8);
+        break;
     }
 }
 
@@ -303,10 +298,8 @@ static uint16_t get_port(const union stun_addr *a)
 
 static bool same_ip(const union stun_addr *a, const union stun_addr *b)
 {
-    if (a->sa.sa_family != b->sa.sa_family)
-        return false;
-    if (a->sa.sa_family == AF_INET)
-        return a->v4.sin_addr.s_addr == b->v4.sin_addr.s_addr;
+    if (a->sa.sa_family != b->sa.sa_family) return false;
+    if (a->sa.sa_family == AF_INET) return a->v4.sin_addr.s_addr == b->v4.sin_addr.s_addr;
     return memcmp(&a->v6.sin6_addr, &b->v6.sin6_addr, sizeof a->v6.sin6_addr) == 0;
 }
 
@@ -316,8 +309,8 @@ static void format_addr(const union stun_addr *a, bool with_port, char *buf, siz
     char ip[INET6_ADDRSTRLEN] = "?";
     bool v6 = a->sa.sa_family == AF_INET6;
 
-    inet_ntop(v6 ? AF_INET6 : AF_INET, v6 ? (const void *)&a->v6.sin6_addr
-                                          : (const void *)&a->v4.sin_addr, ip, sizeof ip);
+    inet_ntop(v6 ? AF_INET6 : AF_INET,
+              v6 ? (const void *)&a->v6.sin6_addr : (const void *)&a->v4.sin_addr, ip, sizeof ip);
     if (!with_port)
         snprintf(buf, size, "%s", ip);
     else
@@ -353,8 +346,7 @@ static void set_str(struct parse *p, const struct key *k, yaml_node_t *v, const 
     char *copy;
     size_t n;
 
-    if (sc.t == V_NULL && (k->flags & F_NULLABLE))
-        return; /* stays NULL */
+    if (sc.t == V_NULL && (k->flags & F_NULLABLE)) return; /* stays NULL */
     if (sc.t == V_NULL || sc.t == V_LIST || sc.t == V_MAP) {
         bad_type(p, k, v, path, "a string");
         return;
@@ -443,8 +435,7 @@ static void set_enum(struct parse *p, const struct key *k, yaml_node_t *v, const
     }
     for (size_t i = 0; words[i]; i++) {
         strncat(want, words[i], sizeof want - strlen(want) - 1);
-        if (words[i + 1])
-            strncat(want, ", ", sizeof want - strlen(want) - 1);
+        if (words[i + 1]) strncat(want, ", ", sizeof want - strlen(want) - 1);
     }
     bad_type(p, k, v, path, want);
 }
@@ -465,8 +456,7 @@ static void set_ip(struct parse *p, const struct key *k, yaml_node_t *v, const c
         return;
     }
     if (strlen(sc.s) != sc.len || !parse_ip(sc.s, &a)) {
-        problem(p, v, path, "%s is not an IPv4 or IPv6 address",
-                show_text(sc.s, sc.len, true).s);
+        problem(p, v, path, "%s is not an IPv4 or IPv6 address", show_text(sc.s, sc.len, true).s);
         return;
     }
     memcpy(field(base, k), &a, sizeof a);
@@ -498,8 +488,7 @@ static void set_hostport(struct parse *p, const struct key *k, yaml_node_t *v, c
     } else {
         colon = memchr(sc.s, ':', sc.len);
         /* A second colon means a bare IPv6 address, which needs brackets to carry a port. */
-        if (colon && memchr(colon + 1, ':', sc.len - (size_t)(colon + 1 - sc.s)))
-            colon = NULL;
+        if (colon && memchr(colon + 1, ':', sc.len - (size_t)(colon + 1 - sc.s))) colon = NULL;
         hlen = colon ? (size_t)(colon - sc.s) : 0;
     }
     if (!colon || hlen == 0 || hlen >= sizeof host ||
@@ -543,8 +532,7 @@ static void set_cidr(struct parse *p, const struct key *k, yaml_node_t *v, const
     slash = memchr(sc.s, '/', sc.len);
     iplen = slash ? (size_t)(slash - sc.s) : sc.len;
     memset(&c, 0, sizeof c);
-    if (iplen >= sizeof ip || memchr(sc.s, '\0', sc.len))
-        iplen = 0;
+    if (iplen >= sizeof ip || memchr(sc.s, '\0', sc.len)) iplen = 0;
     memcpy(ip, sc.s, iplen);
     ip[iplen] = '\0';
     if (iplen == 0 || !parse_ip(ip, &c.addr)) {
@@ -598,22 +586,19 @@ static void set_list(struct parse *p, const struct key *k, yaml_node_t *v, const
     size_t n = 0;
 
     if (!v) {
-        if (ls->dflt && !(arr = ls->dflt(&n)))
-            problem(p, v, path, "out of memory");
+        if (ls->dflt && !(arr = ls->dflt(&n))) problem(p, v, path, "out of memory");
         memcpy(field(base, k), &arr, sizeof arr);
         memcpy((char *)base + k->size, &n, sizeof n);
         return;
     }
-    if (is_null(v) && !ls->need)
-        return; /* the empty list */
+    if (is_null(v) && !ls->need) return; /* the empty list */
     if (v->type != YAML_SEQUENCE_NODE) {
         bad_type(p, k, v, path, ls->noun);
         return;
     }
     n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
     if (n == 0) {
-        if (ls->need)
-            problem(p, v, path, "is empty; %s", ls->need);
+        if (ls->need) problem(p, v, path, "is empty; %s", ls->need);
         return;
     }
     arr = calloc(n, ls->elem_size);
@@ -640,11 +625,11 @@ static void set_list(struct parse *p, const struct key *k, yaml_node_t *v, const
         for (size_t j = 0; ok[i] && ls->same && j < i; j++) {
             if (ok[j] && ls->same(arr + j * ls->elem_size, arr + i * ls->elem_size)) {
                 char what[128];
-                yaml_node_t *first = yaml_document_get_node(p->doc,
-                                                            v->data.sequence.items.start[j]);
+                yaml_node_t *first =
+                    yaml_document_get_node(p->doc, v->data.sequence.items.start[j]);
                 ls->show(arr + i * ls->elem_size, what, sizeof what);
-                problem(p, item, ipath, "%s is listed twice (also %s[%zu] at line %zu)", what,
-                        path, j, first->start_mark.line + 1);
+                problem(p, item, ipath, "%s is listed twice (also %s[%zu] at line %zu)", what, path,
+                        j, first->start_mark.line + 1);
                 ok[i] = false;
             }
         }
@@ -663,20 +648,27 @@ struct listen_item {
 static const char *const transport_words[] = {"udp", "tcp", "tls", NULL};
 
 static const struct key listen_keys[] = {
-    {.name = "transport", .set = set_enum, .off = offsetof(struct listen_item, transport),
-     .size = sizeof(enum cfg_transport), .def = "udp", .arg = transport_words},
-    {.name = "address", .set = set_ip, .off = offsetof(struct listen_item, addr),
-     .def = "0.0.0.0"},
+    {.name = "transport",
+     .set = set_enum,
+     .off = offsetof(struct listen_item, transport),
+     .size = sizeof(enum cfg_transport),
+     .def = "udp",
+     .arg = transport_words},
+    {.name = "address", .set = set_ip, .off = offsetof(struct listen_item, addr), .def = "0.0.0.0"},
     /* 0: the kernel picks a free port (tests); 5349 is applied for tls when absent. */
-    {.name = "port", .set = set_uint, .off = offsetof(struct listen_item, port),
-     .size = sizeof(uint16_t), .min = 0, .max = 65535, .def = "3478"},
+    {.name = "port",
+     .set = set_uint,
+     .off = offsetof(struct listen_item, port),
+     .size = sizeof(uint16_t),
+     .min = 0,
+     .max = 65535,
+     .def = "3478"},
 };
 static const struct section listen_section = {listen_keys, NKEYS(listen_keys), NULL};
 
 static yaml_node_t *map_value(struct parse *p, yaml_node_t *map, const char *name)
 {
-    if (!map || map->type != YAML_MAPPING_NODE)
-        return NULL;
+    if (!map || map->type != YAML_MAPPING_NODE) return NULL;
     for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
          pr++) {
         yaml_node_t *kn = yaml_document_get_node(p->doc, pr->key);
@@ -686,8 +678,8 @@ static yaml_node_t *map_value(struct parse *p, yaml_node_t *map, const char *nam
     return NULL;
 }
 
-static void set_listen_item(struct parse *p, const struct key *k, yaml_node_t *v,
-                            const char *path, void *base)
+static void set_listen_item(struct parse *p, const struct key *k, yaml_node_t *v, const char *path,
+                            void *base)
 {
     struct listen_item t;
     struct cfg_listen *l = field(base, k);
@@ -709,8 +701,7 @@ static void *listen_default(size_t *n)
 {
     struct cfg_listen *l = calloc(2, sizeof *l);
 
-    if (!l)
-        return NULL;
+    if (!l) return NULL;
     for (size_t i = 0; i < 2; i++) {
         l[i].transport = i ? CFG_TCP : CFG_UDP;
         l[i].addr.v4.sin_family = AF_INET;
@@ -743,8 +734,7 @@ static void *addresses_default(size_t *n)
 {
     union stun_addr *a = calloc(1, sizeof *a);
 
-    if (!a)
-        return NULL;
+    if (!a) return NULL;
     a->v4.sin_family = AF_INET;
     a->v4.sin_addr.s_addr = htonl(INADDR_ANY);
     *n = 1;
@@ -791,10 +781,18 @@ static void user_show(const void *elem, char *buf, size_t size)
 
 static const struct key user_keys[] = {
     /* RFC 8489: USERNAME is at most 512 bytes (fewer than 513). */
-    {.name = "name", .set = set_str, .off = offsetof(struct cfg_user, name), .min = 1, .max = 512,
+    {.name = "name",
+     .set = set_str,
+     .off = offsetof(struct cfg_user, name),
+     .min = 1,
+     .max = 512,
      .flags = F_REQUIRED},
-    {.name = "password", .set = set_str, .off = offsetof(struct cfg_user, password), .min = 1,
-     .max = LLONG_MAX, .flags = F_REQUIRED | F_SECRET},
+    {.name = "password",
+     .set = set_str,
+     .off = offsetof(struct cfg_user, password),
+     .min = 1,
+     .max = LLONG_MAX,
+     .flags = F_REQUIRED | F_SECRET},
 };
 static const struct section user_section = {user_keys, NKEYS(user_keys), NULL};
 
@@ -838,26 +836,46 @@ static const struct list_spec secret_list = {
 
 /* ---- key tables ---- */
 
-#define CFG(f) offsetof(struct tern_config, f)
+#define CFG(f)      offsetof(struct tern_config, f)
 #define CFG_SIZE(f) sizeof(((struct tern_config *)0)->f)
-#define STR(n, f, lo, hi, d, fl)                                                                 \
-    { .name = n, .set = set_str, .off = CFG(f), .min = lo, .max = hi, .def = d, .flags = fl }
-#define UINT(n, f, lo, hi, d)                                                                    \
-    { .name = n, .set = set_uint, .off = CFG(f), .size = CFG_SIZE(f), .min = lo, .max = hi,      \
-      .def = d }
-#define BOOL(n, f, d) { .name = n, .set = set_bool, .off = CFG(f), .def = d }
-#define ENUM(n, f, d, words)                                                                     \
-    { .name = n, .set = set_enum, .off = CFG(f), .size = CFG_SIZE(f), .def = d, .arg = words }
-#define LIST(n, f, count, spec)                                                                  \
-    { .name = n, .set = set_list, .off = CFG(f), .size = CFG(count), .arg = &spec }
-#define SECTION(n, sec) { .name = n, .set = set_map, .arg = &sec, .flags = F_NULLABLE }
+#define STR(n, f, lo, hi, d, fl)                                                                   \
+    {                                                                                              \
+        .name = n, .set = set_str, .off = CFG(f), .min = lo, .max = hi, .def = d, .flags = fl      \
+    }
+#define UINT(n, f, lo, hi, d)                                                                      \
+    {                                                                                              \
+        .name = n, .set = set_uint, .off = CFG(f), .size = CFG_SIZE(f), .min = lo, .max = hi,      \
+        .def = d                                                                                   \
+    }
+#define BOOL(n, f, d)                                                                              \
+    {                                                                                              \
+        .name = n, .set = set_bool, .off = CFG(f), .def = d                                        \
+    }
+#define ENUM(n, f, d, words)                                                                       \
+    {                                                                                              \
+        .name = n, .set = set_enum, .off = CFG(f), .size = CFG_SIZE(f), .def = d, .arg = words     \
+    }
+#define LIST(n, f, count, spec)                                                                    \
+    {                                                                                              \
+        .name = n, .set = set_list, .off = CFG(f), .size = CFG(count), .arg = &spec                \
+    }
+#define SECTION(n, sec)                                                                            \
+    {                                                                                              \
+        .name = n, .set = set_map, .arg = &sec, .flags = F_NULLABLE                                \
+    }
 
 /* RFC 8489: REALM and SOFTWARE are fewer than 128 characters. */
 static const struct key server_keys[] = {
     STR("realm", realm, 1, 127, "tern", F_CHARS),
     STR("software", software, 0, 127, "", F_CHARS),
-    {.name = "workers", .set = set_uint, .off = CFG(workers), .size = CFG_SIZE(workers),
-     .min = 1, .max = 256, .def = "auto", .arg = "auto"},
+    {.name = "workers",
+     .set = set_uint,
+     .off = CFG(workers),
+     .size = CFG_SIZE(workers),
+     .min = 1,
+     .max = 256,
+     .def = "auto",
+     .arg = "auto"},
 };
 
 static const struct key tls_keys[] = {
@@ -865,15 +883,13 @@ static const struct key tls_keys[] = {
     STR("private_key", tls_private_key, 1, PATH_MAX, NULL, F_NULLABLE),
 };
 
-static void ports_check(struct parse *p, yaml_node_t *map, const char *path, void *base,
-                        bool clean)
+static void ports_check(struct parse *p, yaml_node_t *map, const char *path, void *base, bool clean)
 {
     const struct tern_config *c = base;
     yaml_node_t *at = map_value(p, map, "min");
     char kpath[PATH_LEN];
 
-    if (!clean || c->port_min <= c->port_max)
-        return;
+    if (!clean || c->port_min <= c->port_max) return;
     join(kpath, sizeof kpath, path, "min");
     problem(p, at ? at : map_value(p, map, "max"), kpath, "%u is greater than %s.max (%u)",
             (unsigned)c->port_min, path, (unsigned)c->port_max);
@@ -888,8 +904,7 @@ static const struct section ports_section = {ports_keys, NKEYS(ports_keys), port
 
 static const struct key relay_keys[] = {
     LIST("addresses", relay_addresses, nrelay_addresses, address_list),
-    {.name = "external_address", .set = set_ip, .off = CFG(relay_external),
-     .flags = F_NULLABLE},
+    {.name = "external_address", .set = set_ip, .off = CFG(relay_external), .flags = F_NULLABLE},
     SECTION("ports", ports_section),
 };
 
@@ -900,8 +915,7 @@ static void allocation_check(struct parse *p, yaml_node_t *map, const char *path
     yaml_node_t *at = map_value(p, map, "default_lifetime");
     char kpath[PATH_LEN];
 
-    if (!clean || c->default_lifetime <= c->max_lifetime)
-        return;
+    if (!clean || c->default_lifetime <= c->max_lifetime) return;
     join(kpath, sizeof kpath, path, "default_lifetime");
     problem(p, at ? at : map_value(p, map, "max_lifetime"), kpath,
             "%u is greater than %s.max_lifetime (%u)", (unsigned)c->default_lifetime, path,
@@ -935,7 +949,10 @@ static const struct key auth_keys[] = {
 };
 
 static const struct key ops_keys[] = {
-    {.name = "listen", .set = set_hostport, .off = CFG(ops_listen), .def = "127.0.0.1:9641",
+    {.name = "listen",
+     .set = set_hostport,
+     .off = CFG(ops_listen),
+     .def = "127.0.0.1:9641",
      .flags = F_NULLABLE},
     STR("token", ops_token, 1, 4096, NULL, F_NULLABLE | F_SECRET),
 };
@@ -952,7 +969,10 @@ static const struct key log_keys[] = {
     ENUM("format", log_format, "text", format_words),
 };
 
-#define SECTION_OF(keys) {keys, NKEYS(keys), NULL}
+#define SECTION_OF(keys)                                                                           \
+    {                                                                                              \
+        keys, NKEYS(keys), NULL                                                                    \
+    }
 static const struct section server_section = SECTION_OF(server_keys);
 static const struct section tls_section = SECTION_OF(tls_keys);
 static const struct section relay_section = SECTION_OF(relay_keys);
@@ -964,8 +984,7 @@ static const struct section log_section = SECTION_OF(log_keys);
 
 /* Rules that span sections. They run whatever else failed, so each looks at what the YAML
  * says rather than trusting a field that may have been left empty by an earlier problem. */
-static void root_check(struct parse *p, yaml_node_t *root, const char *path, void *base,
-                       bool clean)
+static void root_check(struct parse *p, yaml_node_t *root, const char *path, void *base, bool clean)
 {
     static const char *const tls_need[] = {"certificate", "private_key"};
     const struct tern_config *c = base;
@@ -979,8 +998,7 @@ static void root_check(struct parse *p, yaml_node_t *root, const char *path, voi
     for (size_t i = 0; i < c->nlisten; i++) {
         yaml_node_t *item = NULL;
 
-        if (c->listen[i].transport != CFG_TLS)
-            continue;
+        if (c->listen[i].transport != CFG_TLS) continue;
         if (listen && listen->type == YAML_SEQUENCE_NODE)
             item = yaml_document_get_node(p->doc, listen->data.sequence.items.start[i]);
         for (size_t j = 0; j < 2; j++) {
@@ -1029,8 +1047,7 @@ static void unknown_key(struct parse *p, const struct section *sec, const yaml_n
 
     for (size_t i = 0; i < sec->nkeys; i++) {
         strncat(allowed, sec->keys[i].name, sizeof allowed - strlen(allowed) - 1);
-        if (i + 1 < sec->nkeys)
-            strncat(allowed, ", ", sizeof allowed - strlen(allowed) - 1);
+        if (i + 1 < sec->nkeys) strncat(allowed, ", ", sizeof allowed - strlen(allowed) - 1);
     }
     problem(p, kn, path, "unknown key (expected one of: %s)", allowed);
 }
@@ -1045,11 +1062,10 @@ static void parse_map(struct parse *p, const struct section *sec, yaml_node_t *m
     unsigned nerr = p->nerr;
     char child[PATH_LEN];
 
-    if (map)
-        p->line = map->start_mark.line + 1;
+    if (map) p->line = map->start_mark.line + 1;
     if (map && map->type == YAML_MAPPING_NODE) {
-        for (yaml_node_pair_t *pr = map->data.mapping.pairs.start;
-             pr < map->data.mapping.pairs.top; pr++) {
+        for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
+             pr++) {
             yaml_node_t *kn = yaml_document_get_node(p->doc, pr->key);
             yaml_node_t *vn = yaml_document_get_node(p->doc, pr->value);
             const struct key *k = NULL;
@@ -1081,16 +1097,14 @@ static void parse_map(struct parse *p, const struct section *sec, yaml_node_t *m
         }
     }
     for (size_t i = 0; i < sec->nkeys; i++) {
-        if (seen[i])
-            continue;
+        if (seen[i]) continue;
         join(child, sizeof child, path, sec->keys[i].name);
         if (sec->keys[i].flags & F_REQUIRED)
             problem(p, NULL, child, "missing (required)");
         else
             sec->keys[i].set(p, &sec->keys[i], NULL, child, base);
     }
-    if (sec->check)
-        sec->check(p, map, path, base, p->nerr == nerr);
+    if (sec->check) sec->check(p, map, path, base, p->nerr == nerr);
     p->line = saved_line;
 }
 
@@ -1108,12 +1122,10 @@ static void syntax_error(struct parse *p, const yaml_parser_t *y, const char *te
                 y->problem ? y->problem : "unreadable input", (unsigned)y->problem_value & 0xff,
                 y->problem_offset);
     } else {
-        fprintf(p->err, "%s:%zu: syntax error: %s at column %zu", p->name,
-                y->problem_mark.line + 1, y->problem ? y->problem : "invalid YAML",
-                y->problem_mark.column + 1);
+        fprintf(p->err, "%s:%zu: syntax error: %s at column %zu", p->name, y->problem_mark.line + 1,
+                y->problem ? y->problem : "invalid YAML", y->problem_mark.column + 1);
         if (y->context)
-            fprintf(p->err, " (%s that started at line %zu)", y->context,
-                    y->context_mark.line + 1);
+            fprintf(p->err, " (%s that started at line %zu)", y->context, y->context_mark.line + 1);
         fputc('\n', p->err);
     }
     p->nerr++;
@@ -1130,8 +1142,7 @@ static void wipe_document(yaml_document_t *doc)
 
 static void wipe_parser(yaml_parser_t *y)
 {
-    if (y->buffer.start)
-        explicit_bzero(y->buffer.start, (size_t)(y->buffer.end - y->buffer.start));
+    if (y->buffer.start) explicit_bzero(y->buffer.start, (size_t)(y->buffer.end - y->buffer.start));
     if (y->raw_buffer.start)
         explicit_bzero(y->raw_buffer.start, (size_t)(y->raw_buffer.end - y->raw_buffer.start));
     yaml_parser_delete(y);
@@ -1163,8 +1174,7 @@ int cfg_parse(struct tern_config *out, const char *name, const char *text, size_
         syntax_error(&p, &y, text, len);
     } else {
         yaml_node_t *second = yaml_document_get_root_node(&extra);
-        if (second)
-            problem(&p, second, "", "only one YAML document is allowed");
+        if (second) problem(&p, second, "", "only one YAML document is allowed");
         wipe_document(&extra);
     }
     wipe_parser(&y);
@@ -1195,8 +1205,7 @@ int cfg_load(struct tern_config *out, const char *path, FILE *err)
     int rc;
 
     memset(out, 0, sizeof *out);
-    if (!err)
-        err = stderr;
+    if (!err) err = stderr;
     f = fopen(path, "rb");
     if (!f) {
         fprintf(err, "%s: cannot open: %s\n", path, strerror(errno));
@@ -1258,8 +1267,7 @@ static void wipe_free(char *s)
 
 void cfg_free(struct tern_config *c)
 {
-    if (!c)
-        return;
+    if (!c) return;
     free(c->realm);
     free(c->software);
     free(c->listen);
@@ -1286,9 +1294,12 @@ void cfg_free(struct tern_config *c)
 const char *cfg_transport_name(enum cfg_transport t)
 {
     switch (t) {
-    case CFG_UDP: return "udp";
-    case CFG_TCP: return "tcp";
-    case CFG_TLS: return "tls";
+    case CFG_UDP:
+        return "udp";
+    case CFG_TCP:
+        return "tcp";
+    case CFG_TLS:
+        return "tls";
     }
     return "?";
 }

@@ -30,8 +30,8 @@ struct cfg_user {
 
 struct tern_config {
     /* server: */
-    char *realm;    /* never NULL; default "tern" */
-    char *software; /* "" when the SOFTWARE attribute is omitted */
+    char *realm;      /* never NULL; default "tern" */
+    char *software;   /* "" when the SOFTWARE attribute is omitted */
     unsigned workers; /* 0 = auto (one per online CPU) */
 
     /* listen: */
@@ -74,8 +74,8 @@ struct tern_config {
     bool strict_expiry; /* close allocations whose user is deleted, disabled or expired */
 
     /* qos: */
-    bool qos_enabled;       /* the QoS tap on the forwarding path */
-    char *qos_record_file;  /* one JSON line per ended allocation; NULL: none */
+    bool qos_enabled;      /* the QoS tap on the forwarding path */
+    char *qos_record_file; /* one JSON line per ended allocation; NULL: none */
 
     /* ops: */
     union stun_addr ops_listen; /* AF_UNSPEC when null (ops HTTP disabled) */

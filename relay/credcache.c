@@ -34,7 +34,8 @@ struct snapshot {
 static uint64_t name_hash(const uint8_t *p, size_t n)
 {
     uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
     return h;
 }
 
@@ -49,7 +50,8 @@ static uint64_t userhash_hash(const uint8_t *p)
 static bool index_users(struct snapshot *s)
 {
     size_t n = 16;
-    while (n < 2 * s->nusers) n *= 2;
+    while (n < 2 * s->nusers)
+        n *= 2;
     s->by_name = calloc(n, sizeof(*s->by_name));
     s->by_hash = calloc(n, sizeof(*s->by_hash));
     if (!s->by_name || !s->by_hash) return false;
@@ -57,10 +59,12 @@ static bool index_users(struct snapshot *s)
     for (size_t i = 0; i < s->nusers; i++) {
         const struct auth_user *e = &s->users[i];
         size_t k = name_hash((const uint8_t *)e->name, e->namelen) & (n - 1);
-        while (s->by_name[k]) k = (k + 1) & (n - 1);
+        while (s->by_name[k])
+            k = (k + 1) & (n - 1);
         s->by_name[k] = (uint32_t)(i + 1);
         k = userhash_hash(e->userhash) & (n - 1);
-        while (s->by_hash[k]) k = (k + 1) & (n - 1);
+        while (s->by_hash[k])
+            k = (k + 1) & (n - 1);
         s->by_hash[k] = (uint32_t)(i + 1);
     }
     return true;
@@ -280,7 +284,8 @@ static int each_secret(void *ctx, int (*fn)(void *arg, const char *secret), void
     int rc = 0;
     pthread_rwlock_rdlock(&c->lock);
     const struct snapshot *s = c->cur;
-    for (size_t i = 0; s && i < s->nsecrets && !rc; i++) rc = fn(arg, s->secrets[i].secret);
+    for (size_t i = 0; s && i < s->nsecrets && !rc; i++)
+        rc = fn(arg, s->secrets[i].secret);
     pthread_rwlock_unlock(&c->lock);
     return rc;
 }
@@ -293,6 +298,8 @@ static uint64_t generation(void *ctx)
 
 struct auth_creds credcache_creds(struct credcache *c)
 {
-    return (struct auth_creds){.lookup = lookup, .each_secret = c->db ? each_secret : NULL,
-                               .generation = generation, .ctx = c};
+    return (struct auth_creds){.lookup = lookup,
+                               .each_secret = c->db ? each_secret : NULL,
+                               .generation = generation,
+                               .ctx = c};
 }

@@ -83,10 +83,18 @@ void log_emit(enum cfg_log_level level, const char *event, const struct log_fiel
             put(&l, " %s=", f[i].key);
         char abuf[ADDR_STRLEN];
         switch (f[i].type) {
-        case LOG_F_STR: put_str(&l, f[i].v.s ? f[i].v.s : ""); break;
-        case LOG_F_INT: put(&l, "%lld", (long long)f[i].v.i); break;
-        case LOG_F_UINT: put(&l, "%llu", (unsigned long long)f[i].v.u); break;
-        case LOG_F_ADDR: put_str(&l, addr_str(f[i].v.a, abuf)); break;
+        case LOG_F_STR:
+            put_str(&l, f[i].v.s ? f[i].v.s : "");
+            break;
+        case LOG_F_INT:
+            put(&l, "%lld", (long long)f[i].v.i);
+            break;
+        case LOG_F_UINT:
+            put(&l, "%llu", (unsigned long long)f[i].v.u);
+            break;
+        case LOG_F_ADDR:
+            put_str(&l, addr_str(f[i].v.a, abuf));
+            break;
         }
     }
     if (fmt == CFG_LOG_JSON) put(&l, "}");

@@ -28,8 +28,10 @@ static void log_counters(const struct srv_counters *srv, const struct relay_coun
 {
     struct log_field f[SRV_C_COUNT + RELAY_C_COUNT];
     size_t n = 0;
-    for (int i = 0; i < SRV_C_COUNT; i++) f[n++] = LF_U(srv_counter_names[i], srv->v[i]);
-    for (int i = 0; i < RELAY_C_COUNT; i++) f[n++] = LF_U(relay_counter_names[i], io->v[i]);
+    for (int i = 0; i < SRV_C_COUNT; i++)
+        f[n++] = LF_U(srv_counter_names[i], srv->v[i]);
+    for (int i = 0; i < RELAY_C_COUNT; i++)
+        f[n++] = LF_U(relay_counter_names[i], io->v[i]);
     log_emit(CFG_LOG_INFO, "counters", f, n);
 }
 
@@ -46,11 +48,21 @@ int main(int argc, char **argv)
     int check = 0, opt;
     while ((opt = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
         switch (opt) {
-        case 'c': path = optarg; break;
-        case 'k': check = 1; break;
-        case 'V': printf("ternd %s\n", TERN_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'c':
+            path = optarg;
+            break;
+        case 'k':
+            check = 1;
+            break;
+        case 'V':
+            printf("ternd %s\n", TERN_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {
@@ -105,7 +117,8 @@ int main(int argc, char **argv)
         int sig = 0;
         if (sigwait(&set, &sig)) continue;
         if (sig == SIGHUP) {
-            tlog(CFG_LOG_WARN, "sighup_ignored", LF_S("reason", "live reload is not implemented yet; restart to apply changes"));
+            tlog(CFG_LOG_WARN, "sighup_ignored",
+                 LF_S("reason", "live reload is not implemented yet; restart to apply changes"));
             continue;
         }
         tlog(CFG_LOG_INFO, "stopping", LF_S("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"));

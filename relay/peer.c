@@ -30,12 +30,12 @@ struct peer_batch {
     struct iovec riov[PEER_BATCH];
     struct sockaddr_in6 src[PEER_BATCH];
     uint8_t rctl[PEER_BATCH][UDP_CTL_LEN];
-    int used;                            /* buffers taken since the last flush */
-    int nq;                              /* queued datagrams */
-    struct iovec qiov[PEER_SLOTS];       /* framed message, inside its buffer */
-    struct srv_tuple qt[PEER_SLOTS];     /* to whom (a copy: the allocation may go first) */
+    int used;                        /* buffers taken since the last flush */
+    int nq;                          /* queued datagrams */
+    struct iovec qiov[PEER_SLOTS];   /* framed message, inside its buffer */
+    struct srv_tuple qt[PEER_SLOTS]; /* to whom (a copy: the allocation may go first) */
     const struct listener *ql[PEER_SLOTS];
-    int64_t qrx[PEER_SLOTS];             /* its kernel receive time */
+    int64_t qrx[PEER_SLOTS]; /* its kernel receive time */
     struct mmsghdr tx[PEER_SLOTS];
     uint8_t tctl[PEER_SLOTS][UDP_CTL_LEN];
     uint8_t buf[PEER_SLOTS][SRV_PEER_HEADROOM + PEER_DATA + SRV_PEER_TAILROOM + 1];
@@ -93,10 +93,10 @@ static inline void tap(struct worker *w, struct allocation *a, enum qos_leg leg,
 /* Client data bound for peers is held while a UDP receive batch is handled (w->train), so
  * that consecutive datagrams to one peer through one relay socket go out as one UDP GSO send:
  * a single flow's burst costs one send, not one per datagram. */
-#define TRAIN_MAX_SEGMENTS 64
-#define TRAIN_MAX_BYTES    65000
-#define TRAIN_MAX_SEGSIZE  1472 /* larger segments could exceed the device MTU */
-#define TRAIN_MAX_RESIDENCE 64  /* a UDP batch (UDP_BATCH) */
+#define TRAIN_MAX_SEGMENTS  64
+#define TRAIN_MAX_BYTES     65000
+#define TRAIN_MAX_SEGSIZE   1472 /* larger segments could exceed the device MTU */
+#define TRAIN_MAX_RESIDENCE 64   /* a UDP batch (UDP_BATCH) */
 
 struct fwd_train {
     struct relay_sock *rs;
@@ -160,8 +160,10 @@ void peer_train_flush(struct worker *w)
         w->io.v[RELAY_C_peer_send_errors] += (uint64_t)n;
         return;
     }
-    struct msghdr mh = {.msg_name = &t->peer, .msg_namelen = addr_len(&t->peer),
-                        .msg_iov = t->iov, .msg_iovlen = (size_t)n};
+    struct msghdr mh = {.msg_name = &t->peer,
+                        .msg_namelen = addr_len(&t->peer),
+                        .msg_iov = t->iov,
+                        .msg_iovlen = (size_t)n};
     union {
         uint8_t buf[CMSG_SPACE(sizeof(uint16_t))];
         struct cmsghdr align;
@@ -322,7 +324,8 @@ static void peer_readable(struct worker *w, struct ep_handler *h, uint32_t event
                 rs->rxq_ovfl = ovfl;
             }
             union stun_addr from;
-            if (!addr_from_sockaddr(&from, (struct sockaddr *)&b->src[i], b->rx[i].msg_hdr.msg_namelen))
+            if (!addr_from_sockaddr(&from, (struct sockaddr *)&b->src[i],
+                                    b->rx[i].msg_hdr.msg_namelen))
                 continue;
             uint8_t *data = b->buf[base + i] + SRV_PEER_HEADROOM, *msg;
             size_t out = srv_peer_data(&w->srv, a, rel, &from, data, len, w->now_ms, &msg);
@@ -415,7 +418,9 @@ static int io_relay_open(void *ctx, struct allocation *a, struct alloc_relay *r)
         close(fd);
         return -ENOMEM;
     }
-    *rs = (struct relay_sock){.h = {.fd = fd, .fn = peer_readable}, .a = a, .family = family,
+    *rs = (struct relay_sock){.h = {.fd = fd, .fn = peer_readable},
+                              .a = a,
+                              .family = family,
                               .dont_fragment = a->dont_fragment};
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &rs->h};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev)) {
@@ -448,7 +453,8 @@ static struct quota_entry *quota_slot(struct relay_shared *sh, const char *user,
 {
     if (!sh->quota_cap) return NULL;
     uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < ulen; i++) h = (h ^ (uint8_t)user[i]) * 0x100000001b3ull;
+    for (size_t i = 0; i < ulen; i++)
+        h = (h ^ (uint8_t)user[i]) * 0x100000001b3ull;
     for (size_t k = 0; k < sh->quota_cap; k++) {
         struct quota_entry *e = &sh->quota[(h + k) & (sh->quota_cap - 1)];
         if (!e->used || (strlen(e->name) == ulen && memcmp(e->name, user, ulen) == 0)) return e;

@@ -86,14 +86,16 @@ static json_t *time_json(int64_t ns)
 static size_t live_perms(const struct allocation *a, uint64_t now_ms)
 {
     size_t n = 0;
-    for (size_t i = 0; i < a->nperms; i++) n += a->perms[i].expires_ms > now_ms;
+    for (size_t i = 0; i < a->nperms; i++)
+        n += a->perms[i].expires_ms > now_ms;
     return n;
 }
 
 static size_t live_chans(const struct allocation *a, uint64_t now_ms)
 {
     size_t n = 0;
-    for (size_t i = 0; i < a->nchans; i++) n += a->chans[i].expires_ms > now_ms;
+    for (size_t i = 0; i < a->nchans; i++)
+        n += a->chans[i].expires_ms > now_ms;
     return n;
 }
 
@@ -110,10 +112,12 @@ static json_t *common_json(const struct worker *w, const struct allocation *a)
     json_object_set_new(o, "transport", json_string(transport_names[a->tuple.transport]));
     json_object_set_new(o, "client", addr_json(&a->tuple.client));
     json_object_set_new(o, "relayed", relayed_json(a));
-    json_object_set_new(o, "packets", json_pack("{s:I,s:I}", "from_client", (json_int_t)a->pkts_to_peer,
-                                                "from_peer", (json_int_t)a->pkts_to_client));
-    json_object_set_new(o, "bytes", json_pack("{s:I,s:I}", "from_client", (json_int_t)a->bytes_to_peer,
-                                              "from_peer", (json_int_t)a->bytes_to_client));
+    json_object_set_new(o, "packets",
+                        json_pack("{s:I,s:I}", "from_client", (json_int_t)a->pkts_to_peer,
+                                  "from_peer", (json_int_t)a->pkts_to_client));
+    json_object_set_new(o, "bytes",
+                        json_pack("{s:I,s:I}", "from_client", (json_int_t)a->bytes_to_peer,
+                                  "from_peer", (json_int_t)a->bytes_to_client));
     return o;
 }
 
@@ -140,8 +144,9 @@ static json_t *entry_json(struct worker *w, struct allocation *a)
     if (!o) return NULL;
     json_object_set_new(o, "created_at", time_json(created_ns(w, a)));
     json_object_set_new(o, "age_seconds", json_real((double)(w->now_ms - a->created_ms) / 1e3));
-    json_object_set_new(o, "expires_in_seconds",
-                        json_real(a->expires_ms > w->now_ms ? (double)(a->expires_ms - w->now_ms) / 1e3 : 0));
+    json_object_set_new(
+        o, "expires_in_seconds",
+        json_real(a->expires_ms > w->now_ms ? (double)(a->expires_ms - w->now_ms) / 1e3 : 0));
     json_object_set_new(o, "worker", json_integer(w->id));
     json_object_set_new(o, "permissions", json_integer((json_int_t)live_perms(a, w->now_ms)));
     json_object_set_new(o, "channels", json_integer((json_int_t)live_chans(a, w->now_ms)));
@@ -162,7 +167,8 @@ static json_t *detail_json(struct worker *w, struct allocation *a)
         char sampled[32];
         qos_format_time(w->now_ns, sampled);
         d = json_pack("{s:s,s:f,s:{s:n},s:[],s:i}", "sampled_at", sampled, "interval_seconds",
-                      (double)QOS_INTERVAL_NS / 1e9, "client_leg", "rtt", "peers", "other_flows", 0);
+                      (double)QOS_INTERVAL_NS / 1e9, "client_leg", "rtt", "peers", "other_flows",
+                      0);
     }
     json_t *cl = json_object_get(d, "client_leg");
     if (cl) {
@@ -173,12 +179,14 @@ static json_t *detail_json(struct worker *w, struct allocation *a)
     /* Each peer flow: the channel bound to it, if any. */
     size_t i;
     json_t *pf;
-    json_array_foreach(json_object_get(d, "peers"), i, pf) {
+    json_array_foreach(json_object_get(d, "peers"), i, pf)
+    {
         const char *ps = json_string_value(json_object_get(pf, "peer"));
         json_t *ch = json_null();
         for (size_t k = 0; ps && k < a->nchans; k++) {
             char buf[ADDR_STRLEN];
-            if (a->chans[k].expires_ms > w->now_ms && strcmp(addr_str(&a->chans[k].peer, buf), ps) == 0) {
+            if (a->chans[k].expires_ms > w->now_ms &&
+                strcmp(addr_str(&a->chans[k].peer, buf), ps) == 0) {
                 json_decref(ch);
                 ch = json_integer(a->chans[k].num);
                 break;
@@ -194,8 +202,10 @@ static json_t *detail_json(struct worker *w, struct allocation *a)
 static void metrics_add(struct worker *w, struct metrics_acc *acc)
 {
     qos_metrics_add(&acc->qm, &w->qm);
-    for (int k = 0; k < SRV_C_COUNT; k++) acc->srv.v[k] += w->srv.c.v[k];
-    for (int k = 0; k < RELAY_C_COUNT; k++) acc->io.v[k] += w->io.v[k];
+    for (int k = 0; k < SRV_C_COUNT; k++)
+        acc->srv.v[k] += w->srv.c.v[k];
+    for (int k = 0; k < RELAY_C_COUNT; k++)
+        acc->io.v[k] += w->io.v[k];
     const struct alloc_table *t = &w->srv.allocs;
     for (size_t i = 0; i < t->count; i++) {
         acc->active[t->heap[i]->tuple.transport]++;
@@ -228,7 +238,9 @@ static void run_query(struct worker *w, struct relay_query *q)
         }
         break;
     }
-    case Q_METRICS: metrics_add(w, q->acc); break;
+    case Q_METRICS:
+        metrics_add(w, q->acc);
+        break;
     }
 }
 
@@ -297,7 +309,8 @@ static bool ask(struct worker *w, struct relay_query *q)
     until.tv_sec += QUERY_WAIT_S;
     pthread_mutex_lock(&w->mbox_lock);
     while (!q->done) {
-        if (!q->taken && pthread_cond_timedwait(&w->mbox_cond, &w->mbox_lock, &until) == ETIMEDOUT &&
+        if (!q->taken &&
+            pthread_cond_timedwait(&w->mbox_cond, &w->mbox_lock, &until) == ETIMEDOUT &&
             !q->taken) {
             w->query = NULL; /* never picked up: withdraw it */
             break;
@@ -378,7 +391,8 @@ static void put(struct text *t, const char *fmt, ...)
             return;
         }
         size_t cap = t->cap ? t->cap * 2 : 16384;
-        while (cap < t->len + (size_t)n + 1) cap *= 2;
+        while (cap < t->len + (size_t)n + 1)
+            cap *= 2;
         char *nb = realloc(t->buf, cap);
         if (!nb) {
             t->oom = true;
@@ -405,8 +419,9 @@ static void drops(struct text *t, const struct metrics_acc *a)
                           a->srv.v[SRV_C_drop_peer_too_big]},
         {"kernel_overflow", a->io.v[RELAY_C_kernel_rx_overflow]},
     };
-    put(t, "# HELP tern_forward_drops_total Relayed datagrams the relay did not deliver, by reason.\n"
-           "# TYPE tern_forward_drops_total counter\n");
+    put(t,
+        "# HELP tern_forward_drops_total Relayed datagrams the relay did not deliver, by reason.\n"
+        "# TYPE tern_forward_drops_total counter\n");
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
         put(t, "tern_forward_drops_total{reason=\"%s\"} %llu\n", d[i].reason,
             (unsigned long long)d[i].v);
@@ -429,16 +444,20 @@ char *relay_metrics(struct relay *r, size_t *len)
     for (int k = 0; k < 3; k++)
         put(&t, "tern_allocations_active{transport=\"%s\"} %llu\n", transport_names[k],
             (unsigned long long)acc->active[k]);
-    put(&t, "# HELP tern_workers Worker threads (one event loop each).\n# TYPE tern_workers gauge\n"
-            "tern_workers %u\n", r->nworkers);
+    put(&t,
+        "# HELP tern_workers Worker threads (one event loop each).\n# TYPE tern_workers gauge\n"
+        "tern_workers %u\n",
+        r->nworkers);
     for (int k = 0; k < SRV_C_COUNT; k++)
-        put(&t, "# HELP tern_server_%s_total %s.\n# TYPE tern_server_%s_total counter\n"
-                "tern_server_%s_total %llu\n",
+        put(&t,
+            "# HELP tern_server_%s_total %s.\n# TYPE tern_server_%s_total counter\n"
+            "tern_server_%s_total %llu\n",
             srv_counter_names[k], srv_counter_help[k], srv_counter_names[k], srv_counter_names[k],
             (unsigned long long)acc->srv.v[k]);
     for (int k = 0; k < RELAY_C_COUNT; k++)
-        put(&t, "# HELP tern_relay_%s_total %s.\n# TYPE tern_relay_%s_total counter\n"
-                "tern_relay_%s_total %llu\n",
+        put(&t,
+            "# HELP tern_relay_%s_total %s.\n# TYPE tern_relay_%s_total counter\n"
+            "tern_relay_%s_total %llu\n",
             relay_counter_names[k], relay_counter_help[k], relay_counter_names[k],
             relay_counter_names[k], (unsigned long long)acc->io.v[k]);
     drops(&t, acc);

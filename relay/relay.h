@@ -19,21 +19,21 @@
     X(udp_drop_truncated, "dropped: UDP datagram larger than the receive buffer")                  \
     X(udp_drop_addr, "dropped: UDP datagram from a non-IP source")                                 \
     X(udp_send_errors, "UDP sends that failed (datagram lost)")                                    \
-    X(udp_gso_sends, "UDP GSO sends (several datagrams to one client in one send)")                 \
-    X(udp_gso_fallbacks, "UDP GSO sends the kernel refused (sent one by one; GSO then off)")                                    \
+    X(udp_gso_sends, "UDP GSO sends (several datagrams to one client in one send)")                \
+    X(udp_gso_fallbacks, "UDP GSO sends the kernel refused (sent one by one; GSO then off)")       \
     X(peer_rx_datagrams, "datagrams received from peers on relay sockets")                         \
     X(peer_rx_bytes, "bytes received from peers on relay sockets")                                 \
     X(peer_tx_datagrams, "datagrams sent to peers from relay sockets")                             \
     X(peer_tx_bytes, "bytes sent to peers from relay sockets")                                     \
     X(peer_drop_truncated, "dropped: peer datagram larger than the receive buffer")                \
     X(peer_send_errors, "sends to peers that failed (datagram lost)")                              \
-    X(peer_gso_sends, "UDP GSO sends to peers (a client's burst to one peer in one send)")          \
-    X(peer_gso_fallbacks, "UDP GSO sends to peers the kernel refused (sent one by one; GSO off)")                              \
-    X(kernel_rx_overflow, "datagrams the kernel dropped: a socket receive buffer was full")                              \
+    X(peer_gso_sends, "UDP GSO sends to peers (a client's burst to one peer in one send)")         \
+    X(peer_gso_fallbacks, "UDP GSO sends to peers the kernel refused (sent one by one; GSO off)")  \
+    X(kernel_rx_overflow, "datagrams the kernel dropped: a socket receive buffer was full")        \
     X(tcp_accepted, "TCP connections accepted")                                                    \
     X(tcp_closed, "TCP connections closed")                                                        \
     X(tcp_rejected, "TCP connections refused: per-worker connection limit")                        \
-    X(tls_handshake_failed, "TLS connections closed: handshake failed")                           \
+    X(tls_handshake_failed, "TLS connections closed: handshake failed")                            \
     X(tcp_bad_frame, "TCP connections closed: a frame that is neither STUN nor ChannelData")       \
     X(tcp_idle, "TCP connections closed: idle")                                                    \
     X(tcp_tx_overflow, "TCP connections closed: peer not reading its responses")                   \

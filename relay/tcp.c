@@ -14,11 +14,11 @@
 #include "net.h"
 #include "worker.h"
 
-#define TCP_MAX_CONNS  16384          /* per worker */
+#define TCP_MAX_CONNS  16384 /* per worker */
 #define TCP_RX_INITIAL 2048
-#define TCP_RX_MAX     (20 + 65535)   /* the largest STUN frame; ChannelData is smaller */
-#define TCP_TX_MAX     (256 * 1024)   /* unsent answers beyond this: the client is not reading */
-#define TCP_IDLE_MS    (300 * 1000)   /* no allocation keeps a connection yet: idle ones go */
+#define TCP_RX_MAX     (20 + 65535) /* the largest STUN frame; ChannelData is smaller */
+#define TCP_TX_MAX     (256 * 1024) /* unsent answers beyond this: the client is not reading */
+#define TCP_IDLE_MS    (300 * 1000) /* no allocation keeps a connection yet: idle ones go */
 
 struct tcp_conn {
     struct ep_handler h;
@@ -27,10 +27,10 @@ struct tcp_conn {
     union stun_addr peer;
     struct srv_tuple tuple; /* client and the local address it connected to */
     uint64_t last_ms;
-    SSL *ssl;            /* TLS connections only */
-    bool ssl_wants_out;  /* the TLS engine must write before it can go on */
-    bool ssl_up;         /* the handshake completed (an error later is not a handshake failure) */
-    bool want_out;       /* EPOLLOUT is registered */
+    SSL *ssl;           /* TLS connections only */
+    bool ssl_wants_out; /* the TLS engine must write before it can go on */
+    bool ssl_up;        /* the handshake completed (an error later is not a handshake failure) */
+    bool want_out;      /* EPOLLOUT is registered */
     uint8_t *rx;
     size_t rxlen, rxcap;
     uint8_t *tx;
@@ -39,8 +39,14 @@ struct tcp_conn {
 
 static void lru_unlink(struct worker *w, struct tcp_conn *c)
 {
-    if (c->prev) c->prev->next = c->next; else w->lru_head = c->next;
-    if (c->next) c->next->prev = c->prev; else w->lru_tail = c->prev;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->lru_head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        w->lru_tail = c->prev;
     c->prev = c->next = NULL;
 }
 
@@ -48,7 +54,10 @@ static void lru_push(struct worker *w, struct tcp_conn *c)
 {
     c->prev = w->lru_tail;
     c->next = NULL;
-    if (w->lru_tail) w->lru_tail->next = c; else w->lru_head = c;
+    if (w->lru_tail)
+        w->lru_tail->next = c;
+    else
+        w->lru_head = c;
     w->lru_tail = c;
 }
 
@@ -57,7 +66,8 @@ static void conn_close(struct worker *w, struct tcp_conn *c, enum relay_counter 
     if (c->h.fd < 0) return;
     if (why != RELAY_C_tcp_closed) w->io.v[why]++;
     w->io.v[RELAY_C_tcp_closed]++;
-    tlog(CFG_LOG_DEBUG, "tcp_close", LF_A("client", &c->peer), LF_S("reason", relay_counter_names[why]));
+    tlog(CFG_LOG_DEBUG, "tcp_close", LF_A("client", &c->peer),
+         LF_S("reason", relay_counter_names[why]));
     /* RFC 8656 3.1: an allocation over TCP/TLS lives as long as its connection. */
     struct allocation *a = alloc_find(&w->srv.allocs, &c->tuple);
     if (a) srv_delete(&w->srv, a, "closed");
@@ -74,7 +84,8 @@ static void conn_close(struct worker *w, struct tcp_conn *c, enum relay_counter 
 static void set_out(struct worker *w, struct tcp_conn *c, bool on)
 {
     if (c->want_out == on) return;
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0), .data.ptr = &c->h};
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0),
+                             .data.ptr = &c->h};
     epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->h.fd, &ev);
     c->want_out = on;
 }
@@ -84,7 +95,8 @@ static ssize_t write_some(struct tcp_conn *c, const uint8_t *p, size_t len)
 {
     if (!c->ssl) {
         ssize_t k;
-        do k = send(c->h.fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        do
+            k = send(c->h.fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         while (k < 0 && errno == EINTR);
         if (k < 0) return errno == EAGAIN ? 0 : -1;
         return k;
@@ -92,9 +104,14 @@ static ssize_t write_some(struct tcp_conn *c, const uint8_t *p, size_t len)
     int k = SSL_write(c->ssl, p, len > INT32_MAX ? INT32_MAX : (int)len);
     if (k > 0) return k;
     switch (SSL_get_error(c->ssl, k)) {
-    case SSL_ERROR_WANT_WRITE: c->ssl_wants_out = true; return 0;
-    case SSL_ERROR_WANT_READ: return 0; /* renegotiation-like: resumes when data arrives */
-    default: ERR_clear_error(); return -1;
+    case SSL_ERROR_WANT_WRITE:
+        c->ssl_wants_out = true;
+        return 0;
+    case SSL_ERROR_WANT_READ:
+        return 0; /* renegotiation-like: resumes when data arrives */
+    default:
+        ERR_clear_error();
+        return -1;
     }
 }
 
@@ -125,7 +142,8 @@ static ssize_t read_some(struct worker *w, struct tcp_conn *c, uint8_t *p, size_
 {
     if (!c->ssl) {
         ssize_t k;
-        do k = recv(c->h.fd, p, len, MSG_DONTWAIT);
+        do
+            k = recv(c->h.fd, p, len, MSG_DONTWAIT);
         while (k < 0 && errno == EINTR);
         if (k == 0) return -1;
         if (k < 0) return errno == EAGAIN ? 0 : -1;
@@ -135,7 +153,8 @@ static ssize_t read_some(struct worker *w, struct tcp_conn *c, uint8_t *p, size_
     if (k > 0 || SSL_is_init_finished(c->ssl)) c->ssl_up = true;
     if (k > 0) return k;
     switch (SSL_get_error(c->ssl, k)) {
-    case SSL_ERROR_WANT_READ: return 0;
+    case SSL_ERROR_WANT_READ:
+        return 0;
     case SSL_ERROR_WANT_WRITE:
         c->ssl_wants_out = true;
         set_out(w, c, true);
@@ -159,7 +178,8 @@ static bool queue(struct worker *w, struct tcp_conn *c, const uint8_t *data, siz
     }
     if (c->txlen + len > c->txcap) {
         size_t cap = c->txcap ? c->txcap : 4096;
-        while (cap < c->txlen + len) cap *= 2;
+        while (cap < c->txlen + len)
+            cap *= 2;
         uint8_t *p = realloc(c->tx, cap);
         if (!p) {
             conn_close(w, c, RELAY_C_tcp_tx_overflow);
@@ -186,8 +206,8 @@ static bool frames(struct worker *w, struct tcp_conn *c)
         }
         if (flen == 0 || (size_t)flen > c->rxlen - off) break;
         uint8_t out[1280];
-        size_t n = client_message(w, &c->tuple, c, c->rx + off, (size_t)flen, w->now_ns, out,
-                                  sizeof(out));
+        size_t n =
+            client_message(w, &c->tuple, c, c->rx + off, (size_t)flen, w->now_ns, out, sizeof(out));
         off += (size_t)flen;
         if (n) ok = queue(w, c, out, n);
     }
@@ -318,7 +338,8 @@ void tcp_expire(struct worker *w)
 
 void tcp_close_all(struct worker *w)
 {
-    while (w->lru_head) conn_close(w, w->lru_head, RELAY_C_tcp_closed);
+    while (w->lru_head)
+        conn_close(w, w->lru_head, RELAY_C_tcp_closed);
 }
 
 struct ssl_ctx_st *tls_context(const struct tern_config *cfg)

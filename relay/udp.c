@@ -11,10 +11,10 @@
 #include "net.h"
 #include "worker.h"
 
-#define UDP_BATCH  64   /* datagrams per recvmmsg */
-#define UDP_RX_BUF 65536 /* any UDP datagram; pages of a slot become resident only when used */
-#define UDP_TX_BUF 1280 /* control-plane answers are small; a larger one is not produced */
-#define UDP_BUDGET 16   /* batches per wakeup, so one busy socket cannot starve the others */
+#define UDP_BATCH   64        /* datagrams per recvmmsg */
+#define UDP_RX_BUF  65536     /* any UDP datagram; pages of a slot become resident only when used */
+#define UDP_TX_BUF  1280      /* control-plane answers are small; a larger one is not produced */
+#define UDP_BUDGET  16        /* batches per wakeup, so one busy socket cannot starve the others */
 #define UDP_SOCKBUF (4 << 20) /* listener socket buffers, bytes */
 
 struct udp_batch {
@@ -167,9 +167,8 @@ static void send_msgs(struct worker *w, const struct listener *l, const struct s
     }
 }
 
-void udp_send_clients(struct worker *w, const struct listener *const *l,
-                      const struct srv_tuple *t, struct iovec *iov, int n, struct mmsghdr *tx,
-                      uint8_t (*ctl)[UDP_CTL_LEN])
+void udp_send_clients(struct worker *w, const struct listener *const *l, const struct srv_tuple *t,
+                      struct iovec *iov, int n, struct mmsghdr *tx, uint8_t (*ctl)[UDP_CTL_LEN])
 {
     if (n > UDP_SEND_MAX) {
         udp_send_clients(w, l, t, iov, UDP_SEND_MAX, tx, ctl);

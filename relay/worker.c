@@ -30,7 +30,6 @@ const char *const relay_counter_help[RELAY_C_COUNT] = {
 #undef X
 };
 
-
 static int64_t realtime_ns(void)
 {
     struct timespec ts;
@@ -125,7 +124,8 @@ void worker_bury(struct worker *w, struct ep_handler *h, void *p)
 
 static void graveyard_flush(struct worker *w)
 {
-    for (size_t i = 0; i < w->ngraves; i++) free(w->graveyard[i]);
+    for (size_t i = 0; i < w->ngraves; i++)
+        free(w->graveyard[i]);
     w->ngraves = 0;
 }
 
@@ -180,7 +180,8 @@ static int shared_init(struct relay *r)
     free(names);
     free(pws);
     if (bad) {
-        tlog(CFG_LOG_ERROR, "users_failed", LF_S("reason", bad > 0 ? "SASLprep refused a name or password" : "out of memory"),
+        tlog(CFG_LOG_ERROR, "users_failed",
+             LF_S("reason", bad > 0 ? "SASLprep refused a name or password" : "out of memory"),
              LF_S("user", bad > 0 ? cfg->users[bad - 1].name : ""));
         return -1;
     }
@@ -201,8 +202,10 @@ static int shared_init(struct relay *r)
         r->deny[i] = (struct policy_cidr){.addr = cfg->peers_deny[i].addr,
                                           .prefix = cfg->peers_deny[i].prefix};
     r->policy = (struct peer_policy){.allow_loopback = cfg->allow_loopback,
-                                     .allow = r->allow, .nallow = cfg->npeers_allow,
-                                     .deny = r->deny, .ndeny = cfg->npeers_deny};
+                                     .allow = r->allow,
+                                     .nallow = cfg->npeers_allow,
+                                     .deny = r->deny,
+                                     .ndeny = cfg->npeers_deny};
     r->opt = (struct srv_options){
         .software = cfg->software,
         .realm = cfg->realm,
@@ -227,7 +230,8 @@ static int shared_init(struct relay *r)
 static void shared_free(struct relay *r)
 {
     struct relay_shared *sh = &r->shared;
-    for (size_t i = 0; sh->pools && i < sh->npools; i++) ports_free(&sh->pools[i]);
+    for (size_t i = 0; sh->pools && i < sh->npools; i++)
+        ports_free(&sh->pools[i]);
     free(sh->pools);
     free(sh->quota);
     pthread_mutex_destroy(&sh->lock);
@@ -306,7 +310,8 @@ struct relay *relay_open(const struct tern_config *cfg)
         w->shared = &r->shared;
         w->epfd = epoll_create1(EPOLL_CLOEXEC);
         w->stop = (struct ep_handler){.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), .fn = on_stop};
-        w->mbox = (struct ep_handler){.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), .fn = worker_mbox};
+        w->mbox =
+            (struct ep_handler){.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), .fn = worker_mbox};
         w->mbox_ready = pthread_mutex_init(&w->mbox_lock, NULL) == 0;
         if (w->mbox_ready && pthread_cond_init(&w->mbox_cond, NULL)) {
             pthread_mutex_destroy(&w->mbox_lock);
@@ -317,7 +322,8 @@ struct relay *relay_open(const struct tern_config *cfg)
         w->now_ns = realtime_ns();
         w->listeners = calloc(cfg->nlisten, sizeof(*w->listeners));
         if (w->listeners)
-            for (size_t j = 0; j < cfg->nlisten; j++) w->listeners[j].h.fd = -1;
+            for (size_t j = 0; j < cfg->nlisten; j++)
+                w->listeners[j].h.fd = -1;
         w->batch = udp_batch_new();
         w->pbatch = peer_batch_new();
         w->train = fwd_train_new();
@@ -326,7 +332,8 @@ struct relay *relay_open(const struct tern_config *cfg)
         w->now_ms = monotonic_ms();
         /* Allocation ids carry the worker number in the top bits: unique relay-wide. */
         if (w->epfd < 0 || w->stop.fd < 0 || w->mbox.fd < 0 || !w->mbox_ready || !w->listeners ||
-            !w->batch || !w->pbatch || !w->train || epoll_add(w, &w->stop) || epoll_add(w, &w->mbox) || srv_init(&w->srv, &r->opt, &io, (uint64_t)(i + 1) << 48)) {
+            !w->batch || !w->pbatch || !w->train || epoll_add(w, &w->stop) ||
+            epoll_add(w, &w->mbox) || srv_init(&w->srv, &r->opt, &io, (uint64_t)(i + 1) << 48)) {
             tlog(CFG_LOG_ERROR, "worker_failed", LF_U("worker", i), LF_S("error", strerror(errno)));
             relay_close(r, NULL, NULL);
             return NULL;
@@ -358,12 +365,14 @@ struct relay *relay_open(const struct tern_config *cfg)
             l->h = (struct ep_handler){
                 .fd = fd, .fn = l->transport == CFG_UDP ? udp_readable : tcp_acceptable};
             if (epoll_add(w, &l->h)) {
-                tlog(CFG_LOG_ERROR, "worker_failed", LF_U("worker", i), LF_S("error", strerror(errno)));
+                tlog(CFG_LOG_ERROR, "worker_failed", LF_U("worker", i),
+                     LF_S("error", strerror(errno)));
                 relay_close(r, NULL, NULL);
                 return NULL;
             }
         }
-        tlog(CFG_LOG_INFO, "listening", LF_S("transport", cfg_transport_name(cfg->listen[j].transport)),
+        tlog(CFG_LOG_INFO, "listening",
+             LF_S("transport", cfg_transport_name(cfg->listen[j].transport)),
              LF_A("address", &addr), LF_U("port", addr_port(&addr)), LF_U("workers", n));
     }
     if (self_addresses(r)) {
@@ -397,13 +406,16 @@ static void *worker_main(void *arg)
         /* Sleep until the next allocation expires, at most a second (TCP idle checks). */
         uint64_t next = alloc_next_expiry(&w->srv.allocs);
         int timeout = 1000;
-        if (next != UINT64_MAX) timeout = next <= w->now_ms ? 0 : (int)(next - w->now_ms < 1000 ? next - w->now_ms : 1000);
+        if (next != UINT64_MAX)
+            timeout =
+                next <= w->now_ms ? 0 : (int)(next - w->now_ms < 1000 ? next - w->now_ms : 1000);
         int n = epoll_wait(w->epfd, ev, 64, timeout);
         w->now_ms = monotonic_ms();
         w->now_ns = realtime_ns();
         w->srv.unix_s = (uint64_t)(w->now_ns / 1000000000); /* REST usernames: wall-clock time */
         if (n < 0 && errno != EINTR) {
-            tlog(CFG_LOG_ERROR, "epoll_failed", LF_U("worker", w->id), LF_S("error", strerror(errno)));
+            tlog(CFG_LOG_ERROR, "epoll_failed", LF_U("worker", w->id),
+                 LF_S("error", strerror(errno)));
             break;
         }
         bool stop = false;
@@ -460,8 +472,10 @@ void relay_close(struct relay *r, struct srv_counters *srv, struct relay_counter
         w->now_ms = monotonic_ms();
         w->now_ns = realtime_ns();
         worker_free(w);
-        for (int k = 0; srv && k < SRV_C_COUNT; k++) srv->v[k] += w->srv.c.v[k];
-        for (int k = 0; io && k < RELAY_C_COUNT; k++) io->v[k] += w->io.v[k];
+        for (int k = 0; srv && k < SRV_C_COUNT; k++)
+            srv->v[k] += w->srv.c.v[k];
+        for (int k = 0; io && k < RELAY_C_COUNT; k++)
+            io->v[k] += w->io.v[k];
     }
     shared_free(r);
     if (r->record_fd >= 0) close(r->record_fd);

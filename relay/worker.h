@@ -75,15 +75,15 @@ struct worker {
     size_t nconns;
     struct udp_batch *batch;
     struct peer_batch *pbatch;
-    uint64_t now_ms; /* CLOCK_MONOTONIC, cached once per loop pass */
-    int64_t now_ns;  /* CLOCK_REALTIME ns, cached once per loop pass (the clock of kernel
-                        receive timestamps; TCP data, which has none, is stamped with it) */
+    uint64_t now_ms;         /* CLOCK_MONOTONIC, cached once per loop pass */
+    int64_t now_ns;          /* CLOCK_REALTIME ns, cached once per loop pass (the clock of kernel
+                                receive timestamps; TCP data, which has none, is stamped with it) */
     struct fwd_train *train; /* client data for peers, held during a UDP batch (peer.c) */
     bool train_on;           /* ... while udp_readable runs; TCP data is sent at once */
-    bool gso_off;    /* the kernel refused a UDP GSO send: send one by one from now on */
-    bool qos_on;     /* qos.enabled: the tap runs and sockets ask for receive timestamps */
-    struct qos_metrics qm; /* this worker's QoS aggregates (read through the mailbox) */
-    int record_fd;   /* qos.record_file, shared by all workers (O_APPEND); -1: none */
+    bool gso_off;            /* the kernel refused a UDP GSO send: send one by one from now on */
+    bool qos_on;             /* qos.enabled: the tap runs and sockets ask for receive timestamps */
+    struct qos_metrics qm;   /* this worker's QoS aggregates (read through the mailbox) */
+    int record_fd;           /* qos.record_file, shared by all workers (O_APPEND); -1: none */
     /* The ops mailbox: the HTTP thread leaves a query under mbox_lock and signals the
      * eventfd; the worker answers it in its own thread, so nothing on the forwarding path
      * is ever locked or shared. */
@@ -120,8 +120,8 @@ struct relay {
     struct srv_options opt;
     struct worker *workers;
     unsigned nworkers;
-    int record_fd;               /* qos.record_file; -1: none */
-    pthread_mutex_t query_lock;  /* one ops query at a time */
+    int record_fd;              /* qos.record_file; -1: none */
+    pthread_mutex_t query_lock; /* one ops query at a time */
 };
 
 /* Close h's fd now and free p when the current loop pass ends. */
@@ -141,9 +141,8 @@ int udp_listener_setup(int fd, int family);
  * runs of equal size to one client coalesced into UDP GSO sends; tx and ctl: room for n
  * messages. Counts what went and what was lost. */
 #define UDP_SEND_MAX 128 /* datagrams per udp_send_clients call (larger calls are split) */
-void udp_send_clients(struct worker *w, const struct listener *const *l,
-                      const struct srv_tuple *t, struct iovec *iov, int n, struct mmsghdr *tx,
-                      uint8_t (*ctl)[UDP_CTL_LEN]);
+void udp_send_clients(struct worker *w, const struct listener *const *l, const struct srv_tuple *t,
+                      struct iovec *iov, int n, struct mmsghdr *tx, uint8_t (*ctl)[UDP_CTL_LEN]);
 /* Fill mh to send iov to client t->client through listener l, from t->local when l is a
  * wildcard (ctl: room for the ancillary data). */
 void udp_prepare(struct msghdr *mh, const struct listener *l, const struct srv_tuple *t,

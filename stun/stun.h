@@ -19,12 +19,12 @@
 /* Codec results: 0 (or a length) on success, a negative STUN_E_* on failure.
  * X(name, message) — one table gives the code, its name and its text. */
 #define STUN_ERRORS(X)                                                                             \
-    X(TRUNCATED, "shorter than the fixed header")                              \
+    X(TRUNCATED, "shorter than the fixed header")                                                  \
     X(NOT_STUN, "first two bits are not 00")                                                       \
     X(BAD_COOKIE, "magic cookie is not 0x2112A442")                                                \
-    X(BAD_LENGTH, "length field not a multiple of 4 or not the message size")                 \
-    X(ATTR_TRUNCATED, "attribute runs past the end of the message")                               \
-    X(ATTR_LENGTH, "attribute length invalid for its type")                                       \
+    X(BAD_LENGTH, "length field not a multiple of 4 or not the message size")                      \
+    X(ATTR_TRUNCATED, "attribute runs past the end of the message")                                \
+    X(ATTR_LENGTH, "attribute length invalid for its type")                                        \
     X(AFTER_FINGERPRINT, "attribute after FINGERPRINT")                                            \
     X(TOO_MANY_ATTRS, "more attributes than the decoder keeps")                                    \
     X(BAD_FINGERPRINT, "FINGERPRINT does not match")                                               \
@@ -105,7 +105,7 @@ enum stun_attr_type {
     STUN_ATTR_USERHASH = 0x001E,
     STUN_ATTR_XOR_MAPPED_ADDRESS = 0x0020,
     STUN_ATTR_RESERVATION_TOKEN = 0x0022,
-    STUN_ATTR_PRIORITY = 0x0024,     /* ICE, RFC 8445 */
+    STUN_ATTR_PRIORITY = 0x0024,      /* ICE, RFC 8445 */
     STUN_ATTR_USE_CANDIDATE = 0x0025, /* ICE */
     STUN_ATTR_ADDITIONAL_ADDRESS_FAMILY = 0x8000,
     STUN_ATTR_ADDRESS_ERROR_CODE = 0x8001,
@@ -122,17 +122,17 @@ enum stun_attr_type {
 };
 
 /* Values carried by attributes. */
-#define STUN_FAMILY_IPV4          0x01
-#define STUN_FAMILY_IPV6          0x02
-#define STUN_TRANSPORT_UDP        17
-#define STUN_PASSWORD_ALG_MD5     0x0001
-#define STUN_PASSWORD_ALG_SHA256  0x0002
-#define STUN_MAX_USERNAME         512  /* bytes; RFC 8489 14.3: < 513 */
-#define STUN_MAX_REALM_CHARS      127  /* RFC 8489 14.9: < 128 characters, < 763 bytes */
-#define STUN_MAX_TEXT_BYTES       763  /* REALM, NONCE, SOFTWARE, reason phrases */
-#define STUN_USERHASH_LEN         32
-#define STUN_HMAC_SHA1_LEN        20
-#define STUN_HMAC_SHA256_LEN      32
+#define STUN_FAMILY_IPV4           0x01
+#define STUN_FAMILY_IPV6           0x02
+#define STUN_TRANSPORT_UDP         17
+#define STUN_PASSWORD_ALG_MD5      0x0001
+#define STUN_PASSWORD_ALG_SHA256   0x0002
+#define STUN_MAX_USERNAME          512 /* bytes; RFC 8489 14.3: < 513 */
+#define STUN_MAX_REALM_CHARS       127 /* RFC 8489 14.9: < 128 characters, < 763 bytes */
+#define STUN_MAX_TEXT_BYTES        763 /* REALM, NONCE, SOFTWARE, reason phrases */
+#define STUN_USERHASH_LEN          32
+#define STUN_HMAC_SHA1_LEN         20
+#define STUN_HMAC_SHA256_LEN       32
 #define STUN_RESERVATION_TOKEN_LEN 8
 
 /* A transport address: IPv4 or IPv6, network byte order inside, as the sockets API has it. */
@@ -155,9 +155,11 @@ struct stun_msg {
     uint16_t type;      /* method and class bits */
     uint16_t len;       /* body length from the header */
     const uint8_t *tid; /* 12 bytes, into buf */
-    uint16_t nattrs;    /* attributes kept (those after MESSAGE-INTEGRITY are ignored, RFC 8489 14.5) */
-    uint16_t nunknown;  /* unknown comprehension-required types (for 420), at most STUN_MAX_UNKNOWN */
-    int16_t integrity;  /* index in attrs of MESSAGE-INTEGRITY, -1 if absent */
+    uint16_t
+        nattrs; /* attributes kept (those after MESSAGE-INTEGRITY are ignored, RFC 8489 14.5) */
+    uint16_t
+        nunknown; /* unknown comprehension-required types (for 420), at most STUN_MAX_UNKNOWN */
+    int16_t integrity;        /* index in attrs of MESSAGE-INTEGRITY, -1 if absent */
     int16_t integrity_sha256; /* index of MESSAGE-INTEGRITY-SHA256, -1 if absent */
     int16_t fingerprint;      /* index of FINGERPRINT, -1 if absent */
     uint16_t unknown[STUN_MAX_UNKNOWN];
@@ -246,7 +248,8 @@ void stun_enc_init(struct stun_enc *e, uint8_t *buf, size_t cap, uint16_t type,
 void stun_enc_attr(struct stun_enc *e, uint16_t type, const void *val, size_t len);
 void stun_enc_u32(struct stun_enc *e, uint16_t type, uint32_t v);
 void stun_enc_u64(struct stun_enc *e, uint16_t type, uint64_t v);
-/* One byte followed by three zero bytes: REQUESTED-TRANSPORT, REQUESTED-/ADDITIONAL-ADDRESS-FAMILY. */
+/* One byte followed by three zero bytes: REQUESTED-TRANSPORT, REQUESTED-/ADDITIONAL-ADDRESS-FAMILY.
+ */
 void stun_enc_u8_rffu(struct stun_enc *e, uint16_t type, uint8_t v);
 void stun_enc_channel(struct stun_enc *e, uint16_t ch);
 void stun_enc_even_port(struct stun_enc *e, bool reserve);

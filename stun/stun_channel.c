@@ -41,7 +41,8 @@ int stun_chdata_encode(uint8_t *buf, size_t cap, uint16_t ch, const uint8_t *dat
     if (ch < STUN_CHANNEL_MIN || ch > STUN_CHANNEL_MAX) return STUN_E_BAD_CHANNEL;
     size_t total = STUN_CHDATA_HEADER_LEN + (stream ? pad4(dlen) : dlen);
     if (total > cap) return STUN_E_NO_SPACE;
-    if (data != buf + STUN_CHDATA_HEADER_LEN && dlen) memmove(buf + STUN_CHDATA_HEADER_LEN, data, dlen);
+    if (data != buf + STUN_CHDATA_HEADER_LEN && dlen)
+        memmove(buf + STUN_CHDATA_HEADER_LEN, data, dlen);
     stun_chdata_header(buf, ch, dlen);
     memset(buf + STUN_CHDATA_HEADER_LEN + dlen, 0, total - STUN_CHDATA_HEADER_LEN - dlen);
     return (int)total;
@@ -55,7 +56,9 @@ int stun_frame_length(const uint8_t *buf, size_t avail)
     case 0x00:
         if (n & 3) return STUN_E_NOT_STUN;
         return STUN_HEADER_LEN + n;
-    case 0x40: return (int)(STUN_CHDATA_HEADER_LEN + pad4(n));
-    default: return STUN_E_NOT_STUN;
+    case 0x40:
+        return (int)(STUN_CHDATA_HEADER_LEN + pad4(n));
+    default:
+        return STUN_E_NOT_STUN;
     }
 }

@@ -89,7 +89,8 @@ int stun_decode(struct stun_msg *m, const uint8_t *buf, size_t len)
         if (m->nattrs == STUN_MAX_ATTRS) return STUN_E_TOO_MANY_ATTRS;
         if (!stun_attr_spec(type) && stun_attr_required(type) && m->nunknown < STUN_MAX_UNKNOWN) {
             bool seen = false;
-            for (unsigned i = 0; i < m->nunknown; i++) seen |= m->unknown[i] == type;
+            for (unsigned i = 0; i < m->nunknown; i++)
+                seen |= m->unknown[i] == type;
             if (!seen) m->unknown[m->nunknown++] = type;
         }
         if (slot) *slot = (int16_t)m->nattrs;
@@ -138,7 +139,8 @@ static int get_addr(const struct stun_attr *a, const uint8_t *tid, union stun_ad
             uint8_t mask[16];
             wr32(mask, STUN_MAGIC_COOKIE);
             memcpy(mask + 4, tid, STUN_TID_LEN);
-            for (int i = 0; i < 16; i++) ip[i] ^= mask[i];
+            for (int i = 0; i < 16; i++)
+                ip[i] ^= mask[i];
         }
         out->v6.sin6_family = AF_INET6;
         out->v6.sin6_port = htons(port);
@@ -215,7 +217,8 @@ int stun_get_unknown(const struct stun_attr *a, uint16_t *types, size_t max, siz
     if (a->len % 2) return STUN_E_BAD_VALUE;
     size_t count = a->len / 2u;
     if (count > max) count = max;
-    for (size_t i = 0; i < count; i++) types[i] = rd16(a->val + 2 * i);
+    for (size_t i = 0; i < count; i++)
+        types[i] = rd16(a->val + 2 * i);
     *n = count;
     return 0;
 }

@@ -106,7 +106,8 @@ static void enc_addr(struct stun_enc *e, uint16_t type, const union stun_addr *a
             uint8_t mask[16];
             wr32(mask, STUN_MAGIC_COOKIE);
             memcpy(mask + 4, e->buf + 8, STUN_TID_LEN);
-            for (int i = 0; i < 16; i++) p[4 + i] ^= mask[i];
+            for (int i = 0; i < 16; i++)
+                p[4 + i] ^= mask[i];
         }
         wr16(p + 2, port);
     } else {
@@ -156,7 +157,8 @@ void stun_enc_unknown(struct stun_enc *e, const uint16_t *types, size_t n)
 {
     uint8_t *p = reserve(e, STUN_ATTR_UNKNOWN_ATTRIBUTES, 2 * n);
     if (!p) return;
-    for (size_t i = 0; i < n; i++) wr16(p + 2 * i, types[i]);
+    for (size_t i = 0; i < n; i++)
+        wr16(p + 2 * i, types[i]);
 }
 
 void stun_enc_icmp(struct stun_enc *e, uint8_t type, uint8_t code, uint32_t data)
@@ -178,7 +180,8 @@ void stun_enc_password_algorithms(struct stun_enc *e, const uint16_t *algs, size
 {
     uint8_t *p = reserve(e, STUN_ATTR_PASSWORD_ALGORITHMS, 4 * n);
     if (!p) return;
-    for (size_t i = 0; i < n; i++) wr32(p + 4 * i, (uint32_t)algs[i] << 16);
+    for (size_t i = 0; i < n; i++)
+        wr32(p + 4 * i, (uint32_t)algs[i] << 16);
 }
 
 int stun_enc_finish(const struct stun_enc *e)

@@ -93,8 +93,8 @@ static void enc_mac(struct stun_enc *e, uint16_t type, const char *digest, size_
     stun_enc_attr(e, type, zero, maclen); /* sets the header length to include it */
     if (e->err) return;
     uint8_t mac[STUN_HMAC_SHA256_LEN];
-    int rc = hmac(digest, key, keylen, e->buf, e->buf + STUN_HEADER_LEN, off - STUN_HEADER_LEN,
-                  mac, maclen);
+    int rc = hmac(digest, key, keylen, e->buf, e->buf + STUN_HEADER_LEN, off - STUN_HEADER_LEN, mac,
+                  maclen);
     if (rc) {
         e->err = rc;
         return;

@@ -90,9 +90,10 @@ static void send_batch(int fd, struct batch *b, unsigned n, bool gso, struct sta
         unsigned j = i + 1;
         size_t len = b->rx[i].msg_len, total = len;
         if (gso) {
-            while (j < n && j - i < GSO_MAX && b->to[j].sin_addr.s_addr == b->to[i].sin_addr.s_addr &&
-                   b->to[j].sin_port == b->to[i].sin_port && total + b->rx[j].msg_len <= GSO_BYTES &&
-                   b->rx[j].msg_len <= len) {
+            while (j < n && j - i < GSO_MAX &&
+                   b->to[j].sin_addr.s_addr == b->to[i].sin_addr.s_addr &&
+                   b->to[j].sin_port == b->to[i].sin_port &&
+                   total + b->rx[j].msg_len <= GSO_BYTES && b->rx[j].msg_len <= len) {
                 total += b->rx[j].msg_len;
                 if (b->rx[j++].msg_len < len) break; /* a shorter datagram ends the run */
             }
@@ -126,20 +127,24 @@ static void send_batch(int fd, struct batch *b, unsigned n, bool gso, struct sta
     while (done < nt) {
         /* msg_len is overwritten by the kernel: keep the counts aside */
         unsigned counts[MAX_BATCH];
-        for (unsigned k = done; k < nt; k++) counts[k] = b->tx[k].msg_len;
+        for (unsigned k = done; k < nt; k++)
+            counts[k] = b->tx[k].msg_len;
         int k = sendmmsg(fd, &b->tx[done], nt - done, 0);
         st->syscalls_tx++;
         if (k < 0) {
             if (errno == EINTR) continue;
-            for (unsigned m = done; m < nt; m++) st->tx_fail += counts[m];
+            for (unsigned m = done; m < nt; m++)
+                st->tx_fail += counts[m];
             return;
         }
-        for (int m = 0; m < k; m++) st->tx += counts[done + (unsigned)m];
+        for (int m = 0; m < k; m++)
+            st->tx += counts[done + (unsigned)m];
         done += (unsigned)k;
         if (done < nt) { /* the first unsent one failed: count it, go on */
             st->tx_fail += counts[done];
             done++;
-            for (unsigned m = done; m < nt; m++) b->tx[m].msg_len = counts[m];
+            for (unsigned m = done; m < nt; m++)
+                b->tx[m].msg_len = counts[m];
         }
     }
 }
@@ -206,10 +211,18 @@ int main(int argc, char **argv)
     int opt;
     while ((opt = getopt_long(argc, argv, "l:p:b:gh", opts, NULL)) != -1) {
         switch (opt) {
-        case 'l': have_listen = parse_hostport(optarg, &listen_at) == 0; break;
-        case 'p': have_peer = parse_hostport(optarg, &peer) == 0; break;
-        case 'b': batch = (unsigned)atoi(optarg); break;
-        case 'g': gso = true; break;
+        case 'l':
+            have_listen = parse_hostport(optarg, &listen_at) == 0;
+            break;
+        case 'p':
+            have_peer = parse_hostport(optarg, &peer) == 0;
+            break;
+        case 'b':
+            batch = (unsigned)atoi(optarg);
+            break;
+        case 'g':
+            gso = true;
+            break;
         default:
             fprintf(opt == 'h' ? stdout : stderr,
                     "Usage: tern-fwd --listen ADDR:PORT --peer ADDR:PORT [--batch N] [--gso]\n");

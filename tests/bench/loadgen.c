@@ -54,8 +54,8 @@
 #define MAX_STEPS    32
 #define RX_BATCH     64
 #define BUF_SIZE     2048
-#define HIST_NS      100u       /* histogram bucket width */
-#define HIST_BUCKETS 1000000u   /* up to 100 ms; beyond goes into the last bucket */
+#define HIST_NS      100u     /* histogram bucket width */
+#define HIST_BUCKETS 1000000u /* up to 100 ms; beyond goes into the last bucket */
 #define CHANNEL      0x4000
 
 enum mode { MODE_TURN, MODE_DIRECT, MODE_FWD };
@@ -215,8 +215,8 @@ static double core_busy_s(void)
     while (fgets(line, sizeof line, f)) {
         unsigned long long v[8] = {0};
         if (strncmp(line, want, strlen(want)) != 0) continue;
-        if (sscanf(line + strlen(want), "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                   &v[3], &v[4], &v[5], &v[6], &v[7]) == 8)
+        if (sscanf(line + strlen(want), "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
+                   &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) == 8)
             busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
         break;
     }
@@ -318,8 +318,9 @@ static void send_request(struct client *c, uint64_t now)
 {
     uint8_t buf[1024];
     struct stun_enc e;
-    uint16_t method = c->state == ST_BIND ? (opt.send_ind ? STUN_CREATE_PERMISSION : STUN_CHANNEL_BIND)
-                                          : STUN_ALLOCATE;
+    uint16_t method = c->state == ST_BIND
+                          ? (opt.send_ind ? STUN_CREATE_PERMISSION : STUN_CHANNEL_BIND)
+                          : STUN_ALLOCATE;
     stun_enc_init(&e, buf, sizeof buf, stun_type(method, STUN_REQUEST), c->tid);
     if (method == STUN_ALLOCATE) {
         stun_enc_u8_rffu(&e, STUN_ATTR_REQUESTED_TRANSPORT, STUN_TRANSPORT_UDP);
@@ -419,7 +420,8 @@ static int frame(struct client *c, uint8_t *buf, uint64_t now)
     uint8_t *p = buf;
     int hdr = 0;
     if (opt.mode == MODE_TURN && !opt.send_ind) hdr = STUN_CHDATA_HEADER_LEN;
-    if (opt.mode == MODE_TURN && opt.send_ind) hdr = 36; /* Send: header, XOR-PEER-ADDRESS, DATA hdr */
+    if (opt.mode == MODE_TURN && opt.send_ind)
+        hdr = 36; /* Send: header, XOR-PEER-ADDRESS, DATA hdr */
     p = buf + hdr;
     uint32_t id = (uint32_t)(c - cl), seq = c->seq++;
     memset(p, 0, OFF_CLIENT);
@@ -530,13 +532,16 @@ static void peer_readable(int fd)
     for (;;) {
         for (int i = 0; i < RX_BATCH; i++) {
             iov[i] = (struct iovec){bufs[i], BUF_SIZE};
-            msgs[i].msg_hdr = (struct msghdr){.msg_iov = &iov[i], .msg_iovlen = 1,
-                                              .msg_name = &from[i], .msg_namelen = sizeof from[i]};
+            msgs[i].msg_hdr = (struct msghdr){.msg_iov = &iov[i],
+                                              .msg_iovlen = 1,
+                                              .msg_name = &from[i],
+                                              .msg_namelen = sizeof from[i]};
         }
         int n = recvmmsg(fd, msgs, RX_BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0) return;
         if (cur && in_window) cur->peer_rx += (unsigned)n;
-        for (int i = 0; i < n; i++) iov[i].iov_len = msgs[i].msg_len;
+        for (int i = 0; i < n; i++)
+            iov[i].iov_len = msgs[i].msg_len;
         int done = 0;
         while (done < n) {
             int k = sendmmsg(fd, msgs + done, (unsigned)(n - done), 0);
@@ -632,7 +637,8 @@ static void run_step(struct step *s)
     double cpu0 = 0, busy0 = 0;
     uint64_t sent_total = 0, next_client = 0, last_scan = t0, t_win0 = 0;
     uint64_t sent_at_win0 = 0;
-    for (int i = 0; i < opt.nclients; i++) cl[i].outstanding = 0;
+    for (int i = 0; i < opt.nclients; i++)
+        cl[i].outstanding = 0;
     if (!s->rate)
         for (int i = 0; i < opt.nclients; i++)
             for (int w = 0; w < opt.window; w++)
@@ -705,40 +711,45 @@ static void print_step(const struct step *s, bool comma)
     double loss = s->sent ? (double)(s->sent - (s->received < s->sent ? s->received : s->sent)) : 0;
     double relayed = (double)(s->peer_rx + s->client_rx);
     double us_pp = relayed > 0 && opt.server_pid > 0 ? s->server_cpu_s * 1e6 / relayed : 0;
-    printf("    {\"offered_pps\": %.0f, \"offered_actual_pps\": %.0f, \"window_s\": %.3f, "
-           "\"sent\": %" PRIu64 ", \"received\": %" PRIu64 ", \"loss\": %.0f, \"loss_ratio\": %.6f, "
-           "\"echo_pps\": %.0f, \"relayed_pps\": %.0f, \"send_fail\": %" PRIu64 ", "
-           "\"peer_rx\": %" PRIu64 ", \"client_rx\": %" PRIu64 ",\n"
-           "     \"rtt_us\": {\"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"p999\": %.1f, "
-           "\"max\": %.1f, \"mean\": %.1f},\n"
-           "     \"server_cpu_s\": %.4f, \"server_cpu_util\": %.4f, \"us_per_pkt\": %.3f, "
-           "\"server_core_other_util\": %.4f}%s\n",
-           s->rate, s->offered_actual, s->window_s, s->sent, s->received, loss,
-           s->sent ? loss / (double)s->sent : 0, s->window_s ? (double)s->client_rx / s->window_s : 0,
-           s->window_s ? relayed / s->window_s : 0, s->send_fail, s->peer_rx, s->client_rx,
-           hist_pct_us(&s->h, 0.50),
-           hist_pct_us(&s->h, 0.90), hist_pct_us(&s->h, 0.99), hist_pct_us(&s->h, 0.999),
-           (double)s->h.max_ns / 1000.0, s->h.n ? (double)s->h.sum_ns / (double)s->h.n / 1000.0 : 0,
-           s->server_cpu_s, s->window_s ? s->server_cpu_s / s->window_s : 0, us_pp,
-           s->window_s && opt.server_pid > 0 ? (s->core_busy_s - s->server_cpu_s) / s->window_s : 0,
-           comma ? "," : "");
+    printf(
+        "    {\"offered_pps\": %.0f, \"offered_actual_pps\": %.0f, \"window_s\": %.3f, "
+        "\"sent\": %" PRIu64 ", \"received\": %" PRIu64 ", \"loss\": %.0f, \"loss_ratio\": %.6f, "
+        "\"echo_pps\": %.0f, \"relayed_pps\": %.0f, \"send_fail\": %" PRIu64 ", "
+        "\"peer_rx\": %" PRIu64 ", \"client_rx\": %" PRIu64 ",\n"
+        "     \"rtt_us\": {\"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"p999\": %.1f, "
+        "\"max\": %.1f, \"mean\": %.1f},\n"
+        "     \"server_cpu_s\": %.4f, \"server_cpu_util\": %.4f, \"us_per_pkt\": %.3f, "
+        "\"server_core_other_util\": %.4f}%s\n",
+        s->rate, s->offered_actual, s->window_s, s->sent, s->received, loss,
+        s->sent ? loss / (double)s->sent : 0, s->window_s ? (double)s->client_rx / s->window_s : 0,
+        s->window_s ? relayed / s->window_s : 0, s->send_fail, s->peer_rx, s->client_rx,
+        hist_pct_us(&s->h, 0.50), hist_pct_us(&s->h, 0.90), hist_pct_us(&s->h, 0.99),
+        hist_pct_us(&s->h, 0.999), (double)s->h.max_ns / 1000.0,
+        s->h.n ? (double)s->h.sum_ns / (double)s->h.n / 1000.0 : 0, s->server_cpu_s,
+        s->window_s ? s->server_cpu_s / s->window_s : 0, us_pp,
+        s->window_s && opt.server_pid > 0 ? (s->core_busy_s - s->server_cpu_s) / s->window_s : 0,
+        comma ? "," : "");
 }
 
 static const char *mode_name(void)
 {
-    return opt.mode == MODE_DIRECT ? "direct" : opt.mode == MODE_FWD ? "fwd" : opt.send_ind ? "turn-send" : "turn";
+    return opt.mode == MODE_DIRECT ? "direct"
+           : opt.mode == MODE_FWD  ? "fwd"
+           : opt.send_ind          ? "turn-send"
+                                   : "turn";
 }
 
 static void print_head(void)
 {
     int ok = opt.mode == MODE_TURN ? ready : opt.nclients;
-    printf("{\"mode\": \"%s\", \"allocs\": %d, \"ready\": %d, \"failed\": %d, \"size\": %d, "
-           "\"window\": %d,\n \"setup_s\": %.4f, \"setup_rate\": %.1f, \"setup_server_cpu_s\": %.4f, "
-           "\"setup_us_per_alloc\": %.2f,\n \"rss_before_kb\": %ld, \"rss_after_kb\": %ld, "
-           "\"rss_per_alloc_kb\": %.3f",
-           mode_name(), opt.nclients, ok, failed, opt.size, opt.window, setup_s, setup_rate, setup_cpu_s,
-           ready ? setup_cpu_s * 1e6 / ready : 0, rss_before, rss_after,
-           ready && rss_before ? (double)(rss_after - rss_before) / ready : 0);
+    printf(
+        "{\"mode\": \"%s\", \"allocs\": %d, \"ready\": %d, \"failed\": %d, \"size\": %d, "
+        "\"window\": %d,\n \"setup_s\": %.4f, \"setup_rate\": %.1f, \"setup_server_cpu_s\": %.4f, "
+        "\"setup_us_per_alloc\": %.2f,\n \"rss_before_kb\": %ld, \"rss_after_kb\": %ld, "
+        "\"rss_per_alloc_kb\": %.3f",
+        mode_name(), opt.nclients, ok, failed, opt.size, opt.window, setup_s, setup_rate,
+        setup_cpu_s, ready ? setup_cpu_s * 1e6 / ready : 0, rss_before, rss_after,
+        ready && rss_before ? (double)(rss_after - rss_before) / ready : 0);
     printf(",\n \"errors\": {");
     bool first = true;
     for (int i = 0; i < 700; i++)
@@ -797,18 +808,30 @@ static int parse_rates(const char *s)
 int main(int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"server", required_argument, NULL, 's'},     {"direct", no_argument, NULL, 'D'},
-        {"fwd", required_argument, NULL, 'F'},        {"user", required_argument, NULL, 'u'},
-        {"pass", required_argument, NULL, 'p'},       {"allocs", required_argument, NULL, 'n'},
-        {"client-addrs", required_argument, NULL, 'A'}, {"peers", required_argument, NULL, 'P'},
-        {"peer-ip", required_argument, NULL, 'I'},    {"peer-port", required_argument, NULL, 'Q'},
-        {"send-ind", no_argument, NULL, 'S'},         {"rate", required_argument, NULL, 'r'},
-        {"window", required_argument, NULL, 'w'},     {"stop-loss", required_argument, NULL, 'L'},
-        {"size", required_argument, NULL, 'z'},       {"duration", required_argument, NULL, 'd'},
-        {"warmup", required_argument, NULL, 'W'},     {"drain", required_argument, NULL, 'R'},
-        {"concurrency", required_argument, NULL, 'c'}, {"setup-only", no_argument, NULL, 'O'},
-        {"hold", required_argument, NULL, 'H'},       {"flood", required_argument, NULL, 'f'},
-        {"server-pid", required_argument, NULL, 'x'}, {"server-cpu", required_argument, NULL, 'X'},
+        {"server", required_argument, NULL, 's'},
+        {"direct", no_argument, NULL, 'D'},
+        {"fwd", required_argument, NULL, 'F'},
+        {"user", required_argument, NULL, 'u'},
+        {"pass", required_argument, NULL, 'p'},
+        {"allocs", required_argument, NULL, 'n'},
+        {"client-addrs", required_argument, NULL, 'A'},
+        {"peers", required_argument, NULL, 'P'},
+        {"peer-ip", required_argument, NULL, 'I'},
+        {"peer-port", required_argument, NULL, 'Q'},
+        {"send-ind", no_argument, NULL, 'S'},
+        {"rate", required_argument, NULL, 'r'},
+        {"window", required_argument, NULL, 'w'},
+        {"stop-loss", required_argument, NULL, 'L'},
+        {"size", required_argument, NULL, 'z'},
+        {"duration", required_argument, NULL, 'd'},
+        {"warmup", required_argument, NULL, 'W'},
+        {"drain", required_argument, NULL, 'R'},
+        {"concurrency", required_argument, NULL, 'c'},
+        {"setup-only", no_argument, NULL, 'O'},
+        {"hold", required_argument, NULL, 'H'},
+        {"flood", required_argument, NULL, 'f'},
+        {"server-pid", required_argument, NULL, 'x'},
+        {"server-cpu", required_argument, NULL, 'X'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -817,47 +840,92 @@ int main(int argc, char **argv)
     while ((o = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
         switch (o) {
         case 's':
-            if (opt.nservers == MAX_SERVERS || parse_hostport(optarg, &opt.servers[opt.nservers++])) {
+            if (opt.nservers == MAX_SERVERS ||
+                parse_hostport(optarg, &opt.servers[opt.nservers++])) {
                 fprintf(stderr, "tern-loadgen: bad --server %s\n", optarg);
                 return 2;
             }
             break;
-        case 'D': opt.mode = MODE_DIRECT; break;
+        case 'D':
+            opt.mode = MODE_DIRECT;
+            break;
         case 'F':
             opt.mode = MODE_FWD;
             if (parse_hostport(optarg, &opt.servers[0])) return 2;
             opt.nservers = 1;
             break;
-        case 'u': opt.user = optarg; break;
-        case 'p': opt.pass = optarg; break;
-        case 'n': opt.nclients = atoi(optarg); break;
-        case 'A': opt.client_addrs = atoi(optarg); break;
-        case 'P': opt.npeers = atoi(optarg); break;
+        case 'u':
+            opt.user = optarg;
+            break;
+        case 'p':
+            opt.pass = optarg;
+            break;
+        case 'n':
+            opt.nclients = atoi(optarg);
+            break;
+        case 'A':
+            opt.client_addrs = atoi(optarg);
+            break;
+        case 'P':
+            opt.npeers = atoi(optarg);
+            break;
         case 'I':
             if (inet_pton(AF_INET, optarg, &opt.peer_ip) != 1) return 2;
             break;
-        case 'Q': opt.peer_port = (uint16_t)atoi(optarg); break;
-        case 'S': opt.send_ind = true; break;
+        case 'Q':
+            opt.peer_port = (uint16_t)atoi(optarg);
+            break;
+        case 'S':
+            opt.send_ind = true;
+            break;
         case 'r':
             if (parse_rates(optarg)) {
                 fprintf(stderr, "tern-loadgen: bad --rate %s\n", optarg);
                 return 2;
             }
             break;
-        case 'w': opt.window = atoi(optarg); break;
-        case 'L': opt.stop_loss = atof(optarg); break;
-        case 'z': opt.size = atoi(optarg); break;
-        case 'd': opt.duration = atof(optarg); break;
-        case 'W': opt.warmup = atof(optarg); break;
-        case 'R': opt.drain = atof(optarg); break;
-        case 'c': opt.concurrency = atoi(optarg); break;
-        case 'O': opt.setup_only = true; break;
-        case 'H': opt.hold_s = atoi(optarg); break;
-        case 'f': opt.flood_s = atof(optarg); break;
-        case 'x': opt.server_pid = atoi(optarg); break;
-        case 'X': opt.server_cpu = atoi(optarg); break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'w':
+            opt.window = atoi(optarg);
+            break;
+        case 'L':
+            opt.stop_loss = atof(optarg);
+            break;
+        case 'z':
+            opt.size = atoi(optarg);
+            break;
+        case 'd':
+            opt.duration = atof(optarg);
+            break;
+        case 'W':
+            opt.warmup = atof(optarg);
+            break;
+        case 'R':
+            opt.drain = atof(optarg);
+            break;
+        case 'c':
+            opt.concurrency = atoi(optarg);
+            break;
+        case 'O':
+            opt.setup_only = true;
+            break;
+        case 'H':
+            opt.hold_s = atoi(optarg);
+            break;
+        case 'f':
+            opt.flood_s = atof(optarg);
+            break;
+        case 'x':
+            opt.server_pid = atoi(optarg);
+            break;
+        case 'X':
+            opt.server_cpu = atoi(optarg);
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (opt.nclients < 1 || opt.npeers < 1 || opt.npeers > MAX_PEERS || opt.size < PAYLOAD_MIN ||
@@ -877,7 +945,8 @@ int main(int argc, char **argv)
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    for (size_t i = 0; i < sizeof filler; i++) filler[i] = (uint8_t)(i * 7 + 1);
+    for (size_t i = 0; i < sizeof filler; i++)
+        filler[i] = (uint8_t)(i * 7 + 1);
 
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) die("epoll_create1");
@@ -901,8 +970,8 @@ int main(int argc, char **argv)
         c->fd = udp_bound(ip, 0);
         if (data) bufsize(c->fd, 1 << 20);
         c->peer = (uint8_t)(i % opt.npeers);
-        const struct sockaddr_in *to = opt.mode == MODE_DIRECT ? &peer_addr[c->peer]
-                                                               : &opt.servers[i % opt.nservers];
+        const struct sockaddr_in *to =
+            opt.mode == MODE_DIRECT ? &peer_addr[c->peer] : &opt.servers[i % opt.nservers];
         if (connect(c->fd, (const struct sockaddr *)to, sizeof *to) < 0) die("connect");
         watch(c->fd, (uint32_t)i);
         if (opt.mode != MODE_TURN) c->state = ST_READY;
@@ -921,7 +990,8 @@ int main(int argc, char **argv)
         }
         printf("}\n");
         fflush(stdout);
-        for (int i = 0; i < opt.hold_s * 10 && !interrupted; i++) poll_once(100);
+        for (int i = 0; i < opt.hold_s * 10 && !interrupted; i++)
+            poll_once(100);
         return ready == opt.nclients ? 0 : 1;
     }
 
@@ -933,15 +1003,16 @@ int main(int argc, char **argv)
         if (!s.h.b) die("calloc");
         run_step(&s);
         double loss = s.sent ? 1.0 - (double)s.received / (double)s.sent : 1;
-        bool last = k == nsteps - 1 || loss > opt.stop_loss ||
-                    (s.rate && s.offered_actual < 0.9 * s.rate);
+        bool last =
+            k == nsteps - 1 || loss > opt.stop_loss || (s.rate && s.offered_actual < 0.9 * s.rate);
         print_step(&s, !last);
         fflush(stdout);
         free(s.h.b);
         if (last) break;
         /* let queues empty between steps */
         uint64_t quiet = now_ns() + 300000000ull;
-        while (now_ns() < quiet) poll_once(10);
+        while (now_ns() < quiet)
+            poll_once(10);
     }
     printf(" ]}\n");
     return 0;

@@ -63,20 +63,28 @@ static void drain(int sink)
 int main(int argc, char **argv)
 {
     int nsock = 100, batch = 32, packets = 400000, size = 164;
-    static const struct option opts[] = {{"sockets", required_argument, NULL, 'n'},
-                                         {"batch", required_argument, NULL, 'b'},
-                                         {"packets", required_argument, NULL, 'm'},
-                                         {"size", required_argument, NULL, 's'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"sockets", required_argument, NULL, 'n'}, {"batch", required_argument, NULL, 'b'},
+        {"packets", required_argument, NULL, 'm'}, {"size", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     for (int o; (o = getopt_long(argc, argv, "n:b:m:s:h", opts, NULL)) != -1;) {
         switch (o) {
-        case 'n': nsock = atoi(optarg); break;
-        case 'b': batch = atoi(optarg); break;
-        case 'm': packets = atoi(optarg); break;
-        case 's': size = atoi(optarg); break;
+        case 'n':
+            nsock = atoi(optarg);
+            break;
+        case 'b':
+            batch = atoi(optarg);
+            break;
+        case 'm':
+            packets = atoi(optarg);
+            break;
+        case 's':
+            size = atoi(optarg);
+            break;
         default:
-            fprintf(stderr, "usage: tern-uring-probe [--sockets N] [--batch B] [--packets M] [--size BYTES]\n");
+            fprintf(
+                stderr,
+                "usage: tern-uring-probe [--sockets N] [--batch B] [--packets M] [--size BYTES]\n");
             return o == 'h' ? 0 : 2;
         }
     }
@@ -104,9 +112,11 @@ int main(int argc, char **argv)
         return 1;
     }
     struct iovec iov = {data, (size_t)size};
-    struct msghdr mh = {.msg_name = &dst, .msg_namelen = sizeof dst, .msg_iov = &iov, .msg_iovlen = 1};
+    struct msghdr mh = {
+        .msg_name = &dst, .msg_namelen = sizeof dst, .msg_iov = &iov, .msg_iovlen = 1};
     struct mmsghdr *mm = calloc((size_t)batch, sizeof *mm);
-    for (int i = 0; i < batch; i++) mm[i].msg_hdr = mh;
+    for (int i = 0; i < batch; i++)
+        mm[i].msg_hdr = mh;
 
     double res[3] = {0};
     long errors[3] = {0};
@@ -129,7 +139,8 @@ int main(int argc, char **argv)
                     io_uring_submit(&ring);
                     struct io_uring_cqe *cqes[256];
                     unsigned n = io_uring_peek_batch_cqe(&ring, cqes, (unsigned)batch);
-                    for (unsigned i = 0; i < n; i++) errors[1] += cqes[i]->res < 0;
+                    for (unsigned i = 0; i < n; i++)
+                        errors[1] += cqes[i]->res < 0;
                     io_uring_cq_advance(&ring, n);
                 } else {
                     int n = sendmmsg(fds[0], mm, (unsigned)batch, MSG_DONTWAIT);
@@ -143,12 +154,13 @@ int main(int argc, char **argv)
             if (!rep || per < res[mode]) res[mode] = per;
         }
     }
-    printf("{\"sockets\": %d, \"batch\": %d, \"packets\": %d, \"size\": %d,\n"
-           " \"ns_per_packet\": {\"sendto\": %.0f, \"uring\": %.0f, \"sendmmsg_one_socket\": %.0f},\n"
-           " \"errors\": {\"sendto\": %ld, \"uring\": %ld, \"sendmmsg\": %ld},\n"
-           " \"uring_saves_ns_per_packet\": %.0f}\n",
-           nsock, batch, packets, size, res[0], res[1], res[2], errors[0], errors[1], errors[2],
-           res[0] - res[1]);
+    printf(
+        "{\"sockets\": %d, \"batch\": %d, \"packets\": %d, \"size\": %d,\n"
+        " \"ns_per_packet\": {\"sendto\": %.0f, \"uring\": %.0f, \"sendmmsg_one_socket\": %.0f},\n"
+        " \"errors\": {\"sendto\": %ld, \"uring\": %ld, \"sendmmsg\": %ld},\n"
+        " \"uring_saves_ns_per_packet\": %.0f}\n",
+        nsock, batch, packets, size, res[0], res[1], res[2], errors[0], errors[1], errors[2],
+        res[0] - res[1]);
     io_uring_queue_exit(&ring);
     return 0;
 }

@@ -5,11 +5,11 @@
  * Allocate, Refresh, CreatePermission, ChannelBind and the data paths are all reached.
  *
  * The world: users "fuzz"/"pw" and "other"/"pw2" (two, so that 441 and the per-user quota are
- * reachable) in realm "tern.fuzz", REST secrets "retired-secret" and "fuzz-secret" (':'); relay addresses 192.0.2.10 (ports 49152-49155) and
- * 2001:db8::10 (49152-49153), optionally 192.0.2.11 (50000-50002); quotas 2 per user, 3 in
- * all; peers: no loopback, allow 198.51.100.0/24, deny 8.8.4.0/24, the relay's own listening
- * addresses 192.0.2.1:3478, [2001:db8::1]:3478 and 198.51.100.7:3478; clients UDP
- * 192.0.2.77:40000, UDP [2001:db8::77]:40001, TCP 192.0.2.77:40002.
+ * reachable) in realm "tern.fuzz", REST secrets "retired-secret" and "fuzz-secret" (':'); relay
+ * addresses 192.0.2.10 (ports 49152-49155) and 2001:db8::10 (49152-49153), optionally 192.0.2.11
+ * (50000-50002); quotas 2 per user, 3 in all; peers: no loopback, allow 198.51.100.0/24,
+ * deny 8.8.4.0/24, the relay's own listening addresses 192.0.2.1:3478, [2001:db8::1]:3478 and
+ * 198.51.100.7:3478; clients UDP 192.0.2.77:40000, UDP [2001:db8::77]:40001, TCP 192.0.2.77:40002.
  *
  * Input format (every read past the end gives 0, so any byte string is a valid script):
  *
@@ -35,23 +35,17 @@
  *        bit7 both MESSAGE-INTEGRITY and MESSAGE-INTEGRITY-SHA256
  *     F  fault (F&15): 0-6 none; 7 none, but a TURN REST username "<expiry>:r<(F>>4)&3>"
  *        (secret "fuzz-secret", password HMAC-SHA1, or HMAC-SHA256 with S bit3) instead of
- *        the static user, valid until 2 h after the start, or (F bit7) expiring now; 8 corrupted MAC; 9 stale nonce; 10 nonce of
- *        another client; 11 wrong password; 12 wrong realm; 13 unknown user; 14 algorithm
- *        list bid down; 15 forged nonce. F bits4-5: see S bit5; F bit6: the FINGERPRINT (S
- *        bit4) is wrong
- *     N  N&15 attributes, placed after the credentials and before the integrity; each is
- *        A (A&15) and its parameters:
- *        0 XOR-PEER-ADDRESS   PEER           1 CHANNEL-NUMBER  c16
- *        2 LIFETIME  u32                     3 REQUESTED-TRANSPORT  proto
- *        4 EVEN-PORT  byte                   5 RESERVATION-TOKEN  b (odd: the last token
- *                                              the server gave out, else 8 raw bytes)
- *        6 REQUESTED-ADDRESS-FAMILY  f       7 ADDITIONAL-ADDRESS-FAMILY  f
- *        8 DONT-FRAGMENT                     9 DATA  L bytes[L]
- *        10 known type k (table) L bytes[L]  11 raw type t16 L bytes[L]
- *        12 XOR-PEER-ADDRESS raw  L bytes[L] 13 SOFTWARE  L bytes[L]
- *        14 k+1 XOR-PEER-ADDRESSes (k < 200) counting up from PEER
- *        15 nothing
- *   O&7 = 1  SEND       M PEER L bytes[L]: a Send indication. M bits0-1 tuple; bit2
+ *        the static user, valid until 2 h after the start, or (F bit7) expiring now; 8 corrupted
+ * MAC; 9 stale nonce; 10 nonce of another client; 11 wrong password; 12 wrong realm; 13 unknown
+ * user; 14 algorithm list bid down; 15 forged nonce. F bits4-5: see S bit5; F bit6: the FINGERPRINT
+ * (S bit4) is wrong N  N&15 attributes, placed after the credentials and before the integrity; each
+ * is A (A&15) and its parameters: 0 XOR-PEER-ADDRESS   PEER           1 CHANNEL-NUMBER  c16 2
+ * LIFETIME  u32                     3 REQUESTED-TRANSPORT  proto 4 EVEN-PORT  byte 5
+ * RESERVATION-TOKEN  b (odd: the last token the server gave out, else 8 raw bytes) 6
+ * REQUESTED-ADDRESS-FAMILY  f       7 ADDITIONAL-ADDRESS-FAMILY  f 8 DONT-FRAGMENT 9 DATA  L
+ * bytes[L] 10 known type k (table) L bytes[L]  11 raw type t16 L bytes[L] 12 XOR-PEER-ADDRESS raw
+ * L bytes[L] 13 SOFTWARE  L bytes[L] 14 k+1 XOR-PEER-ADDRESSes (k < 200) counting up from PEER 15
+ * nothing O&7 = 1  SEND       M PEER L bytes[L]: a Send indication. M bits0-1 tuple; bit2
  *        DONT-FRAGMENT; bit3 FINGERPRINT; bit4 no XOR-PEER-ADDRESS; bit5 no DATA; bit6 an
  *        unknown comprehension-required attribute; bit7 a Data indication instead
  *   O&7 = 2  CHANNELDATA  M C L bytes[L]: M bits0-1 tuple, bits2-4 framing: 0 exact, 1 padded
@@ -122,7 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define REQUIRE(cond)                                                                              \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_turn: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
+            fprintf(stderr, "fuzz_turn: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);    \
             abort();                                                                               \
         }                                                                                          \
     } while (0)
@@ -139,9 +133,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_LIFE    3600
 #define QUOTA_USER  2
 #define QUOTA_TOTAL 3
-#define TXC_MAX     384 /* server.c: larger answers are not cached */
+#define TXC_MAX     384              /* server.c: larger answers are not cached */
 #define START_MS    1700000000000ull /* the fake clock's start (also the wall clock) */
-#define MAX_NAMES   16  /* distinct usernames holding quota (static users and REST names) */
+#define MAX_NAMES   16 /* distinct usernames holding quota (static users and REST names) */
 #define REST_SECRET "fuzz-secret"
 
 /* ---- the fixed world: users, keys, policy, addresses ---- */
@@ -156,10 +150,9 @@ static struct srv_tuple tuples[NTUPLES];
 static union stun_addr external;
 static const char *const user_names[2] = {"fuzz", "other"};
 static const char *const rest_secrets[2] = {"retired-secret", REST_SECRET};
-static const uint8_t wrong_key[32] = {0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55,
-                                      0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55,
-                                      0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55,
-                                      0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55};
+static const uint8_t wrong_key[32] = {
+    0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55,
+    0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55};
 static int client_io_tag[NTUPLES]; /* distinct client_io handles */
 
 static void set_addr(union stun_addr *a, const char *ip, uint16_t port)
@@ -189,8 +182,13 @@ static void world_init(void)
     set_addr(&self_addrs[0], "192.0.2.1", 3478);
     set_addr(&self_addrs[1], "2001:db8::1", 3478);
     set_addr(&self_addrs[2], "198.51.100.7", 3478); /* inside peers.allow: still never a peer */
-    policy = (struct peer_policy){.allow_loopback = false, .allow = &allow_cidr, .nallow = 1,
-                                  .deny = &deny_cidr, .ndeny = 1, .self = self_addrs, .nself = 3};
+    policy = (struct peer_policy){.allow_loopback = false,
+                                  .allow = &allow_cidr,
+                                  .nallow = 1,
+                                  .deny = &deny_cidr,
+                                  .ndeny = 1,
+                                  .self = self_addrs,
+                                  .nself = 3};
     memset(tuples, 0, sizeof(tuples));
     tuples[0].transport = SRV_UDP;
     set_addr(&tuples[0].client, "192.0.2.77", 40000);
@@ -342,8 +340,8 @@ static void fake_port_release(void *ctx, unsigned pool, uint16_t port)
 {
     REQUIRE(ctx == &W);
     REQUIRE(pool < W.npools);
-    REQUIRE(!port_bound(pool, port));           /* the socket is closed first */
-    REQUIRE(pool_state(pool, port) != 0);       /* no double release */
+    REQUIRE(!port_bound(pool, port));     /* the socket is closed first */
+    REQUIRE(pool_state(pool, port) != 0); /* no double release */
     ports_release(&W.pools[pool], port);
 }
 
@@ -490,8 +488,7 @@ static void check_books(void)
         REQUIRE(known_name(a->username, a->ulen));
         quota[quota_slot(a->username, a->ulen)]++;
         REQUIRE(a->nrelay >= 1 && a->nrelay <= 2);
-        if (a->nrelay == 2)
-            REQUIRE(a->relay[0].addr.sa.sa_family != a->relay[1].addr.sa.sa_family);
+        if (a->nrelay == 2) REQUIRE(a->relay[0].addr.sa.sa_family != a->relay[1].addr.sa.sa_family);
         for (unsigned k = 0; k < a->nrelay; k++) {
             const struct alloc_relay *r = &a->relay[k];
             int si = sock_index(r->io);
@@ -567,9 +564,10 @@ static size_t bytes(struct rd *r, uint8_t *out, size_t len)
 static void read_peer(struct rd *r, union stun_addr *a)
 {
     static const char *const table[14] = {
-        "8.8.8.8",        "198.51.100.7", "2607:f8b0::1", "::ffff:8.8.8.8", "64:ff9b::808:808",
-        "2002:808:808::1", "::808:808",    "127.0.0.1",    "10.0.0.1",       "2001:db8::1",
-        "::1",            "0.0.0.0",      "8.8.4.4",      "fe80::1"};
+        "8.8.8.8",          "198.51.100.7",    "2607:f8b0::1", "::ffff:8.8.8.8",
+        "64:ff9b::808:808", "2002:808:808::1", "::808:808",    "127.0.0.1",
+        "10.0.0.1",         "2001:db8::1",     "::1",          "0.0.0.0",
+        "8.8.4.4",          "fe80::1"};
     uint8_t p = u8(r);
     uint16_t port = u16(r);
     unsigned idx = p & 15;
@@ -607,9 +605,9 @@ static void peer_plus(const union stun_addr *a, unsigned i, union stun_addr *out
 /* ---- sending to the server and checking what comes back ---- */
 
 struct expect {
-    bool known;          /* built by this fuzzer (not RAW) */
-    bool signed_ok;      /* credentials and integrity are right */
-    const uint8_t *key;  /* the key it was signed with */
+    bool known;         /* built by this fuzzer (not RAW) */
+    bool signed_ok;     /* credentials and integrity are right */
+    const uint8_t *key; /* the key it was signed with */
     size_t keylen;
     const char *name; /* the username it was signed for */
     size_t namelen;
@@ -734,12 +732,13 @@ static void check_success(unsigned ti, const struct stun_msg *q, const struct st
         REQUIRE(alloc_permitted(a, &peer, W.now_ms));
         break;
     }
-    default: break;
+    default:
+        break;
     }
 }
 
-static void check_reply(unsigned ti, const uint8_t *in, size_t inlen, const uint8_t *out,
-                        size_t n, bool cached, const struct expect *ex)
+static void check_reply(unsigned ti, const uint8_t *in, size_t inlen, const uint8_t *out, size_t n,
+                        bool cached, const struct expect *ex)
 {
     const struct srv_tuple *t = &tuples[ti];
     struct stun_msg r, q;
@@ -868,8 +867,8 @@ static void deliver(unsigned ti, const uint8_t *msg, size_t len, size_t outcap,
     struct srv_counters before = W.s.c;
     struct srv_fwd fwd;
     memset(&fwd, 0xA5, sizeof(fwd));
-    size_t n = srv_handle(&W.s, &tuples[ti], &client_io_tag[ti], in, len, W.now_ms, out, outcap,
-                          &fwd);
+    size_t n =
+        srv_handle(&W.s, &tuples[ti], &client_io_tag[ti], in, len, W.now_ms, out, outcap, &fwd);
     REQUIRE(n <= outcap);
     uint64_t moved = 0;
     for (int i = 0; i < SRV_C_COUNT; i++) {
@@ -883,7 +882,9 @@ static void deliver(unsigned ti, const uint8_t *msg, size_t len, size_t outcap,
         for (int i = 0; i < SRV_C_COUNT; i++)
             if (W.s.c.v[i] != before.v[i] && i != SRV_C_rx_stun && i != SRV_C_rx_channeldata)
                 what = srv_counter_names[i];
-        fprintf(stderr, "  t=%llu.%03u tuple %u in %02x%02x len %zu tid %02x%02x%02x..%02x -> reply %zu code %d%s fwd %s [%s]\n",
+        fprintf(stderr,
+                "  t=%llu.%03u tuple %u in %02x%02x len %zu tid %02x%02x%02x..%02x -> reply %zu "
+                "code %d%s fwd %s [%s]\n",
                 (unsigned long long)(W.now_ms / 1000), (unsigned)(W.now_ms % 1000), ti,
                 len ? in[0] : 0, len > 1 ? in[1] : 0, len, len >= 20 ? in[8] : 0,
                 len >= 20 ? in[9] : 0, len >= 20 ? in[10] : 0, len >= 20 ? in[19] : 0, n,
@@ -904,17 +905,38 @@ static void deliver(unsigned ti, const uint8_t *msg, size_t len, size_t outcap,
 /* ---- building requests ---- */
 
 static const uint16_t known_types[] = {
-    STUN_ATTR_MAPPED_ADDRESS,    STUN_ATTR_USERNAME,          STUN_ATTR_ERROR_CODE,
-    STUN_ATTR_UNKNOWN_ATTRIBUTES, STUN_ATTR_REALM,            STUN_ATTR_NONCE,
-    STUN_ATTR_XOR_RELAYED_ADDRESS, STUN_ATTR_PASSWORD_ALGORITHM, STUN_ATTR_PASSWORD_ALGORITHMS,
-    STUN_ATTR_USERHASH,          STUN_ATTR_XOR_MAPPED_ADDRESS, STUN_ATTR_PRIORITY,
-    STUN_ATTR_USE_CANDIDATE,     STUN_ATTR_ICE_CONTROLLED,    STUN_ATTR_ICE_CONTROLLING,
-    STUN_ATTR_ALTERNATE_SERVER,  STUN_ATTR_ICMP,              STUN_ATTR_CHANGE_REQUEST,
-    STUN_ATTR_ADDRESS_ERROR_CODE, STUN_ATTR_ALTERNATE_DOMAIN, STUN_ATTR_RESPONSE_ORIGIN,
-    STUN_ATTR_OTHER_ADDRESS,     STUN_ATTR_MESSAGE_INTEGRITY, STUN_ATTR_MESSAGE_INTEGRITY_SHA256,
-    STUN_ATTR_FINGERPRINT,       STUN_ATTR_DATA,              STUN_ATTR_EVEN_PORT,
-    STUN_ATTR_LIFETIME,          STUN_ATTR_CHANNEL_NUMBER,    STUN_ATTR_SOFTWARE,
-    STUN_ATTR_DONT_FRAGMENT,     STUN_ATTR_RESERVATION_TOKEN,
+    STUN_ATTR_MAPPED_ADDRESS,
+    STUN_ATTR_USERNAME,
+    STUN_ATTR_ERROR_CODE,
+    STUN_ATTR_UNKNOWN_ATTRIBUTES,
+    STUN_ATTR_REALM,
+    STUN_ATTR_NONCE,
+    STUN_ATTR_XOR_RELAYED_ADDRESS,
+    STUN_ATTR_PASSWORD_ALGORITHM,
+    STUN_ATTR_PASSWORD_ALGORITHMS,
+    STUN_ATTR_USERHASH,
+    STUN_ATTR_XOR_MAPPED_ADDRESS,
+    STUN_ATTR_PRIORITY,
+    STUN_ATTR_USE_CANDIDATE,
+    STUN_ATTR_ICE_CONTROLLED,
+    STUN_ATTR_ICE_CONTROLLING,
+    STUN_ATTR_ALTERNATE_SERVER,
+    STUN_ATTR_ICMP,
+    STUN_ATTR_CHANGE_REQUEST,
+    STUN_ATTR_ADDRESS_ERROR_CODE,
+    STUN_ATTR_ALTERNATE_DOMAIN,
+    STUN_ATTR_RESPONSE_ORIGIN,
+    STUN_ATTR_OTHER_ADDRESS,
+    STUN_ATTR_MESSAGE_INTEGRITY,
+    STUN_ATTR_MESSAGE_INTEGRITY_SHA256,
+    STUN_ATTR_FINGERPRINT,
+    STUN_ATTR_DATA,
+    STUN_ATTR_EVEN_PORT,
+    STUN_ATTR_LIFETIME,
+    STUN_ATTR_CHANNEL_NUMBER,
+    STUN_ATTR_SOFTWARE,
+    STUN_ATTR_DONT_FRAGMENT,
+    STUN_ATTR_RESERVATION_TOKEN,
 };
 
 static void raw_attr(struct rd *r, struct stun_enc *e, uint16_t type)
@@ -933,9 +955,15 @@ static void put_attr(struct rd *r, struct stun_enc *e)
         read_peer(r, &peer);
         stun_enc_xor_addr(e, STUN_ATTR_XOR_PEER_ADDRESS, &peer);
         break;
-    case 1: stun_enc_channel(e, u16(r)); break;
-    case 2: stun_enc_u32(e, STUN_ATTR_LIFETIME, u32(r)); break;
-    case 3: stun_enc_u8_rffu(e, STUN_ATTR_REQUESTED_TRANSPORT, u8(r)); break;
+    case 1:
+        stun_enc_channel(e, u16(r));
+        break;
+    case 2:
+        stun_enc_u32(e, STUN_ATTR_LIFETIME, u32(r));
+        break;
+    case 3:
+        stun_enc_u8_rffu(e, STUN_ATTR_REQUESTED_TRANSPORT, u8(r));
+        break;
     case 4: {
         uint8_t v = u8(r);
         stun_enc_attr(e, STUN_ATTR_EVEN_PORT, &v, 1);
@@ -952,18 +980,32 @@ static void put_attr(struct rd *r, struct stun_enc *e)
         }
         break;
     }
-    case 6: stun_enc_u8_rffu(e, STUN_ATTR_REQUESTED_ADDRESS_FAMILY, u8(r)); break;
-    case 7: stun_enc_u8_rffu(e, STUN_ATTR_ADDITIONAL_ADDRESS_FAMILY, u8(r)); break;
-    case 8: stun_enc_attr(e, STUN_ATTR_DONT_FRAGMENT, NULL, 0); break;
-    case 9: raw_attr(r, e, STUN_ATTR_DATA); break;
+    case 6:
+        stun_enc_u8_rffu(e, STUN_ATTR_REQUESTED_ADDRESS_FAMILY, u8(r));
+        break;
+    case 7:
+        stun_enc_u8_rffu(e, STUN_ATTR_ADDITIONAL_ADDRESS_FAMILY, u8(r));
+        break;
+    case 8:
+        stun_enc_attr(e, STUN_ATTR_DONT_FRAGMENT, NULL, 0);
+        break;
+    case 9:
+        raw_attr(r, e, STUN_ATTR_DATA);
+        break;
     case 10: {
         uint8_t k = u8(r);
         raw_attr(r, e, known_types[k % (sizeof(known_types) / sizeof(known_types[0]))]);
         break;
     }
-    case 11: raw_attr(r, e, u16(r)); break;
-    case 12: raw_attr(r, e, STUN_ATTR_XOR_PEER_ADDRESS); break;
-    case 13: raw_attr(r, e, STUN_ATTR_SOFTWARE); break;
+    case 11:
+        raw_attr(r, e, u16(r));
+        break;
+    case 12:
+        raw_attr(r, e, STUN_ATTR_XOR_PEER_ADDRESS);
+        break;
+    case 13:
+        raw_attr(r, e, STUN_ATTR_SOFTWARE);
+        break;
     case 14: {
         unsigned k = u8(r) % 200;
         read_peer(r, &peer);
@@ -974,7 +1016,8 @@ static void put_attr(struct rd *r, struct stun_enc *e)
         }
         break;
     }
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -1027,7 +1070,10 @@ static void op_request(struct rd *r)
     static const size_t caps[8] = {1500, 1500, 1500, 1500, 1500, 548, 100, 40};
     uint8_t m = u8(r), t = u8(r), s = u8(r), f = u8(r), nattrs = u8(r) & 15;
     unsigned mi = m & 7;
-    uint16_t method = mi < 5 ? methods[mi] : mi == 5 ? 0x00A : mi == 6 ? STUN_SEND : (uint16_t)(0x00B + (m >> 5));
+    uint16_t method = mi < 5    ? methods[mi]
+                      : mi == 5 ? 0x00A
+                      : mi == 6 ? STUN_SEND
+                                : (uint16_t)(0x00B + (m >> 5));
     unsigned ti = ((m >> 3) & 3) % NTUPLES;
     size_t outcap = caps[m >> 5];
     const struct srv_tuple *tu = &tuples[ti];
@@ -1112,11 +1158,12 @@ static void op_request(struct rd *r)
                 list[1] = STUN_PASSWORD_ALG_SHA256;
             }
             stun_enc_password_algorithms(&e, list, 2);
-            stun_enc_password_algorithm(&e, alg_sha ? STUN_PASSWORD_ALG_SHA256
-                                                     : STUN_PASSWORD_ALG_MD5);
+            stun_enc_password_algorithm(&e,
+                                        alg_sha ? STUN_PASSWORD_ALG_SHA256 : STUN_PASSWORD_ALG_MD5);
         }
     }
-    for (unsigned i = 0; i < nattrs; i++) put_attr(r, &e);
+    for (unsigned i = 0; i < nattrs; i++)
+        put_attr(r, &e);
 
     const uint8_t *key = alg_sha ? au->key_sha256 : au->key_md5;
     size_t keylen = alg_sha ? 32 : 16;
@@ -1188,14 +1235,24 @@ static void op_channeldata(struct rd *r)
     size_t total = 4 + dlen;
     uint16_t field = (uint16_t)dlen;
     switch ((m >> 2) & 7) {
-    case 0: break;
-    case 1:
-        while (total % 4) buf[total++] = 0;
+    case 0:
         break;
-    case 2: field = (uint16_t)(dlen + 1); break;
-    case 3: field = (uint16_t)(dlen >= 4 ? dlen - 4 : 0); break;
-    case 4: field = 0xFFFF; break;
-    case 5: total = 2; break;
+    case 1:
+        while (total % 4)
+            buf[total++] = 0;
+        break;
+    case 2:
+        field = (uint16_t)(dlen + 1);
+        break;
+    case 3:
+        field = (uint16_t)(dlen >= 4 ? dlen - 4 : 0);
+        break;
+    case 4:
+        field = 0xFFFF;
+        break;
+    case 5:
+        total = 2;
+        break;
     case 6:
         memset(buf + total, 0xEE, 3);
         total += 3;
@@ -1234,7 +1291,8 @@ static void op_peer(struct rd *r)
     uint8_t *orig = malloc(len ? len : 1);
     REQUIRE(buf && orig);
     memset(buf, 0xCC, SRV_PEER_HEADROOM);
-    for (size_t i = 0; i < len; i++) buf[SRV_PEER_HEADROOM + i] = plen ? pattern[i % plen] : 0;
+    for (size_t i = 0; i < len; i++)
+        buf[SRV_PEER_HEADROOM + i] = plen ? pattern[i % plen] : 0;
     memset(buf + SRV_PEER_HEADROOM + len, 0xCC, SRV_PEER_TAILROOM);
     memcpy(orig, buf + SRV_PEER_HEADROOM, len);
 
@@ -1251,7 +1309,8 @@ static void op_peer(struct rd *r)
     uint8_t *msg = NULL;
     size_t n = srv_peer_data(&W.s, a, rel, &from, buf + SRV_PEER_HEADROOM, len, W.now_ms, &msg);
     uint64_t moved = 0;
-    for (int i = 0; i < SRV_C_COUNT; i++) moved += W.s.c.v[i] - before.v[i];
+    for (int i = 0; i < SRV_C_COUNT; i++)
+        moved += W.s.c.v[i] - before.v[i];
     REQUIRE(moved == 1);
     if (tracing)
         fprintf(stderr, "  t=%llu tuple %u peer data %zu bytes -> %zu%s\n",
@@ -1265,8 +1324,10 @@ static void op_peer(struct rd *r)
             REQUIRE(stun_chdata_decode(msg, n, stream, &ch, &d, &dlen) == (int)n);
             REQUIRE(ch == chnum && dlen == len && memcmp(d, orig, len) == 0);
             REQUIRE(n == 4 + (stream ? (len + 3) / 4 * 4 : len));
-            for (size_t i = len; i < n - 4; i++) REQUIRE(d[i] == 0);
-            REQUIRE(W.s.c.v[SRV_C_peer_to_client_channel] == before.v[SRV_C_peer_to_client_channel] + 1);
+            for (size_t i = len; i < n - 4; i++)
+                REQUIRE(d[i] == 0);
+            REQUIRE(W.s.c.v[SRV_C_peer_to_client_channel] ==
+                    before.v[SRV_C_peer_to_client_channel] + 1);
         } else {
             struct stun_msg d;
             REQUIRE(stun_decode(&d, msg, n) == 0);
@@ -1294,10 +1355,12 @@ static void op_clock(struct rd *r, uint8_t o)
     if (o & 0x20) return; /* the expiry timer has not run yet */
     size_t before = W.s.allocs.count;
     size_t n = srv_expire(&W.s, W.now_ms);
-    if (tracing) fprintf(stderr, "  t=%llu expired %zu\n", (unsigned long long)(W.now_ms / 1000), n);
+    if (tracing)
+        fprintf(stderr, "  t=%llu expired %zu\n", (unsigned long long)(W.now_ms / 1000), n);
     REQUIRE(n == before - W.s.allocs.count);
     REQUIRE(alloc_expired(&W.s.allocs, W.now_ms) == NULL);
-    for (size_t i = 0; i < W.s.allocs.count; i++) REQUIRE(W.s.allocs.heap[i]->expires_ms > W.now_ms);
+    for (size_t i = 0; i < W.s.allocs.count; i++)
+        REQUIRE(W.s.allocs.heap[i]->expires_ms > W.now_ms);
     check_books();
 }
 
@@ -1313,7 +1376,8 @@ static void op_close(void)
 static void release_foreign(void)
 {
     for (size_t p = 0; p < W.npools; p++) {
-        for (size_t i = 0; i < W.nforeign[p]; i++) ports_release(&W.pools[p], W.foreign[p][i]);
+        for (size_t i = 0; i < W.nforeign[p]; i++)
+            ports_release(&W.pools[p], W.foreign[p][i]);
         W.nforeign[p] = 0;
     }
 }
@@ -1347,7 +1411,8 @@ static void op_raw(struct rd *r)
         stun_enc_init(&e, buf, sizeof(buf), stun_type((uint16_t)(m >> 3), (enum stun_class)(k & 3)),
                       tid);
         len = STUN_HEADER_LEN + bytes(r, buf + STUN_HEADER_LEN, u8(r));
-        while (len % 4) buf[len++] = 0;
+        while (len % 4)
+            buf[len++] = 0;
         buf[2] = (uint8_t)((len - STUN_HEADER_LEN) >> 8);
         buf[3] = (uint8_t)(len - STUN_HEADER_LEN);
         if (k & 4) { /* FINGERPRINT over whatever the body is */
@@ -1374,8 +1439,10 @@ static void world_start(uint8_t cfg)
     set_addr(&W.relay_addrs[1], wildcard ? "::" : "2001:db8::10", 0);
     set_addr(&W.relay_addrs[2], "192.0.2.11", 0);
     W.npools = cfg & 0x10 ? 3 : 2;
-    static const uint16_t pmin[NPOOLS_MAX] = {49152, 49152, 50000}, pmax[NPOOLS_MAX] = {49155, 49153, 50002};
-    for (size_t i = 0; i < W.npools; i++) REQUIRE(ports_init(&W.pools[i], pmin[i], pmax[i], cfg >> 5) == 0);
+    static const uint16_t pmin[NPOOLS_MAX] = {49152, 49152, 50000},
+                          pmax[NPOOLS_MAX] = {49155, 49153, 50002};
+    for (size_t i = 0; i < W.npools; i++)
+        REQUIRE(ports_init(&W.pools[i], pmin[i], pmax[i], cfg >> 5) == 0);
     static struct srv_options opt;
     opt = (struct srv_options){
         .software = cfg & 2 ? NULL : "tern fuzz",
@@ -1413,12 +1480,14 @@ static void world_end(void)
 {
     srv_free(&W.s);
     REQUIRE(W.nsocks == 0);
-    for (size_t i = 0; i < W.nquota; i++) REQUIRE(W.quota[i].count == 0);
+    for (size_t i = 0; i < W.nquota; i++)
+        REQUIRE(W.quota[i].count == 0);
     REQUIRE(W.qtotal == 0);
     release_foreign();
     for (size_t p = 0; p < W.npools; p++) {
         const struct port_pool *pp = &W.pools[p];
-        for (uint32_t i = 0; i < pp->count; i++) REQUIRE(pp->state[i] != 1); /* reserved may stay */
+        for (uint32_t i = 0; i < pp->count; i++)
+            REQUIRE(pp->state[i] != 1); /* reserved may stay */
         ports_free(&W.pools[p]);
     }
 }
@@ -1436,14 +1505,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (unsigned ops = 0; r.n && ops < MAX_OPS; ops++) {
         uint8_t o = u8(&r);
         switch (o & 7) {
-        case 0: op_request(&r); break;
-        case 1: op_send(&r); break;
-        case 2: op_channeldata(&r); break;
-        case 3: op_peer(&r); break;
-        case 4: op_clock(&r, o); break;
-        case 5: op_close(); break;
-        case 6: op_fault(&r); break;
-        default: op_raw(&r); break;
+        case 0:
+            op_request(&r);
+            break;
+        case 1:
+            op_send(&r);
+            break;
+        case 2:
+            op_channeldata(&r);
+            break;
+        case 3:
+            op_peer(&r);
+            break;
+        case 4:
+            op_clock(&r, o);
+            break;
+        case 5:
+            op_close();
+            break;
+        case 6:
+            op_fault(&r);
+            break;
+        default:
+            op_raw(&r);
+            break;
         }
     }
     world_end();

@@ -1,4 +1,5 @@
-/* nice_client.c: tern-nice-test, two libnice agents that complete ICE over TURN relays and exchange data. */
+/* nice_client.c: tern-nice-test, two libnice agents that complete ICE over TURN relays and exchange
+ * data. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -15,11 +16,11 @@
 #include <glib.h>
 #include <nice/agent.h>
 
-#define HDR_LEN 12u          /* magic (3) + direction (1) + sequence (4) + length (4) */
+#define HDR_LEN  12u /* magic (3) + direction (1) + sequence (4) + length (4) */
 #define MIN_SIZE HDR_LEN
 #define MAX_SIZE 60000u
-#define DRAIN_MS 3000        /* how long to wait for stragglers after the last send */
-#define CLOSE_MS 3000        /* how long to wait for the agents to release their allocations */
+#define DRAIN_MS 3000 /* how long to wait for stragglers after the last send */
+#define CLOSE_MS 3000 /* how long to wait for the agents to release their allocations */
 
 /* Command-line options. */
 struct opts {
@@ -38,8 +39,8 @@ struct opts {
 
 /* One ICE agent and what it received. */
 struct side {
-    const char *name;        /* "a" (controlling) or "b" (controlled) */
-    guint8 dir;              /* direction byte in the messages this side sends */
+    const char *name; /* "a" (controlling) or "b" (controlled) */
+    guint8 dir;       /* direction byte in the messages this side sends */
     NiceAgent *agent;
     guint stream;
     gboolean gathered;
@@ -50,15 +51,15 @@ struct side {
     NiceCandidateType sel_local_type;
     NiceCandidateType sel_remote_type;
     gboolean have_pair;
-    guint sent;              /* messages this side sent */
-    guint send_errors;       /* nice_agent_send() refusals (retried) */
-    guint received;          /* distinct intact messages received */
+    guint sent;        /* messages this side sent */
+    guint send_errors; /* nice_agent_send() refusals (retried) */
+    guint received;    /* distinct intact messages received */
     guint corrupt;
     guint duplicate;
     guint reordered;
-    gint64 max_seq;          /* highest sequence number seen, -1 before any */
-    guint8 *seen;            /* one byte per sequence number */
-    guint8 *buf;             /* send buffer */
+    gint64 max_seq; /* highest sequence number seen, -1 before any */
+    guint8 *seen;   /* one byte per sequence number */
+    guint8 *buf;    /* send buffer */
 };
 
 /* The whole run. */
@@ -67,23 +68,27 @@ struct run {
     struct side a, b;
     GMainLoop *loop;
     gchar server_ip[NICE_ADDRESS_STRING_LEN];
-    gboolean exchanged;      /* candidates and credentials handed over */
+    gboolean exchanged; /* candidates and credentials handed over */
     gboolean sending;
     gboolean send_done;
     gboolean finished;
-    gchar *failure;          /* first fatal problem, or NULL */
+    gchar *failure; /* first fatal problem, or NULL */
     gint64 t_start, t_gathered, t_ready, t_sent, t_end;
     guint send_source, drain_source, timeout_source;
-    guint closing;           /* agents still closing */
+    guint closing; /* agents still closing */
 };
 
 static const char *cand_type_name(NiceCandidateType t)
 {
     switch (t) {
-    case NICE_CANDIDATE_TYPE_HOST: return "host";
-    case NICE_CANDIDATE_TYPE_SERVER_REFLEXIVE: return "srflx";
-    case NICE_CANDIDATE_TYPE_PEER_REFLEXIVE: return "prflx";
-    case NICE_CANDIDATE_TYPE_RELAYED: return "relay";
+    case NICE_CANDIDATE_TYPE_HOST:
+        return "host";
+    case NICE_CANDIDATE_TYPE_SERVER_REFLEXIVE:
+        return "srflx";
+    case NICE_CANDIDATE_TYPE_PEER_REFLEXIVE:
+        return "prflx";
+    case NICE_CANDIDATE_TYPE_RELAYED:
+        return "relay";
     }
     return "?";
 }
@@ -151,7 +156,8 @@ static void fill_message(guint8 *buf, guint size, guint8 dir, guint32 seq)
     buf[9] = (guint8)(size >> 16);
     buf[10] = (guint8)(size >> 8);
     buf[11] = (guint8)size;
-    for (guint i = HDR_LEN; i < size; i++) buf[i] = (guint8)(seq * 31u + i * 7u + dir);
+    for (guint i = HDR_LEN; i < size; i++)
+        buf[i] = (guint8)(seq * 31u + i * 7u + dir);
 }
 
 /* Check a received message; returns its sequence number, or -1 if it is not intact. */
@@ -241,8 +247,9 @@ static gboolean on_send_tick(gpointer user)
     r->send_source = 0;
     r->send_done = TRUE;
     r->t_sent = g_get_monotonic_time();
-    progress(r, "sent %u messages of %u bytes each way in %.3f s (send retries a=%u b=%u)", r->o.count,
-             r->o.size, (double)(r->t_sent - r->t_ready) / 1e6, r->a.send_errors, r->b.send_errors);
+    progress(r, "sent %u messages of %u bytes each way in %.3f s (send retries a=%u b=%u)",
+             r->o.count, r->o.size, (double)(r->t_sent - r->t_ready) / 1e6, r->a.send_errors,
+             r->b.send_errors);
     if (all_received(r))
         finish_transfer(r);
     else
@@ -263,9 +270,9 @@ static void note_selected_pair(struct run *r, struct side *s)
     s->sel_remote_type = rc->type;
     addr_str(&l->addr, s->local_relay, sizeof(s->local_relay));
     addr_str(&rc->addr, s->remote_relay, sizeof(s->remote_relay));
-    progress(r, "agent %s: selected pair local %s %s <-> remote %s %s (TURN server %s:%u/%s)", s->name,
-             cand_type_name(l->type), s->local_relay, cand_type_name(rc->type), s->remote_relay,
-             r->server_ip, r->o.port, r->o.tcp ? "tcp" : "udp");
+    progress(r, "agent %s: selected pair local %s %s <-> remote %s %s (TURN server %s:%u/%s)",
+             s->name, cand_type_name(l->type), s->local_relay, cand_type_name(rc->type),
+             s->remote_relay, r->server_ip, r->o.port, r->o.tcp ? "tcp" : "udp");
 }
 
 static void maybe_start_sending(struct run *r)
@@ -298,8 +305,8 @@ static void on_state_changed(NiceAgent *agent, guint stream_id, guint component_
         maybe_start_sending(r);
 }
 
-static void on_selected_pair(NiceAgent *agent, guint stream_id, guint component_id, NiceCandidate *l,
-                             NiceCandidate *rc, gpointer user)
+static void on_selected_pair(NiceAgent *agent, guint stream_id, guint component_id,
+                             NiceCandidate *l, NiceCandidate *rc, gpointer user)
 {
     struct run *r = user;
     struct side *s = side_of(r, agent);
@@ -344,8 +351,8 @@ static gboolean give_remote(struct run *r, struct side *from, struct side *to)
     g_slist_free(relays);
     g_slist_free_full(cands, (GDestroyNotify)nice_candidate_free);
     if (nrelay == 0) {
-        fail_run(r, "agent %s gathered no relay candidate: TURN allocation at %s:%u/%s failed", from->name,
-                 r->server_ip, r->o.port, r->o.tcp ? "tcp" : "udp");
+        fail_run(r, "agent %s gathered no relay candidate: TURN allocation at %s:%u/%s failed",
+                 from->name, r->server_ip, r->o.port, r->o.tcp ? "tcp" : "udp");
         return FALSE;
     }
     if (added < (int)nrelay) {
@@ -399,7 +406,8 @@ static void set_bool_prop(NiceAgent *agent, const char *name, gboolean v)
 }
 
 /* Create one agent with a single-component stream that gathers only a TURN relay candidate. */
-static gboolean side_init(struct run *r, struct side *s, const char *name, guint8 dir, gboolean controlling)
+static gboolean side_init(struct run *r, struct side *s, const char *name, guint8 dir,
+                          gboolean controlling)
 {
     s->name = name;
     s->dir = dir;
@@ -409,8 +417,9 @@ static gboolean side_init(struct run *r, struct side *s, const char *name, guint
     s->buf = g_malloc0(r->o.size);
     s->agent = nice_agent_new_full(NULL, NICE_COMPATIBILITY_RFC5245, NICE_AGENT_OPTION_NONE);
     if (!s->agent) return FALSE;
-    g_object_set(s->agent, "controlling-mode", controlling, "ice-udp", TRUE, "ice-tcp", FALSE, NULL);
-    set_bool_prop(s->agent, "upnp", FALSE);       /* Debian builds libnice with UPnP: stay on loopback */
+    g_object_set(s->agent, "controlling-mode", controlling, "ice-udp", TRUE, "ice-tcp", FALSE,
+                 NULL);
+    set_bool_prop(s->agent, "upnp", FALSE); /* Debian builds libnice with UPnP: stay on loopback */
     set_bool_prop(s->agent, "force-relay", TRUE); /* only relayed candidates may be paired */
 
     /* libnice skips loopback when it enumerates interfaces; a loopback server needs it added. */
@@ -428,7 +437,8 @@ static gboolean side_init(struct run *r, struct side *s, const char *name, guint
     s->stream = nice_agent_add_stream(s->agent, 1);
     if (!s->stream) return FALSE;
     nice_agent_set_stream_name(s->agent, s->stream, "application");
-    if (!nice_agent_set_relay_info(s->agent, s->stream, 1, r->server_ip, r->o.port, r->o.user, r->o.pass,
+    if (!nice_agent_set_relay_info(s->agent, s->stream, 1, r->server_ip, r->o.port, r->o.user,
+                                   r->o.pass,
                                    r->o.tcp ? NICE_RELAY_TYPE_TURN_TCP : NICE_RELAY_TYPE_TURN_UDP))
         return FALSE;
     if (!nice_agent_attach_recv(s->agent, s->stream, 1, g_main_context_default(), on_recv, r))
@@ -481,19 +491,20 @@ static void close_agents(struct run *r)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: tern-nice-test --server HOST --port PORT --user U --pass P [options]\n"
-            "Two libnice agents (controlling and controlled) gather TURN relay candidates from\n"
-            "the server, complete ICE over relay<->relay and exchange checked messages both ways.\n"
-            "  --tcp             TURN over TCP (default: TURN over UDP)\n"
-            "  --count N         messages each way (default 500)\n"
-            "  --size BYTES      message size, %u..%u (default 200)\n"
-            "  --interval MS     milliseconds between send ticks (default 2)\n"
-            "  --burst N         messages each way per tick (default 1)\n"
-            "  --timeout SECONDS give up after this long (default 30)\n"
-            "  -v, --verbose     libnice debug output (to stderr)\n"
-            "Exit status: 0 all messages arrived intact over a relay/relay pair, 1 failure, 2 usage.\n",
-            MIN_SIZE, MAX_SIZE);
+    fprintf(
+        out,
+        "Usage: tern-nice-test --server HOST --port PORT --user U --pass P [options]\n"
+        "Two libnice agents (controlling and controlled) gather TURN relay candidates from\n"
+        "the server, complete ICE over relay<->relay and exchange checked messages both ways.\n"
+        "  --tcp             TURN over TCP (default: TURN over UDP)\n"
+        "  --count N         messages each way (default 500)\n"
+        "  --size BYTES      message size, %u..%u (default 200)\n"
+        "  --interval MS     milliseconds between send ticks (default 2)\n"
+        "  --burst N         messages each way per tick (default 1)\n"
+        "  --timeout SECONDS give up after this long (default 30)\n"
+        "  -v, --verbose     libnice debug output (to stderr)\n"
+        "Exit status: 0 all messages arrived intact over a relay/relay pair, 1 failure, 2 usage.\n",
+        MIN_SIZE, MAX_SIZE);
 }
 
 static gboolean parse_uint(const char *s, guint lo, guint hi, guint *out)
@@ -509,12 +520,18 @@ static gboolean parse_uint(const char *s, guint lo, guint hi, guint *out)
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
     static const struct option longopts[] = {
-        {"server", required_argument, NULL, 's'}, {"port", required_argument, NULL, 'p'},
-        {"user", required_argument, NULL, 'u'},   {"pass", required_argument, NULL, 'P'},
-        {"tcp", no_argument, NULL, 't'},          {"count", required_argument, NULL, 'n'},
-        {"size", required_argument, NULL, 'S'},   {"interval", required_argument, NULL, 'i'},
-        {"burst", required_argument, NULL, 'b'},  {"timeout", required_argument, NULL, 'T'},
-        {"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+        {"server", required_argument, NULL, 's'},
+        {"port", required_argument, NULL, 'p'},
+        {"user", required_argument, NULL, 'u'},
+        {"pass", required_argument, NULL, 'P'},
+        {"tcp", no_argument, NULL, 't'},
+        {"count", required_argument, NULL, 'n'},
+        {"size", required_argument, NULL, 'S'},
+        {"interval", required_argument, NULL, 'i'},
+        {"burst", required_argument, NULL, 'b'},
+        {"timeout", required_argument, NULL, 'T'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     *o = (struct opts){.count = 500, .size = 200, .interval_ms = 2, .burst = 1, .timeout_s = 30};
@@ -522,19 +539,45 @@ static int parse_opts(int argc, char **argv, struct opts *o)
     while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
         gboolean ok = TRUE;
         switch (c) {
-        case 's': o->server = optarg; break;
-        case 'p': ok = parse_uint(optarg, 1, 65535, &o->port); break;
-        case 'u': o->user = optarg; break;
-        case 'P': o->pass = optarg; break;
-        case 't': o->tcp = TRUE; break;
-        case 'n': ok = parse_uint(optarg, 1, 10000000, &o->count); break;
-        case 'S': ok = parse_uint(optarg, MIN_SIZE, MAX_SIZE, &o->size); break;
-        case 'i': ok = parse_uint(optarg, 1, 1000, &o->interval_ms); break;
-        case 'b': ok = parse_uint(optarg, 1, 1000, &o->burst); break;
-        case 'T': ok = parse_uint(optarg, 1, 3600, &o->timeout_s); break;
-        case 'v': o->verbose = TRUE; break;
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); return -1;
+        case 's':
+            o->server = optarg;
+            break;
+        case 'p':
+            ok = parse_uint(optarg, 1, 65535, &o->port);
+            break;
+        case 'u':
+            o->user = optarg;
+            break;
+        case 'P':
+            o->pass = optarg;
+            break;
+        case 't':
+            o->tcp = TRUE;
+            break;
+        case 'n':
+            ok = parse_uint(optarg, 1, 10000000, &o->count);
+            break;
+        case 'S':
+            ok = parse_uint(optarg, MIN_SIZE, MAX_SIZE, &o->size);
+            break;
+        case 'i':
+            ok = parse_uint(optarg, 1, 1000, &o->interval_ms);
+            break;
+        case 'b':
+            ok = parse_uint(optarg, 1, 1000, &o->burst);
+            break;
+        case 'T':
+            ok = parse_uint(optarg, 1, 3600, &o->timeout_s);
+            break;
+        case 'v':
+            o->verbose = TRUE;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
         }
         if (!ok) {
             fprintf(stderr, "tern-nice-test: bad value '%s' for an option\n", optarg);
@@ -596,7 +639,8 @@ static void verdict(struct run *r)
     }
     /* With one TURN server per agent, each local relayed candidate is an allocation on it; the
      * two agents must also agree on the pair (a's local relay is b's remote, and back). */
-    if (strcmp(r->a.local_relay, r->b.remote_relay) || strcmp(r->b.local_relay, r->a.remote_relay)) {
+    if (strcmp(r->a.local_relay, r->b.remote_relay) ||
+        strcmp(r->b.local_relay, r->a.remote_relay)) {
         fail_run(r, "agents disagree on the selected pair: a=%s<->%s b=%s<->%s", r->a.local_relay,
                  r->a.remote_relay, r->b.local_relay, r->b.remote_relay);
         return;
@@ -609,8 +653,10 @@ static void verdict(struct run *r)
             return;
         }
         if (s->received != r->o.count || s->corrupt || s->duplicate || s->reordered) {
-            fail_run(r, "agent %s received %u of %u messages intact (corrupt=%u duplicate=%u reordered=%u)",
-                     s->name, s->received, r->o.count, s->corrupt, s->duplicate, s->reordered);
+            fail_run(
+                r,
+                "agent %s received %u of %u messages intact (corrupt=%u duplicate=%u reordered=%u)",
+                s->name, s->received, r->o.count, s->corrupt, s->duplicate, s->reordered);
             return;
         }
     }
@@ -629,8 +675,8 @@ int main(int argc, char **argv)
     }
     r.t_start = g_get_monotonic_time();
     r.loop = g_main_loop_new(NULL, FALSE);
-    progress(&r, "TURN server %s:%u over %s, user %s; %u messages of %u bytes each way", r.server_ip,
-             r.o.port, r.o.tcp ? "tcp" : "udp", r.o.user, r.o.count, r.o.size);
+    progress(&r, "TURN server %s:%u over %s, user %s; %u messages of %u bytes each way",
+             r.server_ip, r.o.port, r.o.tcp ? "tcp" : "udp", r.o.user, r.o.count, r.o.size);
 
     if (!side_init(&r, &r.a, "a", 'a', TRUE) || !side_init(&r, &r.b, "b", 'b', FALSE)) {
         fprintf(stderr, "tern-nice-test: cannot set up the libnice agents\n");
@@ -647,7 +693,8 @@ int main(int argc, char **argv)
     if (!r.t_end) r.t_end = g_get_monotonic_time();
 
     verdict(&r);
-    guint lost = (r.b.sent - MIN(r.b.sent, r.a.received)) + (r.a.sent - MIN(r.a.sent, r.b.received));
+    guint lost =
+        (r.b.sent - MIN(r.b.sent, r.a.received)) + (r.a.sent - MIN(r.a.sent, r.b.received));
     double transfer = r.t_ready ? (double)(r.t_end - r.t_ready) / 1e6 : 0.0;
     printf("result: %s sent=%u/%u received_a=%u received_b=%u lost=%u corrupt=%u duplicate=%u "
            "reordered=%u selected=%s/%s a=%s<->%s transport=%s total=%.3fs transfer=%.3fs\n",

@@ -98,7 +98,8 @@ static struct {
     double hold_s;
     int keep;
     const char *user, *password, *realm_arg, *server, *logpath;
-} opt = {.duration = 4, .seed = 1, .peer_delay_ms = -1, .client_delay_ms = -1, .stun_interval_ms = 1000};
+} opt = {
+    .duration = 4, .seed = 1, .peer_delay_ms = -1, .client_delay_ms = -1, .stun_interval_ms = 1000};
 
 static struct pkt *pkts;
 static size_t npkts, cappkts;
@@ -111,7 +112,7 @@ static struct resp *resps;
 static size_t nresps, capresps;
 
 static FILE *glog;
-static int cfd = -1, pfd = -1;                    /* client socket (to ternd), peer socket */
+static int cfd = -1, pfd = -1; /* client socket (to ternd), peer socket */
 static union stun_addr server_addr, relayed, peer_addr, client_addr;
 static char realm[STUN_MAX_TEXT_BYTES + 1], nonce[STUN_MAX_TEXT_BYTES + 1];
 static uint8_t key[16];
@@ -138,7 +139,8 @@ static void *grow(void *p, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap) return p;
     size_t n = *cap ? *cap * 2 : 256;
-    while (n < need) n *= 2;
+    while (n < need)
+        n *= 2;
     void *q = realloc(p, n * elem);
     if (!q) die("out of memory");
     *cap = n;
@@ -202,7 +204,8 @@ static socklen_t addr_len(const union stun_addr *a)
 
 static void tid_hex(const uint8_t *tid, char out[2 * STUN_TID_LEN + 1])
 {
-    for (int i = 0; i < STUN_TID_LEN; i++) sprintf(out + 2 * i, "%02x", tid[i]);
+    for (int i = 0; i < STUN_TID_LEN; i++)
+        sprintf(out + 2 * i, "%02x", tid[i]);
 }
 
 /* ---- Options ---- */
@@ -241,44 +244,73 @@ static void parse_stream(const char *arg)
     char *colon = tok ? strchr(tok, ':') : NULL;
     if (!colon) die("--stream %s: want DIR:PROFILE[,key=value...]", arg);
     *colon = 0;
-    if (!strcmp(tok, "client")) s->dir = DIR_CLIENT;
-    else if (!strcmp(tok, "peer")) s->dir = DIR_PEER;
-    else die("--stream %s: direction must be client or peer", arg);
+    if (!strcmp(tok, "client"))
+        s->dir = DIR_CLIENT;
+    else if (!strcmp(tok, "peer"))
+        s->dir = DIR_PEER;
+    else
+        die("--stream %s: direction must be client or peer", arg);
     const char *prof = colon + 1;
-    if (!strcmp(prof, "audio")) s->profile = PROF_AUDIO;
-    else if (!strcmp(prof, "video")) s->profile = PROF_VIDEO;
-    else if (!strcmp(prof, "random")) s->profile = PROF_RANDOM;
-    else die("--stream %s: profile must be audio, video or random", arg);
+    if (!strcmp(prof, "audio"))
+        s->profile = PROF_AUDIO;
+    else if (!strcmp(prof, "video"))
+        s->profile = PROF_VIDEO;
+    else if (!strcmp(prof, "random"))
+        s->profile = PROF_RANDOM;
+    else
+        die("--stream %s: profile must be audio, video or random", arg);
     while ((tok = strtok_r(NULL, ",", &save))) {
         char *eq = strchr(tok, '=');
         if (!eq) die("--stream %s: '%s' is not key=value", arg, tok);
         *eq = 0;
         const char *k = tok, *v = eq + 1;
-        if (!strcmp(k, "ssrc")) s->ssrc = (uint32_t)strtoul(v, NULL, 0), s->have_ssrc = 1;
-        else if (!strcmp(k, "seq")) s->seq0 = (uint32_t)strtoul(v, NULL, 0) & 0xFFFF, s->have_seq = 1;
-        else if (!strcmp(k, "ts")) s->ts0 = (uint32_t)strtoul(v, NULL, 0), s->have_ts = 1;
-        else if (!strcmp(k, "drop")) s->drop = parse_num(k, v) / 100;
-        else if (!strcmp(k, "burst")) parse_pair(k, v, &s->burst_p, &s->burst_len), s->burst_p /= 100;
-        else if (!strcmp(k, "dup")) s->dup = parse_num(k, v) / 100;
-        else if (!strcmp(k, "swap")) s->swap = parse_num(k, v) / 100;
-        else if (!strcmp(k, "hold")) parse_pair(k, v, &s->hold_p, &s->hold_k), s->hold_p /= 100;
+        if (!strcmp(k, "ssrc"))
+            s->ssrc = (uint32_t)strtoul(v, NULL, 0), s->have_ssrc = 1;
+        else if (!strcmp(k, "seq"))
+            s->seq0 = (uint32_t)strtoul(v, NULL, 0) & 0xFFFF, s->have_seq = 1;
+        else if (!strcmp(k, "ts"))
+            s->ts0 = (uint32_t)strtoul(v, NULL, 0), s->have_ts = 1;
+        else if (!strcmp(k, "drop"))
+            s->drop = parse_num(k, v) / 100;
+        else if (!strcmp(k, "burst"))
+            parse_pair(k, v, &s->burst_p, &s->burst_len), s->burst_p /= 100;
+        else if (!strcmp(k, "dup"))
+            s->dup = parse_num(k, v) / 100;
+        else if (!strcmp(k, "swap"))
+            s->swap = parse_num(k, v) / 100;
+        else if (!strcmp(k, "hold"))
+            parse_pair(k, v, &s->hold_p, &s->hold_k), s->hold_p /= 100;
         else if (!strcmp(k, "jitter")) {
-            if (!strncmp(v, "uniform:", 8)) s->jitter = JIT_UNIFORM, s->jitter_ms = parse_num(k, v + 8);
-            else if (!strncmp(v, "normal:", 7)) s->jitter = JIT_NORMAL, s->jitter_ms = parse_num(k, v + 7);
-            else die("jitter: want uniform:MS or normal:MS");
+            if (!strncmp(v, "uniform:", 8))
+                s->jitter = JIT_UNIFORM, s->jitter_ms = parse_num(k, v + 8);
+            else if (!strncmp(v, "normal:", 7))
+                s->jitter = JIT_NORMAL, s->jitter_ms = parse_num(k, v + 7);
+            else
+                die("jitter: want uniform:MS or normal:MS");
         } else if (!strcmp(k, "order")) {
-            if (!strcmp(v, "keep")) s->keep_order = 1;
-            else if (!strcmp(v, "free")) s->keep_order = 0;
-            else die("order: keep or free");
-        } else if (!strcmp(k, "ssrc_change")) s->ssrc_change_s = parse_num(k, v);
-        else if (!strcmp(k, "restart")) s->restart_s = parse_num(k, v);
-        else if (!strcmp(k, "start")) s->start_s = parse_num(k, v);
+            if (!strcmp(v, "keep"))
+                s->keep_order = 1;
+            else if (!strcmp(v, "free"))
+                s->keep_order = 0;
+            else
+                die("order: keep or free");
+        } else if (!strcmp(k, "ssrc_change"))
+            s->ssrc_change_s = parse_num(k, v);
+        else if (!strcmp(k, "restart"))
+            s->restart_s = parse_num(k, v);
+        else if (!strcmp(k, "start"))
+            s->start_s = parse_num(k, v);
         else if (!strcmp(k, "first")) {
-            if (!strcmp(v, "other")) s->first = FIRST_OTHER;
-            else if (!strcmp(v, "any")) s->first = FIRST_ANY;
-            else if (!strcmp(v, "rtp")) s->first = FIRST_RTP;
-            else die("first: other, any or rtp");
-        } else die("--stream %s: unknown key '%s'", arg, k);
+            if (!strcmp(v, "other"))
+                s->first = FIRST_OTHER;
+            else if (!strcmp(v, "any"))
+                s->first = FIRST_ANY;
+            else if (!strcmp(v, "rtp"))
+                s->first = FIRST_RTP;
+            else
+                die("first: other, any or rtp");
+        } else
+            die("--stream %s: unknown key '%s'", arg, k);
     }
 }
 
@@ -318,10 +350,9 @@ static void usage(FILE *out)
 
 /* ---- Traffic plan ---- */
 
-static const uint8_t master_key[30] = {0xe1, 0xf9, 0x7a, 0x0d, 0x3e, 0x01, 0x8b, 0xe0,
-                                       0xd6, 0x4f, 0xa3, 0x2c, 0x06, 0xde, 0x41, 0x39,
-                                       0x0e, 0xc6, 0x75, 0xad, 0x49, 0x8a, 0xfe, 0xeb,
-                                       0xb6, 0x96, 0x0b, 0x3a, 0xab, 0xe6};
+static const uint8_t master_key[30] = {0xe1, 0xf9, 0x7a, 0x0d, 0x3e, 0x01, 0x8b, 0xe0, 0xd6, 0x4f,
+                                       0xa3, 0x2c, 0x06, 0xde, 0x41, 0x39, 0x0e, 0xc6, 0x75, 0xad,
+                                       0x49, 0x8a, 0xfe, 0xeb, 0xb6, 0x96, 0x0b, 0x3a, 0xab, 0xe6};
 static srtp_t srtp_sess[2];
 
 static void srtp_setup(void)
@@ -356,9 +387,12 @@ static void make_rtp(struct pkt *p, int payload_len)
     buf[1] = (uint8_t)((p->marker ? 0x80 : 0) | p->pt);
     buf[2] = (uint8_t)(p->seq >> 8);
     buf[3] = (uint8_t)p->seq;
-    for (int i = 0; i < 4; i++) buf[4 + i] = (uint8_t)(p->ts >> (24 - 8 * i));
-    for (int i = 0; i < 4; i++) buf[8 + i] = (uint8_t)(p->ssrc >> (24 - 8 * i));
-    for (int i = 0; i < payload_len; i++) buf[12 + i] = (uint8_t)rng_next();
+    for (int i = 0; i < 4; i++)
+        buf[4 + i] = (uint8_t)(p->ts >> (24 - 8 * i));
+    for (int i = 0; i < 4; i++)
+        buf[8 + i] = (uint8_t)(p->ssrc >> (24 - 8 * i));
+    for (int i = 0; i < payload_len; i++)
+        buf[12 + i] = (uint8_t)rng_next();
     int len = 12 + payload_len;
     srtp_err_status_t st = srtp_protect(srtp_sess[p->dir], buf, &len);
     if (st != srtp_err_status_ok) die("srtp_protect failed (%d)", (int)st);
@@ -373,9 +407,12 @@ static void make_random(struct pkt *p, enum first_byte first)
     p->len = (uint16_t)rng_range(60, 200);
     p->data = malloc(p->len);
     if (!p->data) die("out of memory");
-    for (int i = 0; i < p->len; i++) p->data[i] = (uint8_t)rng_next();
-    if (first == FIRST_OTHER) p->data[0] = (uint8_t)rng_range(4, 15);
-    else if (first == FIRST_RTP) p->data[0] = (uint8_t)rng_range(128, 191);
+    for (int i = 0; i < p->len; i++)
+        p->data[i] = (uint8_t)rng_next();
+    if (first == FIRST_OTHER)
+        p->data[0] = (uint8_t)rng_range(4, 15);
+    else if (first == FIRST_RTP)
+        p->data[0] = (uint8_t)rng_range(128, 191);
 }
 
 /* The nominal packets of one stream, in order; returns the index of its first packet. */
@@ -422,8 +459,8 @@ static size_t plan_stream(const struct spec *s)
             p->ssrc = ssrc;
             p->seq = seq++;
             p->ts = ts;
-            make_rtp(p, audio ? rng_range(80, 160) : (i == k - 1 ? rng_range(200, 1000)
-                                                                 : rng_range(900, 1150)));
+            make_rtp(p, audio ? rng_range(80, 160)
+                              : (i == k - 1 ? rng_range(200, 1000) : rng_range(900, 1150)));
         }
         ts += ts_step;
     }
@@ -446,8 +483,8 @@ static void log_drop(const struct pkt *p)
     fprintf(glog,
             "{\"ev\":\"drop\",\"dir\":\"%s\",\"kind\":\"%s\",\"ssrc\":%u,\"seq\":%u,\"ts\":%u,"
             "\"pt\":%u,\"m\":%u,\"size\":%u,\"t_nom\":%lld}\n",
-            dir_names[p->dir], profile_names[p->profile], p->ssrc, p->seq, p->ts, p->pt,
-            p->marker, p->len, (long long)p->t_nom);
+            dir_names[p->dir], profile_names[p->profile], p->ssrc, p->seq, p->ts, p->pt, p->marker,
+            p->len, (long long)p->t_nom);
 }
 
 /* Impairments of one stream: drops, jitter, swaps, hold-backs, duplicates -> sends. */
@@ -459,10 +496,12 @@ static void impair_stream(const struct spec *s, size_t first, size_t last)
     for (size_t i = first; i < last; i++) {
         struct pkt *p = &pkts[i];
         int drop = 0, clean = i - first < CLEAN_START; /* the first packets confirm the stream */
-        if (!clean && burst_left > 0) drop = 1, burst_left--;
+        if (!clean && burst_left > 0)
+            drop = 1, burst_left--;
         else if (!clean && s->burst_p > 0 && rng_unit() < s->burst_p)
             drop = 1, burst_left = s->burst_len - 1;
-        else if (!clean && s->drop > 0 && rng_unit() < s->drop) drop = 1;
+        else if (!clean && s->drop > 0 && rng_unit() < s->drop)
+            drop = 1;
         if (drop) {
             p->dropped = 1;
             dropped[p->dir]++;
@@ -470,7 +509,8 @@ static void impair_stream(const struct spec *s, size_t first, size_t last)
             continue;
         }
         int64_t d = 0;
-        if (!clean && s->jitter == JIT_UNIFORM) d = (int64_t)(rng_unit() * 2 * s->jitter_ms * MS);
+        if (!clean && s->jitter == JIT_UNIFORM)
+            d = (int64_t)(rng_unit() * 2 * s->jitter_ms * MS);
         else if (!clean && s->jitter == JIT_NORMAL) {
             double v = 3 * s->jitter_ms + s->jitter_ms * rng_normal();
             if (v < 0) v = 0;
@@ -570,23 +610,26 @@ static void send_media(const struct send *sd)
     const struct pkt *p = &pkts[sd->pkt];
     int64_t t = wire_send((enum dir)p->dir, p->data, p->len);
     if (p->profile == PROF_RANDOM) {
-        fprintf(glog, "{\"ev\":\"tx\",\"dir\":\"%s\",\"class\":\"raw\",\"b0\":%u,\"b1\":%u,\"size\":%u,"
+        fprintf(glog,
+                "{\"ev\":\"tx\",\"dir\":\"%s\",\"class\":\"raw\",\"b0\":%u,\"b1\":%u,\"size\":%u,"
                 "\"t\":%lld}\n",
                 dir_names[p->dir], p->data[0], p->data[1], p->len, (long long)t);
         return;
     }
-    fprintf(glog,
-            "{\"ev\":\"tx\",\"dir\":\"%s\",\"class\":\"rtp\",\"kind\":\"%s\",\"ssrc\":%u,\"seq\":%u,"
-            "\"ts\":%u,\"pt\":%u,\"m\":%u,\"size\":%u,\"dup\":%u,\"t\":%lld}\n",
-            dir_names[p->dir], profile_names[p->profile], p->ssrc, p->seq, p->ts, p->pt, p->marker,
-            p->len, sd->dup, (long long)t);
+    fprintf(
+        glog,
+        "{\"ev\":\"tx\",\"dir\":\"%s\",\"class\":\"rtp\",\"kind\":\"%s\",\"ssrc\":%u,\"seq\":%u,"
+        "\"ts\":%u,\"pt\":%u,\"m\":%u,\"size\":%u,\"dup\":%u,\"t\":%lld}\n",
+        dir_names[p->dir], profile_names[p->profile], p->ssrc, p->seq, p->ts, p->pt, p->marker,
+        p->len, sd->dup, (long long)t);
 }
 
 /* An ICE-style Binding request (USERNAME, PRIORITY, ICE-CONTROLLING, FINGERPRINT). */
 static void send_stun_request(enum dir from)
 {
     uint8_t tid[STUN_TID_LEN], buf[256];
-    for (int i = 0; i < STUN_TID_LEN; i++) tid[i] = (uint8_t)rng_next();
+    for (int i = 0; i < STUN_TID_LEN; i++)
+        tid[i] = (uint8_t)rng_next();
     struct stun_enc e;
     stun_enc_init(&e, buf, sizeof(buf), stun_type(STUN_BINDING, STUN_REQUEST), tid);
     stun_enc_attr(&e, STUN_ATTR_USERNAME, from == DIR_CLIENT ? "remote:local" : "local:remote", 12);
@@ -612,7 +655,8 @@ static void send_stun_response(const struct resp *r)
     struct stun_enc e;
     stun_enc_init(&e, buf, sizeof(buf), stun_type(STUN_BINDING, STUN_SUCCESS), r->tid);
     /* the address the request came from, as ICE does (approximately: the other side's) */
-    stun_enc_xor_addr(&e, STUN_ATTR_XOR_MAPPED_ADDRESS, r->from == DIR_PEER ? &relayed : &peer_addr);
+    stun_enc_xor_addr(&e, STUN_ATTR_XOR_MAPPED_ADDRESS,
+                      r->from == DIR_PEER ? &relayed : &peer_addr);
     stun_enc_fingerprint(&e);
     int n = stun_enc_finish(&e);
     if (n < 0) die("encode Binding response: %s", stun_strerror(n));
@@ -636,7 +680,8 @@ static void on_payload(enum dir at, const uint8_t *p, size_t len, int64_t t)
         if (stun_class_of(m.type) == STUN_REQUEST) {
             double delay = at == DIR_PEER ? opt.peer_delay_ms : opt.client_delay_ms;
             if (delay < 0) return;
-            fprintf(glog, "{\"ev\":\"rx\",\"at\":\"%s\",\"stun\":\"req\",\"tid\":\"%s\",\"t\":%lld}\n",
+            fprintf(glog,
+                    "{\"ev\":\"rx\",\"at\":\"%s\",\"stun\":\"req\",\"tid\":\"%s\",\"t\":%lld}\n",
                     dir_names[at], hex, (long long)t);
             resps = grow(resps, &capresps, nresps + 1, sizeof(*resps));
             resps[nresps].from = at;
@@ -644,7 +689,8 @@ static void on_payload(enum dir at, const uint8_t *p, size_t len, int64_t t)
             ev_push(mono_ns() + (int64_t)(delay * MS), EV_STUN_RESP, (int)nresps);
             nresps++;
         } else if (stun_class_of(m.type) == STUN_SUCCESS) {
-            fprintf(glog, "{\"ev\":\"rx\",\"at\":\"%s\",\"stun\":\"resp\",\"tid\":\"%s\",\"t\":%lld}\n",
+            fprintf(glog,
+                    "{\"ev\":\"rx\",\"at\":\"%s\",\"stun\":\"resp\",\"tid\":\"%s\",\"t\":%lld}\n",
                     dir_names[at], hex, (long long)t);
             stun_answered[!at]++;
         }
@@ -684,7 +730,8 @@ static int turn_txn(uint16_t method, add_attrs_fn add, const void *arg, uint8_t 
 {
     for (int round = 0; round < 4; round++) {
         uint8_t tid[STUN_TID_LEN], req[1024];
-        for (int i = 0; i < STUN_TID_LEN; i++) tid[i] = (uint8_t)rng_next();
+        for (int i = 0; i < STUN_TID_LEN; i++)
+            tid[i] = (uint8_t)rng_next();
         struct stun_enc e;
         stun_enc_init(&e, req, sizeof(req), stun_type(method, STUN_REQUEST), tid);
         if (add) add(&e, arg);
@@ -709,7 +756,8 @@ static int turn_txn(uint16_t method, add_attrs_fn add, const void *arg, uint8_t 
                 ssize_t k = recv(cfd, rbuf, rcap, 0);
                 if (k < 0) die("recv from ternd: %s", strerror(errno));
                 if (!stun_is_message(rbuf, (size_t)k)) continue;
-                if (stun_decode(m, rbuf, (size_t)k) != 0 || memcmp(m->tid, tid, STUN_TID_LEN)) continue;
+                if (stun_decode(m, rbuf, (size_t)k) != 0 || memcmp(m->tid, tid, STUN_TID_LEN))
+                    continue;
                 got = 1;
             }
         }
@@ -772,7 +820,8 @@ static void parse_hostport(const char *s, union stun_addr *a)
     if (!colon || colon == s) die("--server: want IP:PORT, got '%s'", s);
     snprintf(host, sizeof(host), "%.*s", (int)(colon - s), s);
     memset(a, 0, sizeof(*a));
-    if (inet_pton(AF_INET, host, &a->v4.sin_addr) != 1) die("--server: IPv4 address wanted: '%s'", host);
+    if (inet_pton(AF_INET, host, &a->v4.sin_addr) != 1)
+        die("--server: IPv4 address wanted: '%s'", host);
     a->v4.sin_family = AF_INET;
     a->v4.sin_port = htons((uint16_t)atoi(colon + 1));
 }
@@ -792,7 +841,8 @@ static void setup_turn(void)
     if (bind(pfd, &lo.sa, sizeof(lo.v4)) < 0) die("bind peer: %s", strerror(errno));
     socklen_t sl = sizeof(peer_addr);
     getsockname(pfd, &peer_addr.sa, &sl);
-    if (connect(cfd, &server_addr.sa, addr_len(&server_addr)) < 0) die("connect: %s", strerror(errno));
+    if (connect(cfd, &server_addr.sa, addr_len(&server_addr)) < 0)
+        die("connect: %s", strerror(errno));
     sl = sizeof(client_addr);
     getsockname(cfd, &client_addr.sa, &sl);
 
@@ -811,8 +861,8 @@ static void setup_turn(void)
             addr_str(&relayed, a, sizeof(a)), addr_str(&client_addr, b, sizeof(b)),
             addr_str(&peer_addr, c, sizeof(c)), CHANNEL, realm, opt.user, (long long)real_ns());
     fflush(glog);
-    fprintf(stderr, "tern-mediagen: allocated relayed=%s client=%s peer=%s channel=0x%04x\n", a, b, c,
-            CHANNEL);
+    fprintf(stderr, "tern-mediagen: allocated relayed=%s client=%s peer=%s channel=0x%04x\n", a, b,
+            c, CHANNEL);
 }
 
 static void on_release(int sig)
@@ -823,34 +873,69 @@ static void on_release(int sig)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"server", required_argument, 0, 's'},   {"user", required_argument, 0, 'u'},
-        {"password", required_argument, 0, 'p'}, {"realm", required_argument, 0, 'r'},
-        {"duration", required_argument, 0, 'd'}, {"seed", required_argument, 0, 'S'},
-        {"stream", required_argument, 0, 'x'},   {"peer-delay", required_argument, 0, 'P'},
-        {"client-delay", required_argument, 0, 'C'},
-        {"stun-interval", required_argument, 0, 'I'},
-        {"hold", required_argument, 0, 'H'},     {"keep", no_argument, 0, 'k'},
-        {"log", required_argument, 0, 'l'},      {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"server", required_argument, 0, 's'},
+                                             {"user", required_argument, 0, 'u'},
+                                             {"password", required_argument, 0, 'p'},
+                                             {"realm", required_argument, 0, 'r'},
+                                             {"duration", required_argument, 0, 'd'},
+                                             {"seed", required_argument, 0, 'S'},
+                                             {"stream", required_argument, 0, 'x'},
+                                             {"peer-delay", required_argument, 0, 'P'},
+                                             {"client-delay", required_argument, 0, 'C'},
+                                             {"stun-interval", required_argument, 0, 'I'},
+                                             {"hold", required_argument, 0, 'H'},
+                                             {"keep", no_argument, 0, 'k'},
+                                             {"log", required_argument, 0, 'l'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (o) {
-        case 's': opt.server = optarg; break;
-        case 'u': opt.user = optarg; break;
-        case 'p': opt.password = optarg; break;
-        case 'r': opt.realm_arg = optarg; break;
-        case 'd': opt.duration = parse_num("--duration", optarg); break;
-        case 'S': opt.seed = strtoull(optarg, NULL, 0); break;
-        case 'x': parse_stream(optarg); break;
-        case 'P': opt.peer_delay_ms = parse_num("--peer-delay", optarg); break;
-        case 'C': opt.client_delay_ms = parse_num("--client-delay", optarg); break;
-        case 'I': opt.stun_interval_ms = parse_num("--stun-interval", optarg); break;
-        case 'H': opt.hold_s = parse_num("--hold", optarg); break;
-        case 'k': opt.keep = 1; break;
-        case 'l': opt.logpath = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 's':
+            opt.server = optarg;
+            break;
+        case 'u':
+            opt.user = optarg;
+            break;
+        case 'p':
+            opt.password = optarg;
+            break;
+        case 'r':
+            opt.realm_arg = optarg;
+            break;
+        case 'd':
+            opt.duration = parse_num("--duration", optarg);
+            break;
+        case 'S':
+            opt.seed = strtoull(optarg, NULL, 0);
+            break;
+        case 'x':
+            parse_stream(optarg);
+            break;
+        case 'P':
+            opt.peer_delay_ms = parse_num("--peer-delay", optarg);
+            break;
+        case 'C':
+            opt.client_delay_ms = parse_num("--client-delay", optarg);
+            break;
+        case 'I':
+            opt.stun_interval_ms = parse_num("--stun-interval", optarg);
+            break;
+        case 'H':
+            opt.hold_s = parse_num("--hold", optarg);
+            break;
+        case 'k':
+            opt.keep = 1;
+            break;
+        case 'l':
+            opt.logpath = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (!opt.server || !opt.user || !opt.password || !opt.logpath || optind != argc) {
@@ -870,8 +955,9 @@ int main(int argc, char **argv)
     srtp_setup();
 
     setup_turn();
-    fprintf(glog, "{\"ev\":\"start\",\"seed\":%llu,\"duration\":%g,\"peer_delay_ms\":%g,"
-                  "\"client_delay_ms\":%g,\"streams\":%d}\n",
+    fprintf(glog,
+            "{\"ev\":\"start\",\"seed\":%llu,\"duration\":%g,\"peer_delay_ms\":%g,"
+            "\"client_delay_ms\":%g,\"streams\":%d}\n",
             (unsigned long long)opt.seed, opt.duration, opt.peer_delay_ms, opt.client_delay_ms,
             opt.nspecs);
 
@@ -881,7 +967,8 @@ int main(int argc, char **argv)
         impair_stream(&opt.specs[i], first, npkts);
     }
     int64_t t0 = mono_ns() + 20 * MS;
-    for (size_t i = 0; i < nsends; i++) ev_push(t0 + sends[i].t, EV_MEDIA, (int)i);
+    for (size_t i = 0; i < nsends; i++)
+        ev_push(t0 + sends[i].t, EV_MEDIA, (int)i);
     int64_t stun_step = (int64_t)(opt.stun_interval_ms * MS);
     for (int64_t t = 0; t < (int64_t)(opt.duration * NS); t += stun_step) {
         if (opt.peer_delay_ms >= 0) ev_push(t0 + t + stun_step / 2, EV_STUN_REQ, DIR_CLIENT);
@@ -898,9 +985,12 @@ int main(int argc, char **argv)
         int64_t now = mono_ns();
         while (nheap && heap[0].t <= now) {
             struct ev e = ev_pop();
-            if (e.type == EV_MEDIA) send_media(&sends[e.idx]);
-            else if (e.type == EV_STUN_REQ) send_stun_request((enum dir)e.idx);
-            else send_stun_response(&resps[e.idx]);
+            if (e.type == EV_MEDIA)
+                send_media(&sends[e.idx]);
+            else if (e.type == EV_STUN_REQ)
+                send_stun_request((enum dir)e.idx);
+            else
+                send_stun_response(&resps[e.idx]);
             now = mono_ns();
         }
         if (!nheap && !quiet_until) quiet_until = now + linger;
@@ -959,7 +1049,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "tern-mediagen: allocation deleted\n");
     }
     fclose(glog);
-    for (size_t i = 0; i < npkts; i++) free(pkts[i].data);
+    for (size_t i = 0; i < npkts; i++)
+        free(pkts[i].data);
     free(pkts);
     free(sends);
     free(heap);

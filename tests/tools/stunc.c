@@ -120,15 +120,17 @@ static int print_answer(const uint8_t *buf, size_t len, const uint8_t *tid)
         case STUN_ATTR_XOR_MAPPED_ADDRESS:
         case STUN_ATTR_MAPPED_ADDRESS:
             if ((a->type == STUN_ATTR_XOR_MAPPED_ADDRESS ? stun_get_xor_addr(&m, a, &addr)
-                                                          : stun_get_addr(a, &addr)) == 0) {
+                                                         : stun_get_addr(a, &addr)) == 0) {
                 if (addr.sa.sa_family == AF_INET) {
                     inet_ntop(AF_INET, &addr.v4.sin_addr, ip, sizeof(ip));
-                    printf(" %s=%s:%u", a->type == STUN_ATTR_MAPPED_ADDRESS ? "mapped" : "xor_mapped",
-                           ip, ntohs(addr.v4.sin_port));
+                    printf(" %s=%s:%u",
+                           a->type == STUN_ATTR_MAPPED_ADDRESS ? "mapped" : "xor_mapped", ip,
+                           ntohs(addr.v4.sin_port));
                 } else {
                     inet_ntop(AF_INET6, &addr.v6.sin6_addr, ip, sizeof(ip));
-                    printf(" %s=[%s]:%u", a->type == STUN_ATTR_MAPPED_ADDRESS ? "mapped" : "xor_mapped",
-                           ip, ntohs(addr.v6.sin6_port));
+                    printf(" %s=[%s]:%u",
+                           a->type == STUN_ATTR_MAPPED_ADDRESS ? "mapped" : "xor_mapped", ip,
+                           ntohs(addr.v6.sin6_port));
                 }
             }
             break;
@@ -145,14 +147,19 @@ static int print_answer(const uint8_t *buf, size_t len, const uint8_t *tid)
             size_t n = 0;
             stun_get_unknown(a, t, 16, &n);
             printf(" unknown=");
-            for (size_t k = 0; k < n; k++) printf("%s0x%04x", k ? "," : "", t[k]);
+            for (size_t k = 0; k < n; k++)
+                printf("%s0x%04x", k ? "," : "", t[k]);
             break;
         }
-        case STUN_ATTR_SOFTWARE: printf(" software=\"%.*s\"", a->len, (const char *)a->val); break;
+        case STUN_ATTR_SOFTWARE:
+            printf(" software=\"%.*s\"", a->len, (const char *)a->val);
+            break;
         case STUN_ATTR_FINGERPRINT:
             printf(" fingerprint=%s", stun_check_fingerprint(&m) == 0 ? "ok" : "bad");
             break;
-        default: printf(" attr_0x%04x=%u", a->type, a->len); break;
+        default:
+            printf(" attr_0x%04x=%u", a->type, a->len);
+            break;
         }
     }
     printf(" len=%zu\n", len);
@@ -207,23 +214,46 @@ int main(int argc, char **argv)
     size_t nextra = 0;
     while ((opt = getopt(argc, argv, "t:C:fm:iu:x:n:w:eh")) != -1) {
         switch (opt) {
-        case 't': transport = optarg; break;
-        case 'C': cafile = optarg; break;
-        case 'f': fingerprint = 1; break;
-        case 'm': method = (unsigned)strtoul(optarg, NULL, 0); break;
-        case 'i': indication = 1; break;
+        case 't':
+            transport = optarg;
+            break;
+        case 'C':
+            cafile = optarg;
+            break;
+        case 'f':
+            fingerprint = 1;
+            break;
+        case 'm':
+            method = (unsigned)strtoul(optarg, NULL, 0);
+            break;
+        case 'i':
+            indication = 1;
+            break;
         case 'u':
             if (nextra < 8) extra[nextra++] = (uint16_t)strtoul(optarg, NULL, 0);
             break;
-        case 'x': raw = optarg; break;
-        case 'n': count = atoi(optarg); break;
-        case 'w': wait_ms = atoi(optarg); break;
-        case 'e': expect_none = 1; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'x':
+            raw = optarg;
+            break;
+        case 'n':
+            count = atoi(optarg);
+            break;
+        case 'w':
+            wait_ms = atoi(optarg);
+            break;
+        case 'e':
+            expect_none = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
-    if (argc - optind != 2 || count < 1 || (strcmp(transport, "udp") && strcmp(transport, "tcp") && strcmp(transport, "tls"))) {
+    if (argc - optind != 2 || count < 1 ||
+        (strcmp(transport, "udp") && strcmp(transport, "tcp") && strcmp(transport, "tls"))) {
         usage(stderr);
         return 2;
     }
@@ -249,9 +279,11 @@ int main(int argc, char **argv)
             if (getrandom(tids[i], STUN_TID_LEN, 0) != STUN_TID_LEN) return 1;
             struct stun_enc e;
             stun_enc_init(&e, req, sizeof(req),
-                          stun_type((uint16_t)method, indication ? STUN_INDICATION : STUN_REQUEST), tids[i]);
+                          stun_type((uint16_t)method, indication ? STUN_INDICATION : STUN_REQUEST),
+                          tids[i]);
             static const uint8_t zero[4];
-            for (size_t k = 0; k < nextra; k++) stun_enc_attr(&e, extra[k], zero, 4);
+            for (size_t k = 0; k < nextra; k++)
+                stun_enc_attr(&e, extra[k], zero, 4);
             if (fingerprint) stun_enc_fingerprint(&e);
             len = stun_enc_finish(&e);
             if (len < 0) return 1;

@@ -55,8 +55,8 @@ static const struct alloc_chan *scan_channel(const struct allocation *a, uint16_
     return NULL;
 }
 
-static const struct alloc_chan *scan_channel_of(const struct allocation *a, const union stun_addr *p,
-                                                uint64_t now)
+static const struct alloc_chan *scan_channel_of(const struct allocation *a,
+                                                const union stun_addr *p, uint64_t now)
 {
     for (unsigned i = 0; i < a->nchans; i++)
         if (a->chans[i].expires_ms > now && addr_equal(&a->chans[i].peer, p)) return &a->chans[i];
@@ -80,16 +80,28 @@ static void lookups_equal_scans(void **state)
             uint32_t r = rnd();
             union stun_addr p = peer(rnd());
             switch (r % 10) {
-            case 0: case 1: case 2: case 3: alloc_permit(a, &p, now); break;
-            case 4: case 5: case 6: {
+            case 0:
+            case 1:
+            case 2:
+            case 3:
+                alloc_permit(a, &p, now);
+                break;
+            case 4:
+            case 5:
+            case 6: {
                 union stun_addr ip = p;
                 alloc_bind(a, (uint16_t)(0x4000 + rnd() % 300), &p, now);
                 alloc_permit(a, &ip, now);
                 break;
             }
-            case 7: now += rnd() % 200000; break; /* up to 200 s: some expire, some hold */
-            case 8: if (rnd() % 50 == 0) alloc_forget_family(a, (rnd() & 1) ? AF_INET : AF_INET6); break;
-            default: break;
+            case 7:
+                now += rnd() % 200000;
+                break; /* up to 200 s: some expire, some hold */
+            case 8:
+                if (rnd() % 50 == 0) alloc_forget_family(a, (rnd() & 1) ? AF_INET : AF_INET6);
+                break;
+            default:
+                break;
             }
             indexed += a->index != NULL;
             for (int k = 0; k < 8; k++) {

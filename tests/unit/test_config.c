@@ -143,8 +143,9 @@ static void null_sections_take_defaults(void **state)
     char *msgs;
 
     (void)state;
-    assert_int_equal(parse(&c, "server:\ntls:\nrelay:\nallocation:\npeers:\nauth:\nqos:\nops:\nlog:\n",
-                           &msgs), 0);
+    assert_int_equal(
+        parse(&c, "server:\ntls:\nrelay:\nallocation:\npeers:\nauth:\nqos:\nops:\nlog:\n", &msgs),
+        0);
     assert_string_equal(msgs, "");
     assert_defaults(&c);
     cfg_free(&c);
@@ -261,20 +262,19 @@ struct bad {
 };
 
 static const struct bad bad_inputs[] = {
-    {"relay:\n  ports:\n    min: 70000\n", "t.yaml:3: relay.ports.min: ",
-     "70000 is out of range (1024-65535)"},
+    {"relay:\n  ports:\n    min: 70000\n",
+     "t.yaml:3: relay.ports.min: ", "70000 is out of range (1024-65535)"},
     {"relay: { ports: { min: 1023 } }\n", "t.yaml:1: relay.ports.min: ", "1023"},
-    {"relay: { ports: { min: 60000, max: 50000 } }\n", "t.yaml:1: relay.ports.min: ",
-     "greater than relay.ports.max"},
+    {"relay: { ports: { min: 60000, max: 50000 } }\n",
+     "t.yaml:1: relay.ports.min: ", "greater than relay.ports.max"},
     {"relay: { ports: { max: 40000 } }\n", "t.yaml:1: relay.ports.min: ", "49152"},
     {"relay: { ports: 5 }\n", "t.yaml:1: relay.ports: ", "expected a mapping"},
     {"relay: { addresses: [] }\n", "t.yaml:1: relay.addresses: ", "at least one"},
-    {"relay: { addresses: [1.2.3.4, 1.2.3.4] }\n", "t.yaml:1: relay.addresses[1]: ",
-     "listed twice"},
+    {"relay: { addresses: [1.2.3.4, 1.2.3.4] }\n",
+     "t.yaml:1: relay.addresses[1]: ", "listed twice"},
     {"relay: { addresses: [localhost] }\n", "t.yaml:1: relay.addresses[0]: ", "\"localhost\""},
     {"relay: { addresses: 1.2.3.4 }\n", "t.yaml:1: relay.addresses: ", "expected a list"},
-    {"relay:\n  external_address: 300.1.1.1\n", "t.yaml:2: relay.external_address: ",
-     "300.1.1.1"},
+    {"relay:\n  external_address: 300.1.1.1\n", "t.yaml:2: relay.external_address: ", "300.1.1.1"},
     {"server: { workers: 0 }\n", "t.yaml:1: server.workers: ", "auto or 1-256"},
     {"server: { workers: 257 }\n", "t.yaml:1: server.workers: ", "257"},
     {"server: { workers: many }\n", "t.yaml:1: server.workers: ", "\"many\""},
@@ -290,14 +290,14 @@ static const struct bad bad_inputs[] = {
     {"listen: { transport: udp }\n", "t.yaml:1: listen: ", "expected a list"},
     {"listen:\n  - { transport: udp, port: 1 }\n  - { transport: sctp, port: 2 }\n",
      "t.yaml:3: listen[1].transport: ", "one of udp, tcp, tls, got \"sctp\""},
-    {"listen:\n  - { transport: udp, port: 65536 }\n", "t.yaml:2: listen[0].port: ",
-     "65536 is out of range (0-65535)"},
+    {"listen:\n  - { transport: udp, port: 65536 }\n",
+     "t.yaml:2: listen[0].port: ", "65536 is out of range (0-65535)"},
     {"listen:\n  - { transport: udp, port: -1 }\n", "t.yaml:2: listen[0].port: ", "-1"},
     {"listen:\n  - { transport: udp, port: 1.5 }\n", "t.yaml:2: listen[0].port: ", "1.5"},
     {"listen:\n  - { transport: udp, address: 1.2.3, port: 1 }\n",
      "t.yaml:2: listen[0].address: ", "\"1.2.3\""},
-    {"listen:\n  - { transport: udp, adress: 1.2.3.4 }\n", "t.yaml:2: listen[0].adress: ",
-     "unknown key"},
+    {"listen:\n  - { transport: udp, adress: 1.2.3.4 }\n",
+     "t.yaml:2: listen[0].adress: ", "unknown key"},
     {"listen:\n  - udp\n", "t.yaml:2: listen[0]: ", "expected a mapping"},
     {"listen:\n  - { transport: tcp, port: 5000 }\n  - { transport: tls, port: 5000 }\n"
      "tls: { certificate: c, private_key: k }\n",
@@ -305,16 +305,15 @@ static const struct bad bad_inputs[] = {
     {"listen:\n  - { transport: tls }\ntls: { certificate: c.pem }\n",
      "t.yaml:2: tls.private_key: ", "listen[0]"},
     {"tls: { certificate: \"\" }\n", "t.yaml:1: tls.certificate: ", "empty"},
-    {"allocation: { default_lifetime: 0 }\n", "t.yaml:1: allocation.default_lifetime: ",
-     "0 is out of range (1-86400)"},
+    {"allocation: { default_lifetime: 0 }\n",
+     "t.yaml:1: allocation.default_lifetime: ", "0 is out of range (1-86400)"},
     {"allocation: { max_lifetime: 86401 }\n", "t.yaml:1: allocation.max_lifetime: ", "86401"},
     {"allocation:\n  max_lifetime: 300\n", "t.yaml:2: allocation.default_lifetime: ",
      "600 is greater than allocation.max_lifetime (300)"},
     {"allocation: { max_per_user: 0 }\n", "t.yaml:1: allocation.max_per_user: ", "0"},
-    {"allocation: { max_total: 4294967296 }\n", "t.yaml:1: allocation.max_total: ",
-     "4294967296"},
-    {"allocation: { max_total: 99999999999999999999999 }\n", "t.yaml:1: allocation.max_total: ",
-     "out of range"},
+    {"allocation: { max_total: 4294967296 }\n", "t.yaml:1: allocation.max_total: ", "4294967296"},
+    {"allocation: { max_total: 99999999999999999999999 }\n",
+     "t.yaml:1: allocation.max_total: ", "out of range"},
     {"allocation:\n  strict_channel_numbers: yes\n",
      "t.yaml:2: allocation.strict_channel_numbers: ", "true or false"},
     {"peers: { allow_loopback: 1 }\n", "t.yaml:1: peers.allow_loopback: ", "true or false"},
@@ -326,11 +325,10 @@ static const struct bad bad_inputs[] = {
     {"peers: { deny: 10.0.0.0/8 }\n", "t.yaml:1: peers.deny: ", "expected a list"},
     {"auth: { nonce_lifetime: 9 }\n", "t.yaml:1: auth.nonce_lifetime: ", "(10-86400)"},
     {"auth: { database: \"\" }\n", "t.yaml:1: auth.database: ", "empty"},
-    {"auth:\n  users:\n    - { name: alice }\n", "t.yaml:3: auth.users[0].password: ",
-     "missing"},
+    {"auth:\n  users:\n    - { name: alice }\n", "t.yaml:3: auth.users[0].password: ", "missing"},
     {"auth:\n  users:\n    - { password: x }\n", "t.yaml:3: auth.users[0].name: ", "missing"},
-    {"auth:\n  users:\n    - { name: \"\", password: x }\n", "t.yaml:3: auth.users[0].name: ",
-     "empty"},
+    {"auth:\n  users:\n    - { name: \"\", password: x }\n",
+     "t.yaml:3: auth.users[0].name: ", "empty"},
     {"auth:\n  users:\n    - { name: a, password: \"\" }\n",
      "t.yaml:3: auth.users[0].password: ", "empty"},
     {"auth:\n  users:\n    - { name: a, password: x, role: admin }\n",
@@ -377,14 +375,14 @@ static void bad_input_table(void **state)
 static void multiple_errors_in_one_run(void **state)
 {
     static const char yaml[] = "server:\n"
-                               "  workers: 0\n"       /* 2 */
+                               "  workers: 0\n" /* 2 */
                                "relay:\n"
                                "  ports:\n"
-                               "    min: 70000\n"     /* 5 */
-                               "    max: 1\n"         /* 6 */
+                               "    min: 70000\n" /* 5 */
+                               "    max: 1\n"     /* 6 */
                                "log:\n"
-                               "  level: loud\n"      /* 8 */
-                               "  colour: true\n";    /* 9 */
+                               "  level: loud\n"   /* 8 */
+                               "  colour: true\n"; /* 9 */
     struct tern_config c;
     char *msgs;
 
@@ -430,9 +428,9 @@ static void duplicate_key(void **state)
 
 static void yaml_syntax_error(void **state)
 {
-    static const char *const broken[] = {
-        "server:\n  realm: a\n bad: [\n", "server:\n\trealm: a\n", "server: {realm: a\n",
-        "log: *undefined\n", "server: \"unterminated\n"};
+    static const char *const broken[] = {"server:\n  realm: a\n bad: [\n", "server:\n\trealm: a\n",
+                                         "server: {realm: a\n", "log: *undefined\n",
+                                         "server: \"unterminated\n"};
     struct tern_config c;
     char *msgs;
 
@@ -615,13 +613,15 @@ static void qos_section(void **state)
     char *msgs;
 
     (void)state;
-    assert_int_equal(parse(&c, "qos: { enabled: false, record_file: /var/log/tern/calls.jsonl }\n", &msgs), 0);
+    assert_int_equal(
+        parse(&c, "qos: { enabled: false, record_file: /var/log/tern/calls.jsonl }\n", &msgs), 0);
     assert_string_equal(msgs, "");
     assert_false(c.qos_enabled);
     assert_string_equal(c.qos_record_file, "/var/log/tern/calls.jsonl");
     cfg_free(&c);
     free(msgs);
-    assert_int_equal(parse(&c, "qos:\n  enabled: maybe\n  record_file: \"\"\n  interval: 5\n", &msgs), -1);
+    assert_int_equal(
+        parse(&c, "qos:\n  enabled: maybe\n  record_file: \"\"\n  interval: 5\n", &msgs), -1);
     assert_non_null(strstr(msgs, "qos.enabled"));
     assert_non_null(strstr(msgs, "qos.record_file"));
     assert_non_null(strstr(msgs, "qos.interval: unknown key"));
@@ -660,9 +660,11 @@ static void listen_port_zero_not_duplicate(void **state)
     char *msgs;
 
     (void)state;
-    assert_int_equal(parse(&c, "listen: [{ transport: udp, port: 0 }, { transport: udp, port: 0 },"
-                               " { transport: tcp, port: 3478 }, { transport: udp, port: 3478 }]\n",
-                           &msgs), 0);
+    assert_int_equal(parse(&c,
+                           "listen: [{ transport: udp, port: 0 }, { transport: udp, port: 0 },"
+                           " { transport: tcp, port: 3478 }, { transport: udp, port: 3478 }]\n",
+                           &msgs),
+                     0);
     assert_string_equal(msgs, "");
     assert_int_equal(c.nlisten, 4);
     assert_ip(&c.listen[0].addr, "0.0.0.0", 0);
@@ -676,16 +678,22 @@ static void tls_requires_certificate_and_key(void **state)
     char *msgs;
 
     (void)state;
-    assert_int_equal(parse(&c, "listen:\n  - { transport: udp }\n  - { transport: tls }\n"
-                               "  - { transport: tls, port: 443 }\n", &msgs), -1);
-    assert_string_equal(msgs,
-                        "t.yaml:3: tls.certificate: missing; the tls listener listen[1] needs it\n"
-                        "t.yaml:3: tls.private_key: missing; the tls listener listen[1] needs it\n");
+    assert_int_equal(parse(&c,
+                           "listen:\n  - { transport: udp }\n  - { transport: tls }\n"
+                           "  - { transport: tls, port: 443 }\n",
+                           &msgs),
+                     -1);
+    assert_string_equal(
+        msgs, "t.yaml:3: tls.certificate: missing; the tls listener listen[1] needs it\n"
+              "t.yaml:3: tls.private_key: missing; the tls listener listen[1] needs it\n");
     free(msgs);
 
     /* A bad certificate value is reported once, as itself, not again as "missing". */
-    assert_int_equal(parse(&c, "listen: [{ transport: tls }]\ntls: { certificate: [x], "
-                               "private_key: k.pem }\n", &msgs), -1);
+    assert_int_equal(parse(&c,
+                           "listen: [{ transport: tls }]\ntls: { certificate: [x], "
+                           "private_key: k.pem }\n",
+                           &msgs),
+                     -1);
     assert_string_equal(msgs, "t.yaml:2: tls.certificate: expected a string, got a list\n");
     free(msgs);
 }
@@ -697,9 +705,12 @@ static void secrets_not_echoed(void **state)
     char *msgs;
 
     (void)state;
-    assert_int_equal(parse(&c, "auth:\n  users: [{ name: a, password: [hunter2] }]\n"
-                               "  secrets: [{ hunter3: 1 }]\n"
-                               "ops: { token: [hunter4] }\n", &msgs), -1);
+    assert_int_equal(parse(&c,
+                           "auth:\n  users: [{ name: a, password: [hunter2] }]\n"
+                           "  secrets: [{ hunter3: 1 }]\n"
+                           "ops: { token: [hunter4] }\n",
+                           &msgs),
+                     -1);
     assert_int_equal(count_lines(msgs), 3);
     assert_null(strstr(msgs, "hunter"));
     free(msgs);
@@ -712,8 +723,11 @@ static void strings_keep_their_text(void **state)
 
     (void)state;
     /* Plain numbers and words given for string keys are kept as written. */
-    assert_int_equal(parse(&c, "server: { realm: 2024, software: 1.0 }\n"
-                               "auth: { secrets: [0x10, true] }\n", &msgs), 0);
+    assert_int_equal(parse(&c,
+                           "server: { realm: 2024, software: 1.0 }\n"
+                           "auth: { secrets: [0x10, true] }\n",
+                           &msgs),
+                     0);
     assert_string_equal(c.realm, "2024");
     assert_string_equal(c.software, "1.0");
     assert_string_equal(c.secrets[0], "0x10");
@@ -766,8 +780,11 @@ static void integer_forms(void **state)
     char *msgs;
 
     (void)state;
-    assert_int_equal(parse(&c, "server: { workers: \"auto\" }\n"
-                               "allocation: { max_total: 0x10, max_per_user: +3 }\n", &msgs), 0);
+    assert_int_equal(parse(&c,
+                           "server: { workers: \"auto\" }\n"
+                           "allocation: { max_total: 0x10, max_per_user: +3 }\n",
+                           &msgs),
+                     0);
     assert_int_equal(c.workers, 0);
     assert_int_equal(c.max_total, 16);
     assert_int_equal(c.max_per_user, 3);
@@ -786,8 +803,11 @@ static void anchors_and_aliases(void **state)
     char *msgs;
 
     (void)state;
-    assert_int_equal(parse(&c, "listen:\n  - &l { transport: udp, address: 127.0.0.1, port: 1 }\n"
-                               "  - *l\n", &msgs), -1);
+    assert_int_equal(parse(&c,
+                           "listen:\n  - &l { transport: udp, address: 127.0.0.1, port: 1 }\n"
+                           "  - *l\n",
+                           &msgs),
+                     -1);
     assert_non_null(strstr(msgs, "listen[1]: UDP 127.0.0.1:1 is listed twice"));
     free(msgs);
 }
@@ -847,7 +867,6 @@ int main(int argc, char **argv)
     };
     const char *filter = argc > 1 ? argv[1] : getenv("CMOCKA_FILTER");
 
-    if (filter)
-        cmocka_set_test_filter(filter);
+    if (filter) cmocka_set_test_filter(filter);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

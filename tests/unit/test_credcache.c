@@ -30,7 +30,9 @@ static void many_users(void **state)
     char name[32];
     for (int i = 0; i < NUSERS; i++) {
         snprintf(name, sizeof name, "user%05d", i);
-        assert_int_equal(store_user_add(st, "cc.test", name, "pw", (uint32_t)(i % 7), (uint64_t)i, err), STORE_OK);
+        assert_int_equal(
+            store_user_add(st, "cc.test", name, "pw", (uint32_t)(i % 7), (uint64_t)i, err),
+            STORE_OK);
     }
     assert_int_equal(store_user_add(st, "other.realm", "user00001x", "pw", 0, 0, err), STORE_OK);
     assert_int_equal(store_user_set_disabled(st, "cc.test", "user00042", true, err), STORE_OK);
@@ -64,10 +66,11 @@ static void many_users(void **state)
         assert_memory_equal(v.key_sha256, u.key_sha256, sizeof u.key_sha256);
         assert_int_equal(cr.lookup(cr.ctx, hash, sizeof hash - 1, true, &v), -1);
     }
-    static const char *const unknown[] = {"", "user", "user0300", "user030000", "USER00001",
-                                          "user00001x" /* another realm's */};
+    static const char *const unknown[] = {"",          "user",      "user0300", "user030000",
+                                          "USER00001", "user00001x" /* another realm's */};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++)
-        assert_int_equal(cr.lookup(cr.ctx, (const uint8_t *)unknown[i], strlen(unknown[i]), false, &u), -1);
+        assert_int_equal(
+            cr.lookup(cr.ctx, (const uint8_t *)unknown[i], strlen(unknown[i]), false, &u), -1);
     credcache_close(c);
     unlink(path);
     char side[80];

@@ -33,34 +33,48 @@ static const struct {
     const char *ip;
     enum policy_verdict why;
 } denied[] = {
-    {"0.0.0.0", POLICY_UNSPECIFIED},        {"0.1.2.3", POLICY_UNSPECIFIED},
-    {"10.0.0.1", POLICY_PRIVATE},           {"10.255.255.255", POLICY_PRIVATE},
-    {"100.64.0.1", POLICY_SHARED},          {"100.127.255.254", POLICY_SHARED},
-    {"127.0.0.1", POLICY_LOOPBACK},         {"127.255.255.254", POLICY_LOOPBACK},
-    {"169.254.0.1", POLICY_LINK_LOCAL},     {"169.254.169.254", POLICY_LINK_LOCAL},
-    {"172.16.0.1", POLICY_PRIVATE},         {"172.31.255.254", POLICY_PRIVATE},
-    {"192.0.0.8", POLICY_SPECIAL},          {"192.0.2.1", POLICY_DOCUMENTATION},
-    {"192.31.196.1", POLICY_SPECIAL},       {"192.52.193.1", POLICY_SPECIAL},
-    {"192.88.99.1", POLICY_SPECIAL},        {"192.168.1.1", POLICY_PRIVATE},
-    {"192.175.48.1", POLICY_SPECIAL},       {"198.18.0.1", POLICY_DOCUMENTATION},
-    {"198.19.255.254", POLICY_DOCUMENTATION}, {"198.51.100.7", POLICY_DOCUMENTATION},
-    {"203.0.113.9", POLICY_DOCUMENTATION},  {"224.0.0.1", POLICY_MULTICAST},
-    {"239.255.255.250", POLICY_MULTICAST},  {"240.0.0.1", POLICY_SPECIAL},
+    {"0.0.0.0", POLICY_UNSPECIFIED},
+    {"0.1.2.3", POLICY_UNSPECIFIED},
+    {"10.0.0.1", POLICY_PRIVATE},
+    {"10.255.255.255", POLICY_PRIVATE},
+    {"100.64.0.1", POLICY_SHARED},
+    {"100.127.255.254", POLICY_SHARED},
+    {"127.0.0.1", POLICY_LOOPBACK},
+    {"127.255.255.254", POLICY_LOOPBACK},
+    {"169.254.0.1", POLICY_LINK_LOCAL},
+    {"169.254.169.254", POLICY_LINK_LOCAL},
+    {"172.16.0.1", POLICY_PRIVATE},
+    {"172.31.255.254", POLICY_PRIVATE},
+    {"192.0.0.8", POLICY_SPECIAL},
+    {"192.0.2.1", POLICY_DOCUMENTATION},
+    {"192.31.196.1", POLICY_SPECIAL},
+    {"192.52.193.1", POLICY_SPECIAL},
+    {"192.88.99.1", POLICY_SPECIAL},
+    {"192.168.1.1", POLICY_PRIVATE},
+    {"192.175.48.1", POLICY_SPECIAL},
+    {"198.18.0.1", POLICY_DOCUMENTATION},
+    {"198.19.255.254", POLICY_DOCUMENTATION},
+    {"198.51.100.7", POLICY_DOCUMENTATION},
+    {"203.0.113.9", POLICY_DOCUMENTATION},
+    {"224.0.0.1", POLICY_MULTICAST},
+    {"239.255.255.250", POLICY_MULTICAST},
+    {"240.0.0.1", POLICY_SPECIAL},
     {"255.255.255.255", POLICY_BROADCAST},
 };
 
 static const char *const denied6[] = {
-    "::",          "::1",         "fe80::1",        "febf::1",       "fc00::1",
-    "fd12:3456::1", "ff02::1",    "ff05::1:3",      "2001:db8::1",   "2001::1",
-    "2001:2::1",   "100::1",      "64:ff9b:1::1",   "fec0::1",       "3fff::1",
-    "5f00::1",
+    "::",           "::1",       "fe80::1",     "febf::1", "fc00::1",   "fd12:3456::1",
+    "ff02::1",      "ff05::1:3", "2001:db8::1", "2001::1", "2001:2::1", "100::1",
+    "64:ff9b:1::1", "fec0::1",   "3fff::1",     "5f00::1",
 };
 
-static void check(const struct peer_policy *p, const union stun_addr *a, const char *what, bool want_ok)
+static void check(const struct peer_policy *p, const union stun_addr *a, const char *what,
+                  bool want_ok)
 {
     enum policy_verdict v = policy_check(p, a, false);
     if ((v == POLICY_OK) != want_ok)
-        fail_msg("%s: got %s, wanted %s", what, policy_verdict_names[v], want_ok ? "OK" : "a denial");
+        fail_msg("%s: got %s, wanted %s", what, policy_verdict_names[v],
+                 want_ok ? "OK" : "a denial");
 }
 
 static void test_special_ipv4_in_all_forms(void **state)
@@ -102,8 +116,9 @@ static void test_public_allowed(void **state)
 {
     (void)state;
     struct peer_policy p = {0};
-    const char *ok[] = {"8.8.8.8", "1.1.1.1", "100.63.255.255", "100.128.0.0", "172.15.255.255",
-                        "172.32.0.0", "192.169.0.1", "2606:4700::1111", "2a00:1450::1",
+    const char *ok[] = {"8.8.8.8",        "1.1.1.1",          "100.63.255.255",
+                        "100.128.0.0",    "172.15.255.255",   "172.32.0.0",
+                        "192.169.0.1",    "2606:4700::1111",  "2a00:1450::1",
                         "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:0808:0808::1"};
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         union stun_addr a = parse(ok[i], 5000);
@@ -177,7 +192,7 @@ static void test_self_never_a_peer(void **state)
                                   {.addr = parse("2001:db8::", 0), .prefix = 32}};
     struct peer_policy p = {.allow = allow, .nallow = 2, .self = self, .nself = 2};
     union stun_addr a = parse("203.0.113.7", 3478);
-    assert_int_equal(policy_check(&p, &a, false), POLICY_OK); /* permissions ignore ports */
+    assert_int_equal(policy_check(&p, &a, false), POLICY_OK);  /* permissions ignore ports */
     assert_int_equal(policy_check(&p, &a, true), POLICY_SELF); /* even though allowed */
     a = parse("::ffff:203.0.113.7", 3478);
     assert_int_equal(policy_check(&p, &a, true), POLICY_SELF);
@@ -190,9 +205,12 @@ static void test_self_never_a_peer(void **state)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_special_ipv4_in_all_forms), cmocka_unit_test(test_special_ipv6),
-        cmocka_unit_test(test_public_allowed),            cmocka_unit_test(test_canonical_forms),
-        cmocka_unit_test(test_config_rules),              cmocka_unit_test(test_port_zero),
+        cmocka_unit_test(test_special_ipv4_in_all_forms),
+        cmocka_unit_test(test_special_ipv6),
+        cmocka_unit_test(test_public_allowed),
+        cmocka_unit_test(test_canonical_forms),
+        cmocka_unit_test(test_config_rules),
+        cmocka_unit_test(test_port_zero),
         cmocka_unit_test(test_self_never_a_peer),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);

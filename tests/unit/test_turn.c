@@ -2585,27 +2585,38 @@ static void test_rest_credentials(void **state)
     fx->s.unix_s = 1700000000;
     /* Both secrets of a rotation work, with either MAC variant and either integrity. */
     assert_int_equal(rest_allocate(fx, "192.0.2.81", "1700000600:alice", "old-secret",
-                                   AUTH_REST_HMAC_SHA1, false), 0);
+                                   AUTH_REST_HMAC_SHA1, false),
+                     0);
     assert_int_equal(rest_allocate(fx, "192.0.2.82", "1700000600:alice", "new-secret",
-                                   AUTH_REST_HMAC_SHA1, true), 0);
+                                   AUTH_REST_HMAC_SHA1, true),
+                     0);
     assert_int_equal(rest_allocate(fx, "192.0.2.83", "1700000600:bob", "new-secret",
-                                   AUTH_REST_HMAC_SHA256, false), 0);
+                                   AUTH_REST_HMAC_SHA256, false),
+                     0);
     /* Expired (expiry == now counts as expired), unknown secret, malformed names: 401. */
     assert_int_equal(rest_allocate(fx, "192.0.2.84", "1700000000:alice", "new-secret",
-                                   AUTH_REST_HMAC_SHA1, false), 401);
+                                   AUTH_REST_HMAC_SHA1, false),
+                     401);
     assert_int_equal(rest_allocate(fx, "192.0.2.85", "1699999999:alice", "old-secret",
-                                   AUTH_REST_HMAC_SHA1, false), 401);
+                                   AUTH_REST_HMAC_SHA1, false),
+                     401);
     assert_int_equal(rest_allocate(fx, "192.0.2.86", "1700000600:alice", "retired-secret",
-                                   AUTH_REST_HMAC_SHA1, false), 401);
-    const char *bad[] = {"alice", ":alice", "1700000600:", "17000x0600:alice",
-                         "99999999999999999999:alice", "1700000600-alice"};
+                                   AUTH_REST_HMAC_SHA1, false),
+                     401);
+    const char *bad[] = {"alice",
+                         ":alice",
+                         "1700000600:",
+                         "17000x0600:alice",
+                         "99999999999999999999:alice",
+                         "1700000600-alice"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(rest_allocate(fx, "192.0.2.87", bad[i], "new-secret",
-                                       AUTH_REST_HMAC_SHA1, false), 401);
+        assert_int_equal(
+            rest_allocate(fx, "192.0.2.87", bad[i], "new-secret", AUTH_REST_HMAC_SHA1, false), 401);
     /* The wall clock moves on: the same credential stops working for new allocations. */
     fx->s.unix_s = 1700000600;
     assert_int_equal(rest_allocate(fx, "192.0.2.88", "1700000600:carol", "new-secret",
-                                   AUTH_REST_HMAC_SHA1, false), 401);
+                                   AUTH_REST_HMAC_SHA1, false),
+                     401);
     assert_int_equal(fx->s.allocs.count, 3);
     fx_finish(fx);
 }
@@ -2693,8 +2704,9 @@ static void test_revalidate_closes_revoked(void **state)
     struct client c;
     one_allocation(fx, &c);
     fx->s.unix_s = 1700000000;
-    assert_int_equal(rest_allocate(fx, "192.0.2.91", "1700000600:u1", "new-secret",
-                                   AUTH_REST_HMAC_SHA1, false), 0);
+    assert_int_equal(
+        rest_allocate(fx, "192.0.2.91", "1700000600:u1", "new-secret", AUTH_REST_HMAC_SHA1, false),
+        0);
     assert_int_equal(fx->s.allocs.count, 2);
     assert_int_equal(srv_revalidate(&fx->s), 0); /* nothing changed */
     alice_gone = true;                           /* the admin deletes alice */

@@ -21,7 +21,8 @@ static size_t data_pages(size_t len)
 uint8_t *guard_place(const void *data, size_t len)
 {
     size_t ps = page_size(), n = data_pages(len);
-    uint8_t *map = mmap(NULL, (n + 1) * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint8_t *map =
+        mmap(NULL, (n + 1) * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (map == MAP_FAILED) abort();
     if (mprotect(map + n * ps, ps, PROT_NONE)) abort();
     uint8_t *p = map + n * ps - len;
@@ -43,7 +44,8 @@ int hex_parse(const char *hex, uint8_t *out, size_t cap)
     for (; *hex; hex++) {
         if (isspace((unsigned char)*hex)) continue;
         if (!isxdigit((unsigned char)*hex)) return -1;
-        int v = isdigit((unsigned char)*hex) ? *hex - '0' : (tolower((unsigned char)*hex) - 'a' + 10);
+        int v =
+            isdigit((unsigned char)*hex) ? *hex - '0' : (tolower((unsigned char)*hex) - 'a' + 10);
         if (hi < 0) {
             hi = v;
         } else {

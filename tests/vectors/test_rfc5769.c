@@ -43,20 +43,22 @@ static const char sample_longterm[] = "000100602112a44278ad3433c6ad72c029da412e"
                                       "0014000b6578616d706c652e6f726700"
                                       "00080014f67024656dd64a3e02b8e0712e85c9a28ca89666";
 /* RFC 8489 appendix B.1: USERHASH, PASSWORD-ALGORITHM, MESSAGE-INTEGRITY-SHA256. */
-static const char sample_sha256[] = "000100902112a44278ad3433c6ad72c029da412e"
-                                    "001e00204a3cf38fef6992bda952c6780417da0f24819415569e60b205c46e41407f1704"
-                                    "00150029"
-                                    "6f624d61744a6f7332414141436"
-                                    "62f2f3439396b393534643"
-                                    "64f4c33346f4c394653547679363473"
-                                    "41000000"
-                                    "0014000b6578616d706c652e6f726700"
-                                    "001d000400020000"
-                                    "001c0020b5c7bf005b6c52a21c51c5e892f8192413"
-                                    "6296cb927c43149309278cc6518e65";
+static const char sample_sha256[] =
+    "000100902112a44278ad3433c6ad72c029da412e"
+    "001e00204a3cf38fef6992bda952c6780417da0f24819415569e60b205c46e41407f1704"
+    "00150029"
+    "6f624d61744a6f7332414141436"
+    "62f2f3439396b393534643"
+    "64f4c33346f4c394653547679363473"
+    "41000000"
+    "0014000b6578616d706c652e6f726700"
+    "001d000400020000"
+    "001c0020b5c7bf005b6c52a21c51c5e892f8192413"
+    "6296cb927c43149309278cc6518e65";
 
 static const char short_term_password[] = "VOkJxbRl1RmTxUk/WvJxBt";
-static const char lt_user[] = "\xe3\x83\x9e\xe3\x83\x88\xe3\x83\xaa\xe3\x83\x83\xe3\x82\xaf\xe3\x82\xb9";
+static const char lt_user[] =
+    "\xe3\x83\x9e\xe3\x83\x88\xe3\x83\xaa\xe3\x83\x83\xe3\x82\xaf\xe3\x82\xb9";
 static const char lt_password[] = "The\xc2\xadM\xc2\xaatr\xe2\x85\xa8"; /* before SASLprep */
 static const char lt_realm[] = "example.org";
 static const char lt_nonce[] = "f//499k954d6OL34oL9FSTvy64sA";
@@ -140,7 +142,8 @@ static void check_response(const char *hex, int want_len, int family, const char
     assert_int_equal(stun_get_xor_addr(&m, stun_find(&m, STUN_ATTR_XOR_MAPPED_ADDRESS), &a), 0);
     assert_int_equal(a.sa.sa_family, family);
     char txt[INET6_ADDRSTRLEN];
-    const void *raw = family == AF_INET ? (const void *)&a.v4.sin_addr : (const void *)&a.v6.sin6_addr;
+    const void *raw =
+        family == AF_INET ? (const void *)&a.v4.sin_addr : (const void *)&a.v6.sin6_addr;
     inet_ntop(family, raw, txt, sizeof(txt));
     assert_string_equal(txt, ip);
     assert_int_equal(ntohs(family == AF_INET ? a.v4.sin_port : a.v6.sin6_port), 32853);
