@@ -4,22 +4,7 @@
 #include <string.h>
 
 #include "alloc.h"
-
-bool addr_ip_equal(const union stun_addr *a, const union stun_addr *b)
-{
-    if (a->sa.sa_family != b->sa.sa_family) return false;
-    if (a->sa.sa_family == AF_INET) return a->v4.sin_addr.s_addr == b->v4.sin_addr.s_addr;
-    if (a->sa.sa_family == AF_INET6)
-        return memcmp(&a->v6.sin6_addr, &b->v6.sin6_addr, sizeof(a->v6.sin6_addr)) == 0;
-    return false;
-}
-
-bool addr_equal(const union stun_addr *a, const union stun_addr *b)
-{
-    if (!addr_ip_equal(a, b)) return false;
-    return a->sa.sa_family == AF_INET ? a->v4.sin_port == b->v4.sin_port
-                                      : a->v6.sin6_port == b->v6.sin6_port;
-}
+#include "wire.h"
 
 bool tuple_equal(const struct srv_tuple *a, const struct srv_tuple *b)
 {
@@ -29,29 +14,11 @@ bool tuple_equal(const struct srv_tuple *a, const struct srv_tuple *b)
 
 /* FNV-1a over the fields that make the tuple; the table is per worker, so a keyed hash buys
  * little (an attacker can only collide their own 5-tuples into one worker's chains). */
-static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
-
-static uint64_t hash_addr(uint64_t h, const union stun_addr *a)
-{
-    if (a->sa.sa_family == AF_INET) {
-        h = hash_bytes(h, &a->v4.sin_addr, 4);
-        return hash_bytes(h, &a->v4.sin_port, 2);
-    }
-    h = hash_bytes(h, &a->v6.sin6_addr, 16);
-    return hash_bytes(h, &a->v6.sin6_port, 2);
-}
-
 static size_t bucket(const struct alloc_table *t, const struct srv_tuple *tu)
 {
-    uint64_t h = 0xcbf29ce484222325ull ^ tu->transport;
-    h = hash_addr(h, &tu->client);
-    h = hash_addr(h, &tu->local);
+    uint64_t h = FNV64_INIT ^ tu->transport;
+    h = addr_hash(h, &tu->client);
+    h = addr_hash(h, &tu->local);
     return (size_t)(h ^ h >> 29) & (t->nbuckets - 1);
 }
 
@@ -119,7 +86,7 @@ static uint32_t ip_key(const union stun_addr *a)
     return w[0] ^ w[1] * 31 ^ w[2] * 961 ^ w[3] * 29791;
 }
 
-static unsigned addr_hash(const union stun_addr *a)
+static unsigned index_addr_hash(const union stun_addr *a)
 {
     uint16_t port = a->sa.sa_family == AF_INET ? a->v4.sin_port : a->v6.sin6_port;
     return hash_u32(ip_key(a) ^ (uint32_t)port * 0x85EBCA6Bu);
@@ -146,7 +113,7 @@ static void index_rebuild(struct allocation *a)
         index_put(a->index->perm, hash_u32(ip_key(&a->perms[i].ip)), i);
     for (unsigned i = 0; i < a->nchans; i++) {
         index_put(a->index->chan_num, hash_u32(a->chans[i].num), i);
-        index_put(a->index->chan_peer, addr_hash(&a->chans[i].peer), i);
+        index_put(a->index->chan_peer, index_addr_hash(&a->chans[i].peer), i);
     }
 }
 
@@ -372,7 +339,7 @@ const struct alloc_chan *alloc_channel_of(const struct allocation *a, const unio
                                           uint64_t now_ms)
 {
     if (a->index) {
-        for (unsigned h = addr_hash(peer);; h++) {
+        for (unsigned h = index_addr_hash(peer);; h++) {
             unsigned e = a->index->chan_peer[h & (INDEX_SLOTS - 1)];
             if (!e) return NULL;
             const struct alloc_chan *c = &a->chans[e - 1];

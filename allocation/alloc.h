@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "addr.h"
 #include "stun.h"
 
 #define ALLOC_PERMISSION_MS   (300 * 1000) /* RFC 8656 9: permissions last 5 minutes */
@@ -27,10 +28,6 @@ struct srv_tuple {
 };
 
 bool tuple_equal(const struct srv_tuple *a, const struct srv_tuple *b);
-/* Address equality (family, IP, port; IPv6 scope ignored). */
-bool addr_equal(const union stun_addr *a, const union stun_addr *b);
-/* IP equality only (the port is ignored: permissions are per IP, RFC 8656 9). */
-bool addr_ip_equal(const union stun_addr *a, const union stun_addr *b);
 
 struct alloc_perm {
     union stun_addr ip; /* canonical peer address, port 0 */

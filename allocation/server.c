@@ -8,6 +8,7 @@
 
 #include "auth.h"
 #include "server.h"
+#include "wire.h"
 
 const char *const srv_counter_names[SRV_C_COUNT] = {
 #define X(name, help) #name,
@@ -50,10 +51,7 @@ static struct txc_entry *txc_slot(struct srv *s, const uint8_t *tid)
  * or hostile client) must not be given another request's answer. */
 static uint64_t req_hash(const uint8_t *p, size_t n)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
+    return fnv1a64(FNV64_INIT, p, n);
 }
 
 static const struct txc_entry *txc_find(struct srv *s, const struct srv_tuple *t,

@@ -21,7 +21,7 @@
 #include <openssl/rand.h>
 
 #include "log.h"
-#include "net.h"
+#include "addr.h"
 #include "qos.h"
 #include "relay.h"
 #include "rest.h"

@@ -30,7 +30,7 @@
 #include <openssl/rand.h>
 
 #include "config.h"
-#include "net.h"
+#include "addr.h"
 #include "rest.h"
 #include "store.h"
 #include "uris.h"

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "qos_internal.h"
+#include "wire.h"
 
 const char *const qos_class_names[QOS_CLASS_COUNT] = {"stun", "dtls", "rtp",
                                                       "rtcp", "quic", "other"};
@@ -23,16 +25,6 @@ const uint32_t qos_clock_rates[QOS_NCLOCKS] = {8000, 16000, 24000, 32000, 44100,
 #define HOLD_MAX        1000
 #define CLOCK_IDX_8000  0
 #define CLOCK_IDX_90000 6
-
-static uint16_t rd16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 /* ---- classification ---- */
 
@@ -148,44 +140,17 @@ static void hist_loss(struct qos_hist_loss *h, double v)
 
 /* ---- flows ---- */
 
-static bool addr_eq(const union stun_addr *a, const union stun_addr *b)
+static uint32_t flow_hash(const union stun_addr *a)
 {
-    if (a->sa.sa_family != b->sa.sa_family) return false;
-    if (a->sa.sa_family == AF_INET)
-        return a->v4.sin_port == b->v4.sin_port && memcmp(&a->v4.sin_addr, &b->v4.sin_addr, 4) == 0;
-    if (a->sa.sa_family == AF_INET6)
-        return a->v6.sin6_port == b->v6.sin6_port &&
-               memcmp(&a->v6.sin6_addr, &b->v6.sin6_addr, 16) == 0;
-    return false;
-}
-
-static uint32_t addr_hash(const union stun_addr *a)
-{
-    const uint8_t *p;
-    size_t n;
-    uint16_t port;
-    if (a->sa.sa_family == AF_INET) {
-        p = (const uint8_t *)&a->v4.sin_addr;
-        n = 4;
-        port = a->v4.sin_port;
-    } else {
-        p = (const uint8_t *)&a->v6.sin6_addr;
-        n = 16;
-        port = a->v6.sin6_port;
-    }
-    uint32_t h = 2166136261u ^ (uint32_t)a->sa.sa_family;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 16777619u;
-    h = (h ^ (port & 0xff)) * 16777619u;
-    h = (h ^ (port >> 8)) * 16777619u;
-    return h | 1; /* never 0 */
+    uint64_t h = addr_hash(FNV64_INIT ^ (uint64_t)a->sa.sa_family, a);
+    return (uint32_t)(h ^ h >> 32) | 1; /* never 0 */
 }
 
 static struct qos_flow *flow_get(struct qos_alloc *q, const union stun_addr *peer)
 {
     if (!peer || (peer->sa.sa_family != AF_INET && peer->sa.sa_family != AF_INET6)) return NULL;
     for (unsigned i = 0; i < q->nflows; i++)
-        if (addr_eq(&q->flows[i]->peer, peer)) return q->flows[i];
+        if (addr_equal(&q->flows[i]->peer, peer)) return q->flows[i];
     if (q->nflows < QOS_MAX_FLOWS) {
         struct qos_flow *f = calloc(1, sizeof(*f));
         if (!f) return NULL;
@@ -197,7 +162,7 @@ static struct qos_flow *flow_get(struct qos_alloc *q, const union stun_addr *pee
         return f;
     }
     /* Beyond the cap: remember who, so that "other_flows" counts peers, not packets. */
-    uint32_t h = addr_hash(peer);
+    uint32_t h = flow_hash(peer);
     if (!q->other_seen) q->other_seen = calloc(QOS_OTHER_SEEN, sizeof(uint32_t));
     if (q->other_seen) {
         for (unsigned i = 0; i < q->n_other_seen; i++)

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "addr.h"
+
 /* A config this large is a mistake: many users belong in the database, not the file. */
 #define MAX_FILE_SIZE    (16u << 20)
 #define MAX_SECTION_KEYS 16  /* seen[] in parse_map; the largest table has 9 keys */
@@ -291,30 +293,11 @@ static void set_port(union stun_addr *a, uint16_t port)
         a->v4.sin_port = htons(port);
 }
 
-static uint16_t get_port(const union stun_addr *a)
-{
-    return ntohs(a->sa.sa_family == AF_INET6 ? a->v6.sin6_port : a->v4.sin_port);
-}
-
-static bool same_ip(const union stun_addr *a, const union stun_addr *b)
-{
-    if (a->sa.sa_family != b->sa.sa_family) return false;
-    if (a->sa.sa_family == AF_INET) return a->v4.sin_addr.s_addr == b->v4.sin_addr.s_addr;
-    return memcmp(&a->v6.sin6_addr, &b->v6.sin6_addr, sizeof a->v6.sin6_addr) == 0;
-}
-
 /* "192.0.2.1", or with the port "192.0.2.1:3478" / "[2001:db8::1]:3478". */
 static void format_addr(const union stun_addr *a, bool with_port, char *buf, size_t size)
 {
-    char ip[INET6_ADDRSTRLEN] = "?";
-    bool v6 = a->sa.sa_family == AF_INET6;
-
-    inet_ntop(v6 ? AF_INET6 : AF_INET,
-              v6 ? (const void *)&a->v6.sin6_addr : (const void *)&a->v4.sin_addr, ip, sizeof ip);
-    if (!with_port)
-        snprintf(buf, size, "%s", ip);
-    else
-        snprintf(buf, size, v6 ? "[%s]:%u" : "%s:%u", ip, (unsigned)get_port(a));
+    char text[ADDR_STRLEN];
+    snprintf(buf, size, "%s", with_port ? addr_str(a, text) : addr_ip_str(a, text));
 }
 
 /* Zero the host bits so that matching is a plain compare of the masked peer address. */
@@ -717,8 +700,9 @@ static bool listen_same(const void *a, const void *b)
 {
     const struct cfg_listen *x = a, *y = b;
 
-    return (x->transport == CFG_UDP) == (y->transport == CFG_UDP) && same_ip(&x->addr, &y->addr) &&
-           get_port(&x->addr) != 0 && get_port(&x->addr) == get_port(&y->addr);
+    return (x->transport == CFG_UDP) == (y->transport == CFG_UDP) &&
+           addr_ip_equal(&x->addr, &y->addr) && addr_port(&x->addr) != 0 &&
+           addr_port(&x->addr) == addr_port(&y->addr);
 }
 
 static void listen_show(const void *elem, char *buf, size_t size)
@@ -743,7 +727,7 @@ static void *addresses_default(size_t *n)
 
 static bool ip_same(const void *a, const void *b)
 {
-    return same_ip(a, b);
+    return addr_ip_equal(a, b);
 }
 
 static void ip_show(const void *elem, char *buf, size_t size)
@@ -755,7 +739,7 @@ static bool cidr_same(const void *a, const void *b)
 {
     const struct cfg_cidr *x = a, *y = b;
 
-    return x->prefix == y->prefix && same_ip(&x->addr, &y->addr);
+    return x->prefix == y->prefix && addr_ip_equal(&x->addr, &y->addr);
 }
 
 static void cidr_show(const void *elem, char *buf, size_t size)
@@ -1011,10 +995,11 @@ static void root_check(struct parse *p, yaml_node_t *root, const char *path, voi
         }
         break; /* once is enough, however many tls listeners there are */
     }
-    if (c->ops_listen.sa.sa_family != AF_UNSPEC && get_port(&c->ops_listen) != 0) {
+    if (c->ops_listen.sa.sa_family != AF_UNSPEC && addr_port(&c->ops_listen) != 0) {
         for (size_t i = 0; i < c->nlisten; i++) {
-            if (c->listen[i].transport != CFG_UDP && same_ip(&c->listen[i].addr, &c->ops_listen) &&
-                get_port(&c->listen[i].addr) == get_port(&c->ops_listen)) {
+            if (c->listen[i].transport != CFG_UDP &&
+                addr_ip_equal(&c->listen[i].addr, &c->ops_listen) &&
+                addr_port(&c->listen[i].addr) == addr_port(&c->ops_listen)) {
                 char a[INET6_ADDRSTRLEN + 8];
                 format_addr(&c->ops_listen, true, a, sizeof a);
                 problem(p, ops_listen, "ops.listen", "%s is already used by listen[%zu]", a, i);

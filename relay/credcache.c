@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 
 #include "credcache.h"
+#include "wire.h"
 #include "log.h"
 #include "store.h"
 
@@ -33,10 +34,7 @@ struct snapshot {
 
 static uint64_t name_hash(const uint8_t *p, size_t n)
 {
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
+    return fnv1a64(FNV64_INIT, p, n);
 }
 
 static uint64_t userhash_hash(const uint8_t *p)

@@ -4,7 +4,7 @@
 #include <time.h>
 
 #include "log.h"
-#include "net.h"
+#include "addr.h"
 
 /* Set once by log_setup before any thread starts; read-only afterwards. */
 static enum cfg_log_level min_level = CFG_LOG_INFO;

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "net.h"
+#include "addr.h"
 #include "worker.h"
 
 #define QUERY_WAIT_S 3 /* a worker that has not picked a query up by then is skipped */

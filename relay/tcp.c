@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "net.h"
+#include "addr.h"
 #include "worker.h"
 
 #define TCP_MAX_CONNS  16384 /* per worker */

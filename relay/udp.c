@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "net.h"
+#include "addr.h"
 #include "worker.h"
 
 #define UDP_BATCH   64        /* datagrams per recvmmsg */

@@ -16,7 +16,7 @@
 
 #include "credcache.h"
 #include "log.h"
-#include "net.h"
+#include "addr.h"
 #include "worker.h"
 
 const char *const relay_counter_names[RELAY_C_COUNT] = {
@@ -44,13 +44,6 @@ static uint64_t monotonic_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static bool is_wildcard(const union stun_addr *a)
-{
-    static const uint8_t zero[16];
-    return a->sa.sa_family == AF_INET ? a->v4.sin_addr.s_addr == 0
-                                      : memcmp(&a->v6.sin6_addr, zero, 16) == 0;
-}
-
 /* Open one listening socket. On failure logs address and reason and returns -1. */
 static int open_listener(const struct cfg_listen *cl, union stun_addr *addr)
 {
@@ -71,7 +64,7 @@ static int open_listener(const struct cfg_listen *cl, union stun_addr *addr)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)))
         goto fail;
     step = "IP_PKTINFO";
-    if (type == SOCK_DGRAM && is_wildcard(addr) && udp_listener_setup(fd, addr->sa.sa_family))
+    if (type == SOCK_DGRAM && addr_is_wildcard(addr) && udp_listener_setup(fd, addr->sa.sa_family))
         goto fail;
     step = "bind";
     if (bind(fd, &addr->sa, addr_len(addr))) goto fail;
@@ -257,7 +250,7 @@ static int self_addresses(struct relay *r)
                                     : i < cfg->nlisten + cfg->nrelay_addresses
                                         ? &cfg->relay_addresses[i - cfg->nlisten]
                                         : &cfg->relay_external;
-        if ((ip->sa.sa_family != AF_INET && ip->sa.sa_family != AF_INET6) || is_wildcard(ip))
+        if ((ip->sa.sa_family != AF_INET && ip->sa.sa_family != AF_INET6) || addr_is_wildcard(ip))
             continue;
         for (size_t j = 0; j < cfg->nlisten; j++) {
             union stun_addr a = *ip;
@@ -327,7 +320,7 @@ struct relay *relay_open(const struct tern_config *cfg)
         w->batch = udp_batch_new();
         w->pbatch = peer_batch_new();
         w->train = fwd_train_new();
-        struct srv_io io = peer_io_template;
+        struct srv_io io = srvio_template;
         io.ctx = w;
         w->now_ms = monotonic_ms();
         /* Allocation ids carry the worker number in the top bits: unique relay-wide. */
@@ -360,7 +353,7 @@ struct relay *relay_open(const struct tern_config *cfg)
             }
             l->transport = cfg->listen[j].transport;
             l->addr = addr;
-            l->wildcard = is_wildcard(&addr);
+            l->wildcard = addr_is_wildcard(&addr);
             l->tls = l->transport == CFG_TLS ? r->tls : NULL;
             l->h = (struct ep_handler){
                 .fd = fd, .fn = l->transport == CFG_UDP ? udp_readable : tcp_acceptable};

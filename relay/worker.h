@@ -158,8 +158,13 @@ bool tcp_send_client(struct worker *w, struct tcp_conn *c, const uint8_t *msg, s
 /* The TLS server context from tls.certificate and tls.private_key; NULL after logging why. */
 struct ssl_ctx_st *tls_context(const struct tern_config *cfg);
 
-/* peer.c: relay sockets and the TURN server's I/O callbacks. */
-extern const struct srv_io peer_io_template;
+/* srvio.c: the TURN server's I/O callbacks (ports, quotas, relay sockets, randomness,
+ * events); a worker copies the table and sets ctx to itself. */
+extern const struct srv_io srvio_template;
+
+/* peer.c: the peer side of the data path. */
+/* A relay socket is readable: receive its peers' datagrams and frame them for the client. */
+void peer_readable(struct worker *w, struct ep_handler *h, uint32_t events);
 struct peer_batch *peer_batch_new(void);
 /* Send the datagrams queued for UDP clients (at the end of every loop pass). */
 void peer_flush_clients(struct worker *w);

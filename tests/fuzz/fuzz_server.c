@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "server.h"
 #include "stun.h"
 #include "users.h"
@@ -134,15 +135,6 @@ static struct srv_tuple make_tuple(int family)
     return t;
 }
 
-static bool same_addr(const union stun_addr *a, const union stun_addr *b)
-{
-    if (a->sa.sa_family != b->sa.sa_family) return false;
-    if (a->sa.sa_family == AF_INET)
-        return a->v4.sin_port == b->v4.sin_port && a->v4.sin_addr.s_addr == b->v4.sin_addr.s_addr;
-    return a->v6.sin6_port == b->v6.sin6_port &&
-           memcmp(&a->v6.sin6_addr, &b->v6.sin6_addr, 16) == 0;
-}
-
 static void run(const struct srv_tuple *t, const uint8_t *in, size_t inlen, size_t outcap,
                 bool decoded)
 {
@@ -170,7 +162,7 @@ static void run(const struct srv_tuple *t, const uint8_t *in, size_t inlen, size
         if (stun_class_of(r.type) == STUN_SUCCESS) {
             union stun_addr a;
             const struct stun_attr *x = stun_find(&r, STUN_ATTR_XOR_MAPPED_ADDRESS);
-            require(x && stun_get_xor_addr(&r, x, &a) == 0 && same_addr(&a, &t->client));
+            require(x && stun_get_xor_addr(&r, x, &a) == 0 && addr_equal(&a, &t->client));
         } else {
             require(stun_class_of(r.type) == STUN_ERROR);
             int code = 0;

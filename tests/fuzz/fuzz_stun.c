@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "stun.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -28,15 +29,6 @@ static uint8_t touch(const uint8_t *p, size_t n)
     for (size_t i = 0; i < n; i++)
         x ^= p[i];
     return x;
-}
-
-static bool addr_equal(const union stun_addr *a, const union stun_addr *b)
-{
-    if (a->sa.sa_family != b->sa.sa_family) return false;
-    if (a->sa.sa_family == AF_INET)
-        return a->v4.sin_port == b->v4.sin_port && memcmp(&a->v4.sin_addr, &b->v4.sin_addr, 4) == 0;
-    return a->v6.sin6_port == b->v6.sin6_port &&
-           memcmp(&a->v6.sin6_addr, &b->v6.sin6_addr, 16) == 0;
 }
 
 static bool is_plain_addr(uint16_t t)

@@ -279,16 +279,6 @@ static uint64_t splitmix(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-static uint16_t addr_port(const union stun_addr *a)
-{
-    return ntohs(a->sa.sa_family == AF_INET6 ? a->v6.sin6_port : a->v4.sin_port);
-}
-
-static bool same_addr(const union stun_addr *a, const union stun_addr *b)
-{
-    return addr_equal(a, b);
-}
-
 static uint8_t pool_state(unsigned pool, uint16_t port)
 {
     const struct port_pool *p = &W.pools[pool];
@@ -680,7 +670,7 @@ static void check_success(unsigned ti, const struct stun_msg *q, const struct st
             if (r->attrs[i].type != STUN_ATTR_XOR_RELAYED_ADDRESS) continue;
             union stun_addr x;
             REQUIRE(k < a->nrelay && stun_get_xor_addr(r, &r->attrs[i], &x) == 0);
-            REQUIRE(same_addr(&x, &a->relay[k].advertised));
+            REQUIRE(addr_equal(&x, &a->relay[k].advertised));
             k++;
         }
         REQUIRE(k == a->nrelay);
@@ -688,7 +678,7 @@ static void check_success(unsigned ti, const struct stun_msg *q, const struct st
         if (tok) REQUIRE(stun_get_u64(tok, &W.last_token) == 0);
         union stun_addr x;
         const struct stun_attr *xm = stun_find(r, STUN_ATTR_XOR_MAPPED_ADDRESS);
-        REQUIRE(xm && stun_get_xor_addr(r, xm, &x) == 0 && same_addr(&x, &t->client));
+        REQUIRE(xm && stun_get_xor_addr(r, xm, &x) == 0 && addr_equal(&x, &t->client));
         W.alloc_answer[ti].valid = true;
         W.alloc_answer[ti].id = a->id;
         memcpy(W.alloc_answer[ti].tid, r->tid, STUN_TID_LEN);
@@ -727,7 +717,7 @@ static void check_success(unsigned ti, const struct stun_msg *q, const struct st
         union stun_addr peer;
         canonical_of(q, pa, &peer);
         const struct alloc_chan *c = alloc_channel(a, num, W.now_ms);
-        REQUIRE(c && same_addr(&c->peer, &peer));
+        REQUIRE(c && addr_equal(&c->peer, &peer));
         REQUIRE(alloc_channel_of(a, &peer, W.now_ms) == c);
         REQUIRE(alloc_permitted(a, &peer, W.now_ms));
         break;
@@ -788,7 +778,7 @@ static void check_reply(unsigned ti, const uint8_t *in, size_t inlen, const uint
         if (method == STUN_BINDING) {
             union stun_addr a;
             const struct stun_attr *x = stun_find(&r, STUN_ATTR_XOR_MAPPED_ADDRESS);
-            REQUIRE(x && stun_get_xor_addr(&r, x, &a) == 0 && same_addr(&a, &t->client));
+            REQUIRE(x && stun_get_xor_addr(&r, x, &a) == 0 && addr_equal(&a, &t->client));
             return;
         }
         REQUIRE(has_mi); /* every TURN method needs authentication */
@@ -836,12 +826,12 @@ static void check_fwd(unsigned ti, const uint8_t *in, size_t inlen, const struct
     REQUIRE(policy_check(&policy, &f->peer, true) == POLICY_OK);
     union stun_addr canon;
     policy_canonical(&f->peer, &canon);
-    REQUIRE(same_addr(&canon, &f->peer)); /* already canonical */
+    REQUIRE(addr_equal(&canon, &f->peer)); /* already canonical */
     REQUIRE(alloc_permitted(a, &f->peer, W.now_ms));
     REQUIRE(f->len <= inlen && f->data >= in && f->data + f->len <= in + inlen);
     if ((in[0] & 0xC0) == 0x40) { /* ChannelData (from CHANNELDATA or RAW) */
         const struct alloc_chan *c = alloc_channel(a, (uint16_t)(in[0] << 8 | in[1]), W.now_ms);
-        REQUIRE(c && same_addr(&c->peer, &f->peer));
+        REQUIRE(c && addr_equal(&c->peer, &f->peer));
         REQUIRE(f->data == in + STUN_CHDATA_HEADER_LEN);
         REQUIRE(f->len == (size_t)(in[2] << 8 | in[3]));
     } else {
@@ -852,7 +842,7 @@ static void check_fwd(unsigned ti, const uint8_t *in, size_t inlen, const struct
         const struct stun_attr *pa = stun_find(&m, STUN_ATTR_XOR_PEER_ADDRESS);
         REQUIRE(da && pa && f->data == da->val && f->len == da->len);
         canonical_of(&m, pa, &canon);
-        REQUIRE(same_addr(&canon, &f->peer));
+        REQUIRE(addr_equal(&canon, &f->peer));
     }
 }
 
@@ -1336,7 +1326,7 @@ static void op_peer(struct rd *r)
             const struct stun_attr *pa = stun_find(&d, STUN_ATTR_XOR_PEER_ADDRESS);
             const struct stun_attr *da = stun_find(&d, STUN_ATTR_DATA);
             union stun_addr x;
-            REQUIRE(pa && stun_get_xor_addr(&d, pa, &x) == 0 && same_addr(&x, &peer));
+            REQUIRE(pa && stun_get_xor_addr(&d, pa, &x) == 0 && addr_equal(&x, &peer));
             REQUIRE(da && da->len == len && memcmp(da->val, orig, len) == 0);
             REQUIRE(W.s.c.v[SRV_C_peer_to_client_data] == before.v[SRV_C_peer_to_client_data] + 1);
         }

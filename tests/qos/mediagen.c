@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 #include <srtp2/srtp.h>
 
+#include "addr.h"
 #include "stun.h"
 
 #define MAX_STREAMS  16
@@ -182,24 +183,6 @@ static int64_t real_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * NS + ts.tv_nsec;
-}
-
-static const char *addr_str(const union stun_addr *a, char *out, size_t cap)
-{
-    char ip[INET6_ADDRSTRLEN];
-    if (a->sa.sa_family == AF_INET6) {
-        inet_ntop(AF_INET6, &a->v6.sin6_addr, ip, sizeof(ip));
-        snprintf(out, cap, "[%s]:%u", ip, ntohs(a->v6.sin6_port));
-    } else {
-        inet_ntop(AF_INET, &a->v4.sin_addr, ip, sizeof(ip));
-        snprintf(out, cap, "%s:%u", ip, ntohs(a->v4.sin_port));
-    }
-    return out;
-}
-
-static socklen_t addr_len(const union stun_addr *a)
-{
-    return a->sa.sa_family == AF_INET6 ? sizeof(a->v6) : sizeof(a->v4);
 }
 
 static void tid_hex(const uint8_t *tid, char out[2 * STUN_TID_LEN + 1])
@@ -854,12 +837,12 @@ static void setup_turn(void)
         die("CreatePermission failed");
     if (turn_txn(STUN_CHANNEL_BIND, add_chbind, NULL, rbuf, sizeof(rbuf), &m) != STUN_SUCCESS)
         die("ChannelBind failed");
-    char a[64], b[64], c[64];
+    char a[ADDR_STRLEN], b[ADDR_STRLEN], c[ADDR_STRLEN];
     fprintf(glog,
             "{\"ev\":\"alloc\",\"relayed\":\"%s\",\"client\":\"%s\",\"peer\":\"%s\",\"channel\":%d,"
             "\"realm\":\"%s\",\"user\":\"%s\",\"t\":%lld}\n",
-            addr_str(&relayed, a, sizeof(a)), addr_str(&client_addr, b, sizeof(b)),
-            addr_str(&peer_addr, c, sizeof(c)), CHANNEL, realm, opt.user, (long long)real_ns());
+            addr_str(&relayed, a), addr_str(&client_addr, b), addr_str(&peer_addr, c), CHANNEL,
+            realm, opt.user, (long long)real_ns());
     fflush(glog);
     fprintf(stderr, "tern-mediagen: allocated relayed=%s client=%s peer=%s channel=0x%04x\n", a, b,
             c, CHANNEL);

@@ -26,6 +26,7 @@
 #include "server.h"
 #include "stun.h"
 #include "users.h"
+#include "wire.h"
 
 #define REALM      "tern.test"
 #define SOFTWARE   "tern-test/1"
@@ -501,11 +502,7 @@ static void cl_init(struct client *c, struct fixture *fx, enum srv_transport tr,
     c->user = user;
     c->pass = pass;
     c->alg = STUN_PASSWORD_ALG_SHA256;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (const char *p = ip; *p; p++)
-        h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
-    for (const char *p = user; *p; p++)
-        h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
+    uint64_t h = fnv1a64(fnv1a64(FNV64_INIT, ip, strlen(ip)), user, strlen(user));
     c->seed = h ^ ((uint64_t)port << 40) ^ tr;
 }
 

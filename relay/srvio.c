@@ -1,0 +1,235 @@
+/* srvio.c: the I/O the TURN server asks for through struct srv_io (server.h): port pools and
+ * per-user quotas (shared by the workers, under the shared lock: allocation set-up only),
+ * relay sockets, randomness and the log events of allocations. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "log.h"
+#include "wire.h"
+#include "worker.h"
+
+static int io_port_take(void *ctx, unsigned pool, bool even, bool reserve_next, uint64_t token,
+                        uint64_t now_s, uint16_t *port)
+{
+    struct worker *w = ctx;
+    struct relay_shared *sh = w->shared;
+    if (pool >= sh->npools) return -1;
+    pthread_mutex_lock(&sh->lock);
+    int rc = ports_take(&sh->pools[pool], even, reserve_next, token, now_s, port);
+    pthread_mutex_unlock(&sh->lock);
+    return rc;
+}
+
+static int io_port_claim(void *ctx, uint64_t token, uint64_t now_s, unsigned *pool, uint16_t *port)
+{
+    struct worker *w = ctx;
+    struct relay_shared *sh = w->shared;
+    int rc = -1;
+    pthread_mutex_lock(&sh->lock);
+    for (size_t i = 0; i < sh->npools && rc; i++)
+        if (ports_claim(&sh->pools[i], token, now_s, port) == 0) {
+            *pool = (unsigned)i;
+            rc = 0;
+        }
+    pthread_mutex_unlock(&sh->lock);
+    return rc;
+}
+
+static void io_port_release(void *ctx, unsigned pool, uint16_t port)
+{
+    struct worker *w = ctx;
+    struct relay_shared *sh = w->shared;
+    if (pool >= sh->npools) return;
+    pthread_mutex_lock(&sh->lock);
+    ports_release(&sh->pools[pool], port);
+    pthread_mutex_unlock(&sh->lock);
+}
+
+static int io_relay_open(void *ctx, struct allocation *a, struct alloc_relay *r)
+{
+    struct worker *w = ctx;
+    int family = r->addr.sa.sa_family;
+    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (a->dont_fragment) {
+        int v4 = IP_PMTUDISC_DO;
+        int rc = family == AF_INET ? setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &v4, sizeof(v4))
+                                   : setsockopt(fd, IPPROTO_IPV6, IPV6_DONTFRAG, &one, sizeof(one));
+        if (rc) {
+            int err = errno;
+            close(fd);
+            return -err;
+        }
+    }
+    if (bind(fd, &r->addr.sa, addr_len(&r->addr))) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    sock_rx_options(w, fd);
+    struct relay_sock *rs = calloc(1, sizeof(*rs));
+    if (!rs) {
+        close(fd);
+        return -ENOMEM;
+    }
+    *rs = (struct relay_sock){.h = {.fd = fd, .fn = peer_readable},
+                              .a = a,
+                              .family = family,
+                              .dont_fragment = a->dont_fragment};
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &rs->h};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev)) {
+        int err = errno;
+        close(fd);
+        free(rs);
+        return -err;
+    }
+    r->io = rs;
+    return 0;
+}
+
+static void io_relay_close(void *ctx, struct allocation *a, struct alloc_relay *r)
+{
+    (void)a;
+    struct worker *w = ctx;
+    struct relay_sock *rs = r->io;
+    if (rs) worker_bury(w, &rs->h, rs);
+}
+
+/* Per-user counts: open addressing on the name; entries stay (count 0) once made, so the
+ * table only grows with distinct users seen, bounded by the users that can authenticate. */
+struct quota_entry {
+    char name[STUN_MAX_USERNAME + 1];
+    uint32_t count;
+    bool used;
+};
+
+static struct quota_entry *quota_slot(struct relay_shared *sh, const char *user, size_t ulen)
+{
+    if (!sh->quota_cap) return NULL;
+    uint64_t h = fnv1a64(FNV64_INIT, user, ulen);
+    for (size_t k = 0; k < sh->quota_cap; k++) {
+        struct quota_entry *e = &sh->quota[(h + k) & (sh->quota_cap - 1)];
+        if (!e->used || (strlen(e->name) == ulen && memcmp(e->name, user, ulen) == 0)) return e;
+    }
+    return NULL;
+}
+
+static int quota_grow(struct relay_shared *sh)
+{
+    size_t cap = sh->quota_cap ? sh->quota_cap * 2 : 256;
+    struct quota_entry *old = sh->quota, *nq = calloc(cap, sizeof(*nq));
+    if (!nq) return -1;
+    size_t oldcap = sh->quota_cap;
+    sh->quota = nq;
+    sh->quota_cap = cap;
+    for (size_t i = 0; i < oldcap; i++) {
+        if (!old[i].used) continue;
+        struct quota_entry *e = quota_slot(sh, old[i].name, strlen(old[i].name));
+        *e = old[i];
+    }
+    free(old);
+    return 0;
+}
+
+static int io_quota_take(void *ctx, const char *user, size_t ulen, uint32_t user_max)
+{
+    struct worker *w = ctx;
+    struct relay_shared *sh = w->shared;
+    int rc = -1;
+    pthread_mutex_lock(&sh->lock);
+    if (sh->total >= sh->max_total) goto out;
+    if ((sh->quota_used + 1) * 2 > sh->quota_cap && quota_grow(sh)) goto out;
+    struct quota_entry *e = quota_slot(sh, user, ulen);
+    if (!e) goto out;
+    if (!e->used) {
+        memcpy(e->name, user, ulen);
+        e->name[ulen] = 0;
+        e->used = true;
+        sh->quota_used++;
+    }
+    if (e->count >= (user_max ? user_max : sh->max_per_user)) goto out;
+    e->count++;
+    sh->total++;
+    rc = 0;
+out:
+    pthread_mutex_unlock(&sh->lock);
+    return rc;
+}
+
+static void io_quota_release(void *ctx, const char *user, size_t ulen)
+{
+    struct worker *w = ctx;
+    struct relay_shared *sh = w->shared;
+    pthread_mutex_lock(&sh->lock);
+    struct quota_entry *e = quota_slot(sh, user, ulen);
+    if (e && e->used && e->count) {
+        e->count--;
+        sh->total--;
+    }
+    pthread_mutex_unlock(&sh->lock);
+}
+
+static void io_random(void *ctx, void *buf, size_t len)
+{
+    (void)ctx;
+    uint8_t *p = buf;
+    while (len) {
+        ssize_t k = getrandom(p, len, 0);
+        if (k <= 0) continue; /* EINTR; the pool is initialised long before a relay runs */
+        p += k;
+        len -= (size_t)k;
+    }
+}
+
+static void io_event(void *ctx, const struct allocation *a, const char *what,
+                     const union stun_addr *peer, enum policy_verdict verdict)
+{
+    struct worker *w = ctx;
+    if (peer) {
+        tlog(CFG_LOG_WARN, "peer_denied", LF_U("allocation", a->id), LF_S("user", a->username),
+             LF_A("client", &a->tuple.client), LF_A("peer", peer),
+             LF_S("reason", policy_verdict_names[verdict]));
+        return;
+    }
+    if (what[0] != 'a') {
+        /* The allocation ends (it is freed right after this): its quality record, then its
+         * meter goes. */
+        worker_record(w, a, what);
+        qos_alloc_free(a->qos);
+    }
+    enum cfg_log_level lvl = CFG_LOG_INFO;
+    if (!log_enabled(lvl)) return;
+    char relayed[ADDR_STRLEN * 2 + 2] = "";
+    for (unsigned i = 0; i < a->nrelay; i++) {
+        char buf[ADDR_STRLEN];
+        if (i) strcat(relayed, ",");
+        strcat(relayed, addr_str(&a->relay[i].advertised, buf));
+    }
+    uint64_t age = w->now_ms > a->created_ms ? w->now_ms - a->created_ms : 0;
+    tlog(lvl, what[0] == 'a' ? "allocation_created" : "allocation_ended", LF_U("allocation", a->id),
+         LF_S("reason", what), LF_S("user", a->username), LF_A("client", &a->tuple.client),
+         LF_S("relayed", relayed), LF_U("worker", w->id), LF_U("age_ms", age),
+         LF_U("pkts_to_peer", a->pkts_to_peer), LF_U("bytes_to_peer", a->bytes_to_peer),
+         LF_U("pkts_to_client", a->pkts_to_client), LF_U("bytes_to_client", a->bytes_to_client));
+}
+
+const struct srv_io srvio_template = {
+    .port_take = io_port_take,
+    .port_claim = io_port_claim,
+    .port_release = io_port_release,
+    .relay_open = io_relay_open,
+    .relay_close = io_relay_close,
+    .quota_take = io_quota_take,
+    .quota_release = io_quota_release,
+    .random = io_random,
+    .event = io_event,
+};
