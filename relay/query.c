@@ -50,18 +50,6 @@ static struct allocation *find_id(struct worker *w, uint64_t id)
     return NULL;
 }
 
-/* When a was created, on the wall clock (allocations keep monotonic times). */
-static int64_t created_ns(const struct worker *w, const struct allocation *a)
-{
-    return w->now_ns - (int64_t)(w->now_ms - a->created_ms) * 1000000;
-}
-
-struct qos_alloc *worker_qos(struct worker *w, struct allocation *a)
-{
-    if (!a->qos) a->qos = qos_alloc_new(created_ns(w, a));
-    return a->qos;
-}
-
 static json_t *addr_json(const union stun_addr *a)
 {
     char buf[ADDR_STRLEN];
@@ -132,7 +120,7 @@ static json_t *summary_json(struct worker *w, const struct allocation *a)
         qos_alloc_tick(a->qos, &w->qm, w->now_ns, false);
         return qos_summary_json(a->qos);
     }
-    struct qos_alloc *empty = qos_alloc_new(created_ns(w, a));
+    struct qos_alloc *empty = qos_alloc_new(worker_created_ns(w, a));
     if (empty) qos = qos_summary_json(empty);
     qos_alloc_free(empty);
     return qos;
@@ -142,7 +130,7 @@ static json_t *entry_json(struct worker *w, struct allocation *a)
 {
     json_t *o = common_json(w, a);
     if (!o) return NULL;
-    json_object_set_new(o, "created_at", time_json(created_ns(w, a)));
+    json_object_set_new(o, "created_at", time_json(worker_created_ns(w, a)));
     json_object_set_new(o, "age_seconds", json_real((double)(w->now_ms - a->created_ms) / 1e3));
     json_object_set_new(
         o, "expires_in_seconds",
@@ -268,7 +256,7 @@ void worker_record(struct worker *w, const struct allocation *a, const char *why
     if (w->record_fd < 0) return;
     json_t *o = common_json(w, a);
     if (!o) return;
-    int64_t start = created_ns(w, a);
+    int64_t start = worker_created_ns(w, a);
     json_object_set_new(o, "type", json_string("call_quality"));
     json_object_set_new(o, "started_at", time_json(start));
     json_object_set_new(o, "ended_at", time_json(w->now_ns));

@@ -13,6 +13,8 @@
 #include "addr.h"
 #include "log.h"
 #include "wire.h"
+#include "fwd.h"
+#include "udp.h"
 #include "worker.h"
 
 static int io_port_take(void *ctx, unsigned pool, bool even, bool reserve_next, uint64_t token,
@@ -75,13 +77,13 @@ static int io_relay_open(void *ctx, struct allocation *a, struct alloc_relay *r)
         close(fd);
         return -err;
     }
-    sock_rx_options(w, fd);
+    udp_rx_options(w, fd);
     struct relay_sock *rs = calloc(1, sizeof(*rs));
     if (!rs) {
         close(fd);
         return -ENOMEM;
     }
-    *rs = (struct relay_sock){.h = {.fd = fd, .fn = peer_readable},
+    *rs = (struct relay_sock){.h = {.fd = fd, .fn = fwd_peer_readable},
                               .a = a,
                               .family = family,
                               .dont_fragment = a->dont_fragment};

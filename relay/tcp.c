@@ -1,4 +1,6 @@
-/* tcp.c: TCP and TLS listeners and connections: STUN/ChannelData stream framing (RFC 8656 12.5). */
+/* tcp.c: the TCP and TLS transport: listeners, connections (accept, TLS, idle expiry in LRU
+ * order), reading into a per-connection buffer, STUN/ChannelData stream framing (RFC 8656
+ * 12.5) and queued writes. It moves bytes; fwd.c takes the frames (tcp.h). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -12,6 +14,7 @@
 
 #include "log.h"
 #include "addr.h"
+#include "tcp.h"
 #include "worker.h"
 
 #define TCP_MAX_CONNS  16384 /* per worker */
@@ -33,6 +36,7 @@ struct tcp_conn {
     bool want_out;      /* EPOLLOUT is registered */
     uint8_t *rx;
     size_t rxlen, rxcap;
+    size_t rxoff; /* frames before this offset have been handed out (tcp_frame) */
     uint8_t *tx;
     size_t txlen, txcap;
 };
@@ -193,59 +197,61 @@ static bool queue(struct worker *w, struct tcp_conn *c, const uint8_t *data, siz
     return flush(w, c);
 }
 
-/* Handle every complete frame in rx; returns false if the connection was closed. */
-static bool frames(struct worker *w, struct tcp_conn *c)
+bool tcp_io(struct worker *w, struct tcp_conn *c, uint32_t events)
 {
-    size_t off = 0;
-    bool ok = true;
-    while (ok) {
-        int flen = stun_frame_length(c->rx + off, c->rxlen - off);
-        if (flen < 0) {
-            conn_close(w, c, RELAY_C_tcp_bad_frame);
-            return false;
-        }
-        if (flen == 0 || (size_t)flen > c->rxlen - off) break;
-        uint8_t out[1280];
-        size_t n =
-            client_message(w, &c->tuple, c, c->rx + off, (size_t)flen, w->now_ns, out, sizeof(out));
-        off += (size_t)flen;
-        if (n) ok = queue(w, c, out, n);
-    }
-    if (!ok) return false;
-    memmove(c->rx, c->rx + off, c->rxlen - off);
-    c->rxlen -= off;
-    return true;
-}
-
-static void conn_event(struct worker *w, struct ep_handler *h, uint32_t events)
-{
-    struct tcp_conn *c = (struct tcp_conn *)h;
     c->last_ms = w->now_ms;
     lru_unlink(w, c);
     lru_push(w, c);
-    if (events & EPOLLOUT && !flush(w, c)) return;
+    if (events & EPOLLOUT && !flush(w, c)) return false;
     /* TLS: a write the engine wanted may have been what a pending read waited for. */
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) || (c->ssl && events & EPOLLOUT)) {
-        for (;;) {
-            if (c->rxlen == c->rxcap) {
-                if (c->rxcap >= TCP_RX_MAX) break; /* a whole frame always fits: parse first */
-                size_t cap = c->rxcap * 2 > TCP_RX_MAX ? TCP_RX_MAX : c->rxcap * 2;
-                uint8_t *p = realloc(c->rx, cap);
-                if (!p) break;
-                c->rx = p;
-                c->rxcap = cap;
-            }
-            ssize_t k = read_some(w, c, c->rx + c->rxlen, c->rxcap - c->rxlen);
-            if (k < 0) {
-                conn_close(w, c, RELAY_C_tcp_closed);
-                return;
-            }
-            if (k == 0) break;
-            w->io.v[RELAY_C_tcp_rx_bytes] += (uint64_t)k;
-            c->rxlen += (size_t)k;
-            if (!frames(w, c)) return;
-        }
+    return events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) || (c->ssl && events & EPOLLOUT);
+}
+
+int tcp_read(struct worker *w, struct tcp_conn *c)
+{
+    if (c->rxlen == c->rxcap) {
+        if (c->rxcap >= TCP_RX_MAX) return 0; /* a whole frame always fits: frames go first */
+        size_t cap = c->rxcap * 2 > TCP_RX_MAX ? TCP_RX_MAX : c->rxcap * 2;
+        uint8_t *p = realloc(c->rx, cap);
+        if (!p) return 0;
+        c->rx = p;
+        c->rxcap = cap;
     }
+    ssize_t k = read_some(w, c, c->rx + c->rxlen, c->rxcap - c->rxlen);
+    if (k < 0) {
+        conn_close(w, c, RELAY_C_tcp_closed);
+        return -1;
+    }
+    if (k == 0) return 0;
+    w->io.v[RELAY_C_tcp_rx_bytes] += (uint64_t)k;
+    c->rxlen += (size_t)k;
+    return 1;
+}
+
+int tcp_frame(struct worker *w, struct tcp_conn *c, const uint8_t **msg, size_t *len)
+{
+    int flen = stun_frame_length(c->rx + c->rxoff, c->rxlen - c->rxoff);
+    if (flen < 0) {
+        conn_close(w, c, RELAY_C_tcp_bad_frame);
+        return -1;
+    }
+    if (flen == 0 || (size_t)flen > c->rxlen - c->rxoff) return 0;
+    *msg = c->rx + c->rxoff;
+    *len = (size_t)flen;
+    c->rxoff += (size_t)flen;
+    return 1;
+}
+
+void tcp_frames_done(struct tcp_conn *c)
+{
+    memmove(c->rx, c->rx + c->rxoff, c->rxlen - c->rxoff);
+    c->rxlen -= c->rxoff;
+    c->rxoff = 0;
+}
+
+const struct srv_tuple *tcp_tuple(const struct tcp_conn *c)
+{
+    return &c->tuple;
 }
 
 void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events)
@@ -286,7 +292,7 @@ void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events)
             }
             SSL_set_accept_state(c->ssl);
         }
-        c->h = (struct ep_handler){.fd = fd, .fn = conn_event};
+        c->h = (struct ep_handler){.fd = fd, .fn = l->conn_fn};
         c->l = l;
         c->rx = rx;
         c->rxcap = TCP_RX_INITIAL;

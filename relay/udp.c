@@ -1,42 +1,28 @@
-/* udp.c: the UDP listener path: recvmmsg a batch, hand each message to the TURN server,
- * sendmmsg the answers. Wildcard listeners learn and answer from each datagram's local
- * address (IP_PKTINFO), so multi-homed hosts answer from the address the client used. */
+/* udp.c: the UDP transport (udp.h): socket options, recvmmsg with each datagram's metadata
+ * (one walk of the ancillary data: local address, kernel timestamp, kernel drop count), and
+ * sends: sendmmsg batches, runs to one client or peer as UDP GSO sends, and the fallback when
+ * the kernel refuses GSO. Wildcard listeners answer from each datagram's local address
+ * (IP_PKTINFO), so multi-homed hosts answer from the address the client used. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "addr.h"
+#include "udp.h"
 #include "worker.h"
 
-#define UDP_BATCH   64        /* datagrams per recvmmsg */
-#define UDP_RX_BUF  65536     /* any UDP datagram; pages of a slot become resident only when used */
-#define UDP_TX_BUF  1280      /* control-plane answers are small; a larger one is not produced */
-#define UDP_BUDGET  16        /* batches per wakeup, so one busy socket cannot starve the others */
 #define UDP_SOCKBUF (4 << 20) /* listener socket buffers, bytes */
 
-struct udp_batch {
-    struct mmsghdr rx[UDP_BATCH], tx[UDP_BATCH];
-    struct iovec riov[UDP_BATCH], tiov[UDP_BATCH];
-    struct sockaddr_in6 src[UDP_BATCH]; /* large enough for IPv4 and IPv6 */
-    struct srv_tuple tuple[UDP_BATCH];
-    uint8_t rctl[UDP_BATCH][UDP_CTL_LEN], tctl[UDP_BATCH][UDP_CTL_LEN];
-    uint8_t in[UDP_BATCH][UDP_RX_BUF];
-    uint8_t out[UDP_BATCH][UDP_TX_BUF];
-};
-
-struct udp_batch *udp_batch_new(void)
+void udp_rx_options(const struct worker *w, int fd)
 {
-    struct udp_batch *b = calloc(1, sizeof(*b));
-    if (!b) return NULL;
-    for (int i = 0; i < UDP_BATCH; i++) {
-        b->riov[i] = (struct iovec){.iov_base = b->in[i], .iov_len = UDP_RX_BUF};
-        b->rx[i].msg_hdr.msg_iov = &b->riov[i];
-        b->rx[i].msg_hdr.msg_iovlen = 1;
-    }
-    return b;
+    int one = 1;
+    /* Kernel receive timestamps, so relay load never shows up as network jitter. */
+    if (w->qos_on) setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
 }
 
 int udp_listener_setup(int fd, int family)
@@ -58,22 +44,67 @@ void udp_listener_buffers(int fd)
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
 }
 
-/* The local address a datagram was sent to, from its IP_PKTINFO / IPV6_PKTINFO. */
-static void local_of(const struct msghdr *mh, const struct listener *l, union stun_addr *local)
+/* One walk of a received message's ancillary data: the local address it was sent to
+ * (IP_PKTINFO / IPV6_PKTINFO), the kernel receive time and the kernel's drop count. */
+static void rx_meta(const struct msghdr *mh, struct udp_dgram *d, uint32_t *ovfl, bool *have_ovfl)
 {
-    *local = l->addr;
-    if (!l->wildcard) return;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR((struct msghdr *)mh, c)) {
-        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+            d->rx_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+            memcpy(ovfl, CMSG_DATA(c), sizeof(*ovfl));
+            *have_ovfl = true;
+        } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
             struct in_pktinfo pi;
             memcpy(&pi, CMSG_DATA(c), sizeof(pi));
-            local->v4.sin_addr = pi.ipi_addr;
+            d->local.v4.sin_addr = pi.ipi_addr;
         } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
             struct in6_pktinfo pi;
             memcpy(&pi, CMSG_DATA(c), sizeof(pi));
-            local->v6.sin6_addr = pi.ipi6_addr;
+            d->local.v6.sin6_addr = pi.ipi6_addr;
         }
     }
+}
+
+int udp_recv(struct worker *w, int fd, struct udp_rxq *q, uint8_t *buf0, size_t stride, size_t cap,
+             int n, const union stun_addr *local_default, uint32_t *ovfl, struct udp_dgram *d)
+{
+    if (n > UDP_RX_MAX) n = UDP_RX_MAX;
+    for (int i = 0; i < n; i++) {
+        q->iov[i] = (struct iovec){.iov_base = buf0 + (size_t)i * stride, .iov_len = cap};
+        q->mm[i].msg_hdr = (struct msghdr){.msg_name = &q->src[i],
+                                           .msg_namelen = sizeof(q->src[i]),
+                                           .msg_iov = &q->iov[i],
+                                           .msg_iovlen = 1,
+                                           .msg_control = q->ctl[i],
+                                           .msg_controllen = UDP_CTL_LEN};
+    }
+    int got = recvmmsg(fd, q->mm, (unsigned)n, MSG_DONTWAIT, NULL);
+    if (got <= 0) return 0; /* EAGAIN: drained; other errors (ICMP-induced) are transient */
+    for (int i = 0; i < got; i++) {
+        const struct msghdr *mh = &q->mm[i].msg_hdr;
+        struct udp_dgram *g = &d[i];
+        g->data = q->iov[i].iov_base;
+        g->len = q->mm[i].msg_len;
+        g->truncated = (mh->msg_flags & MSG_TRUNC) != 0;
+        g->rx_ns = w->now_ns;
+        if (local_default)
+            g->local = *local_default;
+        else
+            memset(&g->local, 0, sizeof(g->local));
+        uint32_t seen = 0;
+        bool have_ovfl = false;
+        rx_meta(mh, g, &seen, &have_ovfl);
+        if (have_ovfl && seen != *ovfl) {
+            w->io.v[RELAY_C_kernel_rx_overflow] += (uint32_t)(seen - *ovfl);
+            *ovfl = seen;
+        }
+        g->ok = !g->truncated &&
+                addr_from_sockaddr(&g->from, (struct sockaddr *)&q->src[i], mh->msg_namelen);
+    }
+    return got;
 }
 
 void udp_prepare(struct msghdr *mh, const struct listener *l, const struct srv_tuple *t,
@@ -227,59 +258,53 @@ void udp_send_batch(struct worker *w, int fd, struct mmsghdr *tx, int n)
     }
 }
 
-void udp_readable(struct worker *w, struct ep_handler *h, uint32_t events)
+int udp_send_run(struct worker *w, int fd, const union stun_addr *to, struct iovec *iov, int n,
+                 size_t seg, bool *sent)
 {
-    (void)events;
-    struct listener *l = (struct listener *)h;
-    struct udp_batch *b = w->batch;
-    /* Peer datagrams queued for clients go first: a client batch may take a while. */
-    peer_flush_clients(w);
-
-    for (int round = 0; round < UDP_BUDGET; round++) {
-        for (int i = 0; i < UDP_BATCH; i++) {
-            struct msghdr *mh = &b->rx[i].msg_hdr;
-            mh->msg_name = &b->src[i];
-            mh->msg_namelen = sizeof(b->src[i]);
-            mh->msg_control = b->rctl[i];
-            mh->msg_controllen = UDP_CTL_LEN;
-            mh->msg_flags = 0;
-        }
-        int n = recvmmsg(h->fd, b->rx, UDP_BATCH, MSG_DONTWAIT, NULL);
-        if (n <= 0) return; /* EAGAIN: drained; other errors (ICMP-induced) are transient */
-        int nout = 0;
-        w->train_on = true; /* forwards wait in the train until this batch is handled */
-        for (int i = 0; i < n; i++) {
-            struct msghdr *mh = &b->rx[i].msg_hdr;
-            size_t len = b->rx[i].msg_len;
-            w->io.v[RELAY_C_udp_rx_datagrams]++;
-            w->io.v[RELAY_C_udp_rx_bytes] += len;
-            if (mh->msg_flags & MSG_TRUNC) {
-                w->io.v[RELAY_C_udp_drop_truncated]++;
-                continue;
-            }
-            int64_t rx_ns = w->now_ns;
-            uint32_t ovfl;
-            bool have_ovfl;
-            rx_ancillary(mh, &rx_ns, &ovfl, &have_ovfl);
-            if (have_ovfl && ovfl != l->rxq_ovfl) {
-                w->io.v[RELAY_C_kernel_rx_overflow] += (uint32_t)(ovfl - l->rxq_ovfl);
-                l->rxq_ovfl = ovfl;
-            }
-            struct srv_tuple *t = &b->tuple[nout];
-            t->transport = SRV_UDP;
-            if (!addr_from_sockaddr(&t->client, (struct sockaddr *)&b->src[i], mh->msg_namelen)) {
-                w->io.v[RELAY_C_udp_drop_addr]++;
-                continue;
-            }
-            local_of(mh, l, &t->local);
-            size_t out = client_message(w, t, l, b->in[i], len, rx_ns, b->out[nout], UDP_TX_BUF);
-            if (!out) continue;
-            b->tiov[nout] = (struct iovec){.iov_base = b->out[nout], .iov_len = out};
-            udp_prepare(&b->tx[nout].msg_hdr, l, t, &b->tiov[nout], b->tctl[nout]);
-            nout++;
-        }
-        peer_train_end(w); /* before the buffers are reused */
-        if (nout) udp_send_batch(w, h->fd, b->tx, nout);
-        if (n < UDP_BATCH) return;
+    memset(sent, 0, (size_t)n * sizeof(*sent));
+    if (fd < 0) {
+        w->io.v[RELAY_C_peer_send_errors] += (uint64_t)n;
+        return 0;
     }
+    struct msghdr mh = {.msg_name = (void *)to,
+                        .msg_namelen = addr_len(to),
+                        .msg_iov = iov,
+                        .msg_iovlen = (size_t)n};
+    union {
+        uint8_t buf[CMSG_SPACE(sizeof(uint16_t))];
+        struct cmsghdr align;
+    } ctl;
+    if (n > 1) {
+        uint16_t s16 = (uint16_t)seg;
+        memset(&ctl, 0, sizeof ctl);
+        struct cmsghdr *c = (struct cmsghdr *)ctl.buf;
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(s16));
+        memcpy(CMSG_DATA(c), &s16, sizeof(s16));
+        mh.msg_control = ctl.buf;
+        mh.msg_controllen = sizeof ctl.buf;
+    }
+    if (sendmsg(fd, &mh, MSG_DONTWAIT) >= 0) {
+        if (n > 1) w->io.v[RELAY_C_peer_gso_sends]++;
+        memset(sent, 1, (size_t)n * sizeof(*sent));
+        return n;
+    }
+    if (n == 1 || !(errno == EINVAL || errno == EIO || errno == ENOPROTOOPT)) {
+        w->io.v[RELAY_C_peer_send_errors] += (uint64_t)n; /* EAGAIN: the socket buffer is full */
+        return 0;
+    }
+    /* The kernel refused GSO here: one by one, and no more GSO on this worker. */
+    w->gso_off = true;
+    w->io.v[RELAY_C_peer_gso_fallbacks]++;
+    int went = 0;
+    for (int i = 0; i < n; i++) {
+        if (sendto(fd, iov[i].iov_base, iov[i].iov_len, MSG_DONTWAIT, &to->sa, addr_len(to)) < 0) {
+            w->io.v[RELAY_C_peer_send_errors]++;
+            continue;
+        }
+        sent[i] = true;
+        went++;
+    }
+    return went;
 }

@@ -17,6 +17,9 @@
 #include "credcache.h"
 #include "log.h"
 #include "addr.h"
+#include "fwd.h"
+#include "tcp.h"
+#include "udp.h"
 #include "worker.h"
 
 const char *const relay_counter_names[RELAY_C_COUNT] = {
@@ -138,9 +141,7 @@ static void worker_free(struct worker *w)
     }
     if (w->epfd >= 0) close(w->epfd);
     free(w->listeners);
-    free(w->batch);
-    free(w->pbatch);
-    free(w->train);
+    fwd_free(w->fwd);
 }
 
 /* Everything the workers share, built from the configuration. 0, or -1 after logging. */
@@ -317,16 +318,14 @@ struct relay *relay_open(const struct tern_config *cfg)
         if (w->listeners)
             for (size_t j = 0; j < cfg->nlisten; j++)
                 w->listeners[j].h.fd = -1;
-        w->batch = udp_batch_new();
-        w->pbatch = peer_batch_new();
-        w->train = fwd_train_new();
+        w->fwd = fwd_new();
         struct srv_io io = srvio_template;
         io.ctx = w;
         w->now_ms = monotonic_ms();
         /* Allocation ids carry the worker number in the top bits: unique relay-wide. */
         if (w->epfd < 0 || w->stop.fd < 0 || w->mbox.fd < 0 || !w->mbox_ready || !w->listeners ||
-            !w->batch || !w->pbatch || !w->train || epoll_add(w, &w->stop) ||
-            epoll_add(w, &w->mbox) || srv_init(&w->srv, &r->opt, &io, (uint64_t)(i + 1) << 48)) {
+            !w->fwd || epoll_add(w, &w->stop) || epoll_add(w, &w->mbox) ||
+            srv_init(&w->srv, &r->opt, &io, (uint64_t)(i + 1) << 48)) {
             tlog(CFG_LOG_ERROR, "worker_failed", LF_U("worker", i), LF_S("error", strerror(errno)));
             relay_close(r, NULL, NULL);
             return NULL;
@@ -348,7 +347,7 @@ struct relay *relay_open(const struct tern_config *cfg)
             }
             w->nlisteners = j + 1;
             if (cfg->listen[j].transport == CFG_UDP) {
-                sock_rx_options(w, fd);
+                udp_rx_options(w, fd);
                 udp_listener_buffers(fd);
             }
             l->transport = cfg->listen[j].transport;
@@ -356,7 +355,8 @@ struct relay *relay_open(const struct tern_config *cfg)
             l->wildcard = addr_is_wildcard(&addr);
             l->tls = l->transport == CFG_TLS ? r->tls : NULL;
             l->h = (struct ep_handler){
-                .fd = fd, .fn = l->transport == CFG_UDP ? udp_readable : tcp_acceptable};
+                .fd = fd, .fn = l->transport == CFG_UDP ? fwd_udp_readable : tcp_acceptable};
+            l->conn_fn = fwd_tcp_event;
             if (epoll_add(w, &l->h)) {
                 tlog(CFG_LOG_ERROR, "worker_failed", LF_U("worker", i),
                      LF_S("error", strerror(errno)));
@@ -420,7 +420,7 @@ static void *worker_main(void *arg)
             }
             if (h->fd >= 0) h->fn(w, h, ev[i].events);
         }
-        peer_flush_clients(w); /* peer datagrams queued for UDP clients in this pass */
+        fwd_flush(w); /* the pass's one flush point: peer datagrams queued for UDP clients */
         srv_expire(&w->srv, w->now_ms);
         if (w->cfg->strict_expiry) revalidate(w);
         tcp_expire(w);

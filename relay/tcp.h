@@ -1,0 +1,43 @@
+/* tcp.h: the TCP and TLS transport. tcp.c accepts connections, runs TLS, reads bytes into a
+ * connection's buffer and cuts them into STUN/ChannelData frames, and queues writes; fwd.c
+ * (the connection's epoll handler, fwd_tcp_event) hands each frame to the TURN server. */
+#ifndef TERN_TCP_H
+#define TERN_TCP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "server.h"
+
+struct worker;
+struct ep_handler;
+struct tcp_conn;
+
+/* A TCP/TLS listener is readable: accept what waits. New connections get the listener's
+ * conn_fn as their epoll handler. */
+void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events);
+/* A connection's epoll event: note its activity, write what EPOLLOUT allows. Returns true when
+ * there is something to read (then call tcp_read), false otherwise or if it closed. */
+bool tcp_io(struct worker *w, struct tcp_conn *c, uint32_t events);
+/* Read what arrived into the connection's buffer: 1 bytes were added, 0 nothing more now,
+ * -1 the connection closed (and with it its allocation; c is gone). */
+int tcp_read(struct worker *w, struct tcp_conn *c);
+/* The next complete frame in the buffer: 1 (*msg, *len set; valid until tcp_frames_done),
+ * 0 none yet, -1 a frame that is neither STUN nor ChannelData (the connection closed). */
+int tcp_frame(struct worker *w, struct tcp_conn *c, const uint8_t **msg, size_t *len);
+/* The frames handed out have been handled: drop them from the buffer. */
+void tcp_frames_done(struct tcp_conn *c);
+/* The 5-tuple of the connection (client, and the local address it connected to). */
+const struct srv_tuple *tcp_tuple(const struct tcp_conn *c);
+/* Queue bytes to a TCP/TLS client; false if the connection had to be closed (and with it
+ * its allocation). */
+bool tcp_send_client(struct worker *w, struct tcp_conn *c, const uint8_t *msg, size_t len);
+/* Close connections idle past their timeout (once per loop pass). */
+void tcp_expire(struct worker *w);
+void tcp_close_all(struct worker *w);
+/* The TLS server context from tls.certificate and tls.private_key; NULL after logging why. */
+struct ssl_ctx_st *tls_context(const struct tern_config *cfg);
+
+#endif
