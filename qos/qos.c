@@ -1,4 +1,4 @@
-/* qos.c: the QoS tap (see qos.h and ../shared/QOS.md sections 2-5, 8.6, 11): classification,
+/* qos.c: the QoS tap (see qos.h and docs/qos.md §3-§11): classification,
  * RTP loss/reorder/duplicate/jitter per SSRC, STUN RTT per leg, SRTCP index gaps and feedback,
  * inter-arrival statistics and the 5 s intervals. Pure: times are arguments. */
 #include <math.h>
@@ -26,7 +26,7 @@ const uint32_t qos_clock_rates[QOS_NCLOCKS] = {8000, 16000, 24000, 32000, 44100,
 #define CLOCK_IDX_8000  0
 #define CLOCK_IDX_90000 6
 
-/* ---- classification ---- */
+/* ---- classification (docs/qos.md §3) ---- */
 
 enum qos_class qos_classify(const uint8_t *p, size_t len)
 {
@@ -56,7 +56,7 @@ enum qos_class qos_classify(const uint8_t *p, size_t len)
     return QOS_CLASS_OTHER;
 }
 
-/* ---- sketch ---- */
+/* ---- sketch (docs/qos.md §11.3) ---- */
 
 static void sketch_add(struct qos_sketch *sk, double base, double v)
 {
@@ -95,7 +95,7 @@ double qos_sketch_quantile(const struct qos_sketch *sk, double base, double q)
     return v;
 }
 
-/* ---- RTT ---- */
+/* ---- RTT (docs/qos.md §8.4) ---- */
 
 static void rtt_sample(struct qos_rtt *r, int64_t ns, int64_t at)
 {
@@ -138,7 +138,7 @@ static void hist_loss(struct qos_hist_loss *h, double v)
     h->sum += v;
 }
 
-/* ---- flows ---- */
+/* ---- flows (docs/qos.md §4.1) ---- */
 
 static uint32_t flow_hash(const union stun_addr *a)
 {
@@ -175,7 +175,7 @@ static struct qos_flow *flow_get(struct qos_alloc *q, const union stun_addr *pee
     return NULL;
 }
 
-/* ---- RTP ---- */
+/* ---- RTP (docs/qos.md §5-§7) ---- */
 
 static int static_pt_clock(uint8_t pt)
 {
@@ -293,7 +293,7 @@ static uint64_t bits_count(const struct qos_stream *s, int64_t from, int64_t to)
     return n;
 }
 
-/* One evaluated loss indicator (0 received, 1 lost) into the Gilbert counters. */
+/* One evaluated loss indicator (0 received, 1 lost) into the Gilbert counters, docs/qos.md §7. */
 static void loss_eval(struct qos_stream *s, struct qos_metrics *m, enum qos_leg leg, int lost,
                       uint64_t n)
 {
@@ -345,6 +345,8 @@ static void seg_init(struct qos_stream *s, uint16_t seq)
     s->loss_prev = 2;
 }
 
+/* An in-order packet into the jitter estimator, one Q4 accumulator per candidate clock until
+ * the clock is known, and clock inference (docs/qos.md §6). */
 static void jitter_update(struct qos_stream *s, uint32_t ts, int64_t rx)
 {
     int64_t d = rx - s->first_rx;
@@ -398,7 +400,7 @@ static void jitter_update(struct qos_stream *s, uint32_t ts, int64_t rx)
 
 static void stream_flush(struct qos_stream *s, struct qos_metrics *m, enum qos_leg leg, bool full);
 
-/* A confirmed stream's packet (A.1 update_seq, duplicates, reorder, jitter). */
+/* A confirmed stream's packet: A.1 update_seq, duplicates, reorder, jitter (docs/qos.md §5.3). */
 static void stream_packet(struct qos_stream *s, struct qos_metrics *m, enum qos_leg leg,
                           uint16_t seq, uint32_t ts, int64_t rx)
 {
@@ -465,7 +467,7 @@ static void stream_packet(struct qos_stream *s, struct qos_metrics *m, enum qos_
     if (in_order) jitter_update(s, ts, rx);
 }
 
-/* The run of QOS_PROBATION packets confirmed the stream: count it retroactively. */
+/* A run of QOS_PROBATION packets confirmed the stream: count it retroactively, docs/qos.md §5.2. */
 static void stream_confirm(struct qos_stream *s, enum qos_leg leg, struct qos_metrics *m)
 {
     s->confirmed = 1;
@@ -600,7 +602,7 @@ static void stream_flush(struct qos_stream *s, struct qos_metrics *m, enum qos_l
     s->rep_ooo = ooo;
 }
 
-/* ---- STUN ---- */
+/* ---- STUN (docs/qos.md §8) ---- */
 
 static void pending_expire(struct qos_alloc *q, struct qos_flow *f, struct qos_metrics *m,
                            int64_t now)
@@ -714,7 +716,7 @@ static void stun_packet(struct qos_alloc *q, struct qos_flow *f, struct qos_metr
     }
 }
 
-/* ---- RTCP / SRTCP ---- */
+/* ---- RTCP / SRTCP (docs/qos.md §9) ---- */
 
 static void rtcp_feedback(struct qos_rtcp *r, struct qos_metrics *m, enum qos_leg leg,
                           const uint8_t *h)
@@ -799,7 +801,7 @@ static void rtcp_packet(struct qos_dir *d, struct qos_metrics *m, enum qos_leg l
     src->last[h] = cand[h];
 }
 
-/* ---- inter-arrival ---- */
+/* ---- inter-arrival (docs/qos.md §10) ---- */
 
 static void iat_packet(struct qos_dir *d, struct qos_metrics *m, enum qos_leg leg, int64_t rx)
 {
@@ -824,7 +826,7 @@ static void iat_packet(struct qos_dir *d, struct qos_metrics *m, enum qos_leg le
     d->last_rx = rx;
 }
 
-/* ---- intervals ---- */
+/* ---- intervals (docs/qos.md §11) ---- */
 
 static void close_interval(struct qos_alloc *q, struct qos_metrics *m, int64_t start,
                            int64_t len_ns)

@@ -1,5 +1,5 @@
-/* qos.h: per-flow quality measurement of relayed traffic (the "QoS tap"), after
- * ../shared/QOS.md. Pure: the relay hands in each forwarded payload (TURN framing removed),
+/* qos.h: per-flow quality measurement of relayed traffic (the "QoS tap"), designed in
+ * docs/qos.md. Pure: the relay hands in each forwarded payload (TURN framing removed),
  * the leg it came from, the peer it belongs to and its kernel receive time; statistics come
  * out as JSON (jansson) and as Prometheus text. No I/O, no clock, no allocation per packet
  * (a flow's state is allocated when its first packet arrives, an RTP stream's when its SSRC
@@ -49,12 +49,13 @@ enum qos_class {
 extern const char *const qos_class_names[QOS_CLASS_COUNT]; /* "stun", "dtls", "rtp", ... */
 extern const char *const qos_leg_names[QOS_LEG_COUNT];     /* "client", "peer" */
 
-/* Media kind of an RTP stream, from its payload type and shape (QOS.md 2.6). */
+/* Media kind of an RTP stream, from its payload type and shape (docs/qos.md §5.6). */
 enum qos_kind { QOS_KIND_AUDIO, QOS_KIND_VIDEO, QOS_KIND_UNKNOWN, QOS_KIND_COUNT };
 extern const char *const qos_kind_names[QOS_KIND_COUNT]; /* "audio", "video", "unknown" */
 
 /* Classify a payload by its first bytes (no state). Anything that fails the checks of
- * QOS.md 2.2/2.3 (STUN: cookie and length; RTP/RTCP: version 2) is QOS_CLASS_OTHER. */
+ * docs/qos.md §3 (STUN: cookie and length; RTP/RTCP: version 2, header length) is
+ * QOS_CLASS_OTHER. */
 enum qos_class qos_classify(const uint8_t *p, size_t len);
 
 /* ---- Per-worker aggregates: everything /metrics exports about QoS ----
@@ -65,7 +66,7 @@ enum qos_class qos_classify(const uint8_t *p, size_t len);
 #define QOS_RTT_BUCKETS       17 /* 0.5 ms .. 3 s (see qos_rtt_bounds) */
 #define QOS_JITTER_BUCKETS    11 /* 0.5 ms .. 0.5 s */
 #define QOS_LOSS_BUCKETS      11 /* 0 .. 1 */
-#define QOS_RESIDENCE_BUCKETS 12 /* 5 us .. 10 ms */
+#define QOS_RESIDENCE_BUCKETS 12 /* 5 us .. 100 ms */
 
 struct qos_hist_rtt {
     uint64_t b[QOS_RTT_BUCKETS + 1]; /* non-cumulative counts; the last is +Inf */
@@ -170,7 +171,7 @@ void qos_alloc_tick(struct qos_alloc *q, struct qos_metrics *m, int64_t now_ns, 
  * peers):
  *   { "packets": N, "bytes": N,
  *     "rtt": { "last_seconds", "min_seconds", "ewma_seconds", "p50_seconds", "p95_seconds",
- *              "measurements": N, "unanswered": N, "ambiguous": N },          (null fields
+ *              "sum_seconds", "measurements": N, "unanswered": N, "ambiguous": N }, (null fields
  *              until a sample exists; p50/p95 from a log-bucket sketch, +-6 %)
  *     "rtp": { "streams": N, "expected": N, "received": N, "lost": N (signed, RFC 3550),
  *              "lost_net": N, "loss_ratio": lost_net/expected | null, "duplicates": N,
@@ -180,24 +181,24 @@ void qos_alloc_tick(struct qos_alloc *q, struct qos_metrics *m, int64_t now_ns, 
  *                    "jitter_p50_seconds", "jitter_p95_seconds", "jitter_max_seconds",
  *                    "worst_at": time | null } }
  * plus "path_rtt_seconds" (latest client-leg + latest peer-leg sample, or null),
- * "peers": N, and "quality": { "loss_ratio": worst of the legs' loss_ratio | null,
- * "jitter_seconds": worst | null, "rtt_seconds": path or worst leg rtt | null } for sorting.
+ * "peers": N, "other_flows": N, and "quality": { "loss_ratio": worst of the legs' loss_ratio |
+ * null, "jitter_seconds": worst | null, "rtt_seconds": path or worst leg rtt | null } for sorting.
  *
- * qos_detail_json: QOS.md section 10.2 for one allocation, minus what the relay adds (ids,
+ * qos_detail_json: docs/qos.md §14.4 for one allocation, minus what the relay adds (ids,
  * user, addresses): { "sampled_at", "interval_seconds", "client_leg": { "rtt": {...} },
  * "peers": [ { "peer": "ip:port", "peer_leg": { "rtt": {...} }, "path_rtt_seconds",
- *   "directions": { "from_client": DIR, "from_peer": DIR } } ], "other_flows": N }
+ *   "directions": { "from_client": DIR, "from_peer": DIR } } ], "other_flows": N,
+ *   "other_flow_packets": N }
  * DIR = { "packets_total", "bytes_total", "by_class": { "stun": N, ... },
- *   "iat": { "mean_seconds", "jitter_seconds", "max_gap_seconds", "stalls_total" } (null until
- *          two packets), "interval": { "packets", "bytes", "packets_per_second",
- *          "bits_per_second" } (last closed interval),
- *   "srtcp": { "packets_total", "index_gaps_total", "feedback_total": { "nack": N, ... } },
- *   "rtp_streams": [ { "ssrc", "payload_type", "kind", "clock_rate" | null,
- *     "clock_rate_source": "static_pt" | "inferred" | "unknown", "state": "active" | "stale",
- *     "packets_received", "packets_received_unique", "packets_duplicated",
- *     "packets_out_of_order", "packets_expected", "packets_lost", "packets_lost_net",
- *     "extended_highest_seq", "seq_restarts_total", "interval_fraction_lost" | null,
- *     "jitter_seconds" | null, "jitter_rtp_units" | null, "jitter_variant": "libwebrtc",
+ *   "iat": { "mean_seconds", "jitter_seconds", "max_gap_seconds", "stalls_total" } (mean and
+ *          gap null until two packets, jitter until three), "interval": { "packets", "bytes",
+ * "packets_per_second", "bits_per_second" } (last closed interval), "srtcp": { "packets_total",
+ * "index_gaps_total", "feedback_total": { "nack": N, ... } }, "rtp_streams": [ { "ssrc",
+ * "payload_type", "kind", "clock_rate" | null, "clock_rate_source": "static_pt" | "inferred" |
+ * "unknown", "state": "active" | "stale", "packets_received", "packets_received_unique",
+ * "packets_duplicated", "packets_out_of_order", "packets_expected", "packets_lost",
+ * "packets_lost_net", "extended_highest_seq", "seq_restarts_total", "interval_fraction_lost" |
+ * null, "jitter_seconds" | null, "jitter_rtp_units" | null, "jitter_variant": "libwebrtc",
  *     "jitter_max_interval_seconds" | null,
  *     "loss_pattern": { "gilbert_p", "gilbert_r", "burst_ratio", "mean_burst_packets",
  *                       "bursts_total" }, "first_packet_at", "last_packet_at" } ] }

@@ -1,5 +1,5 @@
 /* qos_out.c: what comes out of the QoS tap: metric aggregation, Prometheus text and the
- * JSON views (summary and detail) documented in qos.h. */
+ * JSON views (summary and detail) documented in qos.h and docs/qos.md §14. */
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <math.h>

@@ -127,14 +127,14 @@ sent = {int(k): v for k, v in call.get("sender_sent", {}).items()}
 impaired = set(call.get("impaired_ssrcs", []))
 # Jitter (libwebrtc rule on both sides). aiortc stamps arrivals with time.time() in a Python
 # event loop shared with SRTP and the VP8 codec (GIL), after one more loopback hop, so its
-# value carries its own receive-path noise on top of what the relay measured (QOS.md 6: the
-# relay's value is normally <= the receiver's). The call measures that noise: how late its
-# loop wakes from 5 ms sleeps; the mean change of that lateness between wake-ups is what it
-# adds to a jitter estimator. Measured on an idle host: |diff| <= 0.1 ms at the receiver's
-# allocation (from_peer, the hop next to the receiver); with other work on the two cores
-# aiortc ran up to +2.2 ms above the relay while its loop lag was several ms.
+# value carries its own receive-path noise on top of what the relay measured (docs/qos.md
+# §16.6: the relay's value is normally <= the receiver's). The call measures that noise: how
+# late its loop wakes from 5 ms sleeps; the mean change of that lateness between wake-ups is
+# what it adds to a jitter estimator. Measured on an idle host: |diff| <= 0.1 ms at the
+# receiver's allocation (from_peer, the hop next to the receiver); with other work on the two
+# cores aiortc ran up to +2.2 ms above the relay while its loop lag was several ms.
 # Accepted: aiortc - relay within [-max(10 %, 0.25 ms), +(max(10 %, 1 ms) + 2 x loop noise)]
-# (QOS.md 9.4: 10 % or a small absolute slack; below, only timestamp rounding remains).
+# (docs/qos.md §16.6: 10 % or a small absolute slack; below, only timestamp rounding remains).
 JIT_REL, JIT_UP, JIT_DOWN = 0.10, 0.001, 0.00025
 lag = call.get("loop_lag") or {}
 noise = lag.get("mean_step") or 0.0
@@ -239,8 +239,8 @@ if live:
 # STUN processing; the relay's path adds its own sojourn twice. aiortc's samples are taken in
 # one Python event loop shared with SRTP and the VP8 encoder (GIL): a stall lands whole in a
 # sample (seen: 5.4 ms against a 1.2 ms path under ASan). Its lowest sample is the one least
-# disturbed, so it is held to QOS.md 9.4's bound (2 ms + the relay's sojourn: 3 ms on
-# loopback); its median, over only 2-3 checks in 10 s, to 10 ms. The relay's path also holds
+# disturbed, so it is held to the bound of docs/qos.md §16.6 (2 ms + the relay's sojourn: 3 ms
+# on loopback); its median, over only 2-3 checks in 10 s, to 10 ms. The relay's path also holds
 # BOTH endpoints' time to answer a check (client leg: A's, peer leg: B's) where aiortc's own
 # RTT holds only the far end's, and both answer from that same event loop: each bound gets
 # twice the loop's median lateness on top (measured above; ~0.1 ms idle, ~1 ms under ASan).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_qos_load.sh: the relay's jitter comes from kernel receive timestamps, so a relay starved
-# of CPU does not report its own scheduling delays as network jitter (QOS.md 9.5). While four
+# of CPU does not report its own scheduling delays as network jitter (docs/qos.md §13). While four
 # busy loops per core compete with ternd at the same priority, a clean audio+video call (no
 # impairment) must still give the same per-stream jitter as the reference computed from the
 # generator's send times, within the tolerance of test_qos_jitter.sh. Were the tap fed with

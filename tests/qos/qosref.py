@@ -4,7 +4,7 @@
 Reads the ground-truth log of tern-mediagen (JSON lines: every datagram put on the wire with
 its CLOCK_REALTIME send time, every scripted drop, the STUN transactions) and computes what a
 relay in the middle must report, per ingress leg and per RTP stream, with the documented rules
-(written from RFC 3550 and /work/shared/QOS.md, not from the relay's C code):
+(written from RFC 3550 and the rules of docs/qos.md §5, §6 and §8, not from the relay's C code):
 
   * streams per (ingress leg, SSRC); arrival order = send order (one sending socket per leg,
     loopback keeps the order);
