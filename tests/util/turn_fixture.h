@@ -58,6 +58,9 @@ void assert_addr(const union stun_addr *got, const union stun_addr *want);
 void fx_fail(const char *file, int line, const char *what);
 int setup(void **state);
 int teardown(void **state);
+/* Pools for the configured relay addresses (once), then srv_init: its result. */
+int fx_try_start(struct fixture *fx);
+/* fx_try_start, which must succeed. */
 void fx_start(struct fixture *fx);
 
 /* The fake's books against the server's table: one open socket and one port in use per relayed
