@@ -87,11 +87,8 @@ static void test_oom_allocate(void **state)
 static void test_oom_create_permission(void **state)
 {
     struct fixture *fx = *state;
-    fx_start(fx);
     struct client c;
-    cl_init(&c, fx, SRV_UDP, "192.0.2.77", 40000, "alice", "alice-pw");
-    cl_login(&c);
-    struct allocation *a = cl_allocate(&c);
+    struct allocation *a = one_allocation(fx, &c);
     union stun_addr peer = mkaddr("8.8.8.8", 9);
     unsigned refused = 0;
     for (unsigned long n = 1;; n++) {
@@ -117,11 +114,8 @@ static void test_oom_create_permission(void **state)
 static void test_oom_channel_bind(void **state)
 {
     struct fixture *fx = *state;
-    fx_start(fx);
     struct client c;
-    cl_init(&c, fx, SRV_UDP, "192.0.2.77", 40000, "alice", "alice-pw");
-    cl_login(&c);
-    struct allocation *a = cl_allocate(&c);
+    struct allocation *a = one_allocation(fx, &c);
     union stun_addr peer = mkaddr("8.8.8.8", 4000);
     unsigned refused = 0;
     for (unsigned long n = 1;; n++) {
