@@ -1,9 +1,9 @@
 /* alloc.c: the allocation table (hash on the 5-tuple, min-heap on expiry), permissions, channels.
  */
-#include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
+#include "tern_mem.h"
 #include "wire.h"
 
 bool tuple_equal(const struct srv_tuple *a, const struct srv_tuple *b)
@@ -26,21 +26,21 @@ int alloc_table_init(struct alloc_table *t, uint64_t id_base)
 {
     memset(t, 0, sizeof(*t));
     t->nbuckets = 1024;
-    t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
+    t->buckets = tern_calloc(t->nbuckets, sizeof(*t->buckets));
     t->next_id = id_base;
     return t->buckets ? 0 : -1;
 }
 
 void alloc_table_free(struct alloc_table *t)
 {
-    free(t->buckets);
-    free(t->heap);
+    tern_free(t->buckets);
+    tern_free(t->heap);
     memset(t, 0, sizeof(*t));
 }
 
 struct allocation *alloc_new(struct alloc_table *t, const struct srv_tuple *tuple, uint64_t now_ms)
 {
-    struct allocation *a = calloc(1, sizeof(*a));
+    struct allocation *a = tern_calloc(1, sizeof(*a));
     if (!a) return NULL;
     a->id = ++t->next_id;
     a->tuple = *tuple;
@@ -52,11 +52,11 @@ struct allocation *alloc_new(struct alloc_table *t, const struct srv_tuple *tupl
 void alloc_destroy(struct allocation *a)
 {
     if (!a) return;
-    free(a->alloc_resp);
-    free(a->perms);
-    free(a->chans);
-    free(a->index);
-    free(a);
+    tern_free(a->alloc_resp);
+    tern_free(a->perms);
+    tern_free(a->chans);
+    tern_free(a->index);
+    tern_free(a);
 }
 
 /* ---- lookup indexes ----
@@ -103,11 +103,11 @@ static void index_put(uint8_t *slots, unsigned h, unsigned entry)
 static void index_rebuild(struct allocation *a)
 {
     if (a->nperms <= ALLOC_SCAN_MAX && a->nchans <= ALLOC_SCAN_MAX) {
-        free(a->index);
+        tern_free(a->index);
         a->index = NULL;
         return;
     }
-    if (!a->index && !(a->index = malloc(sizeof(*a->index)))) return; /* scans still work */
+    if (!a->index && !(a->index = tern_malloc(sizeof(*a->index)))) return; /* scans still work */
     memset(a->index, 0, sizeof(*a->index));
     for (unsigned i = 0; i < a->nperms; i++)
         index_put(a->index->perm, hash_u32(ip_key(&a->perms[i].ip)), i);
@@ -162,14 +162,14 @@ static int grow(struct alloc_table *t)
     /* Rehash at load 1 and grow the heap with the table. */
     if (t->count + 1 > t->heap_cap) {
         size_t cap = t->heap_cap ? t->heap_cap * 2 : 1024;
-        struct allocation **h = realloc(t->heap, cap * sizeof(*h));
+        struct allocation **h = tern_realloc(t->heap, cap * sizeof(*h));
         if (!h) return -1;
         t->heap = h;
         t->heap_cap = cap;
     }
     if (t->count + 1 > t->nbuckets) {
         size_t n = t->nbuckets * 2;
-        struct allocation **b = calloc(n, sizeof(*b));
+        struct allocation **b = tern_calloc(n, sizeof(*b));
         if (!b) return -1;
         struct allocation **old = t->buckets;
         size_t oldn = t->nbuckets;
@@ -183,7 +183,7 @@ static int grow(struct alloc_table *t)
                 b[k] = a;
             }
         }
-        free(old);
+        tern_free(old);
     }
     return 0;
 }
@@ -277,7 +277,7 @@ static int perm_slot(struct allocation *a, const union stun_addr *peer, uint64_t
     if (!make) return a->nperms;
     if (a->nperms == a->capperms) {
         uint16_t cap = a->capperms ? (uint16_t)(a->capperms * 2) : 4;
-        struct alloc_perm *p = realloc(a->perms, cap * sizeof(*p));
+        struct alloc_perm *p = tern_realloc(a->perms, cap * sizeof(*p));
         if (!p) return -1;
         a->perms = p;
         a->capperms = cap;
@@ -374,7 +374,7 @@ enum alloc_bind_result alloc_bind(struct allocation *a, uint16_t num, const unio
             if (a->nchans >= ALLOC_MAX_CHANNELS) return ALLOC_BIND_FULL;
             if (a->nchans == a->capchans) {
                 uint16_t cap = a->capchans ? (uint16_t)(a->capchans * 2) : 4;
-                struct alloc_chan *p = realloc(a->chans, cap * sizeof(*p));
+                struct alloc_chan *p = tern_realloc(a->chans, cap * sizeof(*p));
                 if (!p) return ALLOC_BIND_FULL;
                 a->chans = p;
                 a->capchans = cap;

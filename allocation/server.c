@@ -1,13 +1,13 @@
 /* server.c: STUN Binding and the TURN methods (Allocate, Refresh, CreatePermission, ChannelBind,
  * Send/Data, ChannelData) with the long-term credential mechanism (RFC 8489 9.2). */
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 
 #include "auth.h"
 #include "server.h"
+#include "tern_mem.h"
 #include "wire.h"
 
 const char *const srv_counter_names[SRV_C_COUNT] = {
@@ -93,9 +93,9 @@ int srv_init(struct srv *s, const struct srv_options *opt, const struct srv_io *
     memset(s, 0, sizeof(*s));
     s->opt = *opt;
     s->io = *io;
-    s->txc = calloc(1, sizeof(*s->txc));
+    s->txc = tern_calloc(1, sizeof(*s->txc));
     if (!s->txc || alloc_table_init(&s->allocs, id_base)) {
-        free(s->txc);
+        tern_free(s->txc);
         return -1;
     }
     s->io.random(s->io.ctx, &s->rng, sizeof(s->rng));
@@ -142,7 +142,7 @@ void srv_free(struct srv *s)
     while ((a = alloc_expired(&s->allocs, UINT64_MAX)) != NULL)
         destroy(s, a, "closed", SRV_C_allocations_deleted);
     alloc_table_free(&s->allocs);
-    free(s->txc);
+    tern_free(s->txc);
     s->txc = NULL;
 }
 
@@ -615,7 +615,7 @@ static size_t do_allocate(struct req *r)
     stun_enc_xor_addr(&e, STUN_ATTR_XOR_MAPPED_ADDRESS, &r->t->client);
     size_t n = success(r, &e, SRV_C_allocate_success);
     /* Kept for retransmissions that outlive the transaction cache (small: ~100 bytes). */
-    a->alloc_resp = n ? malloc(n) : NULL;
+    a->alloc_resp = n ? tern_malloc(n) : NULL;
     if (a->alloc_resp) {
         memcpy(a->alloc_resp, r->out, n);
         a->alloc_resp_len = (uint16_t)n;
@@ -739,7 +739,9 @@ static size_t do_channel_bind(struct req *r, struct allocation *a)
     case ALLOC_BIND_FULL:
         return error(r, 508);
     }
-    alloc_permit(a, &peer, r->now_ms); /* room was checked above */
+    /* Room was checked above, but growing the table can still fail: then the success would
+     * promise a permission that is not there. The channel stays bound; a retry refreshes it. */
+    if (alloc_permit(a, &peer, r->now_ms)) return error(r, 508);
     struct stun_enc e;
     begin(r, &e, STUN_SUCCESS);
     return success(r, &e, SRV_C_channel_bind_success);

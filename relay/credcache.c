@@ -5,13 +5,13 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdatomic.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <openssl/crypto.h>
 
 #include "credcache.h"
+#include "tern_mem.h"
 #include "wire.h"
 #include "log.h"
 #include "store.h"
@@ -50,8 +50,8 @@ static bool index_users(struct snapshot *s)
     size_t n = 16;
     while (n < 2 * s->nusers)
         n *= 2;
-    s->by_name = calloc(n, sizeof(*s->by_name));
-    s->by_hash = calloc(n, sizeof(*s->by_hash));
+    s->by_name = tern_calloc(n, sizeof(*s->by_name));
+    s->by_hash = tern_calloc(n, sizeof(*s->by_hash));
     if (!s->by_name || !s->by_hash) return false;
     s->nslots = n;
     for (size_t i = 0; i < s->nusers; i++) {
@@ -88,11 +88,11 @@ static void snapshot_free(struct snapshot *s)
     if (!s) return;
     if (s->users) OPENSSL_cleanse(s->users, s->cap * sizeof(*s->users));
     if (s->secrets) OPENSSL_cleanse(s->secrets, s->capsecrets * sizeof(*s->secrets));
-    free(s->users);
-    free(s->secrets);
-    free(s->by_name);
-    free(s->by_hash);
-    free(s);
+    tern_free(s->users);
+    tern_free(s->secrets);
+    tern_free(s->by_name);
+    tern_free(s->by_hash);
+    tern_free(s);
 }
 
 static int add_user(void *ctx, const struct store_user *u)
@@ -104,7 +104,7 @@ static int add_user(void *ctx, const struct store_user *u)
     }
     if (s->nusers == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 64;
-        struct auth_user *p = realloc(s->users, cap * sizeof(*p));
+        struct auth_user *p = tern_realloc(s->users, cap * sizeof(*p));
         if (!p) {
             s->oom = true;
             return -1;
@@ -129,7 +129,7 @@ static int add_secret(void *ctx, const struct store_secret *sec)
     struct snapshot *s = ctx;
     if (s->nsecrets == s->capsecrets) {
         size_t cap = s->capsecrets ? s->capsecrets * 2 : 8;
-        struct store_secret *p = realloc(s->secrets, cap * sizeof(*p));
+        struct store_secret *p = tern_realloc(s->secrets, cap * sizeof(*p));
         if (!p) {
             s->oom = true;
             return -1;
@@ -144,8 +144,11 @@ static int add_secret(void *ctx, const struct store_secret *sec)
 /* Read the whole database into a new snapshot (on the refresher, or at start). */
 static struct snapshot *load(struct credcache *c, char err[STORE_ERR_LEN])
 {
-    struct snapshot *s = calloc(1, sizeof(*s));
-    if (!s) return NULL;
+    struct snapshot *s = tern_calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, STORE_ERR_LEN, "%s: out of memory reading it", c->path);
+        return NULL;
+    }
     if (store_user_each(c->db, c->realm, add_user, s, err) != STORE_OK || s->oom ||
         store_secret_each(c->db, add_secret, s, err) != STORE_OK || s->oom ||
         (!index_users(s) && (s->oom = true))) {
@@ -200,7 +203,7 @@ static void *refresher(void *arg)
 
 struct credcache *credcache_open(const struct tern_config *cfg, const struct auth_users *statics)
 {
-    struct credcache *c = calloc(1, sizeof(*c));
+    struct credcache *c = tern_calloc(1, sizeof(*c));
     if (!c) return NULL;
     c->statics = statics;
     c->realm = cfg->realm;
@@ -247,7 +250,7 @@ void credcache_close(struct credcache *c)
     pthread_rwlock_destroy(&c->lock);
     pthread_mutex_destroy(&c->stop_lock);
     pthread_cond_destroy(&c->stop_cond);
-    free(c);
+    tern_free(c);
 }
 
 static int lookup(void *ctx, const uint8_t *name, size_t len, bool userhash, struct auth_user *out)

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "addr.h"
+#include "fake_io.h"
 #include "server.h"
 #include "stun.h"
 #include "users.h"
@@ -20,55 +21,7 @@ static void require(bool ok)
     if (!ok) abort();
 }
 
-/* ---- fake relay I/O: no port, socket or quota is ever granted ---- */
-
-static void fake_random(void *ctx, void *buf, size_t len)
-{
-    (void)ctx;
-    memset(buf, 0x3C, len);
-}
-
-static int fake_port_take(void *ctx, unsigned pool, bool even, bool reserve_next, uint64_t token,
-                          uint64_t now_s, uint16_t *port)
-{
-    (void)ctx, (void)pool, (void)even, (void)reserve_next, (void)token, (void)now_s, (void)port;
-    return -1;
-}
-
-static int fake_port_claim(void *ctx, uint64_t token, uint64_t now_s, unsigned *pool,
-                           uint16_t *port)
-{
-    (void)ctx, (void)token, (void)now_s, (void)pool, (void)port;
-    return -1;
-}
-
-static void fake_port_release(void *ctx, unsigned pool, uint16_t port)
-{
-    (void)ctx, (void)pool, (void)port;
-}
-
-static int fake_relay_open(void *ctx, struct allocation *a, struct alloc_relay *r)
-{
-    (void)ctx, (void)a, (void)r;
-    return -1;
-}
-
-static void fake_relay_close(void *ctx, struct allocation *a, struct alloc_relay *r)
-{
-    (void)ctx, (void)a, (void)r;
-}
-
-static int fake_quota_take(void *ctx, const char *user, size_t ulen, uint32_t user_max)
-{
-    (void)user_max; /* the fake keeps its own limits */
-    (void)ctx, (void)user, (void)ulen;
-    return -1;
-}
-
-static void fake_quota_release(void *ctx, const char *user, size_t ulen)
-{
-    (void)ctx, (void)user, (void)ulen;
-}
+/* ---- fake relay I/O (tests/util/fake_io.h): no port, socket or quota is ever granted ---- */
 
 static struct srv server;
 static struct auth_users users;
@@ -76,6 +29,7 @@ static struct auth_creds creds;
 static struct auth_nonce_key nonce_key;
 static struct peer_policy policy;
 static union stun_addr relay_addrs[2];
+static struct fake_io fio;
 
 static void server_init(void)
 {
@@ -99,16 +53,11 @@ static void server_init(void)
         .relay_addrs = relay_addrs,
         .nrelay_addrs = 2,
     };
-    const struct srv_io io = {
-        .port_take = fake_port_take,
-        .port_claim = fake_port_claim,
-        .port_release = fake_port_release,
-        .relay_open = fake_relay_open,
-        .relay_close = fake_relay_close,
-        .quota_take = fake_quota_take,
-        .quota_release = fake_quota_release,
-        .random = fake_random,
-    };
+    fake_io_init(&fio, 0, 0);
+    fio.refuse = true;
+    fio.fixed_random = true;
+    fio.random_byte = 0x3C;
+    const struct srv_io io = fake_io_srv_io(&fio);
     require(srv_init(&server, &opt, &io, 0) == 0);
 }
 

@@ -102,7 +102,9 @@
 #include <openssl/hmac.h>
 #include <zlib.h>
 
+#include "addr.h"
 #include "auth.h"
+#include "fake_io.h"
 #include "nonce.h"
 #include "policy.h"
 #include "ports.h"
@@ -202,34 +204,12 @@ static void world_init(void)
     set_addr(&external, "203.0.113.5", 0);
 }
 
-/* ---- the per-input state: fake relay I/O and its books ---- */
-
-struct fsock {
-    unsigned pool;
-    uint16_t port;
-};
+/* ---- the per-input state: fake relay I/O (tests/util/fake_io.h) and what was answered ---- */
 
 struct world {
     struct srv s;
     bool srv_live;
-    uint64_t now_ms;
-    union stun_addr relay_addrs[NPOOLS_MAX];
-    size_t npools;
-    struct port_pool pools[NPOOLS_MAX];
-    struct fsock *socks[MAX_SOCKS];
-    size_t nsocks;
-    struct {
-        char name[STUN_MAX_USERNAME + 1];
-        size_t len;
-        unsigned count;
-    } quota[MAX_NAMES];
-    size_t nquota;
-    unsigned qtotal;
-    unsigned eaddrinuse_left;
-    bool eacces_next;
-    uint16_t foreign[NPOOLS_MAX][MAX_FOREIGN];
-    size_t nforeign[NPOOLS_MAX];
-    uint64_t rng;
+    struct fake_io io; /* ports, sockets, quotas, injected failures, and the clock */
     uint64_t tid_counter;
     uint8_t last_tid[NTUPLES][STUN_TID_LEN];
     bool have_last_tid[NTUPLES];
@@ -279,105 +259,6 @@ static uint64_t splitmix(uint64_t *x)
     return z ^ (z >> 31);
 }
 
-static uint8_t pool_state(unsigned pool, uint16_t port)
-{
-    const struct port_pool *p = &W.pools[pool];
-    REQUIRE(port >= p->min && port <= p->max);
-    return p->state[port - p->min];
-}
-
-static int sock_index(const void *h)
-{
-    for (size_t i = 0; i < W.nsocks; i++)
-        if (W.socks[i] == h) return (int)i;
-    return -1;
-}
-
-static bool port_bound(unsigned pool, uint16_t port)
-{
-    for (size_t i = 0; i < W.nsocks; i++)
-        if (W.socks[i]->pool == pool && W.socks[i]->port == port) return true;
-    return false;
-}
-
-static int fake_port_take(void *ctx, unsigned pool, bool even, bool reserve_next, uint64_t token,
-                          uint64_t now_s, uint16_t *port)
-{
-    REQUIRE(ctx == &W);
-    REQUIRE(pool < W.npools);
-    REQUIRE(now_s == W.now_ms / 1000);
-    if (ports_take(&W.pools[pool], even, reserve_next, token, now_s, port)) return -1;
-    REQUIRE(pool_state(pool, *port) == 1);
-    if (even || reserve_next) REQUIRE((*port & 1) == 0);
-    if (reserve_next) REQUIRE(pool_state(pool, (uint16_t)(*port + 1)) == 2);
-    return 0;
-}
-
-static int fake_port_claim(void *ctx, uint64_t token, uint64_t now_s, unsigned *pool,
-                           uint16_t *port)
-{
-    REQUIRE(ctx == &W);
-    for (unsigned i = 0; i < W.npools; i++)
-        if (ports_claim(&W.pools[i], token, now_s, port) == 0) {
-            *pool = i;
-            REQUIRE(pool_state(i, *port) == 1);
-            return 0;
-        }
-    return -1;
-}
-
-static void fake_port_release(void *ctx, unsigned pool, uint16_t port)
-{
-    REQUIRE(ctx == &W);
-    REQUIRE(pool < W.npools);
-    REQUIRE(!port_bound(pool, port));     /* the socket is closed first */
-    REQUIRE(pool_state(pool, port) != 0); /* no double release */
-    ports_release(&W.pools[pool], port);
-}
-
-static int fake_relay_open(void *ctx, struct allocation *a, struct alloc_relay *r)
-{
-    REQUIRE(ctx == &W);
-    REQUIRE(a->nrelay < 2 && r == &a->relay[a->nrelay]);
-    REQUIRE(r->io == NULL);
-    REQUIRE(r->pool < W.npools);
-    const union stun_addr *base = &W.relay_addrs[r->pool];
-    REQUIRE(addr_ip_equal(&r->addr, base));
-    uint16_t port = addr_port(&r->addr);
-    REQUIRE(pool_state(r->pool, port) == 1);
-    REQUIRE(!port_bound(r->pool, port));
-    for (unsigned i = 0; i < a->nrelay; i++)
-        REQUIRE(a->relay[i].addr.sa.sa_family != r->addr.sa.sa_family);
-    if (W.eaddrinuse_left) {
-        W.eaddrinuse_left--;
-        return -EADDRINUSE;
-    }
-    if (W.eacces_next) {
-        W.eacces_next = false;
-        return -EACCES;
-    }
-    REQUIRE(W.nsocks < MAX_SOCKS);
-    struct fsock *fs = malloc(sizeof(*fs));
-    REQUIRE(fs != NULL);
-    fs->pool = r->pool;
-    fs->port = port;
-    W.socks[W.nsocks++] = fs;
-    r->io = fs;
-    return 0;
-}
-
-static void fake_relay_close(void *ctx, struct allocation *a, struct alloc_relay *r)
-{
-    REQUIRE(ctx == &W);
-    REQUIRE(r >= a->relay && r < a->relay + 2);
-    int i = sock_index(r->io);
-    REQUIRE(i >= 0);
-    struct fsock *fs = W.socks[i];
-    REQUIRE(fs->pool == r->pool && fs->port == addr_port(&r->addr));
-    W.socks[i] = W.socks[--W.nsocks];
-    free(fs);
-}
-
 static int user_index(const char *user, size_t ulen)
 {
     for (int i = 0; i < 2; i++)
@@ -393,66 +274,6 @@ static bool known_name(const char *user, size_t ulen)
            auth_rest_parse((const uint8_t *)user, ulen, ':', &expiry) == 0;
 }
 
-static size_t quota_slot(const char *user, size_t ulen)
-{
-    for (size_t i = 0; i < W.nquota; i++)
-        if (W.quota[i].len == ulen && memcmp(W.quota[i].name, user, ulen) == 0) return i;
-    REQUIRE(W.nquota < MAX_NAMES && ulen <= STUN_MAX_USERNAME);
-    memcpy(W.quota[W.nquota].name, user, ulen);
-    W.quota[W.nquota].len = ulen;
-    W.quota[W.nquota].count = 0;
-    return W.nquota++;
-}
-
-static int fake_quota_take(void *ctx, const char *user, size_t ulen, uint32_t user_max)
-{
-    REQUIRE(ctx == &W);
-    REQUIRE(known_name(user, ulen)); /* only authenticated users get this far */
-    size_t q = quota_slot(user, ulen);
-    if (W.qtotal >= QUOTA_TOTAL || W.quota[q].count >= (user_max ? user_max : QUOTA_USER))
-        return -1;
-    W.quota[q].count++;
-    W.qtotal++;
-    return 0;
-}
-
-static void fake_quota_release(void *ctx, const char *user, size_t ulen)
-{
-    REQUIRE(ctx == &W);
-    REQUIRE(known_name(user, ulen));
-    size_t q = quota_slot(user, ulen);
-    REQUIRE(W.quota[q].count > 0 && W.qtotal > 0); /* releases match takes */
-    W.quota[q].count--;
-    W.qtotal--;
-}
-
-static void fake_random(void *ctx, void *buf, size_t len)
-{
-    REQUIRE(ctx == &W);
-    uint8_t *p = buf;
-    while (len) {
-        uint64_t v = splitmix(&W.rng);
-        size_t k = len < 8 ? len : 8;
-        memcpy(p, &v, k);
-        p += k;
-        len -= k;
-    }
-}
-
-static void fake_event(void *ctx, const struct allocation *a, const char *what,
-                       const union stun_addr *peer, enum policy_verdict verdict)
-{
-    REQUIRE(ctx == &W);
-    REQUIRE(a != NULL && what != NULL);
-    if (strcmp(what, "denied") == 0) {
-        REQUIRE(peer != NULL && verdict != POLICY_OK && verdict < POLICY_COUNT);
-    } else {
-        REQUIRE(strcmp(what, "allocated") == 0 || strcmp(what, "refreshed") == 0 ||
-                strcmp(what, "deleted") == 0 || strcmp(what, "expired") == 0 ||
-                strcmp(what, "closed") == 0);
-    }
-}
-
 /* ---- books: table, heap, sockets, ports, quotas agree ---- */
 
 static int tuple_index(const struct srv_tuple *t)
@@ -465,9 +286,6 @@ static int tuple_index(const struct srv_tuple *t)
 static void check_books(void)
 {
     const struct alloc_table *t = &W.s.allocs;
-    size_t socks = 0;
-    unsigned quota[MAX_NAMES] = {0};
-    size_t in_pool[NPOOLS_MAX] = {0};
     REQUIRE(t->count <= NTUPLES);
     for (size_t i = 0; i < t->count; i++) {
         const struct allocation *a = t->heap[i];
@@ -476,39 +294,17 @@ static void check_books(void)
         REQUIRE(alloc_find(t, &a->tuple) == a);
         REQUIRE(tuple_index(&a->tuple) >= 0);
         REQUIRE(known_name(a->username, a->ulen));
-        quota[quota_slot(a->username, a->ulen)]++;
         REQUIRE(a->nrelay >= 1 && a->nrelay <= 2);
         if (a->nrelay == 2) REQUIRE(a->relay[0].addr.sa.sa_family != a->relay[1].addr.sa.sa_family);
         for (unsigned k = 0; k < a->nrelay; k++) {
             const struct alloc_relay *r = &a->relay[k];
-            int si = sock_index(r->io);
-            REQUIRE(si >= 0);
-            REQUIRE(W.socks[si]->pool == r->pool && W.socks[si]->port == addr_port(&r->addr));
             REQUIRE(addr_port(&r->advertised) == addr_port(&r->addr));
             REQUIRE(r->advertised.sa.sa_family == r->addr.sa.sa_family);
-            in_pool[r->pool]++;
-            socks++;
         }
         REQUIRE(a->nperms <= ALLOC_MAX_PERMISSIONS && a->nchans <= ALLOC_MAX_CHANNELS);
     }
-    REQUIRE(socks == W.nsocks);
-    unsigned total = 0;
-    for (size_t i = 0; i < W.nquota; i++) {
-        REQUIRE(quota[i] == W.quota[i].count);
-        total += quota[i];
-    }
-    REQUIRE(W.qtotal == total);
-    for (size_t p = 0; p < W.npools; p++) {
-        const struct port_pool *pp = &W.pools[p];
-        size_t used = 0, reserved = 0;
-        for (uint32_t i = 0; i < pp->count; i++) {
-            used += pp->state[i] == 1;
-            reserved += pp->state[i] == 2;
-            REQUIRE(pp->state[i] <= 2);
-        }
-        REQUIRE(pp->used == used + reserved);
-        REQUIRE(used == in_pool[p] + W.nforeign[p]); /* no port leaked, none double-booked */
-    }
+    /* Sockets, ports (none leaked, none double-booked) and quotas against the table. */
+    fake_io_check_books(&W.io, &W.s);
     const uint64_t *c = W.s.c.v;
     REQUIRE(c[SRV_C_allocations_created] ==
             c[SRV_C_allocations_expired] + c[SRV_C_allocations_deleted] + t->count);
@@ -692,7 +488,7 @@ static void check_success(unsigned ti, const struct stun_msg *q, const struct st
         if (life == 0)
             REQUIRE(a == NULL);
         else
-            REQUIRE(a != NULL && a->expires_ms > W.now_ms);
+            REQUIRE(a != NULL && a->expires_ms > W.io.now_ms);
         break;
     case STUN_CREATE_PERMISSION: {
         REQUIRE(a != NULL);
@@ -701,7 +497,7 @@ static void check_success(unsigned ti, const struct stun_msg *q, const struct st
         for (; pa; pa = stun_find_next(q, pa)) {
             union stun_addr peer;
             canonical_of(q, pa, &peer);
-            REQUIRE(alloc_permitted(a, &peer, W.now_ms));
+            REQUIRE(alloc_permitted(a, &peer, W.io.now_ms));
             REQUIRE(policy_check(&policy, &peer, false) == POLICY_OK);
         }
         break;
@@ -716,10 +512,10 @@ static void check_success(unsigned ti, const struct stun_msg *q, const struct st
                 num <= (W.s.opt.strict_channels ? STUN_CHANNEL_MAX_STRICT : STUN_CHANNEL_MAX));
         union stun_addr peer;
         canonical_of(q, pa, &peer);
-        const struct alloc_chan *c = alloc_channel(a, num, W.now_ms);
+        const struct alloc_chan *c = alloc_channel(a, num, W.io.now_ms);
         REQUIRE(c && addr_equal(&c->peer, &peer));
-        REQUIRE(alloc_channel_of(a, &peer, W.now_ms) == c);
-        REQUIRE(alloc_permitted(a, &peer, W.now_ms));
+        REQUIRE(alloc_channel_of(a, &peer, W.io.now_ms) == c);
+        REQUIRE(alloc_permitted(a, &peer, W.io.now_ms));
         break;
     }
     default:
@@ -804,7 +600,7 @@ static void check_reply(unsigned ti, const uint8_t *in, size_t inlen, const uint
         const struct stun_attr *nonce = stun_find(&r, STUN_ATTR_NONCE);
         REQUIRE(realm && realm->len == strlen(REALM) && memcmp(realm->val, REALM, realm->len) == 0);
         REQUIRE(nonce && auth_nonce_check(&nonce_key, &t->client, nonce->val, nonce->len,
-                                          W.now_ms / 1000) == AUTH_NONCE_OK);
+                                          W.io.now_ms / 1000) == AUTH_NONCE_OK);
         REQUIRE(stun_find(&r, STUN_ATTR_PASSWORD_ALGORITHMS) != NULL);
     }
     if (code == 437 && method != STUN_ALLOCATE && !cached)
@@ -822,15 +618,15 @@ static void check_fwd(unsigned ti, const uint8_t *in, size_t inlen, const struct
 #endif
     REQUIRE(a->nrelay >= 1 && f->relay >= a->relay && f->relay < a->relay + a->nrelay);
     REQUIRE(f->relay->addr.sa.sa_family == f->peer.sa.sa_family);
-    REQUIRE(sock_index(f->relay->io) >= 0);
+    REQUIRE(fake_io_sock_index(&W.io, f->relay->io) >= 0);
     REQUIRE(policy_check(&policy, &f->peer, true) == POLICY_OK);
     union stun_addr canon;
     policy_canonical(&f->peer, &canon);
     REQUIRE(addr_equal(&canon, &f->peer)); /* already canonical */
-    REQUIRE(alloc_permitted(a, &f->peer, W.now_ms));
+    REQUIRE(alloc_permitted(a, &f->peer, W.io.now_ms));
     REQUIRE(f->len <= inlen && f->data >= in && f->data + f->len <= in + inlen);
     if ((in[0] & 0xC0) == 0x40) { /* ChannelData (from CHANNELDATA or RAW) */
-        const struct alloc_chan *c = alloc_channel(a, (uint16_t)(in[0] << 8 | in[1]), W.now_ms);
+        const struct alloc_chan *c = alloc_channel(a, (uint16_t)(in[0] << 8 | in[1]), W.io.now_ms);
         REQUIRE(c && addr_equal(&c->peer, &f->peer));
         REQUIRE(f->data == in + STUN_CHDATA_HEADER_LEN);
         REQUIRE(f->len == (size_t)(in[2] << 8 | in[3]));
@@ -858,7 +654,7 @@ static void deliver(unsigned ti, const uint8_t *msg, size_t len, size_t outcap,
     struct srv_fwd fwd;
     memset(&fwd, 0xA5, sizeof(fwd));
     size_t n =
-        srv_handle(&W.s, &tuples[ti], &client_io_tag[ti], in, len, W.now_ms, out, outcap, &fwd);
+        srv_handle(&W.s, &tuples[ti], &client_io_tag[ti], in, len, W.io.now_ms, out, outcap, &fwd);
     REQUIRE(n <= outcap);
     uint64_t moved = 0;
     for (int i = 0; i < SRV_C_COUNT; i++) {
@@ -875,7 +671,7 @@ static void deliver(unsigned ti, const uint8_t *msg, size_t len, size_t outcap,
         fprintf(stderr,
                 "  t=%llu.%03u tuple %u in %02x%02x len %zu tid %02x%02x%02x..%02x -> reply %zu "
                 "code %d%s fwd %s [%s]\n",
-                (unsigned long long)(W.now_ms / 1000), (unsigned)(W.now_ms % 1000), ti,
+                (unsigned long long)(W.io.now_ms / 1000), (unsigned)(W.io.now_ms % 1000), ti,
                 len ? in[0] : 0, len > 1 ? in[1] : 0, len, len >= 20 ? in[8] : 0,
                 len >= 20 ? in[9] : 0, len >= 20 ? in[10] : 0, len >= 20 ? in[19] : 0, n,
                 reply_code(out, n), cached ? " cached" : "", fwd.a ? "yes" : "no", what);
@@ -1074,7 +870,7 @@ static void op_request(struct rd *r)
     int user = (s >> 3) & 1;
     bool fp = s & 0x10, trunc = s & 0x20, trailing = s & 0x40, both = s & 0x80;
     const struct auth_user *au = &users.v[user];
-    W.s.unix_s = W.now_ms / 1000; /* the wall clock, for REST usernames */
+    W.s.unix_s = W.io.now_ms / 1000; /* the wall clock, for REST usernames */
     bool userhash = kind == 4 || kind == 5;
     bool algs = kind == 1 || kind == 2 || kind == 4 || fault == 14;
     bool alg_sha = kind == 1 || kind == 4;
@@ -1089,7 +885,7 @@ static void op_request(struct rd *r)
     static struct auth_user rest_user;
     bool rest = fault == 7, rest_expired = rest && (f & 0x80);
     if (rest) {
-        uint64_t expiry = rest_expired ? W.now_ms / 1000 : START_MS / 1000 + 7200;
+        uint64_t expiry = rest_expired ? W.io.now_ms / 1000 : START_MS / 1000 + 7200;
         int n = snprintf(rest_name, sizeof(rest_name), "%llu:r%u", (unsigned long long)expiry,
                          (unsigned)((f >> 4) & 3));
         REQUIRE(n > 0 && (size_t)n < sizeof(rest_name));
@@ -1131,7 +927,7 @@ static void op_request(struct rd *r)
         else
             stun_enc_attr(&e, STUN_ATTR_REALM, REALM, strlen(REALM));
         char nonce[AUTH_NONCE_LEN];
-        uint64_t now_s = W.now_ms / 1000;
+        uint64_t now_s = W.io.now_ms / 1000;
         if (fault == 9)
             auth_nonce_make(&nonce_key, &tu->client, now_s - NONCE_LIFE - 1, NONCE_LIFE, nonce);
         else if (fault == 10)
@@ -1288,23 +1084,23 @@ static void op_peer(struct rd *r)
 
     union stun_addr peer;
     policy_canonical(&from, &peer);
-    bool permitted = alloc_permitted(a, &peer, W.now_ms);
+    bool permitted = alloc_permitted(a, &peer, W.io.now_ms);
     bool allowed = policy_check(&policy, &peer, true) == POLICY_OK;
-    const struct alloc_chan *chan = alloc_channel_of(a, &peer, W.now_ms);
+    const struct alloc_chan *chan = alloc_channel_of(a, &peer, W.io.now_ms);
     uint16_t chnum = chan ? chan->num : 0;
     bool stream = a->tuple.transport != SRV_UDP;
-    bool alive = a->expires_ms > W.now_ms; /* lifetime not over (the sweep may lag) */
+    bool alive = a->expires_ms > W.io.now_ms; /* lifetime not over (the sweep may lag) */
 
     struct srv_counters before = W.s.c;
     uint8_t *msg = NULL;
-    size_t n = srv_peer_data(&W.s, a, rel, &from, buf + SRV_PEER_HEADROOM, len, W.now_ms, &msg);
+    size_t n = srv_peer_data(&W.s, a, rel, &from, buf + SRV_PEER_HEADROOM, len, W.io.now_ms, &msg);
     uint64_t moved = 0;
     for (int i = 0; i < SRV_C_COUNT; i++)
         moved += W.s.c.v[i] - before.v[i];
     REQUIRE(moved == 1);
     if (tracing)
         fprintf(stderr, "  t=%llu tuple %u peer data %zu bytes -> %zu%s\n",
-                (unsigned long long)(W.now_ms / 1000), ti, len, n, chan ? " (channel)" : "");
+                (unsigned long long)(W.io.now_ms / 1000), ti, len, n, chan ? " (channel)" : "");
     REQUIRE((n > 0) == (alive && permitted && allowed && len <= 0xFFFF - 48));
     if (n) {
         REQUIRE(msg >= buf && msg + n <= buf + total);
@@ -1341,16 +1137,16 @@ static void op_clock(struct rd *r, uint8_t o)
     static const uint64_t unit[4] = {1, 50, 500, 1000};
     uint64_t step = (uint64_t)u16(r) * unit[(o >> 3) & 3];
     if (step > 2 * 3600 * 1000) step = 2 * 3600 * 1000;
-    W.now_ms += step;
+    W.io.now_ms += step;
     if (o & 0x20) return; /* the expiry timer has not run yet */
     size_t before = W.s.allocs.count;
-    size_t n = srv_expire(&W.s, W.now_ms);
+    size_t n = srv_expire(&W.s, W.io.now_ms);
     if (tracing)
-        fprintf(stderr, "  t=%llu expired %zu\n", (unsigned long long)(W.now_ms / 1000), n);
+        fprintf(stderr, "  t=%llu expired %zu\n", (unsigned long long)(W.io.now_ms / 1000), n);
     REQUIRE(n == before - W.s.allocs.count);
-    REQUIRE(alloc_expired(&W.s.allocs, W.now_ms) == NULL);
+    REQUIRE(alloc_expired(&W.s.allocs, W.io.now_ms) == NULL);
     for (size_t i = 0; i < W.s.allocs.count; i++)
-        REQUIRE(W.s.allocs.heap[i]->expires_ms > W.now_ms);
+        REQUIRE(W.s.allocs.heap[i]->expires_ms > W.io.now_ms);
     check_books();
 }
 
@@ -1363,28 +1159,13 @@ static void op_close(void)
     check_books();
 }
 
-static void release_foreign(void)
-{
-    for (size_t p = 0; p < W.npools; p++) {
-        for (size_t i = 0; i < W.nforeign[p]; i++)
-            ports_release(&W.pools[p], W.foreign[p][i]);
-        W.nforeign[p] = 0;
-    }
-}
-
 static void op_fault(struct rd *r)
 {
     uint8_t b = u8(r);
-    W.eaddrinuse_left = b & 7;
-    W.eacces_next = b & 8;
-    if (b & 0x10) {
-        unsigned p = (unsigned)((b >> 5) % W.npools);
-        uint16_t port;
-        if (W.nforeign[p] < MAX_FOREIGN &&
-            ports_take(&W.pools[p], false, false, 0, W.now_ms / 1000, &port) == 0)
-            W.foreign[p][W.nforeign[p]++] = port;
-    }
-    if (b & 0x80) release_foreign();
+    W.io.eaddrinuse_left = b & 7;
+    W.io.error_next = b & 8 ? -EACCES : 0;
+    if (b & 0x10) (void)fake_io_take_foreign(&W.io, (unsigned)((b >> 5) % W.io.npools));
+    if (b & 0x80) fake_io_release_foreign(&W.io);
     check_books();
 }
 
@@ -1421,18 +1202,22 @@ static void op_raw(struct rd *r)
 static void world_start(uint8_t cfg)
 {
     memset(&W, 0, sizeof(W));
-    W.now_ms = START_MS;
-    W.rng = 0x1234567890abcdefull;
+    fake_io_init(&W.io, START_MS, 0x1234567890abcdefull);
+    W.io.quota_user_max = QUOTA_USER;
+    W.io.quota_total_max = QUOTA_TOTAL;
+    W.io.quota_user_max_wins = true;
+    W.io.max_open = MAX_SOCKS;
+    W.io.name_ok = known_name;
     W.tid_counter = 0x5eed;
     bool wildcard = cfg & 8;
-    set_addr(&W.relay_addrs[0], wildcard ? "0.0.0.0" : "192.0.2.10", 0);
-    set_addr(&W.relay_addrs[1], wildcard ? "::" : "2001:db8::10", 0);
-    set_addr(&W.relay_addrs[2], "192.0.2.11", 0);
-    W.npools = cfg & 0x10 ? 3 : 2;
+    union stun_addr relay_addrs[NPOOLS_MAX];
+    set_addr(&relay_addrs[0], wildcard ? "0.0.0.0" : "192.0.2.10", 0);
+    set_addr(&relay_addrs[1], wildcard ? "::" : "2001:db8::10", 0);
+    set_addr(&relay_addrs[2], "192.0.2.11", 0);
     static const uint16_t pmin[NPOOLS_MAX] = {49152, 49152, 50000},
                           pmax[NPOOLS_MAX] = {49155, 49153, 50002};
-    for (size_t i = 0; i < W.npools; i++)
-        REQUIRE(ports_init(&W.pools[i], pmin[i], pmax[i], cfg >> 5) == 0);
+    for (size_t i = 0; i < (cfg & 0x10 ? 3u : 2u); i++)
+        REQUIRE(fake_io_add_pool(&W.io, &relay_addrs[i], pmin[i], pmax[i], cfg >> 5) == 0);
     static struct srv_options opt;
     opt = (struct srv_options){
         .software = cfg & 2 ? NULL : "tern fuzz",
@@ -1444,42 +1229,22 @@ static void world_start(uint8_t cfg)
         .policy = &policy,
         .creds = &creds,
         .nonce_key = &nonce_key,
-        .relay_addrs = W.relay_addrs,
-        .nrelay_addrs = W.npools,
+        .relay_addrs = W.io.relay_addrs,
+        .nrelay_addrs = W.io.npools,
         .external = cfg & 4 ? &external : NULL,
         .rest_secrets = rest_secrets,
         .nrest_secrets = 2,
         .rest_separator = ':',
     };
-    const struct srv_io io = {
-        .ctx = &W,
-        .port_take = fake_port_take,
-        .port_claim = fake_port_claim,
-        .port_release = fake_port_release,
-        .relay_open = fake_relay_open,
-        .relay_close = fake_relay_close,
-        .quota_take = fake_quota_take,
-        .quota_release = fake_quota_release,
-        .random = fake_random,
-        .event = fake_event,
-    };
+    const struct srv_io io = fake_io_srv_io(&W.io);
     REQUIRE(srv_init(&W.s, &opt, &io, 1000) == 0);
 }
 
 static void world_end(void)
 {
     srv_free(&W.s);
-    REQUIRE(W.nsocks == 0);
-    for (size_t i = 0; i < W.nquota; i++)
-        REQUIRE(W.quota[i].count == 0);
-    REQUIRE(W.qtotal == 0);
-    release_foreign();
-    for (size_t p = 0; p < W.npools; p++) {
-        const struct port_pool *pp = &W.pools[p];
-        for (uint32_t i = 0; i < pp->count; i++)
-            REQUIRE(pp->state[i] != 1); /* reserved may stay */
-        ports_free(&W.pools[p]);
-    }
+    fake_io_check_released(&W.io); /* reserved ports may stay */
+    fake_io_free(&W.io);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

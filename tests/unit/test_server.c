@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "fake_io.h"
 #include "server.h"
 #include "stun.h"
 #include "testutil.h"
@@ -28,54 +29,6 @@ static const char realm[] = "example.org";
 
 /* ---- a server with fake relay I/O (no allocation can succeed, none is needed) ----------- */
 
-static void fake_random(void *ctx, void *buf, size_t len)
-{
-    (void)ctx;
-    memset(buf, 0xA5, len);
-}
-
-static int fake_port_take(void *ctx, unsigned pool, bool even, bool reserve_next, uint64_t token,
-                          uint64_t now_s, uint16_t *port)
-{
-    (void)ctx, (void)pool, (void)even, (void)reserve_next, (void)token, (void)now_s, (void)port;
-    return -1;
-}
-
-static int fake_port_claim(void *ctx, uint64_t token, uint64_t now_s, unsigned *pool,
-                           uint16_t *port)
-{
-    (void)ctx, (void)token, (void)now_s, (void)pool, (void)port;
-    return -1;
-}
-
-static void fake_port_release(void *ctx, unsigned pool, uint16_t port)
-{
-    (void)ctx, (void)pool, (void)port;
-}
-
-static int fake_relay_open(void *ctx, struct allocation *a, struct alloc_relay *r)
-{
-    (void)ctx, (void)a, (void)r;
-    return -1;
-}
-
-static void fake_relay_close(void *ctx, struct allocation *a, struct alloc_relay *r)
-{
-    (void)ctx, (void)a, (void)r;
-}
-
-static int fake_quota_take(void *ctx, const char *user, size_t ulen, uint32_t user_max)
-{
-    (void)user_max; /* the fake keeps its own limits */
-    (void)ctx, (void)user, (void)ulen;
-    return -1;
-}
-
-static void fake_quota_release(void *ctx, const char *user, size_t ulen)
-{
-    (void)ctx, (void)user, (void)ulen;
-}
-
 struct fixture {
     struct srv s;
     struct auth_users users;
@@ -83,6 +36,7 @@ struct fixture {
     struct auth_nonce_key nonce_key;
     struct peer_policy policy;
     union stun_addr relay_addrs[2];
+    struct fake_io io; /* refuses every port, socket and quota */
 };
 
 static void fx_init(struct fixture *fx, const char *software)
@@ -108,16 +62,11 @@ static void fx_init(struct fixture *fx, const char *software)
         .relay_addrs = fx->relay_addrs,
         .nrelay_addrs = 2,
     };
-    const struct srv_io io = {
-        .port_take = fake_port_take,
-        .port_claim = fake_port_claim,
-        .port_release = fake_port_release,
-        .relay_open = fake_relay_open,
-        .relay_close = fake_relay_close,
-        .quota_take = fake_quota_take,
-        .quota_release = fake_quota_release,
-        .random = fake_random,
-    };
+    fake_io_init(&fx->io, 0, 0);
+    fx->io.refuse = true;
+    fx->io.fixed_random = true;
+    fx->io.random_byte = 0xA5;
+    const struct srv_io io = fake_io_srv_io(&fx->io);
     assert_int_equal(srv_init(&fx->s, &opt, &io, 0), 0);
 }
 
