@@ -931,6 +931,22 @@ void qos_alloc_free(struct qos_alloc *q)
     free(q);
 }
 
+const char *const qos_icmp_names[QOS_ICMP_COUNT] = {"unreachable", "ttl_exceeded",
+                                                    "packet_too_big"};
+
+void qos_icmp(struct qos_alloc *q, struct qos_metrics *m, const union stun_addr *peer,
+              enum qos_icmp_kind k, uint32_t mtu)
+{
+    if (k >= QOS_ICMP_COUNT) return;
+    m->icmp[k]++;
+    if (!q || q->finished) return;
+    struct qos_flow *f = flow_get(q, peer);
+    if (!f) return;
+    f->icmp[k]++;
+    if (k == QOS_ICMP_PACKET_TOO_BIG && mtu && (!f->path_mtu || mtu < f->path_mtu))
+        f->path_mtu = mtu;
+}
+
 enum qos_class qos_packet(struct qos_alloc *q, struct qos_metrics *m, enum qos_leg from,
                           const union stun_addr *peer, const uint8_t *p, size_t len, int64_t rx_ns)
 {

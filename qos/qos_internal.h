@@ -125,6 +125,8 @@ struct qos_dir {
 struct qos_flow {
     union stun_addr peer;
     struct qos_stun *stun;
+    uint64_t icmp[QOS_ICMP_COUNT];     /* ICMP errors about datagrams sent to this peer */
+    uint32_t path_mtu;                 /* the smallest MTU a packet-too-big reported; 0: none */
     struct qos_dir dir[QOS_LEG_COUNT]; /* by ingress leg: [CLIENT] = from_client */
 };
 

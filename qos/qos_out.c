@@ -55,6 +55,7 @@ void qos_metrics_add(struct qos_metrics *dst, const struct qos_metrics *src)
     ADD_ARR(rtcp_feedback);
     ADD_ARR(stun_checks);
     ADD_ARR(stalls);
+    ADD_ARR(icmp);
     for (int l = 0; l < QOS_LEG_COUNT; l++) {
         const struct qos_hist_rtt *hs = &src->leg_rtt[l];
         ADD_HIST(&dst->leg_rtt[l]);
@@ -247,6 +248,11 @@ int qos_metrics_prometheus(const struct qos_metrics *m, char **buf, size_t *len,
         for (int o = 0; o < QOS_STUN_OUTCOME_COUNT; o++)
             pf(&b, "tern_qos_stun_checks_total{leg=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
                qos_leg_names[l], outcome_names[o], m->stun_checks[l][o]);
+
+    family(&b, "icmp_total", "counter",
+           "ICMP errors about datagrams the relay sent to peers, by kind (RFC 8656 11).");
+    for (int k = 0; k < QOS_ICMP_COUNT; k++)
+        pf(&b, "tern_qos_icmp_total{kind=\"%s\"} %" PRIu64 "\n", qos_icmp_names[k], m->icmp[k]);
 
     family(&b, "leg_rtt_seconds", "histogram", "Round-trip time relay<->endpoint per STUN sample.");
     for (int l = 0; l < QOS_LEG_COUNT; l++) {
@@ -464,6 +470,21 @@ static json_t *leg_summary(const struct qos_alloc *q, int leg, int64_t now,
     return o;
 }
 
+/* {"unreachable": N, "ttl_exceeded": N, "packet_too_big": N, "path_mtu": N | null} */
+static json_t *icmp_json(const uint64_t *n, uint32_t path_mtu)
+{
+    json_t *o = json_object();
+    int e = 0;
+    for (int k = 0; k < QOS_ICMP_COUNT; k++)
+        e |= set(o, qos_icmp_names[k], u64j(n[k]));
+    e |= set(o, "path_mtu", path_mtu ? u64j(path_mtu) : json_null());
+    if (e) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 json_t *qos_summary_json(const struct qos_alloc *q)
 {
     if (!q) return NULL;
@@ -478,6 +499,15 @@ json_t *qos_summary_json(const struct qos_alloc *q)
     e |= set(o, "path_rtt_seconds", num(hp, path));
     e |= set(o, "peers", u64j(q->nflows));
     e |= set(o, "other_flows", u64j(q->other_flows));
+    uint64_t icmp[QOS_ICMP_COUNT] = {0};
+    uint32_t mtu = 0;
+    for (unsigned i = 0; i < q->nflows; i++) {
+        for (int k = 0; k < QOS_ICMP_COUNT; k++)
+            icmp[k] += q->flows[i]->icmp[k];
+        if (q->flows[i]->path_mtu && (!mtu || q->flows[i]->path_mtu < mtu))
+            mtu = q->flows[i]->path_mtu;
+    }
+    e |= set(o, "icmp", icmp_json(icmp, mtu));
 
     bool hl = false, hj = false, hr = hp;
     double loss = 0, jit = 0, rtt = hp ? path : 0;
@@ -658,6 +688,7 @@ json_t *qos_detail_json(const struct qos_alloc *q, int64_t now_ns)
         e |= set(dirs, "from_client", dir_json(&f->dir[QOS_LEG_CLIENT], now_ns));
         e |= set(dirs, "from_peer", dir_json(&f->dir[QOS_LEG_PEER], now_ns));
         e |= set(p, "directions", json_incref(dirs));
+        e |= set(p, "icmp", icmp_json(f->icmp, f->path_mtu));
         if (!p || json_array_append(peers, p) != 0) e = -1;
         json_decref(pl);
         json_decref(dirs);

@@ -50,6 +50,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -66,11 +67,12 @@
 #define CLIENT_TX_BUF 1280       /* control-plane answers are small; a larger one is not made */
 #define CLIENT_BUDGET 16         /* batches per wakeup, so one busy socket cannot starve others */
 
-#define PEER_BATCH  32    /* datagrams per recvmmsg on a relay socket */
-#define PEER_SLOTS  128   /* receive buffers: what is framed for UDP clients waits in them */
-#define PEER_DATA   65536 /* any UDP datagram */
-#define PEER_BUDGET 8     /* batches per wakeup */
-#define PEER_SLOT   (SRV_PEER_HEADROOM + PEER_DATA + SRV_PEER_TAILROOM + 1)
+#define PEER_BATCH       32    /* datagrams per recvmmsg on a relay socket */
+#define PEER_SLOTS       128   /* receive buffers: what is framed for UDP clients waits in them */
+#define PEER_DATA        65536 /* any UDP datagram */
+#define PEER_BUDGET      8     /* batches per wakeup */
+#define PEER_SLOT        (SRV_PEER_HEADROOM + PEER_DATA + SRV_PEER_TAILROOM + 1)
+#define PEER_ICMP_BUDGET 64 /* queued errors taken per wakeup */
 
 #define TRAIN_MAX_SEGMENTS  64
 #define TRAIN_MAX_BYTES     65000
@@ -145,12 +147,19 @@ static int64_t realtime_ns(void)
 
 /* ---- the QoS tap ---- */
 
-/* Measure one forwarded payload of allocation a from leg; the meter is made on first use. */
+/* The QoS meter of a, made on first use (NULL when out of memory: nothing is measured). */
+static struct qos_alloc *meter(struct worker *w, struct allocation *a)
+{
+    if (!a->qos) a->qos = qos_alloc_new(worker_created_ns(w, a));
+    return a->qos;
+}
+
+/* Measure one forwarded payload of allocation a from leg. */
 static inline void tap(struct worker *w, struct allocation *a, enum qos_leg leg,
                        const union stun_addr *peer, const uint8_t *p, size_t len, int64_t rx_ns)
 {
-    if (!a->qos) a->qos = qos_alloc_new(worker_created_ns(w, a));
-    if (a->qos) qos_packet(a->qos, &w->qm, leg, peer, p, len, rx_ns);
+    struct qos_alloc *q = meter(w, a);
+    if (q) qos_packet(q, &w->qm, leg, peer, p, len, rx_ns);
 }
 
 /* ---- client -> peer ---- */
@@ -346,11 +355,68 @@ void fwd_flush(struct worker *w)
     flush_clients(w);
 }
 
+/* The kind of an ICMP error the relay relays and measures (RFC 8656 11); false: another. */
+static bool icmp_kind(const struct udp_icmp *e, enum qos_icmp_kind *k)
+{
+    if (!e->icmp) return false; /* a local error: the sender already saw it */
+    if (e->family == AF_INET) {
+        if (e->type == 3) /* destination unreachable; code 4: fragmentation needed */
+            *k = e->code == 4 ? QOS_ICMP_PACKET_TOO_BIG : QOS_ICMP_UNREACHABLE;
+        else if (e->type == 11)
+            *k = QOS_ICMP_TTL_EXCEEDED;
+        else
+            return false;
+        return true;
+    }
+    switch (e->type) { /* ICMPv6 */
+    case 1:
+        *k = QOS_ICMP_UNREACHABLE;
+        return true;
+    case 2:
+        *k = QOS_ICMP_PACKET_TOO_BIG;
+        return true;
+    case 3:
+        *k = QOS_ICMP_TTL_EXCEEDED;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* ICMP errors about datagrams a relay socket sent (its error queue, EPOLLERR): measured per
+ * flow, and relayed to a UDP client as a Data indication with an ICMP attribute when the
+ * server allows it (permission, per-allocation rate; TCP/TLS clients are only counted). */
+static void peer_errors(struct worker *w, struct relay_sock *rs)
+{
+    struct allocation *a = rs->a;
+    for (int k = 0; k < PEER_ICMP_BUDGET; k++) {
+        struct udp_icmp e;
+        if (!udp_recv_error(rs->h.fd, &e)) return;
+        w->io.v[RELAY_C_peer_icmp]++;
+        enum qos_icmp_kind kind;
+        if (!icmp_kind(&e, &kind)) {
+            w->io.v[RELAY_C_peer_icmp_ignored]++;
+            continue;
+        }
+        uint32_t mtu = kind == QOS_ICMP_PACKET_TOO_BIG ? e.info : 0;
+        if (w->qos_on) qos_icmp(meter(w, a), &w->qm, &e.to, kind, mtu);
+        uint8_t out[STUN_HEADER_LEN + 24 + 12 + 8];
+        size_t n =
+            srv_peer_icmp(&w->srv, a, &e.to, e.type, e.code, mtu, w->now_ms, out, sizeof(out));
+        if (!n || !a->client_io) continue;
+        const struct listener *l = a->client_io;
+        struct iovec v = {.iov_base = out, .iov_len = n};
+        struct mmsghdr tx;
+        uint8_t ctl[1][UDP_CTL_LEN];
+        udp_send_clients(w, &l, &a->tuple, &v, 1, &tx, ctl);
+    }
+}
+
 void fwd_peer_readable(struct worker *w, struct ep_handler *h, uint32_t events)
 {
-    (void)events;
     struct relay_sock *rs = (struct relay_sock *)h;
     struct peer_batch *b = &w->fwd->pb;
+    if (events & EPOLLERR) peer_errors(w, rs);
     for (int round = 0; round < PEER_BUDGET; round++) {
         if (PEER_SLOTS - b->used < PEER_BATCH) flush_clients(w);
         int n = udp_recv(w, h->fd, &w->fwd->rxq, b->buf[b->used] + SRV_PEER_HEADROOM, PEER_SLOT,

@@ -78,6 +78,7 @@ static int io_relay_open(void *ctx, struct allocation *a, struct alloc_relay *r)
         return -err;
     }
     udp_rx_options(w, fd);
+    udp_recverr_on(fd, family); /* RFC 8656 11: ICMP errors from peers (fwd.c peer_errors) */
     struct relay_sock *rs = calloc(1, sizeof(*rs));
     if (!rs) {
         close(fd);

@@ -4,12 +4,13 @@
  * the kernel refuses GSO. Wildcard listeners answer from each datagram's local address
  * (IP_PKTINFO), so multi-homed hosts answer from the address the client used. */
 #include <errno.h>
+#include <time.h> /* before linux/errqueue.h, which uses struct timespec */
+#include <linux/errqueue.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include "addr.h"
 #include "udp.h"
@@ -307,4 +308,49 @@ int udp_send_run(struct worker *w, int fd, const union stun_addr *to, struct iov
         went++;
     }
     return went;
+}
+
+int udp_recverr_on(int fd, int family)
+{
+    int one = 1;
+    if (family == AF_INET) return setsockopt(fd, IPPROTO_IP, IP_RECVERR, &one, sizeof(one));
+    return setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof(one));
+}
+
+int udp_recv_error(int fd, struct udp_icmp *e)
+{
+    uint8_t data[64]; /* the start of the offending datagram: not needed, only drained */
+    struct sockaddr_in6 to;
+    union {
+        uint8_t buf[256];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {.iov_base = data, .iov_len = sizeof(data)};
+    struct msghdr mh = {.msg_name = &to,
+                        .msg_namelen = sizeof(to),
+                        .msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = ctl.buf,
+                        .msg_controllen = sizeof(ctl.buf)};
+    ssize_t k;
+    do
+        k = recvmsg(fd, &mh, MSG_ERRQUEUE | MSG_DONTWAIT);
+    while (k < 0 && errno == EINTR);
+    if (k < 0) return 0; /* EAGAIN: the queue is empty */
+    memset(e, 0, sizeof(*e));
+    addr_from_sockaddr(&e->to, (struct sockaddr *)&to, mh.msg_namelen);
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        bool v4 = c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR;
+        bool v6 = c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR;
+        if (!v4 && !v6) continue;
+        struct sock_extended_err ee;
+        if (c->cmsg_len < CMSG_LEN(sizeof(ee))) continue;
+        memcpy(&ee, CMSG_DATA(c), sizeof(ee));
+        e->icmp = ee.ee_origin == SO_EE_ORIGIN_ICMP || ee.ee_origin == SO_EE_ORIGIN_ICMP6;
+        e->family = ee.ee_origin == SO_EE_ORIGIN_ICMP6 ? AF_INET6 : AF_INET;
+        e->type = ee.ee_type;
+        e->code = ee.ee_code;
+        e->info = ee.ee_info;
+    }
+    return 1;
 }

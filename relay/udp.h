@@ -51,6 +51,20 @@ void udp_listener_buffers(int fd);
 int udp_recv(struct worker *w, int fd, struct udp_rxq *q, uint8_t *buf0, size_t stride, size_t cap,
              int n, const union stun_addr *local_default, uint32_t *ovfl, struct udp_dgram *d);
 
+/* An error the kernel queued on a UDP socket (IP_RECVERR / IPV6_RECVERR): for a relay
+ * socket, an ICMP error about a datagram it sent to a peer. */
+struct udp_icmp {
+    union stun_addr to; /* the destination of the datagram that caused it */
+    bool icmp;          /* reported by an ICMP or ICMPv6 message (else a local error) */
+    int family;         /* AF_INET: ICMPv4 numbering; AF_INET6: ICMPv6 */
+    uint8_t type, code; /* as that family numbers them */
+    uint32_t info;      /* the next-hop MTU of "fragmentation needed" / "packet too big" */
+};
+/* Queue ICMP errors about sent datagrams on fd's error queue (relay sockets). 0 or -1. */
+int udp_recverr_on(int fd, int family);
+/* Take the next error from fd's error queue: 1 (*e set), 0 none left. */
+int udp_recv_error(int fd, struct udp_icmp *e);
+
 /* Fill mh to send iov to client t->client through listener l, from t->local when l is a
  * wildcard (ctl: room for the ancillary data). */
 void udp_prepare(struct msghdr *mh, const struct listener *l, const struct srv_tuple *t,
