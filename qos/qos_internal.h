@@ -120,6 +120,9 @@ struct qos_dir {
     int64_t last_iv_ns; /* length of the last closed interval; 0: none closed */
     struct qos_rtcp *rtcp;
     struct qos_stream *streams[QOS_MAX_STREAMS];
+    uint64_t ecn[QOS_ECN_COUNT]; /* datagrams by ECN codepoint (when the TOS was known) */
+    uint64_t dscp_seen;          /* bit d: DSCP d was seen */
+    uint8_t dscp_last;           /* the latest DSCP (meaningful when dscp_seen != 0) */
 };
 
 struct qos_flow {
@@ -133,6 +136,7 @@ struct qos_flow {
 /* Per ingress leg, for the summary. */
 struct qos_legsum {
     uint64_t packets, bytes;
+    uint64_t ecn[QOS_ECN_COUNT];
     /* RTP totals of streams that were evicted */
     uint64_t streams, expected, received, lost_net, dup, ooo;
     int64_t lost;

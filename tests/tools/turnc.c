@@ -27,8 +27,16 @@ static struct {
     const char *user, *pass;
     int family; /* STUN_FAMILY_IPV4 or _IPV6 for REQUESTED-ADDRESS-FAMILY */
     int count, size, wait_ms, interval_ms;
+    int tos;    /* IP_TOS / IPV6_TCLASS for the client's datagrams; -1: the default */
+    int rtp_pt; /* -1: payload bytes; else RTP with this payload type */
     bool df;
-} opt = {.user = "alice", .pass = "alice-pass", .count = 1, .size = 100, .wait_ms = 2000};
+} opt = {.user = "alice",
+         .pass = "alice-pass",
+         .count = 1,
+         .size = 100,
+         .wait_ms = 2000,
+         .tos = -1,
+         .rtp_pt = -1};
 
 static int fd = -1;
 static char realm[256];
@@ -100,16 +108,18 @@ static void derive_key(void)
 
 /* Wait for the answer to tid (Data indications that arrive meanwhile are printed). Returns
  * the answer's length in buf, or -1 on timeout. */
-static void print_indication(const struct stun_msg *m);
+static void print_indication(const struct stun_msg *m, int tos);
+static ssize_t recv_tos(uint8_t *buf, size_t cap, int *tos);
 static int await(const uint8_t *tid, uint8_t *buf, size_t cap, struct stun_msg *m)
 {
     for (;;) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, 2000) <= 0) return -1;
-        ssize_t k = recv(fd, buf, cap, 0);
+        int tos;
+        ssize_t k = recv_tos(buf, cap, &tos);
         if (k <= 0 || stun_decode(m, buf, (size_t)k)) continue;
         if (stun_class_of(m->type) == STUN_INDICATION) {
-            print_indication(m);
+            print_indication(m, tos);
             continue;
         }
         if (memcmp(m->tid, tid, STUN_TID_LEN) == 0) return (int)k;
@@ -167,7 +177,30 @@ static void build_permission(struct stun_enc *e, void *arg)
 
 static unsigned n_data, n_icmp;
 
-static void print_indication(const struct stun_msg *m)
+/* recv with the datagram's TOS / traffic class (-1 when the kernel gave none). */
+static ssize_t recv_tos(uint8_t *buf, size_t cap, int *tos)
+{
+    union {
+        uint8_t b[128];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {.iov_base = buf, .iov_len = cap};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof(ctl.b)};
+    ssize_t k = recvmsg(fd, &mh, 0);
+    *tos = -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); k > 0 && c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS) *tos = *CMSG_DATA(c);
+        if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_TCLASS) {
+            int v;
+            memcpy(&v, CMSG_DATA(c), sizeof(v));
+            *tos = v & 0xff;
+        }
+    }
+    return k;
+}
+
+static void print_indication(const struct stun_msg *m, int tos)
 {
     if (stun_method_of(m->type) != STUN_DATA) return;
     union stun_addr peer;
@@ -190,7 +223,7 @@ static void print_indication(const struct stun_msg *m)
                code, data, da ? "yes" : "no");
     } else if (da) {
         n_data++;
-        printf("data peer=%s len=%u\n", addr_str(&peer, ps), da->len);
+        printf("data peer=%s len=%u tos=0x%02x\n", addr_str(&peer, ps), da->len, tos & 0xff);
     }
     fflush(stdout);
 }
@@ -204,6 +237,8 @@ static void usage(FILE *out)
                  "  -l BYTES         payload size (default 100)\n"
                  "  -i MS            between sends (default 0)\n"
                  "  -D               DONT-FRAGMENT on the Allocate and every Send indication\n"
+                 "  -T TOS           send with this IP TOS / IPv6 traffic class (e.g. 0xb9)\n"
+                 "  -R PT            send RTP packets of payload type PT (sequence, timestamp)\n"
                  "  -w MS            listen this long after the last send (default 2000)\n"
                  "Prints allocated/permission lines, then one line per Data indication\n"
                  "(icmp ... or data ...), then totals. Exit 0, or 3 if the server failed.\n");
@@ -212,7 +247,7 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     int c;
-    while ((c = getopt(argc, argv, "s:p:u:P:6n:l:i:Dw:h")) != -1) {
+    while ((c = getopt(argc, argv, "s:p:u:P:6n:l:i:DT:R:w:h")) != -1) {
         switch (c) {
         case 's':
             if (parse_addr(optarg, &opt.server)) die("bad -s");
@@ -242,6 +277,12 @@ int main(int argc, char **argv)
         case 'D':
             opt.df = true;
             break;
+        case 'T':
+            opt.tos = (int)strtol(optarg, NULL, 0);
+            break;
+        case 'R':
+            opt.rtp_pt = atoi(optarg);
+            break;
         case 'w':
             opt.wait_ms = atoi(optarg);
             break;
@@ -259,6 +300,13 @@ int main(int argc, char **argv)
     }
     fd = socket(opt.server.sa.sa_family, SOCK_DGRAM, 0);
     if (fd < 0 || connect(fd, &opt.server.sa, addr_len(&opt.server))) die("socket/connect");
+    int one = 1;
+    bool v4 = opt.server.sa.sa_family == AF_INET;
+    setsockopt(fd, v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_RECVTOS : IPV6_RECVTCLASS, &one,
+               sizeof(one));
+    if (opt.tos >= 0 && setsockopt(fd, v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_TOS : IPV6_TCLASS,
+                                   &opt.tos, sizeof(opt.tos)))
+        die("IP_TOS");
 
     uint8_t buf[2048];
     struct stun_msg m;
@@ -291,6 +339,17 @@ int main(int argc, char **argv)
             stun_enc_init(&e, ind, sizeof(ind), stun_type(STUN_SEND, STUN_INDICATION), tid);
             stun_enc_xor_addr(&e, STUN_ATTR_XOR_PEER_ADDRESS, &opt.peers[i]);
             if (opt.df) stun_enc_attr(&e, STUN_ATTR_DONT_FRAGMENT, NULL, 0);
+            if (opt.rtp_pt >= 0 && opt.size >= 12) { /* RTP v2: PT, seq k, ts 160 k, SSRC */
+                payload[0] = 0x80;
+                payload[1] = (uint8_t)(opt.rtp_pt & 0x7f);
+                payload[2] = (uint8_t)(k >> 8);
+                payload[3] = (uint8_t)k;
+                uint32_t ts = (uint32_t)k * 160, ssrc = 0x1234567u + (uint32_t)i;
+                for (int b = 0; b < 4; b++) {
+                    payload[4 + b] = (uint8_t)(ts >> (24 - 8 * b));
+                    payload[8 + b] = (uint8_t)(ssrc >> (24 - 8 * b));
+                }
+            }
             stun_enc_attr(&e, STUN_ATTR_DATA, payload, (size_t)opt.size);
             int n = stun_enc_finish(&e);
             if (n <= 0) die("encode Send");
@@ -299,10 +358,11 @@ int main(int argc, char **argv)
         /* Read what arrived meanwhile, pausing between sends when asked. */
         struct pollfd p = {.fd = fd, .events = POLLIN};
         while (poll(&p, 1, opt.interval_ms) > 0) {
-            ssize_t got = recv(fd, buf, sizeof(buf), 0);
+            int tos;
+            ssize_t got = recv_tos(buf, sizeof(buf), &tos);
             if (got > 0 && stun_decode(&m, buf, (size_t)got) == 0 &&
                 stun_class_of(m.type) == STUN_INDICATION)
-                print_indication(&m);
+                print_indication(&m, tos);
         }
     }
     struct timespec t0, t;
@@ -314,10 +374,11 @@ int main(int argc, char **argv)
         if (left <= 0) break;
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, (int)left) <= 0) break;
-        ssize_t got = recv(fd, buf, sizeof(buf), 0);
+        int tos;
+        ssize_t got = recv_tos(buf, sizeof(buf), &tos);
         if (got > 0 && stun_decode(&m, buf, (size_t)got) == 0 &&
             stun_class_of(m.type) == STUN_INDICATION)
-            print_indication(&m);
+            print_indication(&m, tos);
     }
     printf("totals sent=%u data=%u icmp=%u\n", sent, n_data, n_icmp);
     return 0;
