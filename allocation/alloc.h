@@ -92,6 +92,9 @@ struct allocation {
     struct alloc_index *index;
     /* The user's bandwidth limit, applied to each direction separately. */
     struct alloc_bucket bw_to_peer, bw_to_client;
+    /* ICMP errors relayed to the client: tokens (SRV_ICMP_BURST at most) and their refill. */
+    uint32_t icmp_tokens;
+    uint64_t icmp_ms;
     /* Traffic: "to_peer" came from the client and went to peers, "to_client" the reverse. */
     uint64_t pkts_to_peer, bytes_to_peer, pkts_to_client, bytes_to_client;
     void *qos; /* the relay's QoS meter (opaque here; made and freed by the relay) */

@@ -1026,3 +1026,60 @@ size_t srv_peer_data(struct srv *s, struct allocation *a, struct alloc_relay *re
     *msg = p;
     return (size_t)n;
 }
+
+/* The per-allocation ICMP budget: SRV_ICMP_BURST, refilled at SRV_ICMP_PER_S. A new
+ * allocation starts full (icmp_ms 0 means never used). */
+static bool icmp_take(struct allocation *a, uint64_t now_ms)
+{
+    if (!a->icmp_ms) {
+        a->icmp_tokens = SRV_ICMP_BURST;
+        a->icmp_ms = now_ms ? now_ms : 1;
+    } else if (now_ms > a->icmp_ms) {
+        uint64_t add = (now_ms - a->icmp_ms) * SRV_ICMP_PER_S / 1000;
+        if (add) {
+            a->icmp_tokens = a->icmp_tokens + add > SRV_ICMP_BURST ? SRV_ICMP_BURST
+                                                                   : a->icmp_tokens + (uint32_t)add;
+            a->icmp_ms += add * 1000 / SRV_ICMP_PER_S;
+        }
+    }
+    if (!a->icmp_tokens) return false;
+    a->icmp_tokens--;
+    return true;
+}
+
+size_t srv_peer_icmp(struct srv *s, struct allocation *a, const union stun_addr *to, uint8_t type,
+                     uint8_t code, uint32_t info, uint64_t now_ms, uint8_t *out, size_t outcap)
+{
+    union stun_addr peer;
+    policy_canonical(to, &peer);
+    if (a->expires_ms <= now_ms) {
+        s->c.v[SRV_C_drop_no_allocation]++;
+        return 0;
+    }
+    if (!alloc_permitted(a, &peer, now_ms)) {
+        s->c.v[SRV_C_drop_icmp_no_permission]++;
+        return 0;
+    }
+    if (a->tuple.transport != SRV_UDP) {
+        s->c.v[SRV_C_icmp_stream_client]++;
+        return 0;
+    }
+    if (!icmp_take(a, now_ms)) {
+        s->c.v[SRV_C_drop_icmp_rate]++;
+        return 0;
+    }
+    uint8_t tid[STUN_TID_LEN];
+    uint64_t r1 = splitmix(&s->rng), r2 = splitmix(&s->rng);
+    memcpy(tid, &r1, 8);
+    memcpy(tid + 8, &r2, 4);
+    struct stun_enc e;
+    stun_enc_init(&e, out, outcap, stun_type(STUN_DATA, STUN_INDICATION), tid);
+    /* The address the relay sent to, as the client named it (the canonical form is only for
+     * the permission check). */
+    stun_enc_xor_addr(&e, STUN_ATTR_XOR_PEER_ADDRESS, to);
+    stun_enc_icmp(&e, type, code, info);
+    int n = stun_enc_finish(&e);
+    if (n <= 0) return 0; /* outcap too small: a caller bug, never the wire's */
+    s->c.v[SRV_C_icmp_to_client]++;
+    return (size_t)n;
+}

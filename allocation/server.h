@@ -66,7 +66,12 @@
     X(drop_policy, "dropped: data to or from a peer the policy denies")                            \
     X(drop_peer_no_permission, "dropped: peer datagram from an address without a permission")      \
     X(drop_peer_too_big, "dropped: peer datagram too large to frame for the client")               \
-    X(drop_bandwidth, "dropped: over the user's per-allocation bandwidth limit")
+    X(drop_bandwidth, "dropped: over the user's per-allocation bandwidth limit")                   \
+    X(icmp_to_client, "ICMP errors from peers relayed to the client (Data indication + ICMP)")     \
+    X(icmp_stream_client,                                                                          \
+      "ICMP errors from peers counted, not relayed: TCP/TLS client (RFC 8656 11)")                 \
+    X(drop_icmp_no_permission, "dropped: ICMP error about a peer without a permission")            \
+    X(drop_icmp_rate, "dropped: ICMP errors over the per-allocation rate")
 
 enum srv_counter {
 #define SRV_X_ENUM(name, help) SRV_C_##name,
@@ -175,6 +180,17 @@ size_t srv_handle(struct srv *s, const struct srv_tuple *t, void *client_io, con
 size_t srv_peer_data(struct srv *s, struct allocation *a, struct alloc_relay *r,
                      const union stun_addr *from, uint8_t *data, size_t len, uint64_t now_ms,
                      uint8_t **msg);
+
+/* RFC 8656 11: an ICMP error about a datagram the relay sent to peer `to` (its type and code
+ * as the peer's family numbers them; info: the next-hop MTU for "fragmentation needed" /
+ * "packet too big", else 0). For a UDP client with a permission for that peer, within the
+ * allocation's ICMP rate (SRV_ICMP_BURST, then SRV_ICMP_PER_S a second), writes a Data
+ * indication with XOR-PEER-ADDRESS and ICMP into out and returns its length. TCP/TLS clients
+ * get nothing (counted: the RFC relays ICMP only over UDP); 0 otherwise (counted). */
+#define SRV_ICMP_BURST 10
+#define SRV_ICMP_PER_S 10
+size_t srv_peer_icmp(struct srv *s, struct allocation *a, const union stun_addr *to, uint8_t type,
+                     uint8_t code, uint32_t info, uint64_t now_ms, uint8_t *out, size_t outcap);
 
 /* Close every allocation whose credentials no longer hold: its user unknown to the lookup
  * (deleted or disabled) and not a REST username still before its expiry. For

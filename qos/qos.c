@@ -504,8 +504,9 @@ static void stream_retire(struct qos_alloc *q, struct qos_stream *s, struct qos_
     l->ooo += s->acc_ooo + s->out_of_order;
 }
 
-static void rtp_packet(struct qos_alloc *q, struct qos_dir *d, struct qos_metrics *m,
-                       enum qos_leg leg, const uint8_t *p, int64_t rx)
+/* Returns the packet's stream (NULL when none could be kept). */
+static struct qos_stream *rtp_packet(struct qos_alloc *q, struct qos_dir *d, struct qos_metrics *m,
+                                     enum qos_leg leg, const uint8_t *p, int64_t rx)
 {
     uint32_t ssrc = rd32(p + 8);
     uint16_t seq = rd16(p + 2);
@@ -536,14 +537,14 @@ static void rtp_packet(struct qos_alloc *q, struct qos_dir *d, struct qos_metric
             memset(s, 0, sizeof(*s));
         } else {
             s = calloc(1, sizeof(*s));
-            if (!s) return;
+            if (!s) return NULL;
             d->streams[slot] = s;
         }
         s->ssrc = ssrc;
     }
     if (s->confirmed) {
         stream_packet(s, m, leg, seq, ts, rx);
-        return;
+        return s;
     }
     s->last_rx = rx;
     uint8_t n = s->run_n;
@@ -554,13 +555,14 @@ static void rtp_packet(struct qos_alloc *q, struct qos_dir *d, struct qos_metric
         s->run_rx[n] = rx;
         s->run_n = (uint8_t)(n + 1);
         if (s->run_n == QOS_PROBATION) stream_confirm(s, leg, m);
-        return;
+        return s;
     }
     s->pt = pt; /* a break restarts probation at this packet */
     s->run_seq[0] = seq;
     s->run_ts[0] = ts;
     s->run_rx[0] = rx;
     s->run_n = 1;
+    return s;
 }
 
 /* Interval and final accounting of one stream into m. full: every sequence number counts
@@ -933,18 +935,49 @@ void qos_alloc_free(struct qos_alloc *q)
     free(q);
 }
 
+const char *const qos_icmp_names[QOS_ICMP_COUNT] = {"unreachable", "ttl_exceeded",
+                                                    "packet_too_big"};
+
+void qos_icmp(struct qos_alloc *q, struct qos_metrics *m, const union stun_addr *peer,
+              enum qos_icmp_kind k, uint32_t mtu)
+{
+    if (k >= QOS_ICMP_COUNT) return;
+    m->icmp[k]++;
+    if (!q || q->finished) return;
+    struct qos_flow *f = flow_get(q, peer);
+    if (!f) return;
+    f->icmp[k]++;
+    if (k == QOS_ICMP_PACKET_TOO_BIG && mtu && (!f->path_mtu || mtu < f->path_mtu))
+        f->path_mtu = mtu;
+}
+
+const char *const qos_ecn_names[QOS_ECN_COUNT] = {"not_ect", "ect1", "ect0", "ce"};
+
 enum qos_class qos_packet(struct qos_alloc *q, struct qos_metrics *m, enum qos_leg from,
                           const union stun_addr *peer, const uint8_t *p, size_t len, int64_t rx_ns)
 {
+    return qos_packet_tos(q, m, from, peer, p, len, rx_ns, -1, NULL);
+}
+
+enum qos_class qos_packet_tos(struct qos_alloc *q, struct qos_metrics *m, enum qos_leg from,
+                              const union stun_addr *peer, const uint8_t *p, size_t len,
+                              int64_t rx_ns, int tos, enum qos_kind *kind)
+{
     enum qos_class c = qos_classify(p, len);
+    if (kind) *kind = QOS_KIND_UNKNOWN;
     if ((unsigned)from >= QOS_LEG_COUNT) return c;
     if (m) {
         m->packets[from][c]++;
         m->bytes[from][c] += len;
+        if (tos >= 0) {
+            m->ecn[from][tos & 3]++;
+            m->dscp[from][(tos >> 2) & 63]++;
+        }
     }
     if (!q) return c;
     q->leg[from].packets++;
     q->leg[from].bytes += len;
+    if (tos >= 0) q->leg[from].ecn[tos & 3]++;
     if (q->finished) return c;
     intervals_upto(q, m, rx_ns);
     struct qos_flow *f = flow_get(q, peer);
@@ -959,14 +992,21 @@ enum qos_class qos_packet(struct qos_alloc *q, struct qos_metrics *m, enum qos_l
     d->by_class[c]++;
     d->iv_packets++;
     d->iv_bytes += len;
+    if (tos >= 0) {
+        d->ecn[tos & 3]++;
+        d->dscp_last = (uint8_t)((tos >> 2) & 63);
+        d->dscp_seen |= 1ull << d->dscp_last;
+    }
     iat_packet(d, m, from, rx_ns);
     switch (c) {
     case QOS_CLASS_STUN:
         stun_packet(q, f, m, from, p, rx_ns);
         break;
-    case QOS_CLASS_RTP:
-        rtp_packet(q, d, m, from, p, rx_ns);
+    case QOS_CLASS_RTP: {
+        const struct qos_stream *s = rtp_packet(q, d, m, from, p, rx_ns);
+        if (kind && s && s->confirmed) *kind = qos_stream_kind(s);
         break;
+    }
     case QOS_CLASS_RTCP:
         rtcp_packet(d, m, from, p, len, rx_ns);
         break;

@@ -99,6 +99,20 @@ enum qos_stun_outcome {
     QOS_STUN_AMBIGUOUS,
     QOS_STUN_OUTCOME_COUNT
 };
+/* ICMP errors about datagrams sent to a peer (RFC 8656 11), as the relay saw them. */
+enum qos_icmp_kind {
+    QOS_ICMP_UNREACHABLE,    /* destination unreachable (not "fragmentation needed") */
+    QOS_ICMP_TTL_EXCEEDED,   /* time exceeded */
+    QOS_ICMP_PACKET_TOO_BIG, /* IPv4 fragmentation needed, IPv6 packet too big */
+    QOS_ICMP_COUNT
+};
+extern const char *const qos_icmp_names[QOS_ICMP_COUNT];
+
+/* ECN codepoints (RFC 3168), by their value: the low two bits of the TOS / traffic class. */
+#define QOS_ECN_COUNT 4
+extern const char *const qos_ecn_names[QOS_ECN_COUNT]; /* "not_ect", "ect1", "ect0", "ce" */
+#define QOS_DSCP_COUNT 64
+
 enum qos_feedback {
     QOS_FB_NACK,
     QOS_FB_PLI,
@@ -124,8 +138,11 @@ struct qos_metrics {
     uint64_t rtcp_feedback[QOS_LEG_COUNT][QOS_FB_COUNT];
     uint64_t stun_checks[QOS_LEG_COUNT][QOS_STUN_OUTCOME_COUNT]; /* leg: the one the RTT is of */
     uint64_t stalls[QOS_LEG_COUNT];
-    struct qos_hist_rtt leg_rtt[QOS_LEG_COUNT]; /* each STUN-matched RTT sample */
-    struct qos_hist_rtt path_rtt;               /* client leg + peer leg, per fresh pair */
+    uint64_t icmp[QOS_ICMP_COUNT];                /* ICMP errors about datagrams sent to peers */
+    uint64_t ecn[QOS_LEG_COUNT][QOS_ECN_COUNT];   /* ingress datagrams by ECN codepoint */
+    uint64_t dscp[QOS_LEG_COUNT][QOS_DSCP_COUNT]; /* ... and by DSCP */
+    struct qos_hist_rtt leg_rtt[QOS_LEG_COUNT];   /* each STUN-matched RTT sample */
+    struct qos_hist_rtt path_rtt;                 /* client leg + peer leg, per fresh pair */
     struct qos_hist_jitter stream_jitter[QOS_LEG_COUNT][QOS_KIND_COUNT]; /* per stream interval */
     struct qos_hist_loss interval_loss[QOS_LEG_COUNT][QOS_KIND_COUNT];   /* per stream interval */
     struct qos_hist_residence
@@ -156,6 +173,19 @@ void qos_alloc_free(struct qos_alloc *q);
  * O(1): at most QOS_MAX_FLOWS + QOS_MAX_STREAMS + QOS_MAX_PENDING comparisons. */
 enum qos_class qos_packet(struct qos_alloc *q, struct qos_metrics *m, enum qos_leg from,
                           const union stun_addr *peer, const uint8_t *p, size_t len, int64_t rx_ns);
+/* The same, with the datagram's TOS / traffic class byte (0-255; -1: unknown, as on a TCP
+ * leg), counted per flow and direction by ECN codepoint and DSCP. *kind (kind may be NULL):
+ * the media kind of the confirmed RTP stream the packet belongs to, else QOS_KIND_UNKNOWN
+ * (what the relay marks DSCP by, with qos.dscp: by-class). */
+enum qos_class qos_packet_tos(struct qos_alloc *q, struct qos_metrics *m, enum qos_leg from,
+                              const union stun_addr *peer, const uint8_t *p, size_t len,
+                              int64_t rx_ns, int tos, enum qos_kind *kind);
+
+/* An ICMP error of kind k about a datagram sent to peer (its flow); mtu: the next-hop MTU it
+ * reported (packet too big), else 0. Counted in m and, when the peer has a flow, in the
+ * flow's "icmp" view (with the smallest path MTU reported). */
+void qos_icmp(struct qos_alloc *q, struct qos_metrics *m, const union stun_addr *peer,
+              enum qos_icmp_kind k, uint32_t mtu);
 
 /* Let time pass without packets: close intervals that ended by now_ns, count relayed STUN
  * requests older than QOS_STUN_TIMEOUT_NS as unanswered. Call before reading a snapshot and
@@ -202,6 +232,12 @@ void qos_alloc_tick(struct qos_alloc *q, struct qos_metrics *m, int64_t now_ns, 
  *     "jitter_max_interval_seconds" | null,
  *     "loss_pattern": { "gilbert_p", "gilbert_r", "burst_ratio", "mean_burst_packets",
  *                       "bursts_total" }, "first_packet_at", "last_packet_at" } ] }
+ * ECN and DSCP (RFC 8656 14): each detail DIR carries "ecn": { "not_ect": N, "ect1": N,
+ *   "ect0": N, "ce": N } and "dscp": { "last": N | null, "seen": [N, ...] }; each summary leg
+ *   "ecn" with the same four counts over all its peers.
+ * ICMP (RFC 8656 11): each detail peer, and the summary over all peers, carry
+ *   "icmp": { "unreachable": N, "ttl_exceeded": N, "packet_too_big": N,
+ *             "path_mtu": smallest MTU reported | null }.
  */
 json_t *qos_summary_json(const struct qos_alloc *q);
 json_t *qos_detail_json(const struct qos_alloc *q, int64_t now_ns);

@@ -120,17 +120,23 @@ struct qos_dir {
     int64_t last_iv_ns; /* length of the last closed interval; 0: none closed */
     struct qos_rtcp *rtcp;
     struct qos_stream *streams[QOS_MAX_STREAMS];
+    uint64_t ecn[QOS_ECN_COUNT]; /* datagrams by ECN codepoint (when the TOS was known) */
+    uint64_t dscp_seen;          /* bit d: DSCP d was seen */
+    uint8_t dscp_last;           /* the latest DSCP (meaningful when dscp_seen != 0) */
 };
 
 struct qos_flow {
     union stun_addr peer;
     struct qos_stun *stun;
+    uint64_t icmp[QOS_ICMP_COUNT];     /* ICMP errors about datagrams sent to this peer */
+    uint32_t path_mtu;                 /* the smallest MTU a packet-too-big reported; 0: none */
     struct qos_dir dir[QOS_LEG_COUNT]; /* by ingress leg: [CLIENT] = from_client */
 };
 
 /* Per ingress leg, for the summary. */
 struct qos_legsum {
     uint64_t packets, bytes;
+    uint64_t ecn[QOS_ECN_COUNT];
     /* RTP totals of streams that were evicted */
     uint64_t streams, expected, received, lost_net, dup, ooo;
     int64_t lost;

@@ -55,6 +55,9 @@ void qos_metrics_add(struct qos_metrics *dst, const struct qos_metrics *src)
     ADD_ARR(rtcp_feedback);
     ADD_ARR(stun_checks);
     ADD_ARR(stalls);
+    ADD_ARR(icmp);
+    ADD_ARR(ecn);
+    ADD_ARR(dscp);
     for (int l = 0; l < QOS_LEG_COUNT; l++) {
         const struct qos_hist_rtt *hs = &src->leg_rtt[l];
         ADD_HIST(&dst->leg_rtt[l]);
@@ -248,6 +251,24 @@ int qos_metrics_prometheus(const struct qos_metrics *m, char **buf, size_t *len,
             pf(&b, "tern_qos_stun_checks_total{leg=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
                qos_leg_names[l], outcome_names[o], m->stun_checks[l][o]);
 
+    family(&b, "ecn_packets_total", "counter",
+           "Relayed datagrams by ingress leg and ECN codepoint (RFC 3168; ce: congestion seen).");
+    for (int l = 0; l < QOS_LEG_COUNT; l++)
+        for (int k = 0; k < QOS_ECN_COUNT; k++)
+            pf(&b, "tern_qos_ecn_packets_total{leg=\"%s\",codepoint=\"%s\"} %" PRIu64 "\n",
+               qos_leg_names[l], qos_ecn_names[k], m->ecn[l][k]);
+    family(&b, "dscp_packets_total", "counter",
+           "Relayed datagrams by ingress leg and DSCP (only the values seen are listed).");
+    for (int l = 0; l < QOS_LEG_COUNT; l++)
+        for (int k = 0; k < QOS_DSCP_COUNT; k++)
+            if (m->dscp[l][k])
+                pf(&b, "tern_qos_dscp_packets_total{leg=\"%s\",dscp=\"%d\"} %" PRIu64 "\n",
+                   qos_leg_names[l], k, m->dscp[l][k]);
+    family(&b, "icmp_total", "counter",
+           "ICMP errors about datagrams the relay sent to peers, by kind (RFC 8656 11).");
+    for (int k = 0; k < QOS_ICMP_COUNT; k++)
+        pf(&b, "tern_qos_icmp_total{kind=\"%s\"} %" PRIu64 "\n", qos_icmp_names[k], m->icmp[k]);
+
     family(&b, "leg_rtt_seconds", "histogram", "Round-trip time relay<->endpoint per STUN sample.");
     for (int l = 0; l < QOS_LEG_COUNT; l++) {
         snprintf(lb, sizeof(lb), "leg=\"%s\",", qos_leg_names[l]);
@@ -420,6 +441,20 @@ static void leg_rtp(const struct qos_alloc *q, int leg, int64_t now, struct legr
     }
 }
 
+/* {"not_ect": N, "ect1": N, "ect0": N, "ce": N} */
+static json_t *ecn_json(const uint64_t *n)
+{
+    json_t *o = json_object();
+    int e = 0;
+    for (int k = 0; k < QOS_ECN_COUNT; k++)
+        e |= set(o, qos_ecn_names[k], u64j(n[k]));
+    if (e) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 static json_t *leg_summary(const struct qos_alloc *q, int leg, int64_t now,
                            const struct qos_rtt *rtt, struct legrtp *r)
 {
@@ -430,6 +465,7 @@ static json_t *leg_summary(const struct qos_alloc *q, int leg, int64_t now,
     e |= set(o, "packets", u64j(l->packets));
     e |= set(o, "bytes", u64j(l->bytes));
     e |= set(o, "rtt", rtt_json(rtt));
+    e |= set(o, "ecn", ecn_json(l->ecn));
     e |= set(rtp, "streams", u64j(r->streams));
     e |= set(rtp, "expected", u64j(r->expected));
     e |= set(rtp, "received", u64j(r->received));
@@ -464,6 +500,21 @@ static json_t *leg_summary(const struct qos_alloc *q, int leg, int64_t now,
     return o;
 }
 
+/* {"unreachable": N, "ttl_exceeded": N, "packet_too_big": N, "path_mtu": N | null} */
+static json_t *icmp_json(const uint64_t *n, uint32_t path_mtu)
+{
+    json_t *o = json_object();
+    int e = 0;
+    for (int k = 0; k < QOS_ICMP_COUNT; k++)
+        e |= set(o, qos_icmp_names[k], u64j(n[k]));
+    e |= set(o, "path_mtu", path_mtu ? u64j(path_mtu) : json_null());
+    if (e) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 json_t *qos_summary_json(const struct qos_alloc *q)
 {
     if (!q) return NULL;
@@ -478,6 +529,15 @@ json_t *qos_summary_json(const struct qos_alloc *q)
     e |= set(o, "path_rtt_seconds", num(hp, path));
     e |= set(o, "peers", u64j(q->nflows));
     e |= set(o, "other_flows", u64j(q->other_flows));
+    uint64_t icmp[QOS_ICMP_COUNT] = {0};
+    uint32_t mtu = 0;
+    for (unsigned i = 0; i < q->nflows; i++) {
+        for (int k = 0; k < QOS_ICMP_COUNT; k++)
+            icmp[k] += q->flows[i]->icmp[k];
+        if (q->flows[i]->path_mtu && (!mtu || q->flows[i]->path_mtu < mtu))
+            mtu = q->flows[i]->path_mtu;
+    }
+    e |= set(o, "icmp", icmp_json(icmp, mtu));
 
     bool hl = false, hj = false, hr = hp;
     double loss = 0, jit = 0, rtt = hp ? path : 0;
@@ -593,6 +653,13 @@ static json_t *dir_json(const struct qos_dir *d, int64_t now)
     for (int c = 0; c < QOS_CLASS_COUNT; c++)
         e |= set(bc, qos_class_names[c], u64j(d->by_class[c]));
     e |= set(o, "by_class", json_incref(bc));
+    e |= set(o, "ecn", ecn_json(d->ecn));
+    json_t *ds = json_object(), *seen = json_array();
+    for (int k = 0; k < QOS_DSCP_COUNT; k++)
+        if (d->dscp_seen >> k & 1) e |= json_array_append_new(seen, json_integer(k));
+    e |= set(ds, "last", d->dscp_seen ? json_integer(d->dscp_last) : json_null());
+    e |= set(ds, "seen", seen);
+    e |= set(o, "dscp", ds);
     e |= set(iat, "mean_seconds", num(d->n_iat > 0, d->iat_mean / 1e9));
     e |= set(iat, "jitter_seconds", num(d->n_iat > 1, d->iat_jit / 1e9));
     e |= set(iat, "max_gap_seconds", num(d->n_iat > 0, (double)d->max_gap / 1e9));
@@ -658,6 +725,7 @@ json_t *qos_detail_json(const struct qos_alloc *q, int64_t now_ns)
         e |= set(dirs, "from_client", dir_json(&f->dir[QOS_LEG_CLIENT], now_ns));
         e |= set(dirs, "from_peer", dir_json(&f->dir[QOS_LEG_PEER], now_ns));
         e |= set(p, "directions", json_incref(dirs));
+        e |= set(p, "icmp", icmp_json(f->icmp, f->path_mtu));
         if (!p || json_array_append(peers, p) != 0) e = -1;
         json_decref(pl);
         json_decref(dirs);

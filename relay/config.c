@@ -941,9 +941,11 @@ static const struct key ops_keys[] = {
     STR("token", ops_token, 1, 4096, NULL, F_NULLABLE | F_SECRET),
 };
 
+static const char *const dscp_words[] = {"preserve", "zero", "by-class", NULL};
 static const struct key qos_keys[] = {
     BOOL("enabled", qos_enabled, "true"),
     STR("record_file", qos_record_file, 1, PATH_MAX, NULL, F_NULLABLE),
+    ENUM("dscp", qos_dscp, "preserve", dscp_words),
 };
 
 static const char *const level_words[] = {"debug", "info", "warn", "error", NULL};
@@ -995,6 +997,9 @@ static void root_check(struct parse *p, yaml_node_t *root, const char *path, voi
         }
         break; /* once is enough, however many tls listeners there are */
     }
+    if (c->qos_dscp == CFG_DSCP_BY_CLASS && !c->qos_enabled)
+        problem(p, map_value(p, map_value(p, root, "qos"), "dscp"), "qos.dscp",
+                "by-class needs qos.enabled: true (the classes come from the QoS tap)");
     if (c->ops_listen.sa.sa_family != AF_UNSPEC && addr_port(&c->ops_listen) != 0) {
         for (size_t i = 0; i < c->nlisten; i++) {
             if (c->listen[i].transport != CFG_UDP &&

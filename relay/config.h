@@ -11,6 +11,9 @@
 
 enum cfg_transport { CFG_UDP, CFG_TCP, CFG_TLS };
 enum cfg_log_format { CFG_LOG_TEXT, CFG_LOG_JSON };
+/* qos.dscp: what the relay does with the DSCP bits of a datagram it relays (ECN is always
+ * carried over, RFC 8656 14). */
+enum cfg_dscp { CFG_DSCP_PRESERVE, CFG_DSCP_ZERO, CFG_DSCP_BY_CLASS };
 enum cfg_log_level { CFG_LOG_DEBUG, CFG_LOG_INFO, CFG_LOG_WARN, CFG_LOG_ERROR };
 
 struct cfg_listen {
@@ -74,8 +77,9 @@ struct tern_config {
     bool strict_expiry; /* close allocations whose user is deleted, disabled or expired */
 
     /* qos: */
-    bool qos_enabled;      /* the QoS tap on the forwarding path */
-    char *qos_record_file; /* one JSON line per ended allocation; NULL: none */
+    bool qos_enabled;       /* the QoS tap on the forwarding path */
+    char *qos_record_file;  /* one JSON line per ended allocation; NULL: none */
+    enum cfg_dscp qos_dscp; /* preserve | zero | by-class (EF audio, AF41 video, CS0 else) */
 
     /* ops: */
     union stun_addr ops_listen; /* AF_UNSPEC when null (ops HTTP disabled) */

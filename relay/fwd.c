@@ -13,10 +13,12 @@
  *      response, written into the batch's answer slot) or returns a forwarding decision
  *      (struct srv_fwd: allocation, relay socket, peer, payload) or counts a drop. Before a
  *      STUN message the train is flushed: a Refresh 0 may free what it holds.
- *   3. to_peer: the payload joins the train, which holds consecutive datagrams to one peer
- *      through one relay socket while the batch is handled.
+ *   3. to_peer: the QoS tap measures the payload (leg "client": what the client sent, with
+ *      its TOS byte), out_tos picks the TOS it leaves with (RFC 8656 14: ECN carried,
+ *      DSCP per qos.dscp), and it joins the train, which holds consecutive datagrams to one
+ *      peer through one relay socket with one TOS while the batch is handled.
  *   4. train_flush: the train goes out as one UDP GSO send (udp_send_run); sent_to_peer then
- *      counts each datagram and hands it to the QoS tap (leg "client": what the client sent).
+ *      counts each datagram that went and notes its residence time.
  *   5. batch_end: the train is flushed, the batch's residence times observed with one clock
  *      read, and the answers go out with one sendmmsg (udp_send_batch).
  *   Over TCP/TLS the same steps run from fwd_tcp_event, frame by frame, with no train: the
@@ -28,8 +30,8 @@
  *   2. srv_peer_data (server.c) checks the permission and frames the payload in place, as
  *      ChannelData or a Data indication, writing only into the headroom and tailroom.
  *   3. The tap measures it (leg "peer"); for a UDP client it is queued in its slot (to whom,
- *      through which listener, when received); for a TCP/TLS client it is written to the
- *      connection at once (tcp_send_client).
+ *      through which listener, when received, the TOS it leaves with); for a TCP/TLS client
+ *      it is written to the connection at once (tcp_send_client; the TOS is not carried).
  *   4. flush_clients: the queue goes out, many relay sockets' worth, with one sendmmsg per
  *      listener and runs to one client as GSO sends (udp_send_clients).
  *
@@ -50,6 +52,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -66,11 +69,12 @@
 #define CLIENT_TX_BUF 1280       /* control-plane answers are small; a larger one is not made */
 #define CLIENT_BUDGET 16         /* batches per wakeup, so one busy socket cannot starve others */
 
-#define PEER_BATCH  32    /* datagrams per recvmmsg on a relay socket */
-#define PEER_SLOTS  128   /* receive buffers: what is framed for UDP clients waits in them */
-#define PEER_DATA   65536 /* any UDP datagram */
-#define PEER_BUDGET 8     /* batches per wakeup */
-#define PEER_SLOT   (SRV_PEER_HEADROOM + PEER_DATA + SRV_PEER_TAILROOM + 1)
+#define PEER_BATCH       32    /* datagrams per recvmmsg on a relay socket */
+#define PEER_SLOTS       128   /* receive buffers: what is framed for UDP clients waits in them */
+#define PEER_DATA        65536 /* any UDP datagram */
+#define PEER_BUDGET      8     /* batches per wakeup */
+#define PEER_SLOT        (SRV_PEER_HEADROOM + PEER_DATA + SRV_PEER_TAILROOM + 1)
+#define PEER_ICMP_BUDGET 64 /* queued errors taken per wakeup */
 
 #define TRAIN_MAX_SEGMENTS  64
 #define TRAIN_MAX_BYTES     65000
@@ -99,7 +103,8 @@ struct train {
     int n;
     struct iovec iov[TRAIN_MAX_SEGMENTS];
     int64_t rx_ns[TRAIN_MAX_SEGMENTS];
-    int nres; /* datagrams sent during this batch whose residence is still to observe */
+    uint8_t tos; /* every datagram of a train leaves with the same TOS */
+    int nres;    /* datagrams sent during this batch whose residence is still to observe */
     int64_t res_rx[TRAIN_MAX_RESIDENCE];
 };
 
@@ -112,7 +117,8 @@ struct peer_batch {
     struct iovec qiov[PEER_SLOTS];   /* framed message, inside its slot */
     struct srv_tuple qt[PEER_SLOTS]; /* to whom (a copy: the allocation may go first) */
     const struct listener *ql[PEER_SLOTS];
-    int64_t qrx[PEER_SLOTS]; /* its kernel receive time */
+    int64_t qrx[PEER_SLOTS];  /* its kernel receive time */
+    uint8_t qtos[PEER_SLOTS]; /* the TOS it leaves with */
     struct mmsghdr tx[PEER_SLOTS];
     uint8_t tctl[PEER_SLOTS][UDP_CTL_LEN];
     uint8_t buf[PEER_SLOTS][PEER_SLOT];
@@ -145,19 +151,51 @@ static int64_t realtime_ns(void)
 
 /* ---- the QoS tap ---- */
 
-/* Measure one forwarded payload of allocation a from leg; the meter is made on first use. */
-static inline void tap(struct worker *w, struct allocation *a, enum qos_leg leg,
-                       const union stun_addr *peer, const uint8_t *p, size_t len, int64_t rx_ns)
+/* The QoS meter of a, made on first use (NULL when out of memory: nothing is measured). */
+static struct qos_alloc *meter(struct worker *w, struct allocation *a)
 {
     if (!a->qos) a->qos = qos_alloc_new(worker_created_ns(w, a));
-    if (a->qos) qos_packet(a->qos, &w->qm, leg, peer, p, len, rx_ns);
+    return a->qos;
+}
+
+/* Measure one forwarded payload of allocation a from leg (tos: as received, -1 unknown);
+ * returns the media kind of its RTP stream (QOS_KIND_UNKNOWN for anything else). */
+static inline enum qos_kind tap(struct worker *w, struct allocation *a, enum qos_leg leg,
+                                const union stun_addr *peer, const uint8_t *p, size_t len,
+                                int64_t rx_ns, int tos)
+{
+    enum qos_kind kind = QOS_KIND_UNKNOWN;
+    struct qos_alloc *q = meter(w, a);
+    if (q) qos_packet_tos(q, &w->qm, leg, peer, p, len, rx_ns, tos, &kind);
+    return kind;
+}
+
+/* RFC 8656 14: the TOS / traffic class a relayed datagram leaves with. ECN goes on as it
+ * came; DSCP as qos.dscp says (by-class: EF for audio RTP, AF41 for video, CS0 for the
+ * rest). in: as received, -1 when unknown (a TCP/TLS leg carries no per-datagram TOS). */
+#define DSCP_EF   46
+#define DSCP_AF41 34
+static uint8_t out_tos(const struct worker *w, int in, enum qos_kind kind)
+{
+    uint8_t ecn = in >= 0 ? (uint8_t)(in & 3) : 0;
+    switch (w->cfg->qos_dscp) {
+    case CFG_DSCP_PRESERVE:
+        return in >= 0 ? (uint8_t)in : 0;
+    case CFG_DSCP_ZERO:
+        return ecn;
+    default:
+        return (uint8_t)((kind == QOS_KIND_AUDIO   ? DSCP_EF << 2
+                          : kind == QOS_KIND_VIDEO ? DSCP_AF41 << 2
+                                                   : 0) |
+                         ecn);
+    }
 }
 
 /* ---- client -> peer ---- */
 
-/* Count, time and measure datagrams that went to a peer. */
-static void sent_to_peer(struct worker *w, struct allocation *a, const union stun_addr *peer,
-                         const struct iovec *iov, const int64_t *rx_ns, const bool *sent, int n)
+/* Count the datagrams that went to a peer, and observe their residence times. */
+static void sent_to_peer(struct worker *w, struct allocation *a, const struct iovec *iov,
+                         const int64_t *rx_ns, const bool *sent, int n)
 {
     struct train *t = &w->fwd->train;
     for (int i = 0; i < n; i++) {
@@ -167,7 +205,6 @@ static void sent_to_peer(struct worker *w, struct allocation *a, const union stu
         w->io.v[RELAY_C_peer_tx_datagrams]++;
         w->io.v[RELAY_C_peer_tx_bytes] += iov[i].iov_len;
         if (!w->qos_on) continue;
-        tap(w, a, QOS_LEG_CLIENT, peer, iov[i].iov_base, iov[i].iov_len, rx_ns[i]);
         /* Residence: during a UDP batch, one clock read at its end serves every datagram
          * (batch_end), an upper bound by at most the batch's own handling time. */
         if (w->fwd->train_on && t->nres < TRAIN_MAX_RESIDENCE)
@@ -185,12 +222,13 @@ static void train_flush(struct worker *w)
     int n = t->n;
     t->n = 0;
     bool sent[TRAIN_MAX_SEGMENTS];
-    udp_send_run(w, t->rs->h.fd, &t->peer, t->iov, n, t->seg, sent);
-    sent_to_peer(w, t->a, &t->peer, t->iov, t->rx_ns, sent, n);
+    udp_send_run(w, t->rs->h.fd, &t->peer, t->iov, n, t->seg, t->tos, sent);
+    sent_to_peer(w, t->a, t->iov, t->rx_ns, sent, n);
 }
 
-/* Hand one client datagram's payload to the peer the server chose. */
-static void to_peer(struct worker *w, const struct srv_fwd *f, int64_t rx_ns)
+/* Hand one client datagram's payload to the peer the server chose (tos_in: the TOS it came
+ * with, -1 unknown). The tap measures it here, as it arrived: what the client sent. */
+static void to_peer(struct worker *w, const struct srv_fwd *f, int64_t rx_ns, int tos_in)
 {
     struct relay_sock *rs = f->relay->io;
     if (!rs || rs->h.fd < 0) return;
@@ -204,19 +242,24 @@ static void to_peer(struct worker *w, const struct srv_fwd *f, int64_t rx_ns)
             setsockopt(rs->h.fd, IPPROTO_IPV6, IPV6_DONTFRAG, &v6, sizeof(v6));
         rs->dont_fragment = true;
     }
+    enum qos_kind kind = QOS_KIND_UNKNOWN;
+    if (w->qos_on) kind = tap(w, f->a, QOS_LEG_CLIENT, &f->peer, f->data, f->len, rx_ns, tos_in);
+    uint8_t tos = out_tos(w, tos_in, kind);
     struct iovec v = {.iov_base = (void *)f->data, .iov_len = f->len};
     if (!w->fwd->train_on) { /* TCP/TLS client data: at once */
         bool sent;
-        udp_send_run(w, rs->h.fd, &f->peer, &v, 1, f->len, &sent);
-        sent_to_peer(w, f->a, &f->peer, &v, &rx_ns, &sent, 1);
+        udp_send_run(w, rs->h.fd, &f->peer, &v, 1, f->len, tos, &sent);
+        sent_to_peer(w, f->a, &v, &rx_ns, &sent, 1);
         return;
     }
     struct train *t = &w->fwd->train;
-    if (t->n && (t->rs != rs || t->closed || f->len > t->seg || t->n == TRAIN_MAX_SEGMENTS ||
-                 t->total + f->len > TRAIN_MAX_BYTES || !addr_equal(&t->peer, &f->peer)))
+    if (t->n &&
+        (t->rs != rs || t->closed || f->len > t->seg || t->n == TRAIN_MAX_SEGMENTS ||
+         t->total + f->len > TRAIN_MAX_BYTES || t->tos != tos || !addr_equal(&t->peer, &f->peer)))
         train_flush(w);
     if (!t->n) {
         t->rs = rs;
+        t->tos = tos;
         t->a = f->a;
         t->peer = f->peer;
         t->seg = f->len;
@@ -235,14 +278,15 @@ static void to_peer(struct worker *w, const struct srv_fwd *f, int64_t rx_ns)
 /* One message from a client: the server answers it (returns the answer's length in out, 0
  * for none), forwards its payload, or counts a drop. */
 static size_t client_msg(struct worker *w, const struct srv_tuple *t, void *client_io,
-                         const uint8_t *in, size_t len, int64_t rx_ns, uint8_t *out, size_t outcap)
+                         const uint8_t *in, size_t len, int64_t rx_ns, int tos, uint8_t *out,
+                         size_t outcap)
 {
     struct srv_fwd f;
     /* A STUN message may delete an allocation (or a relay socket): what the train holds goes
      * first. ChannelData never deletes anything. */
     if (w->fwd->train_on && len && (in[0] & 0xC0) != 0x40) train_flush(w);
     size_t n = srv_handle(&w->srv, t, client_io, in, len, w->now_ms, out, outcap, &f);
-    if (f.a) to_peer(w, &f, rx_ns);
+    if (f.a) to_peer(w, &f, rx_ns, tos);
     return n;
 }
 
@@ -286,10 +330,10 @@ void fwd_udp_readable(struct worker *w, struct ep_handler *h, uint32_t events)
             struct srv_tuple *t = &b->tuple[nout];
             *t = (struct srv_tuple){.transport = SRV_UDP, .client = d->from, .local = d->local};
             size_t out =
-                client_msg(w, t, l, d->data, d->len, d->rx_ns, b->out[nout], CLIENT_TX_BUF);
+                client_msg(w, t, l, d->data, d->len, d->rx_ns, d->tos, b->out[nout], CLIENT_TX_BUF);
             if (!out) continue;
             b->tiov[nout] = (struct iovec){.iov_base = b->out[nout], .iov_len = out};
-            udp_prepare(&b->tx[nout].msg_hdr, l, t, &b->tiov[nout], b->tctl[nout]);
+            udp_prepare(&b->tx[nout].msg_hdr, l, t, &b->tiov[nout], 0, b->tctl[nout]);
             nout++;
         }
         batch_end(w); /* before the buffers are reused */
@@ -308,7 +352,7 @@ void fwd_tcp_event(struct worker *w, struct ep_handler *h, uint32_t events)
         int r;
         while ((r = tcp_frame(w, c, &msg, &len)) > 0) {
             uint8_t out[CLIENT_TX_BUF];
-            size_t n = client_msg(w, tcp_tuple(c), c, msg, len, w->now_ns, out, sizeof(out));
+            size_t n = client_msg(w, tcp_tuple(c), c, msg, len, w->now_ns, -1, out, sizeof(out));
             if (n && !tcp_send_client(w, c, out, n)) return; /* closed: c is gone */
         }
         if (r < 0) return;
@@ -335,7 +379,7 @@ static void flush_clients(struct worker *w)
             for (int k = 0; k < b->nq; k++)
                 qos_observe_residence(&w->qm, QOS_LEG_PEER, now - b->qrx[k]);
         }
-        udp_send_clients(w, b->ql, b->qt, b->qiov, b->nq, b->tx, b->tctl);
+        udp_send_clients(w, b->ql, b->qt, b->qiov, b->qtos, b->nq, b->tx, b->tctl);
     }
     b->nq = 0;
     b->used = 0;
@@ -346,11 +390,68 @@ void fwd_flush(struct worker *w)
     flush_clients(w);
 }
 
+/* The kind of an ICMP error the relay relays and measures (RFC 8656 11); false: another. */
+static bool icmp_kind(const struct udp_icmp *e, enum qos_icmp_kind *k)
+{
+    if (!e->icmp) return false; /* a local error: the sender already saw it */
+    if (e->family == AF_INET) {
+        if (e->type == 3) /* destination unreachable; code 4: fragmentation needed */
+            *k = e->code == 4 ? QOS_ICMP_PACKET_TOO_BIG : QOS_ICMP_UNREACHABLE;
+        else if (e->type == 11)
+            *k = QOS_ICMP_TTL_EXCEEDED;
+        else
+            return false;
+        return true;
+    }
+    switch (e->type) { /* ICMPv6 */
+    case 1:
+        *k = QOS_ICMP_UNREACHABLE;
+        return true;
+    case 2:
+        *k = QOS_ICMP_PACKET_TOO_BIG;
+        return true;
+    case 3:
+        *k = QOS_ICMP_TTL_EXCEEDED;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* ICMP errors about datagrams a relay socket sent (its error queue, EPOLLERR): measured per
+ * flow, and relayed to a UDP client as a Data indication with an ICMP attribute when the
+ * server allows it (permission, per-allocation rate; TCP/TLS clients are only counted). */
+static void peer_errors(struct worker *w, struct relay_sock *rs)
+{
+    struct allocation *a = rs->a;
+    for (int k = 0; k < PEER_ICMP_BUDGET; k++) {
+        struct udp_icmp e;
+        if (!udp_recv_error(rs->h.fd, &e)) return;
+        w->io.v[RELAY_C_peer_icmp]++;
+        enum qos_icmp_kind kind;
+        if (!icmp_kind(&e, &kind)) {
+            w->io.v[RELAY_C_peer_icmp_ignored]++;
+            continue;
+        }
+        uint32_t mtu = kind == QOS_ICMP_PACKET_TOO_BIG ? e.info : 0;
+        if (w->qos_on) qos_icmp(meter(w, a), &w->qm, &e.to, kind, mtu);
+        uint8_t out[STUN_HEADER_LEN + 24 + 12 + 8];
+        size_t n =
+            srv_peer_icmp(&w->srv, a, &e.to, e.type, e.code, mtu, w->now_ms, out, sizeof(out));
+        if (!n || !a->client_io) continue;
+        const struct listener *l = a->client_io;
+        struct iovec v = {.iov_base = out, .iov_len = n};
+        struct mmsghdr tx;
+        uint8_t ctl[1][UDP_CTL_LEN];
+        udp_send_clients(w, &l, &a->tuple, &v, NULL, 1, &tx, ctl);
+    }
+}
+
 void fwd_peer_readable(struct worker *w, struct ep_handler *h, uint32_t events)
 {
-    (void)events;
     struct relay_sock *rs = (struct relay_sock *)h;
     struct peer_batch *b = &w->fwd->pb;
+    if (events & EPOLLERR) peer_errors(w, rs);
     for (int round = 0; round < PEER_BUDGET; round++) {
         if (PEER_SLOTS - b->used < PEER_BATCH) flush_clients(w);
         int n = udp_recv(w, h->fd, &w->fwd->rxq, b->buf[b->used] + SRV_PEER_HEADROOM, PEER_SLOT,
@@ -374,13 +475,16 @@ void fwd_peer_readable(struct worker *w, struct ep_handler *h, uint32_t events)
             a->pkts_to_client++;
             a->bytes_to_client += d->len;
             /* Framing wrote only around the payload, so it is intact for the tap. */
-            if (w->qos_on) tap(w, a, QOS_LEG_PEER, &d->from, d->data, d->len, d->rx_ns);
+            enum qos_kind kind = QOS_KIND_UNKNOWN;
+            if (w->qos_on)
+                kind = tap(w, a, QOS_LEG_PEER, &d->from, d->data, d->len, d->rx_ns, d->tos);
             if (l) {
                 int q = b->nq++;
                 b->qiov[q] = (struct iovec){.iov_base = msg, .iov_len = out};
                 b->qt[q] = a->tuple;
                 b->ql[q] = l;
                 b->qrx[q] = d->rx_ns;
+                b->qtos[q] = out_tos(w, d->tos, kind);
             } else if (a->client_io) {
                 if (w->qos_on)
                     qos_observe_residence(&w->qm, QOS_LEG_PEER, realtime_ns() - d->rx_ns);

@@ -30,6 +30,9 @@
     X(peer_gso_sends, "UDP GSO sends to peers (a client's burst to one peer in one send)")         \
     X(peer_gso_fallbacks, "UDP GSO sends to peers the kernel refused (sent one by one; GSO off)")  \
     X(kernel_rx_overflow, "datagrams the kernel dropped: a socket receive buffer was full")        \
+    X(peer_icmp, "ICMP errors read from relay sockets' error queues (IP_RECVERR)")                 \
+    X(peer_icmp_ignored,                                                                           \
+      "ICMP errors not relayed: a local error, or not unreachable/time exceeded/too big")          \
     X(tcp_accepted, "TCP connections accepted")                                                    \
     X(tcp_closed, "TCP connections closed")                                                        \
     X(tcp_rejected, "TCP connections refused: per-worker connection limit")                        \

@@ -77,7 +77,8 @@ static int io_relay_open(void *ctx, struct allocation *a, struct alloc_relay *r)
         close(fd);
         return -err;
     }
-    udp_rx_options(w, fd);
+    udp_rx_options(w, fd, family);
+    udp_recverr_on(fd, family); /* RFC 8656 11: ICMP errors from peers (fwd.c peer_errors) */
     struct relay_sock *rs = calloc(1, sizeof(*rs));
     if (!rs) {
         close(fd);

@@ -4,12 +4,13 @@
  * the kernel refuses GSO. Wildcard listeners answer from each datagram's local address
  * (IP_PKTINFO), so multi-homed hosts answer from the address the client used. */
 #include <errno.h>
+#include <time.h> /* before linux/errqueue.h, which uses struct timespec */
+#include <linux/errqueue.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include "addr.h"
 #include "udp.h"
@@ -17,12 +18,41 @@
 
 #define UDP_SOCKBUF (4 << 20) /* listener socket buffers, bytes */
 
-void udp_rx_options(const struct worker *w, int fd)
+void udp_rx_options(const struct worker *w, int fd, int family)
 {
     int one = 1;
     /* Kernel receive timestamps, so relay load never shows up as network jitter. */
     if (w->qos_on) setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
     setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
+    /* RFC 8656 14: the ECN (and, per qos.dscp, DSCP) bits go on with the datagram. */
+    if (family == AF_INET)
+        setsockopt(fd, IPPROTO_IP, IP_RECVTOS, &one, sizeof(one));
+    else
+        setsockopt(fd, IPPROTO_IPV6, IPV6_RECVTCLASS, &one, sizeof(one));
+}
+
+/* Append one control message to mh (whose control buffer is ctl, UDP_CTL_LEN bytes). */
+static void add_cmsg(struct msghdr *mh, uint8_t ctl[UDP_CTL_LEN], int level, int type,
+                     const void *val, size_t len)
+{
+    if (!mh->msg_controllen) memset(ctl, 0, UDP_CTL_LEN);
+    struct cmsghdr *c = (struct cmsghdr *)(ctl + mh->msg_controllen);
+    c->cmsg_level = level;
+    c->cmsg_type = type;
+    c->cmsg_len = CMSG_LEN(len);
+    memcpy(CMSG_DATA(c), val, len);
+    mh->msg_control = ctl;
+    mh->msg_controllen += CMSG_SPACE(len);
+}
+
+/* The TOS / traffic class of one send (an int for both families, as the kernel takes it). */
+static void add_tos(struct msghdr *mh, uint8_t ctl[UDP_CTL_LEN], int family, uint8_t tos)
+{
+    int v = tos;
+    if (family == AF_INET)
+        add_cmsg(mh, ctl, IPPROTO_IP, IP_TOS, &v, sizeof(v));
+    else
+        add_cmsg(mh, ctl, IPPROTO_IPV6, IPV6_TCLASS, &v, sizeof(v));
 }
 
 int udp_listener_setup(int fd, int family)
@@ -56,6 +86,12 @@ static void rx_meta(const struct msghdr *mh, struct udp_dgram *d, uint32_t *ovfl
         } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
             memcpy(ovfl, CMSG_DATA(c), sizeof(*ovfl));
             *have_ovfl = true;
+        } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS) {
+            d->tos = *CMSG_DATA(c); /* one byte for IP_RECVTOS */
+        } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_TCLASS) {
+            int v;
+            memcpy(&v, CMSG_DATA(c), sizeof(v));
+            d->tos = v & 0xff;
         } else if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
             struct in_pktinfo pi;
             memcpy(&pi, CMSG_DATA(c), sizeof(pi));
@@ -90,6 +126,7 @@ int udp_recv(struct worker *w, int fd, struct udp_rxq *q, uint8_t *buf0, size_t 
         g->len = q->mm[i].msg_len;
         g->truncated = (mh->msg_flags & MSG_TRUNC) != 0;
         g->rx_ns = w->now_ns;
+        g->tos = -1;
         if (local_default)
             g->local = *local_default;
         else
@@ -108,32 +145,23 @@ int udp_recv(struct worker *w, int fd, struct udp_rxq *q, uint8_t *buf0, size_t 
 }
 
 void udp_prepare(struct msghdr *mh, const struct listener *l, const struct srv_tuple *t,
-                 struct iovec *iov, uint8_t ctl[UDP_CTL_LEN])
+                 struct iovec *iov, uint8_t tos, uint8_t ctl[UDP_CTL_LEN])
 {
     memset(mh, 0, sizeof(*mh));
     mh->msg_name = (void *)&t->client;
     mh->msg_namelen = addr_len(&t->client);
     mh->msg_iov = iov;
     mh->msg_iovlen = 1;
-    if (!l->wildcard) return;
-    memset(ctl, 0, UDP_CTL_LEN);
-    mh->msg_control = ctl;
-    struct cmsghdr *c = (struct cmsghdr *)ctl;
-    if (t->local.sa.sa_family == AF_INET) {
-        struct in_pktinfo pi = {.ipi_spec_dst = t->local.v4.sin_addr};
-        c->cmsg_level = IPPROTO_IP;
-        c->cmsg_type = IP_PKTINFO;
-        c->cmsg_len = CMSG_LEN(sizeof(pi));
-        memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-        mh->msg_controllen = CMSG_SPACE(sizeof(pi));
-    } else {
-        struct in6_pktinfo pi = {.ipi6_addr = t->local.v6.sin6_addr};
-        c->cmsg_level = IPPROTO_IPV6;
-        c->cmsg_type = IPV6_PKTINFO;
-        c->cmsg_len = CMSG_LEN(sizeof(pi));
-        memcpy(CMSG_DATA(c), &pi, sizeof(pi));
-        mh->msg_controllen = CMSG_SPACE(sizeof(pi));
+    if (l->wildcard) {
+        if (t->local.sa.sa_family == AF_INET) {
+            struct in_pktinfo pi = {.ipi_spec_dst = t->local.v4.sin_addr};
+            add_cmsg(mh, ctl, IPPROTO_IP, IP_PKTINFO, &pi, sizeof(pi));
+        } else {
+            struct in6_pktinfo pi = {.ipi6_addr = t->local.v6.sin6_addr};
+            add_cmsg(mh, ctl, IPPROTO_IPV6, IPV6_PKTINFO, &pi, sizeof(pi));
+        }
     }
+    if (tos) add_tos(mh, ctl, t->client.sa.sa_family, tos);
 }
 
 /* Runs of datagrams to one client: consecutive ones of the same size (the last of a run may be
@@ -144,21 +172,14 @@ void udp_prepare(struct msghdr *mh, const struct listener *l, const struct srv_t
 
 static void add_segment_cmsg(struct msghdr *mh, uint8_t ctl[UDP_CTL_LEN], uint16_t seg)
 {
-    /* After the IP_PKTINFO message udp_prepare may have put first. */
-    struct cmsghdr *c = (struct cmsghdr *)(ctl + mh->msg_controllen);
-    if (!mh->msg_controllen) memset(ctl, 0, UDP_CTL_LEN);
-    c->cmsg_level = SOL_UDP;
-    c->cmsg_type = UDP_SEGMENT;
-    c->cmsg_len = CMSG_LEN(sizeof(seg));
-    memcpy(CMSG_DATA(c), &seg, sizeof(seg));
-    mh->msg_control = ctl;
-    mh->msg_controllen += CMSG_SPACE(sizeof(seg));
+    /* After the IP_PKTINFO and TOS messages udp_prepare may have put first. */
+    add_cmsg(mh, ctl, SOL_UDP, UDP_SEGMENT, &seg, sizeof(seg));
 }
 
 /* Send messages [from, to) of tx (all through one listener) and count them. */
 static void send_msgs(struct worker *w, const struct listener *l, const struct srv_tuple *const *tt,
-                      struct mmsghdr *tx, uint8_t (*ctl)[UDP_CTL_LEN], const int *segs, int from,
-                      int to)
+                      const uint8_t *tosm, struct mmsghdr *tx, uint8_t (*ctl)[UDP_CTL_LEN],
+                      const int *segs, int from, int to)
 {
     int done = from;
     while (done < to) {
@@ -173,7 +194,7 @@ static void send_msgs(struct worker *w, const struct listener *l, const struct s
                 struct iovec *v = tx[done].msg_hdr.msg_iov;
                 for (int s = 0; s < segs[done]; s++) {
                     struct msghdr m1;
-                    udp_prepare(&m1, l, tt[done], &v[s], ctl[done]);
+                    udp_prepare(&m1, l, tt[done], &v[s], tosm[done], ctl[done]);
                     if (sendmsg(l->h.fd, &m1, MSG_DONTWAIT) < 0) {
                         w->io.v[RELAY_C_udp_send_errors]++;
                         continue;
@@ -199,24 +220,27 @@ static void send_msgs(struct worker *w, const struct listener *l, const struct s
 }
 
 void udp_send_clients(struct worker *w, const struct listener *const *l, const struct srv_tuple *t,
-                      struct iovec *iov, int n, struct mmsghdr *tx, uint8_t (*ctl)[UDP_CTL_LEN])
+                      struct iovec *iov, const uint8_t *tos, int n, struct mmsghdr *tx,
+                      uint8_t (*ctl)[UDP_CTL_LEN])
 {
     if (n > UDP_SEND_MAX) {
-        udp_send_clients(w, l, t, iov, UDP_SEND_MAX, tx, ctl);
+        udp_send_clients(w, l, t, iov, tos, UDP_SEND_MAX, tx, ctl);
         udp_send_clients(w, l + UDP_SEND_MAX, t + UDP_SEND_MAX, iov + UDP_SEND_MAX,
-                         n - UDP_SEND_MAX, tx, ctl);
+                         tos ? tos + UDP_SEND_MAX : NULL, n - UDP_SEND_MAX, tx, ctl);
         return;
     }
     int nmsg = 0, first = 0;
     int segs[UDP_SEND_MAX];
+    uint8_t tosm[UDP_SEND_MAX];
     const struct srv_tuple *tt[UDP_SEND_MAX];
     for (int i = 0; i < n;) {
         size_t seg = iov[i].iov_len, total = seg;
+        uint8_t ti = tos ? tos[i] : 0;
         int k = 1;
         if (!w->gso_off && seg <= GSO_MAX_SEGSIZE) {
             while (i + k < n && k < GSO_MAX_SEGMENTS && l[i + k] == l[i] &&
-                   tuple_equal(&t[i + k], &t[i]) && total + iov[i + k].iov_len <= GSO_MAX_BYTES &&
-                   iov[i + k].iov_len <= seg) {
+                   (tos ? tos[i + k] : 0) == ti && tuple_equal(&t[i + k], &t[i]) &&
+                   total + iov[i + k].iov_len <= GSO_MAX_BYTES && iov[i + k].iov_len <= seg) {
                 total += iov[i + k].iov_len;
                 k++;
                 if (iov[i + k - 1].iov_len < seg) break; /* a shorter one ends the run */
@@ -224,18 +248,19 @@ void udp_send_clients(struct worker *w, const struct listener *const *l, const s
         }
         /* Messages go out listener by listener (nearly always one). */
         if (nmsg > first && l[i] != l[i - 1]) {
-            send_msgs(w, l[i - 1], tt, tx, ctl, segs, first, nmsg);
+            send_msgs(w, l[i - 1], tt, tosm, tx, ctl, segs, first, nmsg);
             first = nmsg;
         }
         struct msghdr *mh = &tx[nmsg].msg_hdr;
-        udp_prepare(mh, l[i], &t[i], &iov[i], ctl[nmsg]);
+        udp_prepare(mh, l[i], &t[i], &iov[i], ti, ctl[nmsg]);
         mh->msg_iovlen = (size_t)k;
         if (k > 1) add_segment_cmsg(mh, ctl[nmsg], (uint16_t)seg);
         tt[nmsg] = &t[i];
+        tosm[nmsg] = ti;
         segs[nmsg++] = k;
         i += k;
     }
-    if (nmsg > first) send_msgs(w, l[n - 1], tt, tx, ctl, segs, first, nmsg);
+    if (nmsg > first) send_msgs(w, l[n - 1], tt, tosm, tx, ctl, segs, first, nmsg);
 }
 
 void udp_send_batch(struct worker *w, int fd, struct mmsghdr *tx, int n)
@@ -259,7 +284,7 @@ void udp_send_batch(struct worker *w, int fd, struct mmsghdr *tx, int n)
 }
 
 int udp_send_run(struct worker *w, int fd, const union stun_addr *to, struct iovec *iov, int n,
-                 size_t seg, bool *sent)
+                 size_t seg, uint8_t tos, bool *sent)
 {
     memset(sent, 0, (size_t)n * sizeof(*sent));
     if (fd < 0) {
@@ -271,20 +296,11 @@ int udp_send_run(struct worker *w, int fd, const union stun_addr *to, struct iov
                         .msg_iov = iov,
                         .msg_iovlen = (size_t)n};
     union {
-        uint8_t buf[CMSG_SPACE(sizeof(uint16_t))];
+        uint8_t buf[UDP_CTL_LEN];
         struct cmsghdr align;
     } ctl;
-    if (n > 1) {
-        uint16_t s16 = (uint16_t)seg;
-        memset(&ctl, 0, sizeof ctl);
-        struct cmsghdr *c = (struct cmsghdr *)ctl.buf;
-        c->cmsg_level = SOL_UDP;
-        c->cmsg_type = UDP_SEGMENT;
-        c->cmsg_len = CMSG_LEN(sizeof(s16));
-        memcpy(CMSG_DATA(c), &s16, sizeof(s16));
-        mh.msg_control = ctl.buf;
-        mh.msg_controllen = sizeof ctl.buf;
-    }
+    if (tos) add_tos(&mh, ctl.buf, to->sa.sa_family, tos);
+    if (n > 1) add_segment_cmsg(&mh, ctl.buf, (uint16_t)seg);
     if (sendmsg(fd, &mh, MSG_DONTWAIT) >= 0) {
         if (n > 1) w->io.v[RELAY_C_peer_gso_sends]++;
         memset(sent, 1, (size_t)n * sizeof(*sent));
@@ -299,7 +315,12 @@ int udp_send_run(struct worker *w, int fd, const union stun_addr *to, struct iov
     w->io.v[RELAY_C_peer_gso_fallbacks]++;
     int went = 0;
     for (int i = 0; i < n; i++) {
-        if (sendto(fd, iov[i].iov_base, iov[i].iov_len, MSG_DONTWAIT, &to->sa, addr_len(to)) < 0) {
+        struct msghdr m1 = {.msg_name = (void *)to,
+                            .msg_namelen = addr_len(to),
+                            .msg_iov = &iov[i],
+                            .msg_iovlen = 1};
+        if (tos) add_tos(&m1, ctl.buf, to->sa.sa_family, tos);
+        if (sendmsg(fd, &m1, MSG_DONTWAIT) < 0) {
             w->io.v[RELAY_C_peer_send_errors]++;
             continue;
         }
@@ -307,4 +328,49 @@ int udp_send_run(struct worker *w, int fd, const union stun_addr *to, struct iov
         went++;
     }
     return went;
+}
+
+int udp_recverr_on(int fd, int family)
+{
+    int one = 1;
+    if (family == AF_INET) return setsockopt(fd, IPPROTO_IP, IP_RECVERR, &one, sizeof(one));
+    return setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof(one));
+}
+
+int udp_recv_error(int fd, struct udp_icmp *e)
+{
+    uint8_t data[64]; /* the start of the offending datagram: not needed, only drained */
+    struct sockaddr_in6 to;
+    union {
+        uint8_t buf[256];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {.iov_base = data, .iov_len = sizeof(data)};
+    struct msghdr mh = {.msg_name = &to,
+                        .msg_namelen = sizeof(to),
+                        .msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = ctl.buf,
+                        .msg_controllen = sizeof(ctl.buf)};
+    ssize_t k;
+    do
+        k = recvmsg(fd, &mh, MSG_ERRQUEUE | MSG_DONTWAIT);
+    while (k < 0 && errno == EINTR);
+    if (k < 0) return 0; /* EAGAIN: the queue is empty */
+    memset(e, 0, sizeof(*e));
+    addr_from_sockaddr(&e->to, (struct sockaddr *)&to, mh.msg_namelen);
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        bool v4 = c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR;
+        bool v6 = c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR;
+        if (!v4 && !v6) continue;
+        struct sock_extended_err ee;
+        if (c->cmsg_len < CMSG_LEN(sizeof(ee))) continue;
+        memcpy(&ee, CMSG_DATA(c), sizeof(ee));
+        e->icmp = ee.ee_origin == SO_EE_ORIGIN_ICMP || ee.ee_origin == SO_EE_ORIGIN_ICMP6;
+        e->family = ee.ee_origin == SO_EE_ORIGIN_ICMP6 ? AF_INET6 : AF_INET;
+        e->type = ee.ee_type;
+        e->code = ee.ee_code;
+        e->info = ee.ee_info;
+    }
+    return 1;
 }

@@ -26,6 +26,7 @@ struct udp_dgram {
     union stun_addr from;  /* the sender */
     union stun_addr local; /* the address it was sent to (IP_PKTINFO), when asked for */
     int64_t rx_ns;         /* kernel receive time (SO_TIMESTAMPNS), else the loop's time */
+    int tos; /* the IPv4 TOS / IPv6 traffic class byte (DSCP << 2 | ECN); -1: unknown */
 };
 
 /* recvmmsg's working memory (per worker; reused by every call). */
@@ -37,8 +38,9 @@ struct udp_rxq {
 };
 
 /* Ask for kernel receive timestamps (only when the QoS tap is on: they cost a clock read per
- * packet in the kernel) and kernel drop counts on fd. */
-void udp_rx_options(const struct worker *w, int fd);
+ * packet in the kernel), kernel drop counts and each datagram's TOS / traffic class on fd (of
+ * this address family). */
+void udp_rx_options(const struct worker *w, int fd, int family);
 /* Ask for each datagram's local address (wildcard listeners). 0 or -1. */
 int udp_listener_setup(int fd, int family);
 /* Large socket buffers for a UDP listener (best effort). */
@@ -51,23 +53,40 @@ void udp_listener_buffers(int fd);
 int udp_recv(struct worker *w, int fd, struct udp_rxq *q, uint8_t *buf0, size_t stride, size_t cap,
              int n, const union stun_addr *local_default, uint32_t *ovfl, struct udp_dgram *d);
 
+/* An error the kernel queued on a UDP socket (IP_RECVERR / IPV6_RECVERR): for a relay
+ * socket, an ICMP error about a datagram it sent to a peer. */
+struct udp_icmp {
+    union stun_addr to; /* the destination of the datagram that caused it */
+    bool icmp;          /* reported by an ICMP or ICMPv6 message (else a local error) */
+    int family;         /* AF_INET: ICMPv4 numbering; AF_INET6: ICMPv6 */
+    uint8_t type, code; /* as that family numbers them */
+    uint32_t info;      /* the next-hop MTU of "fragmentation needed" / "packet too big" */
+};
+/* Queue ICMP errors about sent datagrams on fd's error queue (relay sockets). 0 or -1. */
+int udp_recverr_on(int fd, int family);
+/* Take the next error from fd's error queue: 1 (*e set), 0 none left. */
+int udp_recv_error(int fd, struct udp_icmp *e);
+
 /* Fill mh to send iov to client t->client through listener l, from t->local when l is a
- * wildcard (ctl: room for the ancillary data). */
+ * wildcard, with TOS / traffic class tos (0: the socket's default, no control message; ctl:
+ * room for the ancillary data). */
 void udp_prepare(struct msghdr *mh, const struct listener *l, const struct srv_tuple *t,
-                 struct iovec *iov, uint8_t ctl[UDP_CTL_LEN]);
+                 struct iovec *iov, uint8_t tos, uint8_t ctl[UDP_CTL_LEN]);
 /* sendmmsg n prepared messages on a listener's fd, counting what went and what was lost. */
 void udp_send_batch(struct worker *w, int fd, struct mmsghdr *tx, int n);
-/* Send n datagrams (iov[i] to client t[i] through listener l[i]): one sendmmsg per listener,
- * runs of equal size to one client coalesced into UDP GSO sends; tx and ctl: room for n
- * messages. Counts what went and what was lost. */
+/* Send n datagrams (iov[i] to client t[i] through listener l[i], TOS tos[i]; tos NULL: all
+ * 0): one sendmmsg per listener, runs of equal size and TOS to one client coalesced into UDP
+ * GSO sends; tx and ctl: room for n messages. Counts what went and what was lost. */
 #define UDP_SEND_MAX 128 /* datagrams per udp_send_clients call (larger calls are split) */
 void udp_send_clients(struct worker *w, const struct listener *const *l, const struct srv_tuple *t,
-                      struct iovec *iov, int n, struct mmsghdr *tx, uint8_t (*ctl)[UDP_CTL_LEN]);
-/* Send a run of n datagrams to one peer from a relay socket: one UDP GSO send of segments of
- * seg bytes (the last may be shorter) when n > 1, falling back to one by one (and no more GSO
+                      struct iovec *iov, const uint8_t *tos, int n, struct mmsghdr *tx,
+                      uint8_t (*ctl)[UDP_CTL_LEN]);
+/* Send a run of n datagrams to one peer from a relay socket, with TOS / traffic class tos (0:
+ * the socket's default): one UDP GSO send of segments of seg bytes (the last may be shorter)
+ * when n > 1, falling back to one by one (and no more GSO
  * on this worker) if the kernel refuses. sent[i] says which went. Counts the relay-socket
  * send counters (peer_gso_*, peer_send_errors); returns how many went. */
 int udp_send_run(struct worker *w, int fd, const union stun_addr *to, struct iovec *iov, int n,
-                 size_t seg, bool *sent);
+                 size_t seg, uint8_t tos, bool *sent);
 
 #endif

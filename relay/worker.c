@@ -347,7 +347,7 @@ struct relay *relay_open(const struct tern_config *cfg)
             }
             w->nlisteners = j + 1;
             if (cfg->listen[j].transport == CFG_UDP) {
-                udp_rx_options(w, fd);
+                udp_rx_options(w, fd, addr.sa.sa_family);
                 udp_listener_buffers(fd);
             }
             l->transport = cfg->listen[j].transport;

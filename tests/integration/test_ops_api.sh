@@ -111,7 +111,8 @@ need = ["tern_allocations_active", "tern_forward_drops", "tern_server_allocate_s
         "tern_qos_stun_checks", "tern_qos_rtp_lost_packets"]
 missing = [n for n in need if n not in fams]
 assert not missing, missing
-allowed = {"transport", "reason", "leg", "class", "kind", "outcome", "fb_type", "le"}
+# codepoint: 4 ECN values; dscp: at most 64 values (only those seen are listed)
+allowed = {"transport", "reason", "leg", "class", "kind", "outcome", "fb_type", "le", "codepoint", "dscp"}
 for f in fams.values():
     for s in f.samples:
         assert set(s.labels) <= allowed, (s.name, s.labels)

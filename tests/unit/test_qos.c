@@ -1211,7 +1211,7 @@ static void test_prometheus(void **state)
                  "import sys\n"
                  "from prometheus_client.parser import text_string_to_metric_families as p\n"
                  "fams = {f.name: f for f in p(open(sys.argv[1]).read())}\n"
-                 "assert len(fams) == 18, sorted(fams)\n"
+                 "assert len(fams) == 21, sorted(fams)\n"
                  "h = fams[\"tern_qos_stream_jitter_seconds\"]\n"
                  "assert h.type == \"histogram\"\n"
                  "c = [s for s in h.samples if s.name.endswith(\"_count\") and "
