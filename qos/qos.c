@@ -387,12 +387,16 @@ static void jitter_update(struct qos_stream *s, uint32_t ts, int64_t rx)
     int64_t span = rx - s->infer_rx;
     if (all && s->n_pkts >= INFER_MIN_PKTS && span >= INFER_MIN_NS) {
         double slope = (double)(s->ts_ext - s->first_ts_ext) * 1e9 / (double)span;
+        /* The nearest candidate within 5 %: the windows of 44.1 and 48 kHz overlap
+         * (45,600-46,305 Hz), and a 48 kHz stream whose first seconds arrive stretched (a
+         * starved sender) must not be taken for 44.1 kHz by being tested first. */
+        double best = 0.05;
         for (int c = 0; c < QOS_NCLOCKS; c++) {
-            double rate = qos_clock_rates[c];
-            if (fabs(slope - rate) <= 0.05 * rate) {
+            double rate = qos_clock_rates[c], err = fabs(slope - rate) / rate;
+            if (err <= best) {
+                best = err;
                 s->clock_idx = (uint8_t)c;
                 s->clock_src = QOS_CLOCK_INFERRED;
-                break;
             }
         }
     }

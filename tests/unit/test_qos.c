@@ -256,6 +256,25 @@ static void test_random_payloads_no_rtp(void **state)
 
 /* ---- RTP ---- */
 
+/* A 48 kHz stream whose first 2 s arrive 4 % stretched (a starved sender: slope ~46,150 Hz,
+ * inside both the 44.1 and the 48 kHz windows) is inferred as the nearer, 48 kHz. */
+static void test_clock_nearest_candidate(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_init(&r);
+    json_t *doc, *s;
+    int64_t t = T0 + 3 * MS;
+    for (int i = 0; i <= 110; i++) /* 20 ms of audio every 20.8 ms */
+        send_rtp(&r, QOS_LEG_CLIENT, 111, (uint16_t)(1000 + i), 5000u + 960u * (uint32_t)i, SSRC_A,
+                 t + i * 20800000LL);
+    s = stream_at(&r, t + 110 * 20800000LL, "from_client", 0, &doc);
+    assert_int_equal(ji(s, "clock_rate"), 48000);
+    assert_string_equal(json_string_value(json_object_get(s, "clock_rate_source")), "inferred");
+    json_decref(doc);
+    qos_alloc_free(r.q);
+}
+
 static void test_clean_audio(void **state)
 {
     (void)state;
@@ -1281,17 +1300,29 @@ static void test_bench(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_classify_table),  cmocka_unit_test(test_random_payloads_no_rtp),
-        cmocka_unit_test(test_clean_audio),     cmocka_unit_test(test_loss_dup_reorder),
-        cmocka_unit_test(test_interval_loss),   cmocka_unit_test(test_wraps),
-        cmocka_unit_test(test_ssrc_change),     cmocka_unit_test(test_restart),
-        cmocka_unit_test(test_reference_cases), cmocka_unit_test(test_jitter_hand),
-        cmocka_unit_test(test_video_frames),    cmocka_unit_test(test_stun_rtt),
-        cmocka_unit_test(test_stun_many),       cmocka_unit_test(test_stun_late),
-        cmocka_unit_test(test_srtcp),           cmocka_unit_test(test_kind_deferred),
-        cmocka_unit_test(test_stream_cap),      cmocka_unit_test(test_junk_keeps_streams),
-        cmocka_unit_test(test_json_fields),     cmocka_unit_test(test_iat_stall),
-        cmocka_unit_test(test_prometheus),      cmocka_unit_test(test_format_time),
+        cmocka_unit_test(test_classify_table),
+        cmocka_unit_test(test_random_payloads_no_rtp),
+        cmocka_unit_test(test_clean_audio),
+        cmocka_unit_test(test_clock_nearest_candidate),
+        cmocka_unit_test(test_loss_dup_reorder),
+        cmocka_unit_test(test_interval_loss),
+        cmocka_unit_test(test_wraps),
+        cmocka_unit_test(test_ssrc_change),
+        cmocka_unit_test(test_restart),
+        cmocka_unit_test(test_reference_cases),
+        cmocka_unit_test(test_jitter_hand),
+        cmocka_unit_test(test_video_frames),
+        cmocka_unit_test(test_stun_rtt),
+        cmocka_unit_test(test_stun_many),
+        cmocka_unit_test(test_stun_late),
+        cmocka_unit_test(test_srtcp),
+        cmocka_unit_test(test_kind_deferred),
+        cmocka_unit_test(test_stream_cap),
+        cmocka_unit_test(test_junk_keeps_streams),
+        cmocka_unit_test(test_json_fields),
+        cmocka_unit_test(test_iat_stall),
+        cmocka_unit_test(test_prometheus),
+        cmocka_unit_test(test_format_time),
         cmocka_unit_test(test_bench),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
