@@ -941,11 +941,23 @@ static const struct key ops_keys[] = {
     STR("token", ops_token, 1, 4096, NULL, F_NULLABLE | F_SECRET),
 };
 
+/* SO_PRIORITY values by class. The defaults are TC_PRIO_INTERACTIVE (6: band 0 of a prio
+ * qdisc's default priomap), TC_PRIO_INTERACTIVE_BULK (4: band 1) and TC_PRIO_BULK (2: band 2);
+ * an HTB class major:minor is major * 65536 + minor. */
+static const struct key prio_keys[] = {
+    UINT("audio", qos_prio_audio, 0, 4294967295LL, "6"),
+    UINT("video", qos_prio_video, 0, 4294967295LL, "4"),
+    UINT("other", qos_prio_other, 0, 4294967295LL, "2"),
+};
+static const struct section prio_section = {prio_keys, NKEYS(prio_keys), NULL};
+
 static const char *const dscp_words[] = {"preserve", "zero", "by-class", NULL};
 static const struct key qos_keys[] = {
     BOOL("enabled", qos_enabled, "true"),
     STR("record_file", qos_record_file, 1, PATH_MAX, NULL, F_NULLABLE),
     ENUM("dscp", qos_dscp, "preserve", dscp_words),
+    BOOL("priority", qos_priority, "false"),
+    SECTION("priority_classes", prio_section),
 };
 
 static const char *const level_words[] = {"debug", "info", "warn", "error", NULL};
@@ -997,6 +1009,9 @@ static void root_check(struct parse *p, yaml_node_t *root, const char *path, voi
         }
         break; /* once is enough, however many tls listeners there are */
     }
+    if (c->qos_priority && !c->qos_enabled)
+        problem(p, map_value(p, map_value(p, root, "qos"), "priority"), "qos.priority",
+                "needs qos.enabled: true (the classes come from the QoS tap)");
     if (c->qos_dscp == CFG_DSCP_BY_CLASS && !c->qos_enabled)
         problem(p, map_value(p, map_value(p, root, "qos"), "dscp"), "qos.dscp",
                 "by-class needs qos.enabled: true (the classes come from the QoS tap)");

@@ -80,6 +80,8 @@ struct tern_config {
     bool qos_enabled;       /* the QoS tap on the forwarding path */
     char *qos_record_file;  /* one JSON line per ended allocation; NULL: none */
     enum cfg_dscp qos_dscp; /* preserve | zero | by-class (EF audio, AF41 video, CS0 else) */
+    bool qos_priority;      /* per-datagram SO_PRIORITY by class */
+    uint32_t qos_prio_audio, qos_prio_video, qos_prio_other; /* qos.priority_classes */
 
     /* ops: */
     union stun_addr ops_listen; /* AF_UNSPEC when null (ops HTTP disabled) */

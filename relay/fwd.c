@@ -14,7 +14,7 @@
  *      (struct srv_fwd: allocation, relay socket, peer, payload) or counts a drop. Before a
  *      STUN message the train is flushed: a Refresh 0 may free what it holds.
  *   3. to_peer: the QoS tap measures the payload (leg "client": what the client sent, with
- *      its TOS byte), out_tos picks the TOS it leaves with (RFC 8656 14: ECN carried,
+ *      its TOS byte), out_mark picks the TOS it leaves with (RFC 8656 14: ECN carried,
  *      DSCP per qos.dscp), and it joins the train, which holds consecutive datagrams to one
  *      peer through one relay socket with one TOS while the batch is handled.
  *   4. train_flush: the train goes out as one UDP GSO send (udp_send_run); sent_to_peer then
@@ -103,8 +103,8 @@ struct train {
     int n;
     struct iovec iov[TRAIN_MAX_SEGMENTS];
     int64_t rx_ns[TRAIN_MAX_SEGMENTS];
-    uint8_t tos; /* every datagram of a train leaves with the same TOS */
-    int nres;    /* datagrams sent during this batch whose residence is still to observe */
+    struct udp_mark mark; /* every datagram of a train leaves with the same TOS and priority */
+    int nres;             /* datagrams sent during this batch whose residence is still to observe */
     int64_t res_rx[TRAIN_MAX_RESIDENCE];
 };
 
@@ -117,8 +117,8 @@ struct peer_batch {
     struct iovec qiov[PEER_SLOTS];   /* framed message, inside its slot */
     struct srv_tuple qt[PEER_SLOTS]; /* to whom (a copy: the allocation may go first) */
     const struct listener *ql[PEER_SLOTS];
-    int64_t qrx[PEER_SLOTS];  /* its kernel receive time */
-    uint8_t qtos[PEER_SLOTS]; /* the TOS it leaves with */
+    int64_t qrx[PEER_SLOTS];           /* its kernel receive time */
+    struct udp_mark qmark[PEER_SLOTS]; /* the TOS and priority it leaves with */
     struct mmsghdr tx[PEER_SLOTS];
     uint8_t tctl[PEER_SLOTS][UDP_CTL_LEN];
     uint8_t buf[PEER_SLOTS][PEER_SLOT];
@@ -158,37 +158,54 @@ static struct qos_alloc *meter(struct worker *w, struct allocation *a)
     return a->qos;
 }
 
-/* Measure one forwarded payload of allocation a from leg (tos: as received, -1 unknown);
- * returns the media kind of its RTP stream (QOS_KIND_UNKNOWN for anything else). */
-static inline enum qos_kind tap(struct worker *w, struct allocation *a, enum qos_leg leg,
-                                const union stun_addr *peer, const uint8_t *p, size_t len,
-                                int64_t rx_ns, int tos)
+/* What the tap found out about one payload: its class and, for RTP, its stream's kind. */
+struct pkt_class {
+    enum qos_class cls;
+    enum qos_kind kind;
+};
+
+/* Measure one forwarded payload of allocation a from leg (tos: as received, -1 unknown). */
+static inline struct pkt_class tap(struct worker *w, struct allocation *a, enum qos_leg leg,
+                                   const union stun_addr *peer, const uint8_t *p, size_t len,
+                                   int64_t rx_ns, int tos)
 {
-    enum qos_kind kind = QOS_KIND_UNKNOWN;
+    struct pkt_class pc = {QOS_CLASS_OTHER, QOS_KIND_UNKNOWN};
     struct qos_alloc *q = meter(w, a);
-    if (q) qos_packet_tos(q, &w->qm, leg, peer, p, len, rx_ns, tos, &kind);
-    return kind;
+    if (q) pc.cls = qos_packet_tos(q, &w->qm, leg, peer, p, len, rx_ns, tos, &pc.kind);
+    return pc;
 }
 
-/* RFC 8656 14: the TOS / traffic class a relayed datagram leaves with. ECN goes on as it
+/* How a relayed datagram leaves. The TOS / traffic class (RFC 8656 14): ECN goes on as it
  * came; DSCP as qos.dscp says (by-class: EF for audio RTP, AF41 for video, CS0 for the
- * rest). in: as received, -1 when unknown (a TCP/TLS leg carries no per-datagram TOS). */
+ * rest). in: as received, -1 when unknown (a TCP/TLS leg carries no per-datagram TOS). The
+ * socket priority, with qos.priority: STUN and audio first, then video, then the rest (the
+ * values of qos.priority_classes), so that a priority-aware egress qdisc serves audio first
+ * when the uplink is saturated. */
 #define DSCP_EF   46
 #define DSCP_AF41 34
-static uint8_t out_tos(const struct worker *w, int in, enum qos_kind kind)
+static struct udp_mark out_mark(const struct worker *w, int in, struct pkt_class pc)
 {
+    const struct tern_config *cfg = w->cfg;
+    struct udp_mark m = {0, 0};
     uint8_t ecn = in >= 0 ? (uint8_t)(in & 3) : 0;
-    switch (w->cfg->qos_dscp) {
+    switch (cfg->qos_dscp) {
     case CFG_DSCP_PRESERVE:
-        return in >= 0 ? (uint8_t)in : 0;
+        m.tos = in >= 0 ? (uint8_t)in : 0;
+        break;
     case CFG_DSCP_ZERO:
-        return ecn;
+        m.tos = ecn;
+        break;
     default:
-        return (uint8_t)((kind == QOS_KIND_AUDIO   ? DSCP_EF << 2
-                          : kind == QOS_KIND_VIDEO ? DSCP_AF41 << 2
-                                                   : 0) |
-                         ecn);
+        m.tos = (uint8_t)((pc.kind == QOS_KIND_AUDIO   ? DSCP_EF << 2
+                           : pc.kind == QOS_KIND_VIDEO ? DSCP_AF41 << 2
+                                                       : 0) |
+                          ecn);
     }
+    if (cfg->qos_priority)
+        m.prio = pc.cls == QOS_CLASS_STUN || pc.kind == QOS_KIND_AUDIO ? cfg->qos_prio_audio
+                 : pc.kind == QOS_KIND_VIDEO                           ? cfg->qos_prio_video
+                                                                       : cfg->qos_prio_other;
+    return m;
 }
 
 /* ---- client -> peer ---- */
@@ -222,7 +239,7 @@ static void train_flush(struct worker *w)
     int n = t->n;
     t->n = 0;
     bool sent[TRAIN_MAX_SEGMENTS];
-    udp_send_run(w, t->rs->h.fd, &t->peer, t->iov, n, t->seg, t->tos, sent);
+    udp_send_run(w, t->rs->h.fd, &t->peer, t->iov, n, t->seg, t->mark, sent);
     sent_to_peer(w, t->a, t->iov, t->rx_ns, sent, n);
 }
 
@@ -242,24 +259,24 @@ static void to_peer(struct worker *w, const struct srv_fwd *f, int64_t rx_ns, in
             setsockopt(rs->h.fd, IPPROTO_IPV6, IPV6_DONTFRAG, &v6, sizeof(v6));
         rs->dont_fragment = true;
     }
-    enum qos_kind kind = QOS_KIND_UNKNOWN;
-    if (w->qos_on) kind = tap(w, f->a, QOS_LEG_CLIENT, &f->peer, f->data, f->len, rx_ns, tos_in);
-    uint8_t tos = out_tos(w, tos_in, kind);
+    struct pkt_class pc = {QOS_CLASS_OTHER, QOS_KIND_UNKNOWN};
+    if (w->qos_on) pc = tap(w, f->a, QOS_LEG_CLIENT, &f->peer, f->data, f->len, rx_ns, tos_in);
+    struct udp_mark mark = out_mark(w, tos_in, pc);
     struct iovec v = {.iov_base = (void *)f->data, .iov_len = f->len};
     if (!w->fwd->train_on) { /* TCP/TLS client data: at once */
         bool sent;
-        udp_send_run(w, rs->h.fd, &f->peer, &v, 1, f->len, tos, &sent);
+        udp_send_run(w, rs->h.fd, &f->peer, &v, 1, f->len, mark, &sent);
         sent_to_peer(w, f->a, &v, &rx_ns, &sent, 1);
         return;
     }
     struct train *t = &w->fwd->train;
-    if (t->n &&
-        (t->rs != rs || t->closed || f->len > t->seg || t->n == TRAIN_MAX_SEGMENTS ||
-         t->total + f->len > TRAIN_MAX_BYTES || t->tos != tos || !addr_equal(&t->peer, &f->peer)))
+    if (t->n && (t->rs != rs || t->closed || f->len > t->seg || t->n == TRAIN_MAX_SEGMENTS ||
+                 t->total + f->len > TRAIN_MAX_BYTES || !udp_mark_equal(t->mark, mark) ||
+                 !addr_equal(&t->peer, &f->peer)))
         train_flush(w);
     if (!t->n) {
         t->rs = rs;
-        t->tos = tos;
+        t->mark = mark;
         t->a = f->a;
         t->peer = f->peer;
         t->seg = f->len;
@@ -333,7 +350,8 @@ void fwd_udp_readable(struct worker *w, struct ep_handler *h, uint32_t events)
                 client_msg(w, t, l, d->data, d->len, d->rx_ns, d->tos, b->out[nout], CLIENT_TX_BUF);
             if (!out) continue;
             b->tiov[nout] = (struct iovec){.iov_base = b->out[nout], .iov_len = out};
-            udp_prepare(&b->tx[nout].msg_hdr, l, t, &b->tiov[nout], 0, b->tctl[nout]);
+            udp_prepare(&b->tx[nout].msg_hdr, l, t, &b->tiov[nout], (struct udp_mark){0, 0},
+                        b->tctl[nout]);
             nout++;
         }
         batch_end(w); /* before the buffers are reused */
@@ -379,7 +397,7 @@ static void flush_clients(struct worker *w)
             for (int k = 0; k < b->nq; k++)
                 qos_observe_residence(&w->qm, QOS_LEG_PEER, now - b->qrx[k]);
         }
-        udp_send_clients(w, b->ql, b->qt, b->qiov, b->qtos, b->nq, b->tx, b->tctl);
+        udp_send_clients(w, b->ql, b->qt, b->qiov, b->qmark, b->nq, b->tx, b->tctl);
     }
     b->nq = 0;
     b->used = 0;
@@ -475,16 +493,16 @@ void fwd_peer_readable(struct worker *w, struct ep_handler *h, uint32_t events)
             a->pkts_to_client++;
             a->bytes_to_client += d->len;
             /* Framing wrote only around the payload, so it is intact for the tap. */
-            enum qos_kind kind = QOS_KIND_UNKNOWN;
+            struct pkt_class pc = {QOS_CLASS_OTHER, QOS_KIND_UNKNOWN};
             if (w->qos_on)
-                kind = tap(w, a, QOS_LEG_PEER, &d->from, d->data, d->len, d->rx_ns, d->tos);
+                pc = tap(w, a, QOS_LEG_PEER, &d->from, d->data, d->len, d->rx_ns, d->tos);
             if (l) {
                 int q = b->nq++;
                 b->qiov[q] = (struct iovec){.iov_base = msg, .iov_len = out};
                 b->qt[q] = a->tuple;
                 b->ql[q] = l;
                 b->qrx[q] = d->rx_ns;
-                b->qtos[q] = out_tos(w, d->tos, kind);
+                b->qmark[q] = out_mark(w, d->tos, pc);
             } else if (a->client_io) {
                 if (w->qos_on)
                     qos_observe_residence(&w->qm, QOS_LEG_PEER, realtime_ns() - d->rx_ns);

@@ -45,14 +45,16 @@ static void add_cmsg(struct msghdr *mh, uint8_t ctl[UDP_CTL_LEN], int level, int
     mh->msg_controllen += CMSG_SPACE(len);
 }
 
-/* The TOS / traffic class of one send (an int for both families, as the kernel takes it). */
-static void add_tos(struct msghdr *mh, uint8_t ctl[UDP_CTL_LEN], int family, uint8_t tos)
+/* The TOS / traffic class (an int for both families, as the kernel takes it) and the socket
+ * priority of one send, each only when it is not the default 0. */
+static void add_mark(struct msghdr *mh, uint8_t ctl[UDP_CTL_LEN], int family, struct udp_mark m)
 {
-    int v = tos;
-    if (family == AF_INET)
+    int v = m.tos;
+    if (v && family == AF_INET)
         add_cmsg(mh, ctl, IPPROTO_IP, IP_TOS, &v, sizeof(v));
-    else
+    else if (v)
         add_cmsg(mh, ctl, IPPROTO_IPV6, IPV6_TCLASS, &v, sizeof(v));
+    if (m.prio) add_cmsg(mh, ctl, SOL_SOCKET, SO_PRIORITY, &m.prio, sizeof(m.prio));
 }
 
 int udp_listener_setup(int fd, int family)
@@ -145,7 +147,7 @@ int udp_recv(struct worker *w, int fd, struct udp_rxq *q, uint8_t *buf0, size_t 
 }
 
 void udp_prepare(struct msghdr *mh, const struct listener *l, const struct srv_tuple *t,
-                 struct iovec *iov, uint8_t tos, uint8_t ctl[UDP_CTL_LEN])
+                 struct iovec *iov, struct udp_mark m, uint8_t ctl[UDP_CTL_LEN])
 {
     memset(mh, 0, sizeof(*mh));
     mh->msg_name = (void *)&t->client;
@@ -161,7 +163,7 @@ void udp_prepare(struct msghdr *mh, const struct listener *l, const struct srv_t
             add_cmsg(mh, ctl, IPPROTO_IPV6, IPV6_PKTINFO, &pi, sizeof(pi));
         }
     }
-    if (tos) add_tos(mh, ctl, t->client.sa.sa_family, tos);
+    add_mark(mh, ctl, t->client.sa.sa_family, m);
 }
 
 /* Runs of datagrams to one client: consecutive ones of the same size (the last of a run may be
@@ -178,7 +180,7 @@ static void add_segment_cmsg(struct msghdr *mh, uint8_t ctl[UDP_CTL_LEN], uint16
 
 /* Send messages [from, to) of tx (all through one listener) and count them. */
 static void send_msgs(struct worker *w, const struct listener *l, const struct srv_tuple *const *tt,
-                      const uint8_t *tosm, struct mmsghdr *tx, uint8_t (*ctl)[UDP_CTL_LEN],
+                      const struct udp_mark *markm, struct mmsghdr *tx, uint8_t (*ctl)[UDP_CTL_LEN],
                       const int *segs, int from, int to)
 {
     int done = from;
@@ -194,7 +196,7 @@ static void send_msgs(struct worker *w, const struct listener *l, const struct s
                 struct iovec *v = tx[done].msg_hdr.msg_iov;
                 for (int s = 0; s < segs[done]; s++) {
                     struct msghdr m1;
-                    udp_prepare(&m1, l, tt[done], &v[s], tosm[done], ctl[done]);
+                    udp_prepare(&m1, l, tt[done], &v[s], markm[done], ctl[done]);
                     if (sendmsg(l->h.fd, &m1, MSG_DONTWAIT) < 0) {
                         w->io.v[RELAY_C_udp_send_errors]++;
                         continue;
@@ -220,26 +222,27 @@ static void send_msgs(struct worker *w, const struct listener *l, const struct s
 }
 
 void udp_send_clients(struct worker *w, const struct listener *const *l, const struct srv_tuple *t,
-                      struct iovec *iov, const uint8_t *tos, int n, struct mmsghdr *tx,
+                      struct iovec *iov, const struct udp_mark *mark, int n, struct mmsghdr *tx,
                       uint8_t (*ctl)[UDP_CTL_LEN])
 {
     if (n > UDP_SEND_MAX) {
-        udp_send_clients(w, l, t, iov, tos, UDP_SEND_MAX, tx, ctl);
+        udp_send_clients(w, l, t, iov, mark, UDP_SEND_MAX, tx, ctl);
         udp_send_clients(w, l + UDP_SEND_MAX, t + UDP_SEND_MAX, iov + UDP_SEND_MAX,
-                         tos ? tos + UDP_SEND_MAX : NULL, n - UDP_SEND_MAX, tx, ctl);
+                         mark ? mark + UDP_SEND_MAX : NULL, n - UDP_SEND_MAX, tx, ctl);
         return;
     }
     int nmsg = 0, first = 0;
     int segs[UDP_SEND_MAX];
-    uint8_t tosm[UDP_SEND_MAX];
+    struct udp_mark markm[UDP_SEND_MAX];
+    static const struct udp_mark none;
     const struct srv_tuple *tt[UDP_SEND_MAX];
     for (int i = 0; i < n;) {
         size_t seg = iov[i].iov_len, total = seg;
-        uint8_t ti = tos ? tos[i] : 0;
+        struct udp_mark mi = mark ? mark[i] : none;
         int k = 1;
         if (!w->gso_off && seg <= GSO_MAX_SEGSIZE) {
             while (i + k < n && k < GSO_MAX_SEGMENTS && l[i + k] == l[i] &&
-                   (tos ? tos[i + k] : 0) == ti && tuple_equal(&t[i + k], &t[i]) &&
+                   udp_mark_equal(mark ? mark[i + k] : none, mi) && tuple_equal(&t[i + k], &t[i]) &&
                    total + iov[i + k].iov_len <= GSO_MAX_BYTES && iov[i + k].iov_len <= seg) {
                 total += iov[i + k].iov_len;
                 k++;
@@ -248,19 +251,19 @@ void udp_send_clients(struct worker *w, const struct listener *const *l, const s
         }
         /* Messages go out listener by listener (nearly always one). */
         if (nmsg > first && l[i] != l[i - 1]) {
-            send_msgs(w, l[i - 1], tt, tosm, tx, ctl, segs, first, nmsg);
+            send_msgs(w, l[i - 1], tt, markm, tx, ctl, segs, first, nmsg);
             first = nmsg;
         }
         struct msghdr *mh = &tx[nmsg].msg_hdr;
-        udp_prepare(mh, l[i], &t[i], &iov[i], ti, ctl[nmsg]);
+        udp_prepare(mh, l[i], &t[i], &iov[i], mi, ctl[nmsg]);
         mh->msg_iovlen = (size_t)k;
         if (k > 1) add_segment_cmsg(mh, ctl[nmsg], (uint16_t)seg);
         tt[nmsg] = &t[i];
-        tosm[nmsg] = ti;
+        markm[nmsg] = mi;
         segs[nmsg++] = k;
         i += k;
     }
-    if (nmsg > first) send_msgs(w, l[n - 1], tt, tosm, tx, ctl, segs, first, nmsg);
+    if (nmsg > first) send_msgs(w, l[n - 1], tt, markm, tx, ctl, segs, first, nmsg);
 }
 
 void udp_send_batch(struct worker *w, int fd, struct mmsghdr *tx, int n)
@@ -284,7 +287,7 @@ void udp_send_batch(struct worker *w, int fd, struct mmsghdr *tx, int n)
 }
 
 int udp_send_run(struct worker *w, int fd, const union stun_addr *to, struct iovec *iov, int n,
-                 size_t seg, uint8_t tos, bool *sent)
+                 size_t seg, struct udp_mark m, bool *sent)
 {
     memset(sent, 0, (size_t)n * sizeof(*sent));
     if (fd < 0) {
@@ -299,7 +302,7 @@ int udp_send_run(struct worker *w, int fd, const union stun_addr *to, struct iov
         uint8_t buf[UDP_CTL_LEN];
         struct cmsghdr align;
     } ctl;
-    if (tos) add_tos(&mh, ctl.buf, to->sa.sa_family, tos);
+    add_mark(&mh, ctl.buf, to->sa.sa_family, m);
     if (n > 1) add_segment_cmsg(&mh, ctl.buf, (uint16_t)seg);
     if (sendmsg(fd, &mh, MSG_DONTWAIT) >= 0) {
         if (n > 1) w->io.v[RELAY_C_peer_gso_sends]++;
@@ -319,7 +322,7 @@ int udp_send_run(struct worker *w, int fd, const union stun_addr *to, struct iov
                             .msg_namelen = addr_len(to),
                             .msg_iov = &iov[i],
                             .msg_iovlen = 1};
-        if (tos) add_tos(&m1, ctl.buf, to->sa.sa_family, tos);
+        add_mark(&m1, ctl.buf, to->sa.sa_family, m);
         if (sendmsg(fd, &m1, MSG_DONTWAIT) < 0) {
             w->io.v[RELAY_C_peer_send_errors]++;
             continue;

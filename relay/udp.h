@@ -67,26 +67,35 @@ int udp_recverr_on(int fd, int family);
 /* Take the next error from fd's error queue: 1 (*e set), 0 none left. */
 int udp_recv_error(int fd, struct udp_icmp *e);
 
+/* How a datagram leaves: its TOS / traffic class byte and its socket priority (SO_PRIORITY,
+ * which the egress qdisc classifies by). {0, 0}: the socket's defaults, no control message. */
+struct udp_mark {
+    uint8_t tos;
+    uint32_t prio;
+};
+static inline bool udp_mark_equal(struct udp_mark a, struct udp_mark b)
+{
+    return a.tos == b.tos && a.prio == b.prio;
+}
+
 /* Fill mh to send iov to client t->client through listener l, from t->local when l is a
- * wildcard, with TOS / traffic class tos (0: the socket's default, no control message; ctl:
- * room for the ancillary data). */
+ * wildcard, marked with m (ctl: room for the ancillary data). */
 void udp_prepare(struct msghdr *mh, const struct listener *l, const struct srv_tuple *t,
-                 struct iovec *iov, uint8_t tos, uint8_t ctl[UDP_CTL_LEN]);
+                 struct iovec *iov, struct udp_mark m, uint8_t ctl[UDP_CTL_LEN]);
 /* sendmmsg n prepared messages on a listener's fd, counting what went and what was lost. */
 void udp_send_batch(struct worker *w, int fd, struct mmsghdr *tx, int n);
-/* Send n datagrams (iov[i] to client t[i] through listener l[i], TOS tos[i]; tos NULL: all
- * 0): one sendmmsg per listener, runs of equal size and TOS to one client coalesced into UDP
- * GSO sends; tx and ctl: room for n messages. Counts what went and what was lost. */
+/* Send n datagrams (iov[i] to client t[i] through listener l[i], marked mark[i]; mark NULL:
+ * all {0, 0}): one sendmmsg per listener, runs of equal size and mark to one client coalesced
+ * into UDP GSO sends; tx and ctl: room for n messages. Counts what went and what was lost. */
 #define UDP_SEND_MAX 128 /* datagrams per udp_send_clients call (larger calls are split) */
 void udp_send_clients(struct worker *w, const struct listener *const *l, const struct srv_tuple *t,
-                      struct iovec *iov, const uint8_t *tos, int n, struct mmsghdr *tx,
+                      struct iovec *iov, const struct udp_mark *mark, int n, struct mmsghdr *tx,
                       uint8_t (*ctl)[UDP_CTL_LEN]);
-/* Send a run of n datagrams to one peer from a relay socket, with TOS / traffic class tos (0:
- * the socket's default): one UDP GSO send of segments of seg bytes (the last may be shorter)
- * when n > 1, falling back to one by one (and no more GSO
- * on this worker) if the kernel refuses. sent[i] says which went. Counts the relay-socket
+/* Send a run of n datagrams to one peer from a relay socket, all marked m: one UDP GSO send of
+ * segments of seg bytes (the last may be shorter) when n > 1, falling back to one by one (and no
+ * more GSO on this worker) if the kernel refuses. sent[i] says which went. Counts the relay-socket
  * send counters (peer_gso_*, peer_send_errors); returns how many went. */
 int udp_send_run(struct worker *w, int fd, const union stun_addr *to, struct iovec *iov, int n,
-                 size_t seg, uint8_t tos, bool *sent);
+                 size_t seg, struct udp_mark m, bool *sent);
 
 #endif
