@@ -981,7 +981,10 @@ enum qos_class qos_packet_tos(struct qos_alloc *q, struct qos_metrics *m, enum q
     if (!q) return c;
     q->leg[from].packets++;
     q->leg[from].bytes += len;
-    if (tos >= 0) q->leg[from].ecn[tos & 3]++;
+    if (tos >= 0) {
+        q->leg[from].ecn[tos & 3]++;
+        q->leg[from].dscp_seen |= 1ull << ((tos >> 2) & 63);
+    }
     if (q->finished) return c;
     intervals_upto(q, m, rx_ns);
     struct qos_flow *f = flow_get(q, peer);

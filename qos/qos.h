@@ -234,7 +234,7 @@ void qos_alloc_tick(struct qos_alloc *q, struct qos_metrics *m, int64_t now_ns, 
  *                       "bursts_total" }, "first_packet_at", "last_packet_at" } ] }
  * ECN and DSCP (RFC 8656 14): each detail DIR carries "ecn": { "not_ect": N, "ect1": N,
  *   "ect0": N, "ce": N } and "dscp": { "last": N | null, "seen": [N, ...] }; each summary leg
- *   "ecn" with the same four counts over all its peers.
+ *   "ecn" with the same four counts over all its peers and "dscp_seen": [N, ...].
  * ICMP (RFC 8656 11): each detail peer, and the summary over all peers, carry
  *   "icmp": { "unreachable": N, "ttl_exceeded": N, "packet_too_big": N,
  *             "path_mtu": smallest MTU reported | null }.

@@ -137,6 +137,7 @@ struct qos_flow {
 struct qos_legsum {
     uint64_t packets, bytes;
     uint64_t ecn[QOS_ECN_COUNT];
+    uint64_t dscp_seen; /* bit d: DSCP d was seen from this leg */
     /* RTP totals of streams that were evicted */
     uint64_t streams, expected, received, lost_net, dup, ooo;
     int64_t lost;

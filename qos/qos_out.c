@@ -455,6 +455,18 @@ static json_t *ecn_json(const uint64_t *n)
     return o;
 }
 
+/* [d, ...]: the DSCP values whose bit is set, ascending. */
+static json_t *dscp_seen_json(uint64_t seen)
+{
+    json_t *a = json_array();
+    for (int k = 0; a && k < QOS_DSCP_COUNT; k++)
+        if (seen >> k & 1 && json_array_append_new(a, json_integer(k))) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
 static json_t *leg_summary(const struct qos_alloc *q, int leg, int64_t now,
                            const struct qos_rtt *rtt, struct legrtp *r)
 {
@@ -466,6 +478,7 @@ static json_t *leg_summary(const struct qos_alloc *q, int leg, int64_t now,
     e |= set(o, "bytes", u64j(l->bytes));
     e |= set(o, "rtt", rtt_json(rtt));
     e |= set(o, "ecn", ecn_json(l->ecn));
+    e |= set(o, "dscp_seen", dscp_seen_json(l->dscp_seen));
     e |= set(rtp, "streams", u64j(r->streams));
     e |= set(rtp, "expected", u64j(r->expected));
     e |= set(rtp, "received", u64j(r->received));
@@ -654,11 +667,9 @@ static json_t *dir_json(const struct qos_dir *d, int64_t now)
         e |= set(bc, qos_class_names[c], u64j(d->by_class[c]));
     e |= set(o, "by_class", json_incref(bc));
     e |= set(o, "ecn", ecn_json(d->ecn));
-    json_t *ds = json_object(), *seen = json_array();
-    for (int k = 0; k < QOS_DSCP_COUNT; k++)
-        if (d->dscp_seen >> k & 1) e |= json_array_append_new(seen, json_integer(k));
+    json_t *ds = json_object();
     e |= set(ds, "last", d->dscp_seen ? json_integer(d->dscp_last) : json_null());
-    e |= set(ds, "seen", seen);
+    e |= set(ds, "seen", dscp_seen_json(d->dscp_seen));
     e |= set(o, "dscp", ds);
     e |= set(iat, "mean_seconds", num(d->n_iat > 0, d->iat_mean / 1e9));
     e |= set(iat, "jitter_seconds", num(d->n_iat > 1, d->iat_jit / 1e9));

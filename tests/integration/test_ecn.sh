@@ -88,6 +88,8 @@ for a in allocs:
         assert fp["ecn"]["ce"] == 5 and fp["dscp"]["seen"] == [34], (fp["ecn"], fp["dscp"])
         assert a["qos"]["client_leg"]["ecn"]["ect1"] == 5, a["qos"]["client_leg"]
         assert a["qos"]["peer_leg"]["ecn"]["ce"] == 5, a["qos"]["peer_leg"]
+        assert a["qos"]["client_leg"]["dscp_seen"] == [46], a["qos"]["client_leg"]
+        assert a["qos"]["peer_leg"]["dscp_seen"] == [34], a["qos"]["peer_leg"]
         ok = True
 assert ok, "no allocation with the IPv4 peer"
 EOF
