@@ -1,15 +1,18 @@
-/* main.c: ternd, the Tern relay daemon: parse options, load the config, run the workers. */
+/* main.c: ternd, the Tern relay daemon: parse options, load the config, bind and start the
+ * workers and the ops API, drop privileges, tell systemd, then wait for signals. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "http.h"
 #include "log.h"
 #include "relay.h"
+#include "service.h"
 
 #define TERN_VERSION "0.1.0"
 
@@ -113,15 +116,44 @@ int main(int argc, char **argv)
         cfg_free(&cfg);
         return 1;
     }
+    /* Everything is bound: privileges are not needed any more. */
+    if (service_drop_privileges(cfg.user, cfg.group)) {
+        ops_http_stop(ops);
+        relay_close(r, NULL, NULL);
+        cfg_free(&cfg);
+        return 1;
+    }
+    /* systemd (Type=notify): ready now; the watchdog is fed at half its interval, and only
+     * while every worker completes loop passes (a stuck worker gets the unit restarted). */
+    uint64_t wd_ms = service_watchdog_ms();
+    uint64_t tick_ms = wd_ms ? wd_ms / 2 : 10000;
+    if (tick_ms < 500) tick_ms = 500;
+    char status[160];
+    snprintf(status, sizeof status, "READY=1\nSTATUS=relaying: %u workers, %zu listeners",
+             relay_workers(r), cfg.nlisten);
+    if (service_notify(status)) tlog(CFG_LOG_WARN, "notify_failed", LF_S("error", strerror(errno)));
     for (;;) {
-        int sig = 0;
-        if (sigwait(&set, &sig)) continue;
+        struct timespec ts = {.tv_sec = (time_t)(tick_ms / 1000),
+                              .tv_nsec = (long)(tick_ms % 1000) * 1000000};
+        int sig = sigtimedwait(&set, NULL, &ts);
+        if (sig < 0) {
+            if (errno != EAGAIN) continue;
+            /* A quiet interval: status, and the watchdog when every worker is alive. */
+            uint64_t age = tick_ms > 3000 ? tick_ms : 3000; /* workers wake at least every 1 s */
+            bool alive = relay_alive(r, age);
+            snprintf(status, sizeof status, "%sSTATUS=relaying: %llu allocations",
+                     wd_ms && alive ? "WATCHDOG=1\n" : "", (unsigned long long)relay_active(r));
+            service_notify(status);
+            if (wd_ms && !alive) tlog(CFG_LOG_ERROR, "worker_stuck", LF_U("max_age_ms", age));
+            continue;
+        }
         if (sig == SIGHUP) {
             tlog(CFG_LOG_WARN, "sighup_ignored",
                  LF_S("reason", "live reload is not implemented yet; restart to apply changes"));
             continue;
         }
         tlog(CFG_LOG_INFO, "stopping", LF_S("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"));
+        service_notify("STOPPING=1\nSTATUS=stopping");
         break;
     }
     ops_http_stop(ops);

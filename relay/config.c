@@ -860,6 +860,8 @@ static const struct key server_keys[] = {
      .max = 256,
      .def = "auto",
      .arg = "auto"},
+    STR("user", user, 1, 64, NULL, F_NULLABLE | F_CHARS),
+    STR("group", group, 1, 64, NULL, F_NULLABLE | F_CHARS),
 };
 
 static const struct key tls_keys[] = {
@@ -909,7 +911,16 @@ static void allocation_check(struct parse *p, yaml_node_t *map, const char *path
 static const struct key allocation_keys[] = {
     UINT("default_lifetime", default_lifetime, 1, 86400, "600"),
     UINT("max_lifetime", max_lifetime, 1, 86400, "3600"),
-    UINT("max_per_user", max_per_user, 1, UINT32_MAX, "10"),
+    /* "unlimited" (stored as 0) by default: many deployments give every client one static
+     * username, and a WebRTC client holds several allocations; max_total still protects. */
+    {.name = "max_per_user",
+     .set = set_uint,
+     .off = CFG(max_per_user),
+     .size = CFG_SIZE(max_per_user),
+     .min = 1,
+     .max = UINT32_MAX,
+     .def = "unlimited",
+     .arg = "unlimited"},
     UINT("max_total", max_total, 1, UINT32_MAX, "100000"),
     BOOL("strict_channel_numbers", strict_channel_numbers, "false"),
     UINT("bandwidth_limit", bandwidth_limit, 0, INT64_MAX, "0"),
@@ -1292,6 +1303,8 @@ void cfg_free(struct tern_config *c)
         wipe_free(c->secrets[i]);
     free(c->secrets);
     wipe_free(c->ops_token);
+    free(c->user);
+    free(c->group);
     free(c->qos_record_file);
     memset(c, 0, sizeof *c);
 }

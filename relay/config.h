@@ -35,6 +35,8 @@ struct tern_config {
     /* server: */
     char *realm;      /* never NULL; default "tern" */
     char *software;   /* "" when the SOFTWARE attribute is omitted */
+    char *user;       /* server.user: run as this user once the sockets are bound; NULL: stay */
+    char *group;      /* server.group: ... and this group; NULL: the user's primary group */
     unsigned workers; /* 0 = auto (one per online CPU) */
 
     /* listen: */

@@ -2,6 +2,7 @@
 #ifndef TERN_RELAY_H
 #define TERN_RELAY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,6 +66,13 @@ struct relay *relay_open(const struct tern_config *cfg);
 int relay_start(struct relay *r);
 /* Ask every worker to stop, wait for them, and free everything. Sums counters first. */
 void relay_close(struct relay *r, struct srv_counters *srv, struct relay_counters *io);
+
+/* How many workers run. */
+unsigned relay_workers(const struct relay *r);
+/* Has every worker finished a loop pass within max_age_ms? (The systemd watchdog.) */
+bool relay_alive(struct relay *r, uint64_t max_age_ms);
+/* Allocations, summed over the workers as of their last loop pass (no query). */
+uint64_t relay_active(struct relay *r);
 
 /* ---- Ops queries, from the HTTP thread. Each is answered by the workers in their own
  * threads (a mailbox per worker), one worker after another; they wait at most a few seconds

@@ -159,7 +159,8 @@ static int io_quota_take(void *ctx, const char *user, size_t ulen, uint32_t user
         e->used = true;
         sh->quota_used++;
     }
-    if (e->count >= (user_max ? user_max : sh->max_per_user)) goto out;
+    uint32_t limit = user_max ? user_max : sh->max_per_user; /* 0: unlimited */
+    if (limit && e->count >= limit) goto out;
     e->count++;
     sh->total++;
     rc = 0;

@@ -406,6 +406,8 @@ static void *worker_main(void *arg)
         w->now_ms = monotonic_ms();
         w->now_ns = realtime_ns();
         w->srv.unix_s = (uint64_t)(w->now_ns / 1000000000); /* REST usernames: wall-clock time */
+        atomic_store_explicit(&w->beat_ms, w->now_ms, memory_order_relaxed);
+        atomic_store_explicit(&w->nallocs, w->srv.allocs.count, memory_order_relaxed);
         if (n < 0 && errno != EINTR) {
             tlog(CFG_LOG_ERROR, "epoll_failed", LF_U("worker", w->id),
                  LF_S("error", strerror(errno)));
@@ -430,11 +432,35 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+unsigned relay_workers(const struct relay *r)
+{
+    return r->nworkers;
+}
+
+bool relay_alive(struct relay *r, uint64_t max_age_ms)
+{
+    uint64_t now = monotonic_ms();
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        uint64_t beat = atomic_load_explicit(&r->workers[i].beat_ms, memory_order_relaxed);
+        if (now > beat + max_age_ms) return false;
+    }
+    return true;
+}
+
+uint64_t relay_active(struct relay *r)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < r->nworkers; i++)
+        n += atomic_load_explicit(&r->workers[i].nallocs, memory_order_relaxed);
+    return n;
+}
+
 int relay_start(struct relay *r)
 {
     for (unsigned i = 0; i < r->nworkers; i++) {
         struct worker *w = &r->workers[i];
         w->now_ms = monotonic_ms();
+        atomic_store_explicit(&w->beat_ms, w->now_ms, memory_order_relaxed);
         int rc = pthread_create(&w->thread, NULL, worker_main, w);
         if (rc) {
             tlog(CFG_LOG_ERROR, "thread_failed", LF_U("worker", i), LF_S("error", strerror(rc)));

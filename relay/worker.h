@@ -3,6 +3,7 @@
 #define TERN_WORKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -73,8 +74,11 @@ struct worker {
     /* TCP connections in least-recently-active order: head is the next to idle out. */
     struct tcp_conn *lru_head, *lru_tail;
     size_t nconns;
-    struct fwd *fwd;       /* the forwarding path's batches and queues (fwd.c) */
-    uint64_t now_ms;       /* CLOCK_MONOTONIC, cached once per loop pass */
+    struct fwd *fwd; /* the forwarding path's batches and queues (fwd.c) */
+    uint64_t now_ms; /* CLOCK_MONOTONIC, cached once per loop pass */
+    /* Written by the worker every loop pass, read by the main thread: the pass's now_ms (the
+     * systemd watchdog is fed only while every worker's is fresh) and its allocations. */
+    atomic_uint_least64_t beat_ms, nallocs;
     int64_t now_ns;        /* CLOCK_REALTIME ns, cached once per loop pass (the clock of kernel
                               receive timestamps; TCP data, which has none, is stamped with it) */
     bool gso_off;          /* the kernel refused a UDP GSO send: send one by one from now on */

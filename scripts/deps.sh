@@ -27,9 +27,11 @@ TERN_BUILD_PACKAGES=(gcc make cmake pkg-config libssl-dev libyaml-dev zlib1g-dev
                      libnice-dev libglib2.0-dev libsrtp2-dev)
 # What the test suite adds: cmocka, coturn's client tools (turnutils_*), libnice (a real ICE
 # agent), clang for the ASan/UBSan build and libFuzzer, openssl for test certificates,
-# python3 with a Prometheus text parser (checks /metrics) for the QoS ground-truth tests, and
-# aiortc (a real WebRTC stack whose getStats the relay's numbers are compared with).
-TERN_TEST_PACKAGES=(libcmocka-dev clang-format git tcpdump coturn libnice-dev libglib2.0-dev clang libclang-rt-14-dev
+# python3 with a Prometheus text parser (checks /metrics) for the QoS ground-truth tests,
+# aiortc (a real WebRTC stack whose getStats the relay's numbers are compared with),
+# clang-format and git (the style check), tcpdump (ECN/DSCP on the wire) and systemd
+# (systemd-analyze verify of the unit file).
+TERN_TEST_PACKAGES=(libcmocka-dev clang-format git tcpdump systemd coturn libnice-dev libglib2.0-dev clang libclang-rt-14-dev
                     openssl iproute2 procps curl python3 python3-prometheus-client python3-aiortc)
 # What the benchmark (tests/bench/run) adds: coturn as the comparator, gnuplot for the plot,
 # perf for the profile, liburing for the io_uring probe.

@@ -89,7 +89,7 @@ static void assert_defaults(const struct tern_config *c)
     assert_int_equal(c->port_max, 65535);
     assert_int_equal(c->default_lifetime, 600);
     assert_int_equal(c->max_lifetime, 3600);
-    assert_int_equal(c->max_per_user, 10);
+    assert_int_equal(c->max_per_user, 0); /* unlimited */
     assert_int_equal(c->max_total, 100000);
     assert_false(c->strict_channel_numbers);
     assert_false(c->allow_loopback);
@@ -406,7 +406,7 @@ static void unknown_key(void **state)
     (void)state;
     assert_int_equal(parse(&c, "server:\n  realm: a\n  relm: b\nmetrics: {}\n", &msgs), -1);
     assert_non_null(strstr(msgs, "t.yaml:3: server.relm: unknown key (expected one of: realm, "
-                                 "software, workers)\n"));
+                                 "software, workers, user, group)\n"));
     assert_non_null(strstr(msgs, "t.yaml:4: metrics: unknown key"));
     assert_int_equal(count_lines(msgs), 2);
     free(msgs);
