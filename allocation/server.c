@@ -146,6 +146,17 @@ void srv_free(struct srv *s)
     s->txc = NULL;
 }
 
+size_t srv_close_all(struct srv *s, const char *why)
+{
+    size_t n = 0;
+    struct allocation *a;
+    while ((a = alloc_expired(&s->allocs, UINT64_MAX)) != NULL) {
+        destroy(s, a, why, SRV_C_allocations_deleted);
+        n++;
+    }
+    return n;
+}
+
 size_t srv_expire(struct srv *s, uint64_t now_ms)
 {
     size_t n = 0;
@@ -231,6 +242,8 @@ static size_t finish(struct req *r, struct stun_enc *e)
 static enum srv_counter error_counter(int code)
 {
     switch (code) {
+    case 300:
+        return SRV_C_error_300;
     case 401:
         return SRV_C_error_401;
     case 403:
@@ -522,6 +535,37 @@ static int open_relay(struct req *r, struct allocation *a, int family, bool even
     return any ? 508 : 440;
 }
 
+/* A draining relay turns new allocations away while existing ones carry on: 300 Try Alternate
+ * with an alternate server of the family the client reached us over (RFC 8489 10 and 14.15;
+ * the alternates are taken in turn), or, with none for that family, 508 saying why. The answer is
+ * authenticated like any other: the client has proven who it is, so it can trust the redirect. */
+static size_t drain_answer(struct req *r, int family)
+{
+    struct srv *s = r->s;
+    const union stun_addr *alt = NULL;
+    for (size_t k = 0; k < s->opt.nalternates && !alt; k++) {
+        const union stun_addr *c = &s->opt.alternates[(s->alt_rr + k) % s->opt.nalternates];
+        if (c->sa.sa_family == family) {
+            alt = c;
+            s->alt_rr += (unsigned)k + 1;
+        }
+    }
+    struct stun_enc e;
+    begin(r, &e, STUN_ERROR);
+    if (alt) {
+        stun_enc_error(&e, 300, NULL);
+        stun_enc_addr(&e, STUN_ATTR_ALTERNATE_SERVER, alt);
+    } else {
+        stun_enc_error(&e, 508, "Draining: this relay accepts no new allocations");
+    }
+    size_t n = finish(r, &e);
+    if (n) {
+        s->c.v[alt ? SRV_C_error_300 : SRV_C_error_508]++;
+        s->c.v[SRV_C_drain_refused]++;
+    }
+    return n;
+}
+
 static size_t do_allocate(struct req *r)
 {
     struct srv *s = r->s;
@@ -569,6 +613,7 @@ static size_t do_allocate(struct req *r)
         fam[0] = family_of(f);
         if (!fam[0]) return error(r, 440);
     }
+    if (s->draining) return drain_answer(r, r->t->client.sa.sa_family);
 
     if (s->io.quota_take(s->io.ctx, r->user.name, r->user.namelen, r->user.max_allocations))
         return error(r, 486);

@@ -48,6 +48,8 @@
     X(error_443, "443 Peer Address Family Mismatch responses")                                     \
     X(error_486, "486 Allocation Quota Reached responses")                                         \
     X(error_508, "508 Insufficient Capacity responses")                                            \
+    X(error_300, "300 Try Alternate responses (draining, ALTERNATE-SERVER given)")                 \
+    X(drain_refused, "Allocate requests turned away because the relay is draining")                \
     X(drop_short, "dropped: shorter than a STUN or ChannelData header")                            \
     X(drop_not_stun, "dropped: neither STUN nor ChannelData")                                      \
     X(drop_bad_cookie, "dropped: wrong magic cookie")                                              \
@@ -103,6 +105,9 @@ struct srv_options {
     size_t nrest_secrets;
     char rest_separator;
     uint64_t bandwidth_bps; /* default per-allocation limit (a user's own limit wins); 0: none */
+    /* While draining: ALTERNATE-SERVER candidates, taken in turn per family; none: 508. */
+    const union stun_addr *alternates;
+    size_t nalternates;
 };
 
 /* The relay's side: shared resources and sockets. Every call is made from the worker that
@@ -144,12 +149,17 @@ struct srv {
     uint64_t unix_s;  /* the caller's wall clock (unix seconds), set before each batch of calls:
                          REST usernames expire in wall-clock time, unlike everything else here */
     unsigned pool_rr; /* rotates allocations over relay addresses of one family */
+    bool draining;    /* new allocations are turned away (set by the caller between calls) */
+    unsigned alt_rr;  /* rotates the alternates offered while draining */
 };
 
 int srv_init(struct srv *s, const struct srv_options *opt, const struct srv_io *io,
              uint64_t id_base);
 /* Delete every allocation (closing relay sockets, releasing ports and quotas) and free. */
 void srv_free(struct srv *s);
+/* End every allocation now, with why as the reason its event (and quality record) gives
+ * ("drained" at a drain's deadline). Returns how many ended. */
+size_t srv_close_all(struct srv *s, const char *why);
 
 /* Data to send to a peer, decided by srv_handle. */
 struct srv_fwd {

@@ -38,6 +38,77 @@ static void log_counters(const struct srv_counters *srv, const struct relay_coun
     log_emit(CFG_LOG_INFO, "counters", f, n);
 }
 
+static const char *ready_status(struct relay *r, const struct tern_config *cfg)
+{
+    static char msg[160];
+    snprintf(msg, sizeof msg, "READY=1\nSTATUS=relaying: %u workers, %zu listeners",
+             relay_workers(r), cfg->nlisten);
+    return msg;
+}
+
+/* The main thread's life once everything runs: signals (SIGTERM/SIGINT stop, SIGUSR1 drains,
+ * SIGUSR2 cancels a drain, SIGHUP is not supported yet), the systemd watchdog and status, and
+ * the drain (whoever started it: a signal or the ops API): exit when the last allocation
+ * ends, or at the deadline after ending the rest. Returns when ternd should stop. */
+static void serve(struct relay *r, const struct tern_config *cfg, const sigset_t *set)
+{
+    uint64_t wd_ms = service_watchdog_ms(), last_wd = 0, last_status = 0, shown = UINT64_MAX;
+    bool closing = false;
+    for (;;) {
+        uint64_t deadline;
+        bool draining = relay_draining(r, &deadline);
+        /* Wake often enough for the watchdog (half its interval) and, while draining, to see
+         * the last allocation go; workers wake at least once a second (expiry timers). */
+        uint64_t tick = draining ? 200 : 1000;
+        if (wd_ms && wd_ms / 2 < tick) tick = wd_ms / 2 > 100 ? wd_ms / 2 : 100;
+        struct timespec ts = {.tv_sec = (time_t)(tick / 1000),
+                              .tv_nsec = (long)(tick % 1000) * 1000000};
+        int sig = sigtimedwait(set, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM) {
+            tlog(CFG_LOG_INFO, "stopping", LF_S("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"));
+            service_notify("STOPPING=1\nSTATUS=stopping");
+            return;
+        }
+        if (sig == SIGUSR1) relay_drain(r, cfg->drain_deadline);
+        if (sig == SIGUSR2) relay_drain_cancel(r);
+        if (sig == SIGHUP)
+            tlog(CFG_LOG_WARN, "sighup_ignored",
+                 LF_S("reason", "live reload is not implemented yet; restart to apply changes"));
+
+        uint64_t now = relay_now_ms(), active = relay_active(r);
+        draining = relay_draining(r, &deadline);
+        if (!draining) closing = false;
+        if (draining && active == 0) {
+            tlog(CFG_LOG_INFO, "drain_finished",
+                 LF_S("reason", closing ? "deadline" : "no allocations left"));
+            service_notify("STOPPING=1\nSTATUS=drained");
+            return;
+        }
+        if (draining && !closing && now >= deadline) {
+            tlog(CFG_LOG_WARN, "drain_deadline", LF_U("allocations", active));
+            relay_drain_close(r); /* the workers end them; the next ticks see 0 */
+            closing = true;
+        }
+        if (wd_ms && now - last_wd >= wd_ms / 2) {
+            uint64_t age = wd_ms / 2 > 3000 ? wd_ms / 2 : 3000;
+            if (relay_alive(r, age)) {
+                service_notify("WATCHDOG=1");
+                last_wd = now;
+            } else {
+                tlog(CFG_LOG_ERROR, "worker_stuck", LF_U("max_age_ms", age));
+            }
+        }
+        if (active != shown || now - last_status >= 10000) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "STATUS=%s: %llu allocations",
+                     draining ? "draining" : "relaying", (unsigned long long)active);
+            service_notify(msg);
+            shown = active;
+            last_status = now;
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -96,6 +167,8 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -123,39 +196,9 @@ int main(int argc, char **argv)
         cfg_free(&cfg);
         return 1;
     }
-    /* systemd (Type=notify): ready now; the watchdog is fed at half its interval, and only
-     * while every worker completes loop passes (a stuck worker gets the unit restarted). */
-    uint64_t wd_ms = service_watchdog_ms();
-    uint64_t tick_ms = wd_ms ? wd_ms / 2 : 10000;
-    if (tick_ms < 500) tick_ms = 500;
-    char status[160];
-    snprintf(status, sizeof status, "READY=1\nSTATUS=relaying: %u workers, %zu listeners",
-             relay_workers(r), cfg.nlisten);
-    if (service_notify(status)) tlog(CFG_LOG_WARN, "notify_failed", LF_S("error", strerror(errno)));
-    for (;;) {
-        struct timespec ts = {.tv_sec = (time_t)(tick_ms / 1000),
-                              .tv_nsec = (long)(tick_ms % 1000) * 1000000};
-        int sig = sigtimedwait(&set, NULL, &ts);
-        if (sig < 0) {
-            if (errno != EAGAIN) continue;
-            /* A quiet interval: status, and the watchdog when every worker is alive. */
-            uint64_t age = tick_ms > 3000 ? tick_ms : 3000; /* workers wake at least every 1 s */
-            bool alive = relay_alive(r, age);
-            snprintf(status, sizeof status, "%sSTATUS=relaying: %llu allocations",
-                     wd_ms && alive ? "WATCHDOG=1\n" : "", (unsigned long long)relay_active(r));
-            service_notify(status);
-            if (wd_ms && !alive) tlog(CFG_LOG_ERROR, "worker_stuck", LF_U("max_age_ms", age));
-            continue;
-        }
-        if (sig == SIGHUP) {
-            tlog(CFG_LOG_WARN, "sighup_ignored",
-                 LF_S("reason", "live reload is not implemented yet; restart to apply changes"));
-            continue;
-        }
-        tlog(CFG_LOG_INFO, "stopping", LF_S("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"));
-        service_notify("STOPPING=1\nSTATUS=stopping");
-        break;
-    }
+    if (service_notify(ready_status(r, &cfg)))
+        tlog(CFG_LOG_WARN, "notify_failed", LF_S("error", strerror(errno)));
+    serve(r, &cfg, &set);
     ops_http_stop(ops);
     struct srv_counters srv;
     struct relay_counters io;

@@ -798,6 +798,24 @@ static const struct list_spec address_list = {
     .same = ip_same,
     .show = ip_show,
 };
+static void hostport_show(const void *elem, char *buf, size_t size)
+{
+    format_addr(elem, true, buf, size);
+}
+
+static bool hostport_same(const void *a, const void *b)
+{
+    return addr_equal(a, b);
+}
+
+static const struct list_spec hostport_list = {
+    .elem_size = sizeof(union stun_addr),
+    .item = {.set = set_hostport},
+    .noun = "a list of ADDRESS:PORT (e.g. 192.0.2.7:3478 or [2001:db8::7]:3478)",
+    .same = hostport_same,
+    .show = hostport_show,
+};
+
 static const struct list_spec cidr_list = {
     .elem_size = sizeof(struct cfg_cidr),
     .item = {.set = set_cidr},
@@ -963,6 +981,11 @@ static const struct key prio_keys[] = {
 static const struct section prio_section = {prio_keys, NKEYS(prio_keys), NULL};
 
 static const char *const dscp_words[] = {"preserve", "zero", "by-class", NULL};
+static const struct key drain_keys[] = {
+    LIST("alternate_servers", drain_alternates, ndrain_alternates, hostport_list),
+    UINT("deadline", drain_deadline, 1, 7 * 86400, "3600"),
+};
+
 static const struct key qos_keys[] = {
     BOOL("enabled", qos_enabled, "true"),
     STR("record_file", qos_record_file, 1, PATH_MAX, NULL, F_NULLABLE),
@@ -988,6 +1011,7 @@ static const struct section relay_section = SECTION_OF(relay_keys);
 static const struct section peers_section = SECTION_OF(peers_keys);
 static const struct section auth_section = SECTION_OF(auth_keys);
 static const struct section qos_section = SECTION_OF(qos_keys);
+static const struct section drain_section = SECTION_OF(drain_keys);
 static const struct section ops_section = SECTION_OF(ops_keys);
 static const struct section log_section = SECTION_OF(log_keys);
 
@@ -1049,6 +1073,7 @@ static const struct key root_keys[] = {
     SECTION("peers", peers_section),
     SECTION("auth", auth_section),
     SECTION("qos", qos_section),
+    SECTION("drain", drain_section),
     SECTION("ops", ops_section),
     SECTION("log", log_section),
 };
@@ -1291,6 +1316,7 @@ void cfg_free(struct tern_config *c)
     free(c->tls_certificate);
     free(c->tls_private_key);
     free(c->relay_addresses);
+    free(c->drain_alternates);
     free(c->peers_allow);
     free(c->peers_deny);
     free(c->database);

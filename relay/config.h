@@ -67,6 +67,11 @@ struct tern_config {
     size_t npeers_allow;
     struct cfg_cidr *peers_deny;
     size_t npeers_deny;
+    /* drain: where new clients are sent while draining (300 ALTERNATE-SERVER, the first of
+     * the client's family in turn), and how long a drain waits for allocations to end. */
+    union stun_addr *drain_alternates;
+    size_t ndrain_alternates;
+    uint32_t drain_deadline; /* seconds */
 
     /* auth: */
     char *database; /* NULL: no credential database (static users and secrets only) */

@@ -67,6 +67,19 @@ int relay_start(struct relay *r);
 /* Ask every worker to stop, wait for them, and free everything. Sums counters first. */
 void relay_close(struct relay *r, struct srv_counters *srv, struct relay_counters *io);
 
+/* Drain: new Allocates are turned away (300 with an alternate server of the client's family,
+ * else 508) while existing allocations carry on; deadline_s from now the rest may be ended
+ * (relay_drain_close). Called again, it restarts the deadline. From any thread; logged. */
+void relay_drain(struct relay *r, uint32_t deadline_s);
+/* Back in service (new allocations accepted again). */
+void relay_drain_cancel(struct relay *r);
+/* Is it draining, and until when (CLOCK_MONOTONIC ms, relay_now_ms)? */
+bool relay_draining(struct relay *r, uint64_t *deadline_ms);
+/* The deadline passed: every worker ends its allocations (reason "drained") next pass. */
+void relay_drain_close(struct relay *r);
+/* CLOCK_MONOTONIC in ms, the clock of the drain deadline. */
+uint64_t relay_now_ms(void);
+
 /* How many workers run. */
 unsigned relay_workers(const struct relay *r);
 /* Has every worker finished a loop pass within max_age_ms? (The systemd watchdog.) */

@@ -217,6 +217,8 @@ static int shared_init(struct relay *r)
         .nrest_secrets = cfg->nsecrets,
         .rest_separator = cfg->rest_separator ? cfg->rest_separator[0] : ':',
         .bandwidth_bps = cfg->bandwidth_limit,
+        .alternates = cfg->drain_alternates,
+        .nalternates = cfg->ndrain_alternates,
     };
     return 0;
 }
@@ -424,12 +426,55 @@ static void *worker_main(void *arg)
         }
         fwd_flush(w); /* the pass's one flush point: peer datagrams queued for UDP clients */
         srv_expire(&w->srv, w->now_ms);
+        w->srv.draining = atomic_load_explicit(&w->shared->draining, memory_order_relaxed);
+        if (w->srv.draining && w->srv.allocs.count &&
+            atomic_load_explicit(&w->shared->drain_close, memory_order_relaxed)) {
+            size_t ended = srv_close_all(&w->srv, "drained");
+            atomic_store_explicit(&w->nallocs, w->srv.allocs.count, memory_order_relaxed);
+            tlog(CFG_LOG_INFO, "drain_closed", LF_U("worker", w->id), LF_U("allocations", ended));
+        }
         if (w->cfg->strict_expiry) revalidate(w);
         tcp_expire(w);
         graveyard_flush(w);
         if (stop) break;
     }
     return NULL;
+}
+
+void relay_drain(struct relay *r, uint32_t deadline_s)
+{
+    struct relay_shared *sh = &r->shared;
+    uint64_t deadline = monotonic_ms() + (uint64_t)deadline_s * 1000;
+    atomic_store(&sh->drain_deadline_ms, deadline);
+    atomic_store(&sh->drain_close, false);
+    bool was = atomic_exchange(&sh->draining, true);
+    tlog(CFG_LOG_WARN, was ? "drain_extended" : "drain_started", LF_U("deadline_s", deadline_s),
+         LF_U("allocations", relay_active(r)),
+         LF_U("alternate_servers", r->cfg->ndrain_alternates));
+}
+
+void relay_drain_cancel(struct relay *r)
+{
+    struct relay_shared *sh = &r->shared;
+    if (!atomic_exchange(&sh->draining, false)) return;
+    atomic_store(&sh->drain_close, false);
+    tlog(CFG_LOG_WARN, "drain_cancelled", LF_U("allocations", relay_active(r)));
+}
+
+bool relay_draining(struct relay *r, uint64_t *deadline_ms)
+{
+    if (deadline_ms) *deadline_ms = atomic_load(&r->shared.drain_deadline_ms);
+    return atomic_load(&r->shared.draining);
+}
+
+void relay_drain_close(struct relay *r)
+{
+    atomic_store(&r->shared.drain_close, true);
+}
+
+uint64_t relay_now_ms(void)
+{
+    return monotonic_ms();
 }
 
 unsigned relay_workers(const struct relay *r)

@@ -53,6 +53,10 @@ struct relay_shared {
     size_t quota_cap, quota_used;
     uint64_t total;
     uint32_t max_per_user, max_total;
+    /* Drain (relay_drain): read by each worker once per loop pass; no lock. */
+    atomic_bool draining;                    /* new allocations are turned away */
+    atomic_bool drain_close;                 /* the deadline passed: end what is left ("drained") */
+    atomic_uint_least64_t drain_deadline_ms; /* CLOCK_MONOTONIC */
 };
 
 struct tcp_conn;

@@ -30,6 +30,7 @@ static struct {
     int tos;    /* IP_TOS / IPV6_TCLASS for the client's datagrams; -1: the default */
     int rtp_pt; /* -1: payload bytes; else RTP with this payload type */
     bool df;
+    bool del; /* Refresh with LIFETIME 0 before exiting */
 } opt = {.user = "alice",
          .pass = "alice-pass",
          .count = 1,
@@ -157,9 +158,21 @@ static int transact(uint16_t method, void (*build)(struct stun_enc *e, void *arg
             derive_key();
             continue;
         }
+        if (code == 300) {
+            union stun_addr alt;
+            char as[ADDR_STRLEN];
+            const struct stun_attr *aa = stun_find(m, STUN_ATTR_ALTERNATE_SERVER);
+            if (aa && stun_get_addr(aa, &alt) == 0) printf("alternate=%s\n", addr_str(&alt, as));
+        }
         return code ? code : -1;
     }
     return -1;
+}
+
+static void build_delete(struct stun_enc *e, void *arg)
+{
+    (void)arg;
+    stun_enc_u32(e, STUN_ATTR_LIFETIME, 0);
 }
 
 static void build_allocate(struct stun_enc *e, void *arg)
@@ -240,6 +253,7 @@ static void usage(FILE *out)
                  "  -T TOS           send with this IP TOS / IPv6 traffic class (e.g. 0xb9)\n"
                  "  -R PT            send RTP packets of payload type PT (sequence, timestamp)\n"
                  "  -w MS            listen this long after the last send (default 2000)\n"
+                 "  -d               delete the allocation (Refresh, LIFETIME 0) before exiting\n"
                  "Prints allocated/permission lines, then one line per Data indication\n"
                  "(icmp ... or data ...), then totals. Exit 0, or 3 if the server failed.\n");
 }
@@ -247,7 +261,7 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     int c;
-    while ((c = getopt(argc, argv, "s:p:u:P:6n:l:i:DT:R:w:h")) != -1) {
+    while ((c = getopt(argc, argv, "s:p:u:P:6n:l:i:DT:R:w:dh")) != -1) {
         switch (c) {
         case 's':
             if (parse_addr(optarg, &opt.server)) die("bad -s");
@@ -282,6 +296,9 @@ int main(int argc, char **argv)
             break;
         case 'R':
             opt.rtp_pt = atoi(optarg);
+            break;
+        case 'd':
+            opt.del = true;
             break;
         case 'w':
             opt.wait_ms = atoi(optarg);
@@ -381,5 +398,9 @@ int main(int argc, char **argv)
             print_indication(&m, tos);
     }
     printf("totals sent=%u data=%u icmp=%u\n", sent, n_data, n_icmp);
+    if (opt.del) {
+        rc = transact(STUN_REFRESH, build_delete, NULL, buf, sizeof(buf), &m);
+        printf("deleted code=%d\n", rc);
+    }
     return 0;
 }

@@ -258,7 +258,8 @@ static void fake_event(void *ctx, const struct allocation *a, const char *what,
     } else {
         FAKE_CHECK(io, strcmp(what, "allocated") == 0 || strcmp(what, "refreshed") == 0 ||
                            strcmp(what, "deleted") == 0 || strcmp(what, "expired") == 0 ||
-                           strcmp(what, "closed") == 0 || strcmp(what, "revoked") == 0);
+                           strcmp(what, "closed") == 0 || strcmp(what, "revoked") == 0 ||
+                           strcmp(what, "drained") == 0);
     }
     io->events_seen++;
     if (io->nevents >= FAKE_IO_MAX_EVENTS) return;
