@@ -209,6 +209,78 @@ static size_t sort_unique(void *base, size_t n, size_t sz, int (*cmp)(const void
     return k;
 }
 
+static uint64_t rd64be(const uint8_t *b)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | b[i];
+    return v;
+}
+
+static size_t slot4(uint32_t ip, unsigned bits)
+{
+    return (uint32_t)(ip * 0x9E3779B1u) >> (32 - bits);
+}
+
+static size_t slot6(uint64_t hi, uint64_t lo, unsigned bits)
+{
+    return (size_t)(((hi ^ (lo * 0xC2B2AE3D27D4EB4Fu)) * 0x9E3779B97F4A7C15u) >> (64 - bits));
+}
+
+/* Table bits for n keys: at most half full, at least 8 slots. */
+static unsigned table_bits(size_t n)
+{
+    unsigned bits = 3;
+    while (((size_t)1 << bits) < 2 * n)
+        bits++;
+    return bits;
+}
+
+/* The lookup form: hash tables over the sorted arrays, IPv4 prefixes as (network, mask). */
+static int self_index(struct policy_self *s)
+{
+    s->bits4 = table_bits(s->nv4);
+    s->bits6 = table_bits(s->nv6);
+    s->h4 = calloc((size_t)1 << s->bits4, sizeof(*s->h4));
+    s->h6 = calloc((size_t)1 << s->bits6, sizeof(*s->h6));
+    s->n4 = calloc(s->nnets + 1, sizeof(*s->n4));
+    if (!s->h4 || !s->h6 || !s->n4) return -1;
+    size_t m4 = ((size_t)1 << s->bits4) - 1, m6 = ((size_t)1 << s->bits6) - 1;
+    for (size_t i = 0; i < s->nv4; i++) {
+        if (s->v4[i] == 0) {
+            s->any4 = true;
+            continue;
+        }
+        size_t k = slot4(s->v4[i], s->bits4);
+        while (s->h4[k])
+            k = (k + 1) & m4;
+        s->h4[k] = s->v4[i];
+    }
+    for (size_t i = 0; i < s->nv6; i++) {
+        uint64_t hi = rd64be(s->v6[i]), lo = rd64be(s->v6[i] + 8);
+        if ((hi | lo) == 0) {
+            s->any6 = true;
+            continue;
+        }
+        size_t k = slot6(hi, lo, s->bits6);
+        while (s->h6[k][0] | s->h6[k][1])
+            k = (k + 1) & m6;
+        s->h6[k][0] = hi;
+        s->h6[k][1] = lo;
+    }
+    for (size_t i = 0; i < s->nnets; i++) {
+        const struct policy_cidr *c = &s->nets[i];
+        if (c->addr.sa.sa_family == AF_INET6) {
+            s->nets6 = true;
+            continue;
+        }
+        uint32_t mask = c->prefix ? 0xFFFFFFFFu << (32 - c->prefix) : 0;
+        s->n4[s->nn4][0] = v4_host(&c->addr) & mask;
+        s->n4[s->nn4++][1] = mask;
+    }
+    return 0;
+}
+
 int policy_self_build(struct policy_self *s, const union stun_addr *ips, size_t nips,
                       const struct policy_cidr *nets, size_t nnets, const uint16_t *ports,
                       size_t nports, uint16_t relay_min, uint16_t relay_max)
@@ -263,11 +335,18 @@ int policy_self_build(struct policy_self *s, const union stun_addr *ips, size_t 
     for (size_t i = 0; i < nports; i++)
         if (ports[i]) s->ports[s->nports++] = ports[i];
     s->nports = sort_unique(s->ports, s->nports, sizeof(*s->ports), cmp_u16);
+    if (self_index(s)) {
+        policy_self_free(s);
+        return -1;
+    }
     return 0;
 }
 
 void policy_self_free(struct policy_self *s)
 {
+    free(s->h4);
+    free(s->h6);
+    free(s->n4);
     free(s->v4);
     free(s->v6);
     free(s->nets);
@@ -300,25 +379,33 @@ static bool self_port(const struct policy_self *s, uint16_t port)
     return false;
 }
 
-bool policy_self_has(const struct policy_self *s, const union stun_addr *c)
+/* Is c's IP one of the relay's? */
+static bool self_ip(const struct policy_self *s, const union stun_addr *c)
 {
-    if (!s) return false;
-    bool v4 = c->sa.sa_family == AF_INET;
-    if (!v4 && c->sa.sa_family != AF_INET6) return false;
-    if (!self_port(s, ntohs(v4 ? c->v4.sin_port : c->v6.sin6_port))) return false;
-    size_t lo = 0, hi = v4 ? s->nv4 : s->nv6;
-    uint32_t ip = v4 ? v4_host(c) : 0;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int d = v4 ? (s->v4[mid] > ip) - (s->v4[mid] < ip)
-                   : memcmp(s->v6[mid], c->v6.sin6_addr.s6_addr, 16);
-        if (d == 0) return true;
-        if (d < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
+    if (c->sa.sa_family == AF_INET) {
+        uint32_t ip = v4_host(c);
+        if (ip == 0) return s->any4;
+        size_t m = ((size_t)1 << s->bits4) - 1;
+        for (size_t k = slot4(ip, s->bits4); s->h4[k]; k = (k + 1) & m)
+            if (s->h4[k] == ip) return true;
+        for (size_t i = 0; i < s->nn4; i++)
+            if ((ip & s->n4[i][1]) == s->n4[i][0]) return true;
+        return false;
     }
-    for (size_t i = 0; i < s->nnets; i++)
+    if (c->sa.sa_family != AF_INET6) return false;
+    const uint8_t *b = c->v6.sin6_addr.s6_addr;
+    uint64_t hi = rd64be(b), lo = rd64be(b + 8);
+    if ((hi | lo) == 0) return s->any6;
+    size_t m = ((size_t)1 << s->bits6) - 1;
+    for (size_t k = slot6(hi, lo, s->bits6); s->h6[k][0] | s->h6[k][1]; k = (k + 1) & m)
+        if (s->h6[k][0] == hi && s->h6[k][1] == lo) return true;
+    for (size_t i = 0; s->nets6 && i < s->nnets; i++)
         if (policy_cidr_match(&s->nets[i], c)) return true;
     return false;
+}
+
+bool policy_self_has(const struct policy_self *s, const union stun_addr *c)
+{
+    if (!s || !s->h4 || !self_ip(s, c)) return false; /* NULL or never built: empty */
+    return self_port(s, ntohs(c->sa.sa_family == AF_INET ? c->v4.sin_port : c->v6.sin6_port));
 }

@@ -27,10 +27,11 @@ struct peer_policy {
 
 /* The relay's own transport addresses: every IP it can be reached on (canonical form; whole
  * prefixes for the loopback), each at every listener port and every relayed port. Built by
- * policy_self_build and immutable afterwards, so any number of threads may read one. Lookups
- * are a port test, then a binary search: cheap enough for every relayed datagram. */
+ * policy_self_build and immutable afterwards, so any number of threads may read one. A lookup
+ * (every relayed datagram) is one probe of a small open-addressing hash table, then the port
+ * rule for the rare hit. */
 struct policy_self {
-    uint32_t *v4; /* sorted, host byte order */
+    uint32_t *v4; /* sorted, host byte order (comparisons, logs) */
     size_t nv4;
     uint8_t (*v6)[16]; /* sorted (memcmp) */
     size_t nv6;
@@ -39,6 +40,14 @@ struct policy_self {
     uint16_t *ports; /* listener ports, sorted, host byte order */
     size_t nports;
     uint16_t relay_min, relay_max; /* relayed ports (relay.ports); relay_min > relay_max: none */
+    /* The lookup form of the above: hash tables of 1 << bits slots, 0 marking a free slot
+     * (0.0.0.0 and :: are flags instead); IPv4 prefixes as (network, mask), host byte order. */
+    uint32_t *h4;
+    uint64_t (*h6)[2];
+    unsigned bits4, bits6;
+    bool any4, any6, nets6;
+    uint32_t (*n4)[2];
+    size_t nn4;
 };
 
 /* Why a peer was denied (or POLICY_OK). X(name, text). */

@@ -393,6 +393,19 @@ static void test_self_many(void **state)
     assert_false(policy_self_equal(&self, &same)); /* one address fewer: a change */
     policy_self_free(&same);
     policy_self_free(&self);
+
+    /* An IPv6 prefix (an AnyIP-style local route on a loopback interface). */
+    struct policy_cidr nets[] = {{.addr = parse("fd00:1::", 0), .prefix = 32}};
+    assert_int_equal(policy_self_build(&self, NULL, 0, nets, 1, ports, 1, 1, 0), 0);
+    a = parse("fd00:1:2::3", 3478);
+    assert_true(policy_self_has(&self, &a));
+    a = parse("fd00:2::3", 3478);
+    assert_false(policy_self_has(&self, &a));
+    a = parse("::", 3478); /* not listed here */
+    assert_false(policy_self_has(&self, &a));
+    policy_self_free(&self);
+    struct policy_self none = {0}; /* never built: empty */
+    assert_false(policy_self_has(&none, &a));
 }
 
 /* The count of forbidden encodings refused, over every table above (run last). */
