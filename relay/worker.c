@@ -253,8 +253,9 @@ static int self_addresses(struct relay *r)
                                  .nips = nip,
                                  .ports = ports,
                                  .nports = cfg->nlisten,
-                                 .relay_min = cfg->port_min,
-                                 .relay_max = cfg->port_max};
+                                 /* relay to relay allowed: no relayed range (min > max) */
+                                 .relay_min = cfg->allow_relay_to_relay ? 1 : cfg->port_min,
+                                 .relay_max = cfg->allow_relay_to_relay ? 0 : cfg->port_max};
     if (ips && ports) {
         for (size_t i = 0; i < nip; i++) {
             ips[i] = i < cfg->nlisten ? ls[i].addr

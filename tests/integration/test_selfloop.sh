@@ -5,9 +5,11 @@
 # Send/ChannelData to each of its addresses (127.x, the veth's, ::1, 0.0.0.0, ::) in every
 # encoding (IPv4-mapped, SIIT, IPv4-compatible, NAT64, 6to4) at every listener port and at
 # relayed ports (another allocation's, and the range's ends): a Binding request sent that way
-# is never answered (binding_success stays 0) and no allocation hears another; an address
-# added to an interface after start is covered within the refresh bound; a control peer is
-# reached all along. The TURN client is tests/integration/selfloop_client.py.
+# is never answered (binding_success stays 0) and no allocation hears another
+# (peers.allow_relay_to_relay: false); an address added to an interface after start is covered
+# within the refresh bound; a control peer is reached all along. With the default
+# (allow_relay_to_relay: true) two allocations talk relay to relay while the listener ports
+# stay refused. The TURN client is tests/integration/selfloop_client.py.
 if [ "${1:-}" != inside ]; then
     # Outside: make the namespace, run this script inside it, remove the namespace.
     command -v ip >/dev/null || { echo "FAIL: ip (iproute2) missing" >&2; exit 1; }
@@ -82,7 +84,7 @@ listen:
   - { transport: udp, address: "::", port: 0 }
   - { transport: tcp, address: 0.0.0.0, port: 0 }
 relay: { addresses: [0.0.0.0, "::"], ports: { min: 50000, max: 50999 } }
-peers: { allow_loopback: true, allow: [10.99.0.0/24, "fd99::/64"] }
+peers: { allow_loopback: true, allow_relay_to_relay: false, allow: [10.99.0.0/24, "fd99::/64"] }
 allocation: { max_per_user: 100 }
 auth: { users: [ { name: alice, password: wonderland } ] }
 log: { level: info, format: json }
@@ -139,7 +141,7 @@ listen:
   - { transport: udp, address: "fd99::1", port: 0 }
   - { transport: tcp, address: 10.99.0.1, port: 0 }
 relay: { addresses: [10.99.0.1, "fd99::1"], ports: { min: 50000, max: 50999 } }
-peers: { allow_loopback: true, allow: [10.99.0.0/24, "fd99::/64"] }
+peers: { allow_loopback: true, allow_relay_to_relay: false, allow: [10.99.0.0/24, "fd99::/64"] }
 allocation: { max_per_user: 100 }
 auth: { users: [ { name: alice, password: wonderland } ] }
 log: { level: info, format: json }
@@ -163,4 +165,19 @@ client "specific, loopback allowed" --server 10.99.0.1 --port "$S4" "127.0.0.1:$
 stop_ternd
 [ "$(counter binding_success)" = 0 ] && pass "specific: no Binding request reached the relay through it" ||
     fail "specific: binding_success=$(counter binding_success)"
+
+# ---- the default: relay to relay allowed, the listeners still refused ----
+sed 's/allow_relay_to_relay: false, //' "$WORK/wild.yaml" >"$WORK/default.yaml"
+start_ternd "$WORK/default.yaml"
+U4=$(port_of udp 0.0.0.0); U6=$(port_of udp '[::]'); T4=$(port_of tcp 0.0.0.0)
+refused "relay to relay allowed: the listener ports still refused" --server 127.0.0.1 --port "$U4" \
+    --control 127.0.0.1 "[::ffff:0:127.0.0.1]:$U4" "10.99.0.1:$U6" "127.0.0.3:$T4"
+client "relay to relay" --server 127.0.0.1 --port "$U4" --peer-alloc --b-permit 127.0.0.1,10.99.0.1 \
+    "127.0.0.1:@B" "[::ffff:10.99.0.1]:@B" &&
+    { [ "$(grep -c ' bind=200$' "$WORK/cl.out")" = 2 ] && grep -Eq '^b_data=[1-9]' "$WORK/cl.out" &&
+        pass "relay to relay (another allocation's relayed address) works by default" ||
+        { fail "relay to relay by default"; sed 's/^/    /' "$WORK/cl.out" >&2; }; }
+stop_ternd
+[ "$(counter binding_success)" = 0 ] && pass "default: no Binding request reached the relay through it" ||
+    fail "default: binding_success=$(counter binding_success)"
 finish
