@@ -685,20 +685,20 @@ static int check_peer(struct req *r, struct allocation *a, const struct stun_att
     if (relay_index(a, peer->sa.sa_family) < 0) return 443;
     enum policy_verdict v = policy_check_canonical(r->s->opt.policy, peer, with_port);
     if (v != POLICY_OK) {
-        r->s->c.v[SRV_C_peer_self] += v == POLICY_SELF;
+        r->s->c.v[SRV_C_denied_self] += v == POLICY_SELF;
         if (r->s->io.event) r->s->io.event(r->s->io.ctx, a, "denied", &raw, v);
         return 403;
     }
     return 0;
 }
 
-/* The policy for a datagram to or from peer (canonical): false after counting the drop. */
+/* The policy for a datagram to or from peer (canonical): false after counting the drop (the
+ * relay itself under its own reason). */
 static bool policy_pass(struct srv *s, const union stun_addr *peer)
 {
     enum policy_verdict v = policy_check_canonical(s->opt.policy, peer, true);
     if (v == POLICY_OK) return true;
-    s->c.v[SRV_C_drop_policy]++;
-    s->c.v[SRV_C_peer_self] += v == POLICY_SELF;
+    s->c.v[v == POLICY_SELF ? SRV_C_drop_self : SRV_C_drop_policy]++;
     return false;
 }
 

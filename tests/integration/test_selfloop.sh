@@ -128,7 +128,9 @@ grep '"event":"self_addresses"' "$WORK/ternd.log" | grep -q '"reason":"netlink".
 stop_ternd
 [ "$(counter binding_success)" = 0 ] && pass "no Binding request reached the relay's listeners through it" ||
     fail "binding_success=$(counter binding_success): the relay answered itself"
-v=$(counter peer_self || true); [ -n "$v" ] && [ "$v" -gt 100 ] && pass "refusals counted: peer_self=$v" || fail "peer_self=$v"
+v=$(counter denied_self || true); w=$(counter drop_self || true)
+[ -n "$v" ] && [ "$v" -gt 100 ] && [ -n "$w" ] && [ "$w" -gt 100 ] && pass "refusals counted: denied_self=$v drop_self=$w" ||
+    fail "refusals counted: denied_self=$v drop_self=$w"
 grep -q '"event":"peer_denied".*"reason":"SELF"' "$WORK/ternd.log" && pass "refusals logged (peer_denied SELF)" ||
     fail "no peer_denied SELF line"
 cp "$WORK/ternd.log" "$WORK/wild.log"
