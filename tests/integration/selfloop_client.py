@@ -17,7 +17,7 @@ import sys
 import time
 
 COOKIE = 0x2112A442
-ALLOCATE, PERMISSION, CHANNEL_BIND, SEND, DATA = 0x003, 0x008, 0x009, 0x006, 0x007
+ALLOCATE, PERMISSION, CHANNEL_BIND, SEND = 0x003, 0x008, 0x009, 0x006
 A_USERNAME, A_MI, A_ERROR, A_CHANNEL, A_PEER, A_DATA = 0x0006, 0x0008, 0x0009, 0x000C, 0x0012, 0x0013
 A_REALM, A_NONCE, A_RELAYED, A_FAMILY, A_TRANSPORT = 0x0014, 0x0015, 0x0016, 0x0017, 0x0019
 
@@ -117,7 +117,8 @@ class Client:
         self.relayed = parse_xor_addr(attrs[A_RELAYED][0], self.last_tid)
 
     def request(self, method, attrs):
-        """Send a request (authenticating after a 401/438); (code, attributes)."""
+        """Send a request (authenticating after a 401/438); (code, attributes), code 0: no
+        answer."""
         for _ in range(3):
             auth = []
             if self.nonce:
@@ -126,29 +127,30 @@ class Client:
             m, tid = build(method, 0, attrs + auth, self.key if self.nonce else None)
             self.last_tid = tid
             self.c.send(m)
-            end = time.monotonic() + 3
-            while time.monotonic() < end:
-                got = self.c.recv(end - time.monotonic())
-                if got is None:
-                    break
-                p = parse(got)
-                if p is None or p[1] != tid:
-                    self.datagrams.append(got)
-                    continue
-                t, _, a = p
-                if t & 0x0110 == 0x0100:
-                    return 200, a
-                ev = a.get(A_ERROR, [b"\0\0\0\0"])[0]
-                code = ev[2] * 100 + ev[3]
-                if code in (401, 438) and A_NONCE in a:
-                    self.nonce = a[A_NONCE][0]
-                    break
+            p = self.answer(tid)
+            if p is None:
+                return 0, {}
+            t, _, a = p
+            if t & 0x0110 == 0x0100:
+                return 200, a
+            ev = a.get(A_ERROR, [b"\0\0\0\0"])[0]
+            code = ev[2] * 100 + ev[3]
+            if code not in (401, 438) or A_NONCE not in a:
                 return code, a
-            else:
-                return 0, {}
-            if got is None:
-                return 0, {}
+            self.nonce = a[A_NONCE][0]  # and try again, authenticated
         return 0, {}
+
+    def answer(self, tid):
+        """The answer to transaction tid (other messages are kept as data); None: none in 3 s."""
+        end = time.monotonic() + 3
+        while True:
+            got = self.c.recv(max(0.0, end - time.monotonic()))
+            if got is None:
+                return None
+            p = parse(got)
+            if p is not None and p[1] == tid:
+                return p
+            self.datagrams.append(got)
 
     def drain(self, secs):
         end = time.monotonic() + secs
@@ -248,24 +250,17 @@ def request_peer(cl, method, host, port, extra):
                 attr(A_NONCE, cl.nonce)]
         m, _ = build(method, 0, attrs + auth, cl.key, tid=tid)
         cl.c.send(m)
-        end = time.monotonic() + 3
-        while True:
-            got = cl.c.recv(max(0.0, end - time.monotonic()))
-            if got is None:
-                return 0
-            p = parse(got)
-            if p is None or p[1] != tid:
-                cl.datagrams.append(got)
-                continue
-            t, _, a = p
-            if t & 0x0110 == 0x0100:
-                return 200
-            ev = a.get(A_ERROR, [b"\0\0\0\0"])[0]
-            code = ev[2] * 100 + ev[3]
-            if code == 438 and A_NONCE in a:
-                cl.nonce = a[A_NONCE][0]
-                break
+        p = cl.answer(tid)
+        if p is None:
+            return 0
+        t, _, a = p
+        if t & 0x0110 == 0x0100:
+            return 200
+        ev = a.get(A_ERROR, [b"\0\0\0\0"])[0]
+        code = ev[2] * 100 + ev[3]
+        if code != 438 or A_NONCE not in a:
             return code
+        cl.nonce = a[A_NONCE][0]  # stale nonce: again with the new one
     return 0
 
 
