@@ -730,10 +730,21 @@ static int check_peer(struct req *r, struct allocation *a, const struct stun_att
     if (relay_index(a, peer->sa.sa_family) < 0) return 443;
     enum policy_verdict v = policy_check_canonical(r->s->opt.policy, peer, with_port);
     if (v != POLICY_OK) {
+        r->s->c.v[SRV_C_denied_self] += v == POLICY_SELF;
         if (r->s->io.event) r->s->io.event(r->s->io.ctx, a, "denied", &raw, v);
         return 403;
     }
     return 0;
+}
+
+/* The policy for a datagram to or from peer (canonical): false after counting the drop (the
+ * relay itself under its own reason). */
+static bool policy_pass(struct srv *s, const union stun_addr *peer)
+{
+    enum policy_verdict v = policy_check_canonical(s->opt.policy, peer, true);
+    if (v == POLICY_OK) return true;
+    s->c.v[v == POLICY_SELF ? SRV_C_drop_self : SRV_C_drop_policy]++;
+    return false;
 }
 
 static size_t do_create_permission(struct req *r, struct allocation *a)
@@ -819,10 +830,7 @@ static void do_send(struct srv *s, const struct srv_tuple *t, const struct stun_
         s->c.v[SRV_C_drop_no_permission]++;
         return;
     }
-    if (policy_check_canonical(s->opt.policy, &peer, true) != POLICY_OK) {
-        s->c.v[SRV_C_drop_policy]++;
-        return;
-    }
+    if (!policy_pass(s, &peer)) return;
     if (!alloc_bucket_take(&a->bw_to_peer, da->len, now_ms)) {
         s->c.v[SRV_C_drop_bandwidth]++;
         return;
@@ -861,10 +869,7 @@ static void do_channel_data(struct srv *s, const struct srv_tuple *t, const uint
         s->c.v[SRV_C_drop_no_permission]++;
         return;
     }
-    if (policy_check_canonical(s->opt.policy, &c->peer, true) != POLICY_OK) {
-        s->c.v[SRV_C_drop_policy]++;
-        return;
-    }
+    if (!policy_pass(s, &c->peer)) return;
     if (!alloc_bucket_take(&a->bw_to_peer, dlen, now_ms)) {
         s->c.v[SRV_C_drop_bandwidth]++;
         return;
@@ -1026,10 +1031,7 @@ size_t srv_peer_data(struct srv *s, struct allocation *a, struct alloc_relay *re
         s->c.v[SRV_C_drop_peer_no_permission]++;
         return 0;
     }
-    if (policy_check_canonical(s->opt.policy, &peer, true) != POLICY_OK) {
-        s->c.v[SRV_C_drop_policy]++;
-        return 0;
-    }
+    if (!policy_pass(s, &peer)) return 0;
     if (!alloc_bucket_take(&a->bw_to_client, len, now_ms)) {
         s->c.v[SRV_C_drop_bandwidth]++;
         return 0;

@@ -66,6 +66,8 @@
     X(drop_send_incomplete, "dropped: Send indication without XOR-PEER-ADDRESS or DATA")           \
     X(drop_send_family, "dropped: Send indication to a family the allocation does not relay")      \
     X(drop_policy, "dropped: data to or from a peer the policy denies")                            \
+    X(drop_self, "dropped: data to or from the relay itself (self-loop guard)")                    \
+    X(denied_self, "403 Forbidden: a permission or channel peer that is the relay itself")         \
     X(drop_peer_no_permission, "dropped: peer datagram from an address without a permission")      \
     X(drop_peer_too_big, "dropped: peer datagram too large to frame for the client")               \
     X(drop_bandwidth, "dropped: over the user's per-allocation bandwidth limit")                   \

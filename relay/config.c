@@ -948,6 +948,7 @@ static const struct section allocation_section = {allocation_keys, NKEYS(allocat
 
 static const struct key peers_keys[] = {
     BOOL("allow_loopback", allow_loopback, "false"),
+    BOOL("allow_relay_to_relay", allow_relay_to_relay, "true"),
     LIST("allow", peers_allow, npeers_allow, cidr_list),
     LIST("deny", peers_deny, npeers_deny, cidr_list),
 };

@@ -63,6 +63,7 @@ struct tern_config {
 
     /* peers: */
     bool allow_loopback;
+    bool allow_relay_to_relay; /* false: the relayed ports of the relay's own addresses too */
     struct cfg_cidr *peers_allow;
     size_t npeers_allow;
     struct cfg_cidr *peers_deny;

@@ -400,7 +400,7 @@ static void drops(struct text *t, const struct metrics_acc *a)
     } d[] = {
         {"no_permission", a->srv.v[SRV_C_drop_no_permission] + a->srv.v[SRV_C_drop_no_channel]},
         {"peer_no_permission", a->srv.v[SRV_C_drop_peer_no_permission]},
-        {"policy", a->srv.v[SRV_C_drop_policy]},
+        {"policy", a->srv.v[SRV_C_drop_policy] + a->srv.v[SRV_C_drop_self]},
         {"bandwidth", a->srv.v[SRV_C_drop_bandwidth]},
         {"send_error", a->io.v[RELAY_C_udp_send_errors] + a->io.v[RELAY_C_peer_send_errors]},
         {"truncated", a->io.v[RELAY_C_udp_drop_truncated] + a->io.v[RELAY_C_peer_drop_truncated] +

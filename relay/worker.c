@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "credcache.h"
+#include "hostaddr.h"
 #include "log.h"
 #include "addr.h"
 #include "fwd.h"
@@ -129,6 +130,7 @@ static void worker_free(struct worker *w)
 {
     tcp_close_all(w); /* deletes TCP/TLS allocations with their connections */
     if (w->srv_ready) srv_free(&w->srv);
+    if (w->hostaddr) hostaddr_drop(w->hostaddr, w->self);
     graveyard_flush(w);
     free(w->graveyard);
     for (size_t i = 0; i < w->nlisteners; i++)
@@ -236,33 +238,49 @@ static void shared_free(struct relay *r)
     OPENSSL_cleanse(&r->nonce_key, sizeof(r->nonce_key));
     free(r->allow);
     free(r->deny);
-    free(r->self);
+    hostaddr_close(r->hostaddr);
 }
 
-/* Every specific address of the relay (listeners, relay addresses, external address) paired
- * with every listening port: peers the policy refuses so the relay never sends into itself. */
+/* The relay's own addresses (listeners, relay addresses, external address; with a wildcard
+ * every address of the host, kept current by relay/hostaddr.c) at every listener port and
+ * every relayed port: peers the policy refuses so the relay never sends into itself. Each
+ * worker decides with its own copy of the policy, holding its own snapshot of the set. */
 static int self_addresses(struct relay *r)
 {
     const struct tern_config *cfg = r->cfg;
     const struct listener *ls = r->workers[0].listeners;
-    size_t nip = cfg->nlisten + cfg->nrelay_addresses + 1, n = 0;
-    r->self = calloc(nip * cfg->nlisten + 1, sizeof(*r->self));
-    if (!r->self) return -1;
-    for (size_t i = 0; i < nip; i++) {
-        const union stun_addr *ip = i < cfg->nlisten ? &ls[i].addr
-                                    : i < cfg->nlisten + cfg->nrelay_addresses
-                                        ? &cfg->relay_addresses[i - cfg->nlisten]
-                                        : &cfg->relay_external;
-        if ((ip->sa.sa_family != AF_INET && ip->sa.sa_family != AF_INET6) || addr_is_wildcard(ip))
-            continue;
-        for (size_t j = 0; j < cfg->nlisten; j++) {
-            union stun_addr a = *ip;
-            addr_set_port(&a, addr_port(&ls[j].addr));
-            if (a.sa.sa_family == ls[j].addr.sa.sa_family) r->self[n++] = a;
+    size_t nip = cfg->nlisten + cfg->nrelay_addresses + 1;
+    union stun_addr *ips = calloc(nip, sizeof(*ips));
+    uint16_t *ports = calloc(cfg->nlisten + 1, sizeof(*ports));
+    struct hostaddr_spec spec = {.ips = ips,
+                                 .nips = nip,
+                                 .ports = ports,
+                                 .nports = cfg->nlisten,
+                                 /* relay to relay allowed: no relayed range (min > max) */
+                                 .relay_min = cfg->allow_relay_to_relay ? 1 : cfg->port_min,
+                                 .relay_max = cfg->allow_relay_to_relay ? 0 : cfg->port_max};
+    if (ips && ports) {
+        for (size_t i = 0; i < nip; i++) {
+            ips[i] = i < cfg->nlisten ? ls[i].addr
+                     : i < cfg->nlisten + cfg->nrelay_addresses
+                         ? cfg->relay_addresses[i - cfg->nlisten]
+                         : cfg->relay_external;
+            spec.wildcard |= i < nip - 1 && addr_is_wildcard(&ips[i]);
         }
+        for (size_t j = 0; j < cfg->nlisten; j++)
+            ports[j] = (uint16_t)addr_port(&ls[j].addr);
+        r->hostaddr = hostaddr_open(&spec);
     }
-    r->policy.self = r->self;
-    r->policy.nself = n;
+    free(ips);
+    free(ports);
+    if (!r->hostaddr) return -1;
+    for (unsigned i = 0; i < r->nworkers; i++) {
+        struct worker *w = &r->workers[i];
+        w->hostaddr = r->hostaddr;
+        w->policy = r->policy;
+        w->policy.self = w->self = hostaddr_take(r->hostaddr, NULL, &w->self_gen);
+        w->srv.opt.policy = &w->policy;
+    }
     return 0;
 }
 
@@ -405,6 +423,8 @@ static void *worker_main(void *arg)
             timeout =
                 next <= w->now_ms ? 0 : (int)(next - w->now_ms < 1000 ? next - w->now_ms : 1000);
         int n = epoll_wait(w->epfd, ev, 64, timeout);
+        if (hostaddr_generation(w->hostaddr) != w->self_gen) /* the host's addresses changed */
+            w->policy.self = w->self = hostaddr_take(w->hostaddr, w->self, &w->self_gen);
         w->now_ms = monotonic_ms();
         w->now_ns = realtime_ns();
         w->srv.unix_s = (uint64_t)(w->now_ns / 1000000000); /* REST usernames: wall-clock time */

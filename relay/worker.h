@@ -62,6 +62,7 @@ struct relay_shared {
 struct tcp_conn;
 struct fwd;
 struct relay_query;
+struct hostaddr;
 
 struct worker {
     unsigned id;
@@ -100,6 +101,12 @@ struct worker {
     uint64_t cred_gen;       /* auth.strict_expiry: the credential generation last checked */
     uint64_t revalidated_ms; /* ... and when (REST usernames expire with time alone) */
     struct relay_counters io;
+    /* The peer policy this worker's server decides with: the relay's, with this worker's
+     * snapshot of the relay's own addresses, renewed between loop passes when it changes. */
+    struct peer_policy policy;
+    struct hostaddr *hostaddr;
+    const struct policy_self *self;
+    uint64_t self_gen;
     void **graveyard; /* closed handlers, freed when the loop pass ends */
     size_t ngraves, capgraves;
 };
@@ -118,8 +125,8 @@ struct relay {
     struct auth_creds creds;
     struct auth_nonce_key nonce_key;
     struct policy_cidr *allow, *deny;
-    union stun_addr *self; /* the relay's own listening addresses (policy: never a peer) */
-    struct peer_policy policy;
+    struct hostaddr *hostaddr; /* the relay's own addresses (policy: never a peer) */
+    struct peer_policy policy; /* the workers' template (each has its own copy) */
     struct srv_options opt;
     struct worker *workers;
     unsigned nworkers;

@@ -148,6 +148,7 @@ static struct auth_nonce_key nonce_key;
 static struct policy_cidr allow_cidr, deny_cidr;
 static struct peer_policy policy;
 static union stun_addr self_addrs[3]; /* the relay's own listening addresses */
+static struct policy_self self_set;
 static struct srv_tuple tuples[NTUPLES];
 static union stun_addr external;
 static const char *const user_names[2] = {"fuzz", "other"};
@@ -184,13 +185,14 @@ static void world_init(void)
     set_addr(&self_addrs[0], "192.0.2.1", 3478);
     set_addr(&self_addrs[1], "2001:db8::1", 3478);
     set_addr(&self_addrs[2], "198.51.100.7", 3478); /* inside peers.allow: still never a peer */
+    static const uint16_t self_ports[] = {3478};
+    REQUIRE(policy_self_build(&self_set, self_addrs, 3, NULL, 0, self_ports, 1, 1, 0) == 0);
     policy = (struct peer_policy){.allow_loopback = false,
                                   .allow = &allow_cidr,
                                   .nallow = 1,
                                   .deny = &deny_cidr,
                                   .ndeny = 1,
-                                  .self = self_addrs,
-                                  .nself = 3};
+                                  .self = &self_set};
     memset(tuples, 0, sizeof(tuples));
     tuples[0].transport = SRV_UDP;
     set_addr(&tuples[0].client, "192.0.2.77", 40000);

@@ -93,6 +93,7 @@ static void assert_defaults(const struct tern_config *c)
     assert_int_equal(c->max_total, 100000);
     assert_false(c->strict_channel_numbers);
     assert_false(c->allow_loopback);
+    assert_true(c->allow_relay_to_relay);
     assert_int_equal(c->npeers_allow, 0);
     assert_int_equal(c->npeers_deny, 0);
     assert_null(c->database); /* no credential database unless configured */
@@ -195,7 +196,8 @@ static void full_config(void **state)
         "  ports: { min: 1024, max: 1024 }\n"
         "allocation: { default_lifetime: 60, max_lifetime: 60, max_per_user: 1, max_total: 1,\n"
         "              strict_channel_numbers: true }\n"
-        "peers: { allow_loopback: true, allow: [10.1.0.0/16], deny: [\"2001:db8::/32\"] }\n"
+        "peers: { allow_loopback: true, allow_relay_to_relay: false, allow: [10.1.0.0/16], deny: "
+        "[\"2001:db8::/32\"] }\n"
         "auth:\n"
         "  database: /var/lib/tern/tern.db\n"
         "  users:\n"
@@ -233,6 +235,7 @@ static void full_config(void **state)
     assert_int_equal(c.max_total, 1);
     assert_true(c.strict_channel_numbers);
     assert_true(c.allow_loopback);
+    assert_false(c.allow_relay_to_relay);
     assert_int_equal(c.npeers_allow, 1);
     assert_int_equal(c.peers_allow[0].prefix, 16);
     assert_int_equal(c.npeers_deny, 1);

@@ -125,8 +125,8 @@ static const struct denied denied6[] = {
 };
 
 /* The forms of an IPv4 address: itself, ::ffff:-mapped, NAT64 (64:ff9b::/96), 6to4
- * (2002:AABB:CCDD::) and IPv4-compatible (::a.b.c.d). */
-static size_t v4_forms(const char *ip, char forms[5][64])
+ * (2002:AABB:CCDD::), IPv4-compatible (::a.b.c.d) and SIIT (::ffff:0:a.b.c.d). */
+static size_t v4_forms(const char *ip, char forms[6][64])
 {
     uint8_t b[4];
     assert_int_equal(inet_pton(AF_INET, ip, b), 1);
@@ -135,7 +135,8 @@ static size_t v4_forms(const char *ip, char forms[5][64])
     snprintf(forms[2], 64, "64:ff9b::%s", ip);
     snprintf(forms[3], 64, "2002:%02x%02x:%02x%02x::", b[0], b[1], b[2], b[3]);
     snprintf(forms[4], 64, "::%s", ip);
-    return 5;
+    snprintf(forms[5], 64, "::ffff:0:%s", ip);
+    return 6;
 }
 
 /* One CreatePermission and one ChannelBind for peer: both 403, with a "denied" event. */
@@ -169,7 +170,7 @@ static void test_403_policy_table(void **state)
     struct fixture *fx = *state;
     struct client c;
     struct allocation *a = dual_allocation(fx, &c);
-    char forms[5][64];
+    char forms[6][64];
     for (size_t i = 0; i < sizeof(denied4) / sizeof(denied4[0]); i++) {
         size_t n = v4_forms(denied4[i].ip, forms);
         for (size_t k = 0; k < n; k++)
@@ -377,6 +378,54 @@ static void test_retransmit_create_permission(void **state)
     fx_finish(fx);
 }
 
+/* The relay itself is never a peer: a channel to one of its addresses at a listener or relayed
+ * port is refused (403, SELF, counted) and so is data to it, in any encoding; a permission
+ * (no port) and other ports of the same host are not. */
+static void test_self_loop_refused(void **state)
+{
+    struct fixture *fx = *state;
+    union stun_addr ips[] = {mkaddr("127.0.0.1", 0), mkaddr("::1", 0)};
+    struct policy_cidr nets[] = {{.addr = mkaddr("127.0.0.0", 0), .prefix = 8}};
+    uint16_t ports[] = {3478};
+    struct policy_self self;
+    assert_int_equal(policy_self_build(&self, ips, 2, nets, 1, ports, 1, 50000, 50999), 0);
+    fx->policy.allow_loopback = true;
+    fx->policy.self = &self;
+    struct client c;
+    struct allocation *a = dual_allocation(fx, &c);
+    struct reply r;
+    cl_permit1(&c, "127.0.0.1", &r);
+    EXPECT_OK(&r);
+    cl_permit1(&c, "::1", &r);
+    EXPECT_OK(&r);
+    cl_permit1(&c, "127.0.0.5", &r);
+    EXPECT_OK(&r);
+    static const char *const self_peers[] = {"127.0.0.1", "::ffff:0:127.0.0.1", "127.0.0.5",
+                                             "::ffff:127.0.0.1", "::1"};
+    static const uint16_t self_ports[] = {3478, 50000, 50999};
+    uint16_t ch = 0x4000;
+    for (size_t i = 0; i < 5; i++)
+        for (size_t k = 0; k < 3; k++) {
+            union stun_addr p = mkaddr(self_peers[i], self_ports[k]);
+            cl_bind(&c, ch++, &p, &r);
+            if (r.code != 403)
+                fail_msg("ChannelBind %s:%u: %d", self_peers[i], self_ports[k], r.code);
+            assert_int_equal(D(&r, denied_self), 1);
+            assert_string_equal(fake_io_last_event(&fx->io)->what, "denied");
+            assert_int_equal(fake_io_last_event(&fx->io)->verdict, POLICY_SELF);
+            send_ind(&c, &p, "x", 1, false, &r);
+            assert_null(r.fwd.a);
+            assert_int_equal(D(&r, drop_self), 1);
+            assert_int_equal(D(&r, drop_policy), 0);
+        }
+    union stun_addr other = mkaddr("127.0.0.1", 3479);
+    send_ind(&c, &other, "x", 1, false, &r);
+    expect_fwd(&r, a, 0, &other, "x", 1, false);
+    assert_int_equal(a->nchans, 0);
+    fx_finish(fx);
+    policy_self_free(&self);
+}
+
 int main(int argc, char **argv)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -386,6 +435,7 @@ int main(int argc, char **argv)
         T(test_403_policy_table),
         T(test_policy_neighbours_allowed),
         T(test_policy_allow_loopback),
+        T(test_self_loop_refused),
         T(test_443_peer_family_mismatch),
         T(test_508_too_many_permissions),
         T(test_permission_limit_counts_duplicates_once),
