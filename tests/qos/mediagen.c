@@ -682,22 +682,46 @@ static void on_payload(enum dir at, const uint8_t *p, size_t len, int64_t t)
     recv_media[!at]++;
 }
 
+/* recv with the kernel's receive time (SO_TIMESTAMPNS) in *t, so that the ground truth of an
+ * answer delay starts when the request reached this host, as the relay's own measurement of
+ * the leg does, and not when this process got round to reading it (under load, ms later). */
+static ssize_t recv_stamped(int fd, uint8_t *buf, size_t cap, int64_t *t)
+{
+    union {
+        uint8_t b[64];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {.iov_base = buf, .iov_len = cap};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof(ctl.b)};
+    ssize_t k = recvmsg(fd, &mh, MSG_DONTWAIT);
+    *t = real_ns();
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); k > 0 && c; c = CMSG_NXTHDR(&mh, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+            *t = (int64_t)ts.tv_sec * NS + ts.tv_nsec;
+        }
+    return k;
+}
+
 static void drain(void)
 {
     uint8_t buf[2048];
     for (;;) {
-        ssize_t k = recv(cfd, buf, sizeof(buf), MSG_DONTWAIT);
+        int64_t t;
+        ssize_t k = recv_stamped(cfd, buf, sizeof(buf), &t);
         if (k <= 0) break;
-        int64_t t = real_ns();
         uint16_t ch, dlen;
         const uint8_t *data;
         if (stun_chdata_decode(buf, (size_t)k, false, &ch, &data, &dlen) > 0 && ch == CHANNEL)
             on_payload(DIR_CLIENT, data, dlen, t);
     }
     for (;;) {
-        ssize_t k = recv(pfd, buf, sizeof(buf), MSG_DONTWAIT);
+        int64_t t;
+        ssize_t k = recv_stamped(pfd, buf, sizeof(buf), &t);
         if (k <= 0) break;
-        on_payload(DIR_PEER, buf, (size_t)k, real_ns());
+        on_payload(DIR_PEER, buf, (size_t)k, t);
     }
 }
 
@@ -819,6 +843,9 @@ static void setup_turn(void)
     int big = 4 << 20;
     setsockopt(cfd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
     setsockopt(pfd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
+    int one = 1; /* kernel receive times for the ground truth (recv_stamped) */
+    setsockopt(cfd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
+    setsockopt(pfd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
     union stun_addr lo = {.v4 = {.sin_family = AF_INET}};
     lo.v4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (bind(pfd, &lo.sa, sizeof(lo.v4)) < 0) die("bind peer: %s", strerror(errno));
