@@ -99,7 +99,7 @@ expect_icmp ptb6 'peer=\[2001:db8:2::2\]:9 type=2 code=0 data=1280' \
     "IPv6 packet too big carries the MTU 1280"
 
 # A peer that answers: data comes back as DATA, never as ICMP (the echo peer in its namespace).
-in_ns "$P" turnutils_peer -p 7000 -L 10.200.2.2 >"$WORK/peer.log" 2>&1 &
+ip netns exec "$P" turnutils_peer -p 7000 -L 10.200.2.2 >"$WORK/peer.log" 2>&1 &
 PEER_PID=$!
 sleep 0.3
 turnc echo4 -p 10.200.2.2:7000 -n 3 -i 50 -w 500
