@@ -216,6 +216,9 @@ static int shared_init(struct relay *r)
         .nrest_secrets = cfg->nsecrets,
         .rest_separator = cfg->rest_separator ? cfg->rest_separator[0] : ':',
         .bandwidth_bps = cfg->bandwidth_limit,
+        .unauth_rate = cfg->unauth_rate,
+        .unauth_burst = cfg->unauth_burst,
+        .unauth_global_rate = cfg->unauth_global_rate,
     };
     return 0;
 }
