@@ -27,12 +27,15 @@ static double now_s(void)
 static void usage(void)
 {
     fprintf(stderr, "Usage: tern-unauthflood --server IP:PORT [--duration S] [--rate PPS]\n"
-                    "                        [--base IP] [--sources N]\n"
+                    "                        [--base IP] [--sources N] [--no-read]\n"
                     "  --server IP:PORT  the TURN UDP listener (IPv4)\n"
                     "  --duration S      seconds of flood (2)\n"
                     "  --rate PPS        paced rate; 0: as fast as one core sends (0)\n"
                     "  --base IP         first source address (127.0.0.2)\n"
                     "  --sources N       source addresses base, base+1, ... (1)\n"
+                    "  --no-read         never read the answers (a tiny receive buffer drops\n"
+                    "                    them), so that they cost the sender nothing: the same\n"
+                    "                    rate with and without a limit; answers are then -1\n"
                     "Prints {\"sent\", \"seconds\", \"rate_pps\", \"answers\", \"answers_401\"}:\n"
                     "answers counted until 0.5 s after the last request.\n");
 }
@@ -42,8 +45,11 @@ struct counts {
 };
 
 /* Drain what came back on fd: Allocate error responses with ERROR-CODE 401 are a401. */
+static int noread_all;
+
 static void drain(int fd, struct counts *c)
 {
+    if (noread_all) return;
     static uint8_t buf[BATCH][1500];
     struct mmsghdr mm[BATCH];
     struct iovec iov[BATCH];
@@ -82,7 +88,7 @@ int main(int argc, char **argv)
     struct sockaddr_in srv = {.sin_family = AF_INET};
     double duration = 2, rate = 0;
     const char *base = "127.0.0.2";
-    int nsrc = 1, o;
+    int nsrc = 1, o, noread = 0;
     char host[64];
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -107,11 +113,15 @@ int main(int argc, char **argv)
         case 'n':
             nsrc = atoi(optarg);
             break;
+        case 'q':
+            noread = 1;
+            break;
         default:
             usage();
             return o == 'h' ? 0 : 2;
         }
     }
+    noread_all = noread;
     if (!srv.sin_port || nsrc < 1 || nsrc > MAX_SOURCES || duration <= 0) return usage(), 2;
 
     static int fds[MAX_SOURCES];
@@ -120,7 +130,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < nsrc; i++) {
         struct sockaddr_in src = {.sin_family = AF_INET,
                                   .sin_addr.s_addr = htonl(ntohl(b.s_addr) + (uint32_t)i)};
-        int rcv = 4 << 20;
+        int rcv = noread ? 1 : 4 << 20; /* the kernel rounds 1 up to its minimum */
         fds[i] = socket(AF_INET, SOCK_DGRAM, 0);
         if (fds[i] < 0 || setsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv) ||
             bind(fds[i], (struct sockaddr *)&src, sizeof src) ||
@@ -173,9 +183,10 @@ int main(int argc, char **argv)
             drain(fds[i], &c);
         usleep(1000);
     }
-    printf("{\"sent\": %llu, \"seconds\": %.3f, \"rate_pps\": %.0f, \"answers\": %llu, "
-           "\"answers_401\": %llu, \"send_errors\": %llu, \"sources\": %d}\n",
-           (unsigned long long)sent, secs, (double)sent / secs, (unsigned long long)c.answers,
-           (unsigned long long)c.a401, (unsigned long long)errors, nsrc);
+    printf("{\"sent\": %llu, \"seconds\": %.3f, \"rate_pps\": %.0f, \"answers\": %lld, "
+           "\"answers_401\": %lld, \"send_errors\": %llu, \"sources\": %d}\n",
+           (unsigned long long)sent, secs, (double)sent / secs,
+           noread ? -1LL : (long long)c.answers, noread ? -1LL : (long long)c.a401,
+           (unsigned long long)errors, nsrc);
     return 0;
 }
