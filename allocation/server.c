@@ -300,7 +300,8 @@ static size_t build_error(struct req *r, int code)
 static bool unauth_allowed(struct req *r)
 {
     struct srv *s = r->s;
-    if (r->authed || r->t->transport != SRV_UDP) return true;
+    if (r->authed || r->t->transport != SRV_UDP || (!s->unauth.rate && !s->unauth.global.rate))
+        return true;
     /* A 5-tuple with a live allocation proved its credentials: its stale-nonce 438 must get
      * through while others flood its (CGNAT) /32, so only the global cap applies to it. */
     bool per_source = alloc_find(&s->allocs, r->t) == NULL;
