@@ -78,13 +78,11 @@ static void drain(int fd, struct counts *c)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"server", required_argument, NULL, 's'},
-                                         {"duration", required_argument, NULL, 'd'},
-                                         {"rate", required_argument, NULL, 'r'},
-                                         {"base", required_argument, NULL, 'b'},
-                                         {"sources", required_argument, NULL, 'n'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"server", required_argument, NULL, 's'},  {"duration", required_argument, NULL, 'd'},
+        {"rate", required_argument, NULL, 'r'},    {"base", required_argument, NULL, 'b'},
+        {"sources", required_argument, NULL, 'n'}, {"no-read", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     struct sockaddr_in srv = {.sin_family = AF_INET};
     double duration = 2, rate = 0;
     const char *base = "127.0.0.2";
