@@ -394,6 +394,28 @@ static void revalidate(struct worker *w)
     if (n) tlog(CFG_LOG_INFO, "allocations_revoked", LF_U("worker", w->id), LF_U("count", n));
 }
 
+/* The limit on unauthenticated answers at work (allocation/ratelimit.h): one warn event when
+ * drops begin and one when a second passes without any, checked once a second, not per
+ * packet. */
+static void unauth_episode(struct worker *w)
+{
+    if (w->now_ms - w->unauth_checked_ms < 1000) return;
+    w->unauth_checked_ms = w->now_ms;
+    const uint64_t *c = w->srv.c.v;
+    uint64_t d = c[SRV_C_drop_unauth_ratelimited] + c[SRV_C_drop_unauth_global];
+    if (d != w->unauth_drops && !w->unauth_episode) {
+        tlog(CFG_LOG_WARN, "unauth_ratelimited", LF_U("worker", w->id),
+             LF_U("dropped", d - w->unauth_drops));
+        w->unauth_episode = true;
+        w->unauth_episode_drops = w->unauth_drops;
+    } else if (d == w->unauth_drops && w->unauth_episode) {
+        tlog(CFG_LOG_INFO, "unauth_ratelimit_ended", LF_U("worker", w->id),
+             LF_U("dropped", d - w->unauth_episode_drops));
+        w->unauth_episode = false;
+    }
+    w->unauth_drops = d;
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -426,6 +448,7 @@ static void *worker_main(void *arg)
         peer_flush_clients(w); /* peer datagrams queued for UDP clients in this pass */
         srv_expire(&w->srv, w->now_ms);
         if (w->cfg->strict_expiry) revalidate(w);
+        unauth_episode(w);
         tcp_expire(w);
         graveyard_flush(w);
         if (stop) break;

@@ -94,6 +94,8 @@ struct worker {
     bool mbox_ready;
     uint64_t cred_gen;       /* auth.strict_expiry: the credential generation last checked */
     uint64_t revalidated_ms; /* ... and when (REST usernames expire with time alone) */
+    uint64_t unauth_checked_ms, unauth_drops, unauth_episode_drops; /* unauth_episode() */
+    bool unauth_episode;
     struct relay_counters io;
     void **graveyard; /* closed handlers, freed when the loop pass ends */
     size_t ngraves, capgraves;

@@ -88,6 +88,12 @@ ready=$(json "$S" 'j["ready"]')
 [ "$ready" = 10 ] && [ "$vs" -gt 10000 ] && [ $((vl * 100)) -lt "$vs" ] &&
     pass "valid stream under the flood: $vl of $vs lost (< 1 %), 10 allocations" ||
     fail "valid stream under the flood: ready=$ready, $vl of $vs lost (wanted < 1 %)"
+sleep 2.5 # a quiet second (checked once a second) ends the episode in the log
+grep -q '"event":"unauth_ratelimited".*"worker":0' "$WORK/ternd.log" &&
+    [ "$(grep -c '"event":"unauth_ratelimited"' "$WORK/ternd.log")" = 1 ] &&
+    grep -q '"event":"unauth_ratelimit_ended".*"dropped":[1-9]' "$WORK/ternd.log" &&
+    pass "one unauth_ratelimited event for the episode, and its end" ||
+    fail "unauth_ratelimited / unauth_ratelimit_ended events: $(grep -c unauth_ "$WORK/ternd.log")"
 stop_ternd
 drops=$(counter drop_unauth_ratelimited) rx=$(counter rx_stun) e401=$(counter error_401)
 # Every flood request the kernel delivered is either answered or counted: at least half of
