@@ -99,6 +99,14 @@ int srv_init(struct srv *s, const struct srv_options *opt, const struct srv_io *
         return -1;
     }
     s->io.random(s->io.ctx, &s->rng, sizeof(s->rng));
+    uint8_t seed[16] = {0}; /* drawn only when there is a table to key */
+    if (opt->unauth_rate) s->io.random(s->io.ctx, seed, sizeof(seed));
+    if (rl_init(&s->unauth, SRV_UNAUTH_SOURCES, opt->unauth_rate, opt->unauth_burst,
+                opt->unauth_global_rate, seed)) {
+        alloc_table_free(&s->allocs);
+        free(s->txc);
+        return -1;
+    }
     return 0;
 }
 
@@ -142,6 +150,7 @@ void srv_free(struct srv *s)
     while ((a = alloc_expired(&s->allocs, UINT64_MAX)) != NULL)
         destroy(s, a, "closed", SRV_C_allocations_deleted);
     alloc_table_free(&s->allocs);
+    rl_free(&s->unauth);
     tern_free(s->txc);
     s->txc = NULL;
 }
@@ -295,8 +304,36 @@ static size_t build_error(struct req *r, int code)
     return finish(r, &e);
 }
 
+/* Answers to unauthenticated requests over UDP are limited per source prefix and per server
+ * (ratelimit.h): a 20-byte request without attributes gets a 124-byte 401, to any source an
+ * attacker writes into it, and a flood of them fills the listener's queue. TCP and TLS
+ * sources completed a handshake (no spoofing, so no reflection) and a client there never
+ * retransmits a request whose answer was dropped: never limited. Binding successes are not
+ * limited either: the STUN service, at most ~2x the request. True: answer; false: counted. */
+static bool unauth_allowed(struct req *r)
+{
+    struct srv *s = r->s;
+    if (r->authed || r->t->transport != SRV_UDP || (!s->unauth.rate && !s->unauth.global.rate))
+        return true;
+    /* A 5-tuple with a live allocation proved its credentials: its stale-nonce 438 must get
+     * through while others flood its (CGNAT) /32, so only the global cap applies to it. */
+    bool per_source = alloc_find(&s->allocs, r->t) == NULL;
+    switch (rl_take(&s->unauth, &r->t->client, per_source, r->now_ms)) {
+    case RL_PASS:
+        return true;
+    case RL_SOURCE:
+        s->c.v[SRV_C_drop_unauth_ratelimited]++;
+        return false;
+    case RL_GLOBAL:
+        s->c.v[SRV_C_drop_unauth_global]++;
+        return false;
+    }
+    return true;
+}
+
 static size_t error(struct req *r, int code)
 {
+    if (!unauth_allowed(r)) return 0; /* before build_error: a 401's nonce costs an HMAC */
     size_t n = build_error(r, code);
     if (n) r->s->c.v[error_counter(code)]++; /* counted when an answer exists to be sent */
     return n;
@@ -920,6 +957,7 @@ static size_t malformed(struct req *r, int rc, size_t inlen)
         c->v[SRV_C_drop_amplification]++;
         return 0;
     }
+    if (!unauth_allowed(r)) return 0;
     c->v[SRV_C_error_400]++;
     return n;
 }

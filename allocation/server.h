@@ -11,6 +11,7 @@
 #include "alloc.h"
 #include "nonce.h"
 #include "policy.h"
+#include "ratelimit.h"
 #include "rest.h"
 #include "stun.h"
 #include "users.h"
@@ -75,7 +76,10 @@
     X(icmp_stream_client,                                                                          \
       "ICMP errors from peers counted, not relayed: TCP/TLS client (RFC 8656 11)")                 \
     X(drop_icmp_no_permission, "dropped: ICMP error about a peer without a permission")            \
-    X(drop_icmp_rate, "dropped: ICMP errors over the per-allocation rate")
+    X(drop_icmp_rate, "dropped: ICMP errors over the per-allocation rate")                         \
+    X(drop_unauth_ratelimited,                                                                     \
+      "dropped: answer to an unauthenticated request over its source's rate")                      \
+    X(drop_unauth_global, "dropped: answer to an unauthenticated request over the worker's cap")
 
 enum srv_counter {
 #define SRV_X_ENUM(name, help) SRV_C_##name,
@@ -110,6 +114,11 @@ struct srv_options {
     /* While draining: ALTERNATE-SERVER candidates, taken in turn per family; none: 508. */
     const union stun_addr *alternates;
     size_t nalternates;
+    /* Answers over UDP to requests not (yet) authenticated (401, 438, and 400/420 before
+     * MESSAGE-INTEGRITY is checked): per source IPv4 /32 or IPv6 /64, unauth_rate per second
+     * with bursts of unauth_burst, and unauth_global_rate per second in all (this server);
+     * the excess is dropped and counted. 0: that limit is off. */
+    uint32_t unauth_rate, unauth_burst, unauth_global_rate;
 };
 
 /* The relay's side: shared resources and sockets. Every call is made from the worker that
@@ -140,6 +149,9 @@ struct srv_io {
 
 struct srv_txcache;
 
+/* Sources the unauthenticated-answer limit remembers per server (least recently seen go). */
+#define SRV_UNAUTH_SOURCES 4096
+
 /* One worker's server: its allocations, counters and transaction cache. */
 struct srv {
     struct srv_options opt;
@@ -147,7 +159,8 @@ struct srv {
     struct alloc_table allocs;
     struct srv_counters c;
     struct srv_txcache *txc;
-    uint64_t rng;     /* splitmix64 state for Data indication transaction IDs */
+    struct rl_table unauth; /* the limits on unauthenticated answers */
+    uint64_t rng;           /* splitmix64 state for Data indication transaction IDs */
     uint64_t unix_s;  /* the caller's wall clock (unix seconds), set before each batch of calls:
                          REST usernames expire in wall-clock time, unlike everything else here */
     unsigned pool_rr; /* rotates allocations over relay addresses of one family */

@@ -960,6 +960,9 @@ static const struct key auth_keys[] = {
     STR("rest_separator", rest_separator, 1, 1, ":", 0),
     UINT("nonce_lifetime", nonce_lifetime, 10, 86400, "600"),
     BOOL("strict_expiry", strict_expiry, "false"),
+    UINT("unauthenticated_rate", unauth_rate, 0, 1000000, "10"),
+    UINT("unauthenticated_burst", unauth_burst, 1, 1000000, "20"),
+    UINT("unauthenticated_global_rate", unauth_global_rate, 0, 10000000, "5000"),
 };
 
 static const struct key ops_keys[] = {

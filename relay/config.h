@@ -83,6 +83,9 @@ struct tern_config {
     char *rest_separator; /* one character between expiry and user id; default ":" */
     uint32_t nonce_lifetime;
     bool strict_expiry; /* close allocations whose user is deleted, disabled or expired */
+    /* Answers to unauthenticated requests over UDP per source /32 or /64 (rate per second,
+     * burst) and per worker (global per second); 0: off. */
+    uint32_t unauth_rate, unauth_burst, unauth_global_rate;
 
     /* qos: */
     bool qos_enabled;       /* the QoS tap on the forwarding path */

@@ -221,6 +221,9 @@ static int shared_init(struct relay *r)
         .bandwidth_bps = cfg->bandwidth_limit,
         .alternates = cfg->drain_alternates,
         .nalternates = cfg->ndrain_alternates,
+        .unauth_rate = cfg->unauth_rate,
+        .unauth_burst = cfg->unauth_burst,
+        .unauth_global_rate = cfg->unauth_global_rate,
     };
     return 0;
 }
@@ -411,6 +414,28 @@ static void revalidate(struct worker *w)
     if (n) tlog(CFG_LOG_INFO, "allocations_revoked", LF_U("worker", w->id), LF_U("count", n));
 }
 
+/* The limit on unauthenticated answers at work (allocation/ratelimit.h): one warn event when
+ * drops begin and one when a second passes without any, checked once a second, not per
+ * packet. */
+static void unauth_episode(struct worker *w)
+{
+    if (w->now_ms - w->unauth_checked_ms < 1000) return;
+    w->unauth_checked_ms = w->now_ms;
+    const uint64_t *c = w->srv.c.v;
+    uint64_t d = c[SRV_C_drop_unauth_ratelimited] + c[SRV_C_drop_unauth_global];
+    if (d != w->unauth_drops && !w->unauth_episode) {
+        tlog(CFG_LOG_WARN, "unauth_ratelimited", LF_U("worker", w->id),
+             LF_U("dropped", d - w->unauth_drops));
+        w->unauth_episode = true;
+        w->unauth_episode_drops = w->unauth_drops;
+    } else if (d == w->unauth_drops && w->unauth_episode) {
+        tlog(CFG_LOG_INFO, "unauth_ratelimit_ended", LF_U("worker", w->id),
+             LF_U("dropped", d - w->unauth_episode_drops));
+        w->unauth_episode = false;
+    }
+    w->unauth_drops = d;
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -454,6 +479,7 @@ static void *worker_main(void *arg)
             tlog(CFG_LOG_INFO, "drain_closed", LF_U("worker", w->id), LF_U("allocations", ended));
         }
         if (w->cfg->strict_expiry) revalidate(w);
+        unauth_episode(w);
         tcp_expire(w);
         graveyard_flush(w);
         if (stop) break;

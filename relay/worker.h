@@ -100,6 +100,8 @@ struct worker {
     bool mbox_ready;
     uint64_t cred_gen;       /* auth.strict_expiry: the credential generation last checked */
     uint64_t revalidated_ms; /* ... and when (REST usernames expire with time alone) */
+    uint64_t unauth_checked_ms, unauth_drops, unauth_episode_drops; /* unauth_episode() */
+    bool unauth_episode;
     struct relay_counters io;
     /* The peer policy this worker's server decides with: the relay's, with this worker's
      * snapshot of the relay's own addresses, renewed between loop passes when it changes. */

@@ -122,6 +122,15 @@ for s in ("ternd", "coturn"):
             c["flood_rss_growth_kb"] = r["rss_after_flood_kb"] - r["rss_after_kb"]
         concurrent[s] = c
 
+# ---- 9. valid stream under an unauthenticated flood, limit off and on ----
+unauth = {}
+for mode in ("off", "on"):
+    st, fl = first_step(raw.get("unauth_" + mode)), raw.get(f"unauth_{mode}_flood")
+    if st:
+        unauth[mode] = {"stream_sent": st["sent"], "stream_loss": st["loss"], "stream_loss_ratio": st["loss_ratio"],
+                        "stream_pps": st["offered_actual_pps"], "server_cpu_util": st.get("server_cpu_util"),
+                        "flood_sent": fl and fl.get("sent"), "flood_pps": fl and fl.get("rate_pps")}
+
 
 def g(d, *path):
     for p in path:
@@ -189,6 +198,11 @@ n = g(concurrent, "ternd", "allocs")
 row(f"concurrent allocations ready (of {n})", t, c, None, ">= 50000", (t is not None and t >= 50000), nd=0)
 t, c = g(concurrent, "ternd", "flood_rss_growth_kb"), g(concurrent, "coturn", "flood_rss_growth_kb")
 row("RSS growth KB under invalid flood", t, c, None, "flat", (t is not None and t <= 1024), nd=0)
+for mode, lab in (("off", "no limit"), ("on", "auth.unauthenticated_* defaults")):
+    fp = g(unauth, mode, "flood_pps")
+    t = g(unauth, mode, "stream_loss_ratio")
+    row(f"valid 20k pps stream loss ratio, unauth flood {fmt(fp, 0)}/s, {lab}", t, None, None,
+        "< 0.01" if mode == "on" else None, (t is not None and t < 0.01) if mode == "on" else None, nd=4)
 
 # Interference: busy time of the server's core that was not the server's (other processes).
 noisy = []
@@ -229,7 +243,7 @@ result = {
         "saturation": "highest ladder step with loss <= 1% and the offered rate reached",
     },
     "ladder": ladder, "latency": latency, "fixed": fixed, "flood": flood, "media": media,
-    "setup": setup, "concurrent": concurrent,
+    "setup": setup, "concurrent": concurrent, "unauth_flood": unauth,
     "interference": noisy,
     "table": [dict(zip(["metric", "ternd", "coturn", "fwd", "ternd/coturn", "ternd/fwd", "target", "verdict"], r))
               for r in rows],

@@ -183,13 +183,15 @@ command -v turnutils_uclient >/dev/null || { fail "turnutils_uclient missing (De
 start_echo_peer
 
 E2E_DB="$WORK/e2e.db"
+# unauthenticated_rate 0: refused() below retries turnutils_uclient from 127.0.0.1, which
+# answers a refused credential with ~32 requests in 10 ms, more than one /32's burst of 401s.
 cat >"$WORK/e2e.yaml" <<YAML
 server: { realm: tern.test, workers: 2 }
 listen:
   - { transport: udp, address: 127.0.0.1, port: 0 }
 relay: { addresses: [127.0.0.1], ports: { min: 50000, max: 59999 } }
 peers: { allow_loopback: true }
-auth: { database: $E2E_DB, users: [] }
+auth: { database: $E2E_DB, users: [], unauthenticated_rate: 0 }
 log: { level: info, format: json }
 YAML
 ectl() { "$CTL" -c "$WORK/e2e.yaml" "$@"; }
