@@ -284,33 +284,6 @@ static void response_free(void *cls)
 
 /* ---- JSON helpers ---- */
 
-/* A JSON string of s; bytes that are not UTF-8 become U+FFFD (jansson refuses them). */
-static json_t *jstr(const char *s)
-{
-    json_t *j = json_string(s);
-    if (j) return j;
-    size_t n = strlen(s), o = 0;
-    char *buf = malloc(3 * n + 1);
-    if (!buf) return NULL;
-    const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        size_t k = ops_utf8_seq(u + i);
-        if (k == 0) {
-            memcpy(buf + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i++;
-        } else {
-            memcpy(buf + o, u + i, k);
-            o += k;
-            i += k;
-        }
-    }
-    buf[o] = '\0';
-    j = json_string(buf);
-    wipe_free(buf);
-    return j;
-}
-
 static struct reply error_reply(unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static struct reply error_reply(unsigned status, const char *fmt, ...)
@@ -320,7 +293,7 @@ static struct reply error_reply(unsigned status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return (struct reply){status, json_pack("{s:o}", "error", jstr(msg))};
+    return (struct reply){status, json_pack("{s:o}", "error", ops_json_text(msg))};
 }
 
 static void format_time(int64_t t, char out[32])
@@ -354,6 +327,22 @@ static int get_int(json_t *in, const char *key, json_int_t min, json_int_t max, 
     return 1;
 }
 
+/* The first member of in not in the NULL-terminated list allowed, else NULL: a typo such as
+ * "max_allocation" must not silently give the default. */
+static const char *unknown_field(json_t *in, const char *const *allowed)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(in, key, v)
+    {
+        size_t i = 0;
+        while (allowed[i] && strcmp(allowed[i], key) != 0)
+            i++;
+        if (!allowed[i]) return key;
+    }
+    return NULL;
+}
+
 /* ---- the database: a connection of our own per call, so ternd's reader sees our commits ---- */
 
 static struct store *open_db(const struct ops_http *h, struct reply *r)
@@ -384,6 +373,8 @@ static struct reply post_credentials(const struct ops_http *h, json_t *in)
     int g = get_text(in, "user", &user);
     if (g == 0) return error_reply(400, "missing \"user\" (the user ID the credential is for)");
     if (g < 0) return error_reply(400, "\"user\" must be a non-empty string");
+    char why[OPS_ERR_LEN];
+    if (ops_name_refused(user, why)) return error_reply(400, "\"user\": %s", why);
     if (get_int(in, "ttl", TTL_MIN, TTL_MAX, &ttl) < 0)
         return error_reply(400, "\"ttl\" must be an integer number of seconds from %d to %d",
                            TTL_MIN, TTL_MAX);
@@ -433,7 +424,7 @@ static struct reply post_credentials(const struct ops_http *h, json_t *in)
         json_array_append_new(uris, json_string(u->v[i]));
     free(u);
     r.status = 200;
-    r.body = json_pack("{s:o, s:s, s:I, s:o}", "username", jstr(cred.username), "password",
+    r.body = json_pack("{s:o, s:s, s:I, s:o}", "username", ops_json_text(cred.username), "password",
                        cred.password, "ttl", ttl, "uris", uris);
     OPENSSL_cleanse(&cred, sizeof cred);
     return r;
@@ -445,8 +436,8 @@ static json_t *user_json(const struct store_user *u)
 {
     char when[32];
     format_time(u->created, when);
-    return json_pack("{s:o, s:o, s:I, s:I, s:b, s:s}", "realm", jstr(u->realm), "name",
-                     jstr(u->name), "max_allocations", (json_int_t)u->max_allocations,
+    return json_pack("{s:o, s:o, s:I, s:I, s:b, s:s}", "realm", ops_json_text(u->realm), "name",
+                     ops_json_text(u->name), "max_allocations", (json_int_t)u->max_allocations,
                      "bandwidth_bps", (json_int_t)u->bandwidth_bps, "disabled", u->disabled,
                      "created", when);
 }
@@ -535,6 +526,8 @@ static struct reply post_users(const struct ops_http *h, json_t *in)
     if (g <= 0)
         return error_reply(400, "%s",
                            g ? "\"name\" must be a non-empty string" : "missing \"name\"");
+    char why[OPS_ERR_LEN];
+    if (ops_name_refused(name, why)) return error_reply(400, "\"name\": %s", why);
     g = get_text(in, "password", &password);
     if (g <= 0)
         return error_reply(400, "%s",
@@ -550,7 +543,7 @@ static struct reply post_users(const struct ops_http *h, json_t *in)
     if (rc == STORE_EXISTS)
         return error_reply(409, "user %s already exists in realm %s", name, h->cfg->realm);
     if (rc != STORE_OK) return store_error(rc, err, "adding the user failed");
-    return (struct reply){201, json_pack("{s:o}", "name", jstr(name))};
+    return (struct reply){201, json_pack("{s:o}", "name", ops_json_text(name))};
 }
 
 static struct reply put_user(const struct ops_http *h, const char *name, json_t *in)
@@ -631,7 +624,7 @@ static int list_secret_fn(void *ctx, const struct store_secret *sec)
     char when[32];
     format_time(sec->created, when);
     json_array_append_new(ctx, json_pack("{s:I, s:s, s:o}", "id", (json_int_t)sec->id, "created",
-                                         when, "prefix", jstr(prefix)));
+                                         when, "prefix", ops_json_text(prefix)));
     OPENSSL_cleanse(prefix, sizeof prefix);
     return 0;
 }
@@ -1008,10 +1001,29 @@ static struct reply dispatch(const struct ops_http *h, enum route route, const c
             return error_reply(400, "the body is not valid JSON: %s (line %d, column %d)",
                                jerr.text, jerr.line, jerr.column);
     }
+    static const char *const cred_fields[] = {"user", "ttl", NULL};
+    static const char *const user_fields[] = {"name", "password", "max_allocations",
+                                              "bandwidth_bps", NULL};
+    static const char *const put_fields[] = {"password", "disabled", "max_allocations",
+                                             "bandwidth_bps", NULL};
+    static const char *const secret_fields[] = {"secret", NULL};
+    const char *const *allowed = route == R_CREDENTIALS ? cred_fields
+                                 : route == R_USERS     ? user_fields
+                                 : route == R_USER      ? put_fields
+                                                        : secret_fields;
+    const char *unknown = json_is_object(in) ? unknown_field(in, allowed) : NULL;
     struct reply r;
     if (!json_is_object(in))
         r = error_reply(400, "the body must be a JSON object");
-    else if (route == R_CREDENTIALS)
+    else if (unknown) {
+        char *shown = ops_text_escaped(unknown), list[128] = "";
+        for (size_t i = 0; allowed[i]; i++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+                     allowed[i]);
+        r = error_reply(400, "unknown field \"%s\" in the body (this endpoint takes: %s)",
+                        shown ? shown : "?", list);
+        free(shown);
+    } else if (route == R_CREDENTIALS)
         r = post_credentials(h, in);
     else if (route == R_USERS)
         r = post_users(h, in);

@@ -502,16 +502,11 @@ static int read_token_file(const char *path, char **out)
     return 0;
 }
 
-/* Text from the server, fit for one line of a terminal: control characters become '?', and
- * at most max bytes. */
+/* Text from the server, fit for one line of a terminal: control characters and the like
+ * escaped (ops_text_escape), and at most max bytes. */
 static void clean_text(const char *in, size_t in_len, char *out, size_t max)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < in_len && n < max; i++) {
-        unsigned char ch = (unsigned char)in[i];
-        out[n++] = ch < 0x20 || ch == 0x7F ? '?' : (char)ch;
-    }
-    out[n] = '\0';
+    ops_text_escape(in, in_len, out, max + 1);
 }
 
 /* Percent-encoding of a URL path segment (RFC 3986 unreserved characters stay). */
@@ -751,10 +746,13 @@ static const char *api_realm(const struct ctl *c, const json_t *answer)
 /* Print "VERB user NAME in realm REALM" or, the realm unknown, "VERB user NAME". */
 static void print_user_done(const char *verb, const char *name, const char *prep, const char *realm)
 {
+    char *n = ops_text_escaped(name), *r = realm ? ops_text_escaped(realm) : NULL;
     if (realm)
-        printf("%s user %s %s realm %s\n", verb, name, prep, realm);
+        printf("%s user %s %s realm %s\n", verb, n ? n : "?", prep, r ? r : "?");
     else
-        printf("%s user %s\n", verb, name);
+        printf("%s user %s\n", verb, n ? n : "?");
+    free(n);
+    free(r);
 }
 
 struct user_row {
@@ -969,6 +967,8 @@ static int cmd_user_add(struct ctl *c, int argc, char **argv)
     }
     if (optind != argc - 1) return usage_error("user add: wants one user NAME");
     const char *name = argv[optind];
+    char why[OPS_ERR_LEN];
+    if (ops_name_refused(name, why)) return usage_error("user add: %s", why);
     if (c->url) {
         if (bandwidth > INT64_MAX)
             return usage_error("user add: --bandwidth is at most %" PRId64 " with --url",
@@ -998,7 +998,7 @@ static int cmd_user_add(struct ctl *c, int argc, char **argv)
             snprintf(doing, sizeof doing, "adding user %s to realm %s", name, c->realm);
             rc = store_failure(r, err, NULL, msg, doing);
         } else
-            printf("added user %s to realm %s\n", name, c->realm);
+            print_user_done("added", name, "to", c->realm);
     }
     OPENSSL_cleanse(pw, sizeof pw);
     store_close(s);
@@ -1025,12 +1025,7 @@ static int api_user_passwd(const struct ctl *c, const char *name, bool from_stdi
         return rc;
     }
     rc = api_user_put(c, name, req, realm, sizeof realm);
-    if (rc == 0) {
-        if (realm[0])
-            printf("changed the password of user %s in realm %s\n", name, realm);
-        else
-            printf("changed the password of user %s\n", name);
-    }
+    if (rc == 0) print_user_done("changed the password of", name, "in", realm[0] ? realm : NULL);
     return rc;
 }
 
@@ -1082,7 +1077,7 @@ static int cmd_user_passwd(struct ctl *c, int argc, char **argv)
                      c->realm);
             rc = store_failure(r, err, missing, NULL, doing);
         } else
-            printf("changed the password of user %s in realm %s\n", name, c->realm);
+            print_user_done("changed the password of", name, "in", c->realm);
     }
     OPENSSL_cleanse(pw, sizeof pw);
     store_close(s);
@@ -1136,7 +1131,7 @@ static int cmd_user_change(struct ctl *c, int argc, char **argv, enum user_chang
         snprintf(act, sizeof act, "%s user %s in realm %s", doing[what], name, c->realm);
         return store_failure(r, err, missing, NULL, act);
     }
-    printf("%s user %s in realm %s\n", done[what], name, c->realm);
+    print_user_done(done[what], name, "in", c->realm);
     return 0;
 }
 
@@ -1200,8 +1195,15 @@ static int cmd_user_list(struct ctl *c, int argc, char **argv)
         for (int k = 0; k < 6; k++)
             w[k] = strlen(head[k]);
         char(*cells)[6][32] = calloc(rows.n ? rows.n : 1, sizeof *cells);
-        if (!cells) rc = failure("out of memory listing the users");
-        for (size_t i = 0; cells && i < rows.n; i++) {
+        char *(*shown)[2] = calloc(rows.n ? rows.n : 1, sizeof *shown); /* realm, name escaped */
+        for (size_t i = 0; cells && shown && i < rows.n; i++)
+            if (!(shown[i][0] = ops_text_escaped(rows.v[i].realm)) ||
+                !(shown[i][1] = ops_text_escaped(rows.v[i].name))) {
+                free(cells);
+                cells = NULL;
+            }
+        if (!cells || !shown) rc = failure("out of memory listing the users");
+        for (size_t i = 0; cells && shown && i < rows.n; i++) {
             const struct user_row *u = &rows.v[i];
             if (u->max_allocations)
                 snprintf(cells[i][2], 32, "%" PRIu32, u->max_allocations);
@@ -1213,24 +1215,29 @@ static int cmd_user_list(struct ctl *c, int argc, char **argv)
                 snprintf(cells[i][3], 32, "unlimited");
             snprintf(cells[i][4], 32, "%s", u->disabled ? "yes" : "no");
             snprintf(cells[i][5], 32, "%s", u->created);
-            size_t cw[6] = {text_width(u->realm), text_width(u->name), strlen(cells[i][2]),
-                            strlen(cells[i][3]),  strlen(cells[i][4]), strlen(cells[i][5])};
+            size_t cw[6] = {text_width(shown[i][0]), text_width(shown[i][1]), strlen(cells[i][2]),
+                            strlen(cells[i][3]),     strlen(cells[i][4]),     strlen(cells[i][5])};
             for (int k = 0; k < 6; k++)
                 if (cw[k] > w[k]) w[k] = cw[k];
         }
-        if (cells) {
+        if (cells && shown) {
             for (int k = 0; k < 6; k++)
                 put_padded(head[k], w[k], k == 5);
             fputc('\n', stdout);
             for (size_t i = 0; i < rows.n; i++) {
-                put_padded(rows.v[i].realm, w[0], false);
-                put_padded(rows.v[i].name, w[1], false);
+                put_padded(shown[i][0], w[0], false);
+                put_padded(shown[i][1], w[1], false);
                 for (int k = 2; k < 6; k++)
                     put_padded(cells[i][k], w[k], k == 5);
                 fputc('\n', stdout);
             }
-            free(cells);
         }
+        for (size_t i = 0; shown && i < rows.n; i++) {
+            free(shown[i][0]);
+            free(shown[i][1]);
+        }
+        free(shown);
+        free(cells);
     }
     free_user_rows(&rows);
     return rc;
@@ -1465,8 +1472,10 @@ static int cmd_secret_list(struct ctl *c, int argc, char **argv)
         }
         printf("%-*s  %-20s  %s\n", idw, "ID", "CREATED", "SECRET");
         for (size_t i = 0; i < rows.n; i++) {
+            char *shown = ops_text_escaped(rows.v[i].shown);
             printf("%*" PRId64 "  %-20s  %s\n", idw, rows.v[i].id, rows.v[i].created,
-                   rows.v[i].shown);
+                   shown ? shown : "?");
+            free(shown);
         }
     }
     free(rows.v);
@@ -1614,6 +1623,8 @@ static int cmd_cred(struct ctl *c, int argc, char **argv)
     }
     if (optind != argc) return usage_error("cred: unexpected argument '%s'", argv[optind]);
     if (!user || !*user) return usage_error("cred: --user ID is required");
+    char why[OPS_ERR_LEN];
+    if (ops_name_refused(user, why)) return usage_error("cred: --user: %s", why);
     if (!ttl_arg) return usage_error("cred: --ttl SECONDS is required");
     if (json && ice) return usage_error("cred: --json and --ice-servers exclude each other");
     time_t now = time(NULL);
