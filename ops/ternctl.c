@@ -303,6 +303,39 @@ void ctl_put_padded(const char *s, size_t width, bool last)
         fputc(' ', stdout);
 }
 
+int ctl_print_json_line(json_t *j)
+{
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!text) return ctl_failure("out of memory");
+    puts(text);
+    OPENSSL_cleanse(text, strlen(text));
+    free(text);
+    return 0;
+}
+
+int ctl_print_json_rows(json_t *rows)
+{
+    int rc = rows ? 0 : ctl_failure("out of memory");
+    size_t i;
+    json_t *row;
+    fputc('[', stdout);
+    json_array_foreach(rows, i, row)
+    {
+        char *text = json_dumps(row, JSON_COMPACT);
+        if (!text) {
+            rc = ctl_failure("out of memory");
+            break;
+        }
+        printf("%s %s", i ? ",\n" : "\n", text);
+        OPENSSL_cleanse(text, strlen(text));
+        free(text);
+    }
+    fputs(json_array_size(rows) ? "\n]\n" : "]\n", stdout);
+    json_decref(rows);
+    return rc;
+}
+
 void ctl_format_time(int64_t t, char out[32])
 {
     time_t tt = (time_t)t;
@@ -444,13 +477,8 @@ static int run(struct ctl *c, int argc, char **argv)
     if (c->db_opt && !*c->db_opt) return ctl_usage_error("--db wants a file name");
     if (c->realm_opt && !*c->realm_opt) return ctl_usage_error("--realm wants a realm");
     if (url) {
-        bool https = strncasecmp(url, "https://", 8) == 0;
-        if (!https && strncasecmp(url, "http://", 7) != 0)
-            return ctl_usage_error("--url wants an http:// or https:// URL, not '%s'", url);
-        size_t n = strlen(url);
-        while (n > 0 && url[n - 1] == '/')
-            url[--n] = '\0';
-        if (n <= (https ? 8u : 7u)) return ctl_usage_error("--url names no host");
+        int urc = ctl_check_url(url, "--url");
+        if (urc) return urc;
         if (c->db_opt) return ctl_usage_error("--db and --url exclude each other");
         if (c->realm_opt && !(strcmp(cmd, "user") == 0 && optind + 1 < argc &&
                               strcmp(argv[optind + 1], "list") == 0))
@@ -461,18 +489,6 @@ static int run(struct ctl *c, int argc, char **argv)
         return ctl_usage_error("--token and --token-file are for --url");
     if (token_arg && token_file)
         return ctl_usage_error("--token and --token-file exclude each other");
-    if (c->token) {
-        int trc = ctl_check_token(c->token, "--token");
-        if (trc) return trc;
-    } else if (token_file) {
-        int trc = ctl_read_token_file(token_file, &c->token);
-        if (trc) return trc;
-    } else if (c->url && getenv("TERN_TOKEN") && *getenv("TERN_TOKEN")) { /* empty: unset */
-        int trc = ctl_check_token(getenv("TERN_TOKEN"), "TERN_TOKEN");
-        if (trc) return trc;
-        if (!(c->token = strdup(getenv("TERN_TOKEN")))) return ctl_failure("out of memory");
-    }
-
     if (c->cfg_path) {
         if (cfg_load(&c->cfg, c->cfg_path, stderr))
             return ctl_failure("%s: configuration is not valid", c->cfg_path);
@@ -482,17 +498,9 @@ static int run(struct ctl *c, int argc, char **argv)
     c->realm = c->realm_opt ? c->realm_opt : c->have_cfg ? c->cfg.realm : "tern";
     c->realm_chosen = c->realm_opt || c->have_cfg;
     if (c->url) {
-        if (!c->token && c->have_cfg && c->cfg.ops_token) {
-            int trc = ctl_check_token(c->cfg.ops_token, c->cfg_path);
-            if (trc) return trc;
-            if (!(c->token = strdup(c->cfg.ops_token))) return ctl_failure("out of memory");
-        }
-        /* Before any other call into either library. */
-        json_set_alloc_funcs(ctl_wipe_malloc, ctl_wipe_free);
-        if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, ctl_wipe_malloc, ctl_wipe_free,
-                                 ctl_wipe_realloc, ctl_wipe_strdup, ctl_wipe_calloc) != CURLE_OK)
-            return ctl_failure("cannot initialize libcurl");
-        c->curl_ready = true;
+        int trc = ctl_take_token(c, token_file);
+        if (trc == 0) trc = ctl_api_init(c);
+        if (trc) return trc;
     }
 
     argc -= optind;
@@ -506,6 +514,8 @@ int main(int argc, char **argv)
 {
     /* The database holds keys and secrets: whatever this creates is the owner's alone. */
     umask(077);
+    /* Before any other call into jansson: its buffers hold passwords, secrets, the token. */
+    json_set_alloc_funcs(ctl_wipe_malloc, ctl_wipe_free);
     struct ctl c = {0};
     int rc = run(&c, argc, argv);
     if (c.have_cfg) cfg_free(&c.cfg);

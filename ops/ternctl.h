@@ -73,6 +73,12 @@ int ctl_read_secret(bool from_stdin, const char *what, char *buf, size_t max);
 size_t ctl_text_width(const char *s);
 /* s, then spaces to width + 2 characters unless it is the last column. */
 void ctl_put_padded(const char *s, size_t width, bool last);
+/* Print j (taken; NULL: out of memory) as one line of compact JSON; its text is wiped. 0, or 1
+ * with the failure printed. */
+int ctl_print_json_line(json_t *j);
+/* Print an array of objects (taken; NULL: out of memory) one object per line:
+ * "[\n {..},\n {..}\n]", "[]" when empty. 0, or 1 with the failure printed. */
+int ctl_print_json_rows(json_t *rows);
 /* Unix seconds as "YYYY-MM-DDTHH:MM:SSZ". */
 void ctl_format_time(int64_t t, char out[32]);
 /* Open the database into *s: 0, 1 (it failed) or 2 (none named). */
@@ -123,6 +129,12 @@ void ctl_json_time(const json_t *obj, const char *key, char out[32]);
 int ctl_set_str(json_t *obj, const char *key, const char *v, const char *what);
 /* obj[key] = v (at most INT64_MAX). 0, or 1 with the failure printed. */
 int ctl_set_int(json_t *obj, const char *key, uint64_t v);
+/* The bearer token into c->token, first of: --token (already there), --token-file,
+ * TERN_TOKEN, the config's ops.token; none is fine. 0, 1 or 2 (failure or usage error
+ * printed). */
+int ctl_take_token(struct ctl *c, const char *token_file);
+/* libcurl, its memory wiped when freed. 0, or 1 with the failure printed. */
+int ctl_api_init(struct ctl *c);
 /* Check an API URL and drop its trailing slashes (in place): 0, else 2 (usage error printed). */
 int ctl_check_url(char *url, const char *what);
 

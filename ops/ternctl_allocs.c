@@ -586,27 +586,8 @@ static int ops_setup(struct ctl *c, struct ops_opts *o)
         default_ops_url(c, o->default_url, sizeof o->default_url);
         c->url = o->default_url;
     }
-    if (c->token) {
-        int trc = ctl_check_token(c->token, "--token");
-        if (trc) return trc;
-    } else if (o->token_file) {
-        int trc = ctl_read_token_file(o->token_file, &c->token);
-        if (trc) return trc;
-    } else if (getenv("TERN_TOKEN") && *getenv("TERN_TOKEN")) {
-        int trc = ctl_check_token(getenv("TERN_TOKEN"), "TERN_TOKEN");
-        if (trc) return trc;
-        if (!(c->token = strdup(getenv("TERN_TOKEN")))) return ctl_failure("out of memory");
-    } else if (c->have_cfg && c->cfg.ops_token) {
-        int trc = ctl_check_token(c->cfg.ops_token, c->cfg_path);
-        if (trc) return trc;
-        if (!(c->token = strdup(c->cfg.ops_token))) return ctl_failure("out of memory");
-    }
-    json_set_alloc_funcs(ctl_wipe_malloc, ctl_wipe_free);
-    if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, ctl_wipe_malloc, ctl_wipe_free, ctl_wipe_realloc,
-                             ctl_wipe_strdup, ctl_wipe_calloc) != CURLE_OK)
-        return ctl_failure("cannot initialize libcurl");
-    c->curl_ready = true;
-    return 0;
+    int rc = ctl_take_token(c, o->token_file);
+    return rc ? rc : ctl_api_init(c);
 }
 
 /* The options allocations and top share; returns 0 when opt was one of them, else -1. */

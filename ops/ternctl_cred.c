@@ -14,7 +14,26 @@
 #include "ternctl.h"
 #include "uris.h"
 
-/* ---- cred ---- */
+/* Print a credential: "username: U\npassword: P", or with json
+ * {"username","password","ttl","uris"}, or with ice {"iceServers":[{"urls","username",
+ * "credential"}]} (what RTCPeerConnection takes). uris: a JSON array of strings, taken (NULL:
+ * out of memory). 0, or 1 with the failure printed. */
+static int print_credential(const char *username, const char *password, uint64_t ttl, json_t *uris,
+                            bool json, bool ice)
+{
+    if (!json && !ice) {
+        json_decref(uris);
+        char *shown = ops_text_escaped(username);
+        printf("username: %s\npassword: %s\n", shown ? shown : "?", password);
+        free(shown);
+        return 0;
+    }
+    json_t *out = json ? json_pack("{s:o, s:s, s:I, s:o}", "username", ops_json_text(username),
+                                   "password", password, "ttl", (json_int_t)ttl, "uris", uris)
+                       : json_pack("{s:[{s:o, s:o, s:s}]}", "iceServers", "urls", uris, "username",
+                                   ops_json_text(username), "credential", password);
+    return ctl_print_json_line(out);
+}
 
 /* cred through the API: POST /api/v1/credentials {"user","ttl"}; the server's URIs. */
 static int api_cred(const struct ctl *c, const char *user, uint64_t ttl, bool json, bool ice)
@@ -34,41 +53,17 @@ static int api_cred(const struct ctl *c, const char *user, uint64_t ttl, bool js
         json_decref(ans);
         return ctl_failure("%s%s: the answer lacks the username or the password", c->url, path);
     }
-    const char *username = json_string_value(un), *password = json_string_value(pw);
-    if (!json && !ice) {
-        printf("username: %s\npassword: %s\n", username, password);
-        json_decref(ans);
-        return 0;
-    }
-    if (json) {
-        fputs("{\"username\":", stdout);
-        ops_json_fputs(stdout, username);
-        fputs(",\"password\":", stdout);
-        ops_json_fputs(stdout, password);
-        printf(",\"ttl\":%" PRIu64 ",\"uris\":", ctl_json_u64(ans, "ttl", ttl));
-    } else
-        fputs("{\"iceServers\":[{\"urls\":", stdout);
-    fputc('[', stdout);
-    size_t i, n = 0;
+    json_t *strings = json_array();
+    size_t i;
     json_t *u;
     json_array_foreach(uris, i, u)
     {
-        if (!json_is_string(u)) continue;
-        if (n++) fputc(',', stdout);
-        ops_json_fputs(stdout, json_string_value(u));
+        if (json_is_string(u) && strings) json_array_append(strings, u);
     }
-    fputc(']', stdout);
-    if (json)
-        fputs("}\n", stdout);
-    else {
-        fputs(",\"username\":", stdout);
-        ops_json_fputs(stdout, username);
-        fputs(",\"credential\":", stdout);
-        ops_json_fputs(stdout, password);
-        fputs("}]}\n", stdout);
-    }
+    rc = print_credential(json_string_value(un), json_string_value(pw),
+                          ctl_json_u64(ans, "ttl", ttl), strings, json, ice);
     json_decref(ans);
-    return 0;
+    return rc;
 }
 
 int ctl_cmd_cred(struct ctl *c, int argc, char **argv)
@@ -161,44 +156,23 @@ int ctl_cmd_cred(struct ctl *c, int argc, char **argv)
         return ctl_usage_error("cred: the username would be longer than %d bytes",
                                STUN_MAX_USERNAME);
     if (mrc != OPS_OK) return ctl_failure("computing the REST password: the HMAC failed");
-    const char *username = cred.username, *password = cred.password;
-
-    if (!json && !ice) {
-        printf("username: %s\npassword: %s\n", username, password);
-        OPENSSL_cleanse(&cred, sizeof cred);
-        return 0;
-    }
-    struct ops_uris *u = calloc(1, sizeof *u);
-    if (!u) {
-        OPENSSL_cleanse(&cred, sizeof cred);
-        return ctl_failure("out of memory");
-    }
-    char uerr[OPS_ERR_LEN] = "";
-    if (c->have_cfg && ops_listener_uris(&c->cfg, u, uerr)) {
+    json_t *uris = json_array();
+    if (json || ice) {
+        struct ops_uris *u = calloc(1, sizeof *u);
+        char uerr[OPS_ERR_LEN] = "";
+        if (!u || (c->have_cfg && ops_listener_uris(&c->cfg, u, uerr))) {
+            free(u);
+            json_decref(uris);
+            OPENSSL_cleanse(&cred, sizeof cred);
+            return ctl_failure("%s", uerr[0] ? uerr : "out of memory");
+        }
+        for (size_t i = 0; uris && i < u->n; i++)
+            json_array_append_new(uris, json_string(u->v[i]));
         free(u);
-        OPENSSL_cleanse(&cred, sizeof cred);
-        return ctl_failure("%s", uerr);
+        if (ice && !c->have_cfg)
+            fprintf(stderr, "ternctl: warning: no -c config, so the urls list is empty\n");
     }
-    if (ice && !c->have_cfg)
-        fprintf(stderr, "ternctl: warning: no -c config, so the urls list is empty\n");
-    if (json) {
-        fputs("{\"username\":", stdout);
-        ops_json_fputs(stdout, username);
-        fputs(",\"password\":", stdout);
-        ops_json_fputs(stdout, password);
-        printf(",\"ttl\":%" PRIu64 ",\"uris\":", ttl);
-        ops_uris_json(stdout, u);
-        fputs("}\n", stdout);
-    } else {
-        fputs("{\"iceServers\":[{\"urls\":", stdout);
-        ops_uris_json(stdout, u);
-        fputs(",\"username\":", stdout);
-        ops_json_fputs(stdout, username);
-        fputs(",\"credential\":", stdout);
-        ops_json_fputs(stdout, password);
-        fputs("}]}\n", stdout);
-    }
-    free(u);
+    int rc = print_credential(cred.username, cred.password, ttl, uris, json, ice);
     OPENSSL_cleanse(&cred, sizeof cred);
-    return 0;
+    return rc;
 }

@@ -353,3 +353,29 @@ int ctl_check_url(char *url, const char *what)
     if (n <= (https ? 8u : 7u)) return ctl_usage_error("%s names no host", what);
     return 0;
 }
+
+int ctl_take_token(struct ctl *c, const char *token_file)
+{
+    if (c->token) return ctl_check_token(c->token, "--token");
+    if (token_file) return ctl_read_token_file(token_file, &c->token);
+    const char *env = getenv("TERN_TOKEN");
+    if (env && *env) { /* empty: unset */
+        int rc = ctl_check_token(env, "TERN_TOKEN");
+        if (rc) return rc;
+        if (!(c->token = strdup(env))) return ctl_failure("out of memory");
+    } else if (c->have_cfg && c->cfg.ops_token) {
+        int rc = ctl_check_token(c->cfg.ops_token, c->cfg_path);
+        if (rc) return rc;
+        if (!(c->token = strdup(c->cfg.ops_token))) return ctl_failure("out of memory");
+    }
+    return 0;
+}
+
+int ctl_api_init(struct ctl *c)
+{
+    if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, ctl_wipe_malloc, ctl_wipe_free, ctl_wipe_realloc,
+                             ctl_wipe_strdup, ctl_wipe_calloc) != CURLE_OK)
+        return ctl_failure("cannot initialize libcurl");
+    c->curl_ready = true;
+    return 0;
+}

@@ -187,6 +187,39 @@ static int api_secrets(const struct ctl *c, struct secret_rows *rows)
     return 0;
 }
 
+/* secret list --json: one object per secret, one per line. */
+static int print_secrets_json(const struct secret_rows *rows)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < rows->n; i++) {
+        json_t *o =
+            json_pack("{s:I, s:o, s:o}", "id", (json_int_t)rows->v[i].id, "created",
+                      ops_json_text(rows->v[i].created), "secret", ops_json_text(rows->v[i].shown));
+        if (!o || json_array_append_new(list, o)) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    return ctl_print_json_rows(list);
+}
+
+/* secret list: a table of id, created and the shown prefix (escaped for the terminal). */
+static void print_secrets_table(const struct secret_rows *rows)
+{
+    int idw = 2;
+    for (size_t i = 0; i < rows->n; i++) {
+        int w = snprintf(NULL, 0, "%" PRId64, rows->v[i].id);
+        if (w > idw) idw = w;
+    }
+    printf("%-*s  %-20s  %s\n", idw, "ID", "CREATED", "SECRET");
+    for (size_t i = 0; i < rows->n; i++) {
+        char *shown = ops_text_escaped(rows->v[i].shown);
+        printf("%*" PRId64 "  %-20s  %s\n", idw, rows->v[i].id, rows->v[i].created,
+               shown ? shown : "?");
+        free(shown);
+    }
+}
+
 static int cmd_secret_list(struct ctl *c, int argc, char **argv)
 {
     bool json = false;
@@ -209,32 +242,10 @@ static int cmd_secret_list(struct ctl *c, int argc, char **argv)
         else if (rows.oom)
             rc = ctl_failure("out of memory listing the secrets");
     }
-    if (rc) {
-        /* nothing to print */
-    } else if (json) {
-        fputc('[', stdout);
-        for (size_t i = 0; i < rows.n; i++) {
-            printf("%s {\"id\":%" PRId64 ",\"created\":", i ? ",\n" : "\n", rows.v[i].id);
-            ops_json_fputs(stdout, rows.v[i].created); /* from the server, with --url */
-            fputs(",\"secret\":", stdout);
-            ops_json_fputs(stdout, rows.v[i].shown);
-            fputc('}', stdout);
-        }
-        fputs(rows.n ? "\n]\n" : "]\n", stdout);
-    } else {
-        int idw = 2;
-        for (size_t i = 0; i < rows.n; i++) {
-            int w = snprintf(NULL, 0, "%" PRId64, rows.v[i].id);
-            if (w > idw) idw = w;
-        }
-        printf("%-*s  %-20s  %s\n", idw, "ID", "CREATED", "SECRET");
-        for (size_t i = 0; i < rows.n; i++) {
-            char *shown = ops_text_escaped(rows.v[i].shown);
-            printf("%*" PRId64 "  %-20s  %s\n", idw, rows.v[i].id, rows.v[i].created,
-                   shown ? shown : "?");
-            free(shown);
-        }
-    }
+    if (rc == 0 && json)
+        rc = print_secrets_json(&rows);
+    else if (rc == 0)
+        print_secrets_table(&rows);
     free(rows.v);
     return rc;
 }

@@ -413,6 +413,82 @@ static int cmd_user_change(struct ctl *c, int argc, char **argv, enum user_chang
     return 0;
 }
 
+/* user list --json: one object per user, one per line. */
+static int print_users_json(const struct user_rows *rows)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < rows->n; i++) {
+        const struct user_row *u = &rows->v[i];
+        json_t *o =
+            json_pack("{s:o, s:o, s:I, s:I, s:b, s:o}", "realm", ops_json_text(u->realm), "name",
+                      ops_json_text(u->name), "max_allocations", (json_int_t)u->max_allocations,
+                      "bandwidth", (json_int_t)u->bandwidth_bps, "disabled", u->disabled, "created",
+                      ops_json_text(u->created)); /* created: from the server with --url */
+        if (!o || json_array_append_new(list, o)) {
+            json_decref(list);
+            list = NULL;
+        }
+    }
+    return ctl_print_json_rows(list);
+}
+
+/* user list: a table; realm and name escaped for the terminal (ops_text_escape). */
+static int print_users_table(const struct user_rows *rows)
+{
+    int rc = 0;
+    static const char *const head[6] = {"REALM",           "NAME",     "MAX ALLOCATIONS",
+                                        "BANDWIDTH (B/s)", "DISABLED", "CREATED"};
+    size_t w[6];
+    for (int k = 0; k < 6; k++)
+        w[k] = strlen(head[k]);
+    char(*cells)[6][32] = calloc(rows->n ? rows->n : 1, sizeof *cells);
+    char *(*shown)[2] = calloc(rows->n ? rows->n : 1, sizeof *shown); /* realm, name escaped */
+    for (size_t i = 0; cells && shown && i < rows->n; i++)
+        if (!(shown[i][0] = ops_text_escaped(rows->v[i].realm)) ||
+            !(shown[i][1] = ops_text_escaped(rows->v[i].name))) {
+            free(cells);
+            cells = NULL;
+        }
+    if (!cells || !shown) rc = ctl_failure("out of memory listing the users");
+    for (size_t i = 0; cells && shown && i < rows->n; i++) {
+        const struct user_row *u = &rows->v[i];
+        if (u->max_allocations)
+            snprintf(cells[i][2], 32, "%" PRIu32, u->max_allocations);
+        else
+            snprintf(cells[i][2], 32, "default");
+        if (u->bandwidth_bps)
+            snprintf(cells[i][3], 32, "%" PRIu64, u->bandwidth_bps);
+        else
+            snprintf(cells[i][3], 32, "unlimited");
+        snprintf(cells[i][4], 32, "%s", u->disabled ? "yes" : "no");
+        snprintf(cells[i][5], 32, "%s", u->created);
+        size_t cw[6] = {ctl_text_width(shown[i][0]), ctl_text_width(shown[i][1]),
+                        strlen(cells[i][2]),         strlen(cells[i][3]),
+                        strlen(cells[i][4]),         strlen(cells[i][5])};
+        for (int k = 0; k < 6; k++)
+            if (cw[k] > w[k]) w[k] = cw[k];
+    }
+    if (cells && shown) {
+        for (int k = 0; k < 6; k++)
+            ctl_put_padded(head[k], w[k], k == 5);
+        fputc('\n', stdout);
+        for (size_t i = 0; i < rows->n; i++) {
+            ctl_put_padded(shown[i][0], w[0], false);
+            ctl_put_padded(shown[i][1], w[1], false);
+            for (int k = 2; k < 6; k++)
+                ctl_put_padded(cells[i][k], w[k], k == 5);
+            fputc('\n', stdout);
+        }
+    }
+    for (size_t i = 0; shown && i < rows->n; i++) {
+        free(shown[i][0]);
+        free(shown[i][1]);
+    }
+    free(shown);
+    free(cells);
+    return rc;
+}
+
 static int cmd_user_list(struct ctl *c, int argc, char **argv)
 {
     bool json = false;
@@ -433,75 +509,7 @@ static int cmd_user_list(struct ctl *c, int argc, char **argv)
         if (r != STORE_OK) rc = ctl_store_failure(r, err, NULL, NULL, "listing the users");
     }
     if (rc == 0 && rows.oom) rc = ctl_failure("out of memory listing the users");
-    if (rc) {
-        /* nothing to print */
-    } else if (json) {
-        fputc('[', stdout);
-        for (size_t i = 0; i < rows.n; i++) {
-            const struct user_row *u = &rows.v[i];
-            fputs(i ? ",\n {\"realm\":" : "\n {\"realm\":", stdout);
-            ops_json_fputs(stdout, u->realm);
-            fputs(",\"name\":", stdout);
-            ops_json_fputs(stdout, u->name);
-            printf(",\"max_allocations\":%" PRIu32 ",\"bandwidth\":%" PRIu64
-                   ",\"disabled\":%s,\"created\":",
-                   u->max_allocations, u->bandwidth_bps, u->disabled ? "true" : "false");
-            ops_json_fputs(stdout, u->created); /* from the server, with --url */
-            fputs("}", stdout);
-        }
-        fputs(rows.n ? "\n]\n" : "]\n", stdout);
-    } else {
-        static const char *const head[6] = {"REALM",           "NAME",     "MAX ALLOCATIONS",
-                                            "BANDWIDTH (B/s)", "DISABLED", "CREATED"};
-        size_t w[6];
-        for (int k = 0; k < 6; k++)
-            w[k] = strlen(head[k]);
-        char(*cells)[6][32] = calloc(rows.n ? rows.n : 1, sizeof *cells);
-        char *(*shown)[2] = calloc(rows.n ? rows.n : 1, sizeof *shown); /* realm, name escaped */
-        for (size_t i = 0; cells && shown && i < rows.n; i++)
-            if (!(shown[i][0] = ops_text_escaped(rows.v[i].realm)) ||
-                !(shown[i][1] = ops_text_escaped(rows.v[i].name))) {
-                free(cells);
-                cells = NULL;
-            }
-        if (!cells || !shown) rc = ctl_failure("out of memory listing the users");
-        for (size_t i = 0; cells && shown && i < rows.n; i++) {
-            const struct user_row *u = &rows.v[i];
-            if (u->max_allocations)
-                snprintf(cells[i][2], 32, "%" PRIu32, u->max_allocations);
-            else
-                snprintf(cells[i][2], 32, "default");
-            if (u->bandwidth_bps)
-                snprintf(cells[i][3], 32, "%" PRIu64, u->bandwidth_bps);
-            else
-                snprintf(cells[i][3], 32, "unlimited");
-            snprintf(cells[i][4], 32, "%s", u->disabled ? "yes" : "no");
-            snprintf(cells[i][5], 32, "%s", u->created);
-            size_t cw[6] = {ctl_text_width(shown[i][0]), ctl_text_width(shown[i][1]),
-                            strlen(cells[i][2]),         strlen(cells[i][3]),
-                            strlen(cells[i][4]),         strlen(cells[i][5])};
-            for (int k = 0; k < 6; k++)
-                if (cw[k] > w[k]) w[k] = cw[k];
-        }
-        if (cells && shown) {
-            for (int k = 0; k < 6; k++)
-                ctl_put_padded(head[k], w[k], k == 5);
-            fputc('\n', stdout);
-            for (size_t i = 0; i < rows.n; i++) {
-                ctl_put_padded(shown[i][0], w[0], false);
-                ctl_put_padded(shown[i][1], w[1], false);
-                for (int k = 2; k < 6; k++)
-                    ctl_put_padded(cells[i][k], w[k], k == 5);
-                fputc('\n', stdout);
-            }
-        }
-        for (size_t i = 0; shown && i < rows.n; i++) {
-            free(shown[i][0]);
-            free(shown[i][1]);
-        }
-        free(shown);
-        free(cells);
-    }
+    if (rc == 0) rc = json ? print_users_json(&rows) : print_users_table(&rows);
     free_user_rows(&rows);
     return rc;
 }

@@ -180,36 +180,6 @@ size_t ops_utf8_seq(const unsigned char *s)
     return n;
 }
 
-void ops_json_fputs(FILE *f, const char *str)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    fputc('"', f);
-    while (*s) {
-        unsigned c = *s;
-        size_t n = 1;
-        if (c == '"' || c == '\\') {
-            fputc('\\', f);
-            fputc((int)c, f);
-        } else if (c == '\n')
-            fputs("\\n", f);
-        else if (c == '\r')
-            fputs("\\r", f);
-        else if (c == '\t')
-            fputs("\\t", f);
-        else if (c < 0x20 || c == 0x7F)
-            fprintf(f, "\\u%04x", c);
-        else if (c < 0x80)
-            fputc((int)c, f);
-        else if ((n = ops_utf8_seq(s)) == 0) {
-            fputs("\\ufffd", f);
-            n = 1;
-        } else
-            fwrite(s, 1, n, f);
-        s += n;
-    }
-    fputc('"', f);
-}
-
 json_t *ops_json_text(const char *s)
 {
     json_t *j = json_string(s);
@@ -313,14 +283,4 @@ char *ops_text_escaped(const char *s)
     char *out = malloc(cap);
     if (out) ops_text_escape(s, len, out, cap);
     return out;
-}
-
-void ops_uris_json(FILE *f, const struct ops_uris *u)
-{
-    fputc('[', f);
-    for (size_t i = 0; i < u->n; i++) {
-        if (i) fputc(',', f);
-        ops_json_fputs(f, u->v[i]);
-    }
-    fputc(']', f);
 }

@@ -54,9 +54,6 @@ int ops_mint_credential(const char *secret, char sep, const char *user, uint64_t
 /* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates), 0 if it is
  * not one. */
 size_t ops_utf8_seq(const unsigned char *s);
-/* Write str as a JSON string literal: quotes, backslashes and control characters escaped,
- * bytes that are not UTF-8 written as U+FFFD, so the output always parses. */
-void ops_json_fputs(FILE *f, const char *str);
 /* A JSON string of s; bytes that are not UTF-8 become U+FFFD (jansson refuses them). NULL: out
  * of memory. */
 json_t *ops_json_text(const char *s);
@@ -74,8 +71,5 @@ int ops_name_refused(const char *name, char why[OPS_ERR_LEN]);
 size_t ops_text_escape(const char *in, size_t len, char *out, size_t cap);
 /* The same into a fresh string (caller frees); NULL: out of memory. */
 char *ops_text_escaped(const char *s);
-
-/* Write the URIs as a JSON array of strings. */
-void ops_uris_json(FILE *f, const struct ops_uris *u);
 
 #endif
