@@ -127,6 +127,9 @@ uint64_t ctl_json_u64(const json_t *obj, const char *key, uint64_t def);
 void ctl_json_time(const json_t *obj, const char *key, char out[32]);
 /* obj[key] = the string v. 0, or 1 with the failure printed (not UTF-8, out of memory). */
 int ctl_set_str(json_t *obj, const char *key, const char *v, const char *what);
+/* obj[key] = a password or secret read with ctl_read_secret (at most max bytes; key names it
+ * in the prompt and errors); the buffer is wiped. 0, or 1 with the failure printed. */
+int ctl_set_secret(json_t *obj, const char *key, bool from_stdin, size_t max);
 /* obj[key] = v (at most INT64_MAX). 0, or 1 with the failure printed. */
 int ctl_set_int(json_t *obj, const char *key, uint64_t v);
 /* The bearer token into c->token, first of: --token (already there), --token-file,

@@ -335,6 +335,17 @@ int ctl_set_str(json_t *obj, const char *key, const char *v, const char *what)
     return 0;
 }
 
+int ctl_set_secret(json_t *obj, const char *key, bool from_stdin, size_t max)
+{
+    char *buf = malloc(max + 1);
+    if (!buf) return ctl_failure("out of memory");
+    int rc = ctl_read_secret(from_stdin, key, buf, max);
+    if (rc == 0) rc = ctl_set_str(obj, key, buf, key);
+    OPENSSL_cleanse(buf, max + 1);
+    free(buf);
+    return rc;
+}
+
 int ctl_set_int(json_t *obj, const char *key, uint64_t v)
 {
     if (json_object_set_new(obj, key, json_integer((json_int_t)v)))

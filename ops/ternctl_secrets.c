@@ -21,13 +21,7 @@ static int api_secret_add(const struct ctl *c, bool from_stdin, bool generate)
 {
     json_t *req = json_object(), *ans = NULL;
     if (!req) return ctl_failure("out of memory");
-    int rc = 0;
-    if (!generate) {
-        char secret[STORE_MAX_SECRET + 1];
-        rc = ctl_read_secret(from_stdin, "secret", secret, STORE_MAX_SECRET);
-        if (rc == 0) rc = ctl_set_str(req, "secret", secret, "secret");
-        OPENSSL_cleanse(secret, sizeof secret);
-    }
+    int rc = generate ? 0 : ctl_set_secret(req, "secret", from_stdin, STORE_MAX_SECRET);
     if (rc == 0) rc = ctl_api_call(c, "POST", "/api/v1/secrets", req, &ans);
     json_decref(req);
     if (rc) return rc;

@@ -189,12 +189,8 @@ static int api_user_add(const struct ctl *c, const char *name, bool from_stdin, 
     }
     json_t *req = json_object(), *ans = NULL;
     if (!req) return ctl_failure("out of memory");
-    char pw[PASSWORD_MAX + 1];
     int rc = ctl_set_str(req, "name", name, "user name");
-    if (rc == 0 && (rc = ctl_read_secret(from_stdin, "password", pw, PASSWORD_MAX)) == 0) {
-        rc = ctl_set_str(req, "password", pw, "password");
-        OPENSSL_cleanse(pw, sizeof pw);
-    }
+    if (rc == 0) rc = ctl_set_secret(req, "password", from_stdin, PASSWORD_MAX);
     if (rc == 0 && have_max) rc = ctl_set_int(req, "max_allocations", max_alloc);
     if (rc == 0 && have_bw) rc = ctl_set_int(req, "bandwidth_bps", bandwidth);
     if (rc == 0) rc = ctl_api_call(c, "POST", "/api/v1/users", req, &ans);
@@ -294,10 +290,8 @@ static int api_user_passwd(const struct ctl *c, const char *name, bool from_stdi
     }
     json_t *req = json_object();
     if (!req) return ctl_failure("out of memory");
-    char pw[PASSWORD_MAX + 1], realm[STUN_MAX_TEXT_BYTES + 1];
-    int rc = ctl_read_secret(from_stdin, "password", pw, PASSWORD_MAX);
-    if (rc == 0) rc = ctl_set_str(req, "password", pw, "password");
-    OPENSSL_cleanse(pw, sizeof pw);
+    char realm[STUN_MAX_TEXT_BYTES + 1];
+    int rc = ctl_set_secret(req, "password", from_stdin, PASSWORD_MAX);
     if (rc) {
         json_decref(req);
         return rc;
