@@ -314,6 +314,17 @@ int ctl_print_json_line(json_t *j)
     return 0;
 }
 
+void ctl_json_append(json_t **list, json_t *o)
+{
+    if (!*list) {
+        json_decref(o);
+        return;
+    }
+    if (o && json_array_append_new(*list, o) == 0) return; /* it takes o even when it fails */
+    json_decref(*list);
+    *list = NULL;
+}
+
 int ctl_print_json_rows(json_t *rows)
 {
     int rc = rows ? 0 : ctl_failure("out of memory");

@@ -76,6 +76,9 @@ void ctl_put_padded(const char *s, size_t width, bool last);
 /* Print j (taken; NULL: out of memory) as one line of compact JSON; its text is wiped. 0, or 1
  * with the failure printed. */
 int ctl_print_json_line(json_t *j);
+/* Append o (taken) to the array *list; when o is NULL or the append fails (out of memory),
+ * the list is dropped: *list becomes NULL, which ctl_print_json_rows reports. */
+void ctl_json_append(json_t **list, json_t *o);
 /* Print an array of objects (taken; NULL: out of memory) one object per line:
  * "[\n {..},\n {..}\n]", "[]" when empty. 0, or 1 with the failure printed. */
 int ctl_print_json_rows(json_t *rows);

@@ -189,10 +189,7 @@ static int print_secrets_json(const struct secret_rows *rows)
         json_t *o =
             json_pack("{s:I, s:o, s:o}", "id", (json_int_t)rows->v[i].id, "created",
                       ops_json_text(rows->v[i].created), "secret", ops_json_text(rows->v[i].shown));
-        if (!o || json_array_append_new(list, o)) {
-            json_decref(list);
-            list = NULL;
-        }
+        ctl_json_append(&list, o);
     }
     return ctl_print_json_rows(list);
 }

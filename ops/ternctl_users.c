@@ -418,10 +418,7 @@ static int print_users_json(const struct user_rows *rows)
                       ops_json_text(u->name), "max_allocations", (json_int_t)u->max_allocations,
                       "bandwidth", (json_int_t)u->bandwidth_bps, "disabled", u->disabled, "created",
                       ops_json_text(u->created)); /* created: from the server with --url */
-        if (!o || json_array_append_new(list, o)) {
-            json_decref(list);
-            list = NULL;
-        }
+        ctl_json_append(&list, o);
     }
     return ctl_print_json_rows(list);
 }
