@@ -314,6 +314,15 @@ int ctl_print_json_line(json_t *j)
     return 0;
 }
 
+void *ctl_room(void *v, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap) return v;
+    size_t ncap = *cap ? *cap * 2 : 16;
+    void *nv = ncap > SIZE_MAX / size ? NULL : realloc(v, ncap * size);
+    if (nv) *cap = ncap;
+    return nv;
+}
+
 void ctl_json_append(json_t **list, json_t *o)
 {
     if (!*list) {
@@ -426,9 +435,7 @@ static int run(struct ctl *c, int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"db", required_argument, NULL, 'd'},
         {"realm", required_argument, NULL, 'r'},
-        {"url", required_argument, NULL, 'u'},
-        {"token", required_argument, NULL, 't'},
-        {"token-file", required_argument, NULL, 'T'},
+        CTL_API_OPTIONS,
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},

@@ -47,6 +47,14 @@ struct ops_opts {
     char default_url[96];
 };
 
+/* The getopt_long entries of the API options, in the global options and allocations/top. */
+/* clang-format off */
+#define CTL_API_OPTIONS                         \
+    {"url", required_argument, NULL, 'u'},      \
+    {"token", required_argument, NULL, 't'},    \
+    {"token-file", required_argument, NULL, 'T'}
+/* clang-format on */
+
 /* ---- ternctl.c: errors, options, prompts, output, the database ---- */
 
 /* The --help text. */
@@ -76,6 +84,9 @@ void ctl_put_padded(const char *s, size_t width, bool last);
 /* Print j (taken; NULL: out of memory) as one line of compact JSON; its text is wiped. 0, or 1
  * with the failure printed. */
 int ctl_print_json_line(json_t *j);
+/* Room for element n in the growing array v of *cap elements of size bytes (doubling): the
+ * array, perhaps moved; NULL when out of memory (v is kept, the caller still owns it). */
+void *ctl_room(void *v, size_t *cap, size_t n, size_t size);
 /* Append o (taken) to the array *list; when o is NULL or the append fails (out of memory),
  * the list is dropped: *list becomes NULL, which ctl_print_json_rows reports. */
 void ctl_json_append(json_t **list, json_t *o);

@@ -645,9 +645,7 @@ static int print_json(json_t *j)
 int ctl_cmd_allocations(struct ctl *c, struct ops_opts *o, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"token", required_argument, NULL, 't'},
-        {"token-file", required_argument, NULL, 'T'},
+        CTL_API_OPTIONS,
         {"json", no_argument, NULL, 'j'},
         {"sort", required_argument, NULL, 's'},
         {"from-file", required_argument, NULL, 'F'},
@@ -857,9 +855,7 @@ static void top_frame(const struct ctl *c, json_t *j, struct arow *rows, size_t 
 int ctl_cmd_top(struct ctl *c, struct ops_opts *o, int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"token", required_argument, NULL, 't'},
-        {"token-file", required_argument, NULL, 'T'},
+        CTL_API_OPTIONS,
         {"interval", required_argument, NULL, 'i'},
         {"once", no_argument, NULL, '1'},
         {"count", required_argument, NULL, 'n'},

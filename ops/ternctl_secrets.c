@@ -119,16 +119,12 @@ struct secret_rows {
 static int add_secret_row(struct secret_rows *rows, int64_t id, const char *created,
                           const char *text, size_t show)
 {
-    if (rows->n == rows->cap) {
-        size_t ncap = rows->cap ? rows->cap * 2 : 16;
-        void *nv = realloc(rows->v, ncap * sizeof *rows->v);
-        if (!nv) {
-            rows->oom = true;
-            return 1;
-        }
-        rows->v = nv;
-        rows->cap = ncap;
+    void *nv = ctl_room(rows->v, &rows->cap, rows->n, sizeof *rows->v);
+    if (!nv) {
+        rows->oom = true;
+        return 1;
     }
+    rows->v = nv;
     size_t len = 0;
     for (size_t k = 0; k < show && text[len]; k++) {
         len++;

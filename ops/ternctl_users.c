@@ -65,16 +65,12 @@ static int add_user_row(struct user_rows *rows, const char *realm, const char *n
                         uint32_t max_allocations, uint64_t bandwidth_bps, bool disabled,
                         const char *created)
 {
-    if (rows->n == rows->cap) {
-        size_t ncap = rows->cap ? rows->cap * 2 : 64;
-        struct user_row *nv = realloc(rows->v, ncap * sizeof *nv);
-        if (!nv) {
-            rows->oom = true;
-            return 1;
-        }
-        rows->v = nv;
-        rows->cap = ncap;
+    void *nv = ctl_room(rows->v, &rows->cap, rows->n, sizeof *rows->v);
+    if (!nv) {
+        rows->oom = true;
+        return 1;
     }
+    rows->v = nv;
     struct user_row *r = &rows->v[rows->n];
     r->realm = strdup(realm);
     r->name = strdup(name);
