@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -28,17 +30,52 @@
 #include "store.h"
 #include "uris.h"
 
-#define BODY_MAX               (64 * 1024) /* bytes of a request body */
-#define CONNECTION_LIMIT       64
-#define CONNECTION_TIMEOUT     10 /* seconds a connection may idle */
+#define BODY_MAX (64 * 1024) /* bytes of a request body */
+/* Slow clients: MHD's own timeout is per byte (each byte resets it), so a client trickling a
+ * header byte every few seconds holds a connection forever. We track every connection and close
+ * it when its request (header and body) is not complete REQUEST_DEADLINE_MS after the
+ * connection opened or its previous request ended; one address holds at most PER_IP_LIMIT; and
+ * when more than CONNECTION_LIMIT - CONNECTION_RESERVE are open, each new connection closes
+ * the oldest unfinished one, so a quick request (/healthz, a probe) always finds a slot. */
+#define CONNECTION_LIMIT       256
+#define CONNECTION_RESERVE     16
+#define PER_IP_LIMIT           16
+#define REQUEST_DEADLINE_MS    5000
+#define SWEEP_MS               200
+#define SHED_LOG_MS            10000 /* at most one ops_http_shed line per 10 s of attack */
+#define CONNECTION_TIMEOUT     10    /* seconds a connection may idle */
 #define TTL_DEFAULT            86400
 #define TTL_MIN                60
 #define TTL_MAX                604800
 #define GENERATED_SECRET_BYTES 32
 #define MSG_LEN                512
 
+/* One open connection, for the deadline. */
+struct conn_slot {
+    int fd;
+    int64_t since_ms; /* when it opened, or when its previous request ended */
+    bool used;
+    bool busy;    /* its request is complete and being answered: no deadline */
+    bool closing; /* shut down by us; MHD closes it on the next pass */
+};
+
+/* The connection guard: the table of connections, the sweeper thread, what it shed. */
+struct conn_guard {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_t sweeper;
+    bool running;
+    bool stop;
+    size_t open; /* used and not closing */
+    struct conn_slot slots[CONNECTION_LIMIT];
+    uint64_t late, evicted, refused; /* closed at the deadline, evicted, refused at a limit */
+    uint64_t logged;                 /* late + evicted + refused at the last ops_http_shed */
+    int64_t logged_ms;
+};
+
 struct ops_http {
     struct MHD_Daemon *daemon;
+    struct conn_guard guard;
     const struct tern_config *cfg;
     struct relay *relay;    /* allocations and metrics are read from its workers */
     uint8_t token_hash[32]; /* SHA-256 of ops.token; compared in constant time */
@@ -49,6 +86,7 @@ struct ops_http {
 
 /* One request: its route and the body gathered across calls. */
 struct req {
+    struct ops_http *h;
     char *body;
     size_t len;
     bool too_big;
@@ -74,6 +112,162 @@ struct reply {
     json_t *body;
 };
 
+/* ---- the connection guard: a deadline per request, eviction under pressure ---- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Shut the socket down (MHD sees EOF and closes the connection on its next pass). The caller
+ * holds the lock; MHD's CLOSED notification takes it before the fd is closed, so the fd is
+ * still this connection's. */
+static void slot_close(struct conn_guard *g, struct conn_slot *c)
+{
+    shutdown(c->fd, SHUT_RDWR);
+    c->closing = true;
+    g->open--;
+}
+
+static struct conn_slot *conn_slot_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* A request is complete (busy) or a keep-alive connection starts waiting for its next one. */
+static void conn_mark(struct ops_http *h, struct MHD_Connection *conn, bool busy)
+{
+    struct conn_slot *c = conn_slot_of(conn);
+    if (!c) return;
+    pthread_mutex_lock(&h->guard.lock);
+    c->busy = busy;
+    c->since_ms = now_ms();
+    pthread_mutex_unlock(&h->guard.lock);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct conn_guard *g = &((struct ops_http *)cls)->guard;
+    pthread_mutex_lock(&g->lock);
+    struct conn_slot *c = *socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        if (c) {
+            if (!c->closing) g->open--;
+            *c = (struct conn_slot){.fd = -1};
+        }
+        *socket_context = NULL;
+    } else {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        for (size_t i = 0; ci && i < CONNECTION_LIMIT; i++) {
+            if (g->slots[i].used) continue;
+            g->slots[i] =
+                (struct conn_slot){.fd = ci->connect_fd, .since_ms = now_ms(), .used = true};
+            g->open++;
+            *socket_context = &g->slots[i];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* Accept policy, run before each new connection: above the soft limit, make room by closing
+ * the oldest connection whose request is still arriving. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    struct conn_guard *g = &((struct ops_http *)cls)->guard;
+    (void)addr;
+    (void)len;
+    pthread_mutex_lock(&g->lock);
+    if (g->open >= CONNECTION_LIMIT - CONNECTION_RESERVE) {
+        struct conn_slot *oldest = NULL;
+        for (size_t i = 0; i < CONNECTION_LIMIT; i++) {
+            struct conn_slot *c = &g->slots[i];
+            if (c->used && !c->busy && !c->closing && (!oldest || c->since_ms < oldest->since_ms))
+                oldest = c;
+        }
+        if (oldest) {
+            slot_close(g, oldest);
+            g->evicted++;
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+    return MHD_YES;
+}
+
+/* The sweeper thread: every SWEEP_MS, close the connections past their deadline; log what
+ * was shed once per episode (at most every SHED_LOG_MS). */
+static void *sweeper(void *arg)
+{
+    struct conn_guard *g = arg;
+    pthread_mutex_lock(&g->lock);
+    while (!g->stop) {
+        int64_t now = now_ms();
+        for (size_t i = 0; i < CONNECTION_LIMIT; i++) {
+            struct conn_slot *c = &g->slots[i];
+            if (c->used && !c->busy && !c->closing && now - c->since_ms >= REQUEST_DEADLINE_MS) {
+                slot_close(g, c);
+                g->late++;
+            }
+        }
+        uint64_t shed = g->late + g->evicted + g->refused;
+        if (shed != g->logged && (g->logged_ms == 0 || now - g->logged_ms >= SHED_LOG_MS)) {
+            tlog(CFG_LOG_WARN, "ops_http_shed", LF_U("late", g->late), LF_U("evicted", g->evicted),
+                 LF_U("refused", g->refused), LF_U("open", g->open),
+                 LF_U("deadline_ms", REQUEST_DEADLINE_MS), LF_U("per_ip_limit", PER_IP_LIMIT));
+            g->logged = shed;
+            g->logged_ms = now;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += SWEEP_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&g->wake, &g->lock, &until);
+    }
+    pthread_mutex_unlock(&g->lock);
+    return NULL;
+}
+
+static int guard_init(struct conn_guard *g)
+{
+    pthread_condattr_t ca;
+    if (pthread_mutex_init(&g->lock, NULL)) return -1;
+    if (pthread_condattr_init(&ca) || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) ||
+        pthread_cond_init(&g->wake, &ca)) {
+        pthread_mutex_destroy(&g->lock);
+        return -1;
+    }
+    pthread_condattr_destroy(&ca);
+    for (size_t i = 0; i < CONNECTION_LIMIT; i++)
+        g->slots[i].fd = -1;
+    return 0;
+}
+
+static void guard_stop(struct conn_guard *g)
+{
+    if (!g->running) return;
+    pthread_mutex_lock(&g->lock);
+    g->stop = true;
+    pthread_cond_signal(&g->wake);
+    pthread_mutex_unlock(&g->lock);
+    pthread_join(g->sweeper, NULL);
+    g->running = false;
+}
+
+static void guard_destroy(struct conn_guard *g)
+{
+    pthread_cond_destroy(&g->wake);
+    pthread_mutex_destroy(&g->lock);
+}
+
 /* ---- memory: everything jansson and the responses held is wiped before it is freed ---- */
 
 static void wipe_free(void *p)
@@ -90,33 +284,6 @@ static void response_free(void *cls)
 
 /* ---- JSON helpers ---- */
 
-/* A JSON string of s; bytes that are not UTF-8 become U+FFFD (jansson refuses them). */
-static json_t *jstr(const char *s)
-{
-    json_t *j = json_string(s);
-    if (j) return j;
-    size_t n = strlen(s), o = 0;
-    char *buf = malloc(3 * n + 1);
-    if (!buf) return NULL;
-    const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        size_t k = ops_utf8_seq(u + i);
-        if (k == 0) {
-            memcpy(buf + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i++;
-        } else {
-            memcpy(buf + o, u + i, k);
-            o += k;
-            i += k;
-        }
-    }
-    buf[o] = '\0';
-    j = json_string(buf);
-    wipe_free(buf);
-    return j;
-}
-
 static struct reply error_reply(unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static struct reply error_reply(unsigned status, const char *fmt, ...)
@@ -126,7 +293,7 @@ static struct reply error_reply(unsigned status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return (struct reply){status, json_pack("{s:o}", "error", jstr(msg))};
+    return (struct reply){status, json_pack("{s:o}", "error", ops_json_text(msg))};
 }
 
 static void format_time(int64_t t, char out[32])
@@ -160,6 +327,22 @@ static int get_int(json_t *in, const char *key, json_int_t min, json_int_t max, 
     return 1;
 }
 
+/* The first member of in not in the NULL-terminated list allowed, else NULL: a typo such as
+ * "max_allocation" must not silently give the default. */
+static const char *unknown_field(json_t *in, const char *const *allowed)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(in, key, v)
+    {
+        size_t i = 0;
+        while (allowed[i] && strcmp(allowed[i], key) != 0)
+            i++;
+        if (!allowed[i]) return key;
+    }
+    return NULL;
+}
+
 /* ---- the database: a connection of our own per call, so ternd's reader sees our commits ---- */
 
 static struct store *open_db(const struct ops_http *h, struct reply *r)
@@ -190,6 +373,8 @@ static struct reply post_credentials(const struct ops_http *h, json_t *in)
     int g = get_text(in, "user", &user);
     if (g == 0) return error_reply(400, "missing \"user\" (the user ID the credential is for)");
     if (g < 0) return error_reply(400, "\"user\" must be a non-empty string");
+    char why[OPS_ERR_LEN];
+    if (ops_name_refused(user, why)) return error_reply(400, "\"user\": %s", why);
     if (get_int(in, "ttl", TTL_MIN, TTL_MAX, &ttl) < 0)
         return error_reply(400, "\"ttl\" must be an integer number of seconds from %d to %d",
                            TTL_MIN, TTL_MAX);
@@ -239,7 +424,7 @@ static struct reply post_credentials(const struct ops_http *h, json_t *in)
         json_array_append_new(uris, json_string(u->v[i]));
     free(u);
     r.status = 200;
-    r.body = json_pack("{s:o, s:s, s:I, s:o}", "username", jstr(cred.username), "password",
+    r.body = json_pack("{s:o, s:s, s:I, s:o}", "username", ops_json_text(cred.username), "password",
                        cred.password, "ttl", ttl, "uris", uris);
     OPENSSL_cleanse(&cred, sizeof cred);
     return r;
@@ -251,8 +436,8 @@ static json_t *user_json(const struct store_user *u)
 {
     char when[32];
     format_time(u->created, when);
-    return json_pack("{s:o, s:o, s:I, s:I, s:b, s:s}", "realm", jstr(u->realm), "name",
-                     jstr(u->name), "max_allocations", (json_int_t)u->max_allocations,
+    return json_pack("{s:o, s:o, s:I, s:I, s:b, s:s}", "realm", ops_json_text(u->realm), "name",
+                     ops_json_text(u->name), "max_allocations", (json_int_t)u->max_allocations,
                      "bandwidth_bps", (json_int_t)u->bandwidth_bps, "disabled", u->disabled,
                      "created", when);
 }
@@ -341,6 +526,8 @@ static struct reply post_users(const struct ops_http *h, json_t *in)
     if (g <= 0)
         return error_reply(400, "%s",
                            g ? "\"name\" must be a non-empty string" : "missing \"name\"");
+    char why[OPS_ERR_LEN];
+    if (ops_name_refused(name, why)) return error_reply(400, "\"name\": %s", why);
     g = get_text(in, "password", &password);
     if (g <= 0)
         return error_reply(400, "%s",
@@ -356,7 +543,7 @@ static struct reply post_users(const struct ops_http *h, json_t *in)
     if (rc == STORE_EXISTS)
         return error_reply(409, "user %s already exists in realm %s", name, h->cfg->realm);
     if (rc != STORE_OK) return store_error(rc, err, "adding the user failed");
-    return (struct reply){201, json_pack("{s:o}", "name", jstr(name))};
+    return (struct reply){201, json_pack("{s:o}", "name", ops_json_text(name))};
 }
 
 static struct reply put_user(const struct ops_http *h, const char *name, json_t *in)
@@ -437,7 +624,7 @@ static int list_secret_fn(void *ctx, const struct store_secret *sec)
     char when[32];
     format_time(sec->created, when);
     json_array_append_new(ctx, json_pack("{s:I, s:s, s:o}", "id", (json_int_t)sec->id, "created",
-                                         when, "prefix", jstr(prefix)));
+                                         when, "prefix", ops_json_text(prefix)));
     OPENSSL_cleanse(prefix, sizeof prefix);
     return 0;
 }
@@ -650,6 +837,7 @@ static enum MHD_Result respond(struct MHD_Connection *conn, struct req *rq, cons
 {
     char *text = NULL;
     rq->answered = true;
+    conn_mark(rq->h, conn, true);
     if (rep.body) {
         text = json_dumps(rep.body, JSON_COMPACT | JSON_REAL_PRECISION(9));
         json_decref(rep.body);
@@ -732,6 +920,7 @@ static enum MHD_Result respond_metrics(const struct ops_http *h, struct MHD_Conn
                                        struct req *rq)
 {
     rq->answered = true;
+    conn_mark(rq->h, conn, true);
     size_t len = 0;
     char *text = relay_metrics(h->relay, &len);
     struct MHD_Response *res =
@@ -812,10 +1001,29 @@ static struct reply dispatch(const struct ops_http *h, enum route route, const c
             return error_reply(400, "the body is not valid JSON: %s (line %d, column %d)",
                                jerr.text, jerr.line, jerr.column);
     }
+    static const char *const cred_fields[] = {"user", "ttl", NULL};
+    static const char *const user_fields[] = {"name", "password", "max_allocations",
+                                              "bandwidth_bps", NULL};
+    static const char *const put_fields[] = {"password", "disabled", "max_allocations",
+                                             "bandwidth_bps", NULL};
+    static const char *const secret_fields[] = {"secret", NULL};
+    const char *const *allowed = route == R_CREDENTIALS ? cred_fields
+                                 : route == R_USERS     ? user_fields
+                                 : route == R_USER      ? put_fields
+                                                        : secret_fields;
+    const char *unknown = json_is_object(in) ? unknown_field(in, allowed) : NULL;
     struct reply r;
     if (!json_is_object(in))
         r = error_reply(400, "the body must be a JSON object");
-    else if (route == R_CREDENTIALS)
+    else if (unknown) {
+        char *shown = ops_text_escaped(unknown), list[128] = "";
+        for (size_t i = 0; allowed[i]; i++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
+                     allowed[i]);
+        r = error_reply(400, "unknown field \"%s\" in the body (this endpoint takes: %s)",
+                        shown ? shown : "?", list);
+        free(shown);
+    } else if (route == R_CREDENTIALS)
         r = post_credentials(h, in);
     else if (route == R_USERS)
         r = post_users(h, in);
@@ -831,7 +1039,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
-    const struct ops_http *h = cls;
+    struct ops_http *h = cls;
     struct req *rq = *con_cls;
     const char *arg;
     enum route route = route_of(url, &arg);
@@ -841,6 +1049,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!rq) {
         rq = calloc(1, sizeof *rq);
         if (!rq) return MHD_NO;
+        rq->h = h;
         *con_cls = rq;
         if (route == R_METRICS && method_allowed(route, method))
             return respond_metrics(h, conn, rq);
@@ -875,9 +1084,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     struct req *rq = *con_cls;
-    (void)cls;
-    (void)conn;
     (void)toe;
+    conn_mark(cls, conn, false); /* a keep-alive connection's next request has its own deadline */
     if (!rq) return;
     if (rq->body) {
         OPENSSL_cleanse(rq->body, rq->len);
@@ -908,6 +1116,12 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
         memcpy(h->start_error, msg, sizeof msg);
         return;
     }
+    if (strstr(msg, "reached connection limit")) { /* the total or the per-IP limit */
+        pthread_mutex_lock(&h->guard.lock);
+        h->guard.refused++; /* counted; logged per episode by the sweeper */
+        pthread_mutex_unlock(&h->guard.lock);
+        return;
+    }
     tlog(CFG_LOG_WARN, "ops_http_error", LF_S("error", msg));
 }
 
@@ -921,6 +1135,12 @@ struct ops_http *ops_http_start(const struct tern_config *cfg, struct relay *rel
     }
     h->cfg = cfg;
     h->relay = relay;
+    if (guard_init(&h->guard)) {
+        tlog(CFG_LOG_ERROR, "ops_listen_failed", LF_A("address", &cfg->ops_listen),
+             LF_S("error", "cannot create the connection guard's lock"));
+        free(h);
+        return NULL;
+    }
     atomic_init(&h->starting, true);
     json_set_alloc_funcs(malloc, wipe_free); /* request bodies hold passwords and secrets */
     if (cfg->ops_token) {
@@ -930,22 +1150,35 @@ struct ops_http *ops_http_start(const struct tern_config *cfg, struct relay *rel
                         mdlen == sizeof h->token_hash;
     }
     union stun_addr bind = cfg->ops_listen;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    /* MHD_USE_ITC: MHD_stop_daemon wakes the thread through a pipe; without it, it only shuts
+     * the listen socket, which MHD stops polling at the connection limit, so a stop waited
+     * for the next byte of some slow client. */
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (bind.sa.sa_family == AF_INET6) flags |= MHD_USE_IPv6;
     errno = 0;
     h->daemon = MHD_start_daemon(
-        flags, (uint16_t)addr_port(&bind), NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
+        flags, (uint16_t)addr_port(&bind), on_accept, h, on_request, h, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&bind.sa, MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, (void *)NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, (void *)h,
-        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, (void *)NULL, MHD_OPTION_END);
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)PER_IP_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)CONNECTION_TIMEOUT, MHD_OPTION_NOTIFY_CONNECTION, on_connection, (void *)h,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        (void *)h, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, (void *)NULL, MHD_OPTION_END);
     int saved = errno;
     atomic_store(&h->starting, false);
+    if (h->daemon && pthread_create(&h->guard.sweeper, NULL, sweeper, &h->guard) == 0)
+        h->guard.running = true;
+    else if (h->daemon) {
+        MHD_stop_daemon(h->daemon);
+        h->daemon = NULL;
+        snprintf(h->start_error, sizeof h->start_error, "cannot start the connection sweeper");
+    }
     if (!h->daemon) {
         tlog(CFG_LOG_ERROR, "ops_listen_failed", LF_A("address", &cfg->ops_listen),
              LF_S("error", h->start_error[0] ? h->start_error
                            : saved           ? strerror(saved)
                                              : "the HTTP server did not start"));
+        guard_destroy(&h->guard);
         free(h);
         return NULL;
     }
@@ -959,7 +1192,9 @@ struct ops_http *ops_http_start(const struct tern_config *cfg, struct relay *rel
 void ops_http_stop(struct ops_http *h)
 {
     if (!h) return;
+    guard_stop(&h->guard);
     MHD_stop_daemon(h->daemon);
+    guard_destroy(&h->guard);
     OPENSSL_cleanse(h->token_hash, sizeof h->token_hash);
     free(h);
 }

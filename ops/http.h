@@ -13,9 +13,14 @@ struct ops_http;
  * relay: where allocations and metrics are read (borrowed; it outlives the server). Logs
  * "ops_listening" (address, port: the bound one when the config says 0), or
  * "ops_listen_failed" naming the address and returns NULL. Call it after the signals are
- * blocked, so the server thread inherits the mask. cfg is borrowed until ops_http_stop. */
+ * blocked, so the server thread inherits the mask. cfg is borrowed until ops_http_stop.
+ * Slow clients cannot starve it: a request (header and body) not complete 5 s after its
+ * connection opened (or its previous request ended) is closed, one address holds at most 16
+ * connections, and above 240 of 256 each new connection evicts the oldest unfinished one, so
+ * /healthz still answers; what was shed is logged as "ops_http_shed" (at most every 10 s). */
 struct ops_http *ops_http_start(const struct tern_config *cfg, struct relay *relay);
-/* Close the listener and every connection, wait for the thread, free everything. NULL ok. */
+/* Close the listener and every connection, wait for the threads, free everything: at once,
+ * whatever half-sent requests are open. NULL ok. */
 void ops_http_stop(struct ops_http *h);
 
 #endif

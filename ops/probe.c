@@ -22,6 +22,8 @@
 #include <nice/agent.h>
 #include <srtp2/srtp.h>
 
+#include "wire.h"
+
 #ifndef TERN_VERSION
 #define TERN_VERSION "0.1.0"
 #endif
@@ -176,25 +178,6 @@ static void addr_str(const NiceAddress *a, gchar *out, size_t outlen)
 
 /* ---- RTP and RTCP on the wire ---- */
 
-static void put16(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* NTP time of now (wall clock): 64 bits, and the middle 32 (RFC 3550 LSR units, 1/65536 s). */
 static uint64_t ntp_now(int64_t real_us)
 {
@@ -224,9 +207,9 @@ static void rtp_header(uint8_t *b, bool marker, uint8_t pt, uint16_t seq, uint32
 {
     b[0] = 0x80;
     b[1] = (uint8_t)((marker ? 0x80 : 0) | pt);
-    put16(b + 2, seq);
-    put32(b + 4, ts);
-    put32(b + 8, ssrc);
+    wr16(b + 2, seq);
+    wr32(b + 4, ts);
+    wr32(b + 8, ssrc);
 }
 
 static void send_audio(struct side *s)
@@ -279,14 +262,14 @@ static void report_block(uint8_t *b, struct rx_stream *r, int64_t now_real_us)
     uint8_t fraction = exp_int && lost_int > 0 ? (uint8_t)((lost_int << 8) / (int64_t)exp_int) : 0;
     if (lost > 0x7FFFFF) lost = 0x7FFFFF;
     if (lost < -0x800000) lost = -0x800000;
-    put32(b, r->ssrc);
-    put32(b + 4, (uint32_t)fraction << 24 | ((uint32_t)lost & 0xFFFFFF));
-    put32(b + 8, ext_max);
-    put32(b + 12, (uint32_t)(r->jitter_q4 >> 4));
+    wr32(b, r->ssrc);
+    wr32(b + 4, (uint32_t)fraction << 24 | ((uint32_t)lost & 0xFFFFFF));
+    wr32(b + 8, ext_max);
+    wr32(b + 12, (uint32_t)(r->jitter_q4 >> 4));
     uint32_t dlsr = 0;
     if (r->last_sr_us) dlsr = (uint32_t)((now_real_us - r->last_sr_us) * 65536 / 1000000);
-    put32(b + 16, r->last_sr_mid);
-    put32(b + 20, r->last_sr_mid ? dlsr : 0);
+    wr32(b + 16, r->last_sr_mid);
+    wr32(b + 20, r->last_sr_mid ? dlsr : 0);
 }
 
 /* A compound SRTCP packet: SR from our audio SSRC with a report block per received stream. */
@@ -298,12 +281,12 @@ static void send_rtcp(struct side *s)
     struct tx_stream *t = &s->out[AUDIO];
     int rc = 0;
     uint8_t *b = buf + 8;
-    put32(b, (uint32_t)(ntp >> 32));
-    put32(b + 4, (uint32_t)ntp);
+    wr32(b, (uint32_t)(ntp >> 32));
+    wr32(b + 4, (uint32_t)ntp);
     uint64_t elapsed = (uint64_t)(g_get_monotonic_time() - s->p->t_media);
-    put32(b + 8, t->ts0 + (uint32_t)(elapsed * AUDIO_CLOCK / 1000000));
-    put32(b + 12, (uint32_t)t->packets);
-    put32(b + 16, (uint32_t)t->octets);
+    wr32(b + 8, t->ts0 + (uint32_t)(elapsed * AUDIO_CLOCK / 1000000));
+    wr32(b + 12, (uint32_t)t->packets);
+    wr32(b + 16, (uint32_t)t->octets);
     b += 20;
     for (int k = 0; k < NKIND; k++) {
         if (!s->in[k].init) continue;
@@ -314,8 +297,8 @@ static void send_rtcp(struct side *s)
     int len = (int)(b - buf);
     buf[0] = (uint8_t)(0x80 | rc);
     buf[1] = 200; /* SR */
-    put16(buf + 2, (uint32_t)(len / 4 - 1));
-    put32(buf + 4, t->ssrc);
+    wr16(buf + 2, (uint16_t)(len / 4 - 1));
+    wr32(buf + 4, t->ssrc);
     if (srtp_protect_rtcp(s->tx, buf, &len) != srtp_err_status_ok) return;
     nice_agent_send(s->agent, s->stream, 1, (guint)len, (const gchar *)buf);
 }
@@ -325,7 +308,7 @@ static void send_rtcp(struct side *s)
 static void rx_rtp(struct side *s, struct rx_stream *r, const uint8_t *b, int64_t real_us)
 {
     uint16_t seq = (uint16_t)(b[2] << 8 | b[3]);
-    uint32_t ts = get32(b + 4);
+    uint32_t ts = rd32(b + 4);
     bool in_order = true;
     if (!r->init) {
         r->init = true;
@@ -367,8 +350,8 @@ static void rx_rtcp(struct side *s, const uint8_t *b, int len, int64_t real_us)
         int plen = ((b[2] << 8 | b[3]) + 1) * 4, rc = b[0] & 0x1F;
         if (plen > len) break;
         if (b[1] == 200 && plen >= 28) { /* SR */
-            uint32_t ssrc = get32(b + 4);
-            uint64_t ntp = (uint64_t)get32(b + 8) << 32 | get32(b + 12);
+            uint32_t ssrc = rd32(b + 4);
+            uint64_t ntp = (uint64_t)rd32(b + 8) << 32 | rd32(b + 12);
             for (int k = 0; k < NKIND; k++)
                 if (s->in[k].ssrc == ssrc) {
                     s->in[k].last_sr_mid = ntp_mid(ntp);
@@ -376,8 +359,8 @@ static void rx_rtcp(struct side *s, const uint8_t *b, int len, int64_t real_us)
                 }
             const uint8_t *rb = b + 28;
             for (int i = 0; i < rc && rb + 24 <= b + plen; i++, rb += 24) {
-                uint32_t lsr = get32(rb + 16), dlsr = get32(rb + 20);
-                if (get32(rb) != my_audio || lsr == 0) continue;
+                uint32_t lsr = rd32(rb + 16), dlsr = rd32(rb + 20);
+                if (rd32(rb) != my_audio || lsr == 0) continue;
                 uint32_t a = ntp_mid(ntp_now(real_us));
                 int32_t rtt = (int32_t)(a - lsr - dlsr);
                 if (rtt >= 0 && s->nrtt < MAX_RTT_SAMPLES) s->rtt[s->nrtt++] = rtt / 65536.0;
@@ -411,7 +394,7 @@ static void on_recv(NiceAgent *agent, guint stream_id, guint component_id, guint
         rx_rtcp(s, buf, n, now);
         return;
     }
-    uint32_t ssrc = get32(buf + 8);
+    uint32_t ssrc = rd32(buf + 8);
     struct rx_stream *r = NULL;
     for (int k = 0; k < NKIND; k++)
         if (s->in[k].ssrc == ssrc) r = &s->in[k];
@@ -865,7 +848,7 @@ static json_t *relay_flow(const json_t *detail, const char *peer)
 
 /* ---- the verdict ---- */
 
-static double median(double *v, size_t n)
+static double median(const double *v, size_t n)
 {
     if (!n) return NAN;
     double *c = g_memdup2(v, n * sizeof *v);
@@ -926,141 +909,238 @@ static void reason(struct probe *p, int code, GString *why, const char *fmt, ...
     g_free(m);
 }
 
-/* Compare, print, and set p->exit_code; returns the report (JSON). */
-static json_t *verdict(struct probe *p, json_t *det_a, json_t *det_b, GString *why)
+/* What the verdict weighs, computed first (compute_measures), then judged against the options
+ * (judge), then rendered (render_text, render_json): plain numbers, NAN where unknown. */
+struct leg_measure {
+    bool present; /* the relay reports the stream at this leg */
+    double received, lost_net, loss, jitter;
+};
+
+struct stream_measure {
+    char name[64]; /* "a->b audio SSRC" */
+    const struct side *tx, *rx;
+    const struct tx_stream *t;
+    const struct rx_stream *r;
+    enum kind kind;
+    double expected, loss, jitter; /* at the receiving endpoint */
+    int nlegs;                     /* 2 when the relay was asked, else 0 */
+    struct leg_measure leg[2];     /* client leg (sender's allocation), peer leg (receiver's) */
+};
+
+struct rtt_measure {
+    const struct side *s;
+    double endpoint;           /* median of its RTCP samples */
+    double path, client, peer; /* the relay's path RTT and its legs' medians */
+    bool relay_asked;
+};
+
+struct measures {
+    struct stream_measure st[2 * NKIND];
+    struct rtt_measure rtt[2];
+    double worst_loss, worst_jit, worst_rtt;
+};
+
+static const char *const leg_label[2] = {"relay client-leg", "relay peer-leg"};
+
+static void compute_measures(const struct probe *p, json_t *det_a, json_t *det_b,
+                             struct measures *m)
 {
-    const struct opts *o = &p->o;
-    json_t *rep = json_object(), *streams = json_array();
-    json_object_set_new(rep, "server", json_sprintf("%s:%u", o->server_ip, o->port));
-    json_object_set_new(rep, "transport", json_string(o->tcp ? "tcp" : "udp"));
-    json_object_set_new(rep, "duration_seconds", json_real(o->duration));
-    json_object_set_new(rep, "relayed",
-                        json_pack("{s:s,s:s}", "a", p->a.local_relay, "b", p->b.local_relay));
-    bool human = !o->json;
-    if (human)
-        printf("%-24s %-16s %9s %9s %8s %8s %10s\n", "stream", "observer", "sent", "received",
-               "lost", "loss %", "jitter ms");
-    struct side *sides[2] = {&p->a, &p->b};
-    double worst_loss = NAN, worst_jit = NAN;
+    const struct side *sides[2] = {&p->a, &p->b};
+    m->worst_loss = m->worst_jit = m->worst_rtt = NAN;
     for (int k = 0; k < 2; k++) {
-        struct side *tx = sides[k], *rx = sides[1 - k];
-        for (int m = 0; m < NKIND; m++) {
-            struct tx_stream *t = &tx->out[m];
-            struct rx_stream *r = &rx->in[m];
-            char name[64], b1[24], b2[24];
-            snprintf(name, sizeof name, "%s->%s %s %08" PRIx32, tx->name, rx->name, kind_name[m],
-                     t->ssrc);
-            double eloss = rx_loss_ratio(r), ejit = rx_jitter(r);
-            if (isnan(eloss) || r->received == 0) eloss = 1.0; /* nothing arrived */
-            double expected = r->init ? (double)(r->cycles + r->max_seq) - r->base_seq + 1 : 0;
-            if (isnan(worst_loss) || eloss > worst_loss) worst_loss = eloss;
-            if (!isnan(ejit) && (isnan(worst_jit) || ejit > worst_jit)) worst_jit = ejit;
-            json_t *js = json_pack(
-                "{s:s,s:s,s:I,s:s,s:{s:I,s:I,s:f,s:o,s:I,s:I,s:I}}", "from", tx->name, "to",
-                rx->name, "ssrc", (json_int_t)t->ssrc, "kind", kind_name[m], "endpoint", "sent",
-                (json_int_t)t->packets, "received", (json_int_t)r->received, "loss_ratio", eloss,
-                "jitter_seconds", jreal(ejit), "duplicates", (json_int_t)r->duplicates, "reordered",
-                (json_int_t)r->reordered, "expected", (json_int_t)expected);
-            if (human)
-                printf("%-24s %-16s %9" PRIu64 " %9" PRIu64 " %8.0f %8s %10s\n", name,
-                       rx->name[0] == 'a' ? "endpoint a" : "endpoint b", t->packets, r->received,
-                       expected - (double)r->received, pct(eloss, b1), ms(ejit, b2));
+        const struct side *tx = sides[k], *rx = sides[1 - k];
+        for (int kind = 0; kind < NKIND; kind++) {
+            struct stream_measure *sm = &m->st[k * NKIND + kind];
+            const struct tx_stream *t = &tx->out[kind];
+            const struct rx_stream *r = &rx->in[kind];
+            *sm = (struct stream_measure){.tx = tx, .rx = rx, .t = t, .r = r, .kind = kind};
+            snprintf(sm->name, sizeof sm->name, "%s->%s %s %08" PRIx32, tx->name, rx->name,
+                     kind_name[kind], t->ssrc);
+            sm->loss = rx_loss_ratio(r);
+            sm->jitter = rx_jitter(r);
+            if (isnan(sm->loss) || r->received == 0) sm->loss = 1.0; /* nothing arrived */
+            sm->expected = r->init ? (double)(r->cycles + r->max_seq) - r->base_seq + 1 : 0;
+            if (isnan(m->worst_loss) || sm->loss > m->worst_loss) m->worst_loss = sm->loss;
+            if (!isnan(sm->jitter) && (isnan(m->worst_jit) || sm->jitter > m->worst_jit))
+                m->worst_jit = sm->jitter;
             /* The relay saw this stream twice: arriving from the sender's client leg (on the
              * sender's allocation) and from the peer leg (on the receiver's allocation). */
             json_t *dets[2] = {k == 0 ? det_a : det_b, k == 0 ? det_b : det_a};
             const char *peers[2] = {tx->remote_relay, rx->remote_relay};
             const char *dirs[2] = {"from_client", "from_peer"};
-            const char *labels[2] = {"relay client-leg", "relay peer-leg"};
-            for (int h = 0; h < 2 && dets[0]; h++) {
-                json_t *s = dets[h] ? relay_stream(dets[h], peers[h], dirs[h], t->ssrc) : NULL;
-                double rexp = jnum(s, "packets_expected"), rrec = jnum(s, "packets_received");
-                double rlost = jnum(s, "packets_lost_net"), rjit = jnum(s, "jitter_seconds");
-                double rloss = rexp > 0 ? rlost / rexp : NAN;
-                if (human)
-                    printf("%-24s %-16s %9s %9.0f %8.0f %8s %10s\n", "", labels[h], "", rrec, rlost,
-                           pct(rloss, b1), ms(rjit, b2));
-                json_object_set_new(js, h == 0 ? "relay_client_leg" : "relay_peer_leg",
-                                    s ? json_pack("{s:o,s:o,s:o,s:o}", "received", jreal(rrec),
-                                                  "lost_net", jreal(rlost), "loss_ratio",
-                                                  jreal(rloss), "jitter_seconds", jreal(rjit))
-                                      : json_null());
-                if (!s) {
-                    reason(p, EXIT_QUALITY, why, "the relay reports no RTP stream %s at its %s",
-                           name, labels[h] + 6);
-                    continue;
-                }
-                if (!isnan(o->tol_loss) && fabs(rloss - eloss) * 100 > o->tol_loss &&
-                    !(h == 0 && rloss <= eloss)) /* loss may grow after the first hop */
-                    reason(p, EXIT_QUALITY, why,
-                           "%s loss: endpoint %s %.2f%%, relay %s %.2f%% (tolerance %.2f points)",
-                           name, rx->name, eloss * 100, labels[h] + 6, rloss * 100, o->tol_loss);
-                if (isnan(rjit))
-                    reason(p, EXIT_QUALITY, why, "%s: the relay reports no jitter at its %s", name,
-                           labels[h] + 6);
-                else if (!isnan(ejit) && fabs(rjit - ejit) * 1e3 > o->tol_jitter_ms)
-                    reason(p, EXIT_QUALITY, why,
-                           "%s jitter: endpoint %s %.3f ms, relay %s %.3f ms (tolerance %.3f ms)",
-                           name, rx->name, ejit * 1e3, labels[h] + 6, rjit * 1e3, o->tol_jitter_ms);
+            sm->nlegs = dets[0] ? 2 : 0;
+            for (int h = 0; h < sm->nlegs; h++) {
+                json_t *js = dets[h] ? relay_stream(dets[h], peers[h], dirs[h], t->ssrc) : NULL;
+                struct leg_measure *l = &sm->leg[h];
+                double rexp = jnum(js, "packets_expected");
+                l->present = js != NULL;
+                l->received = jnum(js, "packets_received");
+                l->lost_net = jnum(js, "packets_lost_net");
+                l->jitter = jnum(js, "jitter_seconds");
+                l->loss = rexp > 0 ? l->lost_net / rexp : NAN;
             }
-            json_array_append_new(streams, js);
         }
     }
-    json_object_set_new(rep, "streams", streams);
     /* RTT: each endpoint's RTCP estimate vs the relay's path RTT (client leg + peer leg) of that
      * endpoint's allocation toward the other's relayed address. */
-    json_t *rtts = json_array();
-    double worst_rtt = NAN;
-    if (human)
-        printf("\n%-8s %12s %8s %14s %14s %14s\n", "rtt", "endpoint ms", "samples", "relay path ms",
-               "client p50 ms", "peer p50 ms");
     for (int k = 0; k < 2; k++) {
-        struct side *s = sides[k];
-        double e = median(s->rtt, s->nrtt);
-        if (!isnan(e) && (isnan(worst_rtt) || e > worst_rtt)) worst_rtt = e;
+        const struct side *s = sides[k];
+        struct rtt_measure *rm = &m->rtt[k];
         json_t *det = k == 0 ? det_a : det_b;
         json_t *flow = det ? relay_flow(det, s->remote_relay) : NULL;
+        rm->s = s;
+        rm->relay_asked = det != NULL;
+        rm->endpoint = median(s->rtt, s->nrtt);
+        if (!isnan(rm->endpoint) && (isnan(m->worst_rtt) || rm->endpoint > m->worst_rtt))
+            m->worst_rtt = rm->endpoint;
         /* The relay's legs by their medians (p50): one late consent check does not decide, as
          * the endpoint's RTT is the median of its RTCP samples; path_rtt_seconds (the latest
          * samples' sum) when a median is missing. */
-        double cl = jnum(json_object_get(json_object_get(det, "client_leg"), "rtt"), "p50_seconds");
-        double pl = jnum(json_object_get(json_object_get(flow, "peer_leg"), "rtt"), "p50_seconds");
-        double path = !isnan(cl) && !isnan(pl) ? cl + pl : jnum(flow, "path_rtt_seconds");
-        char b1[24], b2[24], b3[24], b4[24];
-        if (human)
-            printf("%-8s %12s %8zu %14s %14s %14s\n", k == 0 ? "a<->b" : "b<->a", ms(e, b1),
-                   s->nrtt, ms(path, b2), ms(cl, b3), ms(pl, b4));
-        json_array_append_new(rtts, json_pack("{s:s,s:o,s:I,s:o,s:o,s:o}", "endpoint", s->name,
-                                              "rtt_seconds", jreal(e), "samples",
-                                              (json_int_t)s->nrtt, "relay_path_rtt_seconds",
-                                              jreal(path), "relay_client_leg_seconds", jreal(cl),
-                                              "relay_peer_leg_seconds", jreal(pl)));
-        if (isnan(e))
-            reason(p, EXIT_QUALITY, why, "endpoint %s measured no RTT (no RTCP report)", s->name);
-        if (!det) continue;
-        if (isnan(path))
+        rm->client =
+            jnum(json_object_get(json_object_get(det, "client_leg"), "rtt"), "p50_seconds");
+        rm->peer = jnum(json_object_get(json_object_get(flow, "peer_leg"), "rtt"), "p50_seconds");
+        rm->path = !isnan(rm->client) && !isnan(rm->peer) ? rm->client + rm->peer
+                                                          : jnum(flow, "path_rtt_seconds");
+    }
+}
+
+/* Every reason the measures fail the options, in report order; sets p->exit_code. */
+static void judge(struct probe *p, const struct measures *m, GString *why)
+{
+    const struct opts *o = &p->o;
+    for (size_t i = 0; i < 2 * NKIND; i++) {
+        const struct stream_measure *sm = &m->st[i];
+        for (int h = 0; h < sm->nlegs; h++) {
+            const struct leg_measure *l = &sm->leg[h];
+            const char *leg = leg_label[h] + 6;
+            if (!l->present) {
+                reason(p, EXIT_QUALITY, why, "the relay reports no RTP stream %s at its %s",
+                       sm->name, leg);
+                continue;
+            }
+            if (!isnan(o->tol_loss) && fabs(l->loss - sm->loss) * 100 > o->tol_loss &&
+                !(h == 0 && l->loss <= sm->loss)) /* loss may grow after the first hop */
+                reason(p, EXIT_QUALITY, why,
+                       "%s loss: endpoint %s %.2f%%, relay %s %.2f%% (tolerance %.2f points)",
+                       sm->name, sm->rx->name, sm->loss * 100, leg, l->loss * 100, o->tol_loss);
+            if (isnan(l->jitter))
+                reason(p, EXIT_QUALITY, why, "%s: the relay reports no jitter at its %s", sm->name,
+                       leg);
+            else if (!isnan(sm->jitter) && fabs(l->jitter - sm->jitter) * 1e3 > o->tol_jitter_ms)
+                reason(p, EXIT_QUALITY, why,
+                       "%s jitter: endpoint %s %.3f ms, relay %s %.3f ms (tolerance %.3f ms)",
+                       sm->name, sm->rx->name, sm->jitter * 1e3, leg, l->jitter * 1e3,
+                       o->tol_jitter_ms);
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        const struct rtt_measure *rm = &m->rtt[k];
+        if (isnan(rm->endpoint))
+            reason(p, EXIT_QUALITY, why, "endpoint %s measured no RTT (no RTCP report)",
+                   rm->s->name);
+        if (!rm->relay_asked) continue;
+        if (isnan(rm->path))
             reason(p, EXIT_QUALITY, why, "the relay reports no path RTT for %s's allocation",
-                   s->name);
-        else if (!isnan(e) && fabs(path - e) * 1e3 > o->tol_rtt_ms)
+                   rm->s->name);
+        else if (!isnan(rm->endpoint) && fabs(rm->path - rm->endpoint) * 1e3 > o->tol_rtt_ms)
             reason(p, EXIT_QUALITY, why,
-                   "RTT: endpoint %s %.3f ms, relay path %.3f ms (tolerance %.3f ms)", s->name,
-                   e * 1e3, path * 1e3, o->tol_rtt_ms);
+                   "RTT: endpoint %s %.3f ms, relay path %.3f ms (tolerance %.3f ms)", rm->s->name,
+                   rm->endpoint * 1e3, rm->path * 1e3, o->tol_rtt_ms);
+    }
+    /* Thresholds on what the endpoints measured. */
+    if (!isnan(o->max_loss) && !(m->worst_loss * 100 <= o->max_loss))
+        reason(p, EXIT_QUALITY, why, "loss %.2f%% above --max-loss %.2f%%", m->worst_loss * 100,
+               o->max_loss);
+    if (!isnan(o->max_jitter_ms) && !(m->worst_jit * 1e3 <= o->max_jitter_ms))
+        reason(p, EXIT_QUALITY, why, "jitter %.3f ms above --max-jitter-ms %.3f",
+               m->worst_jit * 1e3, o->max_jitter_ms);
+    if (!isnan(o->max_rtt_ms) && !(m->worst_rtt * 1e3 <= o->max_rtt_ms))
+        reason(p, EXIT_QUALITY, why, "rtt %.3f ms above --max-rtt-ms %.4f", m->worst_rtt * 1e3,
+               o->max_rtt_ms);
+}
+
+/* The human tables: streams as each endpoint and each relay leg saw them, then RTT. */
+static void render_text(const struct measures *m)
+{
+    char b1[24], b2[24], b3[24], b4[24];
+    printf("%-24s %-16s %9s %9s %8s %8s %10s\n", "stream", "observer", "sent", "received", "lost",
+           "loss %", "jitter ms");
+    for (size_t i = 0; i < 2 * NKIND; i++) {
+        const struct stream_measure *sm = &m->st[i];
+        printf("%-24s %-16s %9" PRIu64 " %9" PRIu64 " %8.0f %8s %10s\n", sm->name,
+               sm->rx->name[0] == 'a' ? "endpoint a" : "endpoint b", sm->t->packets,
+               sm->r->received, sm->expected - (double)sm->r->received, pct(sm->loss, b1),
+               ms(sm->jitter, b2));
+        for (int h = 0; h < sm->nlegs; h++)
+            printf("%-24s %-16s %9s %9.0f %8.0f %8s %10s\n", "", leg_label[h], "",
+                   sm->leg[h].received, sm->leg[h].lost_net, pct(sm->leg[h].loss, b1),
+                   ms(sm->leg[h].jitter, b2));
+    }
+    printf("\n%-8s %12s %8s %14s %14s %14s\n", "rtt", "endpoint ms", "samples", "relay path ms",
+           "client p50 ms", "peer p50 ms");
+    for (int k = 0; k < 2; k++) {
+        const struct rtt_measure *rm = &m->rtt[k];
+        printf("%-8s %12s %8zu %14s %14s %14s\n", k == 0 ? "a<->b" : "b<->a", ms(rm->endpoint, b1),
+               rm->s->nrtt, ms(rm->path, b2), ms(rm->client, b3), ms(rm->peer, b4));
+    }
+}
+
+/* The report (JSON): the run, every stream at the endpoint and the relay's legs, RTT, worst. */
+static json_t *render_json(const struct probe *p, const struct measures *m)
+{
+    const struct opts *o = &p->o;
+    json_t *rep = json_object(), *streams = json_array(), *rtts = json_array();
+    json_object_set_new(rep, "server", json_sprintf("%s:%u", o->server_ip, o->port));
+    json_object_set_new(rep, "transport", json_string(o->tcp ? "tcp" : "udp"));
+    json_object_set_new(rep, "duration_seconds", json_real(o->duration));
+    json_object_set_new(rep, "relayed",
+                        json_pack("{s:s,s:s}", "a", p->a.local_relay, "b", p->b.local_relay));
+    for (size_t i = 0; i < 2 * NKIND; i++) {
+        const struct stream_measure *sm = &m->st[i];
+        json_t *js = json_pack("{s:s,s:s,s:I,s:s,s:{s:I,s:I,s:f,s:o,s:I,s:I,s:I}}", "from",
+                               sm->tx->name, "to", sm->rx->name, "ssrc", (json_int_t)sm->t->ssrc,
+                               "kind", kind_name[sm->kind], "endpoint", "sent",
+                               (json_int_t)sm->t->packets, "received", (json_int_t)sm->r->received,
+                               "loss_ratio", sm->loss, "jitter_seconds", jreal(sm->jitter),
+                               "duplicates", (json_int_t)sm->r->duplicates, "reordered",
+                               (json_int_t)sm->r->reordered, "expected", (json_int_t)sm->expected);
+        for (int h = 0; h < sm->nlegs; h++) {
+            const struct leg_measure *l = &sm->leg[h];
+            json_object_set_new(js, h == 0 ? "relay_client_leg" : "relay_peer_leg",
+                                l->present
+                                    ? json_pack("{s:o,s:o,s:o,s:o}", "received", jreal(l->received),
+                                                "lost_net", jreal(l->lost_net), "loss_ratio",
+                                                jreal(l->loss), "jitter_seconds", jreal(l->jitter))
+                                    : json_null());
+        }
+        json_array_append_new(streams, js);
+    }
+    json_object_set_new(rep, "streams", streams);
+    for (int k = 0; k < 2; k++) {
+        const struct rtt_measure *rm = &m->rtt[k];
+        json_array_append_new(
+            rtts, json_pack("{s:s,s:o,s:I,s:o,s:o,s:o}", "endpoint", rm->s->name, "rtt_seconds",
+                            jreal(rm->endpoint), "samples", (json_int_t)rm->s->nrtt,
+                            "relay_path_rtt_seconds", jreal(rm->path), "relay_client_leg_seconds",
+                            jreal(rm->client), "relay_peer_leg_seconds", jreal(rm->peer)));
     }
     json_object_set_new(rep, "rtt", rtts);
-    /* Thresholds on what the endpoints measured. */
-    if (!isnan(o->max_loss) && !(worst_loss * 100 <= o->max_loss))
-        reason(p, EXIT_QUALITY, why, "loss %.2f%% above --max-loss %.2f%%", worst_loss * 100,
-               o->max_loss);
-    if (!isnan(o->max_jitter_ms) && !(worst_jit * 1e3 <= o->max_jitter_ms))
-        reason(p, EXIT_QUALITY, why, "jitter %.3f ms above --max-jitter-ms %.3f", worst_jit * 1e3,
-               o->max_jitter_ms);
-    if (!isnan(o->max_rtt_ms) && !(worst_rtt * 1e3 <= o->max_rtt_ms))
-        reason(p, EXIT_QUALITY, why, "rtt %.3f ms above --max-rtt-ms %.4f", worst_rtt * 1e3,
-               o->max_rtt_ms);
     json_object_set_new(rep, "worst",
-                        json_pack("{s:o,s:o,s:o}", "loss_ratio", jreal(worst_loss),
-                                  "jitter_seconds", jreal(worst_jit), "rtt_seconds",
-                                  jreal(worst_rtt)));
+                        json_pack("{s:o,s:o,s:o}", "loss_ratio", jreal(m->worst_loss),
+                                  "jitter_seconds", jreal(m->worst_jit), "rtt_seconds",
+                                  jreal(m->worst_rtt)));
     return rep;
+}
+
+/* Compute, judge (sets p->exit_code, reasons into why), print the tables unless --json;
+ * returns the report (JSON). */
+static json_t *verdict(struct probe *p, json_t *det_a, json_t *det_b, GString *why)
+{
+    struct measures m;
+    compute_measures(p, det_a, det_b, &m);
+    judge(p, &m, why);
+    if (!p->o.json) render_text(&m);
+    return render_json(p, &m);
 }
 
 /* ---- options ---- */

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -179,42 +180,107 @@ size_t ops_utf8_seq(const unsigned char *s)
     return n;
 }
 
-void ops_json_fputs(FILE *f, const char *str)
+json_t *ops_json_text(const char *s)
 {
-    const unsigned char *s = (const unsigned char *)str;
-    fputc('"', f);
-    while (*s) {
-        unsigned c = *s;
-        size_t n = 1;
-        if (c == '"' || c == '\\') {
-            fputc('\\', f);
-            fputc((int)c, f);
-        } else if (c == '\n')
-            fputs("\\n", f);
-        else if (c == '\r')
-            fputs("\\r", f);
-        else if (c == '\t')
-            fputs("\\t", f);
-        else if (c < 0x20 || c == 0x7F)
-            fprintf(f, "\\u%04x", c);
-        else if (c < 0x80)
-            fputc((int)c, f);
-        else if ((n = ops_utf8_seq(s)) == 0) {
-            fputs("\\ufffd", f);
-            n = 1;
-        } else
-            fwrite(s, 1, n, f);
-        s += n;
+    json_t *j = json_string(s);
+    if (j) return j;
+    size_t n = strlen(s), o = 0;
+    char *buf = malloc(3 * n + 1);
+    if (!buf) return NULL;
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t k = ops_utf8_seq(u + i);
+        if (k == 0) {
+            memcpy(buf + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+        } else {
+            memcpy(buf + o, u + i, k);
+            o += k;
+            i += k;
+        }
     }
-    fputc('"', f);
+    buf[o] = '\0';
+    j = json_string(buf);
+    OPENSSL_cleanse(buf, o);
+    free(buf);
+    return j;
 }
 
-void ops_uris_json(FILE *f, const struct ops_uris *u)
+/* The code point of a valid UTF-8 sequence of n bytes. */
+static unsigned utf8_cp(const unsigned char *s, size_t n)
 {
-    fputc('[', f);
-    for (size_t i = 0; i < u->n; i++) {
-        if (i) fputc(',', f);
-        ops_json_fputs(f, u->v[i]);
+    if (n == 1) return s[0];
+    unsigned cp = s[0] & (0xFFu >> (n + 1));
+    for (size_t i = 1; i < n; i++)
+        cp = cp << 6 | (s[i] & 0x3Fu);
+    return cp;
+}
+
+/* C1 controls and the bidirectional marks, overrides and isolates: invisible, and able to
+ * reorder what a terminal shows. */
+static bool invisible_cp(unsigned cp)
+{
+    return (cp >= 0x80 && cp <= 0x9F) || cp == 0x200E || cp == 0x200F ||
+           (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+int ops_name_refused(const char *name, char why[OPS_ERR_LEN])
+{
+    const unsigned char *s = (const unsigned char *)name;
+    for (size_t i = 0; s[i];) {
+        size_t n = ops_utf8_seq(s + i);
+        unsigned cp = n ? utf8_cp(s + i, n) : 0x100;
+        if (cp < 0x20 || cp == 0x7F || (n == 2 && cp <= 0x9F)) {
+            snprintf(why, OPS_ERR_LEN,
+                     "the name holds a control character (U+%04X at byte %zu); names may not "
+                     "contain control characters",
+                     cp, i);
+            return 1;
+        }
+        i += n ? n : 1;
     }
-    fputc(']', f);
+    return 0;
+}
+
+size_t ops_text_escape(const char *in, size_t len, char *out, size_t cap)
+{
+    const unsigned char *s = (const unsigned char *)in;
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        char esc[8];
+        size_t n = ops_utf8_seq(s + i);
+        if (n == 0 || i + n > len) {
+            n = 1;
+            snprintf(esc, sizeof esc, "\\x%02X", s[i]);
+        } else if (s[i] == '\\')
+            snprintf(esc, sizeof esc, "\\\\");
+        else if (s[i] == '\n')
+            snprintf(esc, sizeof esc, "\\n");
+        else if (s[i] == '\r')
+            snprintf(esc, sizeof esc, "\\r");
+        else if (s[i] == '\t')
+            snprintf(esc, sizeof esc, "\\t");
+        else if (s[i] < 0x20 || s[i] == 0x7F)
+            snprintf(esc, sizeof esc, "\\x%02X", s[i]);
+        else if (invisible_cp(utf8_cp(s + i, n)))
+            snprintf(esc, sizeof esc, "\\u%04X", utf8_cp(s + i, n));
+        else
+            esc[0] = '\0';
+        size_t k = esc[0] ? strlen(esc) : n;
+        if (o + k >= cap) break;
+        memcpy(out + o, esc[0] ? esc : (const char *)s + i, k);
+        o += k;
+        i += n;
+    }
+    if (cap) out[o] = '\0';
+    return o;
+}
+
+char *ops_text_escaped(const char *s)
+{
+    size_t len = strlen(s), cap = 6 * len + 1;
+    char *out = malloc(cap);
+    if (out) ops_text_escape(s, len, out, cap);
+    return out;
 }

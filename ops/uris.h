@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 #include "config.h"
 #include "rest.h"
 #include "store.h"
@@ -52,10 +54,22 @@ int ops_mint_credential(const char *secret, char sep, const char *user, uint64_t
 /* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates), 0 if it is
  * not one. */
 size_t ops_utf8_seq(const unsigned char *s);
-/* Write str as a JSON string literal: quotes, backslashes and control characters escaped,
- * bytes that are not UTF-8 written as U+FFFD, so the output always parses. */
-void ops_json_fputs(FILE *f, const char *str);
-/* Write the URIs as a JSON array of strings. */
-void ops_uris_json(FILE *f, const struct ops_uris *u);
+/* A JSON string of s; bytes that are not UTF-8 become U+FFFD (jansson refuses them). NULL: out
+ * of memory. */
+json_t *ops_json_text(const char *s);
+
+/* Whether a user name given to create a user (or a REST credential) is refused: it holds a
+ * control character (C0, DEL, C1) that would spoof lines on a terminal. SASLprep forbids them,
+ * but names do not go through it (auth/store.c prepares only realm and password). 1 and a
+ * message naming the first such byte in why, else 0. */
+int ops_name_refused(const char *name, char why[OPS_ERR_LEN]);
+
+/* Text for a terminal: backslash, control characters (C0, DEL, C1), bidirectional overrides
+ * and bytes that are not UTF-8 become C-style escapes (\\, \n, \r, \t, \xNN, \uNNNN);
+ * printable UTF-8 stays. At most cap - 1 bytes of in[0..len) are written (an escape is never
+ * cut); returns the bytes written. */
+size_t ops_text_escape(const char *in, size_t len, char *out, size_t cap);
+/* The same into a fresh string (caller frees); NULL: out of memory. */
+char *ops_text_escaped(const char *s);
 
 #endif
