@@ -402,6 +402,7 @@ static void *worker_main(void *arg)
         if (next != UINT64_MAX)
             timeout =
                 next <= w->now_ms ? 0 : (int)(next - w->now_ms < 1000 ? next - w->now_ms : 1000);
+        timeout = tcp_timeout(w, timeout);
         int n = epoll_wait(w->epfd, ev, 64, timeout);
         w->now_ms = monotonic_ms();
         w->now_ns = realtime_ns();
@@ -432,6 +433,7 @@ static void *worker_main(void *arg)
 
 int relay_start(struct relay *r)
 {
+    fd_budget_init(&r->shared);
     for (unsigned i = 0; i < r->nworkers; i++) {
         struct worker *w = &r->workers[i];
         w->now_ms = monotonic_ms();

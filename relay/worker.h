@@ -3,6 +3,7 @@
 #define TERN_WORKER_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -29,6 +30,7 @@ struct listener {
     bool wildcard;          /* bound to 0.0.0.0 or ::: learn the local address per datagram */
     uint32_t rxq_ovfl;      /* UDP: the kernel's drop count for this worker's socket, last seen */
     struct ssl_ctx_st *tls; /* CFG_TLS: the relay's SSL_CTX (shared, thread-safe); else NULL */
+    bool accept_paused;     /* TCP/TLS: out of epoll until fds free up (tcp.c) */
 };
 
 /* A relay socket: one relayed transport address of one allocation. */
@@ -50,6 +52,11 @@ struct relay_shared {
     size_t quota_cap, quota_used;
     uint64_t total;
     uint32_t max_per_user, max_total;
+    /* File descriptors open (tcp.c fd_take/fd_give) against RLIMIT_NOFILE; the flags mark an
+     * episode of refusals (logged when it starts and ends). */
+    atomic_long fds;
+    long fd_max;
+    atomic_bool fd_short_accept, fd_short_relay;
 };
 
 struct tcp_conn;
@@ -73,6 +80,7 @@ struct worker {
     /* TCP connections in least-recently-active order: head is the next to idle out. */
     struct tcp_conn *lru_head, *lru_tail;
     size_t nconns;
+    struct tcp_state *tcp; /* tcp.c: per-IP counts, the first-message deadline list, pauses */
     struct udp_batch *batch;
     struct peer_batch *pbatch;
     uint64_t now_ms;         /* CLOCK_MONOTONIC, cached once per loop pass */
@@ -152,6 +160,18 @@ void udp_prepare(struct msghdr *mh, const struct listener *l, const struct srv_t
 void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events);
 void tcp_expire(struct worker *w);
 void tcp_close_all(struct worker *w);
+/* The loop's epoll timeout, shortened to when a paused listener is due back. */
+int tcp_timeout(struct worker *w, int timeout);
+/* The file-descriptor budget (RLIMIT_NOFILE): fd_budget_init counts what is open when the
+ * workers start; fd_take takes one for a socket about to be opened unless fewer than spare
+ * would then be left; fd_give returns it when the socket closes. */
+void fd_budget_init(struct relay_shared *sh);
+bool fd_take(struct relay_shared *sh, long spare);
+void fd_give(struct relay_shared *sh);
+/* How many more may be opened before the limit. */
+long fd_room(const struct relay_shared *sh);
+/* What relay sockets leave free: listeners, the database, the ops API and accepts. */
+long fd_spare_relay(const struct relay_shared *sh);
 /* Queue bytes to a TCP/TLS client; false if the connection had to be closed (and with it
  * its allocation). */
 bool tcp_send_client(struct worker *w, struct tcp_conn *c, const uint8_t *msg, size_t len);
