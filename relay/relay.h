@@ -36,7 +36,15 @@
       "ICMP errors not relayed: a local error, or not unreachable/time exceeded/too big")          \
     X(tcp_accepted, "TCP connections accepted")                                                    \
     X(tcp_closed, "TCP connections closed")                                                        \
-    X(tcp_rejected, "TCP connections refused: per-worker connection limit")                        \
+    X(tcp_rejected, "TCP connections refused at accept (all reasons: tcp_rejected_*)")             \
+    X(tcp_rejected_conn_limit, "TCP connections refused: per-worker connection limit")             \
+    X(tcp_rejected_per_ip, "TCP connections refused: per-IP connection limit")                     \
+    X(tcp_rejected_nomem, "TCP connections refused: out of memory")                                \
+    X(tcp_rejected_fd_limit, "TCP accepting paused: no file descriptor to spare (not in total)")   \
+    X(relay_fd_refused, "relay sockets refused: file descriptor reserve reached (answered 508)")   \
+    X(tls_handshake_timeout, "TLS connections closed: handshake not done in time")                 \
+    X(tcp_first_message_timeout, "TCP connections closed: no complete STUN message in time")       \
+    X(tcp_rx_oversize, "TCP connections closed: message too large before an allocation")           \
     X(tls_handshake_failed, "TLS connections closed: handshake failed")                            \
     X(tcp_bad_frame, "TCP connections closed: a frame that is neither STUN nor ChannelData")       \
     X(tcp_idle, "TCP connections closed: idle")                                                    \

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "wire.h"
 #include "fwd.h"
+#include "tcp.h"
 #include "udp.h"
 #include "worker.h"
 
@@ -54,12 +55,37 @@ static void io_port_release(void *ctx, unsigned pool, uint16_t port)
     pthread_mutex_unlock(&sh->lock);
 }
 
+/* A relay socket refused for want of file descriptors: counted, logged once per episode. */
+static int relay_fd_short(struct worker *w)
+{
+    struct relay_shared *sh = w->shared;
+    w->io.v[RELAY_C_relay_fd_refused]++;
+    if (!atomic_exchange(&sh->fd_short_relay, true))
+        tlog(CFG_LOG_WARN, "relay_fd_limit", LF_U("worker", w->id),
+             LF_U("open_fds", (uint64_t)atomic_load(&sh->fds)), LF_U("limit", (uint64_t)sh->fd_max),
+             LF_U("reserve", (uint64_t)fd_spare_relay(sh)));
+    return -EMFILE;
+}
+
 static int io_relay_open(void *ctx, struct allocation *a, struct alloc_relay *r)
 {
     struct worker *w = ctx;
     int family = r->addr.sa.sa_family;
+    /* Keep a reserve for listeners, the database, the ops API and accepts: new allocations
+     * get 508 before the process runs out. */
+    if (!fd_take(w->shared, fd_spare_relay(w->shared))) return relay_fd_short(w);
+    /* The episode ends with room to spare again (not at the first success: no flapping). */
+    if (atomic_load(&w->shared->fd_short_relay) &&
+        fd_room(w->shared) > 2 * fd_spare_relay(w->shared) &&
+        atomic_exchange(&w->shared->fd_short_relay, false))
+        tlog(CFG_LOG_WARN, "relay_fd_limit_ended", LF_U("worker", w->id),
+             LF_U("open_fds", (uint64_t)atomic_load(&w->shared->fds)));
     int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
+    if (fd < 0) {
+        int err = errno;
+        fd_give(w->shared);
+        return -err;
+    }
     int one = 1;
     if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     if (a->dont_fragment) {
@@ -69,12 +95,14 @@ static int io_relay_open(void *ctx, struct allocation *a, struct alloc_relay *r)
         if (rc) {
             int err = errno;
             close(fd);
+            fd_give(w->shared);
             return -err;
         }
     }
     if (bind(fd, &r->addr.sa, addr_len(&r->addr))) {
         int err = errno;
         close(fd);
+        fd_give(w->shared);
         return -err;
     }
     udp_rx_options(w, fd, family);
@@ -82,6 +110,7 @@ static int io_relay_open(void *ctx, struct allocation *a, struct alloc_relay *r)
     struct relay_sock *rs = calloc(1, sizeof(*rs));
     if (!rs) {
         close(fd);
+        fd_give(w->shared);
         return -ENOMEM;
     }
     *rs = (struct relay_sock){.h = {.fd = fd, .fn = fwd_peer_readable},
@@ -92,6 +121,7 @@ static int io_relay_open(void *ctx, struct allocation *a, struct alloc_relay *r)
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev)) {
         int err = errno;
         close(fd);
+        fd_give(w->shared);
         free(rs);
         return -err;
     }
@@ -104,7 +134,9 @@ static void io_relay_close(void *ctx, struct allocation *a, struct alloc_relay *
     (void)a;
     struct worker *w = ctx;
     struct relay_sock *rs = r->io;
-    if (rs) worker_bury(w, &rs->h, rs);
+    if (!rs) return;
+    if (rs->h.fd >= 0) fd_give(w->shared);
+    worker_bury(w, &rs->h, rs);
 }
 
 /* Per-user counts: open addressing on the name; entries stay (count 0) once made, so the

@@ -6,15 +6,18 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "addr.h"
 #include "tcp.h"
+#include "wire.h"
 #include "worker.h"
 
 #define TCP_MAX_CONNS  16384 /* per worker */
@@ -22,10 +25,37 @@
 #define TCP_RX_MAX     (20 + 65535) /* the largest STUN frame; ChannelData is smaller */
 #define TCP_TX_MAX     (256 * 1024) /* unsent answers beyond this: the client is not reading */
 #define TCP_IDLE_MS    (300 * 1000) /* no allocation keeps a connection yet: idle ones go */
+/* What a client gets before it proves itself (README "TCP and TLS limits"): */
+#define TCP_FIRST_MS     (10 * 1000)    /* from accept: TLS handshake and a first STUN message */
+#define TCP_RX_UNPROVEN  TCP_RX_INITIAL /* the largest message before an allocation exists */
+#define TCP_PER_IP_MAX   64             /* connections from one IP address, per worker */
+#define TCP_IP_SLOTS     (2 * TCP_MAX_CONNS) /* the per-IP table: a power of two, never full */
+#define TCP_PAUSE_MS     250         /* out of file descriptors: accepting resumes after this */
+#define TCP_LOG_EVERY_MS (60 * 1000) /* refusals by limit: one warning a minute at most */
+
+/* Connections from one IP address (key: hash of the address without its port; 0: empty). */
+struct ip_slot {
+    uint64_t key;
+    uint32_t n;
+};
+
+/* A worker's TCP bookkeeping, made on its first accept. */
+struct tcp_state {
+    struct tcp_conn *new_head, *new_tail; /* not yet proven, oldest first: deadline order */
+    uint64_t resume_ms;                   /* a listener is paused until then; 0: none */
+    uint64_t paused_ms;                   /* the last pause */
+    uint64_t per_ip_logged_ms, conn_limit_logged_ms;
+    struct ip_slot ips[TCP_IP_SLOTS]; /* linear probing with backward-shift deletion */
+};
 
 struct tcp_conn {
     struct ep_handler h;
-    struct tcp_conn *prev, *next; /* LRU list */
+    struct tcp_conn *prev, *next;   /* LRU list */
+    struct tcp_conn *nprev, *nnext; /* the list of unproven connections, while fresh */
+    bool fresh;                     /* no complete STUN message yet: the deadline applies */
+    bool authed;                    /* an allocation exists (or did): large messages allowed */
+    uint64_t born_ms;
+    uint64_t ipkey;
     struct listener *l;
     union stun_addr peer;
     struct srv_tuple tuple; /* client and the local address it connected to */
@@ -65,6 +95,70 @@ static void lru_push(struct worker *w, struct tcp_conn *c)
     w->lru_tail = c;
 }
 
+static void fresh_unlink(struct tcp_state *t, struct tcp_conn *c)
+{
+    if (!c->fresh) return;
+    if (c->nprev)
+        c->nprev->nnext = c->nnext;
+    else
+        t->new_head = c->nnext;
+    if (c->nnext)
+        c->nnext->nprev = c->nprev;
+    else
+        t->new_tail = c->nprev;
+    c->nprev = c->nnext = NULL;
+    c->fresh = false;
+}
+
+static void fresh_push(struct tcp_state *t, struct tcp_conn *c)
+{
+    c->nprev = t->new_tail;
+    c->nnext = NULL;
+    if (t->new_tail)
+        t->new_tail->nnext = c;
+    else
+        t->new_head = c;
+    t->new_tail = c;
+    c->fresh = true;
+}
+
+static uint64_t ip_key(const union stun_addr *a)
+{
+    union stun_addr ip = *a;
+    addr_set_port(&ip, 0);
+    uint64_t k = addr_hash(FNV64_INIT, &ip);
+    return k ? k : 1;
+}
+
+/* The slot holding key, or the empty slot where it would go. */
+static struct ip_slot *ip_find(struct tcp_state *t, uint64_t key)
+{
+    size_t i = key & (TCP_IP_SLOTS - 1);
+    while (t->ips[i].key && t->ips[i].key != key)
+        i = (i + 1) & (TCP_IP_SLOTS - 1);
+    return &t->ips[i];
+}
+
+static void ip_release(struct tcp_state *t, uint64_t key)
+{
+    struct ip_slot *s = ip_find(t, key);
+    if (!s->key || --s->n) return;
+    /* Backward-shift deletion: pull later entries of the run into the hole they probed past. */
+    size_t i = (size_t)(s - t->ips), j = i;
+    for (;;) {
+        t->ips[i] = (struct ip_slot){0};
+        for (;;) {
+            j = (j + 1) & (TCP_IP_SLOTS - 1);
+            if (!t->ips[j].key) return;
+            size_t home = t->ips[j].key & (TCP_IP_SLOTS - 1);
+            bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+            if (!stays) break;
+        }
+        t->ips[i] = t->ips[j];
+        i = j;
+    }
+}
+
 static void conn_close(struct worker *w, struct tcp_conn *c, enum relay_counter why)
 {
     if (c->h.fd < 0) return;
@@ -76,6 +170,9 @@ static void conn_close(struct worker *w, struct tcp_conn *c, enum relay_counter 
     struct allocation *a = alloc_find(&w->srv.allocs, &c->tuple);
     if (a) srv_delete(&w->srv, a, "closed");
     lru_unlink(w, c);
+    fresh_unlink(w->tcp, c);
+    ip_release(w->tcp, c->ipkey);
+    fd_give(w->shared);
     w->nconns--;
     SSL_free(c->ssl); /* no close_notify: the peer is gone or misbehaved */
     c->ssl = NULL;
@@ -197,6 +294,31 @@ static bool queue(struct worker *w, struct tcp_conn *c, const uint8_t *data, siz
     return flush(w, c);
 }
 
+/* stun_frame_length, and what this connection may send: STUN with the magic cookie (RFC 8489
+ * 5; zeros and other garbage close at once), ChannelData only once an allocation exists, and
+ * nothing larger than TCP_RX_UNPROVEN before then. The first complete STUN message lifts the
+ * first-message deadline. > 0 the frame's length, 0 more bytes needed, -1 close for *why. */
+static int frame_length(struct worker *w, struct tcp_conn *c, const uint8_t *p, size_t avail,
+                        enum relay_counter *why)
+{
+    int flen = stun_frame_length(p, avail);
+    *why = RELAY_C_tcp_bad_frame;
+    if (flen <= 0) return flen < 0 ? -1 : 0;
+    bool stun = (p[0] & 0xC0) == 0;
+    if (stun && avail < 8) return 0;
+    if (stun && rd32(p + 4) != STUN_MAGIC_COOKIE) return -1;
+    if (!c->authed && alloc_find(&w->srv.allocs, &c->tuple)) c->authed = true;
+    if (!c->authed) {
+        if (!stun) return -1;
+        if ((size_t)flen > TCP_RX_UNPROVEN) {
+            *why = RELAY_C_tcp_rx_oversize;
+            return -1;
+        }
+    }
+    if (stun && (size_t)flen <= avail) fresh_unlink(w->tcp, c);
+    return flen;
+}
+
 bool tcp_io(struct worker *w, struct tcp_conn *c, uint32_t events)
 {
     c->last_ms = w->now_ms;
@@ -210,7 +332,8 @@ bool tcp_io(struct worker *w, struct tcp_conn *c, uint32_t events)
 int tcp_read(struct worker *w, struct tcp_conn *c)
 {
     if (c->rxlen == c->rxcap) {
-        if (c->rxcap >= TCP_RX_MAX) return 0; /* a whole frame always fits: frames go first */
+        /* A whole frame always fits (frame_length refuses larger): frames go first. */
+        if (c->rxcap >= (c->authed ? TCP_RX_MAX : TCP_RX_UNPROVEN)) return 0;
         size_t cap = c->rxcap * 2 > TCP_RX_MAX ? TCP_RX_MAX : c->rxcap * 2;
         uint8_t *p = realloc(c->rx, cap);
         if (!p) return 0;
@@ -230,9 +353,10 @@ int tcp_read(struct worker *w, struct tcp_conn *c)
 
 int tcp_frame(struct worker *w, struct tcp_conn *c, const uint8_t **msg, size_t *len)
 {
-    int flen = stun_frame_length(c->rx + c->rxoff, c->rxlen - c->rxoff);
+    enum relay_counter why;
+    int flen = frame_length(w, c, c->rx + c->rxoff, c->rxlen - c->rxoff, &why);
     if (flen < 0) {
-        conn_close(w, c, RELAY_C_tcp_bad_frame);
+        conn_close(w, c, why);
         return -1;
     }
     if (flen == 0 || (size_t)flen > c->rxlen - c->rxoff) return 0;
@@ -254,18 +378,173 @@ const struct srv_tuple *tcp_tuple(const struct tcp_conn *c)
     return &c->tuple;
 }
 
+/* ---- the file-descriptor budget ---- */
+
+void fd_budget_init(struct relay_shared *sh)
+{
+    struct rlimit rl;
+    long max = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        max = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t)(1L << 30) ? 1L << 30
+                                                                               : (long)rl.rlim_cur;
+    long open = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)))
+            open += e->d_name[0] != '.';
+        open--; /* the directory's own */
+        closedir(d);
+    }
+    sh->fd_max = max;
+    atomic_store(&sh->fds, open > 0 ? open : 3);
+    tlog(CFG_LOG_INFO, "fd_budget", LF_U("limit", (uint64_t)max), LF_U("open", (uint64_t)open),
+         LF_U("relay_reserve", (uint64_t)fd_spare_relay(sh)),
+         LF_U("accept_reserve", (uint64_t)(16 + max / 128)));
+}
+
+bool fd_take(struct relay_shared *sh, long spare)
+{
+    long n = atomic_fetch_add(&sh->fds, 1) + 1;
+    if (!sh->fd_max || n <= sh->fd_max - spare) return true; /* fd_max 0: not started */
+    atomic_fetch_sub(&sh->fds, 1);
+    return false;
+}
+
+void fd_give(struct relay_shared *sh)
+{
+    atomic_fetch_sub(&sh->fds, 1);
+}
+
+long fd_room(const struct relay_shared *sh)
+{
+    return sh->fd_max - atomic_load(&sh->fds);
+}
+
+long fd_spare_relay(const struct relay_shared *sh)
+{
+    return 32 + sh->fd_max / 32;
+}
+
+/* What accepts leave free: the database, the ops API, logs. Smaller than the relay reserve, so
+ * allocations stop first and connections that have one still get their answers. */
+static long fd_spare_accept(const struct relay_shared *sh)
+{
+    return 16 + sh->fd_max / 128;
+}
+
+/* ---- accepting ---- */
+
+static struct tcp_state *tcp_state(struct worker *w)
+{
+    if (!w->tcp) w->tcp = calloc(1, sizeof(*w->tcp));
+    return w->tcp;
+}
+
+/* Out of file descriptors (the budget or accept4's EMFILE/ENFILE): a level-triggered listener
+ * would wake the loop at once, forever. Take it out of epoll for TCP_PAUSE_MS (nginx does the
+ * same); waiting connections stay queued in the kernel until tcp_expire puts it back. */
+static void accept_pause(struct worker *w, struct tcp_state *t, struct listener *l, int err)
+{
+    struct epoll_event ev = {.events = 0, .data.ptr = &l->h};
+    epoll_ctl(w->epfd, EPOLL_CTL_MOD, l->h.fd, &ev);
+    l->accept_paused = true;
+    t->resume_ms = t->paused_ms = w->now_ms + TCP_PAUSE_MS;
+    w->io.v[RELAY_C_tcp_rejected_fd_limit]++;
+    if (!atomic_exchange(&w->shared->fd_short_accept, true))
+        tlog(CFG_LOG_WARN, "tcp_fd_limit", LF_U("worker", w->id),
+             LF_U("open_fds", (uint64_t)atomic_load(&w->shared->fds)),
+             LF_U("limit", (uint64_t)w->shared->fd_max),
+             LF_S("error", err ? strerror(err) : "reserve reached"),
+             LF_U("pause_ms", TCP_PAUSE_MS));
+}
+
+/* Paused listeners back into epoll when due; the episode ends once there is room again. */
+static void accept_resume(struct worker *w, struct tcp_state *t)
+{
+    if (t->resume_ms && w->now_ms >= t->resume_ms) {
+        t->resume_ms = 0;
+        for (size_t i = 0; i < w->nlisteners; i++) {
+            struct listener *l = &w->listeners[i];
+            if (!l->accept_paused) continue;
+            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &l->h};
+            epoll_ctl(w->epfd, EPOLL_CTL_MOD, l->h.fd, &ev);
+            l->accept_paused = false;
+        }
+    }
+    struct relay_shared *sh = w->shared;
+    if (!t->resume_ms && w->now_ms > t->paused_ms + 1000 && atomic_load(&sh->fd_short_accept) &&
+        fd_room(sh) > 2 * fd_spare_accept(sh) && atomic_exchange(&sh->fd_short_accept, false))
+        tlog(CFG_LOG_WARN, "tcp_fd_limit_ended", LF_U("worker", w->id),
+             LF_U("open_fds", (uint64_t)atomic_load(&sh->fds)),
+             LF_U("limit", (uint64_t)sh->fd_max));
+}
+
+int tcp_timeout(struct worker *w, int timeout)
+{
+    if (!w->tcp || !w->tcp->resume_ms) return timeout;
+    uint64_t due = w->tcp->resume_ms > w->now_ms ? w->tcp->resume_ms - w->now_ms : 0;
+    return due < (uint64_t)timeout ? (int)due : timeout;
+}
+
+/* A connection refused right after accept: closed, counted by reason and in tcp_rejected. */
+static void reject(struct worker *w, int fd, enum relay_counter why)
+{
+    close(fd);
+    fd_give(w->shared);
+    w->io.v[why]++;
+    w->io.v[RELAY_C_tcp_rejected]++;
+}
+
+/* A warning for refusals by a limit: the first, then at most one per TCP_LOG_EVERY_MS. */
+static void reject_log(struct worker *w, uint64_t *last_ms, const char *event,
+                       const union stun_addr *client, unsigned limit)
+{
+    if (*last_ms && w->now_ms - *last_ms < TCP_LOG_EVERY_MS) return;
+    *last_ms = w->now_ms ? w->now_ms : 1;
+    tlog(CFG_LOG_WARN, event, LF_A("client", client), LF_U("limit", limit), LF_U("worker", w->id),
+         LF_U("refused_total", w->io.v[RELAY_C_tcp_rejected]));
+}
+
 void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events)
 {
     (void)events;
     struct listener *l = (struct listener *)h;
+    struct tcp_state *t = tcp_state(w);
     for (;;) {
+        if (t && !fd_take(w->shared, fd_spare_accept(w->shared))) {
+            accept_pause(w, t, l, 0);
+            return;
+        }
         struct sockaddr_in6 ss;
         socklen_t sl = sizeof(ss);
         int fd = accept4(h->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) return; /* EAGAIN, or a transient error such as EMFILE: retried on next event */
-        if (w->nconns >= TCP_MAX_CONNS) {
-            w->io.v[RELAY_C_tcp_rejected]++;
+        if (fd < 0) {
+            int err = errno;
+            if (t) fd_give(w->shared);
+            if (t && (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM))
+                accept_pause(w, t, l, err);
+            if (err == ECONNABORTED || err == EINTR) continue;
+            return; /* EAGAIN: the queue is empty */
+        }
+        if (!t) {
             close(fd);
+            w->io.v[RELAY_C_tcp_rejected_nomem]++;
+            w->io.v[RELAY_C_tcp_rejected]++;
+            continue;
+        }
+        union stun_addr peer;
+        addr_from_sockaddr(&peer, (struct sockaddr *)&ss, sl);
+        if (w->nconns >= TCP_MAX_CONNS) {
+            reject(w, fd, RELAY_C_tcp_rejected_conn_limit);
+            reject_log(w, &t->conn_limit_logged_ms, "tcp_conn_limit", &peer, TCP_MAX_CONNS);
+            continue;
+        }
+        uint64_t ipkey = ip_key(&peer);
+        struct ip_slot *slot = ip_find(t, ipkey);
+        if (slot->n >= TCP_PER_IP_MAX) {
+            reject(w, fd, RELAY_C_tcp_rejected_per_ip);
+            reject_log(w, &t->per_ip_logged_ms, "tcp_per_ip_limit", &peer, TCP_PER_IP_MAX);
             continue;
         }
         /* Relayed media must not wait for Nagle's algorithm (up to a delayed ACK, ~40 ms). */
@@ -276,8 +555,7 @@ void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events)
         if (!c || !rx) {
             free(c);
             free(rx);
-            close(fd);
-            w->io.v[RELAY_C_tcp_rejected]++;
+            reject(w, fd, RELAY_C_tcp_rejected_nomem);
             continue;
         }
         if (l->tls) {
@@ -286,8 +564,7 @@ void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events)
                 SSL_free(c->ssl);
                 free(c);
                 free(rx);
-                close(fd);
-                w->io.v[RELAY_C_tcp_rejected]++;
+                reject(w, fd, RELAY_C_tcp_rejected_nomem);
                 continue;
             }
             SSL_set_accept_state(c->ssl);
@@ -296,8 +573,8 @@ void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events)
         c->l = l;
         c->rx = rx;
         c->rxcap = TCP_RX_INITIAL;
-        c->last_ms = w->now_ms;
-        addr_from_sockaddr(&c->peer, (struct sockaddr *)&ss, sl);
+        c->last_ms = c->born_ms = w->now_ms;
+        c->peer = peer;
         c->tuple.transport = l->tls ? SRV_TLS : SRV_TCP;
         c->tuple.client = c->peer;
         struct sockaddr_in6 ls;
@@ -310,10 +587,13 @@ void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events)
             SSL_free(c->ssl);
             free(c->rx);
             free(c);
-            close(fd);
-            w->io.v[RELAY_C_tcp_rejected]++;
+            reject(w, fd, RELAY_C_tcp_rejected_nomem);
             continue;
         }
+        slot->key = ipkey;
+        slot->n++;
+        c->ipkey = ipkey;
+        fresh_push(t, c);
         lru_push(w, c);
         w->nconns++;
         w->io.v[RELAY_C_tcp_accepted]++;
@@ -328,6 +608,16 @@ bool tcp_send_client(struct worker *w, struct tcp_conn *c, const uint8_t *msg, s
 
 void tcp_expire(struct worker *w)
 {
+    struct tcp_state *t = w->tcp;
+    if (!t) return;
+    accept_resume(w, t);
+    /* Unproven connections in accept order, so in deadline order: a stalled TLS handshake or
+     * a client that never sends a whole STUN message holds its buffers TCP_FIRST_MS at most. */
+    struct tcp_conn *f;
+    while ((f = t->new_head) && w->now_ms - f->born_ms > TCP_FIRST_MS)
+        conn_close(w, f,
+                   f->ssl && !f->ssl_up ? RELAY_C_tls_handshake_timeout
+                                        : RELAY_C_tcp_first_message_timeout);
     /* A connection with an allocation is not idle while the allocation lives: the client
      * refreshes it, and the allocation's own expiry closes it. */
     struct tcp_conn *c;
@@ -346,6 +636,8 @@ void tcp_close_all(struct worker *w)
 {
     while (w->lru_head)
         conn_close(w, w->lru_head, RELAY_C_tcp_closed);
+    free(w->tcp);
+    w->tcp = NULL;
 }
 
 struct ssl_ctx_st *tls_context(const struct tern_config *cfg)

@@ -14,6 +14,7 @@
 struct worker;
 struct ep_handler;
 struct tcp_conn;
+struct relay_shared;
 
 /* A TCP/TLS listener is readable: accept what waits. New connections get the listener's
  * conn_fn as their epoll handler. */
@@ -37,6 +38,18 @@ bool tcp_send_client(struct worker *w, struct tcp_conn *c, const uint8_t *msg, s
 /* Close connections idle past their timeout (once per loop pass). */
 void tcp_expire(struct worker *w);
 void tcp_close_all(struct worker *w);
+/* The loop's epoll timeout, shortened to when a paused listener is due back. */
+int tcp_timeout(struct worker *w, int timeout);
+/* The file-descriptor budget (RLIMIT_NOFILE): fd_budget_init counts what is open when the
+ * workers start; fd_take takes one for a socket about to be opened unless fewer than spare
+ * would then be left; fd_give returns it when the socket closes. */
+void fd_budget_init(struct relay_shared *sh);
+bool fd_take(struct relay_shared *sh, long spare);
+void fd_give(struct relay_shared *sh);
+/* How many more may be opened before the limit. */
+long fd_room(const struct relay_shared *sh);
+/* What relay sockets leave free: listeners, the database, the ops API and accepts. */
+long fd_spare_relay(const struct relay_shared *sh);
 /* The TLS server context from tls.certificate and tls.private_key; NULL after logging why. */
 struct ssl_ctx_st *tls_context(const struct tern_config *cfg);
 

@@ -447,6 +447,7 @@ static void *worker_main(void *arg)
         if (next != UINT64_MAX)
             timeout =
                 next <= w->now_ms ? 0 : (int)(next - w->now_ms < 1000 ? next - w->now_ms : 1000);
+        timeout = tcp_timeout(w, timeout);
         int n = epoll_wait(w->epfd, ev, 64, timeout);
         if (hostaddr_generation(w->hostaddr) != w->self_gen) /* the host's addresses changed */
             w->policy.self = w->self = hostaddr_take(w->hostaddr, w->self, &w->self_gen);
@@ -548,6 +549,7 @@ uint64_t relay_active(struct relay *r)
 
 int relay_start(struct relay *r)
 {
+    fd_budget_init(&r->shared);
     for (unsigned i = 0; i < r->nworkers; i++) {
         struct worker *w = &r->workers[i];
         w->now_ms = monotonic_ms();

@@ -32,6 +32,7 @@ struct listener {
     struct ssl_ctx_st *tls; /* CFG_TLS: the relay's SSL_CTX (shared, thread-safe); else NULL */
     /* TCP/TLS: the epoll handler of each accepted connection (fwd_tcp_event) */
     void (*conn_fn)(struct worker *w, struct ep_handler *h, uint32_t events);
+    bool accept_paused; /* TCP/TLS: out of epoll until fds free up (tcp.c) */
 };
 
 /* A relay socket: one relayed transport address of one allocation. */
@@ -57,6 +58,11 @@ struct relay_shared {
     atomic_bool draining;                    /* new allocations are turned away */
     atomic_bool drain_close;                 /* the deadline passed: end what is left ("drained") */
     atomic_uint_least64_t drain_deadline_ms; /* CLOCK_MONOTONIC */
+    /* File descriptors open (tcp.c fd_take/fd_give) against RLIMIT_NOFILE; the flags mark an
+     * episode of refusals (logged when it starts and ends). */
+    atomic_long fds;
+    long fd_max;
+    atomic_bool fd_short_accept, fd_short_relay;
 };
 
 struct tcp_conn;
@@ -79,8 +85,9 @@ struct worker {
     /* TCP connections in least-recently-active order: head is the next to idle out. */
     struct tcp_conn *lru_head, *lru_tail;
     size_t nconns;
-    struct fwd *fwd; /* the forwarding path's batches and queues (fwd.c) */
-    uint64_t now_ms; /* CLOCK_MONOTONIC, cached once per loop pass */
+    struct tcp_state *tcp; /* tcp.c: per-IP counts, the first-message deadline list, pauses */
+    struct fwd *fwd;       /* the forwarding path's batches and queues (fwd.c) */
+    uint64_t now_ms;       /* CLOCK_MONOTONIC, cached once per loop pass */
     /* Written by the worker every loop pass, read by the main thread: the pass's now_ms (the
      * systemd watchdog is fed only while every worker's is fresh) and its allocations. */
     atomic_uint_least64_t beat_ms, nallocs;
