@@ -103,7 +103,8 @@ enum route {
     R_SECRETS,
     R_SECRET,
     R_ALLOCS,
-    R_ALLOC
+    R_ALLOC,
+    R_DRAIN
 };
 
 /* What a handler answers: a status and a body (NULL: none, as for 204). */
@@ -750,6 +751,7 @@ static enum route route_of(const char *url, const char **arg)
         {"/api/v1/users", R_USERS, R_USER},
         {"/api/v1/secrets", R_SECRETS, R_SECRET},
         {"/api/v1/allocations", R_ALLOCS, R_ALLOC},
+        {"/api/v1/drain", R_DRAIN, R_NONE},
     };
     *arg = NULL;
     if (strcmp(url, "/healthz") == 0) return R_HEALTHZ;
@@ -787,6 +789,8 @@ static const char *allowed_methods(enum route r)
         return "GET, POST";
     case R_SECRET:
         return "DELETE";
+    case R_DRAIN:
+        return "GET, HEAD, POST, DELETE";
     case R_NONE:
         break;
     }
@@ -952,11 +956,16 @@ static bool early_reply(const struct ops_http *h, struct MHD_Connection *conn, e
         return true;
     }
     if (route == R_HEALTHZ) {
-        *r = (struct reply){200, json_pack("{s:s}", "status", "ok")};
+        /* A draining node answers 503 so that load balancers stop sending it new clients. */
+        if (relay_draining(h->relay, NULL))
+            *r = (struct reply){503, json_pack("{s:s,s:I}", "status", "draining", "allocations",
+                                               (json_int_t)relay_active(h->relay))};
+        else
+            *r = (struct reply){200, json_pack("{s:s}", "status", "ok")};
         return true;
     }
     bool read_only = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-    if ((route == R_ALLOCS || route == R_ALLOC) && read_only && !h->have_token)
+    if ((route == R_ALLOCS || route == R_ALLOC || route == R_DRAIN) && read_only && !h->have_token)
         return false; /* ops reads are open when no token is configured (loopback default) */
     if (!h->have_token) {
         *r = error_reply(401, "the admin API is disabled: ops.token is not set");
@@ -975,6 +984,31 @@ static bool early_reply(const struct ops_http *h, struct MHD_Connection *conn, e
     return false;
 }
 
+/* GET: the drain state; POST {"deadline": seconds}: start (or restart) a drain; DELETE: back
+ * in service. The drain itself is relay_drain's; ternd exits when it is done (daemon/). */
+static struct reply drain_call(const struct ops_http *h, const char *method, json_t *in)
+{
+    if (strcmp(method, "POST") == 0) {
+        json_t *d = json_object_get(in, "deadline");
+        json_int_t secs = h->cfg->drain_deadline;
+        if (d &&
+            (!json_is_integer(d) || json_integer_value(d) < 1 || json_integer_value(d) > 7 * 86400))
+            return error_reply(400, "deadline must be an integer from 1 to 604800 (seconds)");
+        if (d) secs = json_integer_value(d);
+        relay_drain(h->relay, (uint32_t)secs);
+    } else if (strcmp(method, "DELETE") == 0) {
+        relay_drain_cancel(h->relay);
+    }
+    uint64_t deadline = 0;
+    bool on = relay_draining(h->relay, &deadline);
+    uint64_t now = relay_now_ms();
+    return (struct reply){
+        200, json_pack("{s:b,s:I,s:o}", "draining", on, "allocations",
+                       (json_int_t)relay_active(h->relay), "deadline_seconds",
+                       on ? json_integer((json_int_t)(deadline > now ? (deadline - now) / 1000 : 0))
+                          : json_null())};
+}
+
 /* Run an admin call on its complete body. */
 static struct reply dispatch(const struct ops_http *h, enum route route, const char *method,
                              const char *arg, const struct req *rq)
@@ -982,6 +1016,7 @@ static struct reply dispatch(const struct ops_http *h, enum route route, const c
     char name[STUN_MAX_USERNAME + 1] = "";
     if (route == R_ALLOCS) return get_allocations(h);
     if (route == R_ALLOC) return allocation_call(h, method, arg);
+    if (route == R_DRAIN && strcmp(method, "POST") != 0) return drain_call(h, method, NULL);
     if (route == R_USER && pct_decode(arg, name, sizeof name))
         return error_reply(400,
                            "the user name in the path is not valid (bad %%-escape, NUL "
@@ -1007,9 +1042,11 @@ static struct reply dispatch(const struct ops_http *h, enum route route, const c
     static const char *const put_fields[] = {"password", "disabled", "max_allocations",
                                              "bandwidth_bps", NULL};
     static const char *const secret_fields[] = {"secret", NULL};
+    static const char *const drain_fields[] = {"deadline", NULL};
     const char *const *allowed = route == R_CREDENTIALS ? cred_fields
                                  : route == R_USERS     ? user_fields
                                  : route == R_USER      ? put_fields
+                                 : route == R_DRAIN     ? drain_fields
                                                         : secret_fields;
     const char *unknown = json_is_object(in) ? unknown_field(in, allowed) : NULL;
     struct reply r;
@@ -1029,6 +1066,8 @@ static struct reply dispatch(const struct ops_http *h, enum route route, const c
         r = post_users(h, in);
     else if (route == R_USER)
         r = put_user(h, name, in);
+    else if (route == R_DRAIN)
+        r = drain_call(h, method, in);
     else
         r = post_secrets(h, in);
     json_decref(in);

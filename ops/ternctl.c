@@ -97,6 +97,9 @@ void ctl_usage(FILE *out)
         "  allocations ID [--json]   one allocation in detail: each peer flow, both\n"
         "                      directions, every RTP stream; --json prints the API's JSON\n"
         "  top [--interval S] [--once] [--count N] [--url URL]\n"
+        "  drain [--deadline S] | --cancel | --status [--json] [--url URL]\n"
+        "                 take the node out of service gently (POST/DELETE/GET /api/v1/drain;\n"
+        "                 the token is needed): new Allocates are redirected, calls go on\n"
         "                      a live view like top(1): totals (allocations, packets/s and\n"
         "                      bits/s from successive samples, worst loss/jitter/RTT), then\n"
         "                      the allocations worst quality first (loss, then jitter, then\n"
@@ -482,16 +485,17 @@ static int run(struct ctl *c, int argc, char **argv)
         }
     }
     if (optind >= argc)
-        return ctl_usage_error("no command given (user, secret, cred, allocations or top)");
+        return ctl_usage_error("no command given (user, secret, cred, allocations, top or drain)");
     const char *cmd = argv[optind];
-    if (strcmp(cmd, "allocations") == 0 || strcmp(cmd, "top") == 0) {
+    if (strcmp(cmd, "allocations") == 0 || strcmp(cmd, "top") == 0 || strcmp(cmd, "drain") == 0) {
         struct ops_opts o = {.url = url, .token_file = token_file, .token_arg = token_arg};
         if (strcmp(cmd, "top") == 0) return ctl_cmd_top(c, &o, argc - optind, argv + optind);
+        if (strcmp(cmd, "drain") == 0) return ctl_cmd_drain(c, &o, argc - optind, argv + optind);
         return ctl_cmd_allocations(c, &o, argc - optind, argv + optind);
     }
     if (strcmp(cmd, "user") != 0 && strcmp(cmd, "secret") != 0 && strcmp(cmd, "cred") != 0)
-        return ctl_usage_error("unknown command '%s' (user, secret, cred, allocations or top)",
-                               cmd);
+        return ctl_usage_error(
+            "unknown command '%s' (user, secret, cred, allocations, top or drain)", cmd);
     if (c->db_opt && !*c->db_opt) return ctl_usage_error("--db wants a file name");
     if (c->realm_opt && !*c->realm_opt) return ctl_usage_error("--realm wants a realm");
     if (url) {

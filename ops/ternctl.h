@@ -165,6 +165,8 @@ int ctl_cmd_secret(struct ctl *c, int argc, char **argv);
 int ctl_cmd_cred(struct ctl *c, int argc, char **argv);
 /* allocations and top (ternctl_allocs.c): o holds the API options run() already parsed. */
 int ctl_cmd_allocations(struct ctl *c, struct ops_opts *o, int argc, char **argv);
+/* ternctl drain [--deadline S] | --cancel | --status (ternctl_allocs.c). */
+int ctl_cmd_drain(struct ctl *c, struct ops_opts *o, int argc, char **argv);
 int ctl_cmd_top(struct ctl *c, struct ops_opts *o, int argc, char **argv);
 
 #endif

@@ -973,3 +973,81 @@ int ctl_cmd_top(struct ctl *c, struct ops_opts *o, int argc, char **argv)
     if (ansi && rc == 0) fputc('\n', stdout);
     return rc;
 }
+
+/* ternctl drain [--deadline S] | --cancel | --status: the node's drain through the API (POST,
+ * DELETE or GET /api/v1/drain). Prints the state the server answers. */
+int ctl_cmd_drain(struct ctl *c, struct ops_opts *o, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CTL_API_OPTIONS,
+        {"deadline", required_argument, NULL, 'D'},
+        {"cancel", no_argument, NULL, 'C'},
+        {"status", no_argument, NULL, 'S'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    bool cancel = false, status = false, json = false;
+    uint64_t deadline = 0;
+    int opt;
+    optind = 0;
+    while ((opt = getopt_long(argc, argv, ":jh", opts, NULL)) != -1) {
+        int r = ops_option(c, o, opt);
+        if (r > 0) return r;
+        if (r == 0) continue;
+        switch (opt) {
+        case 'D':
+            if (ctl_parse_u64(optarg, 7 * 86400, &deadline) || deadline == 0)
+                return ctl_usage_error("drain: --deadline wants seconds, 1-604800, not '%s'",
+                                       optarg);
+            break;
+        case 'C':
+            cancel = true;
+            break;
+        case 'S':
+            status = true;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'h':
+            ctl_usage(stdout);
+            return 0;
+        default:
+            return ctl_bad_option("drain", argv, opt);
+        }
+    }
+    if (optind < argc) return ctl_usage_error("drain: unexpected argument '%s'", argv[optind]);
+    if ((cancel || status) && deadline)
+        return ctl_usage_error("drain: --deadline is for starting a drain");
+    if (cancel && status) return ctl_usage_error("drain: --cancel and --status exclude each other");
+    int rc = ops_setup(c, o);
+    if (rc) return rc;
+    json_t *req = NULL;
+    if (!cancel && !status) {
+        req = json_object();
+        if (!req || (deadline && ctl_set_int(req, "deadline", deadline))) {
+            json_decref(req);
+            return ctl_failure("out of memory");
+        }
+    }
+    json_t *j = NULL;
+    const char *method = cancel ? "DELETE" : status ? "GET" : "POST";
+    rc = ctl_api_call(c, method, "/api/v1/drain", req, &j);
+    json_decref(req);
+    if (rc) return 1;
+    if (!(j = ctl_want_object(c, "/api/v1/drain", j))) return 1;
+    if (json) {
+        rc = print_json(j);
+    } else {
+        bool on = json_is_true(json_object_get(j, "draining"));
+        uint64_t n = ctl_json_u64(j, "allocations", 0);
+        if (on)
+            printf("draining: %" PRIu64 " allocation%s left, deadline in %" PRIu64 " s\n", n,
+                   n == 1 ? "" : "s", ctl_json_u64(j, "deadline_seconds", 0));
+        else
+            printf("in service: %" PRIu64 " allocation%s\n", n, n == 1 ? "" : "s");
+    }
+    json_decref(j);
+    return rc;
+}

@@ -960,8 +960,11 @@ static const struct key auth_keys[] = {
     STR("rest_separator", rest_separator, 1, 1, ":", 0),
     UINT("nonce_lifetime", nonce_lifetime, 10, 86400, "600"),
     BOOL("strict_expiry", strict_expiry, "false"),
-    UINT("unauthenticated_rate", unauth_rate, 0, 1000000, "10"),
-    UINT("unauthenticated_burst", unauth_burst, 1, 1000000, "20"),
+    /* 100 a second in bursts of 200 per /32: a CGNAT address with hundreds of users joining
+     * a meeting at once must not wait for its 401s; a one-source flood is still cut to a
+     * trickle, and the global cap bounds spoofed sources. */
+    UINT("unauthenticated_rate", unauth_rate, 0, 1000000, "100"),
+    UINT("unauthenticated_burst", unauth_burst, 1, 1000000, "200"),
     UINT("unauthenticated_global_rate", unauth_global_rate, 0, 10000000, "5000"),
 };
 

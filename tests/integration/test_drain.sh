@@ -3,7 +3,8 @@
 # (SIGUSR1): the call keeps relaying with zero loss, new Allocates get 300 with an
 # ALTERNATE-SERVER of the client's family (508 without one), SIGUSR2 returns to service, and
 # ternd exits 0 when the last allocation ends, or at the drain deadline after ending the rest
-# (recorded with reason "drained").
+# (recorded with reason "drained"). The same through the ops API and ternctl: /healthz says
+# 503 draining while it drains.
 . "$(dirname "$0")/lib.sh"
 : "${TURNC:?TURNC must point at tern-turnc (set by CTest)}"
 start_echo_peer 127.0.0.1
@@ -118,4 +119,49 @@ grep -q '"event":"drain_deadline"' "$WORK/ternd.log" && grep -q '"reason":"deadl
 grep -q '"reason":"drained"' "$WORK/records.jsonl" &&
     pass "the quality record of the ended call says reason drained" ||
     { fail "no drained record"; cat "$WORK/records.jsonl" >&2; }
+
+# ---- through the ops API and ternctl ----
+cat >"$WORK/api.yaml" <<EOF
+server: { realm: tern.test, workers: 2 }
+listen:
+  - { transport: udp, address: 127.0.0.1, port: 0 }
+relay: { addresses: [127.0.0.1] }
+peers: { allow_loopback: true }
+auth: { users: [ { name: alice, password: alice-pass } ] }
+ops: { listen: "127.0.0.1:0", token: "drain-test-token" }
+log: { level: info, format: json }
+EOF
+start_ternd "$WORK/api.yaml"
+U4=$(port_of udp 127.0.0.1)
+OPS=$(grep '"event":"ops_listening"' "$WORK/ternd.log" | sed -E 's/.*"port":([0-9]+).*/\1/')
+API="http://127.0.0.1:$OPS"
+"$TURNC" -s "127.0.0.1:$U4" -p "127.0.0.1:$PEER_PORT" -n 1 -w 100 >"$WORK/held2.out" 2>&1 || true
+health() { curl -s -o "$WORK/health.json" -w '%{http_code}' "$API/healthz"; }
+[ "$(health)" = 200 ] && pass "/healthz 200 in service" || fail "/healthz not 200"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$API/api/v1/drain")" = 401 ] &&
+    pass "POST /api/v1/drain without the token: 401" || fail "drain without the token accepted"
+code=$(curl -s -o "$WORK/bad.json" -w '%{http_code}' -X POST -H "Authorization: Bearer drain-test-token" \
+    -d '{"dedline": 5}' "$API/api/v1/drain")
+[ "$code" = 400 ] && grep -q 'unknown field' "$WORK/bad.json" && pass "a misspelt field: 400 naming it" ||
+    fail "drain with an unknown field: $code $(cat "$WORK/bad.json")"
+expect_out "ternctl drain --deadline 30 starts a drain" '^draining: 1 allocation left, deadline in (29|30) s$' \
+    "$TERNCTL" --url "$API" --token drain-test-token drain --deadline 30
+code=$(health)
+if [ "$code" = 503 ] && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d=={"status":"draining","allocations":1} else 1)' "$WORK/health.json"; then
+    pass "/healthz 503 {status: draining, allocations: 1}"
+else
+    fail "/healthz while draining: $code $(cat "$WORK/health.json")"
+fi
+"$TURNC" -s "127.0.0.1:$U4" -p "127.0.0.1:$PEER_PORT" -n 1 -w 100 >"$WORK/n2.out" 2>&1 || true
+grep -q 'allocate_failed code=508' "$WORK/n2.out" && pass "API drain: a new Allocate gets 508" ||
+    fail "API drain: no 508"
+expect_out "ternctl drain --status" '^draining: 1 allocation left' \
+    "$TERNCTL" --url "$API" --token drain-test-token drain --status
+expect_out "ternctl drain --cancel returns to service" '^in service: 1 allocation$' \
+    "$TERNCTL" --url "$API" --token drain-test-token drain --cancel
+[ "$(health)" = 200 ] && pass "/healthz 200 again" || fail "/healthz after cancel"
+curl -s -o /dev/null -X POST -H "Authorization: Bearer drain-test-token" -d '{"deadline": 1}' "$API/api/v1/drain"
+if wait_exit 6 && [ "$RC" = 0 ]; then pass "POST /api/v1/drain {deadline: 1}: the held call is ended, ternd exits 0"; else
+    fail "no exit after an API drain (rc ${RC:-running})"
+fi
 finish

@@ -2,8 +2,8 @@
 # test_unauth_flood.sh: a flood of unauthenticated 20-byte Allocate requests (tern-unauthflood,
 # as fast as one core sends them, from 127.0.0.2) while a valid relayed stream (tern-loadgen:
 # 10 allocations from 127.0.0.1, ChannelData through an echo peer) runs through the same UDP
-# listener of a one-worker ternd. With the default limit (auth.unauthenticated_*: 10 per second
-# per /32, bursts of 20) the flood gets at most burst + rate x duration answers, the relay
+# listener of a one-worker ternd. With a limit of 10 per second per /32 in bursts of 20 (tighter
+# than the default 100 and 200, so the counts are small) the flood gets at most burst + rate x duration answers, the relay
 # counts the rest as drop_unauth_ratelimited, and the valid stream loses < 1 %. Then a flood
 # from 200 sources is held to the global cap, and finally, for comparison only (no assertion),
 # the same flood against ternd without the limit. Assertions are on counts; bounds on time

@@ -608,13 +608,13 @@ static void config_keys(void **state)
     (void)state;
     struct tern_config c;
     assert_int_equal(parse(&c, ""), 0); /* the table defaults */
-    assert_int_equal(c.unauth_rate, 10);
-    assert_int_equal(c.unauth_burst, 20);
+    assert_int_equal(c.unauth_rate, 100);
+    assert_int_equal(c.unauth_burst, 200);
     assert_int_equal(c.unauth_global_rate, 5000);
     cfg_free(&c);
     assert_int_equal(parse(&c, cfg_default_yaml), 0); /* tern.yaml says the same */
-    assert_int_equal(c.unauth_rate, 10);
-    assert_int_equal(c.unauth_burst, 20);
+    assert_int_equal(c.unauth_rate, 100);
+    assert_int_equal(c.unauth_burst, 200);
     assert_int_equal(c.unauth_global_rate, 5000);
     cfg_free(&c);
     assert_int_equal(parse(&c, "auth: { unauthenticated_rate: 0, unauthenticated_burst: 1,"
