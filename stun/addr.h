@@ -27,6 +27,9 @@ bool addr_ip_equal(const union stun_addr *a, const union stun_addr *b);
 bool addr_equal(const union stun_addr *a, const union stun_addr *b);
 /* 0.0.0.0 or :: */
 bool addr_is_wildcard(const union stun_addr *a);
+/* An IPv4 or IPv6 literal ("192.0.2.1", "2001:db8::1") and a port into out; false (out
+ * zeroed) if ip is neither. */
+bool addr_parse(const char *ip, unsigned port, union stun_addr *out);
 /* FNV-1a (wire.h) of the IP and port, chained from h. */
 uint64_t addr_hash(uint64_t h, const union stun_addr *a);
 

@@ -64,6 +64,19 @@ bool addr_from_sockaddr(union stun_addr *out, const struct sockaddr *sa, socklen
     return false;
 }
 
+bool addr_parse(const char *ip, unsigned port, union stun_addr *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET, ip, &out->v4.sin_addr) == 1)
+        out->v4.sin_family = AF_INET;
+    else if (inet_pton(AF_INET6, ip, &out->v6.sin6_addr) == 1)
+        out->v6.sin6_family = AF_INET6;
+    else
+        return false;
+    addr_set_port(out, port);
+    return true;
+}
+
 bool addr_ip_equal(const union stun_addr *a, const union stun_addr *b)
 {
     if (a->sa.sa_family != b->sa.sa_family) return false;

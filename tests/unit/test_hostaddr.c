@@ -10,20 +10,13 @@
 #include <arpa/inet.h>
 #include <cmocka.h>
 
+#include "addr.h"
 #include "hostaddr.h"
 
 static union stun_addr parse(const char *ip, unsigned port)
 {
     union stun_addr a;
-    memset(&a, 0, sizeof(a));
-    if (inet_pton(AF_INET, ip, &a.v4.sin_addr) == 1) {
-        a.v4.sin_family = AF_INET;
-        a.v4.sin_port = htons((uint16_t)port);
-    } else {
-        assert_int_equal(inet_pton(AF_INET6, ip, &a.v6.sin6_addr), 1);
-        a.v6.sin6_family = AF_INET6;
-        a.v6.sin6_port = htons((uint16_t)port);
-    }
+    assert_true(addr_parse(ip, port, &a));
     return a;
 }
 

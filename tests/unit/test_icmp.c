@@ -57,16 +57,7 @@ struct fixture {
 static union stun_addr mkaddr(const char *ip, uint16_t port)
 {
     union stun_addr a;
-    memset(&a, 0, sizeof(a));
-    if (strchr(ip, ':')) {
-        a.v6.sin6_family = AF_INET6;
-        inet_pton(AF_INET6, ip, &a.v6.sin6_addr);
-        a.v6.sin6_port = htons(port);
-    } else {
-        a.v4.sin_family = AF_INET;
-        inet_pton(AF_INET, ip, &a.v4.sin_addr);
-        a.v4.sin_port = htons(port);
-    }
+    assert_true(addr_parse(ip, port, &a));
     return a;
 }
 

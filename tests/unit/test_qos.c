@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "qos.h"
 
 #define MS     1000000LL
@@ -38,15 +39,7 @@ static uint64_t rng(void)
 static union stun_addr peer_addr(const char *ip, unsigned port)
 {
     union stun_addr a;
-    memset(&a, 0, sizeof(a));
-    if (inet_pton(AF_INET, ip, &a.v4.sin_addr) == 1) {
-        a.v4.sin_family = AF_INET;
-        a.v4.sin_port = htons((uint16_t)port);
-    } else {
-        assert_int_equal(inet_pton(AF_INET6, ip, &a.v6.sin6_addr), 1);
-        a.v6.sin6_family = AF_INET6;
-        a.v6.sin6_port = htons((uint16_t)port);
-    }
+    assert_true(addr_parse(ip, port, &a));
     return a;
 }
 

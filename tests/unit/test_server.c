@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "fake_io.h"
+#include "addr.h"
 #include "server.h"
 #include "stun.h"
 #include "testutil.h"
@@ -81,16 +82,8 @@ static void fx_free(struct fixture *fx)
 static union stun_addr mk_addr(int family, const char *ip, uint16_t port)
 {
     union stun_addr a;
-    memset(&a, 0, sizeof(a));
-    if (family == AF_INET) {
-        a.v4.sin_family = AF_INET;
-        a.v4.sin_port = htons(port);
-        assert_int_equal(inet_pton(AF_INET, ip, &a.v4.sin_addr), 1);
-    } else {
-        a.v6.sin6_family = AF_INET6;
-        a.v6.sin6_port = htons(port);
-        assert_int_equal(inet_pton(AF_INET6, ip, &a.v6.sin6_addr), 1);
-    }
+    assert_true(addr_parse(ip, port, &a));
+    assert_int_equal(a.sa.sa_family, family);
     return a;
 }
 

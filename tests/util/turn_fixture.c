@@ -26,16 +26,7 @@ uint64_t mix64(uint64_t z)
 union stun_addr mkaddr(const char *ip, uint16_t port)
 {
     union stun_addr a;
-    memset(&a, 0, sizeof(a));
-    if (strchr(ip, ':')) {
-        a.v6.sin6_family = AF_INET6;
-        a.v6.sin6_port = htons(port);
-        if (inet_pton(AF_INET6, ip, &a.v6.sin6_addr) != 1) fail_msg("bad IPv6 literal %s", ip);
-    } else {
-        a.v4.sin_family = AF_INET;
-        a.v4.sin_port = htons(port);
-        if (inet_pton(AF_INET, ip, &a.v4.sin_addr) != 1) fail_msg("bad IPv4 literal %s", ip);
-    }
+    if (!addr_parse(ip, port, &a)) fail_msg("bad IP literal %s", ip);
     return a;
 }
 
