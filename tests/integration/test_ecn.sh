@@ -55,19 +55,25 @@ check_tos() { # DESCRIPTION FILE WANT(space-separated distinct values) COUNT_EXP
 
 # ---- preserve (the default): DSCP and ECN both ways, and what tcpdump saw ----
 run_mode preserve
-tcpdump -i lo -nn -v -l -c 10 "udp and (dst port $PEER_PORT or src port $PEER_PORT)" \
-    >"$WORK/cap.txt" 2>"$WORK/cap.err" &
+tcpdump -i lo -nn -v -l "udp and (port $PEER_PORT or port $U4)" >"$WORK/cap.txt" 2>"$WORK/cap.err" &
 CAP=$!
 for _ in $(seq 50); do grep -q "listening on" "$WORK/cap.err" 2>/dev/null && break; sleep 0.1; done
 turnc pres4 -T 0xb9 -n 5 -i 20 -p "127.0.0.1:$PEER_PORT"
-wait $CAP 2>/dev/null || true
+sleep 0.3
+kill -INT $CAP 2>/dev/null; wait $CAP 2>/dev/null || true
+# tcpdump -v prints a packet on two lines: "IP (tos 0x.., ...)" then "src > dst: UDP, ...".
+# Pair them: what left the relay towards the peer, and towards the client (from its listener).
+paste -d' ' - - <"$WORK/cap.txt" >"$WORK/cap2.txt" || true
+to_peer=$(grep -E "> 127\.0\.0\.1\.$PEER_PORT: " "$WORK/cap2.txt" | grep -c 'tos 0xb9' || true)
+to_client=$(grep -E "127\.0\.0\.1\.$U4 > " "$WORK/cap2.txt" | grep -c 'tos 0x8b' || true)
+if [ "$to_peer" = 5 ] && [ "$to_client" = 5 ]; then
+    pass "tcpdump on lo: relay->peer 5 datagrams with tos 0xb9, relay->client 5 with tos 0x8b"
+else
+    fail "tcpdump capture: relay->peer 0xb9 x$to_peer, relay->client 0x8b x$to_client"
+    sed 's/^/    /' "$WORK/cap2.txt" >&2
+fi
 check_tos "preserve: client EF+ECT(1) (0xb9) reaches the peer unchanged" "$WORK/peer.log" "0xb9" 5
 check_tos "preserve: the peer's AF41+CE (0x8b) reaches the client unchanged" "$WORK/pres4.out" "0x8b" 5
-if [ "$(grep -c 'tos 0xb9' "$WORK/cap.txt")" = 5 ] && [ "$(grep -c 'tos 0x8b' "$WORK/cap.txt")" = 5 ]; then
-    pass "tcpdump on lo: 5 datagrams relay->peer with tos 0xb9, 5 peer->relay with tos 0x8b"
-else
-    fail "tcpdump capture"; sed 's/^/    /' "$WORK/cap.txt" >&2
-fi
 turnc pres6 -6 -T 0xb9 -n 4 -i 20 -p "[::1]:$PEER6_PORT"
 check_tos "preserve, IPv6 relay: traffic class 0xb9 reaches the peer" "$WORK/peer6.log" "0xb9" 4
 check_tos "preserve, IPv6 relay: 0x8b reaches the client (an IPv4 client: as its TOS)" "$WORK/pres6.out" "0x8b" 4
