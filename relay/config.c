@@ -1051,6 +1051,12 @@ static void root_check(struct parse *p, yaml_node_t *root, const char *path, voi
         }
         break; /* once is enough, however many tls listeners there are */
     }
+    if (c->qos_priority && c->user &&
+        (c->qos_prio_audio > 6 || c->qos_prio_video > 6 || c->qos_prio_other > 6))
+        problem(p, map_value(p, map_value(p, root, "qos"), "priority_classes"),
+                "qos.priority_classes",
+                "priorities above 6 need CAP_NET_ADMIN, which server.user drops: use 0-6 (a "
+                "prio qdisc's bands) or run without server.user");
     if (c->qos_priority && !c->qos_enabled)
         problem(p, map_value(p, map_value(p, root, "qos"), "priority"), "qos.priority",
                 "needs qos.enabled: true (the classes come from the QoS tap)");

@@ -827,6 +827,34 @@ static void free_zeroed_is_safe(void **state)
     assert_zeroed(&c);
 }
 
+/* Cross-key rules added with the QoS-aware path and the privilege drop. */
+static void qos_cross_rules(void **state)
+{
+    struct tern_config c;
+    char *msgs;
+
+    (void)state;
+    assert_int_equal(parse(&c, "qos: { enabled: false, dscp: by-class }\n", &msgs), -1);
+    assert_non_null(strstr(msgs, "qos.dscp: by-class needs qos.enabled: true"));
+    free(msgs);
+    assert_int_equal(parse(&c, "qos: { enabled: false, priority: true }\n", &msgs), -1);
+    assert_non_null(strstr(msgs, "qos.priority: needs qos.enabled: true"));
+    free(msgs);
+    assert_int_equal(parse(&c,
+                           "server: { user: nobody }\nqos: { priority: true, priority_classes: "
+                           "{ audio: 65552 } }\n",
+                           &msgs),
+                     -1);
+    assert_non_null(strstr(msgs, "priorities above 6 need CAP_NET_ADMIN"));
+    free(msgs);
+    assert_int_equal(parse(&c, "server: { user: nobody }\nqos: { priority: true }\n", &msgs), 0);
+    assert_int_equal(c.qos_prio_audio, 6);
+    assert_int_equal(c.qos_prio_video, 4);
+    assert_int_equal(c.qos_prio_other, 2);
+    cfg_free(&c);
+    free(msgs);
+}
+
 static void transport_names(void **state)
 {
     (void)state;
@@ -867,6 +895,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(anchors_and_aliases),
         cmocka_unit_test(free_zeroed_is_safe),
         cmocka_unit_test(transport_names),
+        cmocka_unit_test(qos_cross_rules),
     };
     const char *filter = argc > 1 ? argv[1] : getenv("CMOCKA_FILTER");
 
