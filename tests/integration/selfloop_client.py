@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import hmac
 import os
+import random
 import select
 import socket
 import struct
@@ -201,7 +202,15 @@ def main():
     if args.control:
         fam = socket.AF_INET6 if ":" in args.control else socket.AF_INET
         peer = socket.socket(fam, socket.SOCK_DGRAM)
-        peer.bind((args.control, 0))
+        # Not a kernel-chosen port: the ephemeral range (32768-60999) overlaps the relay's port
+        # range, which the test's specific configs refuse on the relay's own addresses, so
+        # the control peer would sometimes be refused as the relay itself.
+        for _ in range(100):
+            try:
+                peer.bind((args.control, random.randint(20000, 32000)))
+                break
+            except OSError:
+                continue
         host, port = peer.getsockname()[:2]
         got = probe(a, host, port, channel)
         channel += 1
