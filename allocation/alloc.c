@@ -318,6 +318,23 @@ void alloc_forget_family(struct allocation *a, int family)
     index_rebuild(a);
 }
 
+void alloc_forget_peers(struct allocation *a,
+                        bool (*keep)(void *ctx, const union stun_addr *peer, bool with_port),
+                        void *ctx, size_t *perms, size_t *chans)
+{
+    unsigned k = 0, np = a->nperms, nc = a->nchans;
+    for (unsigned i = 0; i < a->nperms; i++)
+        if (keep(ctx, &a->perms[i].ip, false)) a->perms[k++] = a->perms[i];
+    a->nperms = (uint16_t)k;
+    k = 0;
+    for (unsigned i = 0; i < a->nchans; i++)
+        if (keep(ctx, &a->chans[i].peer, true)) a->chans[k++] = a->chans[i];
+    a->nchans = (uint16_t)k;
+    *perms += np - a->nperms;
+    *chans += nc - a->nchans;
+    if (np != a->nperms || nc != a->nchans) index_rebuild(a);
+}
+
 /* ---- channels ---- */
 
 const struct alloc_chan *alloc_channel(const struct allocation *a, uint16_t num, uint64_t now_ms)

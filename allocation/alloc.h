@@ -138,6 +138,11 @@ bool alloc_can_permit(const struct allocation *a, const union stun_addr *peer, u
 
 /* Drop every permission and channel whose peer is of family (its relay is going away). */
 void alloc_forget_family(struct allocation *a, int family);
+/* Drop every permission whose IP, and every channel whose peer, keep() refuses (a reload
+ * changed the peer policy). Adds how many went to *perms and *chans. */
+void alloc_forget_peers(struct allocation *a,
+                        bool (*keep)(void *ctx, const union stun_addr *peer, bool with_port),
+                        void *ctx, size_t *perms, size_t *chans);
 
 /* The peer bound to channel num, or NULL when unbound or expired. */
 const struct alloc_chan *alloc_channel(const struct allocation *a, uint16_t num, uint64_t now_ms);

@@ -203,6 +203,58 @@ size_t srv_revalidate(struct srv *s)
     return n;
 }
 
+static bool policy_keeps(void *ctx, const union stun_addr *peer, bool with_port)
+{
+    const struct srv *s = ctx;
+    return policy_check_canonical(s->opt.policy, peer, with_port) == POLICY_OK;
+}
+
+int srv_reconfigure(struct srv *s, const struct srv_options *opt, uint64_t now_ms,
+                    struct srv_reconf *out)
+{
+    int rc = 0;
+    memset(out, 0, sizeof(*out));
+    if (opt->unauth_rate != s->opt.unauth_rate || opt->unauth_burst != s->opt.unauth_burst ||
+        opt->unauth_global_rate != s->opt.unauth_global_rate) {
+        struct rl_table t;
+        uint8_t seed[16] = {0};
+        if (opt->unauth_rate) s->io.random(s->io.ctx, seed, sizeof(seed));
+        if (rl_init(&t, SRV_UNAUTH_SOURCES, opt->unauth_rate, opt->unauth_burst,
+                    opt->unauth_global_rate, seed) == 0) {
+            rl_free(&s->unauth);
+            s->unauth = t;
+        } else {
+            rc = -1;
+        }
+    }
+    struct srv_options keep = s->opt;
+    s->opt = *opt;
+    if (rc) { /* the table is the old one: so are its limits */
+        s->opt.unauth_rate = keep.unauth_rate;
+        s->opt.unauth_burst = keep.unauth_burst;
+        s->opt.unauth_global_rate = keep.unauth_global_rate;
+    }
+    const struct auth_creds *cr = s->opt.creds;
+    for (size_t i = 0; i < s->allocs.count; i++) {
+        struct allocation *a = s->allocs.heap[i];
+        alloc_forget_peers(a, policy_keeps, s, &out->permissions, &out->channels);
+        struct auth_user u;
+        uint64_t bw = s->opt.bandwidth_bps;
+        if (cr && cr->lookup(cr->ctx, (const uint8_t *)a->username, a->ulen, false, &u) == 0 &&
+            u.bandwidth_bps)
+            bw = u.bandwidth_bps;
+        OPENSSL_cleanse(&u, sizeof(u));
+        if (a->bw_to_peer.rate != bw) { /* a full bucket at the new rate, as a new allocation */
+            out->limits++;
+            a->bw_to_peer = a->bw_to_client =
+                (struct alloc_bucket){.rate = bw, .tokens = bw, .last_ms = now_ms};
+        }
+    }
+    s->c.v[SRV_C_permissions_revoked] += out->permissions;
+    s->c.v[SRV_C_channels_revoked] += out->channels;
+    return rc;
+}
+
 void srv_delete(struct srv *s, struct allocation *a, const char *why)
 {
     destroy(s, a, why, SRV_C_allocations_deleted);

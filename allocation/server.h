@@ -37,6 +37,8 @@
     X(allocations_expired, "allocations that expired (no Refresh in time)")                        \
     X(allocations_deleted, "allocations deleted (Refresh lifetime 0 or connection closed)")        \
     X(allocations_revoked, "allocations closed because their credentials no longer hold")          \
+    X(permissions_revoked, "permissions removed: a reload made the peer policy refuse the peer")   \
+    X(channels_revoked, "channel bindings removed: a reload made the peer policy refuse the peer") \
     X(error_400, "400 Bad Request responses")                                                      \
     X(error_401, "401 Unauthenticated responses")                                                  \
     X(error_403, "403 Forbidden responses (peer denied by policy)")                                \
@@ -222,6 +224,19 @@ size_t srv_peer_icmp(struct srv *s, struct allocation *a, const union stun_addr 
  * auth.strict_expiry; scans the whole table, so call it when credentials change (and now and
  * then for REST expiry), not per packet. Returns how many were closed. */
 size_t srv_revalidate(struct srv *s);
+
+/* A live reload: from now on decide with opt (the limits on unauthenticated answers are
+ * rebuilt when they changed, which restarts their buckets). Existing allocations follow it:
+ * permissions and channels to peers opt->policy now refuses are removed (counted in
+ * permissions_revoked / channels_revoked, and returned), and the bandwidth limit of each is
+ * set again (the user's own, else opt's default; a changed one starts with a full bucket). 0, or -1
+ * (out of memory: the old unauthenticated limits stay, the rest applies). */
+struct srv_reconf {
+    size_t permissions, channels; /* removed */
+    size_t limits;                /* allocations whose bandwidth limit changed */
+};
+int srv_reconfigure(struct srv *s, const struct srv_options *opt, uint64_t now_ms,
+                    struct srv_reconf *out);
 
 /* Delete allocations whose lifetime ended by now; returns how many. */
 size_t srv_expire(struct srv *s, uint64_t now_ms);

@@ -38,19 +38,34 @@ static void log_counters(const struct srv_counters *srv, const struct relay_coun
     log_emit(CFG_LOG_INFO, "counters", f, n);
 }
 
-static const char *ready_status(struct relay *r, const struct tern_config *cfg)
+static const char *ready_status(struct relay *r)
 {
     static char msg[160];
+    const struct tern_config *cfg = relay_config_get(r);
     snprintf(msg, sizeof msg, "READY=1\nSTATUS=relaying: %u workers, %zu listeners",
              relay_workers(r), cfg->nlisten);
+    relay_config_put(r, cfg);
     return msg;
 }
 
-/* The main thread's life once everything runs: signals (SIGTERM/SIGINT stop, SIGUSR1 drains,
- * SIGUSR2 cancels a drain, SIGHUP is not supported yet), the systemd watchdog and status, and
- * the drain (whoever started it: a signal or the ops API): exit when the last allocation
- * ends, or at the deadline after ending the rest. Returns when ternd should stop. */
-static void serve(struct relay *r, const struct tern_config *cfg, const sigset_t *set)
+static void notify_state(const char *state)
+{
+    service_notify(state);
+}
+
+/* SIGHUP: re-read the file. What is wrong (or cannot change live) is logged by the relay, one
+ * config_problem event per problem, and the running configuration stays. */
+static void reload(struct relay *r, const char *path)
+{
+    struct relay_reload_result res;
+    relay_reload(r, path, NULL, &res);
+}
+
+/* The main thread's life once everything runs: signals (SIGTERM/SIGINT stop, SIGHUP reloads
+ * the configuration file, SIGUSR1 drains, SIGUSR2 cancels a drain), the systemd watchdog and
+ * status, and the drain (whoever started it: a signal or the ops API): exit when the last
+ * allocation ends, or at the deadline after ending the rest. Returns when ternd should stop. */
+static void serve(struct relay *r, const char *path, const sigset_t *set)
 {
     uint64_t wd_ms = service_watchdog_ms(), last_wd = 0, last_status = 0, shown = UINT64_MAX;
     bool closing = false;
@@ -69,11 +84,13 @@ static void serve(struct relay *r, const struct tern_config *cfg, const sigset_t
             service_notify("STOPPING=1\nSTATUS=stopping");
             return;
         }
-        if (sig == SIGUSR1) relay_drain(r, cfg->drain_deadline);
+        if (sig == SIGUSR1) {
+            const struct tern_config *cfg = relay_config_get(r);
+            relay_drain(r, cfg->drain_deadline);
+            relay_config_put(r, cfg);
+        }
         if (sig == SIGUSR2) relay_drain_cancel(r);
-        if (sig == SIGHUP)
-            tlog(CFG_LOG_WARN, "sighup_ignored",
-                 LF_S("reason", "live reload is not implemented yet; restart to apply changes"));
+        if (sig == SIGHUP) reload(r, path);
 
         uint64_t now = relay_now_ms(), active = relay_active(r);
         draining = relay_draining(r, &deadline);
@@ -172,39 +189,33 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    struct relay *r = relay_open(&cfg);
-    if (!r) {
-        cfg_free(&cfg);
-        return 1;
-    }
+    struct relay *r = relay_open(&cfg); /* takes the configuration */
+    if (!r) return 1;
+    relay_set_notify(r, notify_state);
     if (relay_start(r)) {
         relay_close(r, NULL, NULL);
-        cfg_free(&cfg);
         return 1;
     }
     /* The ops/admin HTTP API (ops.listen; null turns it off). A bind failure stops ternd. */
     struct ops_http *ops = NULL;
-    if (cfg.ops_listen.sa.sa_family != AF_UNSPEC && !(ops = ops_http_start(&cfg, r))) {
-        relay_close(r, NULL, NULL);
-        cfg_free(&cfg);
-        return 1;
-    }
+    const struct tern_config *c = relay_config_get(r);
+    int bad = c->ops_listen.sa.sa_family != AF_UNSPEC && !(ops = ops_http_start(r, path));
     /* Everything is bound: privileges are not needed any more. */
-    if (service_drop_privileges(cfg.user, cfg.group)) {
+    if (!bad) bad = service_drop_privileges(c->user, c->group);
+    relay_config_put(r, c);
+    if (bad) {
         ops_http_stop(ops);
         relay_close(r, NULL, NULL);
-        cfg_free(&cfg);
         return 1;
     }
-    if (service_notify(ready_status(r, &cfg)))
+    if (service_notify(ready_status(r)))
         tlog(CFG_LOG_WARN, "notify_failed", LF_S("error", strerror(errno)));
-    serve(r, &cfg, &set);
+    serve(r, path, &set);
     ops_http_stop(ops);
     struct srv_counters srv;
     struct relay_counters io;
     relay_close(r, &srv, &io);
     log_counters(&srv, &io);
     tlog(CFG_LOG_INFO, "stopped", LF_S("file", name));
-    cfg_free(&cfg);
     return 0;
 }

@@ -76,7 +76,11 @@ struct conn_guard {
 struct ops_http {
     struct MHD_Daemon *daemon;
     struct conn_guard guard;
+    /* The running configuration as of this thread's last request: renewed between requests
+     * after a reload (sync_config), so a request sees one configuration from start to end. */
     const struct tern_config *cfg;
+    uint64_t gen;
+    const char *path;       /* the configuration file (POST /api/v1/reload); NULL: embedded */
     struct relay *relay;    /* allocations and metrics are read from its workers */
     uint8_t token_hash[32]; /* SHA-256 of ops.token; compared in constant time */
     bool have_token;
@@ -104,7 +108,8 @@ enum route {
     R_SECRET,
     R_ALLOCS,
     R_ALLOC,
-    R_DRAIN
+    R_DRAIN,
+    R_RELOAD
 };
 
 /* What a handler answers: a status and a body (NULL: none, as for 204). */
@@ -752,6 +757,7 @@ static enum route route_of(const char *url, const char **arg)
         {"/api/v1/secrets", R_SECRETS, R_SECRET},
         {"/api/v1/allocations", R_ALLOCS, R_ALLOC},
         {"/api/v1/drain", R_DRAIN, R_NONE},
+        {"/api/v1/reload", R_RELOAD, R_NONE},
     };
     *arg = NULL;
     if (strcmp(url, "/healthz") == 0) return R_HEALTHZ;
@@ -791,6 +797,8 @@ static const char *allowed_methods(enum route r)
         return "DELETE";
     case R_DRAIN:
         return "GET, HEAD, POST, DELETE";
+    case R_RELOAD:
+        return "POST";
     case R_NONE:
         break;
     }
@@ -957,11 +965,13 @@ static bool early_reply(const struct ops_http *h, struct MHD_Connection *conn, e
     }
     if (route == R_HEALTHZ) {
         /* A draining node answers 503 so that load balancers stop sending it new clients. */
+        json_int_t gen = (json_int_t)relay_generation(h->relay);
         if (relay_draining(h->relay, NULL))
-            *r = (struct reply){503, json_pack("{s:s,s:I}", "status", "draining", "allocations",
-                                               (json_int_t)relay_active(h->relay))};
+            *r = (struct reply){503,
+                                json_pack("{s:s,s:I,s:I}", "status", "draining", "allocations",
+                                          (json_int_t)relay_active(h->relay), "generation", gen)};
         else
-            *r = (struct reply){200, json_pack("{s:s}", "status", "ok")};
+            *r = (struct reply){200, json_pack("{s:s,s:I}", "status", "ok", "generation", gen)};
         return true;
     }
     bool read_only = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
@@ -1009,6 +1019,41 @@ static struct reply drain_call(const struct ops_http *h, const char *method, jso
                           : json_null())};
 }
 
+/* POST /api/v1/reload: re-read the configuration file (as SIGHUP does). 200 with the new
+ * generation and the keys that changed, or 422 with every problem ("file:line: key:
+ * problem") and nothing changed. */
+static struct reply reload_call(const struct ops_http *h)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *err = open_memstream(&buf, &len);
+    if (!err) return error_reply(500, "out of memory");
+    struct relay_reload_result res;
+    int rc = relay_reload(h->relay, h->path, err, &res);
+    fclose(err);
+    json_t *out;
+    if (rc == 0) {
+        json_t *keys = json_array();
+        for (size_t i = 0; keys && i < res.nchanged; i++)
+            json_array_append_new(keys, json_string(res.changed[i]));
+        out = json_pack("{s:I,s:o}", "generation", (json_int_t)res.generation, "changed",
+                        keys ? keys : json_null());
+    } else {
+        json_t *problems = json_array();
+        for (char *line = buf, *nl; problems && line && *line; line = nl ? nl + 1 : NULL) {
+            nl = strchr(line, '\n');
+            if (nl) *nl = '\0';
+            json_array_append_new(problems, ops_json_text(line));
+        }
+        out = json_pack("{s:s,s:I,s:o}", "error",
+                        "the configuration was not reloaded: the running one stays", "generation",
+                        (json_int_t)relay_generation(h->relay), "problems",
+                        problems ? problems : json_null());
+    }
+    free(buf);
+    return (struct reply){rc == 0 ? 200 : 422, out};
+}
+
 /* Run an admin call on its complete body. */
 static struct reply dispatch(const struct ops_http *h, enum route route, const char *method,
                              const char *arg, const struct req *rq)
@@ -1017,6 +1062,7 @@ static struct reply dispatch(const struct ops_http *h, enum route route, const c
     if (route == R_ALLOCS) return get_allocations(h);
     if (route == R_ALLOC) return allocation_call(h, method, arg);
     if (route == R_DRAIN && strcmp(method, "POST") != 0) return drain_call(h, method, NULL);
+    if (route == R_RELOAD) return reload_call(h);
     if (route == R_USER && pct_decode(arg, name, sizeof name))
         return error_reply(400,
                            "the user name in the path is not valid (bad %%-escape, NUL "
@@ -1074,6 +1120,28 @@ static struct reply dispatch(const struct ops_http *h, enum route route, const c
     return r;
 }
 
+static void token_set(struct ops_http *h, const struct tern_config *cfg)
+{
+    unsigned mdlen = 0;
+    h->have_token = cfg->ops_token &&
+                    EVP_Digest(cfg->ops_token, strlen(cfg->ops_token), h->token_hash, &mdlen,
+                               EVP_sha256(), NULL) &&
+                    mdlen == sizeof h->token_hash;
+    if (!h->have_token) OPENSSL_cleanse(h->token_hash, sizeof h->token_hash);
+}
+
+/* Take up a reloaded configuration (ops.token, drain deadline, ...) before a new request. */
+static void sync_config(struct ops_http *h)
+{
+    uint64_t gen = relay_generation(h->relay);
+    if (h->cfg && gen == h->gen) return;
+    const struct tern_config *c = relay_config_get(h->relay);
+    relay_config_put(h->relay, h->cfg);
+    h->cfg = c;
+    h->gen = gen;
+    token_set(h, c);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -1086,6 +1154,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)version;
 
     if (!rq) {
+        sync_config(h);
         rq = calloc(1, sizeof *rq);
         if (!rq) return MHD_NO;
         rq->h = h;
@@ -1164,30 +1233,30 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     tlog(CFG_LOG_WARN, "ops_http_error", LF_S("error", msg));
 }
 
-struct ops_http *ops_http_start(const struct tern_config *cfg, struct relay *relay)
+struct ops_http *ops_http_start(struct relay *relay, const char *path)
 {
     struct ops_http *h = calloc(1, sizeof *h);
+    const struct tern_config *cfg = relay_config_get(relay);
     if (!h) {
         tlog(CFG_LOG_ERROR, "ops_listen_failed", LF_A("address", &cfg->ops_listen),
              LF_S("error", "out of memory"));
+        relay_config_put(relay, cfg);
         return NULL;
     }
     h->cfg = cfg;
+    h->gen = relay_generation(relay);
     h->relay = relay;
+    h->path = path;
     if (guard_init(&h->guard)) {
         tlog(CFG_LOG_ERROR, "ops_listen_failed", LF_A("address", &cfg->ops_listen),
              LF_S("error", "cannot create the connection guard's lock"));
+        relay_config_put(relay, cfg);
         free(h);
         return NULL;
     }
     atomic_init(&h->starting, true);
     json_set_alloc_funcs(malloc, wipe_free); /* request bodies hold passwords and secrets */
-    if (cfg->ops_token) {
-        unsigned mdlen = 0;
-        h->have_token = EVP_Digest(cfg->ops_token, strlen(cfg->ops_token), h->token_hash, &mdlen,
-                                   EVP_sha256(), NULL) &&
-                        mdlen == sizeof h->token_hash;
-    }
+    token_set(h, cfg);
     union stun_addr bind = cfg->ops_listen;
     /* MHD_USE_ITC: MHD_stop_daemon wakes the thread through a pipe; without it, it only shuts
      * the listen socket, which MHD stops polling at the connection limit, so a stop waited
@@ -1218,6 +1287,7 @@ struct ops_http *ops_http_start(const struct tern_config *cfg, struct relay *rel
                            : saved           ? strerror(saved)
                                              : "the HTTP server did not start"));
         guard_destroy(&h->guard);
+        relay_config_put(relay, cfg);
         free(h);
         return NULL;
     }
@@ -1235,5 +1305,6 @@ void ops_http_stop(struct ops_http *h)
     MHD_stop_daemon(h->daemon);
     guard_destroy(&h->guard);
     OPENSSL_cleanse(h->token_hash, sizeof h->token_hash);
+    relay_config_put(h->relay, h->cfg);
     free(h);
 }

@@ -100,6 +100,10 @@ void ctl_usage(FILE *out)
         "  drain [--deadline S] | --cancel | --status [--json] [--url URL]\n"
         "                 take the node out of service gently (POST/DELETE/GET /api/v1/drain;\n"
         "                 the token is needed): new Allocates are redirected, calls go on\n"
+        "  reload [--json] [--url URL]\n"
+        "                 re-read ternd's configuration file and apply it live (POST\n"
+        "                 /api/v1/reload, as SIGHUP; the token is needed): prints what\n"
+        "                 changed, or every problem (exit 1; the running config stays)\n"
         "                      a live view like top(1): totals (allocations, packets/s and\n"
         "                      bits/s from successive samples, worst loss/jitter/RTT), then\n"
         "                      the allocations worst quality first (loss, then jitter, then\n"
@@ -485,17 +489,20 @@ static int run(struct ctl *c, int argc, char **argv)
         }
     }
     if (optind >= argc)
-        return ctl_usage_error("no command given (user, secret, cred, allocations, top or drain)");
+        return ctl_usage_error(
+            "no command given (user, secret, cred, allocations, top, drain or reload)");
     const char *cmd = argv[optind];
-    if (strcmp(cmd, "allocations") == 0 || strcmp(cmd, "top") == 0 || strcmp(cmd, "drain") == 0) {
+    if (strcmp(cmd, "allocations") == 0 || strcmp(cmd, "top") == 0 || strcmp(cmd, "drain") == 0 ||
+        strcmp(cmd, "reload") == 0) {
         struct ops_opts o = {.url = url, .token_file = token_file, .token_arg = token_arg};
         if (strcmp(cmd, "top") == 0) return ctl_cmd_top(c, &o, argc - optind, argv + optind);
         if (strcmp(cmd, "drain") == 0) return ctl_cmd_drain(c, &o, argc - optind, argv + optind);
+        if (strcmp(cmd, "reload") == 0) return ctl_cmd_reload(c, &o, argc - optind, argv + optind);
         return ctl_cmd_allocations(c, &o, argc - optind, argv + optind);
     }
     if (strcmp(cmd, "user") != 0 && strcmp(cmd, "secret") != 0 && strcmp(cmd, "cred") != 0)
         return ctl_usage_error(
-            "unknown command '%s' (user, secret, cred, allocations, top or drain)", cmd);
+            "unknown command '%s' (user, secret, cred, allocations, top, drain or reload)", cmd);
     if (c->db_opt && !*c->db_opt) return ctl_usage_error("--db wants a file name");
     if (c->realm_opt && !*c->realm_opt) return ctl_usage_error("--realm wants a realm");
     if (url) {

@@ -167,6 +167,8 @@ int ctl_cmd_cred(struct ctl *c, int argc, char **argv);
 int ctl_cmd_allocations(struct ctl *c, struct ops_opts *o, int argc, char **argv);
 /* ternctl drain [--deadline S] | --cancel | --status (ternctl_allocs.c). */
 int ctl_cmd_drain(struct ctl *c, struct ops_opts *o, int argc, char **argv);
+/* ternctl reload (ternctl_allocs.c). */
+int ctl_cmd_reload(struct ctl *c, struct ops_opts *o, int argc, char **argv);
 int ctl_cmd_top(struct ctl *c, struct ops_opts *o, int argc, char **argv);
 
 #endif

@@ -1051,3 +1051,59 @@ int ctl_cmd_drain(struct ctl *c, struct ops_opts *o, int argc, char **argv)
     json_decref(j);
     return rc;
 }
+
+/* ternctl reload: POST /api/v1/reload, as SIGHUP does. Prints the new generation and what
+ * changed; a refused reload prints every problem and exits 1 (the running config stays). */
+int ctl_cmd_reload(struct ctl *c, struct ops_opts *o, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CTL_API_OPTIONS,
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    bool json = false;
+    int opt;
+    optind = 0;
+    while ((opt = getopt_long(argc, argv, ":jh", opts, NULL)) != -1) {
+        int r = ops_option(c, o, opt);
+        if (r > 0) return r;
+        if (r == 0) continue;
+        switch (opt) {
+        case 'j':
+            json = true;
+            break;
+        case 'h':
+            ctl_usage(stdout);
+            return 0;
+        default:
+            return ctl_bad_option("reload", argv, opt);
+        }
+    }
+    if (optind < argc) return ctl_usage_error("reload: unexpected argument '%s'", argv[optind]);
+    int rc = ops_setup(c, o);
+    if (rc) return rc;
+    json_t *j = NULL;
+    if (ctl_api_call(c, "POST", "/api/v1/reload", NULL, &j)) return 1;
+    if (!(j = ctl_want_object(c, "/api/v1/reload", j))) return 1;
+    if (json) {
+        rc = print_json(j);
+    } else {
+        json_t *ch = json_object_get(j, "changed");
+        printf("reloaded: configuration generation %" PRIu64 ", ",
+               ctl_json_u64(j, "generation", 0));
+        if (!json_array_size(ch)) printf("nothing changed");
+        size_t i;
+        json_t *k;
+        json_array_foreach(ch, i, k)
+        {
+            char key[64];
+            if (!json_is_string(k)) continue;
+            ctl_clean_text(json_string_value(k), json_string_length(k), key, 60);
+            printf("%s%s", i ? ", " : "changed: ", key);
+        }
+        printf("\n");
+    }
+    json_decref(j);
+    return rc;
+}

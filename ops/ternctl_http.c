@@ -194,8 +194,19 @@ static int http_failure(const char *url, long status, const struct body *b, bool
         snprintf(msg, sizeof msg, "HTTP error: %s%s", text, b->n > 200 ? "..." : "");
     } else
         snprintf(msg, sizeof msg, "HTTP error with no message");
+    int rc = ctl_failure("%s: %ld: %s", url, status, msg);
+    /* A refused reload lists every problem ("file:line: key: problem"): one line each. */
+    json_t *probs = json_is_object(j) ? json_object_get(j, "problems") : NULL;
+    size_t i;
+    json_t *p;
+    json_array_foreach(probs, i, p)
+    {
+        if (!json_is_string(p)) continue;
+        ctl_clean_text(json_string_value(p), json_string_length(p), msg, 400);
+        fprintf(stderr, "  %s\n", msg);
+    }
     json_decref(j);
-    return ctl_failure("%s: %ld: %s", url, status, msg);
+    return rc;
 }
 
 int ctl_api_call(const struct ctl *c, const char *method, const char *path, json_t *req,

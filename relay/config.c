@@ -25,7 +25,26 @@ struct parse {
     FILE *err;
     unsigned nerr;
     size_t line; /* where a problem about an absent key is reported: the enclosing mapping */
+    struct cfg_keyline *lines; /* where each key given was found (cfg_key_line, reload) */
+    size_t nlines, caplines;
 };
+
+/* Remember the line of key path (a failure to remember only loses a line number). */
+static void keyline(struct parse *p, const char *path, size_t line)
+{
+    if (p->nlines == p->caplines) {
+        size_t cap = p->caplines ? p->caplines * 2 : 64;
+        struct cfg_keyline *n = realloc(p->lines, cap * sizeof(*n));
+        if (!n) return;
+        p->lines = n;
+        p->caplines = cap;
+    }
+    struct cfg_keyline *k = &p->lines[p->nlines++];
+    size_t n = strnlen(path, sizeof k->key - 1); /* longer paths are unknown keys' */
+    memcpy(k->key, path, n);
+    k->key[n] = '\0';
+    k->line = (unsigned)line;
+}
 
 struct key;
 /* Stores the value of node v (NULL: the key is absent, apply k->def) at base + k->off. */
@@ -1147,6 +1166,7 @@ static void parse_map(struct parse *p, const struct section *sec, yaml_node_t *m
                 continue;
             }
             seen[k - sec->keys] = kn;
+            keyline(p, child, kn->start_mark.line + 1);
             k->set(p, k, vn, child, base);
         }
     }
@@ -1244,10 +1264,25 @@ int cfg_parse(struct tern_config *out, const char *name, const char *text, size_
             parse_map(&p, &root_section, root, "", out);
     }
     wipe_document(&doc);
+    out->lines = p.lines;
+    out->nlines = p.nlines;
     if (p.nerr) {
         cfg_free(out);
         return -1;
     }
+    out->name = strdup(p.name);
+    if (!out->name) {
+        fprintf(p.err, "%s: out of memory\n", p.name);
+        cfg_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+unsigned cfg_key_line(const struct tern_config *c, const char *key)
+{
+    for (size_t i = 0; c && i < c->nlines; i++)
+        if (strcmp(c->lines[i].key, key) == 0) return c->lines[i].line;
     return 0;
 }
 
@@ -1345,6 +1380,8 @@ void cfg_free(struct tern_config *c)
     free(c->user);
     free(c->group);
     free(c->qos_record_file);
+    free(c->lines);
+    free(c->name);
     memset(c, 0, sizeof *c);
 }
 

@@ -31,7 +31,17 @@ struct cfg_user {
     char *password;
 };
 
+/* Where a key was given: its dotted path ("peers.deny", "listen[1]") and line. */
+struct cfg_keyline {
+    char key[48];
+    unsigned line;
+};
+
 struct tern_config {
+    char *name;                /* the file it came from (messages: "file:line: key: problem") */
+    struct cfg_keyline *lines; /* every key given, with its line (cfg_key_line) */
+    size_t nlines;
+
     /* server: */
     char *realm;      /* never NULL; default "tern" */
     char *software;   /* "" when the SOFTWARE attribute is omitted */
@@ -116,5 +126,28 @@ int cfg_load(struct tern_config *out, const char *path, FILE *err);
 void cfg_free(struct tern_config *c);
 
 const char *cfg_transport_name(enum cfg_transport t);
+
+/* The line where key (a dotted path as in messages) was given; 0 when it was not. */
+unsigned cfg_key_line(const struct tern_config *c, const char *key);
+
+/* ---- live reload (config_diff.c) ---- */
+
+#define CFG_DIFF_MAX 64
+/* What differs between a running configuration and a new one. */
+struct cfg_diff {
+    const char *changed[CFG_DIFF_MAX]; /* keys applied live, in file order of the sections */
+    size_t nchanged;
+    unsigned refused; /* keys that cannot change while ternd runs (messages written to err) */
+    bool listeners;   /* listen: entries added or removed */
+    bool pools;       /* relay.addresses or relay.ports: new port pools for new allocations */
+};
+/* Compare old (running) and new. Each key that cannot change live is written to err as
+ * "file:line: key: cannot change while ternd runs (...); restart to apply" and counted in
+ * d->refused; the rest that differ are listed in d->changed. Secrets and passwords are
+ * compared but never written. */
+void cfg_diff(const struct tern_config *old, const struct tern_config *new, struct cfg_diff *d,
+              FILE *err);
+/* Are two listener entries the same socket (transport, address and port as configured)? */
+bool cfg_listen_same(const struct cfg_listen *a, const struct cfg_listen *b);
 
 #endif

@@ -69,9 +69,9 @@ static bool index_users(struct snapshot *s)
 }
 
 struct credcache {
-    const struct auth_users *statics;
-    const char *realm, *path;
-    struct store *db; /* NULL: no database configured */
+    const struct auth_users *statics; /* under lock: a reload swaps them (credcache_statics) */
+    char *realm, *path;               /* copies: the config they came from may be reloaded */
+    struct store *db;                 /* NULL: no database configured */
     pthread_rwlock_t lock;
     struct snapshot *cur;
     _Atomic uint64_t generation; /* bumped at every swap: workers re-check allocations */
@@ -82,6 +82,14 @@ struct credcache {
     pthread_cond_t stop_cond;
     bool stop;
 };
+
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = tern_malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
 
 static void snapshot_free(struct snapshot *s)
 {
@@ -206,11 +214,16 @@ struct credcache *credcache_open(const struct tern_config *cfg, const struct aut
     struct credcache *c = tern_calloc(1, sizeof(*c));
     if (!c) return NULL;
     c->statics = statics;
-    c->realm = cfg->realm;
-    c->path = cfg->database;
     pthread_rwlock_init(&c->lock, NULL);
     pthread_mutex_init(&c->stop_lock, NULL);
     pthread_cond_init(&c->stop_cond, NULL);
+    c->realm = dup_str(cfg->realm);
+    c->path = cfg->database ? dup_str(cfg->database) : NULL;
+    if (!c->realm || (cfg->database && !c->path)) {
+        tlog(CFG_LOG_ERROR, "out_of_memory", LF_S("where", "credcache_open"));
+        credcache_close(c);
+        return NULL;
+    }
     if (!cfg->database) return c;
 
     char err[STORE_ERR_LEN] = "";
@@ -250,16 +263,29 @@ void credcache_close(struct credcache *c)
     pthread_rwlock_destroy(&c->lock);
     pthread_mutex_destroy(&c->stop_lock);
     pthread_cond_destroy(&c->stop_cond);
+    tern_free(c->realm);
+    tern_free(c->path);
     tern_free(c);
+}
+
+void credcache_statics(struct credcache *c, const struct auth_users *statics)
+{
+    pthread_rwlock_wrlock(&c->lock);
+    c->statics = statics;
+    pthread_rwlock_unlock(&c->lock);
+    atomic_fetch_add(&c->generation, 1); /* strict_expiry: a removed user's allocations end */
 }
 
 static int lookup(void *ctx, const uint8_t *name, size_t len, bool userhash, struct auth_user *out)
 {
     struct credcache *c = ctx;
-    struct auth_creds st = auth_users_creds(c->statics);
-    if (st.lookup(st.ctx, name, len, userhash, out) == 0) return 0;
     int rc = -1;
     pthread_rwlock_rdlock(&c->lock);
+    struct auth_creds st = auth_users_creds(c->statics);
+    if (st.lookup(st.ctx, name, len, userhash, out) == 0) {
+        pthread_rwlock_unlock(&c->lock);
+        return 0;
+    }
     const struct snapshot *s = c->cur;
     if (s && s->nslots && (!userhash || len == STUN_USERHASH_LEN)) {
         const uint32_t *slots = userhash ? s->by_hash : s->by_name;

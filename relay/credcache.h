@@ -14,6 +14,9 @@ struct credcache;
 struct credcache *credcache_open(const struct tern_config *cfg, const struct auth_users *statics);
 /* Stop the refresher and free everything. */
 void credcache_close(struct credcache *c);
+/* Serve these static users from now on (a live reload); the caller frees the old ones once
+ * this returns (no lookup holds them then). Bumps the generation (auth.strict_expiry). */
+void credcache_statics(struct credcache *c, const struct auth_users *statics);
 /* The lookup interface over static users first, then the database copy. */
 struct auth_creds credcache_creds(struct credcache *c);
 

@@ -323,9 +323,26 @@ static void batch_end(struct worker *w)
 
 static void flush_clients(struct worker *w);
 
+static void udp_readable(struct worker *w, struct ep_handler *h);
+
 void fwd_udp_readable(struct worker *w, struct ep_handler *h, uint32_t events)
 {
     (void)events;
+    struct listener *l = (struct listener *)h;
+    if (!l->retired) {
+        udp_readable(w, h);
+        return;
+    }
+    /* A listener a reload removed serves the allocations made through it until they end, and
+     * turns new Allocates away as a draining relay does (300 to an alternate, else 508). */
+    bool draining = w->srv.draining;
+    w->srv.draining = true;
+    udp_readable(w, h);
+    w->srv.draining = draining;
+}
+
+static void udp_readable(struct worker *w, struct ep_handler *h)
+{
     struct listener *l = (struct listener *)h;
     struct client_batch *b = &w->fwd->cb;
     /* Peer datagrams queued for clients go first: a client batch may take a while. */

@@ -32,6 +32,7 @@ struct hostaddr_snap {
 
 struct hostaddr {
     pthread_mutex_t lock;
+    pthread_mutex_t spec_lock; /* the spec below: a reload may replace it (hostaddr_respec) */
     struct hostaddr_snap *cur; /* under lock */
     _Atomic uint64_t gen;      /* written under lock, read without */
     union stun_addr *ips;      /* the spec, copied */
@@ -181,7 +182,10 @@ static int refresh(struct hostaddr *h, const char *why)
 {
     struct hostaddr_snap *n = calloc(1, sizeof(*n));
     if (!n) return -1;
-    if (enumerate(h, &n->self)) {
+    pthread_mutex_lock(&h->spec_lock);
+    int rc = enumerate(h, &n->self);
+    pthread_mutex_unlock(&h->spec_lock);
+    if (rc) {
         free(n);
         return -1;
     }
@@ -249,25 +253,51 @@ static int netlink_open(void)
     return fd;
 }
 
+/* Copy spec in (under spec_lock, or before any thread runs). 0, or -1 (nothing changed). */
+static int spec_set(struct hostaddr *h, const struct hostaddr_spec *spec)
+{
+    union stun_addr *ips = calloc(spec->nips + 1, sizeof(*ips));
+    uint16_t *ports = calloc(spec->nports + 1, sizeof(*ports));
+    if (!ips || !ports) {
+        free(ips);
+        free(ports);
+        return -1;
+    }
+    size_t nips = 0;
+    for (size_t i = 0; i < spec->nips; i++) {
+        const union stun_addr *a = &spec->ips[i];
+        if ((a->sa.sa_family == AF_INET || a->sa.sa_family == AF_INET6) && !addr_is_wildcard(a))
+            ips[nips++] = *a;
+    }
+    memcpy(ports, spec->ports, spec->nports * sizeof(*ports));
+    free(h->ips);
+    free(h->ports);
+    h->ips = ips;
+    h->nips = nips;
+    h->ports = ports;
+    h->nports = spec->nports;
+    h->wildcard = spec->wildcard;
+    h->relay_min = spec->relay_min;
+    h->relay_max = spec->relay_max;
+    return 0;
+}
+
+static int watch_start(struct hostaddr *h)
+{
+    h->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (h->stopfd < 0 || pthread_create(&h->thread, NULL, watch, h)) return -1;
+    h->thread_on = true;
+    return 0;
+}
+
 struct hostaddr *hostaddr_open(const struct hostaddr_spec *spec)
 {
     struct hostaddr *h = calloc(1, sizeof(*h));
     if (!h) return NULL;
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->spec_lock, NULL);
     h->nl = h->stopfd = -1;
-    h->wildcard = spec->wildcard;
-    h->relay_min = spec->relay_min;
-    h->relay_max = spec->relay_max;
-    h->ips = calloc(spec->nips + 1, sizeof(*h->ips));
-    h->ports = calloc(spec->nports + 1, sizeof(*h->ports));
-    if (!h->ips || !h->ports) goto fail;
-    for (size_t i = 0; i < spec->nips; i++) {
-        const union stun_addr *a = &spec->ips[i];
-        if ((a->sa.sa_family == AF_INET || a->sa.sa_family == AF_INET6) && !addr_is_wildcard(a))
-            h->ips[h->nips++] = *a;
-    }
-    memcpy(h->ports, spec->ports, spec->nports * sizeof(*h->ports));
-    h->nports = spec->nports;
+    if (spec_set(h, spec)) goto fail;
     if (h->wildcard) {
         /* Subscribe before enumerating: a change in between is then seen as an event. */
         h->nl = netlink_open();
@@ -276,17 +306,29 @@ struct hostaddr *hostaddr_open(const struct hostaddr_spec *spec)
                  LF_U("refresh_ms", HOSTADDR_POLL_MS));
     }
     if (refresh(h, "start") || !h->cur) goto fail;
-    if (h->wildcard) {
-        h->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (h->stopfd < 0 || pthread_create(&h->thread, NULL, watch, h)) goto fail;
-        h->thread_on = true;
-    }
+    if (h->wildcard && watch_start(h)) goto fail;
     return h;
 fail:
     tlog(CFG_LOG_ERROR, "startup_failed", LF_S("step", "self addresses"),
          LF_S("error", strerror(errno)));
     hostaddr_close(h);
     return NULL;
+}
+
+int hostaddr_respec(struct hostaddr *h, const struct hostaddr_spec *spec)
+{
+    pthread_mutex_lock(&h->spec_lock);
+    int rc = spec_set(h, spec);
+    bool watch_now = h->wildcard && !h->thread_on;
+    pthread_mutex_unlock(&h->spec_lock);
+    if (rc) return -1;
+    /* A wildcard appeared: follow the host from now on (the thread is kept if it goes). */
+    if (watch_now) {
+        if (h->nl < 0) h->nl = netlink_open();
+        if (watch_start(h))
+            tlog(CFG_LOG_WARN, "host_addresses_watch_failed", LF_S("error", strerror(errno)));
+    }
+    return refresh(h, "reload");
 }
 
 uint64_t hostaddr_generation(const struct hostaddr *h)
@@ -327,6 +369,7 @@ void hostaddr_close(struct hostaddr *h)
     if (h->nl >= 0) close(h->nl);
     snap_unref(h->cur);
     pthread_mutex_destroy(&h->lock);
+    pthread_mutex_destroy(&h->spec_lock);
     free(h->ips);
     free(h->ports);
     free(h);

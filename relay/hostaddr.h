@@ -30,6 +30,10 @@ struct hostaddr_spec {
  * after logging why. */
 struct hostaddr *hostaddr_open(const struct hostaddr_spec *spec);
 
+/* A reload changed what the relay is: copy spec in, re-enumerate and publish if the set
+ * changed. From one thread at a time. 0 or -1 (the old spec stays). */
+int hostaddr_respec(struct hostaddr *h, const struct hostaddr_spec *spec);
+
 /* The current snapshot's generation: it changes when the address set does. One atomic load,
  * no lock: a worker calls it every loop pass. */
 uint64_t hostaddr_generation(const struct hostaddr *h);

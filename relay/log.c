@@ -1,33 +1,42 @@
 /* log.c: structured event logging, text (key=value) or JSON lines, one write per event. */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
 #include "log.h"
 #include "addr.h"
 
-/* Set once by log_setup before any thread starts; read-only afterwards. */
-static enum cfg_log_level min_level = CFG_LOG_INFO;
-static enum cfg_log_format fmt = CFG_LOG_TEXT;
+/* The sink is set once by log_setup before any thread starts; level and format may change on
+ * a live reload (log_set) while workers log, hence atomics (relaxed: a line or two in the old
+ * format during the change is fine). */
+static _Atomic int min_level = CFG_LOG_INFO;
+static _Atomic int fmt = CFG_LOG_TEXT;
 static FILE *sink;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 void log_setup(enum cfg_log_level level, enum cfg_log_format format, FILE *out)
 {
-    min_level = level;
-    fmt = format;
     sink = out;
+    log_change(level, format);
+}
+
+void log_change(enum cfg_log_level level, enum cfg_log_format format)
+{
+    atomic_store_explicit(&min_level, (int)level, memory_order_relaxed);
+    atomic_store_explicit(&fmt, (int)format, memory_order_relaxed);
 }
 
 int log_enabled(enum cfg_log_level level)
 {
-    return level >= min_level;
+    return (int)level >= atomic_load_explicit(&min_level, memory_order_relaxed);
 }
 
 struct line {
     char buf[2048];
     size_t len;
+    bool json; /* the format, read once per line */
 };
 
 static void put(struct line *l, const char *fmtstr, ...) __attribute__((format(printf, 2, 3)));
@@ -45,7 +54,7 @@ static void put(struct line *l, const char *fmtstr, ...)
 /* A string value: JSON-escaped, or in text quoted when it has spaces, quotes or '='. */
 static void put_str(struct line *l, const char *s)
 {
-    bool quote = fmt == CFG_LOG_JSON || !*s || strpbrk(s, " \"=\t\n\\") != NULL;
+    bool quote = l->json || !*s || strpbrk(s, " \"=\t\n\\") != NULL;
     if (quote) put(l, "\"");
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (*p == '"' || *p == '\\')
@@ -70,14 +79,15 @@ void log_emit(enum cfg_log_level level, const char *event, const struct log_fiel
     size_t w = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(when + w, sizeof(when) - w, ".%03ldZ", ts.tv_nsec / 1000000);
 
-    struct line l = {.len = 0};
-    if (fmt == CFG_LOG_JSON)
+    struct line l = {.len = 0,
+                     .json = atomic_load_explicit(&fmt, memory_order_relaxed) == CFG_LOG_JSON};
+    if (l.json)
         put(&l, "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":", when, level_names[level]);
     else
         put(&l, "%s %-5s ", when, level_names[level]);
     put_str(&l, event);
     for (size_t i = 0; i < n; i++) {
-        if (fmt == CFG_LOG_JSON)
+        if (l.json)
             put(&l, ",\"%s\":", f[i].key);
         else
             put(&l, " %s=", f[i].key);
@@ -97,7 +107,7 @@ void log_emit(enum cfg_log_level level, const char *event, const struct log_fiel
             break;
         }
     }
-    if (fmt == CFG_LOG_JSON) put(&l, "}");
+    if (l.json) put(&l, "}");
     l.buf[l.len++] = '\n';
     fwrite(l.buf, 1, l.len, out);
     fflush(out);

@@ -29,6 +29,8 @@ struct log_field {
 
 /* Set where and how events are written. Called once at start, before threads exist. */
 void log_setup(enum cfg_log_level level, enum cfg_log_format format, FILE *out);
+/* Change level and format while threads log (live reload). */
+void log_change(enum cfg_log_level level, enum cfg_log_format format);
 int log_enabled(enum cfg_log_level level);
 void log_emit(enum cfg_log_level level, const char *event, const struct log_field *f, size_t n);
 

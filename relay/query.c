@@ -436,6 +436,17 @@ char *relay_metrics(struct relay *r, size_t *len)
         "# HELP tern_workers Worker threads (one event loop each).\n# TYPE tern_workers gauge\n"
         "tern_workers %u\n",
         r->nworkers);
+    uint64_t ok, failed;
+    relay_reload_counts(r, &ok, &failed);
+    put(&t,
+        "# HELP tern_config_generation The configuration generation (1 at start, +1 per "
+        "reload).\n# TYPE tern_config_generation gauge\ntern_config_generation %llu\n"
+        "# HELP tern_config_reloads_total Configuration reloads, applied or refused.\n"
+        "# TYPE tern_config_reloads_total counter\n"
+        "tern_config_reloads_total{result=\"applied\"} %llu\n"
+        "tern_config_reloads_total{result=\"refused\"} %llu\n",
+        (unsigned long long)relay_generation(r), (unsigned long long)ok,
+        (unsigned long long)failed);
     for (int k = 0; k < SRV_C_COUNT; k++)
         put(&t,
             "# HELP tern_server_%s_total %s.\n# TYPE tern_server_%s_total counter\n"
@@ -450,8 +461,10 @@ char *relay_metrics(struct relay *r, size_t *len)
             relay_counter_names[k], (unsigned long long)acc->io.v[k]);
     drops(&t, acc);
     bool oom = t.oom;
-    if (!oom && r->cfg->qos_enabled && qos_metrics_prometheus(&acc->qm, &t.buf, &t.len, &t.cap))
+    const struct tern_config *cfg = relay_config_get(r);
+    if (!oom && cfg->qos_enabled && qos_metrics_prometheus(&acc->qm, &t.buf, &t.len, &t.cap))
         oom = true;
+    relay_config_put(r, cfg);
     free(acc);
     if (oom) {
         free(t.buf);

@@ -68,8 +68,35 @@ struct relay;
 
 /* Create the workers and bind every listener for each (SO_REUSEPORT). A listener on port 0
  * gets a kernel-chosen port that all workers then share. Logs each bound address. Returns
- * NULL after logging what failed (address + reason). cfg is borrowed for the relay's life. */
-struct relay *relay_open(const struct tern_config *cfg);
+ * NULL after logging what failed (address + reason). Takes cfg's contents (cfg is left empty,
+ * also on failure): read the running configuration with relay_config_get. */
+struct relay *relay_open(struct tern_config *cfg);
+
+/* ---- Live reload (reload.c) ---- */
+
+struct relay_reload_result {
+    uint64_t generation;
+    const char *changed[CFG_DIFF_MAX]; /* the keys that changed (static strings) */
+    size_t nchanged;
+};
+/* Re-read path and apply it live (SIGHUP, ternctl reload, POST /api/v1/reload; from any
+ * thread, one at a time). Everything is parsed, validated and built first: on any problem
+ * (written to err as "file:line: key: problem", including keys that cannot change while
+ * ternd runs) nothing changes and -1 is returned. Otherwise every worker adopts the new
+ * configuration between two loop passes, without dropping an allocation, before it returns
+ * 0 with the new generation and what changed (logged as config_reloaded). path NULL: the
+ * embedded default runs, which cannot be reloaded (-1). */
+int relay_reload(struct relay *r, const char *path, FILE *err, struct relay_reload_result *res);
+/* The configuration generation: 1 at start, +1 per successful reload. */
+uint64_t relay_generation(struct relay *r);
+/* Reloads so far, successful and refused. */
+void relay_reload_counts(struct relay *r, uint64_t *ok, uint64_t *failed);
+/* The running configuration, held until relay_config_put (a reload may replace it meanwhile:
+ * what is held stays valid). From any thread. */
+const struct tern_config *relay_config_get(struct relay *r);
+void relay_config_put(struct relay *r, const struct tern_config *c);
+/* Called with "RELOADING=1..." and "READY=1..." around each reload (sd_notify). */
+void relay_set_notify(struct relay *r, void (*notify)(const char *state));
 /* Start the worker threads. 0 or -1. */
 int relay_start(struct relay *r);
 /* Ask every worker to stop, wait for them, and free everything. Sums counters first. */

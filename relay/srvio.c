@@ -23,9 +23,10 @@ static int io_port_take(void *ctx, unsigned pool, bool even, bool reserve_next, 
 {
     struct worker *w = ctx;
     struct relay_shared *sh = w->shared;
-    if (pool >= sh->npools) return -1;
+    int rc = -1;
     pthread_mutex_lock(&sh->lock);
-    int rc = ports_take(&sh->pools[pool], even, reserve_next, token, now_s, port);
+    if (pool < sh->npools)
+        rc = ports_take(&sh->pools[pool], even, reserve_next, token, now_s, port);
     pthread_mutex_unlock(&sh->lock);
     return rc;
 }
@@ -36,8 +37,11 @@ static int io_port_claim(void *ctx, uint64_t token, uint64_t now_s, unsigned *po
     struct relay_shared *sh = w->shared;
     int rc = -1;
     pthread_mutex_lock(&sh->lock);
-    for (size_t i = 0; i < sh->npools && rc; i++)
-        if (ports_claim(&sh->pools[i], token, now_s, port) == 0) {
+    /* Only the pools of this generation: a reservation in a pool a reload retired is not
+     * honoured (the address or range it came from is gone; the client gets 508). */
+    for (size_t i = 0; i < sh->npools && i < w->gen->npools && rc; i++)
+        if (w->gen->pool_addrs[i].sa.sa_family != AF_UNSPEC &&
+            ports_claim(&sh->pools[i], token, now_s, port) == 0) {
             *pool = (unsigned)i;
             rc = 0;
         }
@@ -49,9 +53,8 @@ static void io_port_release(void *ctx, unsigned pool, uint16_t port)
 {
     struct worker *w = ctx;
     struct relay_shared *sh = w->shared;
-    if (pool >= sh->npools) return;
     pthread_mutex_lock(&sh->lock);
-    ports_release(&sh->pools[pool], port);
+    if (pool < sh->npools) ports_release(&sh->pools[pool], port);
     pthread_mutex_unlock(&sh->lock);
 }
 

@@ -465,8 +465,8 @@ static void accept_resume(struct worker *w, struct tcp_state *t)
     if (t->resume_ms && w->now_ms >= t->resume_ms) {
         t->resume_ms = 0;
         for (size_t i = 0; i < w->nlisteners; i++) {
-            struct listener *l = &w->listeners[i];
-            if (!l->accept_paused) continue;
+            struct listener *l = w->listeners[i];
+            if (!l->accept_paused || l->h.fd < 0) continue;
             struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &l->h};
             epoll_ctl(w->epfd, EPOLL_CTL_MOD, l->h.fd, &ev);
             l->accept_paused = false;
@@ -478,6 +478,13 @@ static void accept_resume(struct worker *w, struct tcp_state *t)
         tlog(CFG_LOG_WARN, "tcp_fd_limit_ended", LF_U("worker", w->id),
              LF_U("open_fds", (uint64_t)atomic_load(&sh->fds)),
              LF_U("limit", (uint64_t)sh->fd_max));
+}
+
+bool tcp_uses_listener(const struct worker *w, const struct listener *l)
+{
+    for (const struct tcp_conn *c = w->lru_head; c; c = c->next)
+        if (c->l == l) return true;
+    return false;
 }
 
 int tcp_timeout(struct worker *w, int timeout)
@@ -640,7 +647,7 @@ void tcp_close_all(struct worker *w)
     w->tcp = NULL;
 }
 
-struct ssl_ctx_st *tls_context(const struct tern_config *cfg)
+struct ssl_ctx_st *tls_context(const struct tern_config *cfg, FILE *err)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     const char *step = "SSL_CTX_new", *file = "-";
@@ -664,6 +671,13 @@ fail:;
     ERR_error_string_n(ERR_get_error(), why, sizeof(why));
     ERR_clear_error();
     tlog(CFG_LOG_ERROR, "tls_failed", LF_S("step", step), LF_S("file", file), LF_S("error", why));
+    if (err) {
+        const char *key =
+            strncmp(step, "tls.", 4) == 0 && !strchr(step, ' ') ? step : "tls.private_key";
+        unsigned line = cfg_key_line(cfg, key);
+        fprintf(err, "%s:%u: %s: %s: %s (%s)\n", cfg->name ? cfg->name : "(config)",
+                line ? line : 1, key, file ? file : "-", why, step);
+    }
     SSL_CTX_free(ctx);
     return NULL;
 }

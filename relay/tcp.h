@@ -12,6 +12,7 @@
 #include "server.h"
 
 struct worker;
+struct listener;
 struct ep_handler;
 struct tcp_conn;
 struct relay_shared;
@@ -50,7 +51,9 @@ void fd_give(struct relay_shared *sh);
 long fd_room(const struct relay_shared *sh);
 /* What relay sockets leave free: listeners, the database, the ops API and accepts. */
 long fd_spare_relay(const struct relay_shared *sh);
+/* Is a connection accepted on l still open? */
+bool tcp_uses_listener(const struct worker *w, const struct listener *l);
 /* The TLS server context from tls.certificate and tls.private_key; NULL after logging why. */
-struct ssl_ctx_st *tls_context(const struct tern_config *cfg);
+struct ssl_ctx_st *tls_context(const struct tern_config *cfg, FILE *err);
 
 #endif

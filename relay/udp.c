@@ -18,6 +18,12 @@
 
 #define UDP_SOCKBUF (4 << 20) /* listener socket buffers, bytes */
 
+void udp_timestamps_on(int fd)
+{
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
+}
+
 void udp_rx_options(const struct worker *w, int fd, int family)
 {
     int one = 1;

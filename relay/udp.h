@@ -37,6 +37,8 @@ struct udp_rxq {
     uint8_t ctl[UDP_RX_MAX][UDP_CTL_LEN];
 };
 
+/* Kernel receive timestamps on fd from now on (qos.enabled turned on by a reload). */
+void udp_timestamps_on(int fd);
 /* Ask for kernel receive timestamps (only when the QoS tap is on: they cost a clock read per
  * packet in the kernel), kernel drop counts and each datagram's TOS / traffic class on fd (of
  * this address family). */

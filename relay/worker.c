@@ -48,46 +48,6 @@ static uint64_t monotonic_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Open one listening socket. On failure logs address and reason and returns -1. */
-static int open_listener(const struct cfg_listen *cl, union stun_addr *addr)
-{
-    int type = cl->transport == CFG_UDP ? SOCK_DGRAM : SOCK_STREAM;
-    int fd = socket(addr->sa.sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    const char *step = "socket";
-    int one = 1;
-    if (fd < 0) goto fail;
-    step = "SO_REUSEPORT";
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one))) goto fail;
-    if (type == SOCK_STREAM) {
-        step = "SO_REUSEADDR";
-        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one))) goto fail;
-    }
-    /* [::] must not also take IPv4: an IPv4 listener may sit on the same port. */
-    step = "IPV6_V6ONLY";
-    if (addr->sa.sa_family == AF_INET6 &&
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)))
-        goto fail;
-    step = "IP_PKTINFO";
-    if (type == SOCK_DGRAM && addr_is_wildcard(addr) && udp_listener_setup(fd, addr->sa.sa_family))
-        goto fail;
-    step = "bind";
-    if (bind(fd, &addr->sa, addr_len(addr))) goto fail;
-    if (type == SOCK_STREAM) {
-        step = "listen";
-        if (listen(fd, 1024)) goto fail;
-    }
-    step = "getsockname";
-    socklen_t sl = sizeof(*addr);
-    if (getsockname(fd, &addr->sa, &sl)) goto fail;
-    return fd;
-fail:;
-    int err = errno;
-    tlog(CFG_LOG_ERROR, "listen_failed", LF_S("transport", cfg_transport_name(cl->transport)),
-         LF_A("address", addr), LF_S("step", step), LF_S("error", strerror(err)));
-    if (fd >= 0) close(fd);
-    return -1;
-}
-
 static void on_stop(struct worker *w, struct ep_handler *h, uint32_t events)
 {
     (void)w;
@@ -133,8 +93,12 @@ static void worker_free(struct worker *w)
     if (w->hostaddr) hostaddr_drop(w->hostaddr, w->self);
     graveyard_flush(w);
     free(w->graveyard);
-    for (size_t i = 0; i < w->nlisteners; i++)
-        if (w->listeners[i].h.fd >= 0) close(w->listeners[i].h.fd);
+    for (size_t i = 0; i < w->nlisteners; i++) {
+        if (w->listeners[i]->h.fd >= 0) close(w->listeners[i]->h.fd);
+        free(w->listeners[i]);
+    }
+    relay_gen_put(w->gen); /* after srv_free: the last quality records went to its file */
+    w->gen = NULL;
     if (w->stop.fd >= 0) close(w->stop.fd);
     if (w->mbox.fd >= 0) close(w->mbox.fd);
     if (w->mbox_ready) {
@@ -146,85 +110,17 @@ static void worker_free(struct worker *w)
     fwd_free(w->fwd);
 }
 
-/* Everything the workers share, built from the configuration. 0, or -1 after logging. */
-static int shared_init(struct relay *r)
+/* What the workers share beyond a generation: the quota table's limits, the nonce key. The
+ * port pools come with the first generation (reload.c build_pools). 0, or -1. */
+static int shared_init(struct relay *r, const struct tern_config *cfg)
 {
-    const struct tern_config *cfg = r->cfg;
     struct relay_shared *sh = &r->shared;
     pthread_mutex_init(&sh->lock, NULL);
     sh->max_per_user = cfg->max_per_user;
     sh->max_total = cfg->max_total;
-    sh->npools = cfg->nrelay_addresses;
-    sh->pools = calloc(sh->npools ? sh->npools : 1, sizeof(*sh->pools));
-    if (!sh->pools) return -1;
-    for (size_t i = 0; i < sh->npools; i++) {
-        uint32_t start;
-        if (getrandom(&start, sizeof(start), 0) != sizeof(start)) start = (uint32_t)i * 7919;
-        if (ports_init(&sh->pools[i], cfg->port_min, cfg->port_max, start)) return -1;
-    }
-
-    const char **names = calloc(cfg->nusers + 1, sizeof(*names));
-    const char **pws = calloc(cfg->nusers + 1, sizeof(*pws));
-    int bad = -1;
-    if (names && pws) {
-        for (size_t i = 0; i < cfg->nusers; i++) {
-            names[i] = cfg->users[i].name;
-            pws[i] = cfg->users[i].password;
-        }
-        bad = auth_users_init(&r->users, cfg->realm, names, pws, cfg->nusers);
-    }
-    free(names);
-    free(pws);
-    if (bad) {
-        tlog(CFG_LOG_ERROR, "users_failed",
-             LF_S("reason", bad > 0 ? "SASLprep refused a name or password" : "out of memory"),
-             LF_S("user", bad > 0 ? cfg->users[bad - 1].name : ""));
-        return -1;
-    }
-    r->cache = credcache_open(cfg, &r->users);
-    if (!r->cache) return -1;
-    r->creds = credcache_creds(r->cache);
     if (getrandom(r->nonce_key.secret, sizeof(r->nonce_key.secret), 0) !=
         sizeof(r->nonce_key.secret))
         return -1;
-
-    r->allow = calloc(cfg->npeers_allow + 1, sizeof(*r->allow));
-    r->deny = calloc(cfg->npeers_deny + 1, sizeof(*r->deny));
-    if (!r->allow || !r->deny) return -1;
-    for (size_t i = 0; i < cfg->npeers_allow; i++)
-        r->allow[i] = (struct policy_cidr){.addr = cfg->peers_allow[i].addr,
-                                           .prefix = cfg->peers_allow[i].prefix};
-    for (size_t i = 0; i < cfg->npeers_deny; i++)
-        r->deny[i] = (struct policy_cidr){.addr = cfg->peers_deny[i].addr,
-                                          .prefix = cfg->peers_deny[i].prefix};
-    r->policy = (struct peer_policy){.allow_loopback = cfg->allow_loopback,
-                                     .allow = r->allow,
-                                     .nallow = cfg->npeers_allow,
-                                     .deny = r->deny,
-                                     .ndeny = cfg->npeers_deny};
-    r->opt = (struct srv_options){
-        .software = cfg->software,
-        .realm = cfg->realm,
-        .default_lifetime_s = cfg->default_lifetime,
-        .max_lifetime_s = cfg->max_lifetime,
-        .nonce_lifetime_s = cfg->nonce_lifetime,
-        .strict_channels = cfg->strict_channel_numbers,
-        .policy = &r->policy,
-        .creds = &r->creds,
-        .nonce_key = &r->nonce_key,
-        .relay_addrs = cfg->relay_addresses,
-        .nrelay_addrs = cfg->nrelay_addresses,
-        .external = cfg->relay_external.sa.sa_family == AF_UNSPEC ? NULL : &cfg->relay_external,
-        .rest_secrets = (const char *const *)cfg->secrets,
-        .nrest_secrets = cfg->nsecrets,
-        .rest_separator = cfg->rest_separator ? cfg->rest_separator[0] : ':',
-        .bandwidth_bps = cfg->bandwidth_limit,
-        .alternates = cfg->drain_alternates,
-        .nalternates = cfg->ndrain_alternates,
-        .unauth_rate = cfg->unauth_rate,
-        .unauth_burst = cfg->unauth_burst,
-        .unauth_global_rate = cfg->unauth_global_rate,
-    };
     return 0;
 }
 
@@ -237,21 +133,18 @@ static void shared_free(struct relay *r)
     free(sh->quota);
     pthread_mutex_destroy(&sh->lock);
     credcache_close(r->cache);
-    auth_users_free(&r->users);
     OPENSSL_cleanse(&r->nonce_key, sizeof(r->nonce_key));
-    free(r->allow);
-    free(r->deny);
     hostaddr_close(r->hostaddr);
 }
 
 /* The relay's own addresses (listeners, relay addresses, external address; with a wildcard
  * every address of the host, kept current by relay/hostaddr.c) at every listener port and
  * every relayed port: peers the policy refuses so the relay never sends into itself. Each
- * worker decides with its own copy of the policy, holding its own snapshot of the set. */
-static int self_addresses(struct relay *r)
+ * worker decides with its own copy of the policy, holding its own snapshot of the set; a
+ * reload changes the spec (hostaddr_respec) and the workers take the new snapshot. */
+int self_addresses(struct relay *r, const struct relay_gen *g)
 {
-    const struct tern_config *cfg = r->cfg;
-    const struct listener *ls = r->workers[0].listeners;
+    const struct tern_config *cfg = &g->cfg;
     size_t nip = cfg->nlisten + cfg->nrelay_addresses + 1;
     union stun_addr *ips = calloc(nip, sizeof(*ips));
     uint16_t *ports = calloc(cfg->nlisten + 1, sizeof(*ports));
@@ -262,68 +155,76 @@ static int self_addresses(struct relay *r)
                                  /* relay to relay allowed: no relayed range (min > max) */
                                  .relay_min = cfg->allow_relay_to_relay ? 1 : cfg->port_min,
                                  .relay_max = cfg->allow_relay_to_relay ? 0 : cfg->port_max};
+    int rc = -1;
     if (ips && ports) {
         for (size_t i = 0; i < nip; i++) {
-            ips[i] = i < cfg->nlisten ? ls[i].addr
+            ips[i] = i < cfg->nlisten ? g->addrs[i]
                      : i < cfg->nlisten + cfg->nrelay_addresses
                          ? cfg->relay_addresses[i - cfg->nlisten]
                          : cfg->relay_external;
             spec.wildcard |= i < nip - 1 && addr_is_wildcard(&ips[i]);
         }
         for (size_t j = 0; j < cfg->nlisten; j++)
-            ports[j] = (uint16_t)addr_port(&ls[j].addr);
-        r->hostaddr = hostaddr_open(&spec);
+            ports[j] = (uint16_t)addr_port(&g->addrs[j]);
+        if (r->hostaddr)
+            rc = hostaddr_respec(r->hostaddr, &spec);
+        else
+            rc = (r->hostaddr = hostaddr_open(&spec)) ? 0 : -1;
     }
     free(ips);
     free(ports);
-    if (!r->hostaddr) return -1;
-    for (unsigned i = 0; i < r->nworkers; i++) {
-        struct worker *w = &r->workers[i];
-        w->hostaddr = r->hostaddr;
-        w->policy = r->policy;
-        w->policy.self = w->self = hostaddr_take(r->hostaddr, NULL, &w->self_gen);
-        w->srv.opt.policy = &w->policy;
-    }
-    return 0;
+    return rc;
 }
 
-struct relay *relay_open(const struct tern_config *cfg)
+struct relay *relay_open(struct tern_config *cfg)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned n = cfg->workers ? cfg->workers : (unsigned)(cpus > 0 ? cpus : 1);
     struct relay *r = calloc(1, sizeof(*r));
-    if (!r) return NULL;
-    r->cfg = cfg;
-    r->record_fd = -1;
+    if (!r) {
+        cfg_free(cfg);
+        return NULL;
+    }
     pthread_mutex_init(&r->query_lock, NULL);
+    pthread_mutex_init(&r->gen_lock, NULL);
+    pthread_mutex_init(&r->reload_lock, NULL);
     r->workers = calloc(n, sizeof(*r->workers));
-    if (!r->workers || shared_init(r)) {
+    if (!r->workers || shared_init(r, cfg)) {
         tlog(CFG_LOG_ERROR, "startup_failed", LF_S("step", "shared state"));
+        cfg_free(cfg);
         relay_close(r, NULL, NULL);
         return NULL;
     }
-    if (cfg->qos_record_file) {
-        r->record_fd = open(cfg->qos_record_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-        if (r->record_fd < 0) {
-            tlog(CFG_LOG_ERROR, "startup_failed", LF_S("step", "qos.record_file"),
-                 LF_S("file", cfg->qos_record_file), LF_S("error", strerror(errno)));
-            relay_close(r, NULL, NULL);
-            return NULL;
-        }
-    }
-    for (size_t j = 0; j < cfg->nlisten && !r->tls; j++) {
-        if (cfg->listen[j].transport != CFG_TLS) continue;
-        r->tls = tls_context(cfg);
-        if (!r->tls) {
-            relay_close(r, NULL, NULL);
-            return NULL;
-        }
-    }
+    /* Every worker closable before it is set up (relay_close on a failure half-way). */
+    r->nworkers = n;
     for (unsigned i = 0; i < n; i++) {
         struct worker *w = &r->workers[i];
-        r->nworkers = i + 1;
+        w->epfd = w->stop.fd = w->mbox.fd = -1;
+    }
+    /* The first generation: users, policy, listener sockets, TLS, record file, port pools. */
+    r->gen = relay_gen_new(r, cfg, NULL, NULL);
+    if (!r->gen) {
+        relay_close(r, NULL, NULL);
+        return NULL;
+    }
+    atomic_store(&r->generation, r->gen->id);
+    struct relay_gen *g = r->gen;
+    const struct tern_config *c = &g->cfg;
+    r->cache = credcache_open(c, &g->users);
+    if (!r->cache) {
+        relay_close(r, NULL, NULL);
+        return NULL;
+    }
+    r->creds = credcache_creds(r->cache);
+
+    for (unsigned i = 0; i < n; i++) {
+        struct worker *w = &r->workers[i];
         w->id = i;
-        w->cfg = cfg;
+        w->relay = r;
+        atomic_fetch_add(&g->refs, 1);
+        w->gen = g;
+        w->cfg = c;
+        atomic_store(&w->gen_seen, g->id);
         w->shared = &r->shared;
         w->epfd = epoll_create1(EPOLL_CLOEXEC);
         w->stop = (struct ep_handler){.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), .fn = on_stop};
@@ -334,70 +235,53 @@ struct relay *relay_open(const struct tern_config *cfg)
             pthread_mutex_destroy(&w->mbox_lock);
             w->mbox_ready = false;
         }
-        w->qos_on = cfg->qos_enabled;
-        w->record_fd = r->record_fd;
+        w->qos_on = c->qos_enabled;
+        w->record_fd = g->record_fd;
         w->now_ns = realtime_ns();
-        w->listeners = calloc(cfg->nlisten, sizeof(*w->listeners));
-        if (w->listeners)
-            for (size_t j = 0; j < cfg->nlisten; j++)
-                w->listeners[j].h.fd = -1;
         w->fwd = fwd_new();
         struct srv_io io = srvio_template;
         io.ctx = w;
         w->now_ms = monotonic_ms();
         /* Allocation ids carry the worker number in the top bits: unique relay-wide. */
-        if (w->epfd < 0 || w->stop.fd < 0 || w->mbox.fd < 0 || !w->mbox_ready || !w->listeners ||
-            !w->fwd || epoll_add(w, &w->stop) || epoll_add(w, &w->mbox) ||
-            srv_init(&w->srv, &r->opt, &io, (uint64_t)(i + 1) << 48)) {
+        if (w->epfd < 0 || w->stop.fd < 0 || w->mbox.fd < 0 || !w->mbox_ready || !w->fwd ||
+            epoll_add(w, &w->stop) || epoll_add(w, &w->mbox) ||
+            srv_init(&w->srv, &g->opt, &io, (uint64_t)(i + 1) << 48)) {
             tlog(CFG_LOG_ERROR, "worker_failed", LF_U("worker", i), LF_S("error", strerror(errno)));
             relay_close(r, NULL, NULL);
             return NULL;
         }
         w->srv_ready = true;
         w->srv.unix_s = (uint64_t)time(NULL);
-    }
-
-    /* Listener by listener: the first worker's bind resolves port 0, the others reuse it. */
-    for (size_t j = 0; j < cfg->nlisten; j++) {
-        union stun_addr addr = cfg->listen[j].addr;
-        for (unsigned i = 0; i < n; i++) {
-            struct worker *w = &r->workers[i];
-            struct listener *l = &w->listeners[j];
-            int fd = open_listener(&cfg->listen[j], &addr);
-            if (fd < 0) {
-                relay_close(r, NULL, NULL);
-                return NULL;
-            }
-            w->nlisteners = j + 1;
-            if (cfg->listen[j].transport == CFG_UDP) {
-                udp_rx_options(w, fd, addr.sa.sa_family);
-                udp_listener_buffers(fd);
-            }
-            l->transport = cfg->listen[j].transport;
-            l->addr = addr;
-            l->wildcard = addr_is_wildcard(&addr);
-            l->tls = l->transport == CFG_TLS ? r->tls : NULL;
-            l->h = (struct ep_handler){
-                .fd = fd, .fn = l->transport == CFG_UDP ? fwd_udp_readable : tcp_acceptable};
-            l->conn_fn = fwd_tcp_event;
-            if (epoll_add(w, &l->h)) {
+        for (size_t j = 0; j < c->nlisten; j++) {
+            int *fd = &g->fds[j * g->nfds_per + i];
+            if (listener_add(w, &c->listen[j], *fd, &g->addrs[j], g->tls)) {
                 tlog(CFG_LOG_ERROR, "worker_failed", LF_U("worker", i),
                      LF_S("error", strerror(errno)));
                 relay_close(r, NULL, NULL);
                 return NULL;
             }
+            *fd = -1; /* the listener owns it now */
         }
-        tlog(CFG_LOG_INFO, "listening",
-             LF_S("transport", cfg_transport_name(cfg->listen[j].transport)),
-             LF_A("address", &addr), LF_U("port", addr_port(&addr)), LF_U("workers", n));
     }
-    if (self_addresses(r)) {
+    for (size_t j = 0; j < c->nlisten; j++)
+        tlog(CFG_LOG_INFO, "listening",
+             LF_S("transport", cfg_transport_name(c->listen[j].transport)),
+             LF_A("address", &g->addrs[j]), LF_U("port", addr_port(&g->addrs[j])),
+             LF_U("workers", n));
+    if (self_addresses(r, g)) {
         relay_close(r, NULL, NULL);
         return NULL;
     }
-    for (size_t i = 0; i < cfg->nrelay_addresses; i++)
-        tlog(CFG_LOG_INFO, "relay_address", LF_A("address", &cfg->relay_addresses[i]),
-             LF_U("port_min", cfg->port_min), LF_U("port_max", cfg->port_max));
+    for (unsigned i = 0; i < n; i++) {
+        struct worker *w = &r->workers[i];
+        w->hostaddr = r->hostaddr;
+        w->policy = g->policy;
+        w->policy.self = w->self = hostaddr_take(r->hostaddr, NULL, &w->self_gen);
+        w->srv.opt.policy = &w->policy;
+    }
+    for (size_t i = 0; i < c->nrelay_addresses; i++)
+        tlog(CFG_LOG_INFO, "relay_address", LF_A("address", &c->relay_addresses[i]),
+             LF_U("port_min", c->port_min), LF_U("port_max", c->port_max));
     return r;
 }
 
@@ -482,6 +366,8 @@ static void *worker_main(void *arg)
         if (w->cfg->strict_expiry) revalidate(w);
         unauth_episode(w);
         tcp_expire(w);
+        worker_adopt(w); /* a reloaded configuration, between two passes */
+        listeners_reap(w);
         graveyard_flush(w);
         if (stop) break;
     }
@@ -495,9 +381,10 @@ void relay_drain(struct relay *r, uint32_t deadline_s)
     atomic_store(&sh->drain_deadline_ms, deadline);
     atomic_store(&sh->drain_close, false);
     bool was = atomic_exchange(&sh->draining, true);
+    const struct tern_config *cfg = relay_config_get(r);
     tlog(CFG_LOG_WARN, was ? "drain_extended" : "drain_started", LF_U("deadline_s", deadline_s),
-         LF_U("allocations", relay_active(r)),
-         LF_U("alternate_servers", r->cfg->ndrain_alternates));
+         LF_U("allocations", relay_active(r)), LF_U("alternate_servers", cfg->ndrain_alternates));
+    relay_config_put(r, cfg);
 }
 
 void relay_drain_cancel(struct relay *r)
@@ -561,9 +448,10 @@ int relay_start(struct relay *r)
         }
         w->started = true;
     }
-    tlog(CFG_LOG_INFO, "started", LF_U("workers", r->nworkers), LF_S("realm", r->cfg->realm),
-         LF_U("users", r->users.n), LF_U("rest_secrets", r->cfg->nsecrets),
-         LF_S("database", r->cfg->database ? r->cfg->database : ""));
+    const struct tern_config *c = &r->gen->cfg; /* no reload before this returns */
+    tlog(CFG_LOG_INFO, "started", LF_U("workers", r->nworkers), LF_S("realm", c->realm),
+         LF_U("users", r->gen->users.n), LF_U("rest_secrets", c->nsecrets),
+         LF_S("database", c->database ? c->database : ""));
     return 0;
 }
 
@@ -590,9 +478,10 @@ void relay_close(struct relay *r, struct srv_counters *srv, struct relay_counter
             io->v[k] += w->io.v[k];
     }
     shared_free(r);
-    if (r->record_fd >= 0) close(r->record_fd);
+    relay_gen_put(r->gen);
     pthread_mutex_destroy(&r->query_lock);
-    SSL_CTX_free(r->tls);
+    pthread_mutex_destroy(&r->gen_lock);
+    pthread_mutex_destroy(&r->reload_lock);
     free(r->workers);
     free(r);
 }

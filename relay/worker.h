@@ -25,6 +25,7 @@ struct ep_handler {
 
 struct listener {
     struct ep_handler h;
+    struct cfg_listen conf; /* as configured (port 0 stays 0): what a reload compares */
     enum cfg_transport transport;
     union stun_addr addr;   /* as bound (port resolved) */
     bool wildcard;          /* bound to 0.0.0.0 or ::: learn the local address per datagram */
@@ -33,6 +34,10 @@ struct listener {
     /* TCP/TLS: the epoll handler of each accepted connection (fwd_tcp_event) */
     void (*conn_fn)(struct worker *w, struct ep_handler *h, uint32_t events);
     bool accept_paused; /* TCP/TLS: out of epoll until fds free up (tcp.c) */
+    /* Removed from the config by a reload (reload.c): a TCP/TLS listener stops accepting at
+     * once (its connections carry on); a UDP one keeps its socket for the allocations made
+     * through it, turns new Allocates away as a drain does, and closes when the last ends. */
+    bool retired;
 };
 
 /* A relay socket: one relayed transport address of one allocation. */
@@ -48,8 +53,11 @@ struct relay_sock {
  * never the forwarding path). */
 struct relay_shared {
     pthread_mutex_t lock;
-    struct port_pool *pools; /* one per relay address */
-    size_t npools;
+    /* One per relay address and port range: a reload that changes either adds pools (ids
+     * never change, so allocations release their ports into the pool they came from); the
+     * generation's srv_options.relay_addrs says which pools new allocations use. Under lock. */
+    struct port_pool *pools;
+    size_t npools, cappools;
     struct quota_entry *quota; /* open addressing on the username */
     size_t quota_cap, quota_used;
     uint64_t total;
@@ -69,6 +77,30 @@ struct tcp_conn;
 struct fwd;
 struct relay_query;
 struct hostaddr;
+struct relay;
+
+/* One configuration generation: everything a configuration file makes of the relay (reload.c).
+ * The relay holds the current one; each worker holds the one it runs on until it adopts the
+ * next between two loop passes; the ops thread holds one per request. Immutable once
+ * published; freed with its last reference. */
+struct relay_gen {
+    atomic_uint refs;
+    uint64_t id; /* 1 for the configuration ternd started with, +1 per reload */
+    struct tern_config cfg;
+    struct auth_users users; /* auth.users, keys derived */
+    struct policy_cidr *allow, *deny;
+    struct peer_policy policy;   /* the template: each worker adds its own self snapshot */
+    struct srv_options opt;      /* policy and creds point into the worker / the relay */
+    union stun_addr *pool_addrs; /* opt.relay_addrs: by pool id; AF_UNSPEC: a pool retired */
+    size_t npools;
+    struct ssl_ctx_st *tls; /* new TLS handshakes use this context; NULL: no TLS listener */
+    int record_fd;          /* qos.record_file (O_APPEND, reopened by every reload); -1: none */
+    /* Listener sockets opened for this generation: fds[j * nworkers + i] is worker i's socket
+     * for cfg.listen[j], -1 where the worker keeps the one it has; addrs[j] as bound. */
+    int *fds;
+    size_t nfds_per; /* workers */
+    union stun_addr *addrs;
+};
 
 struct worker {
     unsigned id;
@@ -76,12 +108,18 @@ struct worker {
     bool started;
     int epfd;
     struct ep_handler stop; /* an eventfd: readable means stop */
-    const struct tern_config *cfg;
+    struct relay *relay;
+    struct relay_gen *gen;          /* the generation this worker runs on (a reference) */
+    const struct tern_config *cfg;  /* &gen->cfg */
+    atomic_uint_least64_t gen_seen; /* gen->id, for the reloading thread */
     struct relay_shared *shared;
     struct srv srv;
     bool srv_ready;
-    struct listener *listeners;
-    size_t nlisteners;
+    /* Each listener is its own allocation: UDP allocations and TCP connections point at
+     * theirs. Retired ones stay until nothing does (reload.c listeners_reap). */
+    struct listener **listeners;
+    size_t nlisteners, caplisteners;
+    uint64_t reaped_ms;
     /* TCP connections in least-recently-active order: head is the next to idle out. */
     struct tcp_conn *lru_head, *lru_tail;
     size_t nconns;
@@ -126,22 +164,45 @@ void worker_record(struct worker *w, const struct allocation *a, const char *why
 
 /* The whole relay (worker.c builds it). */
 struct relay {
-    const struct tern_config *cfg;
-    struct ssl_ctx_st *tls; /* shared by the TLS listeners of all workers */
+    /* The current generation: read under gen_lock (relay_config_get) by other threads;
+     * replaced only by relay_reload, which reload_lock serialises. */
+    struct relay_gen *gen;
+    pthread_mutex_t gen_lock, reload_lock;
+    atomic_uint_least64_t generation; /* gen->id, without the lock */
+    atomic_uint_least64_t reloads_ok, reloads_failed;
+    void (*notify)(const char *state); /* sd_notify while reloading (daemon/); NULL: none */
     struct relay_shared shared;
-    struct auth_users users;
     struct credcache *cache;
     struct auth_creds creds;
     struct auth_nonce_key nonce_key;
-    struct policy_cidr *allow, *deny;
     struct hostaddr *hostaddr; /* the relay's own addresses (policy: never a peer) */
-    struct peer_policy policy; /* the workers' template (each has its own copy) */
-    struct srv_options opt;
     struct worker *workers;
     unsigned nworkers;
-    int record_fd;              /* qos.record_file; -1: none */
     pthread_mutex_t query_lock; /* one ops query at a time */
 };
+
+/* reload.c */
+/* Build a generation from cfg (moved in: cfg is left empty), for relay r whose workers exist;
+ * prev: the running one (NULL at start). Opens its listener sockets where prev has none, the
+ * TLS context and the record file. NULL after writing each problem to err as
+ * "file:line: key: problem". */
+struct relay_gen *relay_gen_new(struct relay *r, struct tern_config *cfg,
+                                const struct relay_gen *prev, FILE *err);
+void relay_gen_put(struct relay_gen *g);
+/* The worker's side of a reload: adopt the relay's current generation if it is newer than its
+ * own (between loop passes). */
+void worker_adopt(struct worker *w);
+/* Retired listeners nothing uses any more are closed and freed (once a second). */
+void listeners_reap(struct worker *w);
+/* Open one listener socket (SO_REUSEPORT; *addr's port 0 is resolved). -1 after logging, and
+ * writing the problem to err when not NULL. */
+int listener_open(const struct cfg_listen *cl, union stun_addr *addr, FILE *err, const char *name,
+                  unsigned line);
+/* Put a listener socket into worker w's loop. 0 / -1. */
+int listener_add(struct worker *w, const struct cfg_listen *cl, int fd, const union stun_addr *addr,
+                 struct ssl_ctx_st *tls);
+/* Self-loop guard spec from a generation (worker.c) and its refresh on reload. */
+int self_addresses(struct relay *r, const struct relay_gen *g);
 
 /* Close h's fd now and free p when the current loop pass ends. */
 void worker_bury(struct worker *w, struct ep_handler *h, void *p);

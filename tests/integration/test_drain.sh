@@ -147,7 +147,7 @@ code=$(curl -s -o "$WORK/bad.json" -w '%{http_code}' -X POST -H "Authorization: 
 expect_out "ternctl drain --deadline 30 starts a drain" '^draining: 1 allocation left, deadline in (29|30) s$' \
     "$TERNCTL" --url "$API" --token drain-test-token drain --deadline 30
 code=$(health)
-if [ "$code" = 503 ] && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d=={"status":"draining","allocations":1} else 1)' "$WORK/health.json"; then
+if [ "$code" = 503 ] && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d=={"status":"draining","allocations":1,"generation":1} else 1)' "$WORK/health.json"; then
     pass "/healthz 503 {status: draining, allocations: 1}"
 else
     fail "/healthz while draining: $code $(cat "$WORK/health.json")"

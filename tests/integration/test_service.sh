@@ -57,6 +57,13 @@ n=$(grep -c '^WATCHDOG=1' "$WORK/notify.log" || true)
 grep -q '^allocated' "$WORK/turnc.out" || fail "allocation for the status count"
 wait_for 'STATUS=relaying: 1 allocations' 3 && pass "STATUS= counts the live allocation" ||
     fail "STATUS never showed 1 allocation"
+# A reload is framed by RELOADING=1 and READY=1 (systemd's Type=notify-reload protocol).
+kill -HUP "$TERND_PID"
+if wait_for '^RELOADING=1' 3 && wait_for 'READY=1 \| STATUS=relaying \(configuration generation 2\)' 3; then
+    pass "SIGHUP: RELOADING=1, then READY=1 with the new generation"
+else
+    fail "no RELOADING=1 / READY=1 around the reload"; cat "$WORK/notify.log" >&2
+fi
 stop_ternd
 wait_for '^STOPPING=1' 3 && pass "STOPPING=1 at SIGTERM" || fail "no STOPPING=1"
 kill "$NOTIFY_PID" 2>/dev/null || true

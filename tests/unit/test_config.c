@@ -863,10 +863,150 @@ static void transport_names(void **state)
     assert_string_equal(cfg_transport_name(CFG_TLS), "tls");
 }
 
+/* ---- live reload: cfg_key_line and cfg_diff (relay/config_diff.c) ---- */
+
+static void key_lines_recorded(void **state)
+{
+    struct tern_config c;
+    char *msgs;
+
+    (void)state;
+    assert_int_equal(parse(&c,
+                           "server:\n  realm: r\n\nlisten:\n  - { transport: udp, address: "
+                           "127.0.0.1, port: 0 }\npeers:\n  deny: [10.0.0.0/8]\n",
+                           &msgs),
+                     0);
+    assert_string_equal(c.name, "t.yaml");
+    assert_int_equal(cfg_key_line(&c, "server"), 1);
+    assert_int_equal(cfg_key_line(&c, "server.realm"), 2);
+    assert_int_equal(cfg_key_line(&c, "listen"), 4);
+    assert_int_equal(cfg_key_line(&c, "listen[0].transport"), 5);
+    assert_int_equal(cfg_key_line(&c, "peers.deny"), 7);
+    assert_int_equal(cfg_key_line(&c, "peers.allow"), 0); /* defaulted: not given */
+    assert_int_equal(cfg_key_line(&c, "nope"), 0);
+    cfg_free(&c);
+    free(msgs);
+}
+
+/* diff old -> new text: *out gets the refusal messages; returns the diff. */
+static struct cfg_diff diff_of(const char *old_text, const char *new_text, char **out)
+{
+    struct tern_config a, b;
+    char *m1, *m2;
+    size_t size;
+
+    assert_int_equal(parse(&a, old_text, &m1), 0);
+    assert_int_equal(parse(&b, new_text, &m2), 0);
+    FILE *err = open_memstream(out, &size);
+    assert_non_null(err);
+    struct cfg_diff d;
+    cfg_diff(&a, &b, &d, err);
+    fclose(err);
+    cfg_free(&a);
+    cfg_free(&b);
+    free(m1);
+    free(m2);
+    return d;
+}
+
+static bool diff_has(const struct cfg_diff *d, const char *key)
+{
+    for (size_t i = 0; i < d->nchanged; i++)
+        if (strcmp(d->changed[i], key) == 0) return true;
+    return false;
+}
+
+static void diff_same_is_empty(void **state)
+{
+    char *out;
+    (void)state;
+    struct cfg_diff d = diff_of(cfg_default_yaml, cfg_default_yaml, &out);
+    assert_int_equal(d.nchanged, 0);
+    assert_int_equal(d.refused, 0);
+    assert_false(d.listeners);
+    assert_false(d.pools);
+    assert_string_equal(out, "");
+    free(out);
+    /* the same listeners in another order are the same listeners */
+    d = diff_of("listen:\n  - { transport: udp, address: 127.0.0.1, port: 0 }\n"
+                "  - { transport: tcp, address: 127.0.0.1, port: 0 }\n",
+                "listen:\n  - { transport: tcp, address: 127.0.0.1, port: 0 }\n"
+                "  - { transport: udp, address: 127.0.0.1, port: 0 }\n",
+                &out);
+    assert_int_equal(d.nchanged, 0);
+    assert_false(d.listeners);
+    free(out);
+}
+
+static void diff_live_keys(void **state)
+{
+    char *out;
+    (void)state;
+    struct cfg_diff d =
+        diff_of("auth: { users: [ { name: a, password: p1 } ], secrets: [s1] }\n"
+                "peers: { deny: [10.0.0.0/8] }\nrelay: { ports: { min: 50000, max: 50999 } }\n"
+                "ops: { token: t1 }\nlog: { level: info }\n",
+                "auth: { users: [ { name: a, password: p2 } ], secrets: [s2] }\n"
+                "peers: { deny: [10.0.0.0/16] }\nrelay: { ports: { min: 50000, max: 51999 } }\n"
+                "ops: { token: t2 }\nlog: { level: debug }\n"
+                "listen:\n  - { transport: udp, address: 127.0.0.1, port: 0 }\n",
+                &out);
+    assert_int_equal(d.refused, 0);
+    assert_string_equal(out, "");
+    assert_true(diff_has(&d, "auth.users")); /* a password alone changed */
+    assert_true(diff_has(&d, "auth.secrets"));
+    assert_true(diff_has(&d, "peers.deny"));
+    assert_true(diff_has(&d, "relay.ports"));
+    assert_true(diff_has(&d, "ops.token"));
+    assert_true(diff_has(&d, "log.level"));
+    assert_true(diff_has(&d, "listen"));
+    assert_false(diff_has(&d, "peers.allow"));
+    assert_true(d.listeners);
+    assert_true(d.pools);
+    free(out);
+}
+
+static void diff_refuses_fixed_keys(void **state)
+{
+    char *out;
+    (void)state;
+    struct cfg_diff d = diff_of("server: { realm: a, workers: 2 }\nauth: { database: /x.db }\n",
+                                "server:\n  realm: b\n  workers: 3\n"
+                                "  user: nobody\nauth: {}\nops:\n  listen: 127.0.0.1:9999\n",
+                                &out);
+    assert_int_equal(d.refused, 5);
+    assert_non_null(strstr(out, "t.yaml:2: server.realm: cannot change while ternd runs ("));
+    assert_non_null(strstr(out, "t.yaml:3: server.workers: cannot change while ternd runs"));
+    assert_non_null(strstr(out, "t.yaml:4: server.user: cannot change"));
+    /* absent from the new file: reported at its section's line */
+    assert_non_null(strstr(out, "t.yaml:5: auth.database: cannot change"));
+    assert_non_null(strstr(out, "t.yaml:7: ops.listen: cannot change"));
+    assert_non_null(strstr(out, "restart to apply\n"));
+    assert_int_equal(count_lines(out), 5);
+    free(out);
+}
+
+static void diff_never_prints_secrets(void **state)
+{
+    char *out;
+    (void)state;
+    struct cfg_diff d = diff_of(
+        "server: { realm: a }\nauth: { users: [ { name: u, password: hunter2 } ] }\n",
+        "server: { realm: b }\nauth: { users: [ { name: u, password: hunter3 } ] }\n", &out);
+    assert_int_equal(d.refused, 1);
+    assert_null(strstr(out, "hunter"));
+    free(out);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(embedded_default),
+        cmocka_unit_test(key_lines_recorded),
+        cmocka_unit_test(diff_same_is_empty),
+        cmocka_unit_test(diff_live_keys),
+        cmocka_unit_test(diff_refuses_fixed_keys),
+        cmocka_unit_test(diff_never_prints_secrets),
         cmocka_unit_test(empty_document_is_default),
         cmocka_unit_test(null_sections_take_defaults),
         cmocka_unit_test(load_tern_yaml),

@@ -426,6 +426,51 @@ static void test_self_loop_refused(void **state)
     policy_self_free(&self);
 }
 
+/* A live reload that refuses a peer (srv_reconfigure): its permission and channel go, counted;
+ * the others stay; a bandwidth limit reaches the existing allocation. */
+static void test_reload_revokes_refused_peers(void **state)
+{
+    struct fixture *fx = *state;
+    fx->policy.allow_loopback = true;
+    struct client c;
+    struct allocation *a = dual_allocation(fx, &c);
+    struct reply r;
+    union stun_addr lo = mkaddr("127.0.0.1", 5000), pub = mkaddr("8.8.8.8", 5001);
+    cl_bind(&c, 0x4000, &lo, &r);
+    EXPECT_OK(&r);
+    cl_bind(&c, 0x4001, &pub, &r);
+    EXPECT_OK(&r);
+    cl_permit1(&c, "::1", &r);
+    EXPECT_OK(&r);
+
+    struct peer_policy np = fx->policy;
+    np.allow_loopback = false;
+    struct srv_options opt = fx->s.opt;
+    opt.policy = &np;
+    opt.bandwidth_bps = 12500;
+    struct srv_reconf rc;
+    assert_int_equal(srv_reconfigure(&fx->s, &opt, fx->io.now_ms, &rc), 0);
+    assert_int_equal(rc.permissions, 2); /* 127.0.0.1 and ::1 */
+    assert_int_equal(rc.channels, 1);
+    assert_int_equal(rc.limits, 1);
+    assert_int_equal(fx->s.c.v[counter_index("permissions_revoked")], 2);
+    assert_int_equal(fx->s.c.v[counter_index("channels_revoked")], 1);
+    union stun_addr lo0 = mkaddr("127.0.0.1", 0), pub0 = mkaddr("8.8.8.8", 0);
+    assert_false(alloc_permitted(a, &lo0, fx->io.now_ms));
+    assert_true(alloc_permitted(a, &pub0, fx->io.now_ms));
+    assert_null(alloc_channel(a, 0x4000, fx->io.now_ms));
+    assert_non_null(alloc_channel(a, 0x4001, fx->io.now_ms));
+    assert_int_equal(a->bw_to_peer.rate, 12500);
+    assert_int_equal(a->bw_to_client.rate, 12500);
+    send_chdata(&c, 0x4001, "still", 5, &r);
+    expect_fwd(&r, a, 0, &pub, "still", 5, false);
+    /* Nothing left to revoke: a second reload with the same policy changes nothing. */
+    assert_int_equal(srv_reconfigure(&fx->s, &opt, fx->io.now_ms, &rc), 0);
+    assert_int_equal(rc.permissions + rc.channels + rc.limits, 0);
+    expect_denied(&c, "127.0.0.1", POLICY_LOOPBACK);
+    fx_finish(fx);
+}
+
 int main(int argc, char **argv)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -440,6 +485,7 @@ int main(int argc, char **argv)
         T(test_508_too_many_permissions),
         T(test_permission_limit_counts_duplicates_once),
         T(test_retransmit_create_permission),
+        T(test_reload_revokes_refused_peers),
     };
 #undef T
     if (argc > 1) cmocka_set_test_filter(argv[1]);
