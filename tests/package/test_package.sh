@@ -177,6 +177,19 @@ for page in man8/ternd.8 man8/ternctl.8 man5/tern.yaml.5 man1/ternprobe.1; do
         { fail "$page: groff warnings or empty"; echo "$warn" | sed 's/^/    /' >&2; }
 done
 
+# ---- an upgrade over an admin's edit: the conffile is kept ----
+step "reinstall over an edited /etc/tern/tern.yaml"
+echo "# edited by the admin" >>"$ROOT/etc/tern/tern.yaml"
+if in_root dpkg -i "/tmp/$(basename "$DEB")" </dev/null >"$WORK/reinstall.log" 2>&1; then
+    pass "dpkg -i over the installed package (postinst run again, for an upgrade)"
+else
+    fail "dpkg -i over the installed package"; sed 's/^/    /' "$WORK/reinstall.log" >&2
+fi
+grep -q '^# edited by the admin$' "$ROOT/etc/tern/tern.yaml" &&
+    pass "the admin's edit of the conffile is kept" || fail "the edited conffile was replaced"
+expect_out "... and it is still root:tern 640" '^root:tern 640$' \
+    in_root stat -c '%U:%G %a' /etc/tern/tern.yaml
+
 # ---- the installed ternd relays ----
 step "start the installed /usr/sbin/ternd in the root (server.user tern)"
 cat >"$ROOT/tmp/test.yaml" <<'EOF'
