@@ -13,8 +13,7 @@
 #include "log.h"
 #include "relay.h"
 #include "service.h"
-
-#define TERN_VERSION "0.1.0"
+#include "tern_version.h"
 
 static void usage(FILE *out)
 {

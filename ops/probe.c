@@ -22,11 +22,8 @@
 #include <nice/agent.h>
 #include <srtp2/srtp.h>
 
+#include "tern_version.h"
 #include "wire.h"
-
-#ifndef TERN_VERSION
-#define TERN_VERSION "0.1.0"
-#endif
 
 #define EXIT_OK      0
 #define EXIT_QUALITY 1 /* below a threshold, or the endpoints and the relay disagree */

@@ -13,10 +13,7 @@
 
 #include "config.h"
 #include "store.h"
-
-#ifndef TERN_VERSION
-#define TERN_VERSION "0.1.0"
-#endif
+#include "tern_version.h"
 
 #define PASSWORD_MAX           1024 /* bytes; a longer line on stdin or the terminal is refused */
 #define GENERATED_SECRET_BYTES 32

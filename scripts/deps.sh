@@ -36,3 +36,7 @@ TERN_TEST_PACKAGES=(libcmocka-dev clang-format git tcpdump systemd coturn libnic
 # What the benchmark (tests/bench/run) adds: coturn as the comparator, gnuplot for the plot,
 # perf for the profile, liburing for the io_uring probe.
 TERN_BENCH_PACKAGES=(coturn gnuplot-nox linux-perf liburing-dev)
+# What building the Debian package (scripts/package) and its test (tests/package) add:
+# dpkg-dev, debhelper and fakeroot build it; lintian checks it; debootstrap makes the fresh
+# Debian 12 root the test installs it into; groff-base renders the man pages to check them.
+TERN_PACKAGE_PACKAGES=(dpkg-dev debhelper fakeroot lintian debootstrap groff-base)

@@ -3,7 +3,8 @@
 # listens on (READY=1 only once the listeners answer, WATCHDOG=1 at half of WATCHDOG_USEC,
 # STATUS= with the allocation count, STOPPING=1 at SIGTERM; a path and an abstract name);
 # server.user / server.group (running as nobody with no capabilities, still relaying; an
-# unknown user refused at start); packaging/ternd.service passes systemd-analyze verify.
+# unknown user refused at start); packaging/ternd.service passes systemd-analyze verify,
+# with the man pages its Documentation= names taken from man/.
 . "$(dirname "$0")/lib.sh"
 : "${TURNC:?TURNC must point at tern-turnc (set by CTest)}"
 
@@ -116,7 +117,13 @@ fi
 
 # ---- the unit file ----
 sed "s#/usr/sbin/ternd#$TERND#g" "$TERN_SOURCE_DIR/packaging/ternd.service" >"$WORK/ternd.service"
-if systemd-analyze verify "$WORK/ternd.service" >"$WORK/verify.out" 2>&1; then
+# verify runs man(1) on every man: page of Documentation=: give it the source tree's pages, laid
+# out as the package installs them.
+for page in "$TERN_SOURCE_DIR"/man/*.[1-8]; do
+    mkdir -p "$WORK/man/man${page##*.}"
+    cp "$page" "$WORK/man/man${page##*.}/"
+done
+if MANPATH="$WORK/man" systemd-analyze verify "$WORK/ternd.service" >"$WORK/verify.out" 2>&1; then
     pass "packaging/ternd.service passes systemd-analyze verify"
 else
     fail "systemd-analyze verify"; sed 's/^/    /' "$WORK/verify.out" >&2
