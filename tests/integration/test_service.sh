@@ -86,6 +86,8 @@ if [ "$(id -u)" = 0 ]; then
         "$WORK/svc.yaml" >"$WORK/user.yaml"
     start_ternd "$WORK/user.yaml"
     U4=$(port_of udp 127.0.0.1)
+    # "started" comes before the ops API is up and privileges are dropped: wait for the drop.
+    for _ in $(seq 50); do grep -q '"event":"privileges_dropped"' "$WORK/ternd.log" && break; sleep 0.1; done
     st=/proc/$TERND_PID/status
     uid=$(awk '/^Uid:/ {print $2 $3 $4 $5}' "$st") gid=$(awk '/^Gid:/ {print $2 $3 $4 $5}' "$st")
     capeff=$(awk '/^CapEff:/ {print $2}' "$st") capprm=$(awk '/^CapPrm:/ {print $2}' "$st")
