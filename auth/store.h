@@ -1,7 +1,9 @@
-/* store.h: the credential database (SQLite, file auth.database): long-term users per realm
- * (keys only, never passwords), per-user limits, and TURN REST API secrets. This is I/O: ternd
- * reads it from a background thread into an in-memory cache, off the forwarding path; ternctl
- * and the admin API write it. Its own library target (tern_store), so tern_auth stays pure. */
+/* store.h: the credential database (auth.database: a SQLite file, or a PostgreSQL URI that a
+ * fleet of nodes shares): long-term users per realm (keys only, never passwords), per-user
+ * limits, and TURN REST API secrets. This is I/O: ternd reads it from a background thread into
+ * an in-memory cache, off the forwarding path; ternctl and the admin API write it. Its own
+ * library target (tern_store), so tern_auth stays pure. The same calls and the same schema on
+ * both backends (store_sqlite.c, store_pg.c). */
 #ifndef TERN_STORE_H
 #define TERN_STORE_H
 
@@ -40,11 +42,24 @@ enum store_mode {
     STORE_CREATE,   /* create the file and schema when missing (ternctl, first use) */
 };
 
-/* Open the database and bring its schema to STORE_SCHEMA_VERSION. NULL on failure, with a
- * message naming the file in err ("tern.db: no such database file (create it with: ternctl
+/* Is db a PostgreSQL connection URI (postgresql:// or postgres://) rather than a file? */
+bool store_is_uri(const char *db);
+/* db as it may be shown in logs, messages and the API: a URI's password (user:PASSWORD@ and
+ * any password= parameter) replaced by "***"; a path as it is. */
+void store_display_name(const char *db, char *out, size_t size);
+
+/* Open the database and bring its schema to STORE_SCHEMA_VERSION (for PostgreSQL the
+ * migrations run under an advisory lock, so several nodes may start at once; mode does not
+ * matter there: the database must exist, the schema is made). NULL on failure, with a
+ * message naming the file (a URI without its password) in err ("tern.db: no such database file
+ * (create it with: ternctl
  * --db tern.db user add ...)", "tern.db: schema version 3 is newer than this program's 1
  * (upgrade ternd)", ...). */
-struct store *store_open(const char *path, enum store_mode mode, char err[STORE_ERR_LEN]);
+struct store *store_open(const char *db, enum store_mode mode, char err[STORE_ERR_LEN]);
+/* The same with a PostgreSQL password kept out of the URI (auth.database_password_file);
+ * NULL: the URI's, libpq's PGPASSWORD / PGPASSFILE / passfile=, or none. */
+struct store *store_open_with(const char *db, const char *password, enum store_mode mode,
+                              char err[STORE_ERR_LEN]);
 void store_close(struct store *s);
 
 /* Results: 0 ok, STORE_NOT_FOUND, STORE_EXISTS, STORE_INVALID (bad name/password/SASLprep),
@@ -79,8 +94,14 @@ int store_secret_each(struct store *s, int (*fn)(void *ctx, const struct store_s
                       void *ctx, char err[STORE_ERR_LEN]);
 
 /* A number that changes whenever another connection committed a change to the file
- * (PRAGMA data_version), so a reader can poll cheaply and reload only after a change. Its own
- * commits do not move it: poll on a connection that does not write. -1 if it cannot be read. */
+ * (PRAGMA data_version; PostgreSQL: a counter that triggers bump with every change to users or
+ * secrets), so a reader can poll cheaply and reload only after a change. Its own commits do
+ * not move it on SQLite: poll on a connection that does not write. -1 if it cannot be read
+ * (PostgreSQL: the connection is lost; the next call tries to reconnect). */
 int64_t store_data_version(struct store *s);
+/* Wait up to timeout_ms for a change made through any connection (PostgreSQL LISTEN/NOTIFY):
+ * 1 notified, 0 timed out, -1 the connection is lost, -2 this backend cannot wait (SQLite:
+ * poll store_data_version instead). */
+int store_wait_change(struct store *s, int timeout_ms);
 
 #endif

@@ -23,7 +23,7 @@ tern_need_packages() {
 # What building ternd and its tools needs (libnice and libsrtp: ternprobe, the active
 # end-to-end check with a real ICE agent and real SRTP media).
 TERN_BUILD_PACKAGES=(gcc make cmake pkg-config libssl-dev libyaml-dev zlib1g-dev libidn-dev
-                     libsqlite3-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
+                     libsqlite3-dev libpq-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
                      libnice-dev libglib2.0-dev libsrtp2-dev)
 # What the test suite adds: cmocka, coturn's client tools (turnutils_*), libnice (a real ICE
 # agent), clang for the ASan/UBSan build and libFuzzer, openssl for test certificates,

@@ -8,8 +8,11 @@ WORK=$(mktemp -d /tmp/tern-it.XXXXXX)
 TERND_PID=
 PEER_PID=
 FAILS=0
+CLEANUP_HOOKS=() # commands run at exit before the work directory goes (pglib.sh: the server)
 
 cleanup() {
+    local h
+    for h in "${CLEANUP_HOOKS[@]}"; do "$h" || true; done
     if [ -n "$TERND_PID" ] && kill -0 "$TERND_PID" 2>/dev/null; then kill -KILL "$TERND_PID"; fi
     if [ -n "$PEER_PID" ]; then kill "$PEER_PID" 2>/dev/null || true; fi
     rm -rf "$WORK"

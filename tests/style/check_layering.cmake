@@ -25,7 +25,7 @@ set(ALLOW_tern_stun OpenSSL::Crypto ZLIB::ZLIB)
 set(ALLOW_tern_auth tern_stun OpenSSL::Crypto PkgConfig::IDN)
 set(ALLOW_tern_allocation tern_auth tern_stun)
 set(ALLOW_tern_qos tern_stun PkgConfig::JANSSON m)
-set(ALLOW_tern_store tern_stun tern_auth SQLite::SQLite3)
+set(ALLOW_tern_store tern_stun tern_auth SQLite::SQLite3 PkgConfig::PQ OpenSSL::Crypto)
 set(ALLOW_tern_config tern_stun PkgConfig::YAML)
 set(ALLOW_tern_relay tern_allocation tern_auth tern_stun tern_qos tern_config tern_store
   PkgConfig::JANSSON OpenSSL::SSL OpenSSL::Crypto Threads::Threads)

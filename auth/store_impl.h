@@ -1,0 +1,42 @@
+/* store_impl.h: what a credential database backend provides (store.c dispatches to it): SQLite
+ * for a file (store_sqlite.c), PostgreSQL for a postgresql:// URI (store_pg.c). Private to
+ * tern_store. */
+#ifndef TERN_STORE_IMPL_H
+#define TERN_STORE_IMPL_H
+
+#include "store.h"
+
+struct store_ops {
+    void (*close)(struct store *s);
+    int (*user_add)(struct store *s, const char *realm, const char *name, const char *password,
+                    uint32_t max_allocations, uint64_t bandwidth_bps, char err[STORE_ERR_LEN]);
+    int (*user_passwd)(struct store *s, const char *realm, const char *name, const char *password,
+                       char err[STORE_ERR_LEN]);
+    int (*user_del)(struct store *s, const char *realm, const char *name, char err[STORE_ERR_LEN]);
+    int (*user_set_disabled)(struct store *s, const char *realm, const char *name, bool disabled,
+                             char err[STORE_ERR_LEN]);
+    int (*user_set_limits)(struct store *s, const char *realm, const char *name,
+                           uint32_t max_allocations, uint64_t bandwidth_bps,
+                           char err[STORE_ERR_LEN]);
+    int (*user_each)(struct store *s, const char *realm,
+                     int (*fn)(void *ctx, const struct store_user *u), void *ctx,
+                     char err[STORE_ERR_LEN]);
+    int (*secret_add)(struct store *s, const char *secret, int64_t *id, char err[STORE_ERR_LEN]);
+    int (*secret_del)(struct store *s, int64_t id, char err[STORE_ERR_LEN]);
+    int (*secret_each)(struct store *s, int (*fn)(void *ctx, const struct store_secret *sec),
+                       void *ctx, char err[STORE_ERR_LEN]);
+    int64_t (*data_version)(struct store *s);
+    /* Optional: block up to timeout_ms for a change notification (1), a timeout (0) or a lost
+     * connection (-1). NULL: the caller polls data_version. */
+    int (*wait_change)(struct store *s, int timeout_ms);
+};
+
+/* Every backend's handle starts with this. */
+struct store {
+    const struct store_ops *ops;
+};
+
+struct store *store_sqlite_open(const char *path, enum store_mode mode, char err[STORE_ERR_LEN]);
+struct store *store_pg_open(const char *uri, const char *password, char err[STORE_ERR_LEN]);
+
+#endif

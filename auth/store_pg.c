@@ -1,0 +1,709 @@
+/* store_pg.c: the credential database on PostgreSQL (libpq), the store a fleet of nodes
+ * shares: the same schema and calls as store_sqlite.c. Changes are announced by triggers
+ * (LISTEN/NOTIFY on "tern_credentials") and counted in tern_changes, so readers wait on the
+ * connection instead of polling and still have a cheap version to compare. Every message
+ * names the database without its password (store_display_name). */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+#include <openssl/crypto.h>
+
+#include "auth.h"
+#include "store_impl.h"
+
+#define CONNECT_TIMEOUT_S "3"
+#define NOTIFY_CHANNEL    "tern_credentials"
+#define MIGRATION_LOCK    "7236851" /* pg_advisory_xact_lock key: one migrating node at a time */
+#define CLIP_BYTES        48
+
+struct pg_store {
+    struct store base; /* first: a struct store * is a struct pg_store * */
+    PGconn *conn;
+    char *uri;
+    char *password; /* wiped at close; NULL: the URI's or libpq's own sources */
+    bool listening; /* LISTEN issued on this connection */
+    char name[STORE_ERR_LEN / 2];
+};
+
+static struct pg_store *pg(struct store *base)
+{
+    return (struct pg_store *)(void *)base;
+}
+
+__attribute__((format(printf, 3, 4))) static void seterr(char *err, const char *name,
+                                                         const char *fmt, ...)
+{
+    if (!err) return;
+    int n = snprintf(err, STORE_ERR_LEN, "%s: ", name);
+    if (n < 0 || n >= STORE_ERR_LEN) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err + n, STORE_ERR_LEN - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+/* libpq's message, on one line. */
+static const char *pq_msg(const char *m, char out[160])
+{
+    size_t n = 0;
+    for (; m && *m && n + 1 < 160; m++)
+        out[n++] = *m == '\n' || *m == '\r' ? ' ' : *m;
+    while (n && out[n - 1] == ' ')
+        n--;
+    out[n] = '\0';
+    return n ? out : "unknown error";
+}
+
+static const char *clip(const char *s, char out[CLIP_BYTES + 4])
+{
+    if (!s) return "";
+    size_t n = strlen(s);
+    if (n <= CLIP_BYTES) return s;
+    n = CLIP_BYTES;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    memcpy(out, s, n);
+    memcpy(out + n, "...", 4);
+    return out;
+}
+
+static void quiet(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg; /* NOTICEs (CREATE ... IF NOT EXISTS) are not for ternd's stderr */
+}
+
+/* migrations[v] brings the schema from version v to v + 1 (the same tables as SQLite's, in
+ * PostgreSQL's types). Never edit a shipped step: append one. */
+static const char *const migrations[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE users ("
+    " realm text NOT NULL,"
+    " name text NOT NULL,"
+    " key_md5 bytea NOT NULL CHECK (length(key_md5) = 16),"
+    " key_sha256 bytea NOT NULL CHECK (length(key_sha256) = 32),"
+    " userhash bytea NOT NULL CHECK (length(userhash) = 32),"
+    " max_allocations bigint NOT NULL DEFAULT 0"
+    "  CHECK (max_allocations BETWEEN 0 AND 4294967295),"
+    " bandwidth_bps bigint NOT NULL DEFAULT 0 CHECK (bandwidth_bps >= 0),"
+    " disabled boolean NOT NULL DEFAULT false,"
+    " created bigint NOT NULL,"
+    " PRIMARY KEY (realm, name));"
+    "CREATE INDEX users_userhash ON users (userhash);"
+    /* Identity ids come from a sequence: an id once shown is never given to another secret. */
+    "CREATE TABLE secrets ("
+    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " secret text NOT NULL UNIQUE,"
+    " created bigint NOT NULL);"
+    /* Every statement that changes users or secrets bumps the version and notifies. */
+    "CREATE TABLE tern_changes (id integer PRIMARY KEY CHECK (id = 1), version bigint NOT NULL);"
+    "INSERT INTO tern_changes VALUES (1, 0);"
+    "CREATE FUNCTION tern_changed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    " UPDATE tern_changes SET version = version + 1 WHERE id = 1;"
+    " PERFORM pg_notify('" NOTIFY_CHANNEL "', '');"
+    " RETURN NULL; END $$;"
+    "CREATE TRIGGER users_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON users"
+    " FOR EACH STATEMENT EXECUTE FUNCTION tern_changed();"
+    "CREATE TRIGGER secrets_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON secrets"
+    " FOR EACH STATEMENT EXECUTE FUNCTION tern_changed();",
+};
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
+               "one migration step per schema version");
+
+static bool ok(const PGresult *r)
+{
+    ExecStatusType t = PQresultStatus(r);
+    return t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK;
+}
+
+static int connect_db(struct pg_store *s, char *err)
+{
+    const char *keys[5] = {"dbname", "connect_timeout", "application_name", NULL, NULL};
+    const char *vals[5] = {s->uri, CONNECT_TIMEOUT_S, "ternd", NULL, NULL};
+    if (s->password) {
+        keys[3] = "password";
+        vals[3] = s->password;
+    }
+    if (s->conn) PQfinish(s->conn);
+    s->listening = false;
+    s->conn = PQconnectdbParams(keys, vals, 1);
+    char m[160];
+    if (!s->conn) {
+        seterr(err, s->name, "cannot connect: out of memory");
+        return -1;
+    }
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        seterr(err, s->name, "cannot connect: %s", pq_msg(PQerrorMessage(s->conn), m));
+        return -1;
+    }
+    PQsetNoticeProcessor(s->conn, quiet, NULL);
+    return 0;
+}
+
+/* The connection, reconnected if it was lost. 0 / -1 (err set). */
+static int ensure(struct pg_store *s, char *err)
+{
+    if (s->conn && PQstatus(s->conn) == CONNECTION_OK) return 0;
+    return connect_db(s, err);
+}
+
+/* Run a statement with text parameters (bytea ones binary, lengths given); results binary. */
+static PGresult *run(struct pg_store *s, const char *sql, int n, const char *const *vals,
+                     const int *lens, const int *fmts, char *err, const char *what)
+{
+    if (ensure(s, err)) return NULL;
+    PGresult *r = PQexecParams(s->conn, sql, n, NULL, vals, lens, fmts, 1);
+    if (!r && PQstatus(s->conn) != CONNECTION_OK && !ensure(s, err)) /* lost: retry once */
+        r = PQexecParams(s->conn, sql, n, NULL, vals, lens, fmts, 1);
+    if (!r) {
+        char m[160];
+        seterr(err, s->name, "%s: %s", what, pq_msg(PQerrorMessage(s->conn), m));
+    }
+    return r;
+}
+
+/* The error for a failed result: STORE_EXISTS for a unique violation, else STORE_ERROR. */
+static int failed(struct pg_store *s, PGresult *r, char *err, const char *what, const char *exists)
+{
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    char m[160];
+    if (state && strcmp(state, "23505") == 0 && exists) {
+        seterr(err, s->name, "%s: %s", what, exists);
+        PQclear(r);
+        return STORE_EXISTS;
+    }
+    seterr(err, s->name, "%s: %s", what, pq_msg(PQresultErrorMessage(r), m));
+    PQclear(r);
+    return STORE_ERROR;
+}
+
+static int exec_simple(struct pg_store *s, const char *sql, char *err, const char *what)
+{
+    PGresult *r = PQexec(s->conn, sql);
+    if (!r || !ok(r)) {
+        char m[160];
+        seterr(err, s->name, "%s: %s", what,
+               pq_msg(r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn), m));
+        PQclear(r);
+        return -1;
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* Bring the schema to STORE_SCHEMA_VERSION in one transaction, one node at a time. */
+static int migrate(struct pg_store *s, char *err)
+{
+    if (exec_simple(s, "BEGIN", err, "cannot start the schema migration")) return -1;
+    if (exec_simple(s, "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK ")", err,
+                    "cannot lock the schema for migration") ||
+        exec_simple(s, "CREATE TABLE IF NOT EXISTS tern_schema (version integer NOT NULL)", err,
+                    "cannot create the schema version table"))
+        goto rollback;
+    PGresult *r = PQexec(s->conn, "SELECT version FROM tern_schema");
+    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) > 1) {
+        char m[160];
+        seterr(err, s->name, "cannot read the schema version: %s",
+               pq_msg(r ? PQresultErrorMessage(r) : PQerrorMessage(s->conn), m));
+        PQclear(r);
+        goto rollback;
+    }
+    long long v = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    PQclear(r);
+    if (v < 0) {
+        if (exec_simple(s, "INSERT INTO tern_schema VALUES (0)", err,
+                        "cannot record the schema version"))
+            goto rollback;
+        v = 0;
+    }
+    if (v > STORE_SCHEMA_VERSION) {
+        seterr(err, s->name, "schema version %lld is newer than this program's %d (upgrade ternd)",
+               v, STORE_SCHEMA_VERSION);
+        goto rollback;
+    }
+    for (long long from = v; from < STORE_SCHEMA_VERSION; from++) {
+        char what[96], set[64];
+        snprintf(what, sizeof what, "cannot migrate the schema from version %lld to %lld", from,
+                 from + 1);
+        snprintf(set, sizeof set, "UPDATE tern_schema SET version = %lld", from + 1);
+        if (exec_simple(s, migrations[from], err, what) || exec_simple(s, set, err, what))
+            goto rollback;
+    }
+    if (exec_simple(s, "COMMIT", err, "cannot commit the schema migration")) goto rollback;
+    return 0;
+rollback:;
+    PGresult *rb = PQexec(s->conn, "ROLLBACK");
+    PQclear(rb);
+    return -1;
+}
+
+static void pg_close(struct store *base)
+{
+    struct pg_store *s = pg(base);
+    if (s->conn) PQfinish(s->conn);
+    if (s->password) {
+        OPENSSL_cleanse(s->password, strlen(s->password));
+        free(s->password);
+    }
+    if (s->uri) {
+        OPENSSL_cleanse(s->uri, strlen(s->uri)); /* it may carry the password */
+        free(s->uri);
+    }
+    free(s);
+}
+
+/* ---- users ---- */
+
+static const char *check_user(const char *realm, const char *name, char why[64])
+{
+    size_t rlen = realm ? strlen(realm) : 0, nlen = name ? strlen(name) : 0;
+    if (!nlen) return "the name is empty";
+    if (nlen > STUN_MAX_USERNAME) {
+        snprintf(why, 64, "the name is %zu bytes, more than %d", nlen, STUN_MAX_USERNAME);
+        return why;
+    }
+    if (!rlen) return "the realm is empty";
+    if (rlen > STUN_MAX_TEXT_BYTES) {
+        snprintf(why, 64, "the realm is %zu bytes, more than %d", rlen, STUN_MAX_TEXT_BYTES);
+        return why;
+    }
+    return NULL;
+}
+
+static const char *derive_keys(const char *realm, const char *name, const char *password,
+                               uint8_t md5[16], uint8_t sha256[32])
+{
+    size_t rlen = strlen(realm), nlen = strlen(name), plen = password ? strlen(password) : 0;
+    if (!plen) return "the password is empty";
+    if (auth_longterm_key(STUN_PASSWORD_ALG_MD5, name, nlen, realm, rlen, password, plen, md5) ==
+            16 &&
+        auth_longterm_key(STUN_PASSWORD_ALG_SHA256, name, nlen, realm, rlen, password, plen,
+                          sha256) == 32)
+        return NULL;
+    uint8_t probe[16];
+    int realm_ok =
+        auth_longterm_key(STUN_PASSWORD_ALG_MD5, name, nlen, realm, rlen, "x", 1, probe) == 16;
+    OPENSSL_cleanse(probe, sizeof(probe));
+    return realm_ok ? "SASLprep refused the password (invalid UTF-8 or a prohibited character)"
+                    : "SASLprep refused the realm (invalid UTF-8 or a prohibited character)";
+}
+
+static void user_what(char *buf, size_t size, const char *verb, const char *realm, const char *name)
+{
+    char cn[CLIP_BYTES + 4], cr[CLIP_BYTES + 4];
+    snprintf(buf, size, "cannot %s user \"%s\" in realm \"%s\"", verb, clip(name, cn),
+             clip(realm, cr));
+}
+
+static int pg_user_add(struct store *base, const char *realm, const char *name,
+                       const char *password, uint32_t max_allocations, uint64_t bandwidth_bps,
+                       char err[STORE_ERR_LEN])
+{
+    struct pg_store *s = pg(base);
+    static const char sql[] = "INSERT INTO users (realm, name, key_md5, key_sha256, userhash, "
+                              "max_allocations, bandwidth_bps, disabled, created) "
+                              "VALUES ($1, $2, $3, $4, $5, $6, $7, false, $8)";
+    uint8_t md5[16], sha256[32], userhash[STUN_USERHASH_LEN];
+    char what[STORE_ERR_LEN], why[64], maxa[24], bw[24], now[24];
+    const char *bad;
+    int ret = STORE_INVALID;
+    user_what(what, sizeof(what), "add", realm, name);
+    if ((bad = check_user(realm, name, why)) ||
+        (bad = derive_keys(realm, name, password, md5, sha256))) {
+        seterr(err, s->name, "%s: %s", what, bad);
+        goto out;
+    }
+    if (bandwidth_bps > INT64_MAX) {
+        seterr(err, s->name, "%s: bandwidth %llu bytes/s is more than %lld", what,
+               (unsigned long long)bandwidth_bps, (long long)INT64_MAX);
+        goto out;
+    }
+    if (auth_userhash(name, strlen(name), realm, strlen(realm), userhash)) {
+        ret = STORE_ERROR;
+        seterr(err, s->name, "%s: cannot compute the userhash", what);
+        goto out;
+    }
+    snprintf(maxa, sizeof maxa, "%u", (unsigned)max_allocations);
+    snprintf(bw, sizeof bw, "%llu", (unsigned long long)bandwidth_bps);
+    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    const char *vals[8] = {
+        realm, name, (const char *)md5, (const char *)sha256, (const char *)userhash, maxa,
+        bw,    now};
+    const int lens[8] = {0, 0, 16, 32, STUN_USERHASH_LEN, 0, 0, 0};
+    const int fmts[8] = {0, 0, 1, 1, 1, 0, 0, 0};
+    PGresult *r = run(s, sql, 8, vals, lens, fmts, err, what);
+    if (!r)
+        ret = STORE_ERROR;
+    else if (!ok(r))
+        ret = failed(s, r, err, what, "it already exists");
+    else {
+        PQclear(r);
+        ret = STORE_OK;
+    }
+out:
+    OPENSSL_cleanse(sha256, sizeof(sha256));
+    OPENSSL_cleanse(md5, sizeof(md5));
+    return ret;
+}
+
+/* An UPDATE or DELETE of one user: STORE_NOT_FOUND when no row matched. */
+static int change_user(struct pg_store *s, const char *sql, int n, const char *const *vals,
+                       const int *lens, const int *fmts, const char *what, char *err)
+{
+    PGresult *r = run(s, sql, n, vals, lens, fmts, err, what);
+    if (!r) return STORE_ERROR;
+    if (!ok(r)) return failed(s, r, err, what, NULL);
+    bool none = strcmp(PQcmdTuples(r), "0") == 0;
+    PQclear(r);
+    if (none) {
+        seterr(err, s->name, "%s: no such user", what);
+        return STORE_NOT_FOUND;
+    }
+    return STORE_OK;
+}
+
+static int pg_user_passwd(struct store *base, const char *realm, const char *name,
+                          const char *password, char err[STORE_ERR_LEN])
+{
+    struct pg_store *s = pg(base);
+    uint8_t md5[16], sha256[32];
+    char what[STORE_ERR_LEN], why[64];
+    const char *bad;
+    int ret = STORE_INVALID;
+    user_what(what, sizeof(what), "change the password of", realm, name);
+    if ((bad = check_user(realm, name, why)) ||
+        (bad = derive_keys(realm, name, password, md5, sha256))) {
+        seterr(err, s->name, "%s: %s", what, bad);
+        goto out;
+    }
+    const char *vals[4] = {realm, name, (const char *)md5, (const char *)sha256};
+    const int lens[4] = {0, 0, 16, 32}, fmts[4] = {0, 0, 1, 1};
+    ret = change_user(s,
+                      "UPDATE users SET key_md5 = $3, key_sha256 = $4 "
+                      "WHERE realm = $1 AND name = $2",
+                      4, vals, lens, fmts, what, err);
+out:
+    OPENSSL_cleanse(sha256, sizeof(sha256));
+    OPENSSL_cleanse(md5, sizeof(md5));
+    return ret;
+}
+
+static int pg_user_del(struct store *base, const char *realm, const char *name,
+                       char err[STORE_ERR_LEN])
+{
+    struct pg_store *s = pg(base);
+    char what[STORE_ERR_LEN], why[64];
+    const char *bad;
+    user_what(what, sizeof(what), "delete", realm, name);
+    if ((bad = check_user(realm, name, why))) {
+        seterr(err, s->name, "%s: %s", what, bad);
+        return STORE_INVALID;
+    }
+    const char *vals[2] = {realm, name};
+    return change_user(s, "DELETE FROM users WHERE realm = $1 AND name = $2", 2, vals, NULL, NULL,
+                       what, err);
+}
+
+static int pg_user_set_disabled(struct store *base, const char *realm, const char *name,
+                                bool disabled, char err[STORE_ERR_LEN])
+{
+    struct pg_store *s = pg(base);
+    char what[STORE_ERR_LEN], why[64];
+    const char *bad;
+    user_what(what, sizeof(what), disabled ? "disable" : "enable", realm, name);
+    if ((bad = check_user(realm, name, why))) {
+        seterr(err, s->name, "%s: %s", what, bad);
+        return STORE_INVALID;
+    }
+    const char *vals[3] = {realm, name, disabled ? "true" : "false"};
+    return change_user(s, "UPDATE users SET disabled = $3 WHERE realm = $1 AND name = $2", 3, vals,
+                       NULL, NULL, what, err);
+}
+
+static int pg_user_set_limits(struct store *base, const char *realm, const char *name,
+                              uint32_t max_allocations, uint64_t bandwidth_bps,
+                              char err[STORE_ERR_LEN])
+{
+    struct pg_store *s = pg(base);
+    char what[STORE_ERR_LEN], why[64], maxa[24], bw[24];
+    const char *bad;
+    user_what(what, sizeof(what), "set the limits of", realm, name);
+    if ((bad = check_user(realm, name, why))) {
+        seterr(err, s->name, "%s: %s", what, bad);
+        return STORE_INVALID;
+    }
+    if (bandwidth_bps > INT64_MAX) {
+        seterr(err, s->name, "%s: bandwidth %llu bytes/s is more than %lld", what,
+               (unsigned long long)bandwidth_bps, (long long)INT64_MAX);
+        return STORE_INVALID;
+    }
+    snprintf(maxa, sizeof maxa, "%u", (unsigned)max_allocations);
+    snprintf(bw, sizeof bw, "%llu", (unsigned long long)bandwidth_bps);
+    const char *vals[4] = {realm, name, maxa, bw};
+    return change_user(s,
+                       "UPDATE users SET max_allocations = $3, bandwidth_bps = $4 "
+                       "WHERE realm = $1 AND name = $2",
+                       4, vals, NULL, NULL, what, err);
+}
+
+/* Binary result columns. */
+static int col_text(const PGresult *r, int row, int col, char *out, size_t max)
+{
+    int n = PQgetlength(r, row, col);
+    const char *v = PQgetvalue(r, row, col);
+    if (PQgetisnull(r, row, col) || n <= 0 || (size_t)n > max || memchr(v, 0, (size_t)n)) return -1;
+    memcpy(out, v, (size_t)n);
+    out[n] = '\0';
+    return 0;
+}
+
+static int col_blob(const PGresult *r, int row, int col, uint8_t *out, size_t len)
+{
+    if (PQgetisnull(r, row, col) || (size_t)PQgetlength(r, row, col) != len) return -1;
+    memcpy(out, PQgetvalue(r, row, col), len);
+    return 0;
+}
+
+static int col_i64(const PGresult *r, int row, int col, int64_t min, int64_t max, int64_t *out)
+{
+    if (PQgetisnull(r, row, col) || PQgetlength(r, row, col) != 8) return -1;
+    const uint8_t *b = (const uint8_t *)PQgetvalue(r, row, col);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | b[i];
+    *out = (int64_t)v;
+    return *out < min || *out > max ? -1 : 0;
+}
+
+static int col_bool(const PGresult *r, int row, int col, bool *out)
+{
+    if (PQgetisnull(r, row, col) || PQgetlength(r, row, col) != 1) return -1;
+    *out = PQgetvalue(r, row, col)[0] != 0;
+    return 0;
+}
+
+static const char *read_user(const PGresult *r, int row, struct store_user *u)
+{
+    int64_t maxalloc, bw, created;
+    memset(u, 0, sizeof(*u));
+    if (col_text(r, row, 0, u->realm, STUN_MAX_TEXT_BYTES)) return "realm";
+    if (col_text(r, row, 1, u->name, STUN_MAX_USERNAME)) return "name";
+    if (col_blob(r, row, 2, u->key_md5, sizeof(u->key_md5))) return "key_md5";
+    if (col_blob(r, row, 3, u->key_sha256, sizeof(u->key_sha256))) return "key_sha256";
+    if (col_blob(r, row, 4, u->userhash, sizeof(u->userhash))) return "userhash";
+    if (col_i64(r, row, 5, 0, UINT32_MAX, &maxalloc)) return "max_allocations";
+    if (col_i64(r, row, 6, 0, INT64_MAX, &bw)) return "bandwidth_bps";
+    if (col_bool(r, row, 7, &u->disabled)) return "disabled";
+    if (col_i64(r, row, 8, INT64_MIN, INT64_MAX, &created)) return "created";
+    u->max_allocations = (uint32_t)maxalloc;
+    u->bandwidth_bps = (uint64_t)bw;
+    u->created = created;
+    return NULL;
+}
+
+static int pg_user_each(struct store *base, const char *realm,
+                        int (*fn)(void *ctx, const struct store_user *u), void *ctx,
+                        char err[STORE_ERR_LEN])
+{
+    struct pg_store *s = pg(base);
+    static const char cols[] = "SELECT realm, name, key_md5, key_sha256, userhash, "
+                               "max_allocations, bandwidth_bps, disabled, created FROM users ";
+    char sql[256], what[STORE_ERR_LEN], cr[CLIP_BYTES + 4];
+    snprintf(sql, sizeof sql, "%s%s", cols,
+             realm ? "WHERE realm = $1 ORDER BY name" : "ORDER BY realm, name");
+    if (realm)
+        snprintf(what, sizeof(what), "cannot list the users of realm \"%s\"", clip(realm, cr));
+    else
+        snprintf(what, sizeof(what), "cannot list the users");
+    const char *vals[1] = {realm};
+    /* One statement: one snapshot of the table, whatever commits meanwhile. */
+    PGresult *r = run(s, sql, realm ? 1 : 0, vals, NULL, NULL, err, what);
+    if (!r) return STORE_ERROR;
+    if (!ok(r)) return failed(s, r, err, what, NULL);
+    struct store_user u;
+    int ret = STORE_OK;
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *bad = read_user(r, i, &u);
+        if (bad) {
+            char cn[CLIP_BYTES + 4], nm[STUN_MAX_USERNAME + 1] = "";
+            col_text(r, i, 1, nm, STUN_MAX_USERNAME);
+            seterr(err, s->name, "%s: the row of user \"%s\" has a bad %s", what, clip(nm, cn),
+                   bad);
+            ret = STORE_ERROR;
+            break;
+        }
+        if (fn(ctx, &u)) break;
+    }
+    OPENSSL_cleanse(&u, sizeof(u));
+    /* The result holds every key: wipe it before libpq frees it. */
+    for (int i = 0; i < PQntuples(r); i++)
+        for (int c = 2; c <= 4; c++)
+            OPENSSL_cleanse(PQgetvalue(r, i, c), (size_t)PQgetlength(r, i, c));
+    PQclear(r);
+    return ret;
+}
+
+/* ---- secrets ---- */
+
+static int pg_secret_add(struct store *base, const char *secret, int64_t *id,
+                         char err[STORE_ERR_LEN])
+{
+    struct pg_store *s = pg(base);
+    static const char what[] = "cannot add the secret"; /* never echoed: it is a secret */
+    size_t len = secret ? strlen(secret) : 0;
+    char now[24];
+    if (!len) {
+        seterr(err, s->name, "%s: it is empty", what);
+        return STORE_INVALID;
+    }
+    if (len > STORE_MAX_SECRET) {
+        seterr(err, s->name, "%s: it is %zu bytes, more than %d", what, len, STORE_MAX_SECRET);
+        return STORE_INVALID;
+    }
+    snprintf(now, sizeof now, "%lld", (long long)time(NULL));
+    const char *vals[2] = {secret, now};
+    PGresult *r = run(s, "INSERT INTO secrets (secret, created) VALUES ($1, $2) RETURNING id", 2,
+                      vals, NULL, NULL, err, what);
+    if (!r) return STORE_ERROR;
+    if (!ok(r)) return failed(s, r, err, what, "it is already there");
+    int64_t newid = 0;
+    int rc = PQntuples(r) == 1 ? col_i64(r, 0, 0, INT64_MIN, INT64_MAX, &newid) : -1;
+    PQclear(r);
+    if (rc) {
+        seterr(err, s->name, "%s: the database returned no id", what);
+        return STORE_ERROR;
+    }
+    if (id) *id = newid;
+    return STORE_OK;
+}
+
+static int pg_secret_del(struct store *base, int64_t id, char err[STORE_ERR_LEN])
+{
+    struct pg_store *s = pg(base);
+    char what[64], ids[24];
+    snprintf(what, sizeof(what), "cannot delete secret %lld", (long long)id);
+    snprintf(ids, sizeof ids, "%lld", (long long)id);
+    const char *vals[1] = {ids};
+    PGresult *r = run(s, "DELETE FROM secrets WHERE id = $1", 1, vals, NULL, NULL, err, what);
+    if (!r) return STORE_ERROR;
+    if (!ok(r)) return failed(s, r, err, what, NULL);
+    bool none = strcmp(PQcmdTuples(r), "0") == 0;
+    PQclear(r);
+    if (none) {
+        seterr(err, s->name, "%s: no such secret", what);
+        return STORE_NOT_FOUND;
+    }
+    return STORE_OK;
+}
+
+static int pg_secret_each(struct store *base, int (*fn)(void *ctx, const struct store_secret *sec),
+                          void *ctx, char err[STORE_ERR_LEN])
+{
+    struct pg_store *s = pg(base);
+    static const char what[] = "cannot list the secrets";
+    PGresult *r = run(s, "SELECT id, secret, created FROM secrets ORDER BY id", 0, NULL, NULL, NULL,
+                      err, what);
+    if (!r) return STORE_ERROR;
+    if (!ok(r)) return failed(s, r, err, what, NULL);
+    struct store_secret sec;
+    int ret = STORE_OK;
+    for (int i = 0; i < PQntuples(r); i++) {
+        memset(&sec, 0, sizeof(sec));
+        if (col_i64(r, i, 0, INT64_MIN, INT64_MAX, &sec.id) ||
+            col_text(r, i, 1, sec.secret, STORE_MAX_SECRET) ||
+            col_i64(r, i, 2, INT64_MIN, INT64_MAX, &sec.created)) {
+            seterr(err, s->name, "%s: a row is malformed", what);
+            ret = STORE_ERROR;
+            break;
+        }
+        if (fn(ctx, &sec)) break;
+    }
+    OPENSSL_cleanse(&sec, sizeof(sec));
+    for (int i = 0; i < PQntuples(r); i++)
+        OPENSSL_cleanse(PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
+    PQclear(r);
+    return ret;
+}
+
+/* ---- change tracking ---- */
+
+static int64_t pg_data_version(struct store *base)
+{
+    struct pg_store *s = pg(base);
+    PGresult *r = run(s, "SELECT version FROM tern_changes WHERE id = 1", 0, NULL, NULL, NULL, NULL,
+                      "version");
+    int64_t v = -1;
+    if (r && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+        col_i64(r, 0, 0, 0, INT64_MAX, &v))
+        v = -1;
+    PQclear(r);
+    return v;
+}
+
+static int pg_wait_change(struct store *base, int timeout_ms)
+{
+    struct pg_store *s = pg(base);
+    if (ensure(s, NULL)) return -1;
+    if (!s->listening) {
+        if (exec_simple(s, "LISTEN " NOTIFY_CHANNEL, NULL, "listen")) return -1;
+        s->listening = true;
+    }
+    int got = 0;
+    PGnotify *n;
+    while ((n = PQnotifies(s->conn))) { /* arrived with an earlier result */
+        PQfreemem(n);
+        got = 1;
+    }
+    if (got) return 1;
+    struct pollfd p = {.fd = PQsocket(s->conn), .events = POLLIN};
+    if (p.fd < 0) return -1;
+    int rc = poll(&p, 1, timeout_ms);
+    if (rc < 0) return errno == EINTR ? 0 : -1;
+    if (rc == 0) return 0;
+    if (!PQconsumeInput(s->conn) || PQstatus(s->conn) != CONNECTION_OK) return -1;
+    while ((n = PQnotifies(s->conn))) {
+        PQfreemem(n);
+        got = 1;
+    }
+    return got;
+}
+
+static const struct store_ops pg_ops = {
+    .close = pg_close,
+    .user_add = pg_user_add,
+    .user_passwd = pg_user_passwd,
+    .user_del = pg_user_del,
+    .user_set_disabled = pg_user_set_disabled,
+    .user_set_limits = pg_user_set_limits,
+    .user_each = pg_user_each,
+    .secret_add = pg_secret_add,
+    .secret_del = pg_secret_del,
+    .secret_each = pg_secret_each,
+    .data_version = pg_data_version,
+    .wait_change = pg_wait_change,
+};
+
+struct store *store_pg_open(const char *uri, const char *password, char err[STORE_ERR_LEN])
+{
+    struct pg_store *s = calloc(1, sizeof(*s));
+    char shown[STORE_ERR_LEN / 2];
+    store_display_name(uri, shown, sizeof shown);
+    if (!s || !(s->uri = strdup(uri)) || (password && !(s->password = strdup(password)))) {
+        if (err) snprintf(err, STORE_ERR_LEN, "%s: out of memory", shown);
+        if (s) pg_close(&s->base);
+        return NULL;
+    }
+    s->base.ops = &pg_ops;
+    memcpy(s->name, shown, sizeof shown);
+    if (connect_db(s, err) || migrate(s, err)) {
+        pg_close(&s->base);
+        return NULL;
+    }
+    return &s->base;
+}

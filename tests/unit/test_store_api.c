@@ -1,0 +1,241 @@
+/* test_store_api.c: the credential store interface (auth/store.h), the same cases against
+ * whichever backend TERN_STORE_DB names: a SQLite file (the default: a fresh temporary file)
+ * or a postgresql:// URI (tests/integration/test_store_pg.sh runs this binary against a
+ * throw-away PostgreSQL cluster). Each case starts from an empty database. Backend-specific
+ * behaviour (SQLite's file modes and WAL, say) is in test_store.c. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "store.h"
+
+static char db[512];
+static bool pg;
+
+static int drop_user(void *ctx, const struct store_user *u)
+{
+    struct store *s = ctx;
+    char err[STORE_ERR_LEN];
+    assert_int_equal(store_user_del(s, u->realm, u->name, err), STORE_OK);
+    return 0;
+}
+
+static int64_t ids[64];
+static size_t nids;
+static int collect_secret(void *ctx, const struct store_secret *sec)
+{
+    (void)ctx;
+    if (nids < 64) ids[nids++] = sec->id;
+    return 0;
+}
+
+/* A handle on an empty database. */
+static struct store *fresh(void)
+{
+    char err[STORE_ERR_LEN] = "";
+    struct store *s = store_open(db, STORE_CREATE, err);
+    if (!s) fail_msg("store_open %s: %s", db, err);
+    /* deleting while walking is fine: the walk reads one snapshot first */
+    assert_int_equal(store_user_each(s, NULL, drop_user, s, err), STORE_OK);
+    nids = 0;
+    assert_int_equal(store_secret_each(s, collect_secret, NULL, err), STORE_OK);
+    for (size_t i = 0; i < nids; i++)
+        assert_int_equal(store_secret_del(s, ids[i], err), STORE_OK);
+    return s;
+}
+
+struct found {
+    struct store_user u[8];
+    size_t n;
+};
+
+static int collect_user(void *ctx, const struct store_user *u)
+{
+    struct found *f = ctx;
+    if (f->n < 8) f->u[f->n++] = *u;
+    return 0;
+}
+
+static void users_roundtrip(void **state)
+{
+    (void)state;
+    struct store *s = fresh();
+    char err[STORE_ERR_LEN] = "";
+    assert_int_equal(store_user_add(s, "r1", "bob", "pw-b", 3, 1000, err), STORE_OK);
+    assert_int_equal(store_user_add(s, "r1", "alice", "pw-a", 0, 0, err), STORE_OK);
+    assert_int_equal(store_user_add(s, "r2", "carol", "pw-c", 0, 0, err), STORE_OK);
+    assert_int_equal(store_user_add(s, "r1", "alice", "other", 0, 0, err), STORE_EXISTS);
+    assert_non_null(strstr(err, "cannot add user \"alice\" in realm \"r1\": it already exists"));
+    assert_int_equal(store_user_add(s, "r1", "", "pw", 0, 0, err), STORE_INVALID);
+    assert_int_equal(store_user_add(s, "r1", "dave", "", 0, 0, err), STORE_INVALID);
+
+    struct found f = {.n = 0};
+    assert_int_equal(store_user_each(s, "r1", collect_user, &f, err), STORE_OK);
+    assert_int_equal(f.n, 2);
+    assert_string_equal(f.u[0].name, "alice"); /* ordered by name */
+    assert_string_equal(f.u[1].name, "bob");
+    assert_int_equal(f.u[1].max_allocations, 3);
+    assert_int_equal(f.u[1].bandwidth_bps, 1000);
+    assert_false(f.u[1].disabled);
+    uint8_t key[16];
+    assert_int_equal(auth_longterm_key(STUN_PASSWORD_ALG_MD5, "bob", 3, "r1", 2, "pw-b", 4, key),
+                     16);
+    assert_memory_equal(f.u[1].key_md5, key, 16);
+    uint8_t uh[STUN_USERHASH_LEN];
+    assert_int_equal(auth_userhash("bob", 3, "r1", 2, uh), 0);
+    assert_memory_equal(f.u[1].userhash, uh, sizeof uh);
+
+    f.n = 0;
+    assert_int_equal(store_user_each(s, NULL, collect_user, &f, err), STORE_OK);
+    assert_int_equal(f.n, 3);
+    assert_string_equal(f.u[2].realm, "r2"); /* ordered by realm, name */
+
+    assert_int_equal(store_user_passwd(s, "r1", "bob", "new-pw", err), STORE_OK);
+    assert_int_equal(store_user_set_disabled(s, "r1", "bob", true, err), STORE_OK);
+    assert_int_equal(store_user_set_limits(s, "r1", "bob", 7, 99, err), STORE_OK);
+    f.n = 0;
+    assert_int_equal(store_user_each(s, "r1", collect_user, &f, err), STORE_OK);
+    assert_true(f.u[1].disabled);
+    assert_int_equal(f.u[1].max_allocations, 7);
+    assert_int_equal(f.u[1].bandwidth_bps, 99);
+    assert_int_equal(auth_longterm_key(STUN_PASSWORD_ALG_MD5, "bob", 3, "r1", 2, "new-pw", 6, key),
+                     16);
+    assert_memory_equal(f.u[1].key_md5, key, 16);
+
+    assert_int_equal(store_user_del(s, "r1", "bob", err), STORE_OK);
+    assert_int_equal(store_user_del(s, "r1", "bob", err), STORE_NOT_FOUND);
+    assert_non_null(strstr(err, "no such user"));
+    assert_int_equal(store_user_passwd(s, "r1", "nobody", "x", err), STORE_NOT_FOUND);
+    assert_int_equal(store_user_set_disabled(s, "r9", "alice", true, err), STORE_NOT_FOUND);
+    store_close(s);
+}
+
+static void secrets_roundtrip(void **state)
+{
+    (void)state;
+    struct store *s = fresh();
+    char err[STORE_ERR_LEN] = "";
+    int64_t a = 0, b = 0, c = 0;
+    assert_int_equal(store_secret_add(s, "secret-one", &a, err), STORE_OK);
+    assert_int_equal(store_secret_add(s, "secret-two", &b, err), STORE_OK);
+    assert_true(b > a);
+    assert_int_equal(store_secret_add(s, "secret-one", NULL, err), STORE_EXISTS);
+    assert_null(strstr(err, "secret-one")); /* never echoed */
+    assert_int_equal(store_secret_add(s, "", NULL, err), STORE_INVALID);
+    nids = 0;
+    assert_int_equal(store_secret_each(s, collect_secret, NULL, err), STORE_OK);
+    assert_int_equal(nids, 2);
+    assert_true(ids[0] == a && ids[1] == b);
+    assert_int_equal(store_secret_del(s, b, err), STORE_OK);
+    assert_int_equal(store_secret_del(s, b, err), STORE_NOT_FOUND);
+    assert_int_equal(store_secret_add(s, "secret-three", &c, err), STORE_OK);
+    assert_true(c > b); /* an id once shown is never given again */
+    store_close(s);
+}
+
+/* Another connection's commit is seen: the version moves, a waiting reader is woken. */
+static void changes_seen_across_connections(void **state)
+{
+    (void)state;
+    struct store *reader = fresh();
+    char err[STORE_ERR_LEN] = "";
+    struct store *writer = store_open(db, STORE_EXISTING, err);
+    assert_non_null(writer);
+    int64_t v0 = store_data_version(reader);
+    assert_true(v0 >= 0);
+    int w = store_wait_change(reader, 10); /* PostgreSQL: LISTEN is set up by the first wait */
+    assert_true(pg ? w == 0 || w == 1 : w == -2);
+    if (pg)
+        while (store_wait_change(reader, 50) == 1)
+            ; /* notifications of fresh()'s own deletes */
+    assert_int_equal(store_user_add(writer, "r1", "erin", "pw-e", 0, 0, err), STORE_OK);
+    if (pg) assert_int_equal(store_wait_change(reader, 2000), 1);
+    int64_t v1 = store_data_version(reader);
+    assert_true(v1 >= 0 && v1 != v0);
+    assert_int_equal(store_secret_add(writer, "another", NULL, err), STORE_OK);
+    if (pg) assert_int_equal(store_wait_change(reader, 2000), 1);
+    assert_true(store_data_version(reader) != v1);
+    if (pg) assert_int_equal(store_wait_change(reader, 100), 0); /* nothing more */
+    store_close(writer);
+    store_close(reader);
+}
+
+static void display_names_hide_passwords(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"/var/lib/tern/tern.db", "/var/lib/tern/tern.db"},
+        {"postgresql://tern:s3cret@db.example:5432/tern",
+         "postgresql://tern:***@db.example:5432/tern"},
+        {"postgres://tern@db/tern?sslmode=require", "postgres://tern@db/tern?sslmode=require"},
+        {"postgresql://tern@/tern?host=/run/pg&password=s3cret&x=1",
+         "postgresql://tern@/tern?host=/run/pg&password=***&x=1"},
+        {"postgresql:///tern", "postgresql:///tern"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[256];
+        store_display_name(cases[i][0], out, sizeof out);
+        assert_string_equal(out, cases[i][1]);
+    }
+    assert_true(store_is_uri("postgresql://x"));
+    assert_true(store_is_uri("postgres://x"));
+    assert_false(store_is_uri("./postgresql:/x"));
+}
+
+static void errors_never_show_the_password(void **state)
+{
+    (void)state;
+    char err[STORE_ERR_LEN] = "";
+    /* Nothing listens there: the message names the database, not its password. */
+    struct store *s =
+        store_open("postgresql://tern:hunter2@/tern?host=/nonexistent-dir&connect_timeout=1",
+                   STORE_EXISTING, err);
+    assert_null(s);
+    assert_null(strstr(err, "hunter2"));
+    assert_non_null(strstr(err, "postgresql://tern:***@/tern"));
+    assert_non_null(strstr(err, "cannot connect"));
+}
+
+int main(int argc, char **argv)
+{
+    const char *env = getenv("TERN_STORE_DB");
+    char tmpl[] = "/tmp/tern-store-api-XXXXXX";
+    if (env && *env) {
+        snprintf(db, sizeof db, "%s", env);
+    } else {
+        if (!mkdtemp(tmpl)) return 1;
+        snprintf(db, sizeof db, "%s/tern.db", tmpl);
+    }
+    pg = store_is_uri(db);
+    char shown[512];
+    store_display_name(db, shown, sizeof shown);
+    printf("# backend: %s (%s)\n", pg ? "PostgreSQL" : "SQLite", shown);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(users_roundtrip),
+        cmocka_unit_test(secrets_roundtrip),
+        cmocka_unit_test(changes_seen_across_connections),
+        cmocka_unit_test(display_names_hide_passwords),
+        cmocka_unit_test(errors_never_show_the_password),
+    };
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    int rc =
+        cmocka_run_group_tests_name(pg ? "store_api_pg" : "store_api_sqlite", tests, NULL, NULL);
+    if (!env || !*env) {
+        unlink(db);
+        char side[600];
+        snprintf(side, sizeof side, "%s-wal", db);
+        unlink(side);
+        snprintf(side, sizeof side, "%s-shm", db);
+        unlink(side);
+        rmdir(tmpl);
+    }
+    return rc;
+}
