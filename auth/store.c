@@ -49,10 +49,10 @@ void store_display_name(const char *db, char *out, size_t size)
     out[o] = '\0';
 }
 
-struct store *store_open_with(const char *db, const char *password, enum store_mode mode,
+struct store *store_open_with(const char *db, const char *password_file, enum store_mode mode,
                               char err[STORE_ERR_LEN])
 {
-    if (store_is_uri(db)) return store_pg_open(db, password, err);
+    if (store_is_uri(db)) return store_pg_open(db, password_file, err);
     return store_sqlite_open(db, mode, err);
 }
 

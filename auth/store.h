@@ -56,9 +56,11 @@ void store_display_name(const char *db, char *out, size_t size);
  * --db tern.db user add ...)", "tern.db: schema version 3 is newer than this program's 1
  * (upgrade ternd)", ...). */
 struct store *store_open(const char *db, enum store_mode mode, char err[STORE_ERR_LEN]);
-/* The same with a PostgreSQL password kept out of the URI (auth.database_password_file);
- * NULL: the URI's, libpq's PGPASSWORD / PGPASSFILE / passfile=, or none. */
-struct store *store_open_with(const char *db, const char *password, enum store_mode mode,
+/* The same with a PostgreSQL password kept out of the URI and the YAML: the first line of
+ * password_file (auth.database_password_file), read at every connect so that a rotated
+ * password is picked up; NULL: the URI's, libpq's PGPASSWORD / PGPASSFILE / passfile=, or none.
+ * Ignored for SQLite. */
+struct store *store_open_with(const char *db, const char *password_file, enum store_mode mode,
                               char err[STORE_ERR_LEN]);
 void store_close(struct store *s);
 

@@ -37,6 +37,6 @@ struct store {
 };
 
 struct store *store_sqlite_open(const char *path, enum store_mode mode, char err[STORE_ERR_LEN]);
-struct store *store_pg_open(const char *uri, const char *password, char err[STORE_ERR_LEN]);
+struct store *store_pg_open(const char *uri, const char *password_file, char err[STORE_ERR_LEN]);
 
 #endif

@@ -26,8 +26,8 @@ struct pg_store {
     struct store base; /* first: a struct store * is a struct pg_store * */
     PGconn *conn;
     char *uri;
-    char *password; /* wiped at close; NULL: the URI's or libpq's own sources */
-    bool listening; /* LISTEN issued on this connection */
+    char *password_file; /* read at every (re)connect, so a rotated password is picked up */
+    bool listening;      /* LISTEN issued on this connection */
     char name[STORE_ERR_LEN / 2];
 };
 
@@ -122,17 +122,39 @@ static bool ok(const PGresult *r)
     return t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK;
 }
 
+/* The first line of the password file (auth.database_password_file). 0 / -1 (err set). */
+static int read_password(struct pg_store *s, char *out, size_t size, char *err)
+{
+    FILE *f = fopen(s->password_file, "re");
+    if (!f) {
+        seterr(err, s->name, "cannot read the password file %s: %s", s->password_file,
+               strerror(errno));
+        return -1;
+    }
+    bool got = fgets(out, (int)size, f) != NULL;
+    fclose(f);
+    out[got ? strcspn(out, "\r\n") : 0] = '\0';
+    if (!got || !*out) {
+        seterr(err, s->name, "the password file %s is empty", s->password_file);
+        return -1;
+    }
+    return 0;
+}
+
 static int connect_db(struct pg_store *s, char *err)
 {
     const char *keys[5] = {"dbname", "connect_timeout", "application_name", NULL, NULL};
     const char *vals[5] = {s->uri, CONNECT_TIMEOUT_S, "ternd", NULL, NULL};
-    if (s->password) {
+    char pw[1024];
+    if (s->password_file) {
+        if (read_password(s, pw, sizeof pw, err)) return -1;
         keys[3] = "password";
-        vals[3] = s->password;
+        vals[3] = pw;
     }
     if (s->conn) PQfinish(s->conn);
     s->listening = false;
     s->conn = PQconnectdbParams(keys, vals, 1);
+    if (s->password_file) OPENSSL_cleanse(pw, sizeof pw);
     char m[160];
     if (!s->conn) {
         seterr(err, s->name, "cannot connect: out of memory");
@@ -247,10 +269,7 @@ static void pg_close(struct store *base)
 {
     struct pg_store *s = pg(base);
     if (s->conn) PQfinish(s->conn);
-    if (s->password) {
-        OPENSSL_cleanse(s->password, strlen(s->password));
-        free(s->password);
-    }
+    free(s->password_file);
     if (s->uri) {
         OPENSSL_cleanse(s->uri, strlen(s->uri)); /* it may carry the password */
         free(s->uri);
@@ -689,12 +708,13 @@ static const struct store_ops pg_ops = {
     .wait_change = pg_wait_change,
 };
 
-struct store *store_pg_open(const char *uri, const char *password, char err[STORE_ERR_LEN])
+struct store *store_pg_open(const char *uri, const char *password_file, char err[STORE_ERR_LEN])
 {
     struct pg_store *s = calloc(1, sizeof(*s));
     char shown[STORE_ERR_LEN / 2];
     store_display_name(uri, shown, sizeof shown);
-    if (!s || !(s->uri = strdup(uri)) || (password && !(s->password = strdup(password)))) {
+    if (!s || !(s->uri = strdup(uri)) ||
+        (password_file && !(s->password_file = strdup(password_file)))) {
         if (err) snprintf(err, STORE_ERR_LEN, "%s: out of memory", shown);
         if (s) pg_close(&s->base);
         return NULL;

@@ -358,7 +358,8 @@ static struct store *open_db(const struct ops_http *h, struct reply *r)
         return NULL;
     }
     char err[STORE_ERR_LEN] = "";
-    struct store *s = store_open(h->cfg->database, STORE_EXISTING, err);
+    struct store *s =
+        store_open_with(h->cfg->database, h->cfg->database_password_file, STORE_EXISTING, err);
     if (!s) *r = error_reply(500, "%s", err[0] ? err : "cannot open the credential database");
     return s;
 }
@@ -972,6 +973,10 @@ static bool early_reply(const struct ops_http *h, struct MHD_Connection *conn, e
                                           (json_int_t)relay_active(h->relay), "generation", gen)};
         else
             *r = (struct reply){200, json_pack("{s:s,s:I}", "status", "ok", "generation", gen)};
+        /* The database is not the node's health: calls and known users go on without it. */
+        int db = relay_database(h->relay, NULL);
+        if (db >= 0 && r->body)
+            json_object_set_new(r->body, "database", json_string(db ? "up" : "down"));
         return true;
     }
     bool read_only = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;

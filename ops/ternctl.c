@@ -381,7 +381,7 @@ int ctl_open_db(const struct ctl *c, enum store_mode mode, struct store **s)
                                c->cfg_path);
     if (!c->db) return ctl_usage_error("no database: name it with --db FILE (or -c FILE)");
     char err[STORE_ERR_LEN] = "";
-    *s = store_open(c->db, mode, err);
+    *s = store_open_with(c->db, c->have_cfg ? c->cfg.database_password_file : NULL, mode, err);
     if (!*s) return ctl_failure("%s", err[0] ? err : "cannot open the database");
     return 0;
 }
@@ -524,6 +524,7 @@ static int run(struct ctl *c, int argc, char **argv)
         c->have_cfg = true;
     }
     c->db = c->db_opt ? c->db_opt : c->have_cfg ? c->cfg.database : NULL; /* NULL: none */
+    store_display_name(c->db, c->db_shown, sizeof c->db_shown);
     c->realm = c->realm_opt ? c->realm_opt : c->have_cfg ? c->cfg.realm : "tern";
     c->realm_chosen = c->realm_opt || c->have_cfg;
     if (c->url) {

@@ -28,6 +28,7 @@ struct ctl {
     struct tern_config cfg;
     bool have_cfg;
     const char *db;        /* --db, else the config's auth.database; NULL: none named */
+    char db_shown[512];    /* db as messages show it: a URI without its password */
     const char *realm;     /* --realm, else the config's server.realm, else "tern" */
     bool realm_chosen;     /* --realm or -c: user list shows that realm only */
     const char *url;       /* --url, without a trailing '/': API mode (NULL: the database) */

@@ -131,11 +131,11 @@ int ctl_cmd_cred(struct ctl *c, int argc, char **argv)
         if (!c->db)
             return ctl_usage_error("cred: no REST secret: name the database with --db FILE or a "
                                    "config with auth.secrets with -c FILE");
-        if (access(c->db, F_OK) != 0)
+        if (!store_is_uri(c->db) && access(c->db, F_OK) != 0)
             return ctl_failure("no REST secret: %s%s%s does not exist (add one with "
                                "'ternctl secret add')",
                                c->have_cfg ? c->cfg_path : "",
-                               c->have_cfg ? " has no auth.secrets and " : "", c->db);
+                               c->have_cfg ? " has no auth.secrets and " : "", c->db_shown);
         struct store *s;
         int orc = ctl_open_db(c, STORE_EXISTING, &s);
         if (orc) return orc;
@@ -145,7 +145,8 @@ int ctl_cmd_cred(struct ctl *c, int argc, char **argv)
         if (r == OPS_FAILED) return ctl_failure("%s", err);
         if (r == OPS_NO_SECRET)
             return ctl_failure("no REST secret: %s has none%s (add one with 'ternctl secret add')",
-                               c->db, c->have_cfg ? " and the config's auth.secrets is empty" : "");
+                               c->db_shown,
+                               c->have_cfg ? " and the config's auth.secrets is empty" : "");
     }
 
     struct ops_credential cred;

@@ -92,7 +92,7 @@ static int cmd_secret_add(struct ctl *c, int argc, char **argv)
         store_close(s);
         if (r != STORE_OK) {
             char doing[PATH_MAX + 64];
-            snprintf(doing, sizeof doing, "adding a secret to %s", c->db);
+            snprintf(doing, sizeof doing, "adding a secret to %s", c->db_shown);
             rc = ctl_store_failure(r, err, NULL, NULL, doing);
         } else if (generate) {
             /* stdout is the secret alone, so S=$(ternctl secret add --generate) works. */
@@ -268,8 +268,8 @@ static int cmd_secret_del(struct ctl *c, int argc, char **argv)
     store_close(s);
     if (r != STORE_OK) {
         char missing[PATH_MAX + 64], doing[PATH_MAX + 64];
-        snprintf(missing, sizeof missing, "no secret %" PRIu64 " in %s", id, c->db);
-        snprintf(doing, sizeof doing, "deleting secret %" PRIu64 " from %s", id, c->db);
+        snprintf(missing, sizeof missing, "no secret %" PRIu64 " in %s", id, c->db_shown);
+        snprintf(doing, sizeof doing, "deleting secret %" PRIu64 " from %s", id, c->db_shown);
         return ctl_store_failure(r, err, missing, NULL, doing);
     }
     printf("deleted secret %" PRIu64 "\n", id);

@@ -973,7 +973,8 @@ static const struct key peers_keys[] = {
 };
 
 static const struct key auth_keys[] = {
-    STR("database", database, 1, PATH_MAX, NULL, F_NULLABLE),
+    STR("database", database, 1, PATH_MAX, NULL, F_NULLABLE | F_SECRET),
+    STR("database_password_file", database_password_file, 1, PATH_MAX, NULL, F_NULLABLE),
     LIST("users", users, nusers, user_list),
     LIST("secrets", secrets, nsecrets, secret_list),
     STR("rest_separator", rest_separator, 1, 1, ":", 0),
@@ -1367,7 +1368,8 @@ void cfg_free(struct tern_config *c)
     free(c->drain_alternates);
     free(c->peers_allow);
     free(c->peers_deny);
-    free(c->database);
+    wipe_free(c->database); /* a URI may carry a password */
+    free(c->database_password_file);
     for (size_t i = 0; c->users && i < c->nusers; i++) {
         free(c->users[i].name);
         wipe_free(c->users[i].password);

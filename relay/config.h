@@ -85,7 +85,9 @@ struct tern_config {
     uint32_t drain_deadline; /* seconds */
 
     /* auth: */
-    char *database; /* NULL: no credential database (static users and secrets only) */
+    char *database; /* NULL: no credential database (static users and secrets only); a path
+                       (SQLite) or a postgresql:// URI (a fleet's shared store) */
+    char *database_password_file; /* PostgreSQL: its password, kept out of the YAML; NULL */
     struct cfg_user *users;
     size_t nusers;
     char **secrets; /* TURN REST API shared secrets: all valid at once (rotation) */

@@ -160,6 +160,9 @@ void cfg_diff(const struct tern_config *old, const struct tern_config *new, stru
 
     FIXED("auth.database", str_same(o->database, n->database),
           "the credential refresher and the admin API hold that database open");
+    FIXED("auth.database_password_file",
+          str_same(o->database_password_file, n->database_password_file),
+          "the credential refresher reads it at each reconnect: rotate the password in the file");
     LIVE("auth.users", users_same(o->users, o->nusers, n->users, n->nusers));
     LIVE("auth.secrets", secrets_same(o->secrets, o->nsecrets, n->secrets, n->nsecrets));
     LIVE("auth.rest_separator", str_same(o->rest_separator, n->rest_separator));

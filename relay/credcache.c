@@ -16,7 +16,10 @@
 #include "log.h"
 #include "store.h"
 
-#define REFRESH_MS 1000
+#define REFRESH_MS      1000  /* version checks (and the first retry when the database is gone) */
+#define WAIT_SLICE_MS   250   /* a LISTEN wait, so a stop is seen this soon */
+#define FULL_REFRESH_MS 60000 /* a full reload even without a change seen */
+#define RETRY_MAX_MS    5000  /* a reconnect attempt is cheap: come back soon after an outage */
 
 /* One immutable copy of the database's users (of our realm, not disabled) and secrets. */
 struct snapshot {
@@ -76,6 +79,9 @@ struct credcache {
     struct snapshot *cur;
     _Atomic uint64_t generation; /* bumped at every swap: workers re-check allocations */
     int64_t version;
+    bool can_wait;            /* the backend notifies changes (PostgreSQL): wait, do not poll */
+    _Atomic bool up;          /* the database answered the last check */
+    _Atomic uint64_t outages; /* times it went away */
     pthread_t thread;
     bool running;
     pthread_mutex_t stop_lock;
@@ -179,33 +185,93 @@ static void swap_in(struct credcache *c, struct snapshot *s)
          LF_U("disabled", s->disabled), LF_U("secrets", s->nsecrets));
 }
 
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Sleep on the stop condition until stop or ms pass; true when asked to stop. */
+static bool nap(struct credcache *c, uint64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(ms / 1000);
+    until.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&c->stop_lock);
+    if (!c->stop) pthread_cond_timedwait(&c->stop_cond, &c->stop_lock, &until);
+    bool stop = c->stop;
+    pthread_mutex_unlock(&c->stop_lock);
+    return stop;
+}
+
+/* The database went away (or came back): logged once per change, and shown by /healthz and
+ * /metrics. Authentication goes on from the last snapshot meanwhile. */
+static void set_up(struct credcache *c, bool up, const char *why)
+{
+    if (atomic_exchange(&c->up, up) == up) return;
+    if (up) {
+        tlog(CFG_LOG_WARN, "database_restored", LF_S("database", c->path));
+    } else {
+        atomic_fetch_add(&c->outages, 1);
+        tlog(CFG_LOG_ERROR, "database_unavailable", LF_S("database", c->path), LF_S("error", why),
+             LF_S("serving", "the last credentials loaded"));
+    }
+}
+
+/* Keep the snapshot current: on a change notification (PostgreSQL LISTEN) or a moved version
+ * (checked every second), and in full every FULL_REFRESH_MS as a backstop for a lost
+ * notification. While the database is unreachable, retry with backoff (1 s, doubling, 5 s at
+ * most) and serve the last snapshot. */
 static void *refresher(void *arg)
 {
     struct credcache *c = arg;
-    pthread_mutex_lock(&c->stop_lock);
-    while (!c->stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += REFRESH_MS / 1000;
-        pthread_cond_timedwait(&c->stop_cond, &c->stop_lock, &until);
-        if (c->stop) break;
-        pthread_mutex_unlock(&c->stop_lock);
-        int64_t v = store_data_version(c->db);
-        if (v != c->version) {
-            char err[STORE_ERR_LEN] = "";
-            struct snapshot *s = load(c, err);
-            if (s) {
-                c->version = v;
-                swap_in(c, s);
-            } else {
-                /* Keep serving the last good copy; try again next second. */
-                tlog(CFG_LOG_ERROR, "credentials_reload_failed", LF_S("database", c->path),
-                     LF_S("error", err));
-            }
+    uint64_t last_check = mono_ms(), last_full = last_check, backoff = REFRESH_MS;
+    for (;;) {
+        bool up = atomic_load(&c->up), notified = false;
+        if (!up) {
+            if (nap(c, backoff)) break;
+            backoff = backoff * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : backoff * 2;
+        } else if (c->can_wait) {
+            int w = store_wait_change(c->db, WAIT_SLICE_MS);
+            if (nap(c, 0)) break;
+            notified = w == 1;
+            /* -1: the connection is lost; the version read below says so and reconnects. */
+            if (w == 0 && mono_ms() - last_check < REFRESH_MS) continue;
+        } else if (nap(c, REFRESH_MS)) {
+            break;
         }
-        pthread_mutex_lock(&c->stop_lock);
+        uint64_t now = mono_ms();
+        last_check = now;
+        int64_t v = store_data_version(c->db);
+        if (v < 0) {
+            set_up(c, false, "the version cannot be read (connection lost or database gone)");
+            continue;
+        }
+        bool restored = !atomic_load(&c->up);
+        if (restored) {
+            set_up(c, true, NULL);
+            backoff = REFRESH_MS;
+        }
+        if (v == c->version && !notified && !restored && now - last_full < FULL_REFRESH_MS)
+            continue;
+        char err[STORE_ERR_LEN] = "";
+        struct snapshot *s = load(c, err);
+        if (s) {
+            c->version = v;
+            last_full = now;
+            swap_in(c, s);
+        } else {
+            /* Keep serving the last good copy; try again. */
+            tlog(CFG_LOG_ERROR, "credentials_reload_failed", LF_S("database", c->path),
+                 LF_S("error", err));
+        }
     }
-    pthread_mutex_unlock(&c->stop_lock);
     return NULL;
 }
 
@@ -218,7 +284,10 @@ struct credcache *credcache_open(const struct tern_config *cfg, const struct aut
     pthread_mutex_init(&c->stop_lock, NULL);
     pthread_cond_init(&c->stop_cond, NULL);
     c->realm = dup_str(cfg->realm);
-    c->path = cfg->database ? dup_str(cfg->database) : NULL;
+    char shown[STORE_ERR_LEN];
+    store_display_name(cfg->database, shown, sizeof shown); /* a URI without its password */
+    c->path = cfg->database ? dup_str(shown) : NULL;
+    atomic_init(&c->up, true);
     if (!c->realm || (cfg->database && !c->path)) {
         tlog(CFG_LOG_ERROR, "out_of_memory", LF_S("where", "credcache_open"));
         credcache_close(c);
@@ -227,12 +296,13 @@ struct credcache *credcache_open(const struct tern_config *cfg, const struct aut
     if (!cfg->database) return c;
 
     char err[STORE_ERR_LEN] = "";
-    c->db = store_open(cfg->database, STORE_EXISTING, err);
+    c->db = store_open_with(cfg->database, cfg->database_password_file, STORE_EXISTING, err);
+    c->can_wait = c->db && store_wait_change(c->db, 0) != -2;
     /* The version before the read: a commit during the read is then seen as a change. */
     if (c->db) c->version = store_data_version(c->db);
     struct snapshot *s = c->db ? load(c, err) : NULL;
     if (!s) {
-        tlog(CFG_LOG_ERROR, "database_failed", LF_S("database", cfg->database), LF_S("error", err));
+        tlog(CFG_LOG_ERROR, "database_failed", LF_S("database", c->path), LF_S("error", err));
         credcache_close(c);
         return NULL;
     }
@@ -266,6 +336,13 @@ void credcache_close(struct credcache *c)
     tern_free(c->realm);
     tern_free(c->path);
     tern_free(c);
+}
+
+int credcache_database(const struct credcache *c, uint64_t *outages)
+{
+    if (outages) *outages = atomic_load(&c->outages);
+    if (!c->db) return -1;
+    return atomic_load(&c->up) ? 1 : 0;
 }
 
 void credcache_statics(struct credcache *c, const struct auth_users *statics)

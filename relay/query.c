@@ -436,7 +436,16 @@ char *relay_metrics(struct relay *r, size_t *len)
         "# HELP tern_workers Worker threads (one event loop each).\n# TYPE tern_workers gauge\n"
         "tern_workers %u\n",
         r->nworkers);
-    uint64_t ok, failed;
+    uint64_t ok, failed, outages;
+    int dbs = relay_database(r, &outages);
+    if (dbs >= 0)
+        put(&t,
+            "# HELP tern_database_up Whether the credential database answered its last check "
+            "(0: authentication goes on from the last copy loaded).\n"
+            "# TYPE tern_database_up gauge\ntern_database_up %d\n"
+            "# HELP tern_database_outages_total Times the credential database went away.\n"
+            "# TYPE tern_database_outages_total counter\ntern_database_outages_total %llu\n",
+            dbs, (unsigned long long)outages);
     relay_reload_counts(r, &ok, &failed);
     put(&t,
         "# HELP tern_config_generation The configuration generation (1 at start, +1 per "

@@ -115,6 +115,10 @@ void relay_drain_close(struct relay *r);
 /* CLOCK_MONOTONIC in ms, the clock of the drain deadline. */
 uint64_t relay_now_ms(void);
 
+/* The credential database: -1 none configured, 1 reachable, 0 gone (authentication goes on
+ * from the last copy loaded); *outages: how many times it went away. */
+int relay_database(struct relay *r, uint64_t *outages);
+
 /* How many workers run. */
 unsigned relay_workers(const struct relay *r);
 /* Has every worker finished a loop pass within max_age_ms? (The systemd watchdog.) */

@@ -21,6 +21,7 @@
 #include "fwd.h"
 #include "tcp.h"
 #include "udp.h"
+#include "store.h"
 #include "worker.h"
 
 const char *const relay_counter_names[RELAY_C_COUNT] = {
@@ -411,6 +412,11 @@ uint64_t relay_now_ms(void)
     return monotonic_ms();
 }
 
+int relay_database(struct relay *r, uint64_t *outages)
+{
+    return credcache_database(r->cache, outages);
+}
+
 unsigned relay_workers(const struct relay *r)
 {
     return r->nworkers;
@@ -449,9 +455,11 @@ int relay_start(struct relay *r)
         w->started = true;
     }
     const struct tern_config *c = &r->gen->cfg; /* no reload before this returns */
+    char db[STORE_ERR_LEN];
+    store_display_name(c->database, db, sizeof db); /* a URI without its password */
     tlog(CFG_LOG_INFO, "started", LF_U("workers", r->nworkers), LF_S("realm", c->realm),
          LF_U("users", r->gen->users.n), LF_U("rest_secrets", c->nsecrets),
-         LF_S("database", c->database ? c->database : ""));
+         LF_S("database", c->database ? db : ""));
     return 0;
 }
 

@@ -80,7 +80,7 @@ start_api "$WORK/tern.yaml"
 
 # ---- healthz, token, routing ----
 expect_status "GET /healthz without a token" 200 GET /healthz "" -
-jq_ok 'j == {"status": "ok", "generation": 1}' && pass "healthz body" || fail "healthz body: $(cat "$WORK/body")"
+jq_ok 'j == {"status": "ok", "generation": 1, "database": "up"}' && pass "healthz body" || fail "healthz body: $(cat "$WORK/body")"
 grep -qi '^content-type: application/json' "$WORK/headers" && pass "Content-Type application/json" \
     || fail "Content-Type: $(grep -i content-type "$WORK/headers")"
 expect_status "credentials without a token" 401 POST /api/v1/credentials '{"user":"alice"}' -
