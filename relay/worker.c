@@ -312,7 +312,7 @@ struct relay *relay_open(const struct tern_config *cfg)
         }
     }
     for (size_t j = 0; j < cfg->nlisten && !r->tls; j++) {
-        if (cfg->listen[j].transport != CFG_TLS) continue;
+        if (!cfg_transport_tls(cfg->listen[j].transport)) continue;
         r->tls = tls_context(cfg);
         if (!r->tls) {
             relay_close(r, NULL, NULL);
@@ -376,7 +376,9 @@ struct relay *relay_open(const struct tern_config *cfg)
             l->transport = cfg->listen[j].transport;
             l->addr = addr;
             l->wildcard = addr_is_wildcard(&addr);
-            l->tls = l->transport == CFG_TLS ? r->tls : NULL;
+            l->tls = cfg_transport_tls(l->transport) ? r->tls : NULL;
+            l->demux = l->transport == CFG_TCP_TLS;
+            l->proxy_protocol = cfg->listen[j].proxy_protocol;
             l->h = (struct ep_handler){
                 .fd = fd, .fn = l->transport == CFG_UDP ? fwd_udp_readable : tcp_acceptable};
             l->conn_fn = fwd_tcp_event;
