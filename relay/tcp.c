@@ -2,7 +2,7 @@
  * order), reading into a per-connection buffer, STUN/ChannelData stream framing (RFC 8656
  * 12.5) and queued writes. It moves bytes; fwd.c takes the frames (tcp.h).
  *
- * What may come before STUN on a connection (the "prelude", docs/datapath.md 2): on a
+ * What may come before STUN on a connection (the "prelude", docs/datapath.md 9): on a
  * proxy_protocol listener a PROXY v1/v2 header (proxyproto.h), whose client address then
  * replaces the socket's peer before the per-IP limit is counted; on a tcp+tls listener the
  * first byte, which says TLS (0x16) or plain. Both are read without taking a byte beyond them

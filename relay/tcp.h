@@ -50,7 +50,8 @@ void fd_give(struct relay_shared *sh);
 long fd_room(const struct relay_shared *sh);
 /* What relay sockets leave free: listeners, the database, the ops API and accepts. */
 long fd_spare_relay(const struct relay_shared *sh);
-/* The TLS server context from tls.certificate and tls.private_key; NULL after logging why. */
+/* The TLS server context from tls.certificate and tls.private_key, with ALPN stun.turn
+ * (RFC 7443; tcp.c alpn_select says what is refused and why); NULL after logging why. */
 struct ssl_ctx_st *tls_context(const struct tern_config *cfg);
 
 #endif
