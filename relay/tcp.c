@@ -758,7 +758,10 @@ void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events)
         lru_push(w, c);
         w->nconns++;
         w->io.v[RELAY_C_tcp_accepted]++;
-        tlog(CFG_LOG_DEBUG, "tcp_accept", LF_A("client", &c->peer), LF_U("worker", w->id));
+        /* Behind a proxy the socket's peer is the proxy; the client comes with the header
+         * (the proxy_header event). */
+        tlog(CFG_LOG_DEBUG, "tcp_accept", LF_A(l->proxy_protocol ? "proxy" : "client", &c->peer),
+             LF_U("worker", w->id));
     }
 }
 

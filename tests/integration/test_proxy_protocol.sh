@@ -377,6 +377,8 @@ v=$(counter tcp_bad_frame); [ "$v" = 1 ] && pass "the plain listener's PROXY hea
 v=$(counter tcp_rejected_per_ip); [ "$v" = 0 ] && pass "no per-IP refusal at accept behind the proxy" || fail "tcp_rejected_per_ip=$v (want 0)"
 grep -q '"event":"tcp_close".*"client":"198.51.100.7:40000"' "$WORK/ternd.log" && pass "tcp_close logs the header's client" ||
     fail "tcp_close does not log the header's client"
+grep -q '"event":"tcp_accept".*"proxy":"127\.0\.0\.1:' "$WORK/ternd.log" &&
+    pass "tcp_accept on a proxy_protocol listener names the socket's peer as the proxy" || fail "tcp_accept: no proxy field"
 grep -q '"event":"proxy_header".*"client":"198.51.100.7:40000".*"proxy":"127.0.0.1:' "$WORK/ternd.log" &&
     pass "proxy_header logs the client and the proxy" || fail "proxy_header event"
 grep -q '"event":"allocation_created".*192.0.2.50:1234' "$WORK/ternd.log" && pass "allocation_created logs the header's client" ||
