@@ -626,10 +626,11 @@ static int proxy_header(struct worker *w, struct tcp_conn *c)
 }
 
 /* tcp+tls: the first byte, peeked. 0x16 is a TLS handshake record (a ClientHello): TLS from
- * here. Bytes with the top two bits 00 (STUN; 0x16 is not a STUN message type in use) or 01
- * (ChannelData) are plain: the framer then applies its usual rules (the magic cookie,
- * ChannelData only once allocated). 0x80-0xFF (SSLv2-style hellos, HTTP/2 prefaces are 'P',
- * which is plain and then refused by the framer) close the connection. */
+ * here. 0x00 and 0x01 start every STUN message a connection can begin with (the type's top
+ * byte: methods below 0x80, any class), 0x40-0x7F ChannelData: plain, and the framer then
+ * applies its usual rules (the magic cookie, ChannelData only once allocated; so HTTP, whose
+ * letters fall in 0x40-0x7F, ends as tcp_bad_frame). Anything else (another TLS record type,
+ * an SSLv2-style hello, binary garbage) closes the connection. */
 static int demux(struct worker *w, struct tcp_conn *c)
 {
     uint8_t b;
@@ -646,7 +647,7 @@ static int demux(struct worker *w, struct tcp_conn *c)
         }
         c->tuple.transport = SRV_TLS;
         w->io.v[RELAY_C_demux_tls]++;
-    } else if ((b & 0x80) == 0) {
+    } else if (b <= 0x01 || (b & 0xC0) == 0x40) {
         w->io.v[RELAY_C_demux_plain]++;
     } else {
         tlog(CFG_LOG_DEBUG, "demux_bad_first_byte", LF_A("client", &c->peer), LF_U("byte", b));

@@ -281,7 +281,8 @@ CFG
     haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
     HAPROXY_PID=$!
     for _ in $(seq 50); do ss -Hltn "sport = :$H2" | grep -q . && break; sleep 0.1; done
-    sleep 1 # a few health checks
+    kill -0 "$HAPROXY_PID" 2>/dev/null || { fail "haproxy did not start; its log:"; cat "$WORK/haproxy.log" >&2; }
+    sleep 1 # a few health checks (LOCAL headers)
     python3 - "$H2" "$H1" "$HS" "$OPS" "$(dirname "$0")" <<'PY' || fail "the HAProxy session (see above)"
 import json, socket, ssl, struct, sys, urllib.request
 H2, H1, HS, OPS = (int(a) for a in sys.argv[1:5])

@@ -118,9 +118,11 @@ check(got is None and "NO APPLICATION PROTOCOL" in proto.upper().replace("_", " 
 got, proto, me = tls_binding(["stun.turn"], "127.0.0.3", T)
 check(got == me and proto == "stun.turn", f"a tls listener selects stun.turn too: ALPN {proto}")
 
-# First bytes that are neither TLS nor STUN/ChannelData close at once; HTTP is plain and
-# then refused by the framer (tcp_bad_frame).
+# First bytes that are neither a TLS handshake, STUN (0x00, 0x01) nor ChannelData close at
+# once; HTTP is plain (its letters are 0x40-0x7F) and then refused by the framer.
 for name, data in (("0x80 (an SSLv2-style hello)", b"\x80\x2e\x01\x03\x01"), ("0xff", b"\xff" * 20),
+                   ("0x17 (TLS application data)", b"\x17\x03\x03\x00\x10" + bytes(16)),
+                   ("0x02", b"\x02\x00\x00\x00\x21\x12\xa4\x42" + bytes(12)),
                    ("HTTP", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")):
     s = raw()
     s.send(data)
@@ -165,7 +167,7 @@ stop_ternd
 for c in demux_tls demux_plain tls_alpn_stun_turn; do
     v=$(counter "$c"); [ "${v:-0}" -gt 0 ] && pass "$c=$v" || fail "$c=$v (want > 0)"
 done
-for kv in demux_bad_first_byte=2 tls_alpn_refused=2 proxy_bad_header=1; do
+for kv in demux_bad_first_byte=4 tls_alpn_refused=2 proxy_bad_header=1; do
     v=$(counter "${kv%=*}"); [ "$v" = "${kv#*=}" ] && pass "$kv" || fail "${kv%=*}=$v (want ${kv#*=})"
 done
 v=$(counter tcp_bad_frame); [ "$v" = 1 ] && pass "HTTP on the tcp+tls port: tcp_bad_frame=1" || fail "tcp_bad_frame=$v (want 1)"
