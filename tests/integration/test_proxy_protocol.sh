@@ -5,8 +5,9 @@
 # same send as the header), LOCAL and UNKNOWN keep the socket's address, a TLS listener takes
 # the header before the ClientHello; an allocation works, the ops API and the logs show the
 # header's client, and a nonce is bound to it; the per-IP limit counts the header's clients,
-# not the proxy; garbage, a missing header, an oversize line, a truncated or stalled header are
-# closed and counted in /metrics; a listener without the option treats a header as garbage.
+# not the proxy; a second connection naming an allocated client is refused; garbage, a missing
+# header, an oversize line, a truncated or stalled header are closed and counted in /metrics;
+# a listener without the option treats a header as garbage.
 # Then a real HAProxy (send-proxy-v2 and send-proxy, with LOCAL health checks) in front: the
 # relay sees the client's own address and port, and TURN allocations through it relay.
 . "$(dirname "$0")/lib.sh"
@@ -179,6 +180,14 @@ d.send(message(ALLOCATE, [(0x0019, bytes([17, 0, 0, 0])), (A_USERNAME, c.user), 
 _, _, a = parse(recv_msg(d))
 check(error_code(a) == 438, f"a nonce from 192.0.2.50 is stale behind 192.0.2.51 ({error_code(a)})")
 d.close()
+
+# A second connection naming the allocated client (same 5-tuple) is refused, and closing it
+# leaves the first connection's allocation alone.
+d = conn()
+d.send(v2("192.0.2.50", 1234, "127.0.0.1", P) + BIND)
+check(closed_within(d, 3), "a second connection naming an allocated client's address and port is closed")
+d.close()
+check(relays(c, peer), "... and the first connection's allocation still relays")
 
 # Per-IP limits count the header's clients: 70 connections from this one proxy address with
 # distinct clients are served; 64 naming one client are, the 65th is closed.
@@ -369,7 +378,7 @@ PY
 fi
 
 stop_ternd
-for kv in proxy_bad_header=6 proxy_truncated=1 proxy_timeout=1 proxy_rejected_per_ip=1; do
+for kv in proxy_bad_header=6 proxy_truncated=1 proxy_timeout=1 proxy_rejected_per_ip=1 proxy_duplicate=1; do
     v=$(counter "${kv%=*}"); [ "$v" = "${kv#*=}" ] && pass "$kv" || fail "${kv%=*}=$v (want ${kv#*=})"
 done
 v=$(counter proxy_local); [ "${v:-0}" -ge 3 ] && pass "proxy_local=$v (LOCAL, UNKNOWN, HAProxy health checks)" || fail "proxy_local=$v (want >= 3)"
