@@ -255,15 +255,8 @@ PY
 if ! command -v haproxy >/dev/null; then
     fail "haproxy missing (Debian package haproxy, in TERN_TEST_PACKAGES)"
 else
-    free_tcp_port() {
-        local p
-        for p in $(shuf -i 33000-45000 -n 50); do
-            ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return; }
-        done
-        return 1
-    }
-    H2=$(free_tcp_port); H1=$(free_tcp_port); HS=$(free_tcp_port)
-    cat >"$WORK/haproxy.cfg" <<CFG
+    write_haproxy_cfg() {
+        cat >"$WORK/haproxy.cfg" <<CFG
 global
     maxconn 200
 defaults
@@ -287,10 +280,36 @@ frontend v2tls
 backend v2tls
     server tern 127.0.0.1:$S send-proxy-v2
 CFG
-    haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
-    HAPROXY_PID=$!
-    for _ in $(seq 50); do ss -Hltn "sport = :$H2" | grep -q . && break; sleep 0.1; done
-    kill -0 "$HAPROXY_PID" 2>/dev/null || { fail "haproxy did not start; its log:"; cat "$WORK/haproxy.log" >&2; }
+    }
+    # Three distinct TCP ports below the ephemeral range (the test's own client sockets take
+    # ephemeral ports), held by no socket in any state; haproxy is retried on fresh ones if a
+    # bind still fails.
+    free_tcp_ports() {
+        local p got=()
+        for p in $(shuf -i 20000-32000 -n 200); do
+            ss -Htan "sport = :$p" | grep -q . && continue
+            got+=("$p")
+            [ ${#got[@]} -eq 3 ] && { echo "${got[@]}"; return; }
+        done
+        return 1
+    }
+    for attempt in 1 2 3; do
+        read -r H2 H1 HS <<<"$(free_tcp_ports)"
+        write_haproxy_cfg
+        haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+        HAPROXY_PID=$!
+        for _ in $(seq 50); do
+            ss -Hltn "sport = :$HS" | grep -q . && break
+            kill -0 "$HAPROXY_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -0 "$HAPROXY_PID" 2>/dev/null && break
+        wait "$HAPROXY_PID" 2>/dev/null || true
+        HAPROXY_PID=
+        echo "note: haproxy did not start (attempt $attempt); its log:" >&2
+        sed 's/^/    /' "$WORK/haproxy.log" >&2
+    done
+    [ -n "$HAPROXY_PID" ] || fail "haproxy did not start"
     sleep 1 # a few health checks (LOCAL headers)
     python3 - "$H2" "$H1" "$HS" "$OPS" "$(dirname "$0")" <<'PY' || fail "the HAProxy session (see above)"
 import json, socket, ssl, struct, sys, urllib.request
