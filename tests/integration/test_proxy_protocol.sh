@@ -27,6 +27,8 @@ listen:
   - { transport: tls, address: 127.0.0.1, port: 0, proxy_protocol: true }
   - { transport: tcp, address: 127.0.0.2, port: 0 }
 tls: { certificate: $WORK/cert.pem, private_key: $WORK/key.pem }
+# Relayed ports below the ephemeral range (32768-60999 here), which busy neighbours fill.
+relay: { addresses: [127.0.0.1], ports: { min: 26000, max: 27999 } }
 auth: { users: [ { name: alice, password: secret } ] }
 peers: { allow_loopback: true }
 log: { format: json, level: debug }
@@ -412,4 +414,8 @@ grep -q '"event":"proxy_header".*"client":"198.51.100.7:40000".*"proxy":"127.0.0
     pass "proxy_header logs the client and the proxy" || fail "proxy_header event"
 grep -q '"event":"allocation_created".*192.0.2.50:1234' "$WORK/ternd.log" && pass "allocation_created logs the header's client" ||
     fail "allocation_created does not log the header's client"
+if [ "$FAILS" -ne 0 ]; then
+    echo "ternd's warnings and errors:" >&2
+    grep -E '"level":"(warn|error)"' "$WORK/ternd.log" | tail -20 | sed 's/^/    /' >&2
+fi
 finish

@@ -19,7 +19,7 @@ listen:
   - { transport: tcp+tls, address: 127.0.0.2, port: 0, proxy_protocol: true }
   - { transport: tls, address: 127.0.0.3, port: 0 }
 tls: { certificate: $WORK/cert.pem, private_key: $WORK/key.pem }
-relay: { addresses: [127.0.0.1] }
+relay: { addresses: [127.0.0.1], ports: { min: 28000, max: 29999 } } # below the ephemeral range
 auth: { users: [ { name: alice, password: wonderland } ] }
 peers: { allow_loopback: true }
 allocation: { max_per_user: 100 }
@@ -171,6 +171,10 @@ for kv in demux_bad_first_byte=4 tls_alpn_refused=2 proxy_bad_header=1; do
     v=$(counter "${kv%=*}"); [ "$v" = "${kv#*=}" ] && pass "$kv" || fail "${kv%=*}=$v (want ${kv#*=})"
 done
 v=$(counter tcp_bad_frame); [ "$v" = 1 ] && pass "HTTP on the tcp+tls port: tcp_bad_frame=1" || fail "tcp_bad_frame=$v (want 1)"
+if [ "$FAILS" -ne 0 ]; then
+    echo "ternd's warnings and errors:" >&2
+    grep -E '"level":"(warn|error)"' "$WORK/ternd.log" | tail -20 | sed 's/^/    /' >&2
+fi
 
 # The URIs published for a tcp+tls listener: both turn: and turns: (ternctl reads the config).
 cat >"$WORK/uris.yaml" <<YAML
