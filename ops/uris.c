@@ -88,14 +88,17 @@ int ops_listener_uris(const struct tern_config *cfg, struct ops_uris *u, char er
             }
             snprintf(host, sizeof host, "%s", hostname);
         }
-        char uri[OPS_URI_LEN];
-        snprintf(uri, sizeof uri, "%s:%s:%u?transport=%s",
-                 l->transport == CFG_TLS ? "turns" : "turn", host, (unsigned)port,
-                 l->transport == CFG_UDP ? "udp" : "tcp");
-        bool dup = false;
-        for (size_t k = 0; k < u->n && !dup; k++)
-            dup = strcmp(u->v[k], uri) == 0;
-        if (!dup && u->n < OPS_MAX_URIS) memcpy(u->v[u->n++], uri, sizeof uri);
+        /* tcp+tls serves both on one port: turn: and turns: (RFC 7065), plain first. */
+        int first = l->transport == CFG_TLS ? 1 : 0, last = cfg_transport_tls(l->transport) ? 1 : 0;
+        for (int tls = first; tls <= last; tls++) {
+            char uri[OPS_URI_LEN];
+            snprintf(uri, sizeof uri, "%s:%s:%u?transport=%s", tls ? "turns" : "turn", host,
+                     (unsigned)port, l->transport == CFG_UDP ? "udp" : "tcp");
+            bool dup = false;
+            for (size_t k = 0; k < u->n && !dup; k++)
+                dup = strcmp(u->v[k], uri) == 0;
+            if (!dup && u->n < OPS_MAX_URIS) memcpy(u->v[u->n++], uri, sizeof uri);
+        }
     }
     return 0;
 }

@@ -645,9 +645,10 @@ struct listen_item {
     enum cfg_transport transport;
     union stun_addr addr;
     uint16_t port;
+    bool proxy_protocol;
 };
 
-static const char *const transport_words[] = {"udp", "tcp", "tls", NULL};
+static const char *const transport_words[] = {"udp", "tcp", "tls", "tcp+tls", NULL};
 
 static const struct key listen_keys[] = {
     {.name = "transport",
@@ -657,7 +658,8 @@ static const struct key listen_keys[] = {
      .def = "udp",
      .arg = transport_words},
     {.name = "address", .set = set_ip, .off = offsetof(struct listen_item, addr), .def = "0.0.0.0"},
-    /* 0: the kernel picks a free port (tests); 5349 is applied for tls when absent. */
+    /* 0: the kernel picks a free port (tests); 5349 is applied for tls, 443 for tcp+tls when
+     * absent. */
     {.name = "port",
      .set = set_uint,
      .off = offsetof(struct listen_item, port),
@@ -665,6 +667,10 @@ static const struct key listen_keys[] = {
      .min = 0,
      .max = 65535,
      .def = "3478"},
+    {.name = "proxy_protocol",
+     .set = set_bool,
+     .off = offsetof(struct listen_item, proxy_protocol),
+     .def = "false"},
 };
 static const struct section listen_section = {listen_keys, NKEYS(listen_keys), NULL};
 
@@ -694,6 +700,15 @@ static void set_listen_item(struct parse *p, const struct key *k, yaml_node_t *v
     parse_map(p, &listen_section, v, path, &t);
     if (t.transport == CFG_TLS && !map_value(p, v, "port"))
         t.port = 5349; /* RFC 8656: the TURN-over-TLS port */
+    if (t.transport == CFG_TCP_TLS && !map_value(p, v, "port"))
+        t.port = 443; /* the point of one port for both: what firewalls let through */
+    if (t.proxy_protocol && t.transport == CFG_UDP) {
+        char ppath[PATH_LEN];
+        join(ppath, sizeof ppath, path, "proxy_protocol");
+        problem(p, map_value(p, v, "proxy_protocol"), ppath,
+                "only for tcp, tls and tcp+tls listeners (a PROXY header starts a TCP stream)");
+    }
+    l->proxy_protocol = t.proxy_protocol;
     l->transport = t.transport;
     l->addr = t.addr;
     set_port(&l->addr, t.port);
@@ -1058,7 +1073,7 @@ static void root_check(struct parse *p, yaml_node_t *root, const char *path, voi
     for (size_t i = 0; i < c->nlisten; i++) {
         yaml_node_t *item = NULL;
 
-        if (c->listen[i].transport != CFG_TLS) continue;
+        if (!cfg_transport_tls(c->listen[i].transport)) continue;
         if (listen && listen->type == YAML_SEQUENCE_NODE)
             item = yaml_document_get_node(p->doc, listen->data.sequence.items.start[i]);
         for (size_t j = 0; j < 2; j++) {
@@ -1067,7 +1082,8 @@ static void root_check(struct parse *p, yaml_node_t *root, const char *path, voi
 
             join(lpath, sizeof lpath, "tls", tls_need[j]);
             if (!have && (!given || is_null(given)))
-                problem(p, item, lpath, "missing; the tls listener listen[%zu] needs it", i);
+                problem(p, item, lpath, "missing; the %s listener listen[%zu] needs it",
+                        cfg_transport_name(c->listen[i].transport), i);
         }
         break; /* once is enough, however many tls listeners there are */
     }
@@ -1396,6 +1412,8 @@ const char *cfg_transport_name(enum cfg_transport t)
         return "tcp";
     case CFG_TLS:
         return "tls";
+    case CFG_TCP_TLS:
+        return "tcp+tls";
     }
     return "?";
 }

@@ -9,7 +9,8 @@
 
 #include "stun.h" /* union stun_addr */
 
-enum cfg_transport { CFG_UDP, CFG_TCP, CFG_TLS };
+/* CFG_TCP_TLS: one TCP port for both; each connection's first byte tells TLS from plain. */
+enum cfg_transport { CFG_UDP, CFG_TCP, CFG_TLS, CFG_TCP_TLS };
 enum cfg_log_format { CFG_LOG_TEXT, CFG_LOG_JSON };
 /* qos.dscp: what the relay does with the DSCP bits of a datagram it relays (ECN is always
  * carried over, RFC 8656 14). */
@@ -19,7 +20,14 @@ enum cfg_log_level { CFG_LOG_DEBUG, CFG_LOG_INFO, CFG_LOG_WARN, CFG_LOG_ERROR };
 struct cfg_listen {
     enum cfg_transport transport;
     union stun_addr addr; /* address and port (port 0: the kernel picks one) */
+    bool proxy_protocol;  /* TCP kinds: each connection starts with a PROXY v1/v2 header */
 };
+
+/* Does a listener of this transport speak TLS (and need tls.certificate)? */
+static inline bool cfg_transport_tls(enum cfg_transport t)
+{
+    return t == CFG_TLS || t == CFG_TCP_TLS;
+}
 
 struct cfg_cidr {
     union stun_addr addr; /* network address, host bits zero */

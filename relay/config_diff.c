@@ -60,7 +60,8 @@ static bool secrets_same(char *const *a, size_t na, char *const *b, size_t nb)
 
 bool cfg_listen_same(const struct cfg_listen *a, const struct cfg_listen *b)
 {
-    return a->transport == b->transport && addr_equal(&a->addr, &b->addr);
+    return a->transport == b->transport && addr_equal(&a->addr, &b->addr) &&
+           a->proxy_protocol == b->proxy_protocol;
 }
 
 /* Every entry of a has its twin in b (order does not matter: a listener is its address). */

@@ -34,7 +34,7 @@ int log_enabled(enum cfg_log_level level)
 }
 
 struct line {
-    char buf[2048];
+    char buf[8192]; /* the shutdown "counters" event, every counter in one line, is the longest */
     size_t len;
     bool json; /* the format, read once per line */
 };

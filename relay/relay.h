@@ -50,7 +50,21 @@
     X(tcp_idle, "TCP connections closed: idle")                                                    \
     X(tcp_tx_overflow, "TCP connections closed: peer not reading its responses")                   \
     X(tcp_rx_bytes, "TCP bytes received")                                                          \
-    X(tcp_tx_bytes, "TCP bytes sent")
+    X(tcp_tx_bytes, "TCP bytes sent")                                                              \
+    X(proxy_accepted, "PROXY protocol headers accepted (v1 or v2; proxy_local included)")          \
+    X(proxy_local, "PROXY headers without a client address (v2 LOCAL, v1 UNKNOWN): socket's kept") \
+    X(proxy_bad_header, "connections closed: no valid PROXY header on a proxy_protocol listener")  \
+    X(proxy_truncated, "connections closed by the client before its PROXY header was complete")    \
+    X(proxy_timeout,                                                                               \
+      "connections closed: PROXY header not complete within the first-message time")               \
+    X(proxy_duplicate, "connections closed: the PROXY header's client already has an allocation")  \
+    X(proxy_rejected_per_ip,                                                                       \
+      "connections closed: per-IP limit for the client a PROXY header named")                      \
+    X(demux_tls, "tcp+tls connections that began with a TLS record (0x16)")                        \
+    X(demux_plain, "tcp+tls connections that began with STUN or ChannelData")                      \
+    X(demux_bad_first_byte, "tcp+tls connections closed: first byte not TLS, STUN or ChannelData") \
+    X(tls_alpn_stun_turn, "TLS handshakes that selected ALPN stun.turn (RFC 7443)")                \
+    X(tls_alpn_refused, "TLS handshakes refused: ALPN offered without stun.turn (RFC 7301 alert)")
 
 enum relay_counter {
 #define RELAY_X_ENUM(name, help) RELAY_C_##name,

@@ -105,7 +105,9 @@ int listener_add(struct worker *w, const struct cfg_listen *cl, int fd, const un
     l->conf = *cl;
     l->addr = *addr;
     l->wildcard = addr_is_wildcard(addr);
-    l->tls = l->transport == CFG_TLS ? tls : NULL;
+    l->tls = cfg_transport_tls(l->transport) ? tls : NULL;
+    l->demux = l->transport == CFG_TCP_TLS;
+    l->proxy_protocol = cl->proxy_protocol;
     l->h = (struct ep_handler){.fd = fd,
                                .fn = l->transport == CFG_UDP ? fwd_udp_readable : tcp_acceptable};
     l->conn_fn = fwd_tcp_event;
@@ -347,7 +349,7 @@ struct relay_gen *relay_gen_new(struct relay *r, struct tern_config *cfg,
     if (build_policy(g)) goto fail;
     if (build_listeners(r, g, prev, err)) goto fail_quiet;
     for (size_t j = 0; j < c->nlisten && !g->tls; j++) {
-        if (c->listen[j].transport != CFG_TLS) continue;
+        if (!cfg_transport_tls(c->listen[j].transport)) continue;
         g->tls = tls_context(c, err);
         if (!g->tls) goto fail_quiet;
     }
@@ -429,7 +431,7 @@ void worker_adopt(struct worker *w)
         if (l->retired) continue;
         if (!listener_wanted(g, l))
             listener_retire(w, l);
-        else if (l->transport == CFG_TLS)
+        else if (cfg_transport_tls(l->transport))
             l->tls = g->tls;
     }
     for (size_t j = 0; j < c->nlisten; j++) {

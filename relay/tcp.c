@@ -1,6 +1,13 @@
 /* tcp.c: the TCP and TLS transport: listeners, connections (accept, TLS, idle expiry in LRU
  * order), reading into a per-connection buffer, STUN/ChannelData stream framing (RFC 8656
- * 12.5) and queued writes. It moves bytes; fwd.c takes the frames (tcp.h). */
+ * 12.5) and queued writes. It moves bytes; fwd.c takes the frames (tcp.h).
+ *
+ * What may come before STUN on a connection (the "prelude", docs/datapath.md 9): on a
+ * proxy_protocol listener a PROXY v1/v2 header (proxyproto.h), whose client address then
+ * replaces the socket's peer before the per-IP limit is counted; on a tcp+tls listener the
+ * first byte, which says TLS (0x16) or plain. Both are read without taking a byte beyond them
+ * (MSG_PEEK, then exactly the header), so what follows stays in the socket for OpenSSL or the
+ * framer, and both run inside the first-message deadline. ALPN: tls_context. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,6 +23,7 @@
 
 #include "log.h"
 #include "addr.h"
+#include "proxyproto.h"
 #include "tcp.h"
 #include "wire.h"
 #include "worker.h"
@@ -48,6 +56,9 @@ struct tcp_state {
     struct ip_slot ips[TCP_IP_SLOTS]; /* linear probing with backward-shift deletion */
 };
 
+/* What is still expected before STUN (tcp_conn.prelude). */
+enum { PRE_NONE, PRE_PROXY, PRE_DEMUX };
+
 struct tcp_conn {
     struct ep_handler h;
     struct tcp_conn *prev, *next;   /* LRU list */
@@ -55,9 +66,11 @@ struct tcp_conn {
     bool fresh;                     /* no complete STUN message yet: the deadline applies */
     bool authed;                    /* an allocation exists (or did): large messages allowed */
     uint64_t born_ms;
-    uint64_t ipkey;
+    uint64_t ipkey; /* the per-IP slot held; 0: none yet (a PROXY header is awaited) */
     struct listener *l;
-    union stun_addr peer;
+    uint8_t prelude;        /* PRE_*: the PROXY header, then the first byte (tcp+tls) */
+    union stun_addr peer;   /* the client: the socket's peer, or what the PROXY header said */
+    union stun_addr via;    /* the socket's peer (the proxy on a proxy_protocol listener) */
     struct srv_tuple tuple; /* client and the local address it connected to */
     uint64_t last_ms;
     SSL *ssl;           /* TLS connections only */
@@ -168,10 +181,10 @@ static void conn_close(struct worker *w, struct tcp_conn *c, enum relay_counter 
          LF_S("reason", relay_counter_names[why]));
     /* RFC 8656 3.1: an allocation over TCP/TLS lives as long as its connection. */
     struct allocation *a = alloc_find(&w->srv.allocs, &c->tuple);
-    if (a) srv_delete(&w->srv, a, "closed");
+    if (a && a->client_io == c) srv_delete(&w->srv, a, "closed");
     lru_unlink(w, c);
     fresh_unlink(w->tcp, c);
-    ip_release(w->tcp, c->ipkey);
+    if (c->ipkey) ip_release(w->tcp, c->ipkey);
     fd_give(w->shared);
     w->nconns--;
     SSL_free(c->ssl); /* no close_notify: the peer is gone or misbehaved */
@@ -329,8 +342,14 @@ bool tcp_io(struct worker *w, struct tcp_conn *c, uint32_t events)
     return events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) || (c->ssl && events & EPOLLOUT);
 }
 
+static int prelude(struct worker *w, struct tcp_conn *c);
+
 int tcp_read(struct worker *w, struct tcp_conn *c)
 {
+    if (c->prelude != PRE_NONE) {
+        int r = prelude(w, c);
+        if (r <= 0) return r;
+    }
     if (c->rxlen == c->rxcap) {
         /* A whole frame always fits (frame_length refuses larger): frames go first. */
         if (c->rxcap >= (c->authed ? TCP_RX_MAX : TCP_RX_UNPROVEN)) return 0;
@@ -513,6 +532,149 @@ static void reject_log(struct worker *w, uint64_t *last_ms, const char *event,
          LF_U("refused_total", w->io.v[RELAY_C_tcp_rejected]));
 }
 
+/* ---- the prelude: the PROXY header, the first byte ---- */
+
+/* The connection speaks TLS from here: its SSL, in server mode, counting into this worker. */
+static bool conn_tls(struct worker *w, struct tcp_conn *c)
+{
+    c->ssl = SSL_new(c->l->tls);
+    if (!c->ssl || !SSL_set_fd(c->ssl, c->h.fd)) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+        ERR_clear_error();
+        return false;
+    }
+    SSL_set_accept_state(c->ssl);
+    SSL_set_app_data(c->ssl, &w->io); /* alpn_select counts here */
+    return true;
+}
+
+/* recv without blocking, retried on EINTR. */
+static ssize_t recv_nb(int fd, void *p, size_t len, int flags)
+{
+    ssize_t k;
+    do
+        k = recv(fd, p, len, flags | MSG_DONTWAIT);
+    while (k < 0 && errno == EINTR);
+    return k;
+}
+
+/* A complete header: its client address becomes the connection's (what the server, the nonce,
+ * the logs, QoS and the ops API see), and only then is the per-IP limit counted, for that
+ * address. v2 LOCAL and v1 UNKNOWN keep the socket's own. false: closed (c is gone). */
+static bool proxy_apply(struct worker *w, struct tcp_conn *c, const struct proxy_result *pr)
+{
+    struct tcp_state *t = w->tcp;
+    w->io.v[RELAY_C_proxy_accepted]++;
+    if (pr->local) {
+        w->io.v[RELAY_C_proxy_local]++;
+    } else {
+        c->peer = pr->src;
+        c->tuple.client = pr->src;
+    }
+    tlog(CFG_LOG_DEBUG, "proxy_header", LF_A("client", &c->peer), LF_A("proxy", &c->via),
+         LF_A("destination", pr->local ? &c->tuple.local : &pr->dst), LF_U("version", pr->version),
+         LF_S("command", pr->local ? "local" : "proxy"));
+    /* The 5-tuple keys the allocation table: a second connection naming a client that has an
+     * allocation here would reach that allocation. */
+    if (alloc_find(&w->srv.allocs, &c->tuple)) {
+        tlog(CFG_LOG_WARN, "proxy_duplicate", LF_A("client", &c->peer), LF_A("proxy", &c->via));
+        conn_close(w, c, RELAY_C_proxy_duplicate);
+        return false;
+    }
+    uint64_t ipkey = ip_key(&c->peer);
+    struct ip_slot *slot = ip_find(t, ipkey);
+    if (slot->n >= TCP_PER_IP_MAX) {
+        union stun_addr client = c->peer;
+        conn_close(w, c, RELAY_C_proxy_rejected_per_ip);
+        reject_log(w, &t->per_ip_logged_ms, "tcp_per_ip_limit", &client, TCP_PER_IP_MAX);
+        return false;
+    }
+    slot->key = ipkey;
+    slot->n++;
+    c->ipkey = ipkey;
+    c->prelude = c->l->demux ? PRE_DEMUX : PRE_NONE;
+    return true;
+}
+
+/* Read the PROXY header: peek at what has come, decode it with what was kept, then take
+ * exactly the header's bytes (all of them while it is incomplete, so level-triggered epoll
+ * does not wake again for the same bytes). 1 done, 0 more needed, -1 closed. */
+static int proxy_header(struct worker *w, struct tcp_conn *c)
+{
+    ssize_t k = recv_nb(c->h.fd, c->rx + c->rxlen, c->rxcap - c->rxlen, MSG_PEEK);
+    if (k == 0 || (k < 0 && errno != EAGAIN)) {
+        conn_close(w, c, k == 0 ? RELAY_C_proxy_truncated : RELAY_C_tcp_closed);
+        return -1;
+    }
+    if (k < 0) return 0;
+    size_t have = c->rxlen + (size_t)k;
+    struct proxy_result pr;
+    proxy_decode(c->rx, have, &pr);
+    const char *bad = pr.status == PROXY_INVALID ? proxy_reason_name(pr.reason) : NULL;
+    /* The header must fit the unproven buffer (TCP_RX_UNPROVEN; v1 is 107 bytes at most). */
+    if (pr.status == PROXY_NEED_MORE && (pr.need > c->rxcap || have >= c->rxcap)) bad = "too_long";
+    if (pr.status == PROXY_DONE && pr.consumed <= c->rxlen) bad = "inconsistent"; /* never */
+    if (bad) {
+        tlog(CFG_LOG_DEBUG, "proxy_bad_header", LF_A("client", &c->peer), LF_S("reason", bad));
+        conn_close(w, c, RELAY_C_proxy_bad_header);
+        return -1;
+    }
+    size_t take = pr.status == PROXY_DONE ? pr.consumed - c->rxlen : (size_t)k;
+    if (recv_nb(c->h.fd, c->rx + c->rxlen, take, 0) != (ssize_t)take) { /* peeked: cannot */
+        conn_close(w, c, RELAY_C_tcp_closed);
+        return -1;
+    }
+    w->io.v[RELAY_C_tcp_rx_bytes] += take;
+    c->rxlen += take;
+    if (pr.status == PROXY_NEED_MORE) return 0;
+    c->rxlen = 0; /* the header is done with; the buffer is the framer's */
+    return proxy_apply(w, c, &pr) ? 1 : -1;
+}
+
+/* tcp+tls: the first byte, peeked. 0x16 is a TLS handshake record (a ClientHello): TLS from
+ * here. 0x00 and 0x01 start every STUN message a connection can begin with (the type's top
+ * byte: methods below 0x80, any class), 0x40-0x7F ChannelData: plain, and the framer then
+ * applies its usual rules (the magic cookie, ChannelData only once allocated; so HTTP, whose
+ * letters fall in 0x40-0x7F, ends as tcp_bad_frame). Anything else (another TLS record type,
+ * an SSLv2-style hello, binary garbage) closes the connection. */
+static int demux(struct worker *w, struct tcp_conn *c)
+{
+    uint8_t b;
+    ssize_t k = recv_nb(c->h.fd, &b, 1, MSG_PEEK);
+    if (k == 0 || (k < 0 && errno != EAGAIN)) {
+        conn_close(w, c, RELAY_C_tcp_closed);
+        return -1;
+    }
+    if (k < 0) return 0;
+    if (b == 0x16) {
+        if (!conn_tls(w, c)) {
+            conn_close(w, c, RELAY_C_tcp_closed);
+            return -1;
+        }
+        c->tuple.transport = SRV_TLS;
+        w->io.v[RELAY_C_demux_tls]++;
+    } else if (b <= 0x01 || (b & 0xC0) == 0x40) {
+        w->io.v[RELAY_C_demux_plain]++;
+    } else {
+        tlog(CFG_LOG_DEBUG, "demux_bad_first_byte", LF_A("client", &c->peer), LF_U("byte", b));
+        conn_close(w, c, RELAY_C_demux_bad_first_byte);
+        return -1;
+    }
+    c->prelude = PRE_NONE;
+    return 1;
+}
+
+static int prelude(struct worker *w, struct tcp_conn *c)
+{
+    if (c->prelude == PRE_PROXY) {
+        int r = proxy_header(w, c);
+        if (r <= 0) return r;
+    }
+    if (c->prelude == PRE_DEMUX) return demux(w, c);
+    return 1;
+}
+
 void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events)
 {
     (void)events;
@@ -547,9 +709,11 @@ void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events)
             reject_log(w, &t->conn_limit_logged_ms, "tcp_conn_limit", &peer, TCP_MAX_CONNS);
             continue;
         }
-        uint64_t ipkey = ip_key(&peer);
-        struct ip_slot *slot = ip_find(t, ipkey);
-        if (slot->n >= TCP_PER_IP_MAX) {
+        /* Behind a proxy every connection comes from the proxy: the per-IP limit waits for the
+         * client address in the PROXY header (proxy_apply). */
+        uint64_t ipkey = l->proxy_protocol ? 0 : ip_key(&peer);
+        struct ip_slot *slot = ipkey ? ip_find(t, ipkey) : NULL;
+        if (slot && slot->n >= TCP_PER_IP_MAX) {
             reject(w, fd, RELAY_C_tcp_rejected_per_ip);
             reject_log(w, &t->per_ip_logged_ms, "tcp_per_ip_limit", &peer, TCP_PER_IP_MAX);
             continue;
@@ -565,24 +729,20 @@ void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events)
             reject(w, fd, RELAY_C_tcp_rejected_nomem);
             continue;
         }
-        if (l->tls) {
-            c->ssl = SSL_new(l->tls);
-            if (!c->ssl || !SSL_set_fd(c->ssl, fd)) {
-                SSL_free(c->ssl);
-                free(c);
-                free(rx);
-                reject(w, fd, RELAY_C_tcp_rejected_nomem);
-                continue;
-            }
-            SSL_set_accept_state(c->ssl);
-        }
         c->h = (struct ep_handler){.fd = fd, .fn = l->conn_fn};
         c->l = l;
+        if (l->tls && !l->demux && !conn_tls(w, c)) {
+            free(c);
+            free(rx);
+            reject(w, fd, RELAY_C_tcp_rejected_nomem);
+            continue;
+        }
+        c->prelude = l->proxy_protocol ? PRE_PROXY : l->demux ? PRE_DEMUX : PRE_NONE;
         c->rx = rx;
         c->rxcap = TCP_RX_INITIAL;
         c->last_ms = c->born_ms = w->now_ms;
-        c->peer = peer;
-        c->tuple.transport = l->tls ? SRV_TLS : SRV_TCP;
+        c->peer = c->via = peer;
+        c->tuple.transport = c->ssl ? SRV_TLS : SRV_TCP;
         c->tuple.client = c->peer;
         struct sockaddr_in6 ls;
         socklen_t lsl = sizeof(ls);
@@ -597,14 +757,19 @@ void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events)
             reject(w, fd, RELAY_C_tcp_rejected_nomem);
             continue;
         }
-        slot->key = ipkey;
-        slot->n++;
-        c->ipkey = ipkey;
+        if (slot) {
+            slot->key = ipkey;
+            slot->n++;
+            c->ipkey = ipkey;
+        }
         fresh_push(t, c);
         lru_push(w, c);
         w->nconns++;
         w->io.v[RELAY_C_tcp_accepted]++;
-        tlog(CFG_LOG_DEBUG, "tcp_accept", LF_A("client", &c->peer), LF_U("worker", w->id));
+        /* Behind a proxy the socket's peer is the proxy; the client comes with the header
+         * (the proxy_header event). */
+        tlog(CFG_LOG_DEBUG, "tcp_accept", LF_A(l->proxy_protocol ? "proxy" : "client", &c->peer),
+             LF_U("worker", w->id));
     }
 }
 
@@ -623,8 +788,9 @@ void tcp_expire(struct worker *w)
     struct tcp_conn *f;
     while ((f = t->new_head) && w->now_ms - f->born_ms > TCP_FIRST_MS)
         conn_close(w, f,
-                   f->ssl && !f->ssl_up ? RELAY_C_tls_handshake_timeout
-                                        : RELAY_C_tcp_first_message_timeout);
+                   f->prelude == PRE_PROXY ? RELAY_C_proxy_timeout
+                   : f->ssl && !f->ssl_up  ? RELAY_C_tls_handshake_timeout
+                                           : RELAY_C_tcp_first_message_timeout);
     /* A connection with an allocation is not idle while the allocation lives: the client
      * refreshes it, and the allocation's own expiry closes it. */
     struct tcp_conn *c;
@@ -647,6 +813,31 @@ void tcp_close_all(struct worker *w)
     w->tcp = NULL;
 }
 
+/* ALPN (RFC 7301) on TLS and tcp+tls listeners: "stun.turn" (RFC 7443) when the client offers
+ * it. A client that offers no ALPN never gets here and is served as before (most TURN clients
+ * send none). A client that offers only other protocols (h2, http/1.1: a browser or scanner
+ * on port 443) gets the fatal no_application_protocol alert RFC 7301 3.2 prescribes ("SHALL")
+ * rather than a TURN server it did not ask for; that it would fail anyway one request later
+ * makes leniency buy nothing. Counted as tls_alpn_refused (and tls_handshake_failed). */
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
+{
+    static const char want[] = "stun.turn";
+    struct relay_counters *io = SSL_get_app_data(ssl);
+    (void)arg;
+    for (unsigned i = 0; i < inlen; i += 1u + in[i]) {
+        if (in[i] == sizeof(want) - 1 && i + 1u + in[i] <= inlen &&
+            memcmp(in + i + 1, want, sizeof(want) - 1) == 0) {
+            *out = in + i + 1;
+            *outlen = in[i];
+            if (io) io->v[RELAY_C_tls_alpn_stun_turn]++;
+            return SSL_TLSEXT_ERR_OK;
+        }
+    }
+    if (io) io->v[RELAY_C_tls_alpn_refused]++;
+    return SSL_TLSEXT_ERR_ALERT_FATAL; /* OpenSSL sends no_application_protocol */
+}
+
 struct ssl_ctx_st *tls_context(const struct tern_config *cfg, FILE *err)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -657,6 +848,7 @@ struct ssl_ctx_st *tls_context(const struct tern_config *cfg, FILE *err)
     /* Queued answers move when the buffer grows; partial writes keep the loop non-blocking. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     step = "tls.certificate";
     file = cfg->tls_certificate;
     if (SSL_CTX_use_certificate_chain_file(ctx, file) != 1) goto fail;

@@ -53,7 +53,9 @@ long fd_room(const struct relay_shared *sh);
 long fd_spare_relay(const struct relay_shared *sh);
 /* Is a connection accepted on l still open? */
 bool tcp_uses_listener(const struct worker *w, const struct listener *l);
-/* The TLS server context from tls.certificate and tls.private_key; NULL after logging why. */
+/* The TLS server context from tls.certificate and tls.private_key, with ALPN stun.turn
+ * (RFC 7443; tcp.c alpn_select says what is refused and why); NULL after logging why (and
+ * writing "file:line: key: problem" to err when not NULL: a reload). */
 struct ssl_ctx_st *tls_context(const struct tern_config *cfg, FILE *err);
 
 #endif

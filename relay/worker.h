@@ -30,7 +30,9 @@ struct listener {
     union stun_addr addr;   /* as bound (port resolved) */
     bool wildcard;          /* bound to 0.0.0.0 or ::: learn the local address per datagram */
     uint32_t rxq_ovfl;      /* UDP: the kernel's drop count for this worker's socket, last seen */
-    struct ssl_ctx_st *tls; /* CFG_TLS: the relay's SSL_CTX (shared, thread-safe); else NULL */
+    struct ssl_ctx_st *tls; /* CFG_TLS, CFG_TCP_TLS: the relay's SSL_CTX (shared); else NULL */
+    bool demux;             /* CFG_TCP_TLS: the first byte of a connection says TLS or plain */
+    bool proxy_protocol;    /* each connection starts with a PROXY header (tcp.c, proxyproto.h) */
     /* TCP/TLS: the epoll handler of each accepted connection (fwd_tcp_event) */
     void (*conn_fn)(struct worker *w, struct ep_handler *h, uint32_t events);
     bool accept_paused; /* TCP/TLS: out of epoll until fds free up (tcp.c) */

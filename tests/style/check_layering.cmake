@@ -1,5 +1,6 @@
 # check_layering.cmake: the layering rules of CMakeLists.txt as tests (cmake -P).
-#   MODE=symbols: no object of a pure library (stun, auth without the store, allocation, qos)
+#   MODE=symbols: no object of a pure library (stun, auth without the store, allocation, qos,
+#     the PROXY protocol decoder)
 #     references a socket, clock, file, thread or stdio symbol (nm -u on the archives).
 #   MODE=links: every tern_* library links only the layers below it (LINKS file written by
 #     tests/CMakeLists.txt at configure time from each target's LINK_LIBRARIES).
@@ -27,7 +28,8 @@ set(ALLOW_tern_allocation tern_auth tern_stun)
 set(ALLOW_tern_qos tern_stun PkgConfig::JANSSON m)
 set(ALLOW_tern_store tern_stun tern_auth SQLite::SQLite3 PkgConfig::PQ OpenSSL::Crypto)
 set(ALLOW_tern_config tern_stun PkgConfig::YAML)
-set(ALLOW_tern_relay tern_allocation tern_auth tern_stun tern_qos tern_config tern_store
+set(ALLOW_tern_proxyproto tern_stun)
+set(ALLOW_tern_relay tern_allocation tern_auth tern_stun tern_qos tern_config tern_store tern_proxyproto
   PkgConfig::JANSSON OpenSSL::SSL OpenSSL::Crypto Threads::Threads)
 set(ALLOW_tern_uris tern_config tern_auth tern_store tern_stun OpenSSL::Crypto)
 set(ALLOW_tern_ops tern_relay tern_uris tern_store tern_config tern_auth tern_stun

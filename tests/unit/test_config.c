@@ -292,7 +292,7 @@ static const struct bad bad_inputs[] = {
     {"listen:\n", "t.yaml:1: listen: ", "got null"},
     {"listen: { transport: udp }\n", "t.yaml:1: listen: ", "expected a list"},
     {"listen:\n  - { transport: udp, port: 1 }\n  - { transport: sctp, port: 2 }\n",
-     "t.yaml:3: listen[1].transport: ", "one of udp, tcp, tls, got \"sctp\""},
+     "t.yaml:3: listen[1].transport: ", "one of udp, tcp, tls, tcp+tls, got \"sctp\""},
     {"listen:\n  - { transport: udp, port: 65536 }\n",
      "t.yaml:2: listen[0].port: ", "65536 is out of range (0-65535)"},
     {"listen:\n  - { transport: udp, port: -1 }\n", "t.yaml:2: listen[0].port: ", "-1"},
@@ -861,6 +861,65 @@ static void transport_names(void **state)
     assert_string_equal(cfg_transport_name(CFG_UDP), "udp");
     assert_string_equal(cfg_transport_name(CFG_TCP), "tcp");
     assert_string_equal(cfg_transport_name(CFG_TLS), "tls");
+    assert_string_equal(cfg_transport_name(CFG_TCP_TLS), "tcp+tls");
+    assert_false(cfg_transport_tls(CFG_TCP));
+    assert_true(cfg_transport_tls(CFG_TLS));
+    assert_true(cfg_transport_tls(CFG_TCP_TLS));
+}
+
+/* tcp+tls (TLS and plain on one port) and proxy_protocol, per listener. */
+static void tcp_tls_and_proxy_protocol(void **state)
+{
+    struct tern_config c;
+    char *msgs;
+
+    (void)state;
+    assert_int_equal(parse(&c,
+                           "listen:\n"
+                           "  - { transport: tcp+tls, address: 127.0.0.1 }\n"
+                           "  - { transport: tcp, port: 3479, proxy_protocol: true }\n"
+                           "  - { transport: tls, proxy_protocol: true }\n"
+                           "  - { transport: tcp+tls, port: 0, proxy_protocol: true }\n"
+                           "  - { transport: udp }\n"
+                           "tls: { certificate: c.pem, private_key: k.pem }\n",
+                           &msgs),
+                     0);
+    assert_string_equal(msgs, "");
+    assert_int_equal(c.listen[0].transport, CFG_TCP_TLS);
+    assert_ip(&c.listen[0].addr, "127.0.0.1", 443); /* tcp+tls without a port: 443 */
+    assert_false(c.listen[0].proxy_protocol);
+    assert_true(c.listen[1].proxy_protocol);
+    assert_int_equal(c.listen[2].transport, CFG_TLS);
+    assert_true(c.listen[2].proxy_protocol);
+    assert_true(c.listen[3].proxy_protocol);
+    assert_false(c.listen[4].proxy_protocol);
+    cfg_free(&c);
+    free(msgs);
+
+    /* tcp+tls needs the certificate like tls; proxy_protocol is for TCP kinds only. */
+    assert_int_equal(parse(&c,
+                           "listen:\n  - { transport: tcp+tls, port: 0 }\n"
+                           "  - { transport: udp, proxy_protocol: true }\n"
+                           "  - { transport: tcp, port: 1, proxy_protocol: yes }\n",
+                           &msgs),
+                     -1);
+    assert_string_equal(
+        msgs, "t.yaml:3: listen[1].proxy_protocol: only for tcp, tls and tcp+tls listeners (a "
+              "PROXY header starts a TCP stream)\n"
+              "t.yaml:4: listen[2].proxy_protocol: expected true or false, got \"yes\"\n"
+              "t.yaml:2: tls.certificate: missing; the tcp+tls listener listen[0] needs it\n"
+              "t.yaml:2: tls.private_key: missing; the tcp+tls listener listen[0] needs it\n");
+    free(msgs);
+
+    /* tcp+tls and tcp on one address and port clash: both are TCP sockets. */
+    assert_int_equal(parse(&c,
+                           "listen:\n  - { transport: tcp+tls, port: 3478 }\n"
+                           "  - { transport: tcp, port: 3478 }\n"
+                           "tls: { certificate: c.pem, private_key: k.pem }\n",
+                           &msgs),
+                     -1);
+    assert_non_null(strstr(msgs, "listen[1]: TCP 0.0.0.0:3478 is listed twice"));
+    free(msgs);
 }
 
 /* ---- live reload: cfg_key_line and cfg_diff (relay/config_diff.c) ---- */
@@ -1035,6 +1094,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(anchors_and_aliases),
         cmocka_unit_test(free_zeroed_is_safe),
         cmocka_unit_test(transport_names),
+        cmocka_unit_test(tcp_tls_and_proxy_protocol),
         cmocka_unit_test(qos_cross_rules),
     };
     const char *filter = argc > 1 ? argv[1] : getenv("CMOCKA_FILTER");
