@@ -30,10 +30,12 @@ TERN_BUILD_PACKAGES=(gcc make cmake pkg-config libssl-dev libyaml-dev zlib1g-dev
 # python3 with a Prometheus text parser (checks /metrics) for the QoS ground-truth tests,
 # aiortc (a real WebRTC stack whose getStats the relay's numbers are compared with),
 # clang-format and git (the style check), tcpdump (ECN/DSCP on the wire) and systemd
-# (systemd-analyze verify of the unit file), haproxy (a real PROXY protocol sender in front of
+# (systemd-analyze verify of the unit file), postgresql (a throw-away server the store and fleet
+# tests start themselves: tests/integration/pglib.sh), haproxy (a real PROXY protocol sender in front of
 # ternd).
 TERN_TEST_PACKAGES=(libcmocka-dev clang-format git tcpdump systemd coturn libnice-dev libglib2.0-dev clang libclang-rt-14-dev
-                    openssl iproute2 procps curl python3 python3-prometheus-client python3-aiortc haproxy)
+                    openssl iproute2 procps curl python3 python3-prometheus-client python3-aiortc haproxy
+                    postgresql)
 # What the benchmark (tests/bench/run) adds: coturn as the comparator, gnuplot for the plot,
 # perf for the profile, liburing for the io_uring probe.
 TERN_BENCH_PACKAGES=(coturn gnuplot-nox linux-perf liburing-dev)
