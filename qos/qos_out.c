@@ -578,6 +578,7 @@ json_t *qos_summary_json(const struct qos_alloc *q)
     e |= set(qual, "jitter_seconds", num(hj, jit));
     e |= set(qual, "rtt_seconds", num(hr, rtt));
     e |= set(o, "quality", qual);
+    e |= set(o, "poor", qos_poor_json(q));
     if (e) {
         json_decref(o);
         return NULL;
