@@ -905,7 +905,7 @@ static void close_interval(struct qos_alloc *q, struct qos_metrics *m, int64_t s
         iv[leg] = (struct qos_iv_leg){have_loss[leg],  have_loss[leg] && have_jit[leg],
                                       worst_loss[leg], max_jit[leg],
                                       iv_exp[leg],     iv_lost[leg]};
-    qos_tl_close(q, start, len_ns, iv);
+    qos_tl_close(q, m, start, len_ns, iv);
 }
 
 /* Close every interval that ended by now. After a long silence the intervals past the
@@ -1055,7 +1055,7 @@ void qos_alloc_tick(struct qos_alloc *q, struct qos_metrics *m, int64_t now_ns, 
         pending_expire(q, q->flows[i], m, now_ns);
     if (!final) return;
     if (now_ns > q->iv_start) close_interval(q, m, q->iv_start, now_ns - q->iv_start);
-    qos_tl_final(q, now_ns);
+    qos_tl_final(q, m, now_ns);
     for (unsigned i = 0; i < q->nflows; i++)
         for (int leg = 0; leg < QOS_LEG_COUNT; leg++)
             for (int s = 0; s < QOS_MAX_STREAMS; s++)

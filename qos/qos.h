@@ -123,6 +123,10 @@ enum qos_feedback {
     QOS_FB_COUNT
 };
 
+/* Why a leg's interval is poor: the threshold it crossed (docs/qos.md §18). */
+enum qos_reason { QOS_REASON_LOSS, QOS_REASON_JITTER, QOS_REASON_RTT, QOS_REASON_COUNT };
+extern const char *const qos_reason_names[QOS_REASON_COUNT]; /* "loss", "jitter", "rtt" */
+
 struct qos_metrics {
     uint64_t packets[QOS_LEG_COUNT][QOS_CLASS_COUNT]; /* ingress packets by class */
     uint64_t bytes[QOS_LEG_COUNT][QOS_CLASS_COUNT];
@@ -147,6 +151,9 @@ struct qos_metrics {
     struct qos_hist_loss interval_loss[QOS_LEG_COUNT][QOS_KIND_COUNT];   /* per stream interval */
     struct qos_hist_residence
         residence[QOS_LEG_COUNT]; /* kernel RX -> handed to send, by ingress leg */
+    uint64_t episodes[QOS_LEG_COUNT]
+                     [QOS_REASON_COUNT]; /* quality episodes started, by reason (qos_reason) */
+    uint64_t events_lost;                /* episode events that found a meter's queue full */
 };
 
 /* dst += src (counters and histograms). */
@@ -208,9 +215,6 @@ void qos_alloc_tick(struct qos_alloc *q, struct qos_metrics *m, int64_t now_ns, 
 #define QOS_SERIES_POINTS     32  /* points of the whole-call series (quality record) */
 #define QOS_TIMELINE_MAX      720 /* intervals a ring may hold: 60 minutes */
 #define QOS_EVENT_QUEUE       8   /* episode events waiting for the relay, per meter */
-
-enum qos_reason { QOS_REASON_LOSS, QOS_REASON_JITTER, QOS_REASON_RTT, QOS_REASON_COUNT };
-extern const char *const qos_reason_names[QOS_REASON_COUNT]; /* "loss", "jitter", "rtt" */
 
 /* Datagrams of an allocation the relay did not deliver, by reason, counted in its timeline
  * against the leg they came from. */

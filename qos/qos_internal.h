@@ -224,9 +224,9 @@ struct qos_iv_leg {
     double loss, jit;
     uint64_t expected, lost;
 };
-void qos_tl_close(struct qos_alloc *q, int64_t start, int64_t len_ns,
+void qos_tl_close(struct qos_alloc *q, struct qos_metrics *m, int64_t start, int64_t len_ns,
                   const struct qos_iv_leg iv[QOS_LEG_COUNT]);
-void qos_tl_final(struct qos_alloc *q, int64_t now_ns);
+void qos_tl_final(struct qos_alloc *q, struct qos_metrics *m, int64_t now_ns);
 
 struct qos_alloc {
     int64_t start_ns, iv_start;

@@ -44,10 +44,11 @@ size_t qos_timeline_bytes(uint32_t n)
 
 /* ---- events ---- */
 
-static void ev_push(struct qos_timeline *tl, const struct qos_event *ev)
+static void ev_push(struct qos_timeline *tl, struct qos_metrics *m, const struct qos_event *ev)
 {
     if (tl->ev_n == QOS_EVENT_QUEUE) {
         tl->ev_lost++;
+        if (m) m->events_lost++;
         return;
     }
     tl->evq[(tl->ev_head + tl->ev_n) % QOS_EVENT_QUEUE] = *ev;
@@ -109,7 +110,8 @@ static void series_episode(struct qos_timeline *tl, struct qos_episode *ep, int 
     s->ep[ep->ep_slot].since = ep->since;
 }
 
-static void episode_end(struct qos_timeline *tl, int leg, int64_t at, bool ended)
+static void episode_end(struct qos_timeline *tl, struct qos_metrics *m, int leg, int64_t at,
+                        bool ended)
 {
     struct qos_episode *ep = &tl->ep[leg];
     struct qos_event ev = {
@@ -124,7 +126,7 @@ static void episode_end(struct qos_timeline *tl, int leg, int64_t at, bool ended
         .jitter_s = ep->jit >= 0 ? ep->jit : NAN,
         .rtt_s = ep->rtt >= 0 ? ep->rtt : NAN,
     };
-    ev_push(tl, &ev);
+    ev_push(tl, m, &ev);
     if (tl->series && ep->ep_slot >= 0) {
         struct qos_series *s = tl->series;
         s->ep[ep->ep_slot].reasons = ep->reasons;
@@ -135,8 +137,8 @@ static void episode_end(struct qos_timeline *tl, int leg, int64_t at, bool ended
     memset(ep, 0, sizeof(*ep));
 }
 
-static void episode(struct qos_timeline *tl, int leg, const struct qos_tl_leg *l, int64_t start,
-                    int64_t end)
+static void episode(struct qos_timeline *tl, struct qos_metrics *m, int leg,
+                    const struct qos_tl_leg *l, int64_t start, int64_t end)
 {
     struct qos_episode *ep = &tl->ep[leg];
     if (!judged(l)) return; /* nothing to judge by: the state stands */
@@ -156,7 +158,9 @@ static void episode(struct qos_timeline *tl, int leg, const struct qos_tl_leg *l
                 .jitter_s = hj ? l->jitter : NAN,
                 .rtt_s = hr ? l->rtt : NAN,
             };
-            ev_push(tl, &ev);
+            ev_push(tl, m, &ev);
+            for (int r = 0; m && r < QOS_REASON_COUNT; r++)
+                if (l->poor >> r & 1) m->episodes[leg][r]++;
         }
         ep->reasons |= l->poor;
         ep->intervals++;
@@ -170,7 +174,7 @@ static void episode(struct qos_timeline *tl, int leg, const struct qos_tl_leg *l
             tl->series->ep[ep->ep_slot].intervals = ep->intervals;
         }
     } else if (ep->open && ++ep->clean >= QOS_RECOVER_INTERVALS) {
-        episode_end(tl, leg, end, false);
+        episode_end(tl, m, leg, end, false);
     }
 }
 
@@ -253,7 +257,7 @@ static void series_add(struct qos_timeline *tl, const struct qos_tl_entry *e)
     }
 }
 
-void qos_tl_close(struct qos_alloc *q, int64_t start, int64_t len_ns,
+void qos_tl_close(struct qos_alloc *q, struct qos_metrics *m, int64_t start, int64_t len_ns,
                   const struct qos_iv_leg iv[QOS_LEG_COUNT])
 {
     struct qos_timeline *tl = &q->tl;
@@ -281,16 +285,16 @@ void qos_tl_close(struct qos_alloc *q, int64_t start, int64_t len_ns,
     /* the series first, so that an episode opened now gets its slot in it */
     series_add(tl, &e);
     for (int leg = 0; leg < QOS_LEG_COUNT; leg++)
-        episode(tl, leg, &e.leg[leg], start, start + len_ns);
+        episode(tl, m, leg, &e.leg[leg], start, start + len_ns);
     ring_push(tl, &e);
     memset(tl->cur, 0, sizeof(tl->cur));
     memset(tl->rtt_sum, 0, sizeof(tl->rtt_sum));
 }
 
-void qos_tl_final(struct qos_alloc *q, int64_t now_ns)
+void qos_tl_final(struct qos_alloc *q, struct qos_metrics *m, int64_t now_ns)
 {
     for (int leg = 0; leg < QOS_LEG_COUNT; leg++)
-        if (q->tl.ep[leg].open) episode_end(&q->tl, leg, now_ns, true);
+        if (q->tl.ep[leg].open) episode_end(&q->tl, m, leg, now_ns, true);
 }
 
 /* ---- JSON ---- */
@@ -348,6 +352,12 @@ json_t *qos_poor_json(const struct qos_alloc *q)
     return a;
 }
 
+/* v rounded to a step (0.0001 for ratios): shorter JSON, same meaning. */
+static json_t *rounded(bool ok, double v, double step)
+{
+    return ok && isfinite(v) ? json_real(round(v / step) * step) : json_null();
+}
+
 static json_t *tl_leg_json(const struct qos_tl_leg *l, uint32_t len_ms)
 {
     json_t *o = json_object(), *d = json_object();
@@ -359,9 +369,10 @@ static json_t *tl_leg_json(const struct qos_tl_leg *l, uint32_t len_ms)
     e |= set(o, "bits_per_second", numj(secs > 0, 8.0 * (double)l->bytes / secs));
     e |= set(o, "rtp_expected", json_integer(l->rtp_expected));
     e |= set(o, "rtp_lost", json_integer(l->rtp_lost));
-    e |= set(o, "loss_ratio", numj(l->flags & QOS_TL_HAVE_LOSS, l->loss));
-    e |= set(o, "jitter_seconds", numj(l->flags & QOS_TL_HAVE_JIT, l->jitter));
-    e |= set(o, "rtt_seconds", numj(l->rtt_n > 0, l->rtt));
+    /* the values are kept as floats: shown to the precision they have (1e-6, 0.1 us) */
+    e |= set(o, "loss_ratio", rounded(l->flags & QOS_TL_HAVE_LOSS, l->loss, 1e-6));
+    e |= set(o, "jitter_seconds", rounded(l->flags & QOS_TL_HAVE_JIT, l->jitter, 1e-7));
+    e |= set(o, "rtt_seconds", rounded(l->rtt_n > 0, l->rtt, 1e-7));
     e |= set(o, "rtt_samples", json_integer(l->rtt_n));
     e |= set(o, "ce", l->ect || l->ce ? json_integer(l->ce) : json_null());
     e |= set(o, "ect", json_integer(l->ect));
@@ -442,12 +453,6 @@ json_t *qos_timeline_json(const struct qos_alloc *q)
         return NULL;
     }
     return o;
-}
-
-/* v rounded to a step (0.0001 for ratios): shorter JSON, same meaning. */
-static json_t *rounded(bool ok, double v, double step)
-{
-    return ok && isfinite(v) ? json_real(round(v / step) * step) : json_null();
 }
 
 json_t *qos_series_json(const struct qos_alloc *q)

@@ -20,7 +20,9 @@
 #include "addr.h"
 #include "fwd.h"
 #include "tcp.h"
+#include "timeline.h"
 #include "udp.h"
+#include "webhook.h"
 #include "worker.h"
 
 const char *const relay_counter_names[RELAY_C_COUNT] = {
@@ -311,6 +313,11 @@ struct relay *relay_open(const struct tern_config *cfg)
             return NULL;
         }
     }
+    if (cfg->qos_webhook && cfg->qos_enabled &&
+        !(r->webhook = webhook_start(cfg->qos_webhook, cfg->qos_webhook_queue))) {
+        relay_close(r, NULL, NULL);
+        return NULL;
+    }
     for (size_t j = 0; j < cfg->nlisten && !r->tls; j++) {
         if (cfg->listen[j].transport != CFG_TLS) continue;
         r->tls = tls_context(cfg);
@@ -336,6 +343,8 @@ struct relay *relay_open(const struct tern_config *cfg)
         }
         w->qos_on = cfg->qos_enabled;
         w->record_fd = r->record_fd;
+        w->webhook = r->webhook;
+        w->tl_cfg = cfg;
         w->now_ns = realtime_ns();
         w->listeners = calloc(cfg->nlisten, sizeof(*w->listeners));
         if (w->listeners)
@@ -481,6 +490,7 @@ static void *worker_main(void *arg)
         }
         if (w->cfg->strict_expiry) revalidate(w);
         unauth_episode(w);
+        timeline_sweep(w); /* once a second: meters ticked, quality episodes logged */
         tcp_expire(w);
         graveyard_flush(w);
         if (stop) break;
@@ -590,6 +600,7 @@ void relay_close(struct relay *r, struct srv_counters *srv, struct relay_counter
             io->v[k] += w->io.v[k];
     }
     shared_free(r);
+    webhook_stop(r->webhook); /* after the workers: their last records are queued */
     if (r->record_fd >= 0) close(r->record_fd);
     pthread_mutex_destroy(&r->query_lock);
     SSL_CTX_free(r->tls);

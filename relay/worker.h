@@ -69,6 +69,7 @@ struct tcp_conn;
 struct fwd;
 struct relay_query;
 struct hostaddr;
+struct webhook;
 
 struct worker {
     unsigned id;
@@ -105,6 +106,11 @@ struct worker {
     pthread_cond_t mbox_cond;
     struct relay_query *query;
     bool mbox_ready;
+    /* timeline.c: qos.webhook (the relay's, shared; NULL: none), when the meters were last
+     * swept, and the config they were configured with (live reload swaps w->cfg). */
+    struct webhook *webhook;
+    uint64_t tl_swept_ms;
+    const struct tern_config *tl_cfg;
     uint64_t cred_gen;       /* auth.strict_expiry: the credential generation last checked */
     uint64_t revalidated_ms; /* ... and when (REST usernames expire with time alone) */
     uint64_t unauth_checked_ms, unauth_drops, unauth_episode_drops; /* unauth_episode() */
@@ -141,6 +147,8 @@ struct relay {
     unsigned nworkers;
     int record_fd;              /* qos.record_file; -1: none */
     pthread_mutex_t query_lock; /* one ops query at a time */
+    /* qos.webhook: the sender thread (webhook.h); NULL: none */
+    struct webhook *webhook;
 };
 
 /* Close h's fd now and free p when the current loop pass ends. */
