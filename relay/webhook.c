@@ -88,20 +88,23 @@ static void *run(void *arg)
             o = post_once(h, body, &status, &rc);
             pthread_mutex_lock(&h->lock);
         }
-        if (o == OK) {
+        if (o == OK)
             h->st.sent++;
-        } else {
+        else
             h->st.failed++;
+        uint64_t failed = h->st.failed, dropped = h->st.dropped - h->logged_drops;
+        h->logged_drops = h->st.dropped;
+        /* logs are written without the lock: a worker queueing never waits for stderr */
+        pthread_mutex_unlock(&h->lock);
+        if (o != OK)
             tlog(CFG_LOG_WARN, "webhook_failed", LF_S("url", h->url), LF_I("status", status),
                  LF_S("error", rc == CURLE_OK ? "" : curl_easy_strerror(rc)),
-                 LF_U("failed", h->st.failed));
-        }
-        if (h->st.dropped != h->logged_drops) {
-            tlog(CFG_LOG_WARN, "webhook_dropped", LF_S("url", h->url),
-                 LF_U("dropped", h->st.dropped - h->logged_drops), LF_U("queue", h->cap));
-            h->logged_drops = h->st.dropped;
-        }
+                 LF_U("failed", failed));
+        if (dropped)
+            tlog(CFG_LOG_WARN, "webhook_dropped", LF_S("url", h->url), LF_U("dropped", dropped),
+                 LF_U("queue", h->cap));
         free(body);
+        pthread_mutex_lock(&h->lock);
     }
     pthread_mutex_unlock(&h->lock);
     return NULL;
