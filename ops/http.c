@@ -29,6 +29,7 @@
 #include "rest.h"
 #include "store.h"
 #include "uris.h"
+#include "web_assets.h"
 
 #define BODY_MAX (64 * 1024) /* bytes of a request body */
 /* Slow clients: MHD's own timeout is per byte (each byte resets it), so a client trickling a
@@ -105,6 +106,7 @@ enum route {
     R_ALLOCS,
     R_ALLOC,
     R_TIMELINE, /* GET /api/v1/allocations/{id}/timeline */
+    R_WEB,      /* the ops page: /, /index.html, /app.js, /app.css */
     R_DRAIN
 };
 
@@ -757,6 +759,15 @@ static enum route route_of(const char *url, const char **arg)
     static const char tl_prefix[] = "/api/v1/allocations/", tl_suffix[] = "/timeline";
     *arg = NULL;
     if (strcmp(url, "/healthz") == 0) return R_HEALTHZ;
+    if (strcmp(url, "/") == 0) {
+        *arg = "/index.html";
+        return R_WEB;
+    }
+    for (unsigned i = 0; i < web_nassets; i++)
+        if (strcmp(url, web_assets[i].path) == 0) {
+            *arg = url;
+            return R_WEB;
+        }
     size_t ul = strlen(url), pl = sizeof tl_prefix - 1, sl = sizeof tl_suffix - 1;
     if (ul > pl + sl && strncmp(url, tl_prefix, pl) == 0 && strcmp(url + ul - sl, tl_suffix) == 0 &&
         memchr(url + pl, '/', ul - pl - sl) == NULL) {
@@ -788,6 +799,8 @@ static const char *allowed_methods(enum route r)
     case R_ALLOC:
         return "GET, HEAD, DELETE";
     case R_TIMELINE:
+        return "GET, HEAD";
+    case R_WEB:
         return "GET, HEAD";
     case R_CREDENTIALS:
         return "POST";
@@ -969,6 +982,34 @@ static enum MHD_Result respond_metrics(const struct ops_http *h, struct MHD_Conn
     return ret;
 }
 
+/* The ops page's files (open: they hold no data; the page asks for the token the API
+ * wants). A strict Content-Security-Policy: nothing but these files, no inline script or
+ * style, no frames, requests only to this origin. */
+#define WEB_CSP                                                                                    \
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+static enum MHD_Result respond_web(struct MHD_Connection *conn, struct req *rq, const char *path)
+{
+    rq->answered = true;
+    conn_mark(rq->h, conn, true);
+    const struct web_asset *a = NULL;
+    for (unsigned i = 0; i < web_nassets && !a; i++)
+        if (strcmp(path, web_assets[i].path) == 0) a = &web_assets[i];
+    if (!a) return MHD_NO; /* route_of only routes known paths here */
+    struct MHD_Response *res =
+        MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+    if (!res) return MHD_NO;
+    MHD_add_response_header(res, MHD_HTTP_HEADER_CONTENT_TYPE, a->type);
+    MHD_add_response_header(res, "Content-Security-Policy", WEB_CSP);
+    MHD_add_response_header(res, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(res, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(res, "Cross-Origin-Opener-Policy", "same-origin");
+    MHD_add_response_header(res, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    enum MHD_Result ret = MHD_queue_response(conn, 200, res);
+    MHD_destroy_response(res);
+    return ret;
+}
+
 /* The checks a request passes before its body is read: route, method, token. */
 static bool early_reply(const struct ops_http *h, struct MHD_Connection *conn, enum route route,
                         const char *method, struct reply *r)
@@ -1121,6 +1162,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = rq;
         if (route == R_METRICS && method_allowed(route, method))
             return respond_metrics(h, conn, rq);
+        if (route == R_WEB && method_allowed(route, method)) return respond_web(conn, rq, arg);
         if (early_reply(h, conn, route, method, &r))
             return respond(conn, rq, method, url, route, r);
         return MHD_YES;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """timelinecheck.py: the relay's per-allocation timeline against tern-mediagen's ground truth.
 
-    timelinecheck.py GEN_LOG TIMELINE_JSON TERND_LOG [--loss-threshold 0.01]
+    timelinecheck.py GEN_LOG TIMELINE_JSON TERND_LOG [--loss-threshold 0.01] [--page PAGE_JSON]
 
 For each interval of GET /api/v1/allocations/{id}/timeline (its own start and length), and
 each leg, the truth is computed from the datagrams the generator logged as sent: per RTP
@@ -12,8 +12,10 @@ its loss_ratio the worst stream's. Exact, except that an interval with a datagra
 3 ms of one of its edges (the relay's edges are known to the millisecond) may be off by one.
 Then: a leg is "poor" for loss in exactly the intervals whose true loss is above the
 threshold; ternd logged one quality_degraded and one quality_recovered for that leg (and
-nothing for the other), the degraded one dated from the first bad interval. Prints ok:/FAIL:
-lines; exit 1 on any FAIL.
+nothing for the other), the degraded one dated from the first bad interval. With --page (what
+the ops page showed, from tests/web/ops_page.cjs): each interval's loss percentages on the page
+equal the truth (to the page's two decimals) and the page marks exactly the intervals whose
+truth is above the threshold. Prints ok:/FAIL: lines; exit 1 on any FAIL.
 """
 import argparse
 import datetime
@@ -95,6 +97,9 @@ def main():
     ap.add_argument("timeline")
     ap.add_argument("ternd_log")
     ap.add_argument("--loss-threshold", type=float, default=0.01)
+    ap.add_argument("--page")
+    ap.add_argument("--episode-open", action="store_true",
+                    help="the episode is still going on: degraded logged, recovered not yet")
     a = ap.parse_args()
     doc = json.load(open(a.timeline))
     tl = doc["timeline"]
@@ -157,6 +162,15 @@ def main():
             else:
                 ok("%s leg: no episode, no event" % leg)
             continue
+        if a.episode_open:
+            if len(deg) == 1 and not rec and "loss" in deg[0]["reasons"].split(",") and \
+                    deg[0]["since"] == bad_first[leg]:
+                ok("%s leg: one quality_degraded (%s since %s), still open" %
+                   (leg, deg[0]["reasons"], deg[0]["since"]))
+            else:
+                fail("%s leg: %d degraded / %d recovered, wanted one open episode since %s" %
+                     (leg, len(deg), len(rec), bad_first[leg]))
+            continue
         if len(deg) != 1 or len(rec) != 1:
             fail("%s leg: %d quality_degraded and %d quality_recovered events, not one each" %
                  (leg, len(deg), len(rec)))
@@ -171,7 +185,43 @@ def main():
             ok("%s leg: one quality_degraded (%s since %s, loss %s) and one quality_recovered "
                "(after %s bad intervals)" % (leg, d["reasons"], d["since"], d["loss_ratio"],
                                               r["intervals"]))
+    if a.page:
+        check_page(a, tl, streams, thr)
     return 1 if fails else 0
+
+
+def check_page(a, tl, streams, thr):
+    """The page's numbers against the truth, interval by interval (edges from the API)."""
+    by_seq = {iv["seq"]: iv for iv in tl["intervals"]}
+    n = 0
+    for pv in json.load(open(a.page))["intervals"]:
+        iv = by_seq.get(pv["seq"])
+        if not iv:
+            continue
+        start = ns_of(iv["start"])
+        end = start + int(round(iv["seconds"] * 1e9))
+        for leg in ("client", "peer"):
+            exp, _lost, worst, amb = truth(streams, leg, start, end)
+            shown = pv[leg + "_loss_pct"]
+            want = "-" if worst is None else "%.2f" % (worst * 100)
+            tol = (100.0 / max(exp - 1, 1) if amb else 0) + 0.006
+            if want == "-" or shown == "-":
+                good = want == shown
+            else:
+                good = abs(float(shown) - float(want)) <= tol
+            if not good:
+                fail("page interval %d %s leg: shows %s %%, truth %s %%" % (pv["seq"], leg, shown, want))
+                continue
+            if worst is not None and not (amb and abs(worst - thr) < 1.0 / max(exp - 1, 1)):
+                if pv[leg + "_marked"] != (worst > thr):
+                    fail("page interval %d %s leg: marked %s, truth %.4f" %
+                         (pv["seq"], leg, pv[leg + "_marked"], worst))
+                    continue
+            n += 1
+    if n:
+        ok("page: %d interval/leg loss values and marks equal the generator's truth" % n)
+    else:
+        fail("page: nothing to compare")
 
 
 if __name__ == "__main__":
