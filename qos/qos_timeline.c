@@ -419,7 +419,8 @@ json_t *qos_timeline_json(const struct qos_alloc *q)
     json_t *o = json_object(), *ivs = json_array();
     int e = 0;
     e |= set(o, "interval_seconds", json_real((double)QOS_INTERVAL_NS / 1e9));
-    e |= set(o, "capacity", json_integer(q->tl.cfg.timeline_intervals));
+    /* the ring keeps the length it was made with (a reload changes new rings only) */
+    e |= set(o, "capacity", json_integer(r ? r->cap : q->tl.cfg.timeline_intervals));
     e |= set(o, "started_at", timej(q->start_ns));
     e |= set(o, "thresholds", thresholds_json(&q->tl.cfg));
     e |= set(o, "poor", qos_poor_json(q));
