@@ -313,7 +313,7 @@ struct relay *relay_open(const struct tern_config *cfg)
             return NULL;
         }
     }
-    if (cfg->qos_webhook && cfg->qos_enabled &&
+    if (cfg->qos_webhook &&
         !(r->webhook = webhook_start(cfg->qos_webhook, cfg->qos_webhook_queue))) {
         relay_close(r, NULL, NULL);
         return NULL;
