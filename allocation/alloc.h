@@ -98,6 +98,9 @@ struct allocation {
     /* Traffic: "to_peer" came from the client and went to peers, "to_client" the reverse. */
     uint64_t pkts_to_peer, bytes_to_peer, pkts_to_client, bytes_to_client;
     void *qos; /* the relay's QoS meter (opaque here; made and freed by the relay) */
+    /* Datagrams of this allocation the server dropped, [0] from the client, [1] from peers,
+     * for the relay's QoS timeline, which takes (and zeroes) them once a second. */
+    uint32_t drops_perm[2], drops_bw[2];
     /* Table links. */
     struct allocation *hnext;
     size_t heap_idx;

@@ -917,11 +917,13 @@ static void do_send(struct srv *s, const struct srv_tuple *t, const struct stun_
     }
     if (!alloc_permitted(a, &peer, now_ms)) {
         s->c.v[SRV_C_drop_no_permission]++;
+        a->drops_perm[0]++;
         return;
     }
     if (!policy_pass(s, &peer)) return;
     if (!alloc_bucket_take(&a->bw_to_peer, da->len, now_ms)) {
         s->c.v[SRV_C_drop_bandwidth]++;
+        a->drops_bw[0]++;
         return;
     }
     s->c.v[SRV_C_send_indication]++;
@@ -952,15 +954,18 @@ static void do_channel_data(struct srv *s, const struct srv_tuple *t, const uint
     const struct alloc_chan *c = alloc_channel(a, ch, now_ms);
     if (!c) {
         s->c.v[SRV_C_drop_no_channel]++;
+        a->drops_perm[0]++;
         return;
     }
     if (!alloc_permitted(a, &c->peer, now_ms)) {
         s->c.v[SRV_C_drop_no_permission]++;
+        a->drops_perm[0]++;
         return;
     }
     if (!policy_pass(s, &c->peer)) return;
     if (!alloc_bucket_take(&a->bw_to_peer, dlen, now_ms)) {
         s->c.v[SRV_C_drop_bandwidth]++;
+        a->drops_bw[0]++;
         return;
     }
     int ri = relay_index(a, c->peer.sa.sa_family);
@@ -1119,11 +1124,13 @@ size_t srv_peer_data(struct srv *s, struct allocation *a, struct alloc_relay *re
     }
     if (!alloc_permitted(a, &peer, now_ms)) {
         s->c.v[SRV_C_drop_peer_no_permission]++;
+        a->drops_perm[1]++;
         return 0;
     }
     if (!policy_pass(s, &peer)) return 0;
     if (!alloc_bucket_take(&a->bw_to_client, len, now_ms)) {
         s->c.v[SRV_C_drop_bandwidth]++;
+        a->drops_bw[1]++;
         return 0;
     }
     (void)rel;

@@ -29,6 +29,7 @@
 #include "rest.h"
 #include "store.h"
 #include "uris.h"
+#include "web_assets.h"
 
 #define BODY_MAX (64 * 1024) /* bytes of a request body */
 /* Slow clients: MHD's own timeout is per byte (each byte resets it), so a client trickling a
@@ -108,6 +109,8 @@ enum route {
     R_SECRET,
     R_ALLOCS,
     R_ALLOC,
+    R_TIMELINE, /* GET /api/v1/allocations/{id}/timeline */
+    R_WEB,      /* the ops page: /, /index.html, /app.js, /app.css */
     R_DRAIN,
     R_RELOAD
 };
@@ -760,8 +763,24 @@ static enum route route_of(const char *url, const char **arg)
         {"/api/v1/drain", R_DRAIN, R_NONE},
         {"/api/v1/reload", R_RELOAD, R_NONE},
     };
+    static const char tl_prefix[] = "/api/v1/allocations/", tl_suffix[] = "/timeline";
     *arg = NULL;
     if (strcmp(url, "/healthz") == 0) return R_HEALTHZ;
+    if (strcmp(url, "/") == 0) {
+        *arg = "/index.html";
+        return R_WEB;
+    }
+    for (unsigned i = 0; i < web_nassets; i++)
+        if (strcmp(url, web_assets[i].path) == 0) {
+            *arg = url;
+            return R_WEB;
+        }
+    size_t ul = strlen(url), pl = sizeof tl_prefix - 1, sl = sizeof tl_suffix - 1;
+    if (ul > pl + sl && strncmp(url, tl_prefix, pl) == 0 && strcmp(url + ul - sl, tl_suffix) == 0 &&
+        memchr(url + pl, '/', ul - pl - sl) == NULL) {
+        *arg = url + pl; /* the id, up to the '/' of the suffix */
+        return R_TIMELINE;
+    }
     if (strcmp(url, "/metrics") == 0) return R_METRICS;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         size_t n = strlen(routes[i].prefix);
@@ -786,6 +805,10 @@ static const char *allowed_methods(enum route r)
         return "GET, HEAD";
     case R_ALLOC:
         return "GET, HEAD, DELETE";
+    case R_TIMELINE:
+        return "GET, HEAD";
+    case R_WEB:
+        return "GET, HEAD";
     case R_CREDENTIALS:
         return "POST";
     case R_USERS:
@@ -875,8 +898,8 @@ static enum MHD_Result respond(struct MHD_Connection *conn, struct req *rq, cons
         MHD_add_response_header(res, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"tern\"");
     enum MHD_Result ret = MHD_queue_response(conn, rep.status, res);
     MHD_destroy_response(res);
-    if (route != R_HEALTHZ &&
-        !(route == R_ALLOCS || (route == R_ALLOC && strcmp(method, "DELETE")))) {
+    if (route != R_HEALTHZ && !(route == R_ALLOCS || route == R_TIMELINE ||
+                                (route == R_ALLOC && strcmp(method, "DELETE")))) {
         union stun_addr from;
         remote_addr(conn, &from);
         tlog(rep.status >= 500 ? CFG_LOG_ERROR : CFG_LOG_INFO, "admin_call", LF_S("method", method),
@@ -927,6 +950,23 @@ static struct reply allocation_call(const struct ops_http *h, const char *method
     return (struct reply){200, a};
 }
 
+/* GET /api/v1/allocations/{id}/timeline; arg: the id, ended by "/timeline". */
+static struct reply timeline_call(const struct ops_http *h, const char *arg)
+{
+    char idtext[24];
+    uint64_t id;
+    size_t n = strcspn(arg, "/");
+    if (n >= sizeof idtext) n = sizeof idtext - 1; /* too long: parse_id refuses it */
+    memcpy(idtext, arg, n);
+    idtext[n] = '\0';
+    if (strspn(arg, "0123456789") != strcspn(arg, "/") || !parse_id(idtext, &id))
+        return error_reply(400,
+                           "an allocation id is a decimal number (as in GET /api/v1/allocations)");
+    json_t *t = relay_allocation_timeline(h->relay, id);
+    if (!t) return error_reply(404, "no allocation %s", idtext);
+    return (struct reply){200, t};
+}
+
 /* GET /metrics: Prometheus text (not JSON), open like /healthz: it names no allocation,
  * user or address. */
 static enum MHD_Result respond_metrics(const struct ops_http *h, struct MHD_Connection *conn,
@@ -947,6 +987,34 @@ static enum MHD_Result respond_metrics(const struct ops_http *h, struct MHD_Conn
                             "text/plain; version=0.0.4; charset=utf-8");
     MHD_add_response_header(res, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     enum MHD_Result ret = MHD_queue_response(conn, text ? 200 : 500, res);
+    MHD_destroy_response(res);
+    return ret;
+}
+
+/* The ops page's files (open: they hold no data; the page asks for the token the API
+ * wants). A strict Content-Security-Policy: nothing but these files, no inline script or
+ * style, no frames, requests only to this origin. */
+#define WEB_CSP                                                                                    \
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+static enum MHD_Result respond_web(struct MHD_Connection *conn, struct req *rq, const char *path)
+{
+    rq->answered = true;
+    conn_mark(rq->h, conn, true);
+    const struct web_asset *a = NULL;
+    for (unsigned i = 0; i < web_nassets && !a; i++)
+        if (strcmp(path, web_assets[i].path) == 0) a = &web_assets[i];
+    if (!a) return MHD_NO; /* route_of only routes known paths here */
+    struct MHD_Response *res =
+        MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+    if (!res) return MHD_NO;
+    MHD_add_response_header(res, MHD_HTTP_HEADER_CONTENT_TYPE, a->type);
+    MHD_add_response_header(res, "Content-Security-Policy", WEB_CSP);
+    MHD_add_response_header(res, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(res, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(res, "Cross-Origin-Opener-Policy", "same-origin");
+    MHD_add_response_header(res, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    enum MHD_Result ret = MHD_queue_response(conn, 200, res);
     MHD_destroy_response(res);
     return ret;
 }
@@ -980,7 +1048,8 @@ static bool early_reply(const struct ops_http *h, struct MHD_Connection *conn, e
         return true;
     }
     bool read_only = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-    if ((route == R_ALLOCS || route == R_ALLOC || route == R_DRAIN) && read_only && !h->have_token)
+    if ((route == R_ALLOCS || route == R_ALLOC || route == R_TIMELINE || route == R_DRAIN) &&
+        read_only && !h->have_token)
         return false; /* ops reads are open when no token is configured (loopback default) */
     if (!h->have_token) {
         *r = error_reply(401, "the admin API is disabled: ops.token is not set");
@@ -1066,6 +1135,7 @@ static struct reply dispatch(const struct ops_http *h, enum route route, const c
     char name[STUN_MAX_USERNAME + 1] = "";
     if (route == R_ALLOCS) return get_allocations(h);
     if (route == R_ALLOC) return allocation_call(h, method, arg);
+    if (route == R_TIMELINE) return timeline_call(h, arg);
     if (route == R_DRAIN && strcmp(method, "POST") != 0) return drain_call(h, method, NULL);
     if (route == R_RELOAD) return reload_call(h);
     if (route == R_USER && pct_decode(arg, name, sizeof name))
@@ -1166,6 +1236,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = rq;
         if (route == R_METRICS && method_allowed(route, method))
             return respond_metrics(h, conn, rq);
+        if (route == R_WEB && method_allowed(route, method)) return respond_web(conn, rq, arg);
         if (early_reply(h, conn, route, method, &r))
             return respond(conn, rq, method, url, route, r);
         return MHD_YES;

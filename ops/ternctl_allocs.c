@@ -562,6 +562,118 @@ static void print_detail(json_t *j)
     if (!isnan(other) && other > 0) printf("  other flows (not measured): %.0f\n", other);
 }
 
+/* ---- one allocation's timeline (GET /api/v1/allocations/{id}/timeline) ---- */
+
+/* "loss,jitter" from a JSON array of reason names, "" when empty. */
+static const char *reasons_of(const json_t *a, char out[64])
+{
+    size_t i, n = 0;
+    json_t *v;
+    out[0] = '\0';
+    json_array_foreach(a, i, v)
+    {
+        char one[16];
+        if (!json_is_string(v)) continue;
+        ctl_clean_text(json_string_value(v), json_string_length(v), one, sizeof one - 1);
+        n += (size_t)snprintf(out + n, n < 64 ? 64 - n : 0, "%s%s", n ? "," : "", one);
+        if (n >= 64) break;
+    }
+    return out;
+}
+
+/* The drops of one leg in one interval, summed over the reasons. */
+static double drops_of(const json_t *leg)
+{
+    json_t *d = json_object_get(leg, "drops"), *v;
+    const char *k;
+    double n = 0;
+    json_object_foreach(d, k, v) if (json_is_integer(v)) n += (double)json_integer_value(v);
+    return n;
+}
+
+/* One row per interval: time, then per leg packets, kbit/s, loss %, jitter ms, RTT ms, CE,
+ * drops, and what crossed a threshold ("!" before a value that did). */
+static void print_timeline(json_t *j)
+{
+    char s1[32], s2[128], s3[16], s4[64], s5[40];
+    json_t *tl = json_object_get(j, "timeline");
+    printf("allocation %s  user %s  %s  client %s  created %s\n", jstr(j, "id", s1, sizeof s1, "?"),
+           jstr(j, "user", s2, sizeof s2, "-"), jstr(j, "transport", s3, sizeof s3, "-"),
+           jstr(j, "client", s4, sizeof s4, "-"), jstr(j, "created_at", s5, sizeof s5, "-"));
+    if (!json_is_object(tl)) {
+        printf("  qos: off (qos.enabled is false): no timeline\n");
+        return;
+    }
+    json_t *thr = json_object_get(tl, "thresholds");
+    char b1[32], b2[32], b3[32];
+    printf(
+        "  intervals of %g s, up to %.0f kept; thresholds: loss %s %%, jitter %s ms, RTT %s ms\n",
+        jnum(tl, "interval_seconds"), jnum(tl, "capacity"), fmt_pct(jnum(thr, "loss_ratio"), b1),
+        fmt_ms(jnum(thr, "jitter_seconds"), b2), fmt_ms(jnum(thr, "rtt_seconds"), b3));
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(tl, "poor"), i, p)
+    {
+        char r[64], since[40], leg[16];
+        printf("  POOR now: %s leg (%s) since %s, %.0f bad interval(s)\n",
+               jstr(p, "leg", leg, sizeof leg, "?"), reasons_of(json_object_get(p, "reasons"), r),
+               jstr(p, "since", since, sizeof since, "-"), jnum(p, "intervals"));
+    }
+    json_t *ivs = json_object_get(tl, "intervals");
+    if (!json_array_size(ivs)) {
+        printf("  no interval closed yet\n");
+        return;
+    }
+    struct table t = {0};
+    static const char *const head[] = {
+        "START",  "C PKTS",   "C KBIT/S", "C LOSS%",  "C JIT ms", "C RTT ms", "C CE",    "C DROPS",
+        "P PKTS", "P KBIT/S", "P LOSS%",  "P JIT ms", "P RTT ms", "P CE",     "P DROPS", "POOR"};
+    size_t nh = sizeof head / sizeof head[0];
+    for (size_t k = 0; k < nh; k++)
+        tab_cell(&t, head[k]);
+    tab_end(&t);
+    for (size_t k = 1; k + 1 < nh; k++)
+        t.right[k] = true;
+    json_t *iv;
+    json_array_foreach(ivs, i, iv)
+    {
+        char start[40], poor[160] = "";
+        const char *st = jstr(iv, "start", start, sizeof start, "-");
+        const char *tpos = strchr(st, 'T'); /* the time of day is enough in a table */
+        tab_cell(&t, tpos ? tpos + 1 : st);
+        for (int l = 0; l < 2; l++) {
+            json_t *leg = json_object_get(iv, l ? "peer_leg" : "client_leg");
+            char r[64], c[48];
+            reasons_of(json_object_get(leg, "poor"), r);
+            bool bl = strstr(r, "loss") != NULL, bj = strstr(r, "jitter") != NULL,
+                 br = strstr(r, "rtt") != NULL;
+            tab_cell(&t, fmt_count(jnum(leg, "packets"), b1));
+            tab_cell(&t, fmt_rate(jnum(leg, "bits_per_second"), b1));
+            snprintf(c, sizeof c, "%s%s", bl ? "!" : "", fmt_pct(jnum(leg, "loss_ratio"), b1));
+            tab_cell(&t, c);
+            snprintf(c, sizeof c, "%s%s", bj ? "!" : "", fmt_ms(jnum(leg, "jitter_seconds"), b1));
+            tab_cell(&t, c);
+            snprintf(c, sizeof c, "%s%s", br ? "!" : "", fmt_ms(jnum(leg, "rtt_seconds"), b1));
+            tab_cell(&t, c);
+            tab_cell(&t, fmt_count(jnum(leg, "ce"), b1));
+            tab_cell(&t, fmt_count(drops_of(leg), b1));
+            if (r[0])
+                snprintf(poor + strlen(poor), sizeof poor - strlen(poor), "%s%s:%s",
+                         poor[0] ? " " : "", l ? "peer" : "client", r);
+        }
+        tab_cell(&t, poor[0] ? poor : "");
+        tab_end(&t);
+    }
+    if (t.oom)
+        ctl_failure("out of memory");
+    else
+        tab_print(&t, 0, 0);
+    tab_free(&t);
+    puts("C: what came from the client, P: from the peers; LOSS%, JIT: the worst RTP stream's "
+         "interval loss\nand jitter; RTT: mean of the interval's STUN checks; !: above the "
+         "threshold; -: not measured.");
+}
+
 /* ---- the commands ---- */
 
 /* Set up API access for allocations/top: c->url (--url, else -c's ops.listen, else the
@@ -649,10 +761,11 @@ int ctl_cmd_allocations(struct ctl *c, struct ops_opts *o, int argc, char **argv
         {"json", no_argument, NULL, 'j'},
         {"sort", required_argument, NULL, 's'},
         {"from-file", required_argument, NULL, 'F'},
+        {"timeline", no_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    bool json = false;
+    bool json = false, timeline = false;
     enum sort_key key = SORT_ID;
     int opt;
     optind = 0;
@@ -663,6 +776,9 @@ int ctl_cmd_allocations(struct ctl *c, struct ops_opts *o, int argc, char **argv
         switch (opt) {
         case 'j':
             json = true;
+            break;
+        case 'L':
+            timeline = true;
             break;
         case 's':
             if (parse_sort(optarg, &key))
@@ -680,6 +796,7 @@ int ctl_cmd_allocations(struct ctl *c, struct ops_opts *o, int argc, char **argv
     }
     if (argc - optind > 1) return ctl_usage_error("allocations: at most one allocation ID");
     const char *id = optind < argc ? argv[optind] : NULL;
+    if (timeline && !id) return ctl_usage_error("allocations: --timeline needs an allocation ID");
     uint64_t idv;
     if (id && ctl_parse_u64(id, UINT64_MAX, &idv))
         return ctl_usage_error(
@@ -689,8 +806,9 @@ int ctl_cmd_allocations(struct ctl *c, struct ops_opts *o, int argc, char **argv
 
     json_t *j = NULL;
     if (id) {
-        char path[64];
-        snprintf(path, sizeof path, "/api/v1/allocations/%" PRIu64, idv);
+        char path[80];
+        snprintf(path, sizeof path, "/api/v1/allocations/%" PRIu64 "%s", idv,
+                 timeline ? "/timeline" : "");
         if (c->from_file) {
             json_error_t jerr;
             if (!(j = json_load_file(c->from_file, 0, &jerr)))
@@ -698,7 +816,7 @@ int ctl_cmd_allocations(struct ctl *c, struct ops_opts *o, int argc, char **argv
         } else if (ctl_api_call(c, "GET", path, NULL, &j))
             return 1;
         if (!(j = ctl_want_object(c, path, j))) return 1;
-        rc = json ? print_json(j) : (print_detail(j), 0);
+        rc = json ? print_json(j) : timeline ? (print_timeline(j), 0) : (print_detail(j), 0);
         json_decref(j);
         return rc;
     }

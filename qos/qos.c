@@ -700,6 +700,10 @@ static void stun_packet(struct qos_alloc *q, struct qos_flow *f, struct qos_metr
         int64_t rtt = rx - e->t_out;
         if (rtt < 0) rtt = 0; /* a clock step */
         int64_t other_ns, other_at;
+        if (q->tl.cur[from].rtt_n < UINT16_MAX) {
+            q->tl.cur[from].rtt_n++;
+            q->tl.rtt_sum[from] += (double)rtt / 1e9;
+        }
         if (from == QOS_LEG_CLIENT) {
             rtt_sample(&q->client_rtt, rtt, rx);
             st->client_last_ns = rtt;
@@ -839,6 +843,7 @@ static void close_interval(struct qos_alloc *q, struct qos_metrics *m, int64_t s
 {
     bool have_loss[QOS_LEG_COUNT] = {false, false}, have_jit[QOS_LEG_COUNT] = {false, false};
     double worst_loss[QOS_LEG_COUNT] = {0, 0}, max_jit[QOS_LEG_COUNT] = {0, 0};
+    uint64_t iv_exp[QOS_LEG_COUNT] = {0, 0}, iv_lost[QOS_LEG_COUNT] = {0, 0};
     for (unsigned fi = 0; fi < q->nflows; fi++) {
         struct qos_flow *f = q->flows[fi];
         for (int leg = 0; leg < QOS_LEG_COUNT; leg++) {
@@ -858,6 +863,8 @@ static void close_interval(struct qos_alloc *q, struct qos_metrics *m, int64_t s
                 s->have_frac = 1;
                 s->expected_prior = ex;
                 s->received_prior = s->received;
+                if (ei > 0) iv_exp[leg] += (uint64_t)ei;
+                if (ei > 0 && li > 0) iv_lost[leg] += (uint64_t)li;
                 enum qos_kind k = qos_stream_kind(s);
                 if (ri > 0) {
                     if (m) hist_loss(&m->interval_loss[leg][k], s->frac);
@@ -893,6 +900,12 @@ static void close_interval(struct qos_alloc *q, struct qos_metrics *m, int64_t s
             l->worst_at = start;
         }
     }
+    struct qos_iv_leg iv[QOS_LEG_COUNT];
+    for (int leg = 0; leg < QOS_LEG_COUNT; leg++)
+        iv[leg] = (struct qos_iv_leg){have_loss[leg],  have_loss[leg] && have_jit[leg],
+                                      worst_loss[leg], max_jit[leg],
+                                      iv_exp[leg],     iv_lost[leg]};
+    qos_tl_close(q, m, start, len_ns, iv);
 }
 
 /* Close every interval that ended by now. After a long silence the intervals past the
@@ -919,6 +932,8 @@ struct qos_alloc *qos_alloc_new(int64_t now_ns)
     struct qos_alloc *q = calloc(1, sizeof(*q));
     if (!q) return NULL;
     q->start_ns = q->iv_start = now_ns;
+    q->tl.cfg = (struct qos_config){QOS_DEFAULT_TIMELINE_INTERVALS, QOS_DEFAULT_LOSS_RATIO,
+                                    QOS_DEFAULT_JITTER_S, QOS_DEFAULT_RTT_S};
     return q;
 }
 
@@ -936,6 +951,8 @@ void qos_alloc_free(struct qos_alloc *q)
         free(f);
     }
     free(q->other_seen);
+    free(q->tl.ring);
+    free(q->tl.series);
     free(q);
 }
 
@@ -987,6 +1004,13 @@ enum qos_class qos_packet_tos(struct qos_alloc *q, struct qos_metrics *m, enum q
     }
     if (q->finished) return c;
     intervals_upto(q, m, rx_ns);
+    struct qos_tl_leg *tl = &q->tl.cur[from];
+    if (tl->packets < UINT32_MAX) tl->packets++;
+    tl->bytes = len > UINT32_MAX - tl->bytes ? UINT32_MAX : tl->bytes + (uint32_t)len;
+    if (tos >= 0 && (tos & 3) != 0) {
+        if (tl->ect < UINT32_MAX) tl->ect++;
+        if ((tos & 3) == 3 && tl->ce < UINT32_MAX) tl->ce++;
+    }
     struct qos_flow *f = flow_get(q, peer);
     if (!f) {
         q->other_packets++;
@@ -1031,6 +1055,7 @@ void qos_alloc_tick(struct qos_alloc *q, struct qos_metrics *m, int64_t now_ns, 
         pending_expire(q, q->flows[i], m, now_ns);
     if (!final) return;
     if (now_ns > q->iv_start) close_interval(q, m, q->iv_start, now_ns - q->iv_start);
+    qos_tl_final(q, m, now_ns);
     for (unsigned i = 0; i < q->nflows; i++)
         for (int leg = 0; leg < QOS_LEG_COUNT; leg++)
             for (int s = 0; s < QOS_MAX_STREAMS; s++)

@@ -123,6 +123,10 @@ enum qos_feedback {
     QOS_FB_COUNT
 };
 
+/* Why a leg's interval is poor: the threshold it crossed (docs/qos.md §18). */
+enum qos_reason { QOS_REASON_LOSS, QOS_REASON_JITTER, QOS_REASON_RTT, QOS_REASON_COUNT };
+extern const char *const qos_reason_names[QOS_REASON_COUNT]; /* "loss", "jitter", "rtt" */
+
 struct qos_metrics {
     uint64_t packets[QOS_LEG_COUNT][QOS_CLASS_COUNT]; /* ingress packets by class */
     uint64_t bytes[QOS_LEG_COUNT][QOS_CLASS_COUNT];
@@ -147,6 +151,9 @@ struct qos_metrics {
     struct qos_hist_loss interval_loss[QOS_LEG_COUNT][QOS_KIND_COUNT];   /* per stream interval */
     struct qos_hist_residence
         residence[QOS_LEG_COUNT]; /* kernel RX -> handed to send, by ingress leg */
+    uint64_t episodes[QOS_LEG_COUNT]
+                     [QOS_REASON_COUNT]; /* quality episodes started, by reason (qos_reason) */
+    uint64_t events_lost;                /* episode events that found a meter's queue full */
 };
 
 /* dst += src (counters and histograms). */
@@ -192,6 +199,105 @@ void qos_icmp(struct qos_alloc *q, struct qos_metrics *m, const union stun_addr 
  * when the allocation ends (then with final = true: the partial interval is closed too and
  * every stream's remaining counts go into m). */
 void qos_alloc_tick(struct qos_alloc *q, struct qos_metrics *m, int64_t now_ns, bool final);
+
+/* ---- Timelines, thresholds and episodes (docs/qos.md §18) ----
+ * Each meter keeps the last N closed intervals per ingress leg in a ring (allocated with the
+ * first closed interval, freed with the meter; N from qos_alloc_configure, 0: no ring), and
+ * judges each closed interval of each leg against the thresholds: a leg whose interval crosses
+ * one (loss, jitter or RTT above it) opens an episode ("poor"); the episode ends after
+ * QOS_RECOVER_INTERVALS consecutive judged intervals under every threshold, or when the
+ * meter's final tick runs. Each start and each end is queued once as an event
+ * (qos_alloc_event), so the relay logs one degraded/recovered pair per episode. The whole
+ * call's series is also kept, downsampled into at most QOS_SERIES_POINTS points (the span of
+ * a point doubles when they are full), for the quality record. */
+
+#define QOS_RECOVER_INTERVALS 2   /* clean intervals in a row that end an episode */
+#define QOS_SERIES_POINTS     32  /* points of the whole-call series (quality record) */
+#define QOS_TIMELINE_MAX      720 /* intervals a ring may hold: 60 minutes */
+#define QOS_EVENT_QUEUE       8   /* episode events waiting for the relay, per meter */
+
+/* Datagrams of an allocation the relay did not deliver, by reason, counted in its timeline
+ * against the leg they came from. */
+enum qos_drop {
+    QOS_DROP_PERMISSION, /* no permission / channel for the peer */
+    QOS_DROP_BANDWIDTH,  /* over the allocation's bandwidth limit */
+    QOS_DROP_SEND,       /* the kernel refused the send */
+    QOS_DROP_OVERFLOW,   /* the relay socket's receive queue overflowed (SO_RXQ_OVFL) */
+    QOS_DROP_COUNT
+};
+extern const char *const qos_drop_names[QOS_DROP_COUNT];
+
+/* The defaults (configs/README.md, docs/qos.md §18.2): 10 minutes of history; a leg is poor
+ * above 1 % loss, 30 ms jitter or 300 ms RTT in an interval. */
+#define QOS_DEFAULT_TIMELINE_INTERVALS 120
+#define QOS_DEFAULT_LOSS_RATIO         0.01
+#define QOS_DEFAULT_JITTER_S           0.030
+#define QOS_DEFAULT_RTT_S              0.300
+
+/* What a meter is judged by (qos_alloc_new starts with the defaults). A threshold of 0 is off. */
+struct qos_config {
+    uint32_t timeline_intervals; /* ring length in intervals, 0..QOS_TIMELINE_MAX */
+    double loss_ratio;           /* per-interval RTP loss fraction of the worst stream */
+    double jitter_s;             /* per-interval RTP jitter of the worst stream */
+    double rtt_s;                /* per-interval mean RTT of the leg */
+};
+
+/* Apply c to q (a copy is kept). The ring length takes effect when the ring is first made;
+ * thresholds from the next closed interval on. */
+void qos_alloc_configure(struct qos_alloc *q, const struct qos_config *c);
+
+/* n datagrams from leg from of this allocation were not delivered, for reason why: counted
+ * in the interval being filled (the one of the latest packet or tick). */
+void qos_drop(struct qos_alloc *q, enum qos_leg from, enum qos_drop why, uint32_t n);
+
+enum qos_event_type { QOS_EV_DEGRADED, QOS_EV_RECOVERED };
+struct qos_event {
+    enum qos_event_type type;
+    enum qos_leg leg;
+    unsigned reasons;   /* bit r: reason r; degraded: the first bad interval's; recovered:
+                           every reason of the episode */
+    int64_t since;      /* start of the episode's first bad interval */
+    int64_t at;         /* degraded: end of that interval; recovered: end of the last judged */
+    uint32_t intervals; /* recovered: bad intervals in the episode */
+    bool ended;         /* recovered: because the call ended, not because it got better */
+    /* degraded: that interval's values; recovered: the worst of the episode; NAN unknown */
+    double loss_ratio, jitter_s, rtt_s;
+};
+/* Take the oldest queued event into *ev; false when none. Events that found the queue full
+ * are counted (qos_alloc_events_lost). */
+bool qos_alloc_event(struct qos_alloc *q, struct qos_event *ev);
+uint64_t qos_alloc_events_lost(const struct qos_alloc *q);
+/* The reasons (bit r) of leg's open episode; 0 when the leg is not poor. */
+unsigned qos_alloc_poor(const struct qos_alloc *q, enum qos_leg leg);
+
+/* Bytes a ring of n intervals costs (what qos_alloc_configure's timeline_intervals buys). */
+size_t qos_timeline_bytes(uint32_t n);
+
+/* GET /api/v1/allocations/{id}/timeline, minus what the relay adds:
+ * { "interval_seconds": 5, "capacity": N, "started_at": time,
+ *   "thresholds": { "loss_ratio", "jitter_seconds", "rtt_seconds" } (null: off),
+ *   "poor": [POOR...],
+ *   "intervals": [ { "seq": k (interval number since the meter's start), "start": time,
+ *       "seconds": length, "client_leg": TL, "peer_leg": TL } ... ] (oldest first, dense:
+ *       intervals the relay skipped while nothing arrived are there with zero packets) }
+ * TL = { "packets", "bytes", "packets_per_second", "bits_per_second", "rtp_expected",
+ *   "rtp_lost", "loss_ratio" | null (worst stream), "jitter_seconds" | null (worst stream),
+ *   "rtt_seconds" | null (mean of the interval's samples), "rtt_samples", "ce" | null (null
+ *   when no ECN-capable datagram came), "ect", "drops": { "permission", "bandwidth", "send",
+ *   "overflow" }, "poor": ["loss", ...] (the thresholds this interval crossed) }
+ * POOR = { "leg": "client" | "peer", "reasons": [...], "since": time, "intervals": N } */
+json_t *qos_timeline_json(const struct qos_alloc *q);
+/* The summary's additions (also in qos_summary_json): "poor": [POOR...] */
+json_t *qos_poor_json(const struct qos_alloc *q);
+/* The whole call's series for the quality record (bounded: QOS_SERIES_POINTS points):
+ * { "point_seconds": span of a point, "started_at": time, "points": N,
+ *   "client_leg": { "loss_ratio": [...], "jitter_ms": [...], "rtt_ms": [...], "kbps": [...] },
+ *   "peer_leg": {...}, "episodes": [ { "leg", "reasons", "since", "until", "intervals" } ] }
+ * (at most QOS_SERIES_EPISODES episodes, the first ones; "episodes_total" counts all);
+ * values are the worst (loss, jitter), mean (RTT) and mean rate over the point's intervals,
+ * null where the point has none. Rounded so that a record stays under 4 KB. */
+#define QOS_SERIES_EPISODES 8
+json_t *qos_series_json(const struct qos_alloc *q);
 
 /* ---- JSON views (new references; NULL when out of memory). Unknown values are JSON null,
  * never 0; every estimate carries its sample count. Times: RFC 3339 UTC with milliseconds.

@@ -148,6 +148,86 @@ struct qos_legsum {
     int64_t worst_at; /* 0: none */
 };
 
+/* ---- timelines (qos_timeline.c, docs/qos.md §18) ---- */
+
+#define QOS_TL_HAVE_LOSS 1 /* the leg had RTP that received something in the interval */
+#define QOS_TL_HAVE_JIT  2 /* ... and a jitter (clock known) */
+
+/* One leg in one interval. Counts saturate at UINT32_MAX / UINT16_MAX. */
+struct qos_tl_leg {
+    uint32_t packets, bytes;
+    uint32_t rtp_expected, rtp_lost; /* summed over the leg's streams (A.3, lost >= 0) */
+    uint32_t ce, ect;                /* datagrams marked CE; ECN-capable (ECT(0), ECT(1), CE) */
+    float loss, jitter, rtt;         /* worst stream fraction; worst stream jitter (s); mean RTT */
+    uint16_t rtt_n;                  /* RTT samples */
+    uint8_t flags;                   /* QOS_TL_HAVE_* */
+    uint8_t poor;                    /* reasons this interval crossed (bit r) */
+    uint16_t drops[QOS_DROP_COUNT];
+};
+
+struct qos_tl_entry {
+    uint32_t seq;    /* interval number since the meter's start */
+    uint32_t len_ms; /* its length (5000 but for the final, partial one) */
+    struct qos_tl_leg leg[QOS_LEG_COUNT];
+};
+
+struct qos_ring {
+    uint32_t cap, n, head; /* head: the slot the next entry goes to */
+    struct qos_tl_entry e[];
+};
+
+/* One point of the whole-call series: one or more consecutive intervals merged. */
+struct qos_sp_leg {
+    uint64_t bytes;
+    float loss, jitter; /* worst over the point; < 0: none */
+    float rtt_sum;      /* sum of interval means, over rtt_iv intervals */
+    uint16_t rtt_iv;
+};
+struct qos_series {
+    uint32_t span;   /* intervals per point (a power of two) */
+    uint32_t n;      /* points in use; the last may be partly filled */
+    uint32_t filled; /* intervals in the last point */
+    uint32_t first_seq;
+    struct qos_sp_leg p[QOS_SERIES_POINTS][QOS_LEG_COUNT];
+    struct {
+        uint8_t leg, reasons, ended;
+        uint32_t intervals;
+        int64_t since, until; /* until 0: open */
+    } ep[QOS_SERIES_EPISODES];
+    uint32_t nep, ep_total;
+};
+
+/* An episode of one leg. */
+struct qos_episode {
+    uint8_t open, reasons, clean;
+    uint32_t intervals;
+    int64_t since, last_end;
+    double loss, jit, rtt; /* worst of the episode; < 0: none */
+    int ep_slot;           /* its slot in the series' episode list, -1: none */
+};
+
+struct qos_timeline {
+    struct qos_config cfg;
+    struct qos_tl_leg cur[QOS_LEG_COUNT]; /* the interval being filled */
+    double rtt_sum[QOS_LEG_COUNT];
+    struct qos_ring *ring;     /* NULL until the first closed interval (or cfg: none) */
+    struct qos_series *series; /* likewise */
+    struct qos_episode ep[QOS_LEG_COUNT];
+    struct qos_event evq[QOS_EVENT_QUEUE];
+    uint8_t ev_head, ev_n;
+    uint64_t ev_lost;
+};
+
+/* Per-leg values of the interval close_interval() computed, for the timeline. */
+struct qos_iv_leg {
+    bool have_loss, have_jit;
+    double loss, jit;
+    uint64_t expected, lost;
+};
+void qos_tl_close(struct qos_alloc *q, struct qos_metrics *m, int64_t start, int64_t len_ns,
+                  const struct qos_iv_leg iv[QOS_LEG_COUNT]);
+void qos_tl_final(struct qos_alloc *q, struct qos_metrics *m, int64_t now_ns);
+
 struct qos_alloc {
     int64_t start_ns, iv_start;
     bool finished;
@@ -158,6 +238,7 @@ struct qos_alloc {
     unsigned n_other_seen;
     struct qos_rtt client_rtt, peer_rtt;
     struct qos_legsum leg[QOS_LEG_COUNT];
+    struct qos_timeline tl;
 };
 
 /* qos.c helpers used by qos_out.c */

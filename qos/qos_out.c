@@ -58,6 +58,8 @@ void qos_metrics_add(struct qos_metrics *dst, const struct qos_metrics *src)
     ADD_ARR(icmp);
     ADD_ARR(ecn);
     ADD_ARR(dscp);
+    ADD_ARR(episodes);
+    dst->events_lost += src->events_lost;
     for (int l = 0; l < QOS_LEG_COUNT; l++) {
         const struct qos_hist_rtt *hs = &src->leg_rtt[l];
         ADD_HIST(&dst->leg_rtt[l]);
@@ -269,6 +271,16 @@ int qos_metrics_prometheus(const struct qos_metrics *m, char **buf, size_t *len,
     for (int k = 0; k < QOS_ICMP_COUNT; k++)
         pf(&b, "tern_qos_icmp_total{kind=\"%s\"} %" PRIu64 "\n", qos_icmp_names[k], m->icmp[k]);
 
+    family(&b, "episodes_total", "counter",
+           "Quality episodes started (an interval of a leg above a qos.thresholds value), by leg "
+           "and the reasons of their first interval.");
+    for (int l = 0; l < QOS_LEG_COUNT; l++)
+        for (int k = 0; k < QOS_REASON_COUNT; k++)
+            pf(&b, "tern_qos_episodes_total{leg=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
+               qos_leg_names[l], qos_reason_names[k], m->episodes[l][k]);
+    family(&b, "episode_events_lost_total", "counter",
+           "Episode events not logged because a meter's event queue was full.");
+    pf(&b, "tern_qos_episode_events_lost_total %" PRIu64 "\n", m->events_lost);
     family(&b, "leg_rtt_seconds", "histogram", "Round-trip time relay<->endpoint per STUN sample.");
     for (int l = 0; l < QOS_LEG_COUNT; l++) {
         snprintf(lb, sizeof(lb), "leg=\"%s\",", qos_leg_names[l]);
@@ -578,6 +590,7 @@ json_t *qos_summary_json(const struct qos_alloc *q)
     e |= set(qual, "jitter_seconds", num(hj, jit));
     e |= set(qual, "rtt_seconds", num(hr, rtt));
     e |= set(o, "quality", qual);
+    e |= set(o, "poor", qos_poor_json(q));
     if (e) {
         json_decref(o);
         return NULL;

@@ -1022,6 +1022,65 @@ static const struct key prio_keys[] = {
 };
 static const struct section prio_section = {prio_keys, NKEYS(prio_keys), NULL};
 
+/* A ratio from k->min to k->max (given as hundredths: 0-100 is 0.0-1.0) into a double. */
+static void set_ratio(struct parse *p, const struct key *k, yaml_node_t *v, const char *path,
+                      void *base)
+{
+    struct scalar sc = value_of(k, v);
+    double lo = (double)k->min / 100, hi = (double)k->max / 100, d;
+    char *end;
+
+    if (sc.t != V_INT && sc.t != V_FLOAT) {
+        char want[64];
+        snprintf(want, sizeof want, "a number (%g-%g)", lo, hi);
+        bad_type(p, k, v, path, want);
+        return;
+    }
+    d = strtod(sc.s, &end);
+    if (end != sc.s + sc.len || !(d >= lo && d <= hi)) {
+        problem(p, v, path, "%s is out of range (%g-%g; 0.01 is 1 %%)",
+                show_text(sc.s, sc.len, false).s, lo, hi);
+        return;
+    }
+    memcpy(field(base, k), &d, sizeof d);
+}
+
+/* An http:// or https:// URL, printable ASCII only. */
+static void set_url(struct parse *p, const struct key *k, yaml_node_t *v, const char *path,
+                    void *base)
+{
+    struct scalar sc = value_of(k, v);
+    if (sc.t == V_STR && sc.len > 0 && sc.len <= 2048 &&
+        (strncmp(sc.s, "http://", 7) == 0 || strncmp(sc.s, "https://", 8) == 0)) {
+        for (size_t i = 0; i < sc.len; i++)
+            if ((unsigned char)sc.s[i] <= 0x20 || (unsigned char)sc.s[i] >= 0x7f) {
+                problem(p, v, path, "a URL has no spaces or control characters");
+                return;
+            }
+    } else if (sc.t != V_NULL) {
+        problem(p, v, path, "expected an http:// or https:// URL (up to 2048 characters)");
+        return;
+    }
+    set_str(p, k, v, path, base);
+}
+
+static const struct key timeline_keys[] = {
+    UINT("minutes", qos_timeline_minutes, 0, 60, "10"),
+};
+/* VoIP defaults (docs/qos.md §18.2): 1 % loss, 30 ms jitter, 300 ms round trip (G.114). */
+static const struct key thresholds_keys[] = {
+    {.name = "loss",
+     .set = set_ratio,
+     .off = CFG(qos_thr_loss),
+     .min = 0,
+     .max = 100,
+     .def = "0.01"},
+    UINT("jitter_ms", qos_thr_jitter_ms, 0, 10000, "30"),
+    UINT("rtt_ms", qos_thr_rtt_ms, 0, 60000, "300"),
+};
+static const struct section timeline_section = {timeline_keys, NKEYS(timeline_keys), NULL};
+static const struct section thresholds_section = {thresholds_keys, NKEYS(thresholds_keys), NULL};
+
 static const char *const dscp_words[] = {"preserve", "zero", "by-class", NULL};
 static const struct key drain_keys[] = {
     LIST("alternate_servers", drain_alternates, ndrain_alternates, hostport_list),
@@ -1034,6 +1093,15 @@ static const struct key qos_keys[] = {
     ENUM("dscp", qos_dscp, "preserve", dscp_words),
     BOOL("priority", qos_priority, "false"),
     SECTION("priority_classes", prio_section),
+    SECTION("timeline", timeline_section),
+    SECTION("thresholds", thresholds_section),
+    {.name = "webhook",
+     .set = set_url,
+     .off = CFG(qos_webhook),
+     .min = 1,
+     .max = 2048,
+     .flags = F_NULLABLE},
+    UINT("webhook_queue", qos_webhook_queue, 1, 65536, "256"),
 };
 
 static const char *const level_words[] = {"debug", "info", "warn", "error", NULL};
@@ -1400,6 +1468,7 @@ void cfg_free(struct tern_config *c)
     free(c->qos_record_file);
     free(c->lines);
     free(c->name);
+    free(c->qos_webhook);
     memset(c, 0, sizeof *c);
 }
 

@@ -113,6 +113,12 @@ struct tern_config {
     enum cfg_dscp qos_dscp; /* preserve | zero | by-class (EF audio, AF41 video, CS0 else) */
     bool qos_priority;      /* per-datagram SO_PRIORITY by class */
     uint32_t qos_prio_audio, qos_prio_video, qos_prio_other; /* qos.priority_classes */
+    uint32_t qos_timeline_minutes; /* qos.timeline.minutes: history kept per allocation */
+    double qos_thr_loss;           /* qos.thresholds.loss (a ratio; 0: off) */
+    uint32_t qos_thr_jitter_ms;    /* qos.thresholds.jitter_ms (0: off) */
+    uint32_t qos_thr_rtt_ms;       /* qos.thresholds.rtt_ms (0: off) */
+    char *qos_webhook;             /* qos.webhook: http(s) URL for episodes and records; NULL */
+    uint32_t qos_webhook_queue;    /* qos.webhook_queue: messages waiting at most */
 
     /* ops: */
     union stun_addr ops_listen; /* AF_UNSPEC when null (ops HTTP disabled) */

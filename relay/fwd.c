@@ -59,6 +59,7 @@
 #include "addr.h"
 #include "fwd.h"
 #include "tcp.h"
+#include "timeline.h"
 #include "udp.h"
 #include "worker.h"
 
@@ -154,7 +155,7 @@ static int64_t realtime_ns(void)
 /* The QoS meter of a, made on first use (NULL when out of memory: nothing is measured). */
 static struct qos_alloc *meter(struct worker *w, struct allocation *a)
 {
-    if (!a->qos) a->qos = qos_alloc_new(worker_created_ns(w, a));
+    if (!a->qos) a->qos = timeline_meter(w, a);
     return a->qos;
 }
 
@@ -216,7 +217,10 @@ static void sent_to_peer(struct worker *w, struct allocation *a, const struct io
 {
     struct train *t = &w->fwd->train;
     for (int i = 0; i < n; i++) {
-        if (!sent[i]) continue;
+        if (!sent[i]) {
+            if (a->qos) qos_drop(a->qos, QOS_LEG_CLIENT, QOS_DROP_SEND, 1);
+            continue;
+        }
         a->pkts_to_peer++;
         a->bytes_to_peer += iov[i].iov_len;
         w->io.v[RELAY_C_peer_tx_datagrams]++;
@@ -489,11 +493,14 @@ void fwd_peer_readable(struct worker *w, struct ep_handler *h, uint32_t events)
     if (events & EPOLLERR) peer_errors(w, rs);
     for (int round = 0; round < PEER_BUDGET; round++) {
         if (PEER_SLOTS - b->used < PEER_BATCH) flush_clients(w);
+        uint32_t ovfl = rs->rxq_ovfl;
         int n = udp_recv(w, h->fd, &w->fwd->rxq, b->buf[b->used] + SRV_PEER_HEADROOM, PEER_SLOT,
                          PEER_DATA, PEER_BATCH, NULL, &rs->rxq_ovfl, b->d);
+        struct allocation *a = rs->a;
+        if (rs->rxq_ovfl != ovfl && a->qos) /* the kernel dropped datagrams for this socket */
+            qos_drop(a->qos, QOS_LEG_PEER, QOS_DROP_OVERFLOW, rs->rxq_ovfl - ovfl);
         if (!n) return;
         b->used += n;
-        struct allocation *a = rs->a;
         struct alloc_relay *rel = relay_of(a, rs->family);
         const struct listener *l = a->tuple.transport == SRV_UDP ? a->client_io : NULL;
         for (int i = 0; i < n; i++) {

@@ -14,19 +14,22 @@
 
 #include "log.h"
 #include "addr.h"
+#include "timeline.h"
+#include "webhook.h"
 #include "worker.h"
 
 #define QUERY_WAIT_S 3 /* a worker that has not picked a query up by then is skipped */
 
-enum query_kind { Q_LIST, Q_DETAIL, Q_CLOSE, Q_METRICS };
+enum query_kind { Q_LIST, Q_DETAIL, Q_CLOSE, Q_METRICS, Q_TIMELINE };
 
 /* What /metrics sums over the workers. */
 struct metrics_acc {
     struct qos_metrics qm;
     struct srv_counters srv;
     struct relay_counters io;
-    uint64_t active[3]; /* allocations by transport (udp, tcp, tls) */
-    uint64_t flows;     /* allocations with a QoS meter */
+    uint64_t active[3];                             /* allocations by transport (udp, tcp, tls) */
+    uint64_t flows;                                 /* allocations with a QoS meter */
+    uint64_t poor[QOS_LEG_COUNT][QOS_REASON_COUNT]; /* allocations with an open episode */
 };
 
 struct relay_query {
@@ -187,6 +190,34 @@ static json_t *detail_json(struct worker *w, struct allocation *a)
     return o;
 }
 
+/* GET /api/v1/allocations/{id}/timeline: who, and the meter's timeline (an empty one when a
+ * has relayed nothing yet; "timeline": null when the tap is off). */
+static json_t *timeline_json(struct worker *w, struct allocation *a)
+{
+    json_t *o = common_json(w, a);
+    if (!o) return NULL;
+    json_object_set_new(o, "created_at", time_json(worker_created_ns(w, a)));
+    char sampled[32];
+    qos_format_time(w->now_ns, sampled);
+    json_object_set_new(o, "sampled_at", json_string(sampled));
+    json_t *tl = NULL;
+    if (w->qos_on && a->qos) {
+        qos_alloc_tick(a->qos, &w->qm, w->now_ns, false);
+        timeline_events(w, a); /* what the tick closed is logged before it is shown */
+        tl = qos_timeline_json(a->qos);
+    } else if (w->qos_on) {
+        struct qos_alloc *empty = timeline_meter(w, a);
+        if (empty) tl = qos_timeline_json(empty);
+        qos_alloc_free(empty);
+    }
+    if (w->qos_on && !tl) {
+        json_decref(o);
+        return NULL;
+    }
+    json_object_set_new(o, "timeline", tl ? tl : json_null());
+    return o;
+}
+
 static void metrics_add(struct worker *w, struct metrics_acc *acc)
 {
     qos_metrics_add(&acc->qm, &w->qm);
@@ -198,6 +229,11 @@ static void metrics_add(struct worker *w, struct metrics_acc *acc)
     for (size_t i = 0; i < t->count; i++) {
         acc->active[t->heap[i]->tuple.transport]++;
         acc->flows += t->heap[i]->qos != NULL;
+        for (int l = 0; t->heap[i]->qos && l < QOS_LEG_COUNT; l++) {
+            unsigned bits = qos_alloc_poor(t->heap[i]->qos, (enum qos_leg)l);
+            for (int k = 0; k < QOS_REASON_COUNT; k++)
+                acc->poor[l][k] += bits >> k & 1;
+        }
     }
 }
 
@@ -229,6 +265,11 @@ static void run_query(struct worker *w, struct relay_query *q)
     case Q_METRICS:
         metrics_add(w, q->acc);
         break;
+    case Q_TIMELINE: {
+        struct allocation *a = find_id(w, q->id);
+        q->out = a ? timeline_json(w, a) : NULL;
+        break;
+    }
     }
 }
 
@@ -252,10 +293,16 @@ void worker_mbox(struct worker *w, struct ep_handler *h, uint32_t events)
 
 void worker_record(struct worker *w, const struct allocation *a, const char *why)
 {
-    if (a->qos) qos_alloc_tick(a->qos, &w->qm, w->now_ns, true);
-    if (w->record_fd < 0) return;
+    if (a->qos) {
+        qos_alloc_tick(a->qos, &w->qm, w->now_ns, true);
+        timeline_events(w, a); /* an episode still open ends with the call */
+    }
+    if (w->record_fd < 0 && !w->webhook) return;
     json_t *o = common_json(w, a);
-    if (!o) return;
+    if (!o) {
+        webhook_post(w->webhook, NULL); /* counted as dropped */
+        return;
+    }
     int64_t start = worker_created_ns(w, a);
     json_object_set_new(o, "type", json_string("call_quality"));
     json_object_set_new(o, "started_at", time_json(start));
@@ -264,9 +311,22 @@ void worker_record(struct worker *w, const struct allocation *a, const char *why
     json_object_set_new(o, "reason", json_string(why));
     json_t *qos = summary_json(w, a); /* (its final tick happened above) */
     json_object_set_new(o, "qos", qos ? qos : json_null());
+    /* The whole call's series, downsampled (docs/qos.md §18.4): the call can be replayed. */
+    if (w->qos_on) {
+        json_t *series = a->qos ? qos_series_json(a->qos) : NULL;
+        json_object_set_new(o, "series", series ? series : json_null());
+    }
     char *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9));
     json_decref(o);
-    if (!line) return;
+    if (!line) {
+        webhook_post(w->webhook, NULL);
+        return;
+    }
+    if (w->webhook) webhook_post(w->webhook, strdup(line)); /* NULL (no memory): a drop */
+    if (w->record_fd < 0) {
+        free(line);
+        return;
+    }
     size_t n = strlen(line);
     line[n] = '\n'; /* json_dumps leaves room only for the NUL: rewrite it, write n + 1 */
     /* One write per record on an O_APPEND file: lines from several workers never mix. */
@@ -336,6 +396,17 @@ json_t *relay_allocation(struct relay *r, uint64_t id)
     struct worker *w = owner(r, id);
     if (!w) return NULL;
     struct relay_query q = {.kind = Q_DETAIL, .id = id};
+    pthread_mutex_lock(&r->query_lock);
+    ask(w, &q);
+    pthread_mutex_unlock(&r->query_lock);
+    return q.out;
+}
+
+json_t *relay_allocation_timeline(struct relay *r, uint64_t id)
+{
+    struct worker *w = owner(r, id);
+    if (!w) return NULL;
+    struct relay_query q = {.kind = Q_TIMELINE, .id = id};
     pthread_mutex_lock(&r->query_lock);
     ask(w, &q);
     pthread_mutex_unlock(&r->query_lock);
@@ -469,6 +540,40 @@ char *relay_metrics(struct relay *r, size_t *len)
             relay_counter_names[k], relay_counter_help[k], relay_counter_names[k],
             relay_counter_names[k], (unsigned long long)acc->io.v[k]);
     drops(&t, acc);
+    const struct tern_config *qcfg = relay_config_get(r);
+    bool qos_on = qcfg->qos_enabled;
+    relay_config_put(r, qcfg);
+    if (qos_on) {
+        put(&t, "# HELP tern_qos_poor_allocations Allocations with an open quality episode (an "
+                "interval above qos.thresholds), by leg and reason.\n"
+                "# TYPE tern_qos_poor_allocations gauge\n");
+        for (int l = 0; l < QOS_LEG_COUNT; l++)
+            for (int k = 0; k < QOS_REASON_COUNT; k++)
+                put(&t, "tern_qos_poor_allocations{leg=\"%s\",reason=\"%s\"} %llu\n",
+                    qos_leg_names[l], qos_reason_names[k], (unsigned long long)acc->poor[l][k]);
+    }
+    if (r->webhook) {
+        struct webhook_stats ws;
+        webhook_stats(r->webhook, &ws);
+        const struct {
+            const char *name, *help;
+            uint64_t v;
+        } wh[] = {
+            {"sent", "qos.webhook POSTs answered 2xx", ws.sent},
+            {"retried", "qos.webhook attempts after a first one (backoff)", ws.retried},
+            {"failed", "qos.webhook messages given up after their retries", ws.failed},
+            {"dropped", "qos.webhook messages dropped: the queue was full", ws.dropped},
+        };
+        for (size_t i = 0; i < sizeof wh / sizeof wh[0]; i++)
+            put(&t,
+                "# HELP tern_webhook_%s_total %s.\n# TYPE tern_webhook_%s_total counter\n"
+                "tern_webhook_%s_total %llu\n",
+                wh[i].name, wh[i].help, wh[i].name, wh[i].name, (unsigned long long)wh[i].v);
+        put(&t,
+            "# HELP tern_webhook_queued Messages waiting for the webhook.\n"
+            "# TYPE tern_webhook_queued gauge\ntern_webhook_queued %llu\n",
+            (unsigned long long)ws.queued);
+    }
     bool oom = t.oom;
     const struct tern_config *cfg = relay_config_get(r);
     if (!oom && cfg->qos_enabled && qos_metrics_prometheus(&acc->qm, &t.buf, &t.len, &t.cap))

@@ -148,6 +148,8 @@ uint64_t relay_active(struct relay *r);
 json_t *relay_allocations(struct relay *r);
 /* One allocation in detail, or NULL when there is none with this id. */
 json_t *relay_allocation(struct relay *r, uint64_t id);
+/* One allocation's timeline (docs/qos.md §18.3), or NULL when there is none with this id. */
+json_t *relay_allocation_timeline(struct relay *r, uint64_t id);
 /* Close one allocation (as if its client deleted it). 0, or -1 when there is none. */
 int relay_close_allocation(struct relay *r, uint64_t id);
 /* Prometheus text exposition of every counter, gauge and histogram; malloc'd, NULL when out

@@ -20,8 +20,10 @@
 #include "addr.h"
 #include "fwd.h"
 #include "tcp.h"
+#include "timeline.h"
 #include "udp.h"
 #include "store.h"
+#include "webhook.h"
 #include "worker.h"
 
 const char *const relay_counter_names[RELAY_C_COUNT] = {
@@ -218,6 +220,11 @@ struct relay *relay_open(struct tern_config *cfg)
     }
     r->creds = credcache_creds(r->cache);
 
+    if (c->qos_webhook && !(r->webhook = webhook_start(c->qos_webhook, c->qos_webhook_queue))) {
+        relay_close(r, NULL, NULL);
+        return NULL;
+    }
+
     for (unsigned i = 0; i < n; i++) {
         struct worker *w = &r->workers[i];
         w->id = i;
@@ -238,6 +245,8 @@ struct relay *relay_open(struct tern_config *cfg)
         }
         w->qos_on = c->qos_enabled;
         w->record_fd = g->record_fd;
+        w->webhook = r->webhook;
+        w->tl_gen = g->id;
         w->now_ns = realtime_ns();
         w->fwd = fwd_new();
         struct srv_io io = srvio_template;
@@ -366,6 +375,7 @@ static void *worker_main(void *arg)
         }
         if (w->cfg->strict_expiry) revalidate(w);
         unauth_episode(w);
+        timeline_sweep(w); /* once a second: meters ticked, quality episodes logged */
         tcp_expire(w);
         worker_adopt(w); /* a reloaded configuration, between two passes */
         listeners_reap(w);
@@ -486,6 +496,7 @@ void relay_close(struct relay *r, struct srv_counters *srv, struct relay_counter
             io->v[k] += w->io.v[k];
     }
     shared_free(r);
+    webhook_stop(r->webhook); /* after the workers: their last records are queued */
     relay_gen_put(r->gen);
     pthread_mutex_destroy(&r->query_lock);
     pthread_mutex_destroy(&r->gen_lock);

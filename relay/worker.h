@@ -103,6 +103,7 @@ struct relay_gen {
     size_t nfds_per; /* workers */
     union stun_addr *addrs;
 };
+struct webhook;
 
 struct worker {
     unsigned id;
@@ -145,6 +146,11 @@ struct worker {
     pthread_cond_t mbox_cond;
     struct relay_query *query;
     bool mbox_ready;
+    /* timeline.c: qos.webhook (the relay's, shared; NULL: none), when the meters were last
+     * swept, and the config they were configured with (live reload swaps w->cfg). */
+    struct webhook *webhook;
+    uint64_t tl_swept_ms;
+    uint64_t tl_gen;         /* the configuration generation the meters were configured with */
     uint64_t cred_gen;       /* auth.strict_expiry: the credential generation last checked */
     uint64_t revalidated_ms; /* ... and when (REST usernames expire with time alone) */
     uint64_t unauth_checked_ms, unauth_drops, unauth_episode_drops; /* unauth_episode() */
@@ -181,6 +187,8 @@ struct relay {
     struct worker *workers;
     unsigned nworkers;
     pthread_mutex_t query_lock; /* one ops query at a time */
+    /* qos.webhook: the sender thread (webhook.h); NULL: none */
+    struct webhook *webhook;
 };
 
 /* reload.c */

@@ -35,7 +35,11 @@ TERN_BUILD_PACKAGES=(gcc make cmake pkg-config libssl-dev libyaml-dev zlib1g-dev
 # ternd).
 TERN_TEST_PACKAGES=(libcmocka-dev clang-format git tcpdump systemd coturn libnice-dev libglib2.0-dev clang libclang-rt-14-dev
                     openssl iproute2 procps curl python3 python3-prometheus-client python3-aiortc haproxy
-                    postgresql)
+                    postgresql chromium)
+# The ops page's browser test (test_ops_page): Debian's chromium, driven by playwright-core
+# from npm (tests/web/package-lock.json, `npm ci` at test time, no browser download). Node
+# and npm from Debian unless a node with npm is installed already (e.g. from NodeSource).
+command -v npm >/dev/null 2>&1 || TERN_TEST_PACKAGES+=(nodejs npm)
 # What the benchmark (tests/bench/run) adds: coturn as the comparator, gnuplot for the plot,
 # perf for the profile, liburing for the io_uring probe.
 TERN_BENCH_PACKAGES=(coturn gnuplot-nox linux-perf liburing-dev)

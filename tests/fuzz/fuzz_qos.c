@@ -48,6 +48,13 @@ static void render(const struct qos_alloc *q, const struct qos_metrics *m, int64
     free(b);
     json_decref(s);
     json_decref(d);
+    /* the timeline (a short ring, so that it wraps) and the whole-call series */
+    json_t *tl = qos_timeline_json(q), *se = qos_series_json(q);
+    require(tl && se);
+    require(json_array_size(json_object_get(tl, "intervals")) <= 3);
+    require(json_integer_value(json_object_get(se, "points")) <= QOS_SERIES_POINTS);
+    json_decref(tl);
+    json_decref(se);
     if (!prom) return; /* the text is the slow part: once per input */
     char *buf = NULL;
     size_t len = 0, cap = 0;
@@ -64,6 +71,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct qos_metrics m;
     memset(&m, 0, sizeof(m));
     require(q != NULL);
+    struct qos_config cfg = {3, 0.01, 0.03, 0.3};
+    qos_alloc_configure(q, &cfg);
+    bool open[QOS_LEG_COUNT] = {false, false};
     uint64_t fed = 0;
     size_t off = 0;
     while (off + 5 <= size) {
@@ -92,6 +102,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     render(q, &m, t, false);
     qos_alloc_tick(q, &m, t + 1, true);
     render(q, &m, t + 1, true);
+    /* episodes alternate per leg, degraded first, and none is left open after the end */
+    struct qos_event ev;
+    while (qos_alloc_event(q, &ev)) {
+        require((unsigned)ev.leg < QOS_LEG_COUNT && ev.reasons != 0);
+        require(open[ev.leg] == (ev.type == QOS_EV_RECOVERED));
+        open[ev.leg] = ev.type == QOS_EV_DEGRADED;
+    }
+    if (qos_alloc_events_lost(q) == 0)
+        for (int l = 0; l < QOS_LEG_COUNT; l++)
+            require(!open[l] && qos_alloc_poor(q, (enum qos_leg)l) == 0);
     uint64_t counted = 0;
     for (int l = 0; l < QOS_LEG_COUNT; l++)
         for (int c = 0; c < QOS_CLASS_COUNT; c++)

@@ -90,7 +90,8 @@ jq_ok 'isinstance(j["error"], str)' && pass "401 body is {\"error\": ...}" || fa
 expect_status "credentials with a wrong token" 401 POST /api/v1/credentials '{"user":"alice"}' wrong-token
 expect_status "credentials with a token prefix" 401 POST /api/v1/credentials '{"user":"alice"}' "${TOKEN%?}"
 expect_status "unknown path" 404 GET /api/v1/nothing
-expect_status "unknown path outside /api" 404 GET /
+expect_status "unknown path outside /api" 404 GET /nothing
+expect_status "the ops page at / (open: it holds no data)" 200 GET /
 expect_status "wrong method on /api/v1/credentials" 405 GET /api/v1/credentials
 grep -qi '^allow: POST' "$WORK/headers" && pass "405 carries Allow: POST" || fail "405 Allow header: $(cat "$WORK/headers")"
 expect_status "wrong method on /healthz" 405 POST /healthz '{}' -

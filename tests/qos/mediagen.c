@@ -56,6 +56,7 @@ struct spec {
     double jitter_ms;
     int keep_order;
     double ssrc_change_s, restart_s, start_s;
+    double bad_from_s, bad_to_s; /* impairments only in [from, to) s; to 0: always */
     enum first_byte first;
 };
 
@@ -283,7 +284,15 @@ static void parse_stream(const char *arg)
             s->restart_s = parse_num(k, v);
         else if (!strcmp(k, "start"))
             s->start_s = parse_num(k, v);
-        else if (!strcmp(k, "first")) {
+        else if (!strcmp(k, "window")) {
+            char *colon2 = strchr(v, ':');
+            if (!colon2) die("window=FROM:TO (seconds)");
+            *colon2 = 0;
+            s->bad_from_s = parse_num(k, v);
+            s->bad_to_s = parse_num(k, colon2 + 1);
+            if (!(s->bad_to_s > s->bad_from_s) || s->bad_from_s < 0)
+                die("window=FROM:TO wants 0 <= FROM < TO");
+        } else if (!strcmp(k, "first")) {
             if (!strcmp(v, "other"))
                 s->first = FIRST_OTHER;
             else if (!strcmp(v, "any"))
@@ -320,6 +329,8 @@ static void usage(FILE *out)
             "       order=keep|free       keep (default) or not the send order under jitter\n"
             "       ssrc_change=S restart=S   new SSRC (and seq/ts) / seq jump of 5000 at S s\n"
             "       start=S               start S s after the others\n"
+            "       window=FROM:TO        drops, bursts and jitter only for packets due in [FROM, "
+            "TO) s\n"
             "       first=other|any|rtp   random profile: first byte 4-15 (class other),\n"
             "                             anything, or 128-191 (looks like RTP v2)\n"
             "  --peer-delay MS       client sends Binding requests to the peer every\n"
@@ -479,6 +490,9 @@ static void impair_stream(const struct spec *s, size_t first, size_t last)
     for (size_t i = first; i < last; i++) {
         struct pkt *p = &pkts[i];
         int drop = 0, clean = i - first < CLEAN_START; /* the first packets confirm the stream */
+        if (s->bad_to_s > 0 &&
+            (p->t_nom < (int64_t)(s->bad_from_s * NS) || p->t_nom >= (int64_t)(s->bad_to_s * NS)))
+            clean = 1;
         if (!clean && burst_left > 0)
             drop = 1, burst_left--;
         else if (!clean && s->burst_p > 0 && rng_unit() < s->burst_p)

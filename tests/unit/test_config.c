@@ -629,6 +629,52 @@ static void qos_section(void **state)
     assert_non_null(strstr(msgs, "qos.record_file"));
     assert_non_null(strstr(msgs, "qos.interval: unknown key"));
     free(msgs);
+
+    /* timelines, thresholds and the webhook */
+    assert_int_equal(parse(&c, "qos: {}\n", &msgs), 0);
+    assert_int_equal(c.qos_timeline_minutes, 10);
+    assert_true(c.qos_thr_loss == 0.01);
+    assert_int_equal(c.qos_thr_jitter_ms, 30);
+    assert_int_equal(c.qos_thr_rtt_ms, 300);
+    assert_null(c.qos_webhook);
+    cfg_free(&c);
+    free(msgs);
+    assert_int_equal(parse(&c,
+                           "qos:\n  timeline: { minutes: 0 }\n"
+                           "  thresholds: { loss: 0.05, jitter_ms: 0, rtt_ms: 150 }\n"
+                           "  webhook: http://127.0.0.1:8080/tern\n",
+                           &msgs),
+                     0);
+    assert_string_equal(msgs, "");
+    assert_int_equal(c.qos_timeline_minutes, 0);
+    assert_true(c.qos_thr_loss == 0.05);
+    assert_int_equal(c.qos_thr_jitter_ms, 0);
+    assert_int_equal(c.qos_thr_rtt_ms, 150);
+    assert_string_equal(c.qos_webhook, "http://127.0.0.1:8080/tern");
+    cfg_free(&c);
+    free(msgs);
+    assert_int_equal(parse(&c, "qos: { thresholds: { loss: 1 } }\n", &msgs), 0);
+    assert_true(c.qos_thr_loss == 1.0);
+    cfg_free(&c);
+    free(msgs);
+    assert_int_equal(parse(&c,
+                           "qos:\n  timeline: { minutes: 61, interval: 10 }\n"
+                           "  thresholds: { loss: 2, jitter_ms: -1, rtt_ms: fast }\n"
+                           "  webhook: ftp://x\n",
+                           &msgs),
+                     -1);
+    assert_non_null(strstr(msgs, "qos.timeline.minutes: 61 is out of range (0-60)"));
+    assert_non_null(strstr(msgs, "qos.timeline.interval: unknown key"));
+    assert_non_null(strstr(msgs, "qos.thresholds.loss: 2 is out of range (0-1"));
+    assert_non_null(strstr(msgs, "qos.thresholds.jitter_ms"));
+    assert_non_null(strstr(msgs, "qos.thresholds.rtt_ms"));
+    assert_non_null(strstr(msgs, "qos.webhook: expected an http:// or https:// URL"));
+    free(msgs);
+    assert_int_equal(
+        parse(&c, "qos: { thresholds: { loss: \"1%\" }, webhook: \"http://a b\" }\n", &msgs), -1);
+    assert_non_null(strstr(msgs, "qos.thresholds.loss: expected a number (0-1)"));
+    assert_non_null(strstr(msgs, "qos.webhook: a URL has no spaces"));
+    free(msgs);
 }
 
 static void ipv6_listen_address(void **state)

@@ -1194,7 +1194,9 @@ static void test_prometheus(void **state)
                                        "path_rtt_seconds",
                                        "stream_jitter_seconds",
                                        "stream_interval_loss_ratio",
-                                       "relay_residence_seconds"};
+                                       "relay_residence_seconds",
+                                       "episodes_total",
+                                       "episode_events_lost_total"};
     char want[128];
     for (size_t i = 0; i < sizeof(fams) / sizeof(fams[0]); i++) {
         snprintf(want, sizeof(want), "# TYPE tern_qos_%s ", fams[i]);
@@ -1223,7 +1225,7 @@ static void test_prometheus(void **state)
                  "import sys\n"
                  "from prometheus_client.parser import text_string_to_metric_families as p\n"
                  "fams = {f.name: f for f in p(open(sys.argv[1]).read())}\n"
-                 "assert len(fams) == 21, sorted(fams)\n"
+                 "assert len(fams) == 23, sorted(fams)\n"
                  "h = fams[\"tern_qos_stream_jitter_seconds\"]\n"
                  "assert h.type == \"histogram\"\n"
                  "c = [s for s in h.samples if s.name.endswith(\"_count\") and "
