@@ -30,12 +30,13 @@ TERN_BUILD_PACKAGES=(gcc make cmake pkg-config libssl-dev libyaml-dev zlib1g-dev
 # python3 with a Prometheus text parser (checks /metrics) for the QoS ground-truth tests,
 # aiortc (a real WebRTC stack whose getStats the relay's numbers are compared with),
 # clang-format and git (the style check), tcpdump (ECN/DSCP on the wire) and systemd
-# (systemd-analyze verify of the unit file), postgresql (a throw-away server the store and fleet
+# (systemd-analyze verify of the unit file, which runs man(1) on its Documentation= pages:
+# man-db), postgresql (a throw-away server the store and fleet
 # tests start themselves: tests/integration/pglib.sh), haproxy (a real PROXY protocol sender in front of
 # ternd).
 TERN_TEST_PACKAGES=(libcmocka-dev clang-format git tcpdump systemd coturn libnice-dev libglib2.0-dev clang libclang-rt-14-dev
                     openssl iproute2 procps curl python3 python3-prometheus-client python3-aiortc haproxy
-                    postgresql chromium)
+                    postgresql chromium man-db)
 # The ops page's browser test (test_ops_page): Debian's chromium, driven by playwright-core
 # from npm (tests/web/package-lock.json, `npm ci` at test time, no browser download). Node
 # and npm from Debian unless a node with npm is installed already (e.g. from NodeSource).
