@@ -306,6 +306,42 @@ static void calls_roundtrip(void **state)
     store_close(s);
 }
 
+/* How fast batches go in (a figure, not a limit): 20 transactions of 100 records each, about
+ * the size of a real one (the record file's lines are 2-4 KB with their series). */
+static void calls_batch_rate(void **state)
+{
+    (void)state;
+    if (!pg) skip();
+    struct store *s = fresh();
+    char err[STORE_ERR_LEN] = "", user[64], pad[2049];
+    snprintf(user, sizeof user, "rate-%ld-%ld", (long)getpid(), (long)time(NULL));
+    memset(pad, 'x', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    static char big[100][4096];
+    const char *recs[100];
+    for (int i = 0; i < 100; i++) {
+        const char *base = record(user, 1, 0.01 * i, 0, 0, 0, 0, 0);
+        snprintf(big[i], sizeof big[i], "%.*s,\"series\":\"%s\"}", (int)strlen(base) - 1, base,
+                 pad);
+        recs[i] = big[i];
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int b = 0; b < 20; b++)
+        assert_int_equal(store_calls_insert(s, recs, 100, "node-rate", err), STORE_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    printf("# figure: 2000 records of %zu bytes in batches of 100: %.3f s, %.0f records/s\n",
+           strlen(recs[0]), secs, 2000 / secs);
+    struct calls f = {.n = 0};
+    assert_int_equal(store_calls_each(s, (int64_t)time(NULL) - 60, user, STORE_CALLS_BY_LOSS, 3,
+                                      collect_call, &f, err),
+                     STORE_OK);
+    assert_int_equal(f.n, 3);
+    assert_true(fabs(f.c[0].worst_loss - 0.99) < 1e-9);
+    store_close(s);
+}
+
 static void display_names_hide_passwords(void **state)
 {
     (void)state;
@@ -361,6 +397,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(secrets_roundtrip),
         cmocka_unit_test(changes_seen_across_connections),
         cmocka_unit_test(calls_roundtrip),
+        cmocka_unit_test(calls_batch_rate),
         cmocka_unit_test(display_names_hide_passwords),
         cmocka_unit_test(errors_never_show_the_password),
     };
