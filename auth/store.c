@@ -118,6 +118,20 @@ int store_secret_each(struct store *s, int (*fn)(void *ctx, const struct store_s
     return s->ops->secret_each(s, fn, ctx, err);
 }
 
+int store_calls_insert(struct store *s, const char *const *records_json, size_t n,
+                       const char *node_id, char err[STORE_ERR_LEN])
+{
+    return s->ops->calls_insert(s, records_json, n, node_id, err);
+}
+
+int store_calls_each(struct store *s, int64_t since_unix, const char *user,
+                     enum store_calls_order order, size_t limit,
+                     int (*fn)(void *ctx, const struct store_call *c), void *ctx,
+                     char err[STORE_ERR_LEN])
+{
+    return s->ops->calls_each(s, since_unix, user, order, limit, fn, ctx, err);
+}
+
 int64_t store_data_version(struct store *s)
 {
     return s->ops->data_version(s);

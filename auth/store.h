@@ -13,9 +13,13 @@
 
 #include "stun.h"
 
-#define STORE_SCHEMA_VERSION 1 /* PRAGMA user_version; migrations run at open */
-#define STORE_ERR_LEN        256
-#define STORE_MAX_SECRET     256 /* bytes */
+/* Each backend has its own schema version (migrations run at open): SQLite's is the file's
+ * PRAGMA user_version; PostgreSQL's (tern_schema.version, PG_SCHEMA_VERSION in store_pg.c) also
+ * counts the steps only it has (call_quality). */
+#define STORE_SQLITE_SCHEMA_VERSION 1
+#define STORE_ERR_LEN               256
+#define STORE_MAX_SECRET            256 /* bytes */
+#define STORE_MAX_NODE              255 /* bytes of a node id (cluster.node_id) */
 
 struct store;
 
@@ -48,7 +52,7 @@ bool store_is_uri(const char *db);
  * any password= parameter) replaced by "***"; a path as it is. */
 void store_display_name(const char *db, char *out, size_t size);
 
-/* Open the database and bring its schema to STORE_SCHEMA_VERSION (for PostgreSQL the
+/* Open the database and bring its schema to the backend's version (for PostgreSQL the
  * migrations run under an advisory lock, so several nodes may start at once; mode does not
  * matter there: the database must exist, the schema is made). NULL on failure, with a
  * message naming the file (a URI without its password) in err ("tern.db: no such database file
@@ -64,14 +68,16 @@ struct store *store_open_with(const char *db, const char *password_file, enum st
                               char err[STORE_ERR_LEN]);
 void store_close(struct store *s);
 
-/* Results: 0 ok, STORE_NOT_FOUND, STORE_EXISTS, STORE_INVALID (bad name/password/SASLprep),
- * STORE_ERROR (database failure; err says what). */
+/* Results: 0 ok, STORE_NOT_FOUND, STORE_EXISTS, STORE_INVALID (bad name/password/SASLprep; a
+ * record the database refused), STORE_ERROR (database failure; err says what),
+ * STORE_UNSUPPORTED (this backend cannot do it: call records on SQLite). */
 enum store_result {
     STORE_OK = 0,
     STORE_NOT_FOUND = -1,
     STORE_EXISTS = -2,
     STORE_INVALID = -3,
-    STORE_ERROR = -4
+    STORE_ERROR = -4,
+    STORE_UNSUPPORTED = -5
 };
 
 int store_user_add(struct store *s, const char *realm, const char *name, const char *password,
@@ -94,6 +100,51 @@ int store_secret_add(struct store *s, const char *secret, int64_t *id, char err[
 int store_secret_del(struct store *s, int64_t id, char err[STORE_ERR_LEN]);
 int store_secret_each(struct store *s, int (*fn)(void *ctx, const struct store_secret *sec),
                       void *ctx, char err[STORE_ERR_LEN]);
+
+/* ---- call records (qos.record_database; PostgreSQL only) ---- */
+
+/* One row of call_quality: the columns taken from an ended allocation's quality record (the
+ * record file's JSON line), and the record itself. Worst of the two legs (client: what the
+ * client sent, peer: what the peers sent): loss is the leg's whole-call RTP loss ratio, jitter
+ * the p95 of its 5-s interval jitter (else its last RTP jitter), RTT the p95 of relay<->that
+ * endpoint (else the last). NAN and "" leg when no leg measured it. */
+struct store_call {
+    int64_t id;
+    char node[STORE_MAX_NODE + 1];
+    char user[STUN_MAX_USERNAME + 1];
+    char realm[STUN_MAX_TEXT_BYTES + 1];
+    double started_at, ended_at; /* unix seconds */
+    double duration;             /* seconds */
+    char reason[32];
+    double worst_loss; /* ratio */
+    char worst_loss_leg[8];
+    double worst_jitter; /* seconds */
+    char worst_jitter_leg[8];
+    double worst_rtt; /* seconds */
+    char worst_rtt_leg[8];
+    const char *record; /* the whole record as JSON text, valid during the callback */
+};
+
+enum store_calls_order {
+    STORE_CALLS_BY_LOSS,   /* worst loss first */
+    STORE_CALLS_BY_JITTER, /* worst jitter first */
+    STORE_CALLS_BY_RTT,    /* worst RTT first */
+    STORE_CALLS_BY_TIME,   /* most recently ended first */
+};
+
+/* Insert n quality records (JSON texts, as written to qos.record_file) ended on node_id, in one
+ * transaction: all or none. STORE_OK; STORE_INVALID when the database refused a record (not
+ * JSON, a bad time: retrying the same batch fails the same way); STORE_ERROR (unreachable,
+ * ...); STORE_UNSUPPORTED on SQLite. */
+int store_calls_insert(struct store *s, const char *const *records_json, size_t n,
+                       const char *node_id, char err[STORE_ERR_LEN]);
+/* Call fn for each call that ended at or after since_unix (of user when not NULL), in order,
+ * at most limit (0: no limit); fn returning non-zero stops. STORE_OK, STORE_ERROR,
+ * STORE_UNSUPPORTED. */
+int store_calls_each(struct store *s, int64_t since_unix, const char *user,
+                     enum store_calls_order order, size_t limit,
+                     int (*fn)(void *ctx, const struct store_call *c), void *ctx,
+                     char err[STORE_ERR_LEN]);
 
 /* A number that changes whenever another connection committed a change to the file
  * (PRAGMA data_version; PostgreSQL: a counter that triggers bump with every change to users or

@@ -26,6 +26,12 @@ struct store_ops {
     int (*secret_each)(struct store *s, int (*fn)(void *ctx, const struct store_secret *sec),
                        void *ctx, char err[STORE_ERR_LEN]);
     int64_t (*data_version)(struct store *s);
+    int (*calls_insert)(struct store *s, const char *const *records_json, size_t n,
+                        const char *node_id, char err[STORE_ERR_LEN]);
+    int (*calls_each)(struct store *s, int64_t since_unix, const char *user,
+                      enum store_calls_order order, size_t limit,
+                      int (*fn)(void *ctx, const struct store_call *c), void *ctx,
+                      char err[STORE_ERR_LEN]);
     /* Optional: block up to timeout_ms for a change notification (1), a timeout (0) or a lost
      * connection (-1). NULL: the caller polls data_version. */
     int (*wait_change)(struct store *s, int timeout_ms);

@@ -4,6 +4,7 @@
  * connection instead of polling and still have a cheap version to compare. Every message
  * names the database without its password (store_display_name). */
 #include <errno.h>
+#include <math.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +22,9 @@
 #define NOTIFY_CHANNEL    "tern_credentials"
 #define MIGRATION_LOCK    "7236851" /* pg_advisory_xact_lock key: one migrating node at a time */
 #define CLIP_BYTES        48
+/* This backend's schema version (tern_schema.version): one migration step per version. */
+#define PG_SCHEMA_VERSION 2
+#define CALLS_BATCH_MAX   4096 /* records per store_calls_insert */
 
 struct pg_store {
     struct store base; /* first: a struct store * is a struct pg_store * */
@@ -79,8 +83,9 @@ static void quiet(void *arg, const char *msg)
     (void)msg; /* NOTICEs (CREATE ... IF NOT EXISTS) are not for ternd's stderr */
 }
 
-/* migrations[v] brings the schema from version v to v + 1 (the same tables as SQLite's, in
- * PostgreSQL's types). Never edit a shipped step: append one. */
+/* migrations[v] brings the schema from version v to v + 1 (step 0: the same tables as SQLite's,
+ * in PostgreSQL's types; later steps are PostgreSQL's own). Never edit a shipped step: append
+ * one and raise PG_SCHEMA_VERSION. */
 static const char *const migrations[] = {
     /* 0 -> 1 */
     "CREATE TABLE users ("
@@ -112,8 +117,32 @@ static const char *const migrations[] = {
     " FOR EACH STATEMENT EXECUTE FUNCTION tern_changed();"
     "CREATE TRIGGER secrets_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON secrets"
     " FOR EACH STATEMENT EXECUTE FUNCTION tern_changed();",
+    /* 1 -> 2: call records (qos.record_database): one row per ended allocation of any node,
+     * the columns "worst calls of the last hour" needs, and the whole record. No trigger: the
+     * credential refresher does not care. */
+    "CREATE TABLE call_quality ("
+    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " node text NOT NULL,"
+    " user_name text,"
+    " realm text,"
+    " started_at timestamptz,"
+    " ended_at timestamptz NOT NULL,"
+    " duration double precision,"
+    " reason text,"
+    " worst_loss double precision,"
+    " worst_loss_leg text CHECK (worst_loss_leg IN ('client', 'peer')),"
+    " worst_jitter double precision,"
+    " worst_jitter_leg text CHECK (worst_jitter_leg IN ('client', 'peer')),"
+    " worst_rtt double precision,"
+    " worst_rtt_leg text CHECK (worst_rtt_leg IN ('client', 'peer')),"
+    " record jsonb NOT NULL);"
+    "CREATE INDEX call_quality_ended ON call_quality (ended_at);"
+    "CREATE INDEX call_quality_user ON call_quality (user_name, ended_at);"
+    "CREATE INDEX call_quality_loss ON call_quality (worst_loss DESC NULLS LAST);"
+    "CREATE INDEX call_quality_jitter ON call_quality (worst_jitter DESC NULLS LAST);"
+    "CREATE INDEX call_quality_rtt ON call_quality (worst_rtt DESC NULLS LAST);",
 };
-_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == PG_SCHEMA_VERSION,
                "one migration step per schema version");
 
 static bool ok(const PGresult *r)
@@ -219,7 +248,7 @@ static int exec_simple(struct pg_store *s, const char *sql, char *err, const cha
     return 0;
 }
 
-/* Bring the schema to STORE_SCHEMA_VERSION in one transaction, one node at a time. */
+/* Bring the schema to PG_SCHEMA_VERSION in one transaction, one node at a time. */
 static int migrate(struct pg_store *s, char *err)
 {
     if (exec_simple(s, "BEGIN", err, "cannot start the schema migration")) return -1;
@@ -244,12 +273,12 @@ static int migrate(struct pg_store *s, char *err)
             goto rollback;
         v = 0;
     }
-    if (v > STORE_SCHEMA_VERSION) {
+    if (v > PG_SCHEMA_VERSION) {
         seterr(err, s->name, "schema version %lld is newer than this program's %d (upgrade ternd)",
-               v, STORE_SCHEMA_VERSION);
+               v, PG_SCHEMA_VERSION);
         goto rollback;
     }
-    for (long long from = v; from < STORE_SCHEMA_VERSION; from++) {
+    for (long long from = v; from < PG_SCHEMA_VERSION; from++) {
         char what[96], set[64];
         snprintf(what, sizeof what, "cannot migrate the schema from version %lld to %lld", from,
                  from + 1);
@@ -650,6 +679,160 @@ static int pg_secret_each(struct store *base, int (*fn)(void *ctx, const struct 
     return ret;
 }
 
+/* ---- call records ---- */
+
+/* The columns of a record r (jsonb): per leg (c: client, p: peer) loss, jitter and RTT (NULL:
+ * unmeasured), then the worst of the two and which leg it was (the client's on a tie). */
+static const char calls_insert_head[] =
+    "INSERT INTO call_quality (node, user_name, realm, started_at, ended_at, duration, reason,"
+    " worst_loss, worst_loss_leg, worst_jitter, worst_jitter_leg, worst_rtt, worst_rtt_leg,"
+    " record)"
+    " SELECT $1, r ->> 'user', r ->> 'realm', (r ->> 'started_at')::timestamptz,"
+    " (r ->> 'ended_at')::timestamptz, (r ->> 'duration_seconds')::float8, r ->> 'reason',"
+    " GREATEST(lc, lp), CASE WHEN lc IS NULL AND lp IS NULL THEN NULL"
+    "  WHEN lp IS NULL OR lc >= lp THEN 'client' ELSE 'peer' END,"
+    " GREATEST(jc, jp), CASE WHEN jc IS NULL AND jp IS NULL THEN NULL"
+    "  WHEN jp IS NULL OR jc >= jp THEN 'client' ELSE 'peer' END,"
+    " GREATEST(rc, rp), CASE WHEN rc IS NULL AND rp IS NULL THEN NULL"
+    "  WHEN rp IS NULL OR rc >= rp THEN 'client' ELSE 'peer' END,"
+    " r FROM (SELECT r,"
+    "  (r #>> '{qos,client_leg,rtp,loss_ratio}')::float8 AS lc,"
+    "  (r #>> '{qos,peer_leg,rtp,loss_ratio}')::float8 AS lp,"
+    "  coalesce((r #>> '{qos,client_leg,intervals,jitter_p95_seconds}')::float8,"
+    "   (r #>> '{qos,client_leg,rtp,jitter_seconds}')::float8) AS jc,"
+    "  coalesce((r #>> '{qos,peer_leg,intervals,jitter_p95_seconds}')::float8,"
+    "   (r #>> '{qos,peer_leg,rtp,jitter_seconds}')::float8) AS jp,"
+    "  coalesce((r #>> '{qos,client_leg,rtt,p95_seconds}')::float8,"
+    "   (r #>> '{qos,client_leg,rtt,last_seconds}')::float8) AS rc,"
+    "  coalesce((r #>> '{qos,peer_leg,rtt,p95_seconds}')::float8,"
+    "   (r #>> '{qos,peer_leg,rtt,last_seconds}')::float8) AS rp"
+    "  FROM (VALUES ";
+
+static int pg_calls_insert(struct store *base, const char *const *records_json, size_t n,
+                           const char *node_id, char err[STORE_ERR_LEN])
+{
+    struct pg_store *s = pg(base);
+    char what[64];
+    snprintf(what, sizeof what, "cannot insert %zu call record%s", n, n == 1 ? "" : "s");
+    if (!n) return STORE_OK;
+    if (n > CALLS_BATCH_MAX || !node_id || !*node_id || strlen(node_id) > STORE_MAX_NODE) {
+        seterr(err, s->name, "%s: %s", what,
+               n > CALLS_BATCH_MAX ? "too many at once" : "the node id is empty or too long");
+        return STORE_INVALID;
+    }
+    /* One statement, so one transaction: "($2::jsonb), ($3::jsonb), ..." */
+    size_t cap = sizeof calls_insert_head + n * 20 + 64, len;
+    char *sql = malloc(cap);
+    const char **vals = calloc(n + 1, sizeof *vals);
+    if (!sql || !vals) {
+        free(sql);
+        free(vals);
+        seterr(err, s->name, "%s: out of memory", what);
+        return STORE_ERROR;
+    }
+    len = (size_t)snprintf(sql, cap, "%s", calls_insert_head);
+    vals[0] = node_id;
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t)snprintf(sql + len, cap - len, "%s($%zu::jsonb)", i ? ", " : "", i + 2);
+        vals[i + 1] = records_json[i] ? records_json[i] : "null";
+    }
+    snprintf(sql + len, cap - len, ") AS v(r)) AS m");
+    PGresult *r = run(s, sql, (int)n + 1, vals, NULL, NULL, err, what);
+    free(sql);
+    free(vals);
+    if (!r) return STORE_ERROR;
+    if (ok(r)) {
+        PQclear(r);
+        return STORE_OK;
+    }
+    /* Data and constraint errors (SQLSTATE classes 22, 23) are the records' fault. */
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    bool bad = state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0);
+    int rc = failed(s, r, err, what, NULL);
+    return bad ? STORE_INVALID : rc;
+}
+
+static int col_f64(const PGresult *r, int row, int col, double *out)
+{
+    *out = NAN;
+    if (PQgetisnull(r, row, col)) return 0;
+    if (PQgetlength(r, row, col) != 8) return -1;
+    const uint8_t *b = (const uint8_t *)PQgetvalue(r, row, col);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | b[i];
+    memcpy(out, &v, sizeof v);
+    return 0;
+}
+
+/* A text column that may be empty (NULL: ""), cut to max bytes. */
+static void col_str(const PGresult *r, int row, int col, char *out, size_t max)
+{
+    size_t n = PQgetisnull(r, row, col) ? 0 : (size_t)PQgetlength(r, row, col);
+    if (n > max) n = max;
+    memcpy(out, PQgetvalue(r, row, col), n);
+    out[n] = '\0';
+    if (memchr(out, 0, n)) out[0] = '\0';
+}
+
+static int pg_calls_each(struct store *base, int64_t since_unix, const char *user,
+                         enum store_calls_order order, size_t limit,
+                         int (*fn)(void *ctx, const struct store_call *c), void *ctx,
+                         char err[STORE_ERR_LEN])
+{
+    struct pg_store *s = pg(base);
+    static const char *const by[] = {
+        [STORE_CALLS_BY_LOSS] = "worst_loss DESC NULLS LAST, ended_at DESC",
+        [STORE_CALLS_BY_JITTER] = "worst_jitter DESC NULLS LAST, ended_at DESC",
+        [STORE_CALLS_BY_RTT] = "worst_rtt DESC NULLS LAST, ended_at DESC",
+        [STORE_CALLS_BY_TIME] = "ended_at DESC",
+    };
+    static const char what[] = "cannot list the call records";
+    if ((unsigned)order > STORE_CALLS_BY_TIME) {
+        seterr(err, s->name, "%s: unknown order", what);
+        return STORE_INVALID;
+    }
+    char sql[1024], since[24], lim[24];
+    snprintf(since, sizeof since, "%lld", (long long)since_unix);
+    snprintf(lim, sizeof lim, "%zu", limit);
+    snprintf(sql, sizeof sql,
+             "SELECT id, node, user_name, realm, extract(epoch FROM started_at)::float8,"
+             " extract(epoch FROM ended_at)::float8, duration, reason, worst_loss,"
+             " worst_loss_leg, worst_jitter, worst_jitter_leg, worst_rtt, worst_rtt_leg,"
+             " record::text FROM call_quality WHERE ended_at >= to_timestamp($1)%s"
+             " ORDER BY %s LIMIT $2::bigint",
+             user ? " AND user_name = $3" : "", by[order]);
+    const char *vals[3] = {since, limit ? lim : NULL, user}; /* LIMIT NULL: all */
+    int nparams = user ? 3 : 2;
+    PGresult *r = run(s, sql, nparams, vals, NULL, NULL, err, what);
+    if (!r) return STORE_ERROR;
+    if (!ok(r)) return failed(s, r, err, what, NULL);
+    int ret = STORE_OK;
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct store_call c;
+        memset(&c, 0, sizeof c);
+        if (col_i64(r, i, 0, INT64_MIN, INT64_MAX, &c.id) || col_f64(r, i, 4, &c.started_at) ||
+            col_f64(r, i, 5, &c.ended_at) || col_f64(r, i, 6, &c.duration) ||
+            col_f64(r, i, 8, &c.worst_loss) || col_f64(r, i, 10, &c.worst_jitter) ||
+            col_f64(r, i, 12, &c.worst_rtt) || PQgetisnull(r, i, 14)) {
+            seterr(err, s->name, "%s: a row is malformed", what);
+            ret = STORE_ERROR;
+            break;
+        }
+        col_str(r, i, 1, c.node, STORE_MAX_NODE);
+        col_str(r, i, 2, c.user, STUN_MAX_USERNAME);
+        col_str(r, i, 3, c.realm, STUN_MAX_TEXT_BYTES);
+        col_str(r, i, 7, c.reason, sizeof c.reason - 1);
+        col_str(r, i, 9, c.worst_loss_leg, sizeof c.worst_loss_leg - 1);
+        col_str(r, i, 11, c.worst_jitter_leg, sizeof c.worst_jitter_leg - 1);
+        col_str(r, i, 13, c.worst_rtt_leg, sizeof c.worst_rtt_leg - 1);
+        c.record = PQgetvalue(r, i, 14); /* text in binary format: the bytes, NUL-terminated */
+        if (fn(ctx, &c)) break;
+    }
+    PQclear(r);
+    return ret;
+}
+
 /* ---- change tracking ---- */
 
 static int64_t pg_data_version(struct store *base)
@@ -706,6 +889,8 @@ static const struct store_ops pg_ops = {
     .secret_each = pg_secret_each,
     .data_version = pg_data_version,
     .wait_change = pg_wait_change,
+    .calls_insert = pg_calls_insert,
+    .calls_each = pg_calls_each,
 };
 
 struct store *store_pg_open(const char *uri, const char *password_file, char err[STORE_ERR_LEN])

@@ -16,6 +16,9 @@
 #include "auth.h"
 #include "store_impl.h"
 
+/* This backend's schema version (PRAGMA user_version): one migration step per version. */
+#define SQLITE_SCHEMA_VERSION STORE_SQLITE_SCHEMA_VERSION
+
 /* ternd reads while ternctl writes: wait this long for a lock rather than fail at once. */
 #define BUSY_TIMEOUT_MS 5000
 /* Names and realms quoted in messages are cut to this many bytes, so that the reason after
@@ -35,7 +38,8 @@ static struct sq_store *sq(struct store *base)
 
 /* migrations[v] brings the schema from version v to v + 1, inside the open's transaction, and
  * ends by setting user_version itself (a constant: PRAGMA takes no bound parameters). To
- * change the schema: append a step and raise STORE_SCHEMA_VERSION. Never edit a shipped step. */
+ * change the schema: append a step and raise STORE_SQLITE_SCHEMA_VERSION. Never edit a shipped
+ * step. */
 static const char *const migrations[] = {
     /* 0 -> 1. The userhash index is not UNIQUE: SHA-256(name ":" realm) is the same for
      * ("a:b", "c") and ("a", "b:c"), and a lookup by hash must then see both. Secret ids are
@@ -59,7 +63,7 @@ static const char *const migrations[] = {
     " created INTEGER NOT NULL);"
     "PRAGMA user_version = 1;",
 };
-_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == STORE_SCHEMA_VERSION,
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) == SQLITE_SCHEMA_VERSION,
                "one migration step per schema version");
 
 /* The columns every read uses, in this order; preparing them at open proves the tables are
@@ -187,9 +191,9 @@ static int check_version(struct sq_store *s, int64_t *version, char *err)
         seterr(err, s->path, "cannot read the schema version: %s", sqlite3_errmsg(s->db));
         return -1;
     }
-    if (*version > STORE_SCHEMA_VERSION) {
+    if (*version > SQLITE_SCHEMA_VERSION) {
         seterr(err, s->path, "schema version %lld is newer than this program's %d (upgrade ternd)",
-               (long long)*version, STORE_SCHEMA_VERSION);
+               (long long)*version, SQLITE_SCHEMA_VERSION);
         return -1;
     }
     if (*version < 0) {
@@ -210,7 +214,7 @@ static int check_version(struct sq_store *s, int64_t *version, char *err)
     return 0;
 }
 
-/* Bring the schema to STORE_SCHEMA_VERSION: all steps in one transaction, or none. */
+/* Bring the schema to SQLITE_SCHEMA_VERSION: all steps in one transaction, or none. */
 static int migrate(struct sq_store *s, char *err)
 {
     int64_t v = 0;
@@ -221,7 +225,7 @@ static int migrate(struct sq_store *s, char *err)
         return -1;
     }
     if (check_version(s, &v, err)) goto rollback;
-    for (int64_t from = v; from < STORE_SCHEMA_VERSION; from++) {
+    for (int64_t from = v; from < SQLITE_SCHEMA_VERSION; from++) {
         int64_t now = -1;
         if (sqlite3_exec(s->db, migrations[from], NULL, NULL, NULL) != SQLITE_OK ||
             query_int(s->db, "PRAGMA user_version", &now) != SQLITE_OK) {
@@ -317,7 +321,7 @@ struct store *store_sqlite_open(const char *path, enum store_mode mode, char err
         seterr(err, path, "cannot switch to WAL journal mode: %s", sqlite3_errmsg(s->db));
         goto fail;
     }
-    if (version < STORE_SCHEMA_VERSION && migrate(s, err)) goto fail;
+    if (version < SQLITE_SCHEMA_VERSION && migrate(s, err)) goto fail;
     if (check_tables(s, err)) goto fail;
 
     free(dbname);
@@ -785,6 +789,38 @@ static int64_t sq_data_version(struct store *base)
     return v;
 }
 
+/* Call records (qos.record_database) live in PostgreSQL only: a fleet's rows, with jsonb. */
+static int no_calls(struct sq_store *s, char *err)
+{
+    seterr(err, s->path,
+           "call records need a PostgreSQL auth.database (a postgresql:// URI), not a SQLite "
+           "file");
+    return STORE_UNSUPPORTED;
+}
+
+static int sq_calls_insert(struct store *base, const char *const *records_json, size_t n,
+                           const char *node_id, char err[STORE_ERR_LEN])
+{
+    (void)records_json;
+    (void)n;
+    (void)node_id;
+    return no_calls(sq(base), err);
+}
+
+static int sq_calls_each(struct store *base, int64_t since_unix, const char *user,
+                         enum store_calls_order order, size_t limit,
+                         int (*fn)(void *ctx, const struct store_call *c), void *ctx,
+                         char err[STORE_ERR_LEN])
+{
+    (void)since_unix;
+    (void)user;
+    (void)order;
+    (void)limit;
+    (void)fn;
+    (void)ctx;
+    return no_calls(sq(base), err);
+}
+
 static const struct store_ops sqlite_ops = {
     .close = sq_close,
     .user_add = sq_user_add,
@@ -797,4 +833,6 @@ static const struct store_ops sqlite_ops = {
     .secret_del = sq_secret_del,
     .secret_each = sq_secret_each,
     .data_version = sq_data_version,
+    .calls_insert = sq_calls_insert,
+    .calls_each = sq_calls_each,
 };

@@ -46,8 +46,9 @@ void ctl_usage(FILE *out)
         "Global options (before the command):\n"
         "  -c, --config FILE   take the database, realm, REST secrets, separator and\n"
         "                      listener URIs from ternd's configuration\n"
-        "      --db FILE       the credential database (SQLite; default: the config's\n"
-        "                      auth.database); user add and secret add create it\n"
+        "      --db FILE       the credential database (a SQLite file or a postgresql://\n"
+        "                      URI; default: the config's auth.database); user add and\n"
+        "                      secret add create a SQLite file\n"
         "      --realm REALM   realm of the users (default: the config's, else tern)\n"
         "      --url URL       work through ternd's admin HTTP API (its ops.listen, e.g.\n"
         "                      http://127.0.0.1:9641) instead of on the database\n"
@@ -83,6 +84,17 @@ void ctl_usage(FILE *out)
         "                      newest secret: the config's last auth.secrets entry, else the\n"
         "                      newest in the database; --ice-servers prints a WebRTC\n"
         "                      RTCConfiguration fragment with the config's listener URIs\n"
+        "\n"
+        "Ended calls across the fleet (qos.record_database: the call_quality table of the\n"
+        "  PostgreSQL database named by -c FILE or --db URI):\n"
+        "  calls [--since DURATION] [--user U] [--worst loss|jitter|rtt] [--limit N] [--json]\n"
+        "                      the worst calls that ended in the last DURATION (90s, 15m, 1h,\n"
+        "                      2d; default 1h), worst loss first unless --worst says jitter\n"
+        "                      or rtt, at most N (default 20): when it ended, the node, the\n"
+        "                      user, its duration and end reason, and the worst loss %%,\n"
+        "                      jitter ms and RTT ms with the leg each was on (client: what\n"
+        "                      the client sent, peer: what the peers sent; -: not measured);\n"
+        "                      --json adds the whole quality record\n"
         "\n"
         "Live allocations and their quality (GET /api/v1/allocations on ternd's ops API;\n"
         "  the URL is --url, else -c's ops.listen, else " DEFAULT_OPS_URL "; the token, when\n"
@@ -493,7 +505,7 @@ static int run(struct ctl *c, int argc, char **argv)
     }
     if (optind >= argc)
         return ctl_usage_error(
-            "no command given (user, secret, cred, allocations, top, drain or reload)");
+            "no command given (user, secret, cred, calls, allocations, top, drain or reload)");
     const char *cmd = argv[optind];
     if (strcmp(cmd, "allocations") == 0 || strcmp(cmd, "top") == 0 || strcmp(cmd, "drain") == 0 ||
         strcmp(cmd, "reload") == 0) {
@@ -503,9 +515,14 @@ static int run(struct ctl *c, int argc, char **argv)
         if (strcmp(cmd, "reload") == 0) return ctl_cmd_reload(c, &o, argc - optind, argv + optind);
         return ctl_cmd_allocations(c, &o, argc - optind, argv + optind);
     }
-    if (strcmp(cmd, "user") != 0 && strcmp(cmd, "secret") != 0 && strcmp(cmd, "cred") != 0)
+    if (strcmp(cmd, "user") != 0 && strcmp(cmd, "secret") != 0 && strcmp(cmd, "cred") != 0 &&
+        strcmp(cmd, "calls") != 0)
         return ctl_usage_error(
-            "unknown command '%s' (user, secret, cred, allocations, top, drain or reload)", cmd);
+            "unknown command '%s' (user, secret, cred, calls, allocations, top, drain or reload)",
+            cmd);
+    if (url && strcmp(cmd, "calls") == 0)
+        return ctl_usage_error("calls reads the database, not the API: name it with -c FILE or "
+                               "--db URI instead of --url");
     if (c->db_opt && !*c->db_opt) return ctl_usage_error("--db wants a file name");
     if (c->realm_opt && !*c->realm_opt) return ctl_usage_error("--realm wants a realm");
     if (url) {
@@ -540,6 +557,7 @@ static int run(struct ctl *c, int argc, char **argv)
     argv += optind;
     if (strcmp(cmd, "user") == 0) return ctl_cmd_user(c, argc, argv);
     if (strcmp(cmd, "secret") == 0) return ctl_cmd_secret(c, argc, argv);
+    if (strcmp(cmd, "calls") == 0) return ctl_cmd_calls(c, argc, argv);
     return ctl_cmd_cred(c, argc, argv);
 }
 

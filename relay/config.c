@@ -1102,7 +1102,32 @@ static const struct key qos_keys[] = {
      .max = 2048,
      .flags = F_NULLABLE},
     UINT("webhook_queue", qos_webhook_queue, 1, 65536, "256"),
+    BOOL("record_database", qos_record_database, "false"),
+    UINT("record_database_queue", qos_record_database_queue, 1, 1048576, "4096"),
 };
+
+/* A node id goes into logs, the database and terminals: printable, no spaces at the ends. */
+static void cluster_check(struct parse *p, yaml_node_t *map, const char *path, void *base,
+                          bool clean)
+{
+    const struct tern_config *c = base;
+    const char *id = c->cluster_node_id;
+    char kpath[PATH_LEN];
+    if (!clean || !id) return;
+    size_t n = strlen(id);
+    bool bad = id[0] == ' ' || id[n - 1] == ' ';
+    for (size_t i = 0; i < n && !bad; i++)
+        bad = (unsigned char)id[i] < 0x20 || id[i] == 0x7f;
+    join(kpath, sizeof kpath, path, "node_id");
+    if (bad)
+        problem(p, map_value(p, map, "node_id"), kpath,
+                "control characters or spaces at the ends are not allowed");
+}
+
+static const struct key cluster_keys[] = {
+    STR("node_id", cluster_node_id, 1, 255, NULL, F_NULLABLE),
+};
+static const struct section cluster_section = {cluster_keys, NKEYS(cluster_keys), cluster_check};
 
 static const char *const level_words[] = {"debug", "info", "warn", "error", NULL};
 static const char *const format_words[] = {"text", "json", NULL};
@@ -1167,6 +1192,13 @@ static void root_check(struct parse *p, yaml_node_t *root, const char *path, voi
     if (c->qos_dscp == CFG_DSCP_BY_CLASS && !c->qos_enabled)
         problem(p, map_value(p, map_value(p, root, "qos"), "dscp"), "qos.dscp",
                 "by-class needs qos.enabled: true (the classes come from the QoS tap)");
+    if (c->qos_record_database &&
+        (!c->database || (strncmp(c->database, "postgresql://", 13) != 0 &&
+                          strncmp(c->database, "postgres://", 11) != 0)))
+        problem(p, map_value(p, map_value(p, root, "qos"), "record_database"),
+                "qos.record_database",
+                "call records need a PostgreSQL auth.database (a postgresql:// URI)%s",
+                c->database ? ", not a SQLite file" : "; there is none");
     if (c->ops_listen.sa.sa_family != AF_UNSPEC && addr_port(&c->ops_listen) != 0) {
         for (size_t i = 0; i < c->nlisten; i++) {
             if (c->listen[i].transport != CFG_UDP &&
@@ -1191,6 +1223,7 @@ static const struct key root_keys[] = {
     SECTION("auth", auth_section),
     SECTION("qos", qos_section),
     SECTION("drain", drain_section),
+    SECTION("cluster", cluster_section),
     SECTION("ops", ops_section),
     SECTION("log", log_section),
 };
@@ -1466,6 +1499,7 @@ void cfg_free(struct tern_config *c)
     free(c->user);
     free(c->group);
     free(c->qos_record_file);
+    free(c->cluster_node_id);
     free(c->lines);
     free(c->name);
     free(c->qos_webhook);

@@ -119,6 +119,11 @@ struct tern_config {
     uint32_t qos_thr_rtt_ms;       /* qos.thresholds.rtt_ms (0: off) */
     char *qos_webhook;             /* qos.webhook: http(s) URL for episodes and records; NULL */
     uint32_t qos_webhook_queue;    /* qos.webhook_queue: messages waiting at most */
+    bool qos_record_database;      /* each ended call's record into auth.database (PostgreSQL) */
+    uint32_t qos_record_database_queue; /* qos.record_database_queue: records waiting at most */
+
+    /* cluster: */
+    char *cluster_node_id; /* this node's name in the fleet's call records; NULL: the hostname */
 
     /* ops: */
     union stun_addr ops_listen; /* AF_UNSPEC when null (ops HTTP disabled) */

@@ -177,6 +177,13 @@ void cfg_diff(const struct tern_config *old, const struct tern_config *new, stru
     LIVE("qos.record_file", str_same(o->qos_record_file, n->qos_record_file));
     LIVE("qos.dscp", o->qos_dscp == n->qos_dscp);
     LIVE("qos.priority", o->qos_priority == n->qos_priority);
+    FIXED("qos.record_database", o->qos_record_database == n->qos_record_database,
+          "the call record writer thread and its database connection are set up once, at start");
+    FIXED("qos.record_database_queue",
+          o->qos_record_database_queue == n->qos_record_database_queue || !n->qos_record_database,
+          "the call record queue is allocated once, at start");
+    FIXED("cluster.node_id", str_same(o->cluster_node_id, n->cluster_node_id),
+          "rows already written name the node: a new name would split its history");
     LIVE("qos.priority_classes", o->qos_prio_audio == n->qos_prio_audio &&
                                      o->qos_prio_video == n->qos_prio_video &&
                                      o->qos_prio_other == n->qos_prio_other);

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "addr.h"
 #include "timeline.h"
+#include "records.h"
 #include "webhook.h"
 #include "worker.h"
 
@@ -297,10 +298,11 @@ void worker_record(struct worker *w, const struct allocation *a, const char *why
         qos_alloc_tick(a->qos, &w->qm, w->now_ns, true);
         timeline_events(w, a); /* an episode still open ends with the call */
     }
-    if (w->record_fd < 0 && !w->webhook) return;
+    if (w->record_fd < 0 && !w->webhook && !w->records) return;
     json_t *o = common_json(w, a);
     if (!o) {
         webhook_post(w->webhook, NULL); /* counted as dropped */
+        records_post(w->records, NULL);
         return;
     }
     int64_t start = worker_created_ns(w, a);
@@ -320,9 +322,11 @@ void worker_record(struct worker *w, const struct allocation *a, const char *why
     json_decref(o);
     if (!line) {
         webhook_post(w->webhook, NULL);
+        records_post(w->records, NULL);
         return;
     }
     if (w->webhook) webhook_post(w->webhook, strdup(line)); /* NULL (no memory): a drop */
+    if (w->records) records_post(w->records, strdup(line)); /* the writer thread inserts it */
     if (w->record_fd < 0) {
         free(line);
         return;
@@ -573,6 +577,31 @@ char *relay_metrics(struct relay *r, size_t *len)
             "# HELP tern_webhook_queued Messages waiting for the webhook.\n"
             "# TYPE tern_webhook_queued gauge\ntern_webhook_queued %llu\n",
             (unsigned long long)ws.queued);
+    }
+    if (r->records) {
+        struct records_stats rs;
+        records_stats(r->records, &rs);
+        const struct {
+            const char *name, *help;
+            uint64_t v;
+        } rc[] = {
+            {"queued", "Call records queued for qos.record_database", rs.queued},
+            {"written", "Call records committed to the database", rs.written},
+            {"dropped", "Call records dropped: the queue was full (database away), or left at stop",
+             rs.dropped},
+            {"failed", "Call records the database refused (not retried)", rs.failed},
+        };
+        for (size_t i = 0; i < sizeof rc / sizeof rc[0]; i++)
+            put(&t,
+                "# HELP tern_records_%s_total %s.\n# TYPE tern_records_%s_total counter\n"
+                "tern_records_%s_total %llu\n",
+                rc[i].name, rc[i].help, rc[i].name, rc[i].name, (unsigned long long)rc[i].v);
+        put(&t,
+            "# HELP tern_records_queue_depth Call records waiting for the database.\n"
+            "# TYPE tern_records_queue_depth gauge\ntern_records_queue_depth %llu\n"
+            "# HELP tern_records_database_up Whether the record writer's last attempt reached "
+            "the database.\n# TYPE tern_records_database_up gauge\ntern_records_database_up %d\n",
+            (unsigned long long)rs.depth, rs.up ? 1 : 0);
     }
     bool oom = t.oom;
     const struct tern_config *cfg = relay_config_get(r);

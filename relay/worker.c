@@ -23,6 +23,7 @@
 #include "timeline.h"
 #include "udp.h"
 #include "store.h"
+#include "records.h"
 #include "webhook.h"
 #include "worker.h"
 
@@ -224,6 +225,12 @@ struct relay *relay_open(struct tern_config *cfg)
         relay_close(r, NULL, NULL);
         return NULL;
     }
+    if (c->qos_record_database &&
+        !(r->records = records_start(c->database, c->database_password_file, c->cluster_node_id,
+                                     c->qos_record_database_queue, NULL))) {
+        relay_close(r, NULL, NULL);
+        return NULL;
+    }
 
     for (unsigned i = 0; i < n; i++) {
         struct worker *w = &r->workers[i];
@@ -246,6 +253,7 @@ struct relay *relay_open(struct tern_config *cfg)
         w->qos_on = c->qos_enabled;
         w->record_fd = g->record_fd;
         w->webhook = r->webhook;
+        w->records = r->records;
         w->tl_gen = g->id;
         w->now_ns = realtime_ns();
         w->fwd = fwd_new();
@@ -496,7 +504,8 @@ void relay_close(struct relay *r, struct srv_counters *srv, struct relay_counter
             io->v[k] += w->io.v[k];
     }
     shared_free(r);
-    webhook_stop(r->webhook); /* after the workers: their last records are queued */
+    webhook_stop(r->webhook);       /* after the workers: their last records are queued */
+    records_stop(r->records, NULL); /* likewise; it flushes them within RECORDS_STOP_MS */
     relay_gen_put(r->gen);
     pthread_mutex_destroy(&r->query_lock);
     pthread_mutex_destroy(&r->gen_lock);

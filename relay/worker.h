@@ -104,6 +104,7 @@ struct relay_gen {
     union stun_addr *addrs;
 };
 struct webhook;
+struct records;
 
 struct worker {
     unsigned id;
@@ -149,6 +150,7 @@ struct worker {
     /* timeline.c: qos.webhook (the relay's, shared; NULL: none), when the meters were last
      * swept, and the config they were configured with (live reload swaps w->cfg). */
     struct webhook *webhook;
+    struct records *records; /* qos.record_database (the relay's, shared; NULL: none) */
     uint64_t tl_swept_ms;
     uint64_t tl_gen;         /* the configuration generation the meters were configured with */
     uint64_t cred_gen;       /* auth.strict_expiry: the credential generation last checked */
@@ -189,6 +191,8 @@ struct relay {
     pthread_mutex_t query_lock; /* one ops query at a time */
     /* qos.webhook: the sender thread (webhook.h); NULL: none */
     struct webhook *webhook;
+    /* qos.record_database: the call record writer (records.h); NULL: none */
+    struct records *records;
 };
 
 /* reload.c */

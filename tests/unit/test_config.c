@@ -677,6 +677,53 @@ static void qos_section(void **state)
     free(msgs);
 }
 
+/* qos.record_database, its queue and cluster.node_id. */
+static void record_database_keys(void **state)
+{
+    struct tern_config c;
+    char *msgs;
+    (void)state;
+    assert_int_equal(parse(&c, "qos: {}\n", &msgs), 0);
+    assert_false(c.qos_record_database);
+    assert_int_equal(c.qos_record_database_queue, 4096);
+    assert_null(c.cluster_node_id);
+    cfg_free(&c);
+    free(msgs);
+    assert_int_equal(parse(&c,
+                           "auth: { database: \"postgresql://tern@/tern?host=/run/pg\" }\n"
+                           "qos: { record_database: true, record_database_queue: 8 }\n"
+                           "cluster: { node_id: relay-eu-1 }\n",
+                           &msgs),
+                     0);
+    assert_string_equal(msgs, "");
+    assert_true(c.qos_record_database);
+    assert_int_equal(c.qos_record_database_queue, 8);
+    assert_string_equal(c.cluster_node_id, "relay-eu-1");
+    cfg_free(&c);
+    free(msgs);
+    /* a SQLite file, or no database at all: refused, saying why */
+    assert_int_equal(
+        parse(&c, "auth: { database: /var/lib/tern/tern.db }\nqos: { record_database: true }\n",
+              &msgs),
+        -1);
+    assert_non_null(strstr(msgs, "qos.record_database: call records need a PostgreSQL "
+                                 "auth.database (a postgresql:// URI), not a SQLite file"));
+    free(msgs);
+    assert_int_equal(parse(&c,
+                           "qos: { record_database: true, record_database_queue: 0 }\n"
+                           "cluster: { node_id: \"a\\tb\", region: x }\n",
+                           &msgs),
+                     -1);
+    assert_non_null(strstr(msgs, "qos.record_database: call records need a PostgreSQL "
+                                 "auth.database (a postgresql:// URI); there is none"));
+    assert_non_null(strstr(msgs, "qos.record_database_queue: 0 is out of range"));
+    assert_non_null(strstr(msgs, "cluster.region: unknown key"));
+    free(msgs);
+    assert_int_equal(parse(&c, "cluster: { node_id: \"a\\tb\" }\n", &msgs), -1);
+    assert_non_null(strstr(msgs, "cluster.node_id: control characters"));
+    free(msgs);
+}
+
 static void ipv6_listen_address(void **state)
 {
     static const char yaml[] = "listen:\n"
@@ -1071,6 +1118,30 @@ static void diff_live_keys(void **state)
     free(out);
 }
 
+static void diff_refuses_record_database(void **state)
+{
+    char *out;
+    (void)state;
+    static const char pg[] = "auth: { database: \"postgresql://tern@/tern?host=/run/pg\" }\n";
+    char a[256], b[256];
+    snprintf(a, sizeof a, "%sqos: { record_database: true }\ncluster: { node_id: n1 }\n", pg);
+    snprintf(b, sizeof b, "%sqos: { record_database: true, record_database_queue: 9 }\n", pg);
+    struct cfg_diff d = diff_of(a, b, &out);
+    assert_int_equal(d.refused, 2);
+    assert_non_null(strstr(out, "qos.record_database_queue: cannot change while ternd runs"));
+    assert_non_null(strstr(out, "cluster.node_id: cannot change while ternd runs"));
+    free(out);
+    d = diff_of(pg, a, &out);
+    assert_true(d.refused >= 1);
+    assert_non_null(strstr(out, "qos.record_database: cannot change while ternd runs (the call "
+                                "record writer"));
+    free(out);
+    d = diff_of(a, a, &out);
+    assert_int_equal(d.refused, 0);
+    assert_int_equal(d.nchanged, 0);
+    free(out);
+}
+
 static void diff_refuses_fixed_keys(void **state)
 {
     char *out;
@@ -1111,6 +1182,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(diff_same_is_empty),
         cmocka_unit_test(diff_live_keys),
         cmocka_unit_test(diff_refuses_fixed_keys),
+        cmocka_unit_test(diff_refuses_record_database),
         cmocka_unit_test(diff_never_prints_secrets),
         cmocka_unit_test(empty_document_is_default),
         cmocka_unit_test(null_sections_take_defaults),
@@ -1142,6 +1214,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(transport_names),
         cmocka_unit_test(tcp_tls_and_proxy_protocol),
         cmocka_unit_test(qos_cross_rules),
+        cmocka_unit_test(record_database_keys),
     };
     const char *filter = argc > 1 ? argv[1] : getenv("CMOCKA_FILTER");
 

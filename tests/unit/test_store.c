@@ -221,7 +221,7 @@ static void create_then_existing(void **state)
     struct store *s = create(f);
 
     store_close(s);
-    assert_int_equal(raw_int(f->db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    assert_int_equal(raw_int(f->db, "PRAGMA user_version"), STORE_SQLITE_SCHEMA_VERSION);
     s = store_open(f->db, STORE_EXISTING, err);
     assert_non_null(s);
     assert_int_equal(store_user_add(s, "tern", "alice", "pw", 0, 0, err), STORE_OK);
@@ -247,7 +247,7 @@ static void existing_empty_file_is_migrated(void **state)
     if (!s) fail_msg("%s", err);
     assert_int_equal(list(s, NULL).n, 0);
     store_close(s);
-    assert_int_equal(raw_int(f->db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
+    assert_int_equal(raw_int(f->db, "PRAGMA user_version"), STORE_SQLITE_SCHEMA_VERSION);
 }
 
 static void file_modes_and_wal(void **state)

@@ -9,9 +9,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -168,6 +170,178 @@ static void changes_seen_across_connections(void **state)
     store_close(reader);
 }
 
+/* ---- call records (PostgreSQL; SQLite says it cannot) ---- */
+
+struct calls {
+    struct store_call c[8];
+    char rec[8][1024]; /* each record (its start) */
+    size_t n;
+};
+
+static int collect_call(void *ctx, const struct store_call *c)
+{
+    struct calls *f = ctx;
+    if (f->n < 8) {
+        f->c[f->n] = *c;
+        f->c[f->n].record = NULL;
+        snprintf(f->rec[f->n], sizeof f->rec[0], "%s", c->record);
+        f->n++;
+    }
+    return 0;
+}
+
+/* A quality record as worker_record writes it (the parts call_quality reads), ended ago_s
+ * seconds before now; loss/jitter/rtt per leg (< 0: null). */
+static char *record(const char *user, long ago_s, double lc, double lp, double jc, double jp,
+                    double rc, double rp)
+{
+    static char buf[8][1024];
+    static int k;
+    char *out = buf[k++ % 8], started[32], ended[32], v[6][24];
+    time_t t = time(NULL) - ago_s;
+    struct tm tm;
+    time_t t0 = t - 30;
+    strftime(started, sizeof started, "%Y-%m-%dT%H:%M:%S.000Z", gmtime_r(&t0, &tm));
+    strftime(ended, sizeof ended, "%Y-%m-%dT%H:%M:%S.250Z", gmtime_r(&t, &tm));
+    double x[6] = {lc, lp, jc, jp, rc, rp};
+    for (int i = 0; i < 6; i++)
+        snprintf(v[i], sizeof v[i], x[i] < 0 ? "null" : "%g", x[i]);
+    snprintf(out, 1024,
+             "{\"type\":\"call_quality\",\"id\":\"1\",\"user\":\"%s\",\"realm\":\"r1\","
+             "\"started_at\":\"%s\",\"ended_at\":\"%s\",\"duration_seconds\":30.25,"
+             "\"reason\":\"deleted\",\"qos\":{"
+             "\"client_leg\":{\"rtp\":{\"loss_ratio\":%s,\"jitter_seconds\":0.001},"
+             "\"intervals\":{\"jitter_p95_seconds\":%s},\"rtt\":{\"p95_seconds\":%s}},"
+             "\"peer_leg\":{\"rtp\":{\"loss_ratio\":%s,\"jitter_seconds\":null},"
+             "\"intervals\":{\"jitter_p95_seconds\":%s},\"rtt\":{\"p95_seconds\":null,"
+             "\"last_seconds\":%s}}}}",
+             user, started, ended, v[0], v[2], v[4], v[1], v[3], v[5]);
+    return out;
+}
+
+static void calls_roundtrip(void **state)
+{
+    (void)state;
+    struct store *s = fresh();
+    char err[STORE_ERR_LEN] = "", user[64], other[80];
+    /* Runs share the PostgreSQL database: every query is about this run's users. */
+    snprintf(user, sizeof user, "calls-%ld-%ld", (long)getpid(), (long)time(NULL));
+    snprintf(other, sizeof other, "%s-other", user);
+    const char *recs[4] = {
+        record(user, 5, 0.01, 0.20, 0.004, 0.002, 0.030, 0.050), /* peer lossy */
+        record(user, 10, 0.05, 0.0, 0.040, 0.001, 0.100, 0.010), /* client jittery */
+        record(user, 2 * 3600, 0.90, 0.9, 0.5, 0.5, 1, 1),       /* too old for since */
+        record(other, 3, -1, -1, -1, -1, -1, -1),                /* nothing measured */
+    };
+    int64_t since = (int64_t)time(NULL) - 3600;
+    struct calls f = {.n = 0};
+    if (!pg) {
+        assert_int_equal(store_calls_insert(s, recs, 4, "node-a", err), STORE_UNSUPPORTED);
+        assert_non_null(strstr(err, "call records need a PostgreSQL auth.database"));
+        assert_int_equal(
+            store_calls_each(s, since, NULL, STORE_CALLS_BY_LOSS, 10, collect_call, &f, err),
+            STORE_UNSUPPORTED);
+        store_close(s);
+        return;
+    }
+    assert_int_equal(store_calls_insert(s, recs, 2, "node-a", err), STORE_OK);
+    assert_int_equal(store_calls_insert(s, recs + 2, 2, "node-b", err), STORE_OK);
+    /* A bad record fails its whole batch: nothing of it is written. */
+    const char *bad[2] = {record(user, 1, 0.99, 0, 0, 0, 0, 0), "{\"not\": a record"};
+    assert_int_equal(store_calls_insert(s, bad, 2, "node-a", err), STORE_INVALID);
+    assert_non_null(strstr(err, "cannot insert 2 call records"));
+    const char *noend[1] = {"{\"user\":\"x\"}"};
+    assert_int_equal(store_calls_insert(s, noend, 1, "node-a", err), STORE_INVALID);
+
+    assert_int_equal(
+        store_calls_each(s, since, user, STORE_CALLS_BY_LOSS, 10, collect_call, &f, err), STORE_OK);
+    assert_int_equal(f.n, 2); /* the two-hour-old one is before since; 0.99 never got in */
+    assert_string_equal(f.c[0].node, "node-a");
+    assert_string_equal(f.c[0].user, user);
+    assert_string_equal(f.c[0].realm, "r1");
+    assert_string_equal(f.c[0].reason, "deleted");
+    assert_true(fabs(f.c[0].worst_loss - 0.20) < 1e-9);
+    assert_string_equal(f.c[0].worst_loss_leg, "peer");
+    assert_true(fabs(f.c[0].worst_jitter - 0.004) < 1e-9);
+    assert_string_equal(f.c[0].worst_jitter_leg, "client");
+    assert_true(fabs(f.c[0].worst_rtt - 0.050) < 1e-9); /* the peer's last, without a p95 */
+    assert_string_equal(f.c[0].worst_rtt_leg, "peer");
+    assert_true(fabs(f.c[0].duration - 30.25) < 1e-9);
+    assert_true(fabs(f.c[0].ended_at - f.c[0].started_at - 30.25) < 1e-6);
+    assert_true(f.c[0].ended_at > (double)since);
+    assert_non_null(strstr(f.rec[0], "call_quality"));
+    assert_true(fabs(f.c[1].worst_loss - 0.05) < 1e-9);
+    assert_string_equal(f.c[1].worst_loss_leg, "client");
+    assert_true(f.c[0].id != f.c[1].id);
+
+    f.n = 0;
+    assert_int_equal(
+        store_calls_each(s, since, user, STORE_CALLS_BY_JITTER, 10, collect_call, &f, err),
+        STORE_OK);
+    assert_int_equal(f.n, 2);
+    assert_true(fabs(f.c[0].worst_jitter - 0.040) < 1e-9); /* the jittery one first */
+    f.n = 0;
+    assert_int_equal(store_calls_each(s, since, user, STORE_CALLS_BY_RTT, 1, collect_call, &f, err),
+                     STORE_OK);
+    assert_int_equal(f.n, 1); /* the limit */
+    assert_true(fabs(f.c[0].worst_rtt - 0.100) < 1e-9);
+    assert_string_equal(f.c[0].worst_rtt_leg, "client");
+    f.n = 0;
+    assert_int_equal(
+        store_calls_each(s, since - 7200, user, STORE_CALLS_BY_TIME, 0, collect_call, &f, err),
+        STORE_OK);
+    assert_int_equal(f.n, 3); /* most recent first, the old one last */
+    assert_true(f.c[0].ended_at > f.c[1].ended_at && f.c[1].ended_at > f.c[2].ended_at);
+    assert_string_equal(f.c[2].node, "node-b");
+    f.n = 0;
+    assert_int_equal(
+        store_calls_each(s, since, other, STORE_CALLS_BY_LOSS, 10, collect_call, &f, err),
+        STORE_OK);
+    assert_int_equal(f.n, 1);
+    assert_true(isnan(f.c[0].worst_loss) && isnan(f.c[0].worst_rtt));
+    assert_string_equal(f.c[0].worst_loss_leg, "");
+    /* no interval jitter: the client's RTP jitter stands in */
+    assert_true(fabs(f.c[0].worst_jitter - 0.001) < 1e-9);
+    assert_string_equal(f.c[0].worst_jitter_leg, "client");
+    store_close(s);
+}
+
+/* How fast batches go in (a figure, not a limit): 20 transactions of 100 records each, about
+ * the size of a real one (the record file's lines are 2-4 KB with their series). */
+static void calls_batch_rate(void **state)
+{
+    (void)state;
+    if (!pg) skip();
+    struct store *s = fresh();
+    char err[STORE_ERR_LEN] = "", user[64], pad[2049];
+    snprintf(user, sizeof user, "rate-%ld-%ld", (long)getpid(), (long)time(NULL));
+    memset(pad, 'x', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    static char big[100][4096];
+    const char *recs[100];
+    for (int i = 0; i < 100; i++) {
+        const char *base = record(user, 1, 0.01 * i, 0, 0, 0, 0, 0);
+        snprintf(big[i], sizeof big[i], "%.*s,\"series\":\"%s\"}", (int)strlen(base) - 1, base,
+                 pad);
+        recs[i] = big[i];
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int b = 0; b < 20; b++)
+        assert_int_equal(store_calls_insert(s, recs, 100, "node-rate", err), STORE_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    printf("# figure: 2000 records of %zu bytes in batches of 100: %.3f s, %.0f records/s\n",
+           strlen(recs[0]), secs, 2000 / secs);
+    struct calls f = {.n = 0};
+    assert_int_equal(store_calls_each(s, (int64_t)time(NULL) - 60, user, STORE_CALLS_BY_LOSS, 3,
+                                      collect_call, &f, err),
+                     STORE_OK);
+    assert_int_equal(f.n, 3);
+    assert_true(fabs(f.c[0].worst_loss - 0.99) < 1e-9);
+    store_close(s);
+}
+
 static void display_names_hide_passwords(void **state)
 {
     (void)state;
@@ -222,6 +396,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(users_roundtrip),
         cmocka_unit_test(secrets_roundtrip),
         cmocka_unit_test(changes_seen_across_connections),
+        cmocka_unit_test(calls_roundtrip),
+        cmocka_unit_test(calls_batch_rate),
         cmocka_unit_test(display_names_hide_passwords),
         cmocka_unit_test(errors_never_show_the_password),
     };
