@@ -188,6 +188,15 @@ void cfg_diff(const struct tern_config *old, const struct tern_config *new, stru
                                      o->qos_prio_video == n->qos_prio_video &&
                                      o->qos_prio_other == n->qos_prio_other);
 
+    LIVE("qos.timeline.minutes", o->qos_timeline_minutes == n->qos_timeline_minutes);
+    LIVE("qos.thresholds", o->qos_thr_loss == n->qos_thr_loss &&
+                               o->qos_thr_jitter_ms == n->qos_thr_jitter_ms &&
+                               o->qos_thr_rtt_ms == n->qos_thr_rtt_ms);
+    FIXED("qos.webhook", str_same(o->qos_webhook, n->qos_webhook),
+          "its sender thread and queue are set up once, at start");
+    FIXED("qos.webhook_queue", o->qos_webhook_queue == n->qos_webhook_queue,
+          "its sender thread and queue are set up once, at start");
+
     FIXED(
         "ops.listen",
         o->ops_listen.sa.sa_family == n->ops_listen.sa.sa_family &&

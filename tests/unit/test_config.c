@@ -1162,6 +1162,21 @@ static void diff_refuses_fixed_keys(void **state)
     free(out);
 }
 
+static void diff_qos_keys(void **state)
+{
+    char *out;
+    (void)state;
+    struct cfg_diff d = diff_of("qos: { thresholds: { loss: 0.01 }, timeline: { minutes: 10 } }\n",
+                                "qos: { thresholds: { loss: 0.05 }, timeline: { minutes: 2 },\n"
+                                "       webhook: \"http://127.0.0.1:9/x\" }\n",
+                                &out);
+    assert_true(diff_has(&d, "qos.thresholds"));
+    assert_true(diff_has(&d, "qos.timeline.minutes"));
+    assert_int_equal(d.refused, 1);
+    assert_non_null(strstr(out, "qos.webhook: cannot change while ternd runs"));
+    free(out);
+}
+
 static void diff_never_prints_secrets(void **state)
 {
     char *out;
@@ -1184,6 +1199,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(diff_refuses_fixed_keys),
         cmocka_unit_test(diff_refuses_record_database),
         cmocka_unit_test(diff_never_prints_secrets),
+        cmocka_unit_test(diff_qos_keys),
         cmocka_unit_test(empty_document_is_default),
         cmocka_unit_test(null_sections_take_defaults),
         cmocka_unit_test(load_tern_yaml),
