@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "addr.h"
+#include "offload.h"
 #include "worker.h"
 
 #define QUERY_WAIT_S 3 /* a worker that has not picked a query up by then is skipped */
@@ -136,6 +137,8 @@ static json_t *entry_json(struct worker *w, struct allocation *a)
         o, "expires_in_seconds",
         json_real(a->expires_ms > w->now_ms ? (double)(a->expires_ms - w->now_ms) / 1e3 : 0));
     json_object_set_new(o, "worker", json_integer(w->id));
+    /* Which path carries its bound channels: the XDP fast path or user space. */
+    json_object_set_new(o, "datapath", json_string(offload_datapath(w, a, 0)));
     json_object_set_new(o, "permissions", json_integer((json_int_t)live_perms(a, w->now_ms)));
     json_object_set_new(o, "channels", json_integer((json_int_t)live_chans(a, w->now_ms)));
     json_t *qos = summary_json(w, a);
@@ -180,6 +183,11 @@ static json_t *detail_json(struct worker *w, struct allocation *a)
                 break;
             }
         }
+        json_object_set_new(
+            pf, "datapath",
+            json_string(json_is_integer(ch)
+                            ? offload_datapath(w, a, (uint16_t)json_integer_value(ch))
+                            : "user"));
         json_object_set_new(pf, "channel", ch);
     }
     json_object_update(o, d);
@@ -203,6 +211,7 @@ static void metrics_add(struct worker *w, struct metrics_acc *acc)
 
 static void run_query(struct worker *w, struct relay_query *q)
 {
+    offload_drain(w); /* what the fast path forwarded until now is in the numbers */
     switch (q->kind) {
     case Q_LIST: {
         const struct alloc_table *t = &w->srv.allocs;

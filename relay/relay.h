@@ -50,7 +50,13 @@
     X(tcp_idle, "TCP connections closed: idle")                                                    \
     X(tcp_tx_overflow, "TCP connections closed: peer not reading its responses")                   \
     X(tcp_rx_bytes, "TCP bytes received")                                                          \
-    X(tcp_tx_bytes, "TCP bytes sent")
+    X(tcp_tx_bytes, "TCP bytes sent")                                                              \
+    X(offload_to_peer, "ChannelData forwarded to peers by the XDP fast path (in the totals too)")  \
+    X(offload_to_client, "peer datagrams forwarded to clients by the XDP fast path")               \
+    X(offload_bound, "channels handed to the XDP fast path")                                       \
+    X(offload_unbound, "channels taken back from the XDP fast path")                               \
+    X(offload_bind_failed, "channels the XDP fast path could not take (map full or error)")        \
+    X(offload_stale_records, "fast-path records of a binding already gone (not measured)")
 
 enum relay_counter {
 #define RELAY_X_ENUM(name, help) RELAY_C_##name,

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "wire.h"
 #include "fwd.h"
+#include "offload.h"
 #include "tcp.h"
 #include "udp.h"
 #include "worker.h"
@@ -237,8 +238,9 @@ static void io_event(void *ctx, const struct allocation *a, const char *what,
         return;
     }
     if (what[0] != 'a') {
-        /* The allocation ends (it is freed right after this): its quality record, then its
-         * meter goes. */
+        /* The allocation ends (it is freed right after this): its fast-path bindings go (what
+         * they carried is measured), its quality record, then its meter goes. */
+        offload_forget(w, a);
         worker_record(w, a, what);
         qos_alloc_free(a->qos);
     }
@@ -268,4 +270,5 @@ const struct srv_io srvio_template = {
     .quota_release = io_quota_release,
     .random = io_random,
     .event = io_event,
+    .channel_bound = offload_channel_bound,
 };

@@ -69,6 +69,8 @@ struct tcp_conn;
 struct fwd;
 struct relay_query;
 struct hostaddr;
+struct offload;
+struct offload_worker;
 
 struct worker {
     unsigned id;
@@ -116,7 +118,8 @@ struct worker {
     struct hostaddr *hostaddr;
     const struct policy_self *self;
     uint64_t self_gen;
-    void **graveyard; /* closed handlers, freed when the loop pass ends */
+    struct offload_worker *offload; /* offload.c: bindings and ring; NULL: user space only */
+    void **graveyard;               /* closed handlers, freed when the loop pass ends */
     size_t ngraves, capgraves;
 };
 
@@ -141,6 +144,7 @@ struct relay {
     unsigned nworkers;
     int record_fd;              /* qos.record_file; -1: none */
     pthread_mutex_t query_lock; /* one ops query at a time */
+    struct offload *offload;    /* the XDP fast path (offload.c); NULL: not running */
 };
 
 /* Close h's fd now and free p when the current loop pass ends. */

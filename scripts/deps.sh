@@ -21,17 +21,19 @@ tern_need_packages() {
 }
 
 # What building ternd and its tools needs (libnice and libsrtp: ternprobe, the active
-# end-to-end check with a real ICE agent and real SRTP media).
+# end-to-end check with a real ICE agent and real SRTP media; libbpf, bpftool and clang: the
+# XDP fast path, relay.offload, built from source with clang -target bpf).
 TERN_BUILD_PACKAGES=(gcc make cmake pkg-config libssl-dev libyaml-dev zlib1g-dev libidn-dev
                      libsqlite3-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
-                     libnice-dev libglib2.0-dev libsrtp2-dev)
+                     libnice-dev libglib2.0-dev libsrtp2-dev libbpf-dev bpftool clang)
 # What the test suite adds: cmocka, coturn's client tools (turnutils_*), libnice (a real ICE
 # agent), clang for the ASan/UBSan build and libFuzzer, openssl for test certificates,
 # python3 with a Prometheus text parser (checks /metrics) for the QoS ground-truth tests,
 # aiortc (a real WebRTC stack whose getStats the relay's numbers are compared with),
 # clang-format and git (the style check), tcpdump (ECN/DSCP on the wire) and systemd
-# (systemd-analyze verify of the unit file).
-TERN_TEST_PACKAGES=(libcmocka-dev clang-format git tcpdump systemd coturn libnice-dev libglib2.0-dev clang libclang-rt-14-dev
+# (systemd-analyze verify of the unit file); ethtool turns off the veth checksum offload of
+# the fast-path test's senders.
+TERN_TEST_PACKAGES=(libcmocka-dev clang-format git tcpdump systemd coturn libnice-dev libglib2.0-dev clang libclang-rt-14-dev ethtool
                     openssl iproute2 procps curl python3 python3-prometheus-client python3-aiortc)
 # What the benchmark (tests/bench/run) adds: coturn as the comparator, gnuplot for the plot,
 # perf for the profile, liburing for the io_uring probe.

@@ -27,7 +27,7 @@ set(ALLOW_tern_allocation tern_auth tern_stun)
 set(ALLOW_tern_qos tern_stun PkgConfig::JANSSON m)
 set(ALLOW_tern_store tern_stun tern_auth SQLite::SQLite3)
 set(ALLOW_tern_config tern_stun PkgConfig::YAML)
-set(ALLOW_tern_relay tern_allocation tern_auth tern_stun tern_qos tern_config tern_store
+set(ALLOW_tern_relay tern_allocation tern_auth tern_stun tern_qos tern_config tern_store PkgConfig::LIBBPF
   PkgConfig::JANSSON OpenSSL::SSL OpenSSL::Crypto Threads::Threads)
 set(ALLOW_tern_uris tern_config tern_auth tern_store tern_stun OpenSSL::Crypto)
 set(ALLOW_tern_ops tern_relay tern_uris tern_store tern_config tern_auth tern_stun
