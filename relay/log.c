@@ -26,7 +26,7 @@ int log_enabled(enum cfg_log_level level)
 }
 
 struct line {
-    char buf[2048];
+    char buf[8192]; /* the "counters" event at stop carries every counter: ~2.5 KiB and growing */
     size_t len;
 };
 

@@ -75,6 +75,12 @@ bool offload_stats(const struct relay *r, uint64_t *out, unsigned n)
     return false;
 }
 
+unsigned offload_stat_names(const char *const **names)
+{
+    *names = NULL;
+    return 0;
+}
+
 #else
 
 #include <errno.h>
@@ -98,6 +104,7 @@ bool offload_stats(const struct relay *r, uint64_t *out, unsigned n)
 #include "tern_xdp.skel.h"
 
 #define OFFLOAD_MAX_IFACES          16
+_Static_assert(TERN_XDP_ST_COUNT <= OFFLOAD_MAX_STATS, "OFFLOAD_MAX_STATS too small");
 
 static const char *const stat_names[TERN_XDP_ST_COUNT] = {
 #define TERN_XDP_X_NAME(name, help) #name,
@@ -720,6 +727,12 @@ bool offload_stats(const struct relay *r, uint64_t *out, unsigned n)
     }
     free(v);
     return true;
+}
+
+unsigned offload_stat_names(const char *const **names)
+{
+    *names = stat_names;
+    return TERN_XDP_ST_COUNT;
 }
 
 void offload_close(struct relay *r)

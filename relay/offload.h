@@ -44,7 +44,11 @@ void offload_forget(struct worker *w, const struct allocation *a);
 /* "xdp" when a channel of a (num: that one; 0: any) is forwarded by the kernel, else "user". */
 const char *offload_datapath(const struct worker *w, const struct allocation *a, uint16_t num);
 
-/* The program's counters summed over CPUs (TERN_XDP_STATS order); false when not running. */
+/* The program's counters summed over CPUs (TERN_XDP_STATS order); false when not running.
+ * Any thread may call it while the relay runs. */
+#define OFFLOAD_MAX_STATS 32
 bool offload_stats(const struct relay *r, uint64_t *out, unsigned n);
+/* Their names, and how many (0 when built without the fast path). */
+unsigned offload_stat_names(const char *const **names);
 
 #endif

@@ -458,6 +458,18 @@ char *relay_metrics(struct relay *r, size_t *len)
             relay_counter_names[k], relay_counter_help[k], relay_counter_names[k],
             relay_counter_names[k], (unsigned long long)acc->io.v[k]);
     drops(&t, acc);
+    /* The kernel fast path's own count of every datagram it saw, by what became of it. */
+    uint64_t xs[OFFLOAD_MAX_STATS];
+    const char *const *xn;
+    unsigned nx = offload_stat_names(&xn);
+    if (nx && offload_stats(r, xs, nx)) {
+        put(&t, "# HELP tern_offload_xdp_datagrams_total Datagrams the XDP program saw, by result "
+                "(to_peer, to_client: forwarded; pass_*: handed to user space unchanged).\n"
+                "# TYPE tern_offload_xdp_datagrams_total counter\n");
+        for (unsigned k = 0; k < nx; k++)
+            put(&t, "tern_offload_xdp_datagrams_total{result=\"%s\"} %llu\n", xn[k],
+                (unsigned long long)xs[k]);
+    }
     bool oom = t.oom;
     if (!oom && r->cfg->qos_enabled && qos_metrics_prometheus(&acc->qm, &t.buf, &t.len, &t.cap))
         oom = true;
