@@ -139,7 +139,8 @@ struct offload_worker {
     struct worker *w;
     struct offload *o;
     struct ring_buffer *rb;
-    int64_t mono_to_real; /* CLOCK_REALTIME - CLOCK_MONOTONIC, set before each drain */
+    int64_t mono_to_real; /* CLOCK_REALTIME - CLOCK_MONOTONIC, read at a drain's first record */
+    bool have_offset;
     struct binding *b;
     uint32_t nb, capb, live;
     uint64_t swept_ms;
@@ -272,7 +273,7 @@ static struct binding *slot_new(struct offload_worker *ow)
 static void drain(struct offload_worker *ow)
 {
     if (!ow->rb) return;
-    ow->mono_to_real = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
+    ow->have_offset = false;
     ring_buffer__consume(ow->rb);
 }
 
@@ -490,6 +491,10 @@ static int on_record(void *ctx, void *data, size_t size)
         a->bytes_to_client += len;
     }
     if (!w->qos_on) return 0;
+    if (!ow->have_offset) {
+        ow->mono_to_real = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
+        ow->have_offset = true;
+    }
     /* The tap reads no further than an RTP header (with CSRCs and the extension header) for
      * what the program forwards (STUN and RTCP go up): the copied bytes are enough. */
     uint8_t buf[TERN_XDP_REC_DATA] = {0};

@@ -90,12 +90,15 @@ struct pkt {
     __u8 tos;
 };
 
-/* The payload classes user space keeps: STUN (first byte 0-3: RTT and consent) and RTCP
- * (RFC 5761: the SRTCP index lies at the end, beyond what a record copies). */
+/* The payload classes user space keeps: STUN (first byte 0-3 and the magic cookie: RTT and
+ * consent) and RTCP (RFC 5761: the SRTCP index lies at the end, beyond what a record copies).
+ * Anything else starting with 0-3 is "other" to the QoS tap, as it is here. */
 static __always_inline int keep_up(const __u8 *q, const void *end, __u32 len)
 {
     if (len == 0 || (const void *)(q + 1) > end) return 0;
-    if (q[0] <= 3) return 1;
+    if (q[0] <= 3)
+        return len >= 20 && (const void *)(q + 8) <= end && q[4] == 0x21 && q[5] == 0x12 &&
+               q[6] == 0xa4 && q[7] == 0x42;
     if (len < 2 || (const void *)(q + 2) > end) return 0;
     return q[0] >= 128 && q[0] < 192 && q[1] >= 192 && q[1] <= 223;
 }
@@ -121,7 +124,11 @@ static __always_inline int record(struct xdp_md *ctx, const struct tern_bind_val
         if (bpf_xdp_load_bytes(ctx, off, r->data, n)) n = 0;
         r->ncopy = (__u8)n;
     }
-    bpf_ringbuf_submit(r, 0);
+    /* No wakeup per datagram (that would cost a context switch each, as much as the socket
+     * path): the worker drains the ring before it handles any socket and every loop pass;
+     * the program wakes it only when the ring is an eighth full. */
+    __u64 fill = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA);
+    bpf_ringbuf_submit(r, fill >= TERN_XDP_RING_BYTES / 8 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
     return 0;
 }
 
