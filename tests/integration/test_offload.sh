@@ -6,17 +6,18 @@
 #   10.210.1.2            10.210.1.1 (listener)  10.210.2.1 (relay)   10.210.2.2
 #   fd00:210:1::2         fd00:210:1::1          fd00:210:2::1        fd00:210:2::2
 #
-# The senders' TX checksum offload is off (a veth would otherwise hand over partial
-# checksums, which no real NIC does) and GRO is on at the far ends (a native XDP redirect
-# into a veth needs it). The same QoS ground truth (tern-mediagen: scripted loss, bursts,
-# duplicates, reordering, wraps, an SSRC change, restarts; client in the client namespace, its
-# peer socket in the peer namespace) runs through ternd with relay.offload off, then xdp: both
-# must match the offline reference exactly (counts) and within its tolerances (jitter), in the
-# API detail, the list entry, the quality record and /metrics, and with offload the datagrams
-# must have gone through the program (its counters, "datapath": "xdp"). Then ChannelData
-# both ways over IPv4 and IPv6 (tern-turnc -C against an echo peer) with nothing lost;
-# after the allocation is deleted nothing more is forwarded; and no receiver ever counted a
-# UDP checksum error.
+# The senders' TX checksum offload is off (a veth would otherwise hand over partial checksums,
+# which no real NIC does) and GRO is on at the far ends (a native XDP redirect into a veth
+# needs it). The same QoS ground truth (tern-mediagen: scripted loss, bursts, duplicates,
+# reordering, wraps, an SSRC change, restarts; client in the client namespace, its peer socket
+# in the peer namespace) runs through ternd with relay.offload off, then auto (native XDP):
+# both must match the offline reference exactly (counts) and within its tolerances (jitter), in
+# the API detail, the list entry, the quality record and /metrics, and with offload the
+# datagrams must have gone through the program (its counters, "datapath": "xdp"). Then
+# ChannelData both ways over IPv4 and IPv6 (tern-turnc -C against an echo peer) with nothing
+# lost; after the allocation is deleted nothing more is forwarded; and no receiver ever counted
+# a UDP checksum error. First, the fallbacks: forwarding off, and no CAP_BPF: user space, said
+# so.
 . "$(dirname "$0")/lib.sh"
 . "$TERN_SOURCE_DIR/tests/qos/qoslib.sh"
 : "${TURNC:?TURNC must point at tern-turnc (set by CTest)}"
@@ -59,6 +60,7 @@ in_ns "$P" ip -6 route add default via fd00:210:2::1
 in_ns "$R" sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1
 
 # ---- ternd, curl and the generator in their namespaces ----
+TERND_BIN=$TERND
 cat >"$WORK/ternd-ns" <<EOF
 #!/bin/sh
 exec ip netns exec $R "$TERND" "\$@"
@@ -117,14 +119,44 @@ csum_errors() {
     echo $((${v4:-0} + ${v6:-0}))
 }
 
-# ---- the QoS ground truth, offload off then on ----
-for mode in off xdp; do
+# ---- the fallbacks: each says why ternd runs in user space ----
+# fallback_check DESCRIPTION REASON-REGEX: the last start logged path=user with that reason.
+fallback_check() {
+    if grep '"event":"offload"' "$WORK/ternd.log" | grep '"path":"user"' | grep -Eq "$2"; then
+        pass "$1: ternd says it runs in user space, and why"
+    else
+        fail "$1: no offload path=user line matching /$2/"
+        grep '"event":"offload' "$WORK/ternd.log" | sed 's/^/    /' >&2
+    fi
+}
+in_ns "$R" sysctl -qw net.ipv4.conf.all.forwarding=0 "net.ipv4.conf.orc$ID.forwarding=0" \
+    "net.ipv4.conf.orp$ID.forwarding=0"
+start_offload_ternd auto
+fallback_check "forwarding off" 'forwarding is off'
+stop_ternd
+in_ns "$R" sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1
+in_ns "$R" sysctl -qw "net.ipv4.conf.orc$ID.forwarding=1" "net.ipv4.conf.orp$ID.forwarding=1"
+# Root without CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN cannot load BPF.
+cat >"$WORK/ternd-nocap" <<EOF
+#!/bin/sh
+exec ip netns exec $R setpriv --inh-caps=-bpf,-net_admin,-sys_admin \
+    --bounding-set=-bpf,-net_admin,-sys_admin "$TERND_BIN" "\$@"
+EOF
+chmod +x "$WORK/ternd-nocap"
+TERND="$WORK/ternd-nocap"
+start_offload_ternd auto
+fallback_check "no CAP_BPF" 'privileges|did not load|did not open'
+stop_ternd
+TERND="$WORK/ternd-ns"
+
+# ---- the QoS ground truth, offload off then auto (native XDP on veth) ----
+for mode in off auto; do
     start_offload_ternd "$mode"
-    if [ "$mode" = xdp ]; then
+    if [ "$mode" = auto ]; then
         if grep '"event":"offload"' "$WORK/ternd.log" | grep -q '"path":"xdp"'; then
-            pass "xdp: ternd runs the native XDP path ($(grep -c '"event":"offload_attached"' "$WORK/ternd.log") interfaces)"
+            pass "$mode: ternd runs the native XDP path ($(grep -c '"event":"offload_attached"' "$WORK/ternd.log") interfaces)"
         else
-            fail "xdp: no native XDP path; ternd said:"
+            fail "$mode: no native XDP path; ternd said:"
             grep '"event":"offload' "$WORK/ternd.log" | sed 's/^/    /' >&2
         fi
     fi
@@ -136,32 +168,32 @@ for mode in off xdp; do
         --stream peer:video,seq=65400,ts=4294967000,restart=3 \
         --stream peer:audio,seq=65530,restart=2
     for n in "legs-$mode" "edges-$mode"; do gen_wait_holding "$n" && gen_inspect "$n"; done
-    if [ "$mode" = xdp ]; then
-        if grep -q '"datapath": *"xdp"' "$WORK/legs-xdp.detail.json" &&
-            grep -q '"datapath": *"xdp"' "$WORK/legs-xdp.entry.json"; then
-            pass "xdp: the allocation detail and list entry say \"datapath\": \"xdp\""
+    if [ "$mode" = auto ]; then
+        if grep -q '"datapath": *"xdp"' "$WORK/legs-$mode.detail.json" &&
+            grep -q '"datapath": *"xdp"' "$WORK/legs-$mode.entry.json"; then
+            pass "$mode: the allocation detail and list entry say \"datapath\": \"xdp\""
         else
-            fail "xdp: no \"datapath\": \"xdp\" in the allocation views"
+            fail "$mode: no \"datapath\": \"xdp\" in the allocation views"
         fi
         tp=$(xdp_stat to_peer) tc=$(xdp_stat to_client)
-        sent_c=$(grep -h '"ev":"tx"' "$WORK"/legs-xdp.jsonl "$WORK"/edges-xdp.jsonl | grep -c '"dir":"client"' || true)
+        sent_c=$(grep -h '"ev":"tx"' "$WORK"/legs-$mode.jsonl "$WORK"/edges-$mode.jsonl | grep -c '"dir":"client"' || true)
         # Everything but the first datagrams (neighbour not yet resolved) and STUN went
         # through the program.
         if [ "$tp" -gt $((sent_c * 8 / 10)) ] && [ "$tc" -gt 100 ]; then
-            pass "xdp: the program forwarded to_peer=$tp (of $sent_c client datagrams) to_client=$tc"
+            pass "$mode: the program forwarded to_peer=$tp (of $sent_c client datagrams) to_client=$tc"
         else
-            fail "xdp: the program forwarded to_peer=$tp (of $sent_c) to_client=$tc"
+            fail "$mode: the program forwarded to_peer=$tp (of $sent_c) to_client=$tc"
         fi
-        rtt=$("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["peers"][0]["peer_leg"]["rtt"]["measurements"])' "$WORK/legs-xdp.detail.json" 2>/dev/null || echo 0)
-        [ "${rtt:-0}" -gt 0 ] && pass "xdp: ICE-style checks still give the peer-leg RTT ($rtt samples)" ||
-            fail "xdp: no peer-leg RTT with offload on"
+        rtt=$("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["peers"][0]["peer_leg"]["rtt"]["measurements"])' "$WORK/legs-$mode.detail.json" 2>/dev/null || echo 0)
+        [ "${rtt:-0}" -gt 0 ] && pass "$mode: ICE-style checks still give the peer-leg RTT ($rtt samples)" ||
+            fail "$mode: no peer-leg RTT with offload on"
     fi
     for n in "legs-$mode" "edges-$mode"; do gen_release "$n"; done
     for n in "legs-$mode" "edges-$mode"; do gen_record "$n"; done
     qos_metrics "legs-$mode" "edges-$mode"
 
     # ---- ChannelData both ways, IPv4 and IPv6, against an echo peer ----
-    if [ "$mode" = xdp ]; then
+    if [ "$mode" = auto ]; then
         in_ns "$P" turnutils_peer -p 7000 -L 10.210.2.2 -L fd00:210:2::2 >"$WORK/peer.log" 2>&1 &
         ECHO_PIDS+=($!)
         sleep 0.3
@@ -201,13 +233,13 @@ PY
     fi
     stop_ternd
     cp "$WORK/ternd.log" "$WORK/ternd-$mode.log"
-    if [ "$mode" = xdp ]; then
+    if [ "$mode" = auto ]; then
         b=$(counter offload_bound) u=$(counter offload_unbound) st=$(counter offload_stale_records)
         [ "${b:-0}" -ge 4 ] && [ "$b" = "$u" ] && [ "${st:-0}" = 0 ] &&
-            pass "xdp: $b channels handed to the kernel, $u taken back, no stale record" ||
-            fail "xdp: offload_bound=$b offload_unbound=$u offload_stale_records=$st"
-        grep -q '"event":"offload_stats"' "$WORK/ternd.log" && pass "xdp: the program's counters logged at stop" ||
-            fail "xdp: no offload_stats event"
+            pass "$mode: $b channels handed to the kernel, $u taken back, no stale record" ||
+            fail "$mode: offload_bound=$b offload_unbound=$u offload_stale_records=$st"
+        grep -q '"event":"offload_stats"' "$WORK/ternd.log" && pass "$mode: the program's counters logged at stop" ||
+            fail "$mode: no offload_stats event"
     fi
 done
 
