@@ -150,7 +150,8 @@ struct offload_worker {
 
 /* ---- helpers ---- */
 
-static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static int libbpf_log(enum libbpf_print_level level,
+                                                            const char *fmt, va_list ap)
 {
     if (level == LIBBPF_DEBUG || !log_enabled(CFG_LOG_DEBUG)) return 0;
     char buf[512];
