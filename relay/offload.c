@@ -58,9 +58,9 @@ void offload_channel_bound(void *ctx, struct allocation *a, uint16_t num,
     (void)ctx, (void)a, (void)num, (void)peer;
 }
 
-void offload_forget(struct worker *w, const struct allocation *a)
+void offload_forget(struct worker *w, const struct allocation *a, int family)
 {
-    (void)w, (void)a;
+    (void)w, (void)a, (void)family;
 }
 
 const char *offload_datapath(const struct worker *w, const struct allocation *a, uint16_t num)
@@ -439,12 +439,13 @@ void offload_drain(struct worker *w)
     if (w->offload) drain(w->offload);
 }
 
-void offload_forget(struct worker *w, const struct allocation *a)
+void offload_forget(struct worker *w, const struct allocation *a, int family)
 {
     struct offload_worker *ow = w->offload;
     if (!ow || !ow->live) return;
     for (uint32_t i = 0; i < ow->nb; i++)
-        if (ow->b[i].used && ow->b[i].a == a) unbind(ow, &ow->b[i], "allocation ended");
+        if (ow->b[i].used && ow->b[i].a == a && (!family || ow->b[i].peer.sa.sa_family == family))
+            unbind(ow, &ow->b[i], family ? "relay closed" : "allocation ended");
 }
 
 const char *offload_datapath(const struct worker *w, const struct allocation *a, uint16_t num)

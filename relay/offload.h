@@ -38,8 +38,9 @@ void offload_drain(struct worker *w);
 /* The srv_io hook: a ChannelBind of allocation a bound (or refreshed) num <-> peer. */
 void offload_channel_bound(void *ctx, struct allocation *a, uint16_t num,
                            const union stun_addr *peer);
-/* Allocation a ends: its bindings go (and the records still in the ring are counted first). */
-void offload_forget(struct worker *w, const struct allocation *a);
+/* Allocation a ends (family 0), or its relay of that family closes: those bindings go (the
+ * records still in the ring are counted first). */
+void offload_forget(struct worker *w, const struct allocation *a, int family);
 
 /* "xdp" when a channel of a (num: that one; 0: any) is forwarded by the kernel, else "user". */
 const char *offload_datapath(const struct worker *w, const struct allocation *a, uint16_t num);

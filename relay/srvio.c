@@ -132,10 +132,10 @@ static int io_relay_open(void *ctx, struct allocation *a, struct alloc_relay *r)
 
 static void io_relay_close(void *ctx, struct allocation *a, struct alloc_relay *r)
 {
-    (void)a;
     struct worker *w = ctx;
     struct relay_sock *rs = r->io;
     if (!rs) return;
+    offload_forget(w, a, rs->family); /* the kernel stops relaying for this socket first */
     if (rs->h.fd >= 0) fd_give(w->shared);
     worker_bury(w, &rs->h, rs);
 }
@@ -240,7 +240,7 @@ static void io_event(void *ctx, const struct allocation *a, const char *what,
     if (what[0] != 'a') {
         /* The allocation ends (it is freed right after this): its fast-path bindings go (what
          * they carried is measured), its quality record, then its meter goes. */
-        offload_forget(w, a);
+        offload_forget(w, a, 0);
         worker_record(w, a, what);
         qos_alloc_free(a->qos);
     }
