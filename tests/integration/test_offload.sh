@@ -79,9 +79,10 @@ gen_start() {
 }
 
 start_offload_ternd() {
-    local mode=$1
+    local mode=$1 lifetime=${2:-600}
     RECORDS="$WORK/quality-$mode.jsonl"
     cat >"$WORK/tern-$mode.yaml" <<YAML
+allocation: { default_lifetime: $lifetime }
 server: { realm: tern.test, workers: 2 }
 listen:
   - { transport: udp, address: 10.210.1.1, port: 0 }
@@ -242,6 +243,31 @@ PY
             fail "$mode: no offload_stats event"
     fi
 done
+
+# ---- expiry mid-stream: forwarded until the allocation expires, not one datagram after ----
+# Allocations live 2 s here; the client sends ChannelData for 4 s without refreshing. Every
+# datagram the kernel forwarded to the peer must come back (the echo) and nothing may be
+# forwarded after the expiry: the binding's expiry stops the program at that instant, before
+# user space even notices.
+start_offload_ternd auto 2
+in_ns "$P" turnutils_peer -p 7000 -L 10.210.2.2 >"$WORK/peer2.log" 2>&1 &
+ECHO_PIDS+=($!)
+sleep 0.3
+tp0=$(xdp_stat to_peer) tc0=$(xdp_stat to_client) ex0=$(($(xdp_stat pass_expired) + $(xdp_stat pass_no_binding)))
+in_ns "$C" timeout 30 "$TURNC" -s "10.210.1.1:$U4" -u alice -P wonderland -C -R 111 -l 160 \
+    -n 400 -i 10 -w 1000 -p 10.210.2.2:7000 >"$WORK/expiry.out" 2>&1 || true
+sleep 1.2
+tp=$(($(xdp_stat to_peer) - tp0)) tc=$(($(xdp_stat to_client) - tc0))
+ex=$(($(xdp_stat pass_expired) + $(xdp_stat pass_no_binding) - ex0))
+got=$(sed -nE 's/^totals .* chdata=([0-9]+)$/\1/p' "$WORK/expiry.out")
+if [ "${got:-0}" -ge 100 ] && [ "${got:-0}" -lt 400 ] && [ "$tc" -ge $((tp - 2)) ] &&
+    [ "$tc" -le "$tp" ] && [ "$got" -ge "$tc" ] && [ "$ex" -ge 100 ]; then
+    pass "expiry: $tp forwarded to the peer, $tc echoes back through XDP, $got received; $ex after the expiry went up, none forwarded"
+else
+    fail "expiry: to_peer +$tp to_client +$tc received $got passed-after-expiry +$ex"
+    sed 's/^/    /' "$WORK/expiry.out" >&2
+fi
+stop_ternd
 
 # ---- every datagram arrived with a valid checksum ----
 for n in "$C" "$P"; do
