@@ -194,6 +194,9 @@ static __always_inline void rewrite(struct hdrs *h, const struct pkt *k,
         neu += tcs_words(&h->ip.v4.saddr, 4);
         h->ip.v4.tot_len = bpf_htons((__u16)(new_plen + sizeof(struct udphdr) + 20));
         h->ip.v4.ttl = TERN_XDP_TTL;
+        /* DF, as the relay's sockets send (path MTU discovery, Linux's default for UDP);
+         * fragments never get here. */
+        h->ip.v4.frag_off = bpf_htons(0x4000);
         if (v->dscp_zero) h->ip.v4.tos &= 3;
         h->ip.v4.check = 0;
         h->ip.v4.check = tcs_ipv4_header(&h->ip.v4);

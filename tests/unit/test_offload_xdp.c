@@ -142,7 +142,6 @@ static size_t frame(uint8_t *f, int v6, const struct ep *src, const struct ep *d
         l3[1] = tos;
         l3[2] = (uint8_t)((20 + ulen) >> 8);
         l3[3] = (uint8_t)(20 + ulen);
-        l3[6] = 0x40;
         l3[8] = 33;
         l3[9] = 17;
         memcpy(l3 + 12, src->ip, 4);
@@ -298,6 +297,8 @@ static void check_ip(int v6, const uint8_t *l3, const struct ep *src, const stru
         assert_memory_equal(l3 + 16, dst->ip, 4);
         assert_int_equal(l3[2] << 8 | l3[3], 20 + ulen);
         assert_int_equal(l3[8], 64);
+        assert_int_equal(l3[6], 0x40); /* DF, no fragment offset */
+        assert_int_equal(l3[7], 0);
         assert_int_equal(l3[1], tos);
         assert_int_equal(fold(sum16(l3, 20, 0)), 0xffff); /* header checksum valid */
     }
