@@ -128,6 +128,8 @@ struct binding {
     uint16_t num;
     bool used;
     uint32_t gen;
+    uint32_t next;       /* used: the next in its allocation's bucket; free: the next free
+                            slot (index + 1; 0: none) */
     uint64_t expires_ms; /* as the maps hold it */
     struct tern_c2p_key ck;
     struct tern_p2c_key pk;
@@ -143,6 +145,9 @@ struct offload_worker {
     bool have_offset;
     struct binding *b;
     uint32_t nb, capb, live;
+    /* Bindings by allocation: buckets of slot chains (index + 1), so that a ChannelBind, an
+     * allocation's end and a query find an allocation's bindings in O(1). */
+    uint32_t *heads, nheads, free_head;
     uint64_t swept_ms;
     const struct tern_config *cfg_seen;
     struct peer_policy policy_seen;
@@ -248,23 +253,60 @@ static const char *eligible(const struct worker *w, const struct allocation *a, 
 
 /* ---- the worker's bindings ---- */
 
+static uint32_t bucket(const struct offload_worker *ow, const struct allocation *a)
+{
+    uint64_t x = (uint64_t)(uintptr_t)a;
+    x ^= x >> 29;
+    x *= 0x9e3779b97f4a7c15ull;
+    return (uint32_t)(x >> 32) & (ow->nheads - 1);
+}
+
+static void link_slot(struct offload_worker *ow, uint32_t i)
+{
+    uint32_t h = bucket(ow, ow->b[i].a);
+    ow->b[i].next = ow->heads[h];
+    ow->heads[h] = i + 1;
+}
+
+static void unlink_slot(struct offload_worker *ow, uint32_t i)
+{
+    uint32_t *pp = &ow->heads[bucket(ow, ow->b[i].a)];
+    while (*pp && *pp != i + 1)
+        pp = &ow->b[*pp - 1].next;
+    if (*pp) *pp = ow->b[i].next;
+}
+
 static struct binding *find(struct offload_worker *ow, const struct allocation *a, uint16_t num)
 {
-    for (uint32_t i = 0; i < ow->nb; i++)
-        if (ow->b[i].used && ow->b[i].a == a && ow->b[i].num == num) return &ow->b[i];
+    if (!ow->nheads) return NULL;
+    for (uint32_t i = ow->heads[bucket(ow, a)]; i; i = ow->b[i - 1].next)
+        if (ow->b[i - 1].a == a && ow->b[i - 1].num == num) return &ow->b[i - 1];
     return NULL;
 }
 
+/* A free slot (not yet linked); NULL when out of memory. */
 static struct binding *slot_new(struct offload_worker *ow)
 {
-    for (uint32_t i = 0; i < ow->nb; i++)
-        if (!ow->b[i].used) return &ow->b[i];
+    if (ow->free_head) {
+        struct binding *b = &ow->b[ow->free_head - 1];
+        ow->free_head = b->next;
+        return b;
+    }
     if (ow->nb == ow->capb) {
         uint32_t cap = ow->capb ? ow->capb * 2 : 64;
         struct binding *nb = realloc(ow->b, cap * sizeof(*nb));
         if (!nb) return NULL;
         ow->b = nb;
         ow->capb = cap;
+    }
+    if (ow->nheads < ow->capb) { /* at most one binding per bucket on average */
+        uint32_t *nh = calloc(ow->capb, sizeof(*nh));
+        if (!nh) return NULL;
+        free(ow->heads);
+        ow->heads = nh;
+        ow->nheads = ow->capb;
+        for (uint32_t i = 0; i < ow->nb; i++)
+            if (ow->b[i].used) link_slot(ow, i);
     }
     struct binding *b = &ow->b[ow->nb++];
     memset(b, 0, sizeof(*b));
@@ -285,8 +327,12 @@ static void unbind(struct offload_worker *ow, struct binding *b, const char *why
     bpf_map_delete_elem(ow->o->p2c_fd, &b->pk);
     /* What the program forwarded so far is still measured under this binding. */
     drain(ow);
+    uint32_t i = (uint32_t)(b - ow->b);
+    unlink_slot(ow, i);
     b->used = false;
     b->gen++;
+    b->next = ow->free_head;
+    ow->free_head = i + 1;
     ow->live--;
     w->io.v[RELAY_C_offload_unbound]++;
     tlog(CFG_LOG_DEBUG, "offload_unbind", LF_U("allocation", b->a->id), LF_U("channel", b->num),
@@ -363,12 +409,15 @@ static void bind_new(struct offload_worker *ow, struct allocation *a, uint16_t n
 
     int rc = maps_put(ow, b);
     if (rc) {
+        b->next = ow->free_head; /* the slot goes back */
+        ow->free_head = slot + 1;
         w->io.v[RELAY_C_offload_bind_failed]++;
         tlog(CFG_LOG_WARN, "offload_bind_failed", LF_U("allocation", a->id), LF_U("channel", num),
              LF_A("peer", peer), LF_S("error", strerror(-rc)));
         return;
     }
     b->used = true;
+    link_slot(ow, slot);
     ow->live++;
     w->io.v[RELAY_C_offload_bound]++;
     tlog(CFG_LOG_DEBUG, "offload_bind", LF_U("allocation", a->id), LF_U("channel", num),
@@ -443,17 +492,21 @@ void offload_forget(struct worker *w, const struct allocation *a, int family)
 {
     struct offload_worker *ow = w->offload;
     if (!ow || !ow->live) return;
-    for (uint32_t i = 0; i < ow->nb; i++)
-        if (ow->b[i].used && ow->b[i].a == a && (!family || ow->b[i].peer.sa.sa_family == family))
-            unbind(ow, &ow->b[i], family ? "relay closed" : "allocation ended");
+    for (uint32_t i = ow->heads[bucket(ow, a)]; i;) {
+        struct binding *b = &ow->b[i - 1];
+        i = b->next; /* before unbind unlinks b */
+        if (b->a == a && (!family || b->peer.sa.sa_family == family))
+            unbind(ow, b, family ? "relay closed" : "allocation ended");
+    }
 }
 
 const char *offload_datapath(const struct worker *w, const struct allocation *a, uint16_t num)
 {
     const struct offload_worker *ow = w->offload;
     if (!ow) return "user";
-    for (uint32_t i = 0; i < ow->nb; i++)
-        if (ow->b[i].used && ow->b[i].a == a && (!num || ow->b[i].num == num)) return "xdp";
+    if (!ow->nheads) return "user";
+    for (uint32_t i = ow->heads[bucket(ow, a)]; i; i = ow->b[i - 1].next)
+        if (ow->b[i - 1].a == a && (!num || ow->b[i - 1].num == num)) return "xdp";
     return "user";
 }
 
@@ -712,6 +765,7 @@ void offload_worker_free(struct worker *w)
     if (!ow) return;
     if (w->epfd >= 0) epoll_ctl(w->epfd, EPOLL_CTL_DEL, ow->h.fd, NULL);
     ring_buffer__free(ow->rb);
+    free(ow->heads);
     free(ow->b);
     free(ow);
     w->offload = NULL;
