@@ -887,6 +887,7 @@ static size_t do_channel_bind(struct req *r, struct allocation *a)
     /* Room was checked above, but growing the table can still fail: then the success would
      * promise a permission that is not there. The channel stays bound; a retry refreshes it. */
     if (alloc_permit(a, &peer, r->now_ms)) return error(r, 508);
+    if (r->s->io.channel_bound) r->s->io.channel_bound(r->s->io.ctx, a, num, &peer);
     struct stun_enc e;
     begin(r, &e, STUN_SUCCESS);
     return success(r, &e, SRV_C_channel_bind_success);

@@ -147,6 +147,11 @@ struct srv_io {
      * "denied" (peer: the address, verdict: the reason). peer may be NULL. */
     void (*event)(void *ctx, const struct allocation *a, const char *what,
                   const union stun_addr *peer, enum policy_verdict verdict);
+    /* Optional (NULL: none): a ChannelBind bound or refreshed num <-> peer (canonical, allowed
+     * by the policy), its permission installed. The relay may hand the channel to a faster
+     * path; it re-checks the binding itself afterwards (expiry, permission, policy). */
+    void (*channel_bound)(void *ctx, struct allocation *a, uint16_t num,
+                          const union stun_addr *peer);
 };
 
 struct srv_txcache;

@@ -940,10 +940,12 @@ static const struct key ports_keys[] = {
 };
 static const struct section ports_section = {ports_keys, NKEYS(ports_keys), ports_check};
 
+static const char *const offload_words[] = {"off", "auto", "xdp", "xdp-generic", "tc", NULL};
 static const struct key relay_keys[] = {
     LIST("addresses", relay_addresses, nrelay_addresses, address_list),
     {.name = "external_address", .set = set_ip, .off = CFG(relay_external), .flags = F_NULLABLE},
     SECTION("ports", ports_section),
+    ENUM("offload", offload, "off", offload_words),
 };
 
 static void allocation_check(struct parse *p, yaml_node_t *map, const char *path, void *base,

@@ -16,6 +16,14 @@ enum cfg_log_format { CFG_LOG_TEXT, CFG_LOG_JSON };
  * carried over, RFC 8656 14). */
 enum cfg_dscp { CFG_DSCP_PRESERVE, CFG_DSCP_ZERO, CFG_DSCP_BY_CLASS };
 enum cfg_log_level { CFG_LOG_DEBUG, CFG_LOG_INFO, CFG_LOG_WARN, CFG_LOG_ERROR };
+/* relay.offload: the kernel fast path (docs/offload.md). */
+enum cfg_offload {
+    CFG_OFFLOAD_OFF,
+    CFG_OFFLOAD_AUTO,
+    CFG_OFFLOAD_XDP,
+    CFG_OFFLOAD_XDP_GENERIC,
+    CFG_OFFLOAD_TC
+};
 
 struct cfg_listen {
     enum cfg_transport transport;
@@ -70,6 +78,7 @@ struct tern_config {
     size_t nrelay_addresses;
     union stun_addr relay_external; /* sa_family AF_UNSPEC when null */
     uint16_t port_min, port_max;
+    enum cfg_offload offload; /* off | auto | xdp | xdp-generic | tc */
 
     /* allocation: */
     uint32_t default_lifetime; /* seconds */

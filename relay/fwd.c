@@ -58,6 +58,7 @@
 
 #include "addr.h"
 #include "fwd.h"
+#include "offload.h"
 #include "tcp.h"
 #include "timeline.h"
 #include "udp.h"
@@ -349,6 +350,8 @@ static void udp_readable(struct worker *w, struct ep_handler *h)
 {
     struct listener *l = (struct listener *)h;
     struct client_batch *b = &w->fwd->cb;
+    /* What the XDP fast path forwarded before these datagrams arrived is measured first. */
+    offload_drain(w);
     /* Peer datagrams queued for clients go first: a client batch may take a while. */
     flush_clients(w);
     for (int round = 0; round < CLIENT_BUDGET; round++) {
@@ -490,6 +493,7 @@ void fwd_peer_readable(struct worker *w, struct ep_handler *h, uint32_t events)
 {
     struct relay_sock *rs = (struct relay_sock *)h;
     struct peer_batch *b = &w->fwd->pb;
+    offload_drain(w); /* the fast path's earlier datagrams are measured first */
     if (events & EPOLLERR) peer_errors(w, rs);
     for (int round = 0; round < PEER_BUDGET; round++) {
         if (PEER_SLOTS - b->used < PEER_BATCH) flush_clients(w);

@@ -17,6 +17,7 @@
 #include "timeline.h"
 #include "records.h"
 #include "webhook.h"
+#include "offload.h"
 #include "worker.h"
 
 #define QUERY_WAIT_S 3 /* a worker that has not picked a query up by then is skipped */
@@ -140,6 +141,8 @@ static json_t *entry_json(struct worker *w, struct allocation *a)
         o, "expires_in_seconds",
         json_real(a->expires_ms > w->now_ms ? (double)(a->expires_ms - w->now_ms) / 1e3 : 0));
     json_object_set_new(o, "worker", json_integer(w->id));
+    /* Which path carries its bound channels: the XDP fast path or user space. */
+    json_object_set_new(o, "datapath", json_string(offload_datapath(w, a, 0)));
     json_object_set_new(o, "permissions", json_integer((json_int_t)live_perms(a, w->now_ms)));
     json_object_set_new(o, "channels", json_integer((json_int_t)live_chans(a, w->now_ms)));
     json_t *qos = summary_json(w, a);
@@ -184,6 +187,11 @@ static json_t *detail_json(struct worker *w, struct allocation *a)
                 break;
             }
         }
+        json_object_set_new(
+            pf, "datapath",
+            json_string(json_is_integer(ch)
+                            ? offload_datapath(w, a, (uint16_t)json_integer_value(ch))
+                            : "user"));
         json_object_set_new(pf, "channel", ch);
     }
     json_object_update(o, d);
@@ -240,6 +248,7 @@ static void metrics_add(struct worker *w, struct metrics_acc *acc)
 
 static void run_query(struct worker *w, struct relay_query *q)
 {
+    offload_drain(w); /* what the fast path forwarded until now is in the numbers */
     switch (q->kind) {
     case Q_LIST: {
         const struct alloc_table *t = &w->srv.allocs;
@@ -602,6 +611,18 @@ char *relay_metrics(struct relay *r, size_t *len)
             "# HELP tern_records_database_up Whether the record writer's last attempt reached "
             "the database.\n# TYPE tern_records_database_up gauge\ntern_records_database_up %d\n",
             (unsigned long long)rs.depth, rs.up ? 1 : 0);
+    }
+    /* The kernel fast path's own count of every datagram it saw, by what became of it. */
+    uint64_t xs[OFFLOAD_MAX_STATS];
+    const char *const *xn;
+    unsigned nx = offload_stat_names(&xn);
+    if (nx && offload_stats(r, xs, nx)) {
+        put(&t, "# HELP tern_offload_xdp_datagrams_total Datagrams the XDP program saw, by result "
+                "(to_peer, to_client: forwarded; pass_*: handed to user space unchanged).\n"
+                "# TYPE tern_offload_xdp_datagrams_total counter\n");
+        for (unsigned k = 0; k < nx; k++)
+            put(&t, "tern_offload_xdp_datagrams_total{result=\"%s\"} %llu\n", xn[k],
+                (unsigned long long)xs[k]);
     }
     bool oom = t.oom;
     const struct tern_config *cfg = relay_config_get(r);

@@ -64,7 +64,13 @@
     X(demux_plain, "tcp+tls connections that began with STUN or ChannelData")                      \
     X(demux_bad_first_byte, "tcp+tls connections closed: first byte not TLS, STUN or ChannelData") \
     X(tls_alpn_stun_turn, "TLS handshakes that selected ALPN stun.turn (RFC 7443)")                \
-    X(tls_alpn_refused, "TLS handshakes refused: ALPN offered without stun.turn (RFC 7301 alert)")
+    X(tls_alpn_refused, "TLS handshakes refused: ALPN offered without stun.turn (RFC 7301 alert)")                                                                                              \
+    X(offload_to_peer, "ChannelData forwarded to peers by the XDP fast path (in the totals too)")  \
+    X(offload_to_client, "peer datagrams forwarded to clients by the XDP fast path")               \
+    X(offload_bound, "channels handed to the XDP fast path")                                       \
+    X(offload_unbound, "channels taken back from the XDP fast path")                               \
+    X(offload_bind_failed, "channels the XDP fast path could not take (map full or error)")        \
+    X(offload_stale_records, "fast-path records of a binding already gone (not measured)")
 
 enum relay_counter {
 #define RELAY_X_ENUM(name, help) RELAY_C_##name,

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "wire.h"
 #include "fwd.h"
+#include "offload.h"
 #include "tcp.h"
 #include "udp.h"
 #include "worker.h"
@@ -134,10 +135,10 @@ static int io_relay_open(void *ctx, struct allocation *a, struct alloc_relay *r)
 
 static void io_relay_close(void *ctx, struct allocation *a, struct alloc_relay *r)
 {
-    (void)a;
     struct worker *w = ctx;
     struct relay_sock *rs = r->io;
     if (!rs) return;
+    offload_forget(w, a, rs->family); /* the kernel stops relaying for this socket first */
     if (rs->h.fd >= 0) fd_give(w->shared);
     worker_bury(w, &rs->h, rs);
 }
@@ -240,8 +241,9 @@ static void io_event(void *ctx, const struct allocation *a, const char *what,
         return;
     }
     if (what[0] != 'a') {
-        /* The allocation ends (it is freed right after this): its quality record, then its
-         * meter goes. */
+        /* The allocation ends (it is freed right after this): its fast-path bindings go (what
+         * they carried is measured), its quality record, then its meter goes. */
+        offload_forget(w, a, 0);
         worker_record(w, a, what);
         qos_alloc_free(a->qos);
     }
@@ -271,4 +273,5 @@ const struct srv_io srvio_template = {
     .quota_release = io_quota_release,
     .random = io_random,
     .event = io_event,
+    .channel_bound = offload_channel_bound,
 };

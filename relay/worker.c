@@ -19,6 +19,7 @@
 #include "log.h"
 #include "addr.h"
 #include "fwd.h"
+#include "offload.h"
 #include "tcp.h"
 #include "timeline.h"
 #include "udp.h"
@@ -94,6 +95,7 @@ static void worker_free(struct worker *w)
 {
     tcp_close_all(w); /* deletes TCP/TLS allocations with their connections */
     if (w->srv_ready) srv_free(&w->srv);
+    offload_worker_free(w);
     if (w->hostaddr) hostaddr_drop(w->hostaddr, w->self);
     graveyard_flush(w);
     free(w->graveyard);
@@ -300,6 +302,7 @@ struct relay *relay_open(struct tern_config *cfg)
     for (size_t i = 0; i < c->nrelay_addresses; i++)
         tlog(CFG_LOG_INFO, "relay_address", LF_A("address", &c->relay_addresses[i]),
              LF_U("port_min", c->port_min), LF_U("port_max", c->port_max));
+    offload_open(r);
     return r;
 }
 
@@ -374,6 +377,7 @@ static void *worker_main(void *arg)
         }
         fwd_flush(w); /* the pass's one flush point: peer datagrams queued for UDP clients */
         srv_expire(&w->srv, w->now_ms);
+        offload_pass(w);
         w->srv.draining = atomic_load_explicit(&w->shared->draining, memory_order_relaxed);
         if (w->srv.draining && w->srv.allocs.count &&
             atomic_load_explicit(&w->shared->drain_close, memory_order_relaxed)) {
@@ -503,6 +507,7 @@ void relay_close(struct relay *r, struct srv_counters *srv, struct relay_counter
         for (int k = 0; io && k < RELAY_C_COUNT; k++)
             io->v[k] += w->io.v[k];
     }
+    offload_close(r);
     shared_free(r);
     webhook_stop(r->webhook);       /* after the workers: their last records are queued */
     records_stop(r->records, NULL); /* likewise; it flushes them within RECORDS_STOP_MS */

@@ -105,6 +105,8 @@ struct relay_gen {
 };
 struct webhook;
 struct records;
+struct offload;
+struct offload_worker;
 
 struct worker {
     unsigned id;
@@ -164,7 +166,8 @@ struct worker {
     struct hostaddr *hostaddr;
     const struct policy_self *self;
     uint64_t self_gen;
-    void **graveyard; /* closed handlers, freed when the loop pass ends */
+    struct offload_worker *offload; /* offload.c: bindings and ring; NULL: user space only */
+    void **graveyard;               /* closed handlers, freed when the loop pass ends */
     size_t ngraves, capgraves;
 };
 
@@ -193,6 +196,7 @@ struct relay {
     struct webhook *webhook;
     /* qos.record_database: the call record writer (records.h); NULL: none */
     struct records *records;
+    struct offload *offload;    /* the XDP fast path (offload.c); NULL: not running */
 };
 
 /* reload.c */

@@ -21,10 +21,11 @@ tern_need_packages() {
 }
 
 # What building ternd and its tools needs (libnice and libsrtp: ternprobe, the active
-# end-to-end check with a real ICE agent and real SRTP media).
+# end-to-end check with a real ICE agent and real SRTP media; libbpf, bpftool and clang: the
+# XDP fast path, relay.offload, built from source with clang -target bpf).
 TERN_BUILD_PACKAGES=(gcc make cmake pkg-config libssl-dev libyaml-dev zlib1g-dev libidn-dev
                      libsqlite3-dev libpq-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
-                     libnice-dev libglib2.0-dev libsrtp2-dev)
+                     libnice-dev libglib2.0-dev libsrtp2-dev libbpf-dev bpftool clang)
 # What the test suite adds: cmocka, coturn's client tools (turnutils_*), libnice (a real ICE
 # agent), clang for the ASan/UBSan build and libFuzzer, openssl for test certificates,
 # python3 with a Prometheus text parser (checks /metrics) for the QoS ground-truth tests,
@@ -33,8 +34,8 @@ TERN_BUILD_PACKAGES=(gcc make cmake pkg-config libssl-dev libyaml-dev zlib1g-dev
 # (systemd-analyze verify of the unit file, which runs man(1) on its Documentation= pages:
 # man-db), postgresql (a throw-away server the store and fleet
 # tests start themselves: tests/integration/pglib.sh), haproxy (a real PROXY protocol sender in front of
-# ternd).
-TERN_TEST_PACKAGES=(libcmocka-dev clang-format git tcpdump systemd coturn libnice-dev libglib2.0-dev clang libclang-rt-14-dev
+# ternd); ethtool turns off the veth checksum offload of the fast-path test's senders.
+TERN_TEST_PACKAGES=(libcmocka-dev clang-format git tcpdump systemd coturn libnice-dev libglib2.0-dev clang libclang-rt-14-dev ethtool
                     openssl iproute2 procps curl python3 python3-prometheus-client python3-aiortc haproxy
                     postgresql chromium man-db)
 # The ops page's browser test (test_ops_page): Debian's chromium, driven by playwright-core

@@ -25,6 +25,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -98,6 +99,11 @@ static struct {
     struct in_addr peer_ip;
     uint16_t peer_port;
     int server_pid, server_cpu;
+    int extra_pids[16]; /* kernel threads charged to the server (threaded NAPI of its NICs) */
+    int nextra;
+    const char *peer_netns; /* the echo peers' network namespace (ip netns) */
+    struct in_addr client_ip;
+    bool have_client_ip;
     double rates[MAX_STEPS];
     int nrates;
 } opt = {
@@ -179,11 +185,26 @@ static double server_cpu_schedstat(void)
     return n ? total : -1;
 }
 
+/* CPU time of the --extra-pids threads (schedstat). */
+static double extra_cpu_s(void)
+{
+    double total = 0;
+    for (int i = 0; i < opt.nextra; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/schedstat", opt.extra_pids[i]);
+        FILE *f = fopen(path, "re");
+        unsigned long long ns;
+        if (f && fscanf(f, "%llu", &ns) == 1) total += (double)ns / 1e9;
+        if (f) fclose(f);
+    }
+    return total;
+}
+
 static double server_cpu_s(void)
 {
     if (opt.server_pid <= 0) return 0;
     double ss = server_cpu_schedstat();
-    if (ss >= 0) return ss;
+    if (ss >= 0) return ss + extra_cpu_s();
     char path[64], buf[2048];
     snprintf(path, sizeof path, "/proc/%d/stat", opt.server_pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -267,6 +288,30 @@ static void bufsize(int fd, int bytes)
 {
     setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes);
     setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes);
+}
+
+/* A UDP socket in network namespace ns (NULL: this one); a socket stays where it was made. */
+static int udp_socket_in(const char *ns)
+{
+    if (!ns) return socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    char path[300];
+    snprintf(path, sizeof path, "/run/netns/%s", ns);
+    int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC), other = open(path, O_RDONLY);
+    if (self < 0 || other < 0 || setns(other, CLONE_NEWNET)) die("--peer-netns");
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (setns(self, CLONE_NEWNET)) die("setns back");
+    close(self);
+    close(other);
+    return fd;
+}
+
+static int udp_bound_in(const char *ns, struct in_addr ip, uint16_t port)
+{
+    int fd = udp_socket_in(ns);
+    if (fd < 0) die("socket");
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr = ip, .sin_port = htons(port)};
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0) die("bind");
+    return fd;
 }
 
 static int udp_bound(struct in_addr ip, uint16_t port)
@@ -787,7 +832,10 @@ static void usage(FILE *out)
             "  --flood S            after set-up, send invalid datagrams for S seconds\n"
             "  --server-pid PID     read the server's CPU time and RSS from /proc\n"
             "  --server-cpu N       the core the server is pinned to (0): its busy time from\n"
-            "                       /proc/stat shows interference from other work\n",
+            "                       /proc/stat shows interference from other work\n"
+            "  --extra-pids P,P..   threads charged to the server too (its NICs' NAPI threads)\n"
+            "  --peer-netns NAME    make the echo peers in network namespace NAME\n"
+            "  --client-ip IP       bind every client to IP\n",
             PAYLOAD_MIN);
 }
 
@@ -832,6 +880,9 @@ int main(int argc, char **argv)
         {"flood", required_argument, NULL, 'f'},
         {"server-pid", required_argument, NULL, 'x'},
         {"server-cpu", required_argument, NULL, 'X'},
+        {"extra-pids", required_argument, NULL, 'E'},
+        {"peer-netns", required_argument, NULL, 'N'},
+        {"client-ip", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -871,6 +922,21 @@ int main(int argc, char **argv)
             break;
         case 'I':
             if (inet_pton(AF_INET, optarg, &opt.peer_ip) != 1) return 2;
+            break;
+        case 'E':
+            for (char *s = optarg; *s && opt.nextra < 16;) {
+                opt.extra_pids[opt.nextra++] = atoi(s);
+                char *c = strchr(s, ',');
+                if (!c) break;
+                s = c + 1;
+            }
+            break;
+        case 'N':
+            opt.peer_netns = optarg;
+            break;
+        case 'C':
+            if (inet_pton(AF_INET, optarg, &opt.client_ip) != 1) return 2;
+            opt.have_client_ip = true;
             break;
         case 'Q':
             opt.peer_port = (uint16_t)atoi(optarg);
@@ -951,7 +1017,7 @@ int main(int argc, char **argv)
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) die("epoll_create1");
     for (int i = 0; i < opt.npeers; i++) {
-        peer_fd[i] = udp_bound(opt.peer_ip, i == 0 ? opt.peer_port : 0);
+        peer_fd[i] = udp_bound_in(opt.peer_netns, opt.peer_ip, i == 0 ? opt.peer_port : 0);
         bufsize(peer_fd[i], 8 << 20);
         socklen_t l = sizeof peer_addr[i];
         getsockname(peer_fd[i], (struct sockaddr *)&peer_addr[i], &l);
@@ -963,7 +1029,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < opt.nclients; i++) {
         struct client *c = &cl[i];
         struct in_addr ip;
-        if (opt.client_addrs)
+        if (opt.have_client_ip)
+            ip = opt.client_ip;
+        else if (opt.client_addrs)
             ip.s_addr = htonl(0x7F000100u | (uint32_t)(i % opt.client_addrs + 1));
         else
             inet_pton(AF_INET, "127.0.0.1", &ip);

@@ -11,9 +11,11 @@
  * statistics from that log. See usage() for the options and tests/qos/README.md. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -100,6 +102,7 @@ static struct {
     double hold_s;
     int keep;
     const char *user, *password, *realm_arg, *server, *logpath;
+    const char *peer_netns, *peer_ip; /* the peer socket's network namespace and address */
 } opt = {
     .duration = 4, .seed = 1, .peer_delay_ms = -1, .client_delay_ms = -1, .stun_interval_ms = 1000};
 
@@ -339,7 +342,10 @@ static void usage(FILE *out)
             "  --stun-interval MS    default 1000\n"
             "  --hold S              after the media, log \"holding\" and keep the allocation\n"
             "                        until SIGUSR1 or S seconds, then delete it\n"
-            "  --keep                never delete the allocation (let it expire)\n");
+            "  --keep                never delete the allocation (let it expire)\n"
+            "  --peer-ip IP          the peer socket's IPv4 address (default 127.0.0.1)\n"
+            "  --peer-netns NAME     make the peer socket in network namespace NAME\n"
+            "                        (ip netns): client and peer on two sides of the relay\n");
 }
 
 /* ---- Traffic plan ---- */
@@ -847,12 +853,30 @@ static void parse_hostport(const char *s, union stun_addr *a)
     a->v4.sin_port = htons((uint16_t)atoi(colon + 1));
 }
 
+/* The peer's socket, in --peer-netns when given (a socket stays in the namespace it was made
+ * in: the process goes back to its own at once). */
+static int peer_socket(void)
+{
+    if (!opt.peer_netns) return socket(AF_INET, SOCK_DGRAM, 0);
+    char path[512];
+    snprintf(path, sizeof(path), "/run/netns/%s", opt.peer_netns);
+    int self = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    int other = open(path, O_RDONLY | O_CLOEXEC);
+    if (self < 0 || other < 0) die("--peer-netns %s: %s", opt.peer_netns, strerror(errno));
+    if (setns(other, CLONE_NEWNET)) die("setns %s: %s", opt.peer_netns, strerror(errno));
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (setns(self, CLONE_NEWNET)) die("setns back: %s", strerror(errno));
+    close(self);
+    close(other);
+    return fd;
+}
+
 static void setup_turn(void)
 {
     uint8_t rbuf[2048];
     struct stun_msg m;
     cfd = socket(AF_INET, SOCK_DGRAM, 0);
-    pfd = socket(AF_INET, SOCK_DGRAM, 0);
+    pfd = peer_socket();
     if (cfd < 0 || pfd < 0) die("socket: %s", strerror(errno));
     int big = 4 << 20;
     setsockopt(cfd, SOL_SOCKET, SO_RCVBUF, &big, sizeof(big));
@@ -862,6 +886,8 @@ static void setup_turn(void)
     setsockopt(pfd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one));
     union stun_addr lo = {.v4 = {.sin_family = AF_INET}};
     lo.v4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (opt.peer_ip && inet_pton(AF_INET, opt.peer_ip, &lo.v4.sin_addr) != 1)
+        die("--peer-ip: IPv4 address wanted: '%s'", opt.peer_ip);
     if (bind(pfd, &lo.sa, sizeof(lo.v4)) < 0) die("bind peer: %s", strerror(errno));
     socklen_t sl = sizeof(peer_addr);
     getsockname(pfd, &peer_addr.sa, &sl);
@@ -909,6 +935,8 @@ int main(int argc, char **argv)
                                              {"stun-interval", required_argument, 0, 'I'},
                                              {"hold", required_argument, 0, 'H'},
                                              {"keep", no_argument, 0, 'k'},
+                                             {"peer-netns", required_argument, 0, 'N'},
+                                             {"peer-ip", required_argument, 0, 'A'},
                                              {"log", required_argument, 0, 'l'},
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
@@ -950,6 +978,12 @@ int main(int argc, char **argv)
             break;
         case 'k':
             opt.keep = 1;
+            break;
+        case 'N':
+            opt.peer_netns = optarg;
+            break;
+        case 'A':
+            opt.peer_ip = optarg;
             break;
         case 'l':
             opt.logpath = optarg;

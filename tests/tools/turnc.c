@@ -1,7 +1,9 @@
 /* turnc.c: tern-turnc, the test suite's TURN client over UDP: Allocate (long-term
  * credentials), CreatePermission for each peer, Send indications (optionally with
  * DONT-FRAGMENT), then print every Data indication that arrives as one key=value line,
- * including the ICMP attribute (RFC 8656 11) the relay uses to report a peer's ICMP errors. */
+ * including the ICMP attribute (RFC 8656 11) the relay uses to report a peer's ICMP errors.
+ * With -C it binds a channel per peer (0x4000 + its index) and sends ChannelData instead,
+ * counting the ChannelData that comes back (the kernel fast path's tests). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -30,7 +32,8 @@ static struct {
     int tos;    /* IP_TOS / IPV6_TCLASS for the client's datagrams; -1: the default */
     int rtp_pt; /* -1: payload bytes; else RTP with this payload type */
     bool df;
-    bool del; /* Refresh with LIFETIME 0 before exiting */
+    bool del;      /* Refresh with LIFETIME 0 before exiting */
+    bool channels; /* -C: ChannelBind and ChannelData instead of Send indications */
 } opt = {.user = "alice",
          .pass = "alice-pass",
          .count = 1,
@@ -110,6 +113,7 @@ static void derive_key(void)
 /* Wait for the answer to tid (Data indications that arrive meanwhile are printed). Returns
  * the answer's length in buf, or -1 on timeout. */
 static void print_indication(const struct stun_msg *m, int tos);
+static bool chdata_in(const uint8_t *buf, ssize_t len);
 static ssize_t recv_tos(uint8_t *buf, size_t cap, int *tos);
 static int await(const uint8_t *tid, uint8_t *buf, size_t cap, struct stun_msg *m)
 {
@@ -118,7 +122,7 @@ static int await(const uint8_t *tid, uint8_t *buf, size_t cap, struct stun_msg *
         if (poll(&p, 1, 2000) <= 0) return -1;
         int tos;
         ssize_t k = recv_tos(buf, cap, &tos);
-        if (k <= 0 || stun_decode(m, buf, (size_t)k)) continue;
+        if (k <= 0 || chdata_in(buf, k) || stun_decode(m, buf, (size_t)k)) continue;
         if (stun_class_of(m->type) == STUN_INDICATION) {
             print_indication(m, tos);
             continue;
@@ -188,7 +192,22 @@ static void build_permission(struct stun_enc *e, void *arg)
     stun_enc_xor_addr(e, STUN_ATTR_XOR_PEER_ADDRESS, arg);
 }
 
-static unsigned n_data, n_icmp;
+static unsigned n_data, n_icmp, n_chdata;
+
+static void build_chbind(struct stun_enc *e, void *arg)
+{
+    const union stun_addr *peer = arg;
+    stun_enc_channel(e, (uint16_t)(0x4000 + (peer - opt.peers)));
+    stun_enc_xor_addr(e, STUN_ATTR_XOR_PEER_ADDRESS, peer);
+}
+
+/* A ChannelData frame from the relay (first two bits 01): counted, not printed. */
+static bool chdata_in(const uint8_t *buf, ssize_t len)
+{
+    if (len < 4 || (buf[0] & 0xc0) != 0x40) return false;
+    if ((size_t)len >= 4 + (size_t)(buf[2] << 8 | buf[3])) n_chdata++;
+    return true;
+}
 
 /* recv with the datagram's TOS / traffic class (-1 when the kernel gave none). */
 static ssize_t recv_tos(uint8_t *buf, size_t cap, int *tos)
@@ -254,6 +273,7 @@ static void usage(FILE *out)
                  "  -R PT            send RTP packets of payload type PT (sequence, timestamp)\n"
                  "  -w MS            listen this long after the last send (default 2000)\n"
                  "  -d               delete the allocation (Refresh, LIFETIME 0) before exiting\n"
+                 "  -C               bind a channel per peer and send ChannelData instead\n"
                  "Prints allocated/permission lines, then one line per Data indication\n"
                  "(icmp ... or data ...), then totals. Exit 0, or 3 if the server failed.\n");
 }
@@ -261,7 +281,7 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     int c;
-    while ((c = getopt(argc, argv, "s:p:u:P:6n:l:i:DT:R:w:dh")) != -1) {
+    while ((c = getopt(argc, argv, "s:p:u:P:6n:l:i:DT:R:w:dCh")) != -1) {
         switch (c) {
         case 's':
             if (parse_addr(optarg, &opt.server)) die("bad -s");
@@ -299,6 +319,9 @@ int main(int argc, char **argv)
             break;
         case 'd':
             opt.del = true;
+            break;
+        case 'C':
+            opt.channels = true;
             break;
         case 'w':
             opt.wait_ms = atoi(optarg);
@@ -342,6 +365,11 @@ int main(int argc, char **argv)
             transact(STUN_CREATE_PERMISSION, build_permission, &opt.peers[i], buf, sizeof(buf), &m);
         printf("permission peer=%s code=%d\n", addr_str(&opt.peers[i], as), rc);
         if (rc) return 3;
+        if (!opt.channels) continue;
+        rc = transact(STUN_CHANNEL_BIND, build_chbind, &opt.peers[i], buf, sizeof(buf), &m);
+        printf("channel peer=%s channel=0x%04x code=%d\n", addr_str(&opt.peers[i], as), 0x4000 + i,
+               rc);
+        if (rc) return 3;
     }
     fflush(stdout);
 
@@ -352,10 +380,6 @@ int main(int argc, char **argv)
         for (int i = 0; i < opt.npeers; i++) {
             uint8_t ind[1600], tid[STUN_TID_LEN];
             struct stun_enc e;
-            new_tid(tid);
-            stun_enc_init(&e, ind, sizeof(ind), stun_type(STUN_SEND, STUN_INDICATION), tid);
-            stun_enc_xor_addr(&e, STUN_ATTR_XOR_PEER_ADDRESS, &opt.peers[i]);
-            if (opt.df) stun_enc_attr(&e, STUN_ATTR_DONT_FRAGMENT, NULL, 0);
             if (opt.rtp_pt >= 0 && opt.size >= 12) { /* RTP v2: PT, seq k, ts 160 k, SSRC */
                 payload[0] = 0x80;
                 payload[1] = (uint8_t)(opt.rtp_pt & 0x7f);
@@ -367,6 +391,16 @@ int main(int argc, char **argv)
                     payload[8 + b] = (uint8_t)(ssrc >> (24 - 8 * b));
                 }
             }
+            if (opt.channels) {
+                stun_chdata_header(ind, (uint16_t)(0x4000 + i), (uint16_t)opt.size);
+                memcpy(ind + 4, payload, (size_t)opt.size);
+                if (send(fd, ind, 4 + (size_t)opt.size, 0) == 4 + opt.size) sent++;
+                continue;
+            }
+            new_tid(tid);
+            stun_enc_init(&e, ind, sizeof(ind), stun_type(STUN_SEND, STUN_INDICATION), tid);
+            stun_enc_xor_addr(&e, STUN_ATTR_XOR_PEER_ADDRESS, &opt.peers[i]);
+            if (opt.df) stun_enc_attr(&e, STUN_ATTR_DONT_FRAGMENT, NULL, 0);
             stun_enc_attr(&e, STUN_ATTR_DATA, payload, (size_t)opt.size);
             int n = stun_enc_finish(&e);
             if (n <= 0) die("encode Send");
@@ -377,7 +411,7 @@ int main(int argc, char **argv)
         while (poll(&p, 1, opt.interval_ms) > 0) {
             int tos;
             ssize_t got = recv_tos(buf, sizeof(buf), &tos);
-            if (got > 0 && stun_decode(&m, buf, (size_t)got) == 0 &&
+            if (got > 0 && !chdata_in(buf, got) && stun_decode(&m, buf, (size_t)got) == 0 &&
                 stun_class_of(m.type) == STUN_INDICATION)
                 print_indication(&m, tos);
         }
@@ -393,11 +427,14 @@ int main(int argc, char **argv)
         if (poll(&p, 1, (int)left) <= 0) break;
         int tos;
         ssize_t got = recv_tos(buf, sizeof(buf), &tos);
-        if (got > 0 && stun_decode(&m, buf, (size_t)got) == 0 &&
+        if (got > 0 && !chdata_in(buf, got) && stun_decode(&m, buf, (size_t)got) == 0 &&
             stun_class_of(m.type) == STUN_INDICATION)
             print_indication(&m, tos);
     }
-    printf("totals sent=%u data=%u icmp=%u\n", sent, n_data, n_icmp);
+    if (opt.channels)
+        printf("totals sent=%u data=%u icmp=%u chdata=%u\n", sent, n_data, n_icmp, n_chdata);
+    else
+        printf("totals sent=%u data=%u icmp=%u\n", sent, n_data, n_icmp);
     if (opt.del) {
         rc = transact(STUN_REFRESH, build_delete, NULL, buf, sizeof(buf), &m);
         printf("deleted code=%d\n", rc);
