@@ -136,6 +136,8 @@ void cfg_diff(const struct tern_config *old, const struct tern_config *new, stru
     LIVE("relay.addresses", addrs);
     LIVE("relay.ports", ports);
     d->pools = !addrs || !ports;
+    FIXED("relay.offload", o->offload == n->offload,
+          "the XDP program is attached at start, before privileges are dropped");
     LIVE("relay.external_address",
          o->relay_external.sa.sa_family == n->relay_external.sa.sa_family &&
              (o->relay_external.sa.sa_family == AF_UNSPEC ||

@@ -27,7 +27,7 @@
 
 void offload_open(struct relay *r)
 {
-    if (r->cfg->offload != CFG_OFFLOAD_OFF)
+    if (r->gen->cfg.offload != CFG_OFFLOAD_OFF)
         tlog(CFG_LOG_WARN, "offload", LF_S("path", "user"),
              LF_S("reason", "built without the XDP fast path (no libbpf, clang or bpftool)"));
 }
@@ -149,7 +149,7 @@ struct offload_worker {
      * allocation's end and a query find an allocation's bindings in O(1). */
     uint32_t *heads, nheads, free_head;
     uint64_t swept_ms;
-    const struct tern_config *cfg_seen;
+    uint64_t gen_seen; /* the configuration generation the bindings were checked with */
     struct peer_policy policy_seen;
 };
 
@@ -475,9 +475,9 @@ void offload_pass(struct worker *w)
     if (!ow) return;
     drain(ow);
     bool changed =
-        w->cfg != ow->cfg_seen || memcmp(&w->policy, &ow->policy_seen, sizeof(w->policy));
+        w->gen->id != ow->gen_seen || memcmp(&w->policy, &ow->policy_seen, sizeof(w->policy));
     if (!changed && w->now_ms - ow->swept_ms < 1000) return;
-    ow->cfg_seen = w->cfg;
+    ow->gen_seen = w->gen->id;
     ow->policy_seen = w->policy;
     ow->swept_ms = w->now_ms;
     if (ow->live) sweep(ow);
@@ -645,7 +645,7 @@ static void offload_free(struct offload *o)
 
 void offload_open(struct relay *r)
 {
-    const struct tern_config *cfg = r->cfg;
+    const struct tern_config *cfg = &r->gen->cfg; /* at start: no reload yet */
     enum cfg_offload mode = cfg->offload;
     if (mode == CFG_OFFLOAD_OFF) return;
     if (mode == CFG_OFFLOAD_TC) {
@@ -749,7 +749,7 @@ void offload_open(struct relay *r)
         ow->h = (struct ep_handler){.fd = o->ring_fd[i], .fn = ring_readable};
         ow->w = w;
         ow->o = o;
-        ow->cfg_seen = w->cfg;
+        ow->gen_seen = w->gen->id;
         ow->policy_seen = w->policy;
         w->offload = ow;
     }

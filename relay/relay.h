@@ -64,7 +64,7 @@
     X(demux_plain, "tcp+tls connections that began with STUN or ChannelData")                      \
     X(demux_bad_first_byte, "tcp+tls connections closed: first byte not TLS, STUN or ChannelData") \
     X(tls_alpn_stun_turn, "TLS handshakes that selected ALPN stun.turn (RFC 7443)")                \
-    X(tls_alpn_refused, "TLS handshakes refused: ALPN offered without stun.turn (RFC 7301 alert)")                                                                                              \
+    X(tls_alpn_refused, "TLS handshakes refused: ALPN offered without stun.turn (RFC 7301 alert)") \
     X(offload_to_peer, "ChannelData forwarded to peers by the XDP fast path (in the totals too)")  \
     X(offload_to_client, "peer datagrams forwarded to clients by the XDP fast path")               \
     X(offload_bound, "channels handed to the XDP fast path")                                       \

@@ -196,7 +196,7 @@ struct relay {
     struct webhook *webhook;
     /* qos.record_database: the call record writer (records.h); NULL: none */
     struct records *records;
-    struct offload *offload;    /* the XDP fast path (offload.c); NULL: not running */
+    struct offload *offload; /* the XDP fast path (offload.c); NULL: not running */
 };
 
 /* reload.c */
