@@ -269,6 +269,39 @@ else
 fi
 stop_ternd
 
+# ---- a reload that makes the peer policy refuse the peer: the kernel stops forwarding to it ----
+# The binding was checked at ChannelBind; a reload that drops the peer's network from
+# peers.allow (10.210.2.2 is then private, refused) must stop the fast path at once, not at the
+# channel's expiry: the worker re-checks every binding in the pass after it adopts the reload.
+start_offload_ternd auto
+in_ns "$P" turnutils_peer -p 7001 -L 10.210.2.2 >"$WORK/peer3.log" 2>&1 &
+ECHO_PIDS+=($!)
+sleep 0.3
+in_ns "$C" timeout 30 "$TURNC" -s "10.210.1.1:$U4" -u alice -P wonderland -C -R 111 -l 160 \
+    -n 400 -i 10 -w 1000 -p 10.210.2.2:7001 >"$WORK/deny.out" 2>&1 &
+DENY_PID=$!
+sleep 1.5
+before=$(xdp_stat to_peer)
+sed -i 's|^peers: { allow: \[10.210.0.0/16, "fd00:210::/32"\] }|peers: { allow: ["fd00:210::/32"] }|' "$WORK/tern-auto.yaml"
+kill -HUP "$TERND_PID"
+for _ in $(seq 50); do grep -q '"event":"config_reloaded"' "$WORK/ternd.log" && break; sleep 0.05; done
+sleep 0.2
+at=$(xdp_stat to_peer)
+sleep 1
+after=$(xdp_stat to_peer)
+wait "$DENY_PID" || true
+got=$(sed -nE 's/^totals .* chdata=([0-9]+)$/\1/p' "$WORK/deny.out")
+if grep -q '"event":"config_reloaded"' "$WORK/ternd.log" && [ "$at" -gt "$before" ] &&
+    [ "$after" = "$at" ] && [ "${got:-0}" -gt 50 ] && [ "${got:-0}" -lt 350 ]; then
+    pass "reload refusing the peer: the kernel had forwarded $((at - before)) more by the reload, none in the second after; $got of 400 echoed"
+else
+    fail "deny by reload: to_peer before=$before at_reload=$at a_second_later=$after echoed=$got"
+    grep -E '"event":"(config_reloaded|config_problem|permissions_revoked)"' "$WORK/ternd.log" | sed 's/^/    /' >&2
+fi
+grep -q '"event":"permissions_revoked"' "$WORK/ternd.log" && pass "permissions_revoked logged for the refused peer" ||
+    fail "no permissions_revoked after the policy reload"
+stop_ternd
+
 # ---- every datagram arrived with a valid checksum ----
 for n in "$C" "$P"; do
     e=$(csum_errors "$n")
