@@ -4,6 +4,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
+#include "auth.h"
+
 #include "store_impl.h"
 
 bool store_is_uri(const char *db)
@@ -140,4 +144,66 @@ int64_t store_data_version(struct store *s)
 int store_wait_change(struct store *s, int timeout_ms)
 {
     return s->ops->wait_change ? s->ops->wait_change(s, timeout_ms) : -2;
+}
+
+/* ---- checks and messages both backends share ---- */
+
+/* s, or its first STORE_CLIP_BYTES bytes (not splitting a UTF-8 sequence) and "...". */
+const char *store_clip(const char *s, char out[STORE_CLIP_BYTES + 4])
+{
+    if (!s) return "";
+    size_t n = strlen(s);
+    if (n <= STORE_CLIP_BYTES) return s;
+    n = STORE_CLIP_BYTES;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    memcpy(out, s, n);
+    memcpy(out + n, "...", 4);
+    return out;
+}
+
+/* "cannot VERB user "NAME" in realm "REALM"", the start of every user operation's message. */
+void store_user_what(char *buf, size_t size, const char *verb, const char *realm, const char *name)
+{
+    char cn[STORE_CLIP_BYTES + 4], cr[STORE_CLIP_BYTES + 4];
+    snprintf(buf, size, "cannot %s user \"%s\" in realm \"%s\"", verb, store_clip(name, cn),
+             store_clip(realm, cr));
+}
+
+/* Why realm and name cannot name a user, or NULL when they can. */
+const char *store_check_user(const char *realm, const char *name, char why[64])
+{
+    size_t rlen = realm ? strlen(realm) : 0, nlen = name ? strlen(name) : 0;
+    if (!nlen) return "the name is empty";
+    if (nlen > STUN_MAX_USERNAME) {
+        snprintf(why, 64, "the name is %zu bytes, more than %d", nlen, STUN_MAX_USERNAME);
+        return why;
+    }
+    if (!rlen) return "the realm is empty";
+    if (rlen > STUN_MAX_TEXT_BYTES) {
+        snprintf(why, 64, "the realm is %zu bytes, more than %d", rlen, STUN_MAX_TEXT_BYTES);
+        return why;
+    }
+    return NULL;
+}
+
+/* Both long-term keys for a password, or why not (NULL when derived). */
+const char *store_derive_keys(const char *realm, const char *name, const char *password,
+                              uint8_t md5[16], uint8_t sha256[32])
+{
+    size_t rlen = strlen(realm), nlen = strlen(name), plen = password ? strlen(password) : 0;
+    if (!plen) return "the password is empty";
+    if (auth_longterm_key(STUN_PASSWORD_ALG_MD5, name, nlen, realm, rlen, password, plen, md5) ==
+            16 &&
+        auth_longterm_key(STUN_PASSWORD_ALG_SHA256, name, nlen, realm, rlen, password, plen,
+                          sha256) == 32)
+        return NULL;
+    /* Only realm and password go through SASLprep: try the realm with a harmless password to
+     * say which one was refused. */
+    uint8_t probe[16];
+    int realm_ok =
+        auth_longterm_key(STUN_PASSWORD_ALG_MD5, name, nlen, realm, rlen, "x", 1, probe) == 16;
+    OPENSSL_cleanse(probe, sizeof(probe));
+    return realm_ok ? "SASLprep refused the password (invalid UTF-8 or a prohibited character)"
+                    : "SASLprep refused the realm (invalid UTF-8 or a prohibited character)";
 }

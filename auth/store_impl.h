@@ -42,6 +42,19 @@ struct store {
     const struct store_ops *ops;
 };
 
+/* Shared by the backends (store.c). Names and realms quoted in messages are cut to
+ * STORE_CLIP_BYTES bytes so the reason after them still fits in STORE_ERR_LEN. */
+#define STORE_CLIP_BYTES 48
+/* s, or its first STORE_CLIP_BYTES bytes (not splitting a UTF-8 sequence) and "...". */
+const char *store_clip(const char *s, char out[STORE_CLIP_BYTES + 4]);
+/* "cannot VERB user "NAME" in realm "REALM"", the start of every user operation's message. */
+void store_user_what(char *buf, size_t size, const char *verb, const char *realm, const char *name);
+/* Why realm and name cannot name a user, or NULL when they can. */
+const char *store_check_user(const char *realm, const char *name, char why[64]);
+/* Both long-term keys for a password, or why not (NULL when derived). */
+const char *store_derive_keys(const char *realm, const char *name, const char *password,
+                              uint8_t md5[16], uint8_t sha256[32]);
+
 struct store *store_sqlite_open(const char *path, enum store_mode mode, char err[STORE_ERR_LEN]);
 struct store *store_pg_open(const char *uri, const char *password_file, char err[STORE_ERR_LEN]);
 

@@ -21,7 +21,6 @@
 #define CONNECT_TIMEOUT_S "3"
 #define NOTIFY_CHANNEL    "tern_credentials"
 #define MIGRATION_LOCK    "7236851" /* pg_advisory_xact_lock key: one migrating node at a time */
-#define CLIP_BYTES        48
 /* This backend's schema version (tern_schema.version): one migration step per version. */
 #define PG_SCHEMA_VERSION 2
 #define CALLS_BATCH_MAX   4096 /* records per store_calls_insert */
@@ -62,19 +61,6 @@ static const char *pq_msg(const char *m, char out[160])
         n--;
     out[n] = '\0';
     return n ? out : "unknown error";
-}
-
-static const char *clip(const char *s, char out[CLIP_BYTES + 4])
-{
-    if (!s) return "";
-    size_t n = strlen(s);
-    if (n <= CLIP_BYTES) return s;
-    n = CLIP_BYTES;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-        n--;
-    memcpy(out, s, n);
-    memcpy(out + n, "...", 4);
-    return out;
 }
 
 static void quiet(void *arg, const char *msg)
@@ -308,47 +294,6 @@ static void pg_close(struct store *base)
 
 /* ---- users ---- */
 
-static const char *check_user(const char *realm, const char *name, char why[64])
-{
-    size_t rlen = realm ? strlen(realm) : 0, nlen = name ? strlen(name) : 0;
-    if (!nlen) return "the name is empty";
-    if (nlen > STUN_MAX_USERNAME) {
-        snprintf(why, 64, "the name is %zu bytes, more than %d", nlen, STUN_MAX_USERNAME);
-        return why;
-    }
-    if (!rlen) return "the realm is empty";
-    if (rlen > STUN_MAX_TEXT_BYTES) {
-        snprintf(why, 64, "the realm is %zu bytes, more than %d", rlen, STUN_MAX_TEXT_BYTES);
-        return why;
-    }
-    return NULL;
-}
-
-static const char *derive_keys(const char *realm, const char *name, const char *password,
-                               uint8_t md5[16], uint8_t sha256[32])
-{
-    size_t rlen = strlen(realm), nlen = strlen(name), plen = password ? strlen(password) : 0;
-    if (!plen) return "the password is empty";
-    if (auth_longterm_key(STUN_PASSWORD_ALG_MD5, name, nlen, realm, rlen, password, plen, md5) ==
-            16 &&
-        auth_longterm_key(STUN_PASSWORD_ALG_SHA256, name, nlen, realm, rlen, password, plen,
-                          sha256) == 32)
-        return NULL;
-    uint8_t probe[16];
-    int realm_ok =
-        auth_longterm_key(STUN_PASSWORD_ALG_MD5, name, nlen, realm, rlen, "x", 1, probe) == 16;
-    OPENSSL_cleanse(probe, sizeof(probe));
-    return realm_ok ? "SASLprep refused the password (invalid UTF-8 or a prohibited character)"
-                    : "SASLprep refused the realm (invalid UTF-8 or a prohibited character)";
-}
-
-static void user_what(char *buf, size_t size, const char *verb, const char *realm, const char *name)
-{
-    char cn[CLIP_BYTES + 4], cr[CLIP_BYTES + 4];
-    snprintf(buf, size, "cannot %s user \"%s\" in realm \"%s\"", verb, clip(name, cn),
-             clip(realm, cr));
-}
-
 static int pg_user_add(struct store *base, const char *realm, const char *name,
                        const char *password, uint32_t max_allocations, uint64_t bandwidth_bps,
                        char err[STORE_ERR_LEN])
@@ -361,9 +306,9 @@ static int pg_user_add(struct store *base, const char *realm, const char *name,
     char what[STORE_ERR_LEN], why[64], maxa[24], bw[24], now[24];
     const char *bad;
     int ret = STORE_INVALID;
-    user_what(what, sizeof(what), "add", realm, name);
-    if ((bad = check_user(realm, name, why)) ||
-        (bad = derive_keys(realm, name, password, md5, sha256))) {
+    store_user_what(what, sizeof(what), "add", realm, name);
+    if ((bad = store_check_user(realm, name, why)) ||
+        (bad = store_derive_keys(realm, name, password, md5, sha256))) {
         seterr(err, s->name, "%s: %s", what, bad);
         goto out;
     }
@@ -424,9 +369,9 @@ static int pg_user_passwd(struct store *base, const char *realm, const char *nam
     char what[STORE_ERR_LEN], why[64];
     const char *bad;
     int ret = STORE_INVALID;
-    user_what(what, sizeof(what), "change the password of", realm, name);
-    if ((bad = check_user(realm, name, why)) ||
-        (bad = derive_keys(realm, name, password, md5, sha256))) {
+    store_user_what(what, sizeof(what), "change the password of", realm, name);
+    if ((bad = store_check_user(realm, name, why)) ||
+        (bad = store_derive_keys(realm, name, password, md5, sha256))) {
         seterr(err, s->name, "%s: %s", what, bad);
         goto out;
     }
@@ -448,8 +393,8 @@ static int pg_user_del(struct store *base, const char *realm, const char *name,
     struct pg_store *s = pg(base);
     char what[STORE_ERR_LEN], why[64];
     const char *bad;
-    user_what(what, sizeof(what), "delete", realm, name);
-    if ((bad = check_user(realm, name, why))) {
+    store_user_what(what, sizeof(what), "delete", realm, name);
+    if ((bad = store_check_user(realm, name, why))) {
         seterr(err, s->name, "%s: %s", what, bad);
         return STORE_INVALID;
     }
@@ -464,8 +409,8 @@ static int pg_user_set_disabled(struct store *base, const char *realm, const cha
     struct pg_store *s = pg(base);
     char what[STORE_ERR_LEN], why[64];
     const char *bad;
-    user_what(what, sizeof(what), disabled ? "disable" : "enable", realm, name);
-    if ((bad = check_user(realm, name, why))) {
+    store_user_what(what, sizeof(what), disabled ? "disable" : "enable", realm, name);
+    if ((bad = store_check_user(realm, name, why))) {
         seterr(err, s->name, "%s: %s", what, bad);
         return STORE_INVALID;
     }
@@ -481,8 +426,8 @@ static int pg_user_set_limits(struct store *base, const char *realm, const char 
     struct pg_store *s = pg(base);
     char what[STORE_ERR_LEN], why[64], maxa[24], bw[24];
     const char *bad;
-    user_what(what, sizeof(what), "set the limits of", realm, name);
-    if ((bad = check_user(realm, name, why))) {
+    store_user_what(what, sizeof(what), "set the limits of", realm, name);
+    if ((bad = store_check_user(realm, name, why))) {
         seterr(err, s->name, "%s: %s", what, bad);
         return STORE_INVALID;
     }
@@ -562,11 +507,12 @@ static int pg_user_each(struct store *base, const char *realm,
     struct pg_store *s = pg(base);
     static const char cols[] = "SELECT realm, name, key_md5, key_sha256, userhash, "
                                "max_allocations, bandwidth_bps, disabled, created FROM users ";
-    char sql[256], what[STORE_ERR_LEN], cr[CLIP_BYTES + 4];
+    char sql[256], what[STORE_ERR_LEN], cr[STORE_CLIP_BYTES + 4];
     snprintf(sql, sizeof sql, "%s%s", cols,
              realm ? "WHERE realm = $1 ORDER BY name" : "ORDER BY realm, name");
     if (realm)
-        snprintf(what, sizeof(what), "cannot list the users of realm \"%s\"", clip(realm, cr));
+        snprintf(what, sizeof(what), "cannot list the users of realm \"%s\"",
+                 store_clip(realm, cr));
     else
         snprintf(what, sizeof(what), "cannot list the users");
     const char *vals[1] = {realm};
@@ -579,10 +525,10 @@ static int pg_user_each(struct store *base, const char *realm,
     for (int i = 0; i < PQntuples(r); i++) {
         const char *bad = read_user(r, i, &u);
         if (bad) {
-            char cn[CLIP_BYTES + 4], nm[STUN_MAX_USERNAME + 1] = "";
+            char cn[STORE_CLIP_BYTES + 4], nm[STUN_MAX_USERNAME + 1] = "";
             col_text(r, i, 1, nm, STUN_MAX_USERNAME);
-            seterr(err, s->name, "%s: the row of user \"%s\" has a bad %s", what, clip(nm, cn),
-                   bad);
+            seterr(err, s->name, "%s: the row of user \"%s\" has a bad %s", what,
+                   store_clip(nm, cn), bad);
             ret = STORE_ERROR;
             break;
         }

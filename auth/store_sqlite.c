@@ -23,7 +23,6 @@
 #define BUSY_TIMEOUT_MS 5000
 /* Names and realms quoted in messages are cut to this many bytes, so that the reason after
  * them still fits in STORE_ERR_LEN. */
-#define CLIP_BYTES 48
 
 struct sq_store {
     struct store base; /* first: a struct store * is a struct sq_store * */
@@ -84,28 +83,6 @@ __attribute__((format(printf, 3, 4))) static void seterr(char *err, const char *
     va_start(ap, fmt);
     vsnprintf(err + n, STORE_ERR_LEN - (size_t)n, fmt, ap);
     va_end(ap);
-}
-
-/* s, or its first CLIP_BYTES bytes (not splitting a UTF-8 sequence) and "...". */
-static const char *clip(const char *s, char out[CLIP_BYTES + 4])
-{
-    if (!s) return "";
-    size_t n = strlen(s);
-    if (n <= CLIP_BYTES) return s;
-    n = CLIP_BYTES;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-        n--;
-    memcpy(out, s, n);
-    memcpy(out + n, "...", 4);
-    return out;
-}
-
-/* "cannot VERB user "NAME" in realm "REALM"", the start of every user operation's message. */
-static void user_what(char *buf, size_t size, const char *verb, const char *realm, const char *name)
-{
-    char cn[CLIP_BYTES + 4], cr[CLIP_BYTES + 4];
-    snprintf(buf, size, "cannot %s user \"%s\" in realm \"%s\"", verb, clip(name, cn),
-             clip(realm, cr));
 }
 
 /* Run a statement that returns one integer row (a PRAGMA, a count). SQLite result code. */
@@ -343,44 +320,6 @@ static void sq_close(struct store *base)
     free(s);
 }
 
-/* Why realm and name cannot name a user, or NULL when they can. */
-static const char *check_user(const char *realm, const char *name, char why[64])
-{
-    size_t rlen = realm ? strlen(realm) : 0, nlen = name ? strlen(name) : 0;
-    if (!nlen) return "the name is empty";
-    if (nlen > STUN_MAX_USERNAME) {
-        snprintf(why, 64, "the name is %zu bytes, more than %d", nlen, STUN_MAX_USERNAME);
-        return why;
-    }
-    if (!rlen) return "the realm is empty";
-    if (rlen > STUN_MAX_TEXT_BYTES) {
-        snprintf(why, 64, "the realm is %zu bytes, more than %d", rlen, STUN_MAX_TEXT_BYTES);
-        return why;
-    }
-    return NULL;
-}
-
-/* Both long-term keys for a password, or why not (NULL when derived). */
-static const char *derive_keys(const char *realm, const char *name, const char *password,
-                               uint8_t md5[16], uint8_t sha256[32])
-{
-    size_t rlen = strlen(realm), nlen = strlen(name), plen = password ? strlen(password) : 0;
-    if (!plen) return "the password is empty";
-    if (auth_longterm_key(STUN_PASSWORD_ALG_MD5, name, nlen, realm, rlen, password, plen, md5) ==
-            16 &&
-        auth_longterm_key(STUN_PASSWORD_ALG_SHA256, name, nlen, realm, rlen, password, plen,
-                          sha256) == 32)
-        return NULL;
-    /* Only realm and password go through SASLprep: try the realm with a harmless password to
-     * say which one was refused. */
-    uint8_t probe[16];
-    int realm_ok =
-        auth_longterm_key(STUN_PASSWORD_ALG_MD5, name, nlen, realm, rlen, "x", 1, probe) == 16;
-    OPENSSL_cleanse(probe, sizeof(probe));
-    return realm_ok ? "SASLprep refused the password (invalid UTF-8 or a prohibited character)"
-                    : "SASLprep refused the realm (invalid UTF-8 or a prohibited character)";
-}
-
 /* The message and result for a failed SQLite call: names the file, the operation, SQLite's
  * reason. Read sqlite3_errmsg before anything else runs on the connection. */
 static int db_error(struct sq_store *s, char *err, const char *what)
@@ -410,9 +349,9 @@ static int sq_user_add(struct store *base, const char *realm, const char *name,
     const char *bad;
     int ret = STORE_INVALID;
 
-    user_what(what, sizeof(what), "add", realm, name);
-    if ((bad = check_user(realm, name, why)) ||
-        (bad = derive_keys(realm, name, password, md5, sha256))) {
+    store_user_what(what, sizeof(what), "add", realm, name);
+    if ((bad = store_check_user(realm, name, why)) ||
+        (bad = store_derive_keys(realm, name, password, md5, sha256))) {
         seterr(err, s->path, "%s: %s", what, bad);
         goto out;
     }
@@ -478,9 +417,9 @@ static int sq_user_passwd(struct store *base, const char *realm, const char *nam
     const char *bad;
     int ret = STORE_INVALID;
 
-    user_what(what, sizeof(what), "change the password of", realm, name);
-    if ((bad = check_user(realm, name, why)) ||
-        (bad = derive_keys(realm, name, password, md5, sha256))) {
+    store_user_what(what, sizeof(what), "change the password of", realm, name);
+    if ((bad = store_check_user(realm, name, why)) ||
+        (bad = store_derive_keys(realm, name, password, md5, sha256))) {
         seterr(err, s->path, "%s: %s", what, bad);
         goto out;
     }
@@ -506,8 +445,8 @@ static int sq_user_del(struct store *base, const char *realm, const char *name,
     const char *bad;
     int ret = STORE_INVALID;
 
-    user_what(what, sizeof(what), "delete", realm, name);
-    if ((bad = check_user(realm, name, why))) {
+    store_user_what(what, sizeof(what), "delete", realm, name);
+    if ((bad = store_check_user(realm, name, why))) {
         seterr(err, s->path, "%s: %s", what, bad);
         goto out;
     }
@@ -529,8 +468,8 @@ static int sq_user_set_disabled(struct store *base, const char *realm, const cha
     const char *bad;
     int ret = STORE_INVALID;
 
-    user_what(what, sizeof(what), disabled ? "disable" : "enable", realm, name);
-    if ((bad = check_user(realm, name, why))) {
+    store_user_what(what, sizeof(what), disabled ? "disable" : "enable", realm, name);
+    if ((bad = store_check_user(realm, name, why))) {
         seterr(err, s->path, "%s: %s", what, bad);
         goto out;
     }
@@ -555,8 +494,8 @@ static int sq_user_set_limits(struct store *base, const char *realm, const char 
     const char *bad;
     int ret = STORE_INVALID;
 
-    user_what(what, sizeof(what), "set the limits of", realm, name);
-    if ((bad = check_user(realm, name, why))) {
+    store_user_what(what, sizeof(what), "set the limits of", realm, name);
+    if ((bad = store_check_user(realm, name, why))) {
         seterr(err, s->path, "%s: %s", what, bad);
         goto out;
     }
@@ -635,12 +574,13 @@ static int sq_user_each(struct store *base, const char *realm,
     static const char all[] = "SELECT " USER_COLUMNS " FROM users ORDER BY realm, name";
     static const char one[] = "SELECT " USER_COLUMNS " FROM users WHERE realm = ?1 ORDER BY name";
     struct store_user u;
-    char what[STORE_ERR_LEN], cr[CLIP_BYTES + 4];
+    char what[STORE_ERR_LEN], cr[STORE_CLIP_BYTES + 4];
     sqlite3_stmt *st = NULL;
     int ret = STORE_ERROR;
 
     if (realm)
-        snprintf(what, sizeof(what), "cannot list the users of realm \"%s\"", clip(realm, cr));
+        snprintf(what, sizeof(what), "cannot list the users of realm \"%s\"",
+                 store_clip(realm, cr));
     else
         snprintf(what, sizeof(what), "cannot list the users");
     int rc = sqlite3_prepare_v2(s->db, realm ? one : all, -1, &st, NULL);
@@ -653,10 +593,10 @@ static int sq_user_each(struct store *base, const char *realm,
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *bad = read_user(st, &u);
         if (bad) {
-            char cn[CLIP_BYTES + 4];
+            char cn[STORE_CLIP_BYTES + 4];
             const unsigned char *name = sqlite3_column_text(st, 1);
             seterr(err, s->path, "%s: the row of user \"%s\" has a bad %s", what,
-                   clip(name ? (const char *)name : "", cn), bad);
+                   store_clip(name ? (const char *)name : "", cn), bad);
             goto out;
         }
         if (fn(ctx, &u)) break;

@@ -215,7 +215,7 @@ data=$(sed -nE 's/^totals sent=80 data=([0-9]+).*/\1/p' "$WORK/pol.out")
     { fail "policy reload: data=$data"; tail -3 "$WORK/pol.out" >&2; }
 grep '"event":"permissions_revoked"' "$WORK/ternd.log" | grep -q '"permissions":1' &&
     pass "permissions_revoked logged" || fail "no permissions_revoked event"
-curl -s "$API/metrics" | grep -q '^tern_server_permissions_revoked_total 1$' &&
+curl -s "$API/metrics" >"$WORK/m.txt"; grep -q '^tern_server_permissions_revoked_total 1$' "$WORK/m.txt" &&
     pass "tern_server_permissions_revoked_total 1" || fail "permissions_revoked counter"
 "$TURNC" -s "127.0.0.1:$U4" -p "127.0.0.1:$PEER_PORT" -n 1 -w 100 >"$WORK/pol2.out" 2>&1 || true
 grep -q 'permission peer=127.0.0.1.* code=403' "$WORK/pol2.out" && pass "a new permission to it: 403" ||
