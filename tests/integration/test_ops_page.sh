@@ -17,7 +17,11 @@ command -v node >/dev/null && command -v npm >/dev/null || { fail "node and npm 
 PW_DIR="$TERN_BUILD_DIR/web-test"
 mkdir -p "$PW_DIR"
 cp "$TERN_SOURCE_DIR/tests/web/package.json" "$TERN_SOURCE_DIR/tests/web/package-lock.json" "$PW_DIR/"
-if (cd "$PW_DIR" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent) >"$WORK/npm.log" 2>&1; then
+# The system's CA bundle when there is one (a registry behind a TLS-inspecting proxy is
+# trusted there, not in npm's own bundle); errors are shown, not silenced.
+NPM_CA=()
+[ -r /etc/ssl/certs/ca-certificates.crt ] && NPM_CA=(--cafile=/etc/ssl/certs/ca-certificates.crt)
+if (cd "$PW_DIR" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error "${NPM_CA[@]}") >"$WORK/npm.log" 2>&1; then
     pass "npm ci: playwright-core $(cd "$PW_DIR" && node -p 'require("playwright-core/package.json").version')"
 else
     fail "npm ci failed"; sed 's/^/    /' "$WORK/npm.log" >&2; finish
