@@ -8,6 +8,7 @@ WORK=$(mktemp -d /tmp/tern-it.XXXXXX)
 TERND_PID=
 PEER_PID=
 FAILS=0
+FAILED=() # the failed checks' descriptions, repeated by finish so a truncated log still shows them
 CLEANUP_HOOKS=() # commands run at exit before the work directory goes (pglib.sh: the server)
 
 cleanup() {
@@ -19,7 +20,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+fail() {
+    echo "FAIL: $*" >&2
+    FAILS=$((FAILS + 1))
+    FAILED+=("$*")
+}
 pass() { echo "ok: $*"; }
 
 # check DESCRIPTION COMMAND...: run it, pass if it exits 0.
@@ -121,6 +126,10 @@ within() {
 }
 
 finish() {
-    if [ "$FAILS" -ne 0 ]; then echo "$FAILS check(s) failed" >&2; exit 1; fi
+    if [ "$FAILS" -ne 0 ]; then
+        echo "$FAILS check(s) failed:" >&2
+        printf '    FAIL: %s\n' "${FAILED[@]}" >&2
+        exit 1
+    fi
     echo "all checks passed"
 }
