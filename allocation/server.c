@@ -655,6 +655,22 @@ static size_t drain_answer(struct req *r, int family)
     return n;
 }
 
+/* Fleet steering: 300 Try Alternate to the node the caller chose (authenticated, like the
+ * drain's answer). */
+static size_t steer_answer(struct req *r, const union stun_addr *to)
+{
+    struct stun_enc e;
+    begin(r, &e, STUN_ERROR);
+    stun_enc_error(&e, 300, NULL);
+    stun_enc_addr(&e, STUN_ATTR_ALTERNATE_SERVER, to);
+    size_t n = finish(r, &e);
+    if (n) {
+        r->s->c.v[SRV_C_error_300]++;
+        r->s->c.v[SRV_C_steered]++;
+    }
+    return n;
+}
+
 static size_t do_allocate(struct req *r)
 {
     struct srv *s = r->s;
@@ -702,6 +718,9 @@ static size_t do_allocate(struct req *r)
         fam[0] = family_of(f);
         if (!fam[0]) return error(r, 440);
     }
+    const union stun_addr *to =
+        s->steer[r->t->client.sa.sa_family == AF_INET6][r->t->transport < 3 ? r->t->transport : 0];
+    if (to) return steer_answer(r, to);
     if (s->draining) return drain_answer(r, r->t->client.sa.sa_family);
 
     if (s->io.quota_take(s->io.ctx, r->user.name, r->user.namelen, r->user.max_allocations))

@@ -53,6 +53,7 @@
     X(error_508, "508 Insufficient Capacity responses")                                            \
     X(error_300, "300 Try Alternate responses (draining, ALTERNATE-SERVER given)")                 \
     X(drain_refused, "Allocate requests turned away because the relay is draining")                \
+    X(steered, "Allocate requests sent to another node of the fleet (300, cluster.redirect)")     \
     X(drop_short, "dropped: shorter than a STUN or ChannelData header")                            \
     X(drop_not_stun, "dropped: neither STUN nor ChannelData")                                      \
     X(drop_bad_cookie, "dropped: wrong magic cookie")                                              \
@@ -173,6 +174,11 @@ struct srv {
     unsigned pool_rr; /* rotates allocations over relay addresses of one family */
     bool draining;    /* new allocations are turned away (set by the caller between calls) */
     unsigned alt_rr;  /* rotates the alternates offered while draining */
+    /* Fleet steering (cluster.redirect), set by the caller between calls: a new Allocate from
+     * a client of this family (0 IPv4, 1 IPv6) over this transport gets 300 Try Alternate to
+     * steer[family][transport] when not NULL (this node is draining or over its load limit,
+     * and that node is the least loaded healthy one). It wins over drain alternates. */
+    const union stun_addr *steer[2][3];
 };
 
 int srv_init(struct srv *s, const struct srv_options *opt, const struct srv_io *io,

@@ -139,6 +139,27 @@ uint64_t relay_now_ms(void);
  * from the last copy loaded); *outages: how many times it went away. */
 int relay_database(struct relay *r, uint64_t *outages);
 
+/* ---- Fleet (ops/cluster.c) ---- */
+
+/* Where new Allocates are steered (cluster.redirect): to[family][transport] (family 0 IPv4,
+ * 1 IPv6; transport udp, tcp, tls) where set. All unset: none is (the default). */
+struct relay_steer {
+    union stun_addr to[2][3];
+    bool set[2][3];
+};
+/* Publish a steering table; every worker takes it up within a loop pass. From any thread. */
+void relay_set_steer(struct relay *r, const struct relay_steer *st);
+/* The running listeners as bound (the kernel's port for port 0): up to max into out, and how
+ * many there are. */
+struct relay_listener_info {
+    enum cfg_transport transport;
+    union stun_addr addr;
+};
+size_t relay_listeners(struct relay *r, struct relay_listener_info *out, size_t max);
+/* Datagrams and messages relayed so far, both directions, all workers (as of their last loop
+ * pass). */
+uint64_t relay_relayed(struct relay *r);
+
 /* How many workers run. */
 unsigned relay_workers(const struct relay *r);
 /* Has every worker finished a loop pass within max_age_ms? (The systemd watchdog.) */

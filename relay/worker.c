@@ -194,6 +194,7 @@ struct relay *relay_open(struct tern_config *cfg)
     pthread_mutex_init(&r->query_lock, NULL);
     pthread_mutex_init(&r->gen_lock, NULL);
     pthread_mutex_init(&r->reload_lock, NULL);
+    pthread_mutex_init(&r->steer_lock, NULL);
     r->workers = calloc(n, sizeof(*r->workers));
     if (!r->workers || shared_init(r, cfg)) {
         tlog(CFG_LOG_ERROR, "startup_failed", LF_S("step", "shared state"));
@@ -341,6 +342,51 @@ static void unauth_episode(struct worker *w)
     w->unauth_drops = d;
 }
 
+/* A new steering table from the fleet thread (relay_set_steer): this worker's copy. */
+static void steer_take(struct worker *w)
+{
+    struct relay *r = w->relay;
+    pthread_mutex_lock(&r->steer_lock);
+    w->steer = r->steer;
+    w->steer_gen = atomic_load(&r->steer_gen);
+    pthread_mutex_unlock(&r->steer_lock);
+    for (int f = 0; f < 2; f++)
+        for (int t = 0; t < 3; t++)
+            w->srv.steer[f][t] = w->steer.set[f][t] ? &w->steer.to[f][t] : NULL;
+}
+
+void relay_set_steer(struct relay *r, const struct relay_steer *st)
+{
+    pthread_mutex_lock(&r->steer_lock);
+    bool same = memcmp(&r->steer, st, sizeof(*st)) == 0;
+    if (!same) {
+        r->steer = *st;
+        atomic_fetch_add(&r->steer_gen, 1);
+    }
+    pthread_mutex_unlock(&r->steer_lock);
+}
+
+size_t relay_listeners(struct relay *r, struct relay_listener_info *out, size_t max)
+{
+    const struct tern_config *c = relay_config_get(r);
+    const struct relay_gen *g =
+        (const struct relay_gen *)(const void *)((const char *)c - offsetof(struct relay_gen, cfg));
+    for (size_t j = 0; j < c->nlisten && j < max; j++)
+        out[j] = (struct relay_listener_info){.transport = c->listen[j].transport,
+                                              .addr = g->addrs[j]};
+    size_t n = c->nlisten;
+    relay_config_put(r, c);
+    return n;
+}
+
+uint64_t relay_relayed(struct relay *r)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < r->nworkers; i++)
+        n += atomic_load_explicit(&r->workers[i].relayed, memory_order_relaxed);
+    return n;
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -361,6 +407,11 @@ static void *worker_main(void *arg)
         w->srv.unix_s = (uint64_t)(w->now_ns / 1000000000); /* REST usernames: wall-clock time */
         atomic_store_explicit(&w->beat_ms, w->now_ms, memory_order_relaxed);
         atomic_store_explicit(&w->nallocs, w->srv.allocs.count, memory_order_relaxed);
+        atomic_store_explicit(&w->relayed,
+                              w->io.v[RELAY_C_peer_tx_datagrams] + w->io.v[RELAY_C_peer_rx_datagrams],
+                              memory_order_relaxed);
+        if (atomic_load_explicit(&w->relay->steer_gen, memory_order_acquire) != w->steer_gen)
+            steer_take(w);
         if (n < 0 && errno != EINTR) {
             tlog(CFG_LOG_ERROR, "epoll_failed", LF_U("worker", w->id),
                  LF_S("error", strerror(errno)));
@@ -515,6 +566,7 @@ void relay_close(struct relay *r, struct srv_counters *srv, struct relay_counter
     pthread_mutex_destroy(&r->query_lock);
     pthread_mutex_destroy(&r->gen_lock);
     pthread_mutex_destroy(&r->reload_lock);
+    pthread_mutex_destroy(&r->steer_lock);
     free(r->workers);
     free(r);
 }

@@ -134,7 +134,9 @@ struct worker {
     uint64_t now_ms;       /* CLOCK_MONOTONIC, cached once per loop pass */
     /* Written by the worker every loop pass, read by the main thread: the pass's now_ms (the
      * systemd watchdog is fed only while every worker's is fresh) and its allocations. */
-    atomic_uint_least64_t beat_ms, nallocs;
+    atomic_uint_least64_t beat_ms, nallocs, relayed;
+    struct relay_steer steer; /* this worker's copy of the steering table (srv.steer points in) */
+    uint64_t steer_gen;
     int64_t now_ns;        /* CLOCK_REALTIME ns, cached once per loop pass (the clock of kernel
                               receive timestamps; TCP data, which has none, is stamped with it) */
     bool gso_off;          /* the kernel refused a UDP GSO send: send one by one from now on */
@@ -183,6 +185,11 @@ struct relay {
     pthread_mutex_t gen_lock, reload_lock;
     atomic_uint_least64_t generation; /* gen->id, without the lock */
     atomic_uint_least64_t reloads_ok, reloads_failed;
+    /* The fleet's steering table (relay_set_steer): copied in under steer_lock, the
+     * generation bumped; each worker copies it out between loop passes. */
+    pthread_mutex_t steer_lock;
+    struct relay_steer steer;
+    atomic_uint_least64_t steer_gen;
     void (*notify)(const char *state); /* sd_notify while reloading (daemon/); NULL: none */
     struct relay_shared shared;
     struct credcache *cache;
