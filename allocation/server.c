@@ -275,6 +275,7 @@ struct req {
     struct auth_user user;
     const uint8_t *key;
     size_t keylen;
+    unsigned nonce_flags; /* of the request's nonce (AUTH_NONCE_*), once checked */
     uint8_t *out;
     size_t cap;
 };
@@ -335,12 +336,39 @@ static enum srv_counter error_counter(int code)
 static const uint16_t password_algorithms[] = {STUN_PASSWORD_ALG_SHA256, STUN_PASSWORD_ALG_MD5};
 #define NALGS (sizeof(password_algorithms) / sizeof(password_algorithms[0]))
 
+/* A fresh nonce for the request's client: with the fleet's key and the wall clock when the
+ * fleet shares one (any node accepts it), else with this process's key and its clock. */
+static void make_nonce(struct req *r, unsigned flags, char out[AUTH_NONCE_LEN])
+{
+    const struct srv *s = r->s;
+    if (s->nfleet_keys)
+        auth_nonce_make(&s->fleet_keys[0], &r->t->client, s->unix_s, s->opt.nonce_lifetime_s, flags,
+                        out);
+    else
+        auth_nonce_make(s->opt.nonce_key, &r->t->client, r->now_ms / 1000, s->opt.nonce_lifetime_s,
+                        flags, out);
+}
+
+/* Is this nonce ours or the fleet's (OK), ours but expired (STALE), or neither? */
+static enum auth_nonce_result check_nonce(struct req *r, const struct stun_attr *nonce)
+{
+    const struct srv *s = r->s;
+    enum auth_nonce_result res = AUTH_NONCE_INVALID;
+    for (size_t k = 0; k < s->nfleet_keys && res == AUTH_NONCE_INVALID; k++)
+        res = auth_nonce_check(&s->fleet_keys[k], &r->t->client, nonce->val, nonce->len, s->unix_s,
+                               &r->nonce_flags);
+    if (res == AUTH_NONCE_INVALID)
+        res = auth_nonce_check(s->opt.nonce_key, &r->t->client, nonce->val, nonce->len,
+                               r->now_ms / 1000, &r->nonce_flags);
+    return res;
+}
+
 /* REALM, a fresh NONCE and PASSWORD-ALGORITHMS: what a client needs to (re)authenticate. */
 static void challenge(struct req *r, struct stun_enc *e)
 {
     const struct srv_options *o = &r->s->opt;
     char nonce[AUTH_NONCE_LEN];
-    auth_nonce_make(o->nonce_key, &r->t->client, r->now_ms / 1000, o->nonce_lifetime_s, nonce);
+    make_nonce(r, 0, nonce);
     stun_enc_attr(e, STUN_ATTR_REALM, o->realm, strlen(o->realm));
     stun_enc_attr(e, STUN_ATTR_NONCE, nonce, AUTH_NONCE_LEN);
     stun_enc_password_algorithms(e, password_algorithms, NALGS);
@@ -497,9 +525,7 @@ static int authenticate(struct req *r)
 
     if (realm->len != strlen(s->opt.realm) || memcmp(realm->val, s->opt.realm, realm->len) != 0)
         return 401;
-    if (auth_nonce_check(s->opt.nonce_key, &r->t->client, nonce->val, nonce->len,
-                         r->now_ms / 1000) != AUTH_NONCE_OK)
-        return 438;
+    if (check_nonce(r, nonce) != AUTH_NONCE_OK) return 438;
     int rc = user ? s->opt.creds->lookup(s->opt.creds->ctx, user->val, user->len, false, &r->user)
                   : s->opt.creds->lookup(s->opt.creds->ctx, hash->val, hash->len, true, &r->user);
     r->key = chosen == STUN_PASSWORD_ALG_SHA256 ? r->user.key_sha256 : r->user.key_md5;
@@ -656,13 +682,20 @@ static size_t drain_answer(struct req *r, int family)
 }
 
 /* Fleet steering: 300 Try Alternate to the node the caller chose (authenticated, like the
- * drain's answer). */
-static size_t steer_answer(struct req *r, const union stun_addr *to)
+ * drain's answer), with a nonce marked steered that the fleet's nodes accept: a client that
+ * carries it on (libwebrtc takes REALM and NONCE from a 300) is not sent on again. */
+static size_t steer_answer(struct req *r, const struct srv_steer *to)
 {
     struct stun_enc e;
+    char nonce[AUTH_NONCE_LEN];
     begin(r, &e, STUN_ERROR);
     stun_enc_error(&e, 300, NULL);
-    stun_enc_addr(&e, STUN_ATTR_ALTERNATE_SERVER, to);
+    stun_enc_addr(&e, STUN_ATTR_ALTERNATE_SERVER, &to->to);
+    if (to->domain[0])
+        stun_enc_attr(&e, STUN_ATTR_ALTERNATE_DOMAIN, to->domain, strlen(to->domain));
+    make_nonce(r, AUTH_NONCE_STEERED, nonce);
+    stun_enc_attr(&e, STUN_ATTR_REALM, r->s->opt.realm, strlen(r->s->opt.realm));
+    stun_enc_attr(&e, STUN_ATTR_NONCE, nonce, AUTH_NONCE_LEN);
     size_t n = finish(r, &e);
     if (n) {
         r->s->c.v[SRV_C_error_300]++;
@@ -718,9 +751,9 @@ static size_t do_allocate(struct req *r)
         fam[0] = family_of(f);
         if (!fam[0]) return error(r, 440);
     }
-    const union stun_addr *to =
+    const struct srv_steer *to =
         s->steer[r->t->client.sa.sa_family == AF_INET6][r->t->transport < 3 ? r->t->transport : 0];
-    if (to) return steer_answer(r, to);
+    if (to && !(r->nonce_flags & AUTH_NONCE_STEERED)) return steer_answer(r, to);
     if (s->draining) return drain_answer(r, r->t->client.sa.sa_family);
 
     if (s->io.quota_take(s->io.ctx, r->user.name, r->user.namelen, r->user.max_allocations))

@@ -53,7 +53,7 @@
     X(error_508, "508 Insufficient Capacity responses")                                            \
     X(error_300, "300 Try Alternate responses (draining, ALTERNATE-SERVER given)")                 \
     X(drain_refused, "Allocate requests turned away because the relay is draining")                \
-    X(steered, "Allocate requests sent to another node of the fleet (300, cluster.redirect)")     \
+    X(steered, "Allocate requests sent to another node of the fleet (300, cluster.redirect)")      \
     X(drop_short, "dropped: shorter than a STUN or ChannelData header")                            \
     X(drop_not_stun, "dropped: neither STUN nor ChannelData")                                      \
     X(drop_bad_cookie, "dropped: wrong magic cookie")                                              \
@@ -160,6 +160,13 @@ struct srv_txcache;
 /* Sources the unauthenticated-answer limit remembers per server (least recently seen go). */
 #define SRV_UNAUTH_SOURCES 4096
 
+/* Where a steered Allocate is sent: ALTERNATE-SERVER, and ALTERNATE-DOMAIN when domain is
+ * set (TLS: the name the client checks the alternate's certificate against, RFC 8489 14.16). */
+struct srv_steer {
+    union stun_addr to;
+    char domain[256];
+};
+
 /* One worker's server: its allocations, counters and transaction cache. */
 struct srv {
     struct srv_options opt;
@@ -175,10 +182,18 @@ struct srv {
     bool draining;    /* new allocations are turned away (set by the caller between calls) */
     unsigned alt_rr;  /* rotates the alternates offered while draining */
     /* Fleet steering (cluster.redirect), set by the caller between calls: a new Allocate from
-     * a client of this family (0 IPv4, 1 IPv6) over this transport gets 300 Try Alternate to
-     * steer[family][transport] when not NULL (this node is draining or over its load limit,
-     * and that node is the least loaded healthy one). It wins over drain alternates. */
-    const union stun_addr *steer[2][3];
+     * a client of this family (0 IPv4, 1 IPv6) over this transport (udp, tcp, tls) gets 300
+     * Try Alternate to steer[family][transport] when not NULL (this node is draining or over
+     * its load limit, and that node is the least loaded healthy one), unless its nonce says it
+     * was steered here already (AUTH_NONCE_STEERED): a client is sent on at most once. It wins
+     * over drain alternates. */
+    const struct srv_steer *steer[2][3];
+    /* The fleet's shared nonce keys (cluster.shared_nonce), set by the caller between calls:
+     * when n > 0, nonces are made with keys[0] and the wall clock (unix_s), so any node of the
+     * fleet accepts them, and every key is accepted (the previous one during a rotation);
+     * nonces of opt.nonce_key (made before the fleet's keys were known) stay accepted. */
+    const struct auth_nonce_key *fleet_keys;
+    size_t nfleet_keys;
 };
 
 int srv_init(struct srv *s, const struct srv_options *opt, const struct srv_io *io,

@@ -11,8 +11,9 @@
  * "password algorithms" and "username anonymity", numbering bits from the most significant
  * (0xC00000 -> "wAAA"), the reading most deployed RFC 8489 servers use. */
 static const char cookie[] = "obMatJos2wAAA";
-#define COOKIE_LEN 13
-#define MAC_LEN    16
+#define COOKIE_LEN  13
+#define MAC_LEN     16
+#define EXPIRY_MASK 0x00FFFFFFFFFFFFFFull
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -71,11 +72,13 @@ static int decode(const uint8_t in[32], uint8_t out[24])
 }
 
 void auth_nonce_make(const struct auth_nonce_key *k, const union stun_addr *client, uint64_t now_s,
-                     uint32_t lifetime_s, char out[AUTH_NONCE_LEN])
+                     uint32_t lifetime_s, unsigned flags, char out[AUTH_NONCE_LEN])
 {
-    uint64_t expiry = now_s + lifetime_s;
+    /* 56 bits of expiry (seconds) are plenty; the top byte holds the flags. */
+    uint64_t expiry = (now_s + lifetime_s) & EXPIRY_MASK;
     uint8_t raw[24];
-    for (int i = 0; i < 8; i++)
+    raw[0] = (uint8_t)flags;
+    for (int i = 1; i < 8; i++)
         raw[i] = (uint8_t)(expiry >> (56 - 8 * i));
     mac(k, client, raw, raw + 8);
     memcpy(out, cookie, COOKIE_LEN);
@@ -84,7 +87,7 @@ void auth_nonce_make(const struct auth_nonce_key *k, const union stun_addr *clie
 
 enum auth_nonce_result auth_nonce_check(const struct auth_nonce_key *k,
                                         const union stun_addr *client, const uint8_t *nonce,
-                                        size_t len, uint64_t now_s)
+                                        size_t len, uint64_t now_s, unsigned *flags)
 {
     uint8_t raw[24], want[MAC_LEN];
     if (len != AUTH_NONCE_LEN || memcmp(nonce, cookie, COOKIE_LEN) != 0) return AUTH_NONCE_INVALID;
@@ -92,7 +95,8 @@ enum auth_nonce_result auth_nonce_check(const struct auth_nonce_key *k,
     mac(k, client, raw, want);
     if (CRYPTO_memcmp(want, raw + 8, MAC_LEN) != 0) return AUTH_NONCE_INVALID;
     uint64_t expiry = 0;
-    for (int i = 0; i < 8; i++)
+    for (int i = 1; i < 8; i++)
         expiry = expiry << 8 | raw[i];
+    if (flags) *flags = raw[0];
     return now_s < expiry ? AUTH_NONCE_OK : AUTH_NONCE_STALE;
 }

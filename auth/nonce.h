@@ -23,12 +23,20 @@ enum auth_nonce_result {
     AUTH_NONCE_INVALID = -2, /* malformed, forged, or issued to another address: 438 too */
 };
 
+/* Flags a nonce carries under its MAC (the top byte of its expiry field). */
+#define AUTH_NONCE_STEERED                                                                         \
+    0x01u /* handed out with a 300 (cluster.redirect): its holder was                              \
+             sent here by another node, and is not sent on again */
+
 /* Write a nonce valid until now_s + lifetime_s for this client address (IP and port: a nonce
- * is bound to the 5-tuple's client side). out gets AUTH_NONCE_LEN bytes, not terminated. */
+ * is bound to the 5-tuple's client side), carrying flags (AUTH_NONCE_*). out gets
+ * AUTH_NONCE_LEN bytes, not terminated. */
 void auth_nonce_make(const struct auth_nonce_key *k, const union stun_addr *client, uint64_t now_s,
-                     uint32_t lifetime_s, char out[AUTH_NONCE_LEN]);
+                     uint32_t lifetime_s, unsigned flags, char out[AUTH_NONCE_LEN]);
+/* Check a nonce against k; *flags (may be NULL) gets its flags when it is ours (OK or
+ * STALE). */
 enum auth_nonce_result auth_nonce_check(const struct auth_nonce_key *k,
                                         const union stun_addr *client, const uint8_t *nonce,
-                                        size_t len, uint64_t now_s);
+                                        size_t len, uint64_t now_s, unsigned *flags);
 
 #endif

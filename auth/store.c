@@ -136,6 +136,46 @@ int store_calls_each(struct store *s, int64_t since_unix, const char *user,
     return s->ops->calls_each(s, since_unix, user, order, limit, fn, ctx, err);
 }
 
+static int unsupported(char err[STORE_ERR_LEN])
+{
+    if (err)
+        snprintf(err, STORE_ERR_LEN,
+                 "the node registry needs a PostgreSQL database (a postgresql:// URI)");
+    return STORE_UNSUPPORTED;
+}
+
+int store_node_beat(struct store *s, const struct store_node *n, char err[STORE_ERR_LEN])
+{
+    return s->ops->node_beat ? s->ops->node_beat(s, n, err) : unsupported(err);
+}
+
+int store_node_forget(struct store *s, const char *node_id, char err[STORE_ERR_LEN])
+{
+    return s->ops->node_forget ? s->ops->node_forget(s, node_id, err) : unsupported(err);
+}
+
+int store_nodes_each(struct store *s, int (*fn)(void *ctx, const struct store_node *n), void *ctx,
+                     char err[STORE_ERR_LEN])
+{
+    return s->ops->nodes_each ? s->ops->nodes_each(s, fn, ctx, err) : unsupported(err);
+}
+
+int store_fleet_users(struct store *s, const char *node_id, uint32_t dead_after_s,
+                      int (*fn)(void *ctx, const char *user, uint64_t count), void *ctx,
+                      char err[STORE_ERR_LEN])
+{
+    return s->ops->fleet_users ? s->ops->fleet_users(s, node_id, dead_after_s, fn, ctx, err)
+                               : unsupported(err);
+}
+
+int store_nonce_keys(struct store *s, uint32_t rotation_s, uint8_t (*keys)[STORE_NONCE_KEY_LEN],
+                     size_t max, size_t *n, char err[STORE_ERR_LEN])
+{
+    *n = 0;
+    return s->ops->nonce_keys ? s->ops->nonce_keys(s, rotation_s, keys, max, n, err)
+                              : unsupported(err);
+}
+
 int64_t store_data_version(struct store *s)
 {
     return s->ops->data_version(s);

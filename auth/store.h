@@ -146,6 +146,49 @@ int store_calls_each(struct store *s, int64_t since_unix, const char *user,
                      int (*fn)(void *ctx, const struct store_call *c), void *ctx,
                      char err[STORE_ERR_LEN]);
 
+/* ---- the node registry (docs/fleet.md; PostgreSQL only: STORE_UNSUPPORTED on SQLite) ---- */
+
+/* One node's row, upserted at every heartbeat (store_node_beat) and read by every node
+ * (store_nodes_each). */
+struct store_node {
+    char node_id[STORE_MAX_NODE + 1];
+    char version[32];   /* ternd's version */
+    int64_t started_at; /* unix seconds */
+    double age_s;       /* since its last heartbeat, by the database's clock (read only) */
+    bool draining;
+    uint64_t allocations, max_allocations; /* max 0: no limit (cluster.max_allocations) */
+    double relayed_pps; /* datagrams and messages relayed per second, both ways */
+    double cpu;         /* share of the host's CPUs ternd used over the last heartbeat */
+    double max_cpu;     /* cluster.max_cpu (0: no limit) */
+    uint64_t poor;      /* allocations with an open quality episode (qos.thresholds) */
+    /* JSON texts: where clients reach it, [{"transport": "udp"|"tcp"|"tls", "family": 4|6,
+     * "address": "IP:PORT" (absent when unknown), "uri": "...", "domain": "..."}], and its
+     * allocations per user, {"name": N} (written only; NULL when read). */
+    const char *endpoints_json;
+    const char *users_json;
+};
+
+/* Insert or replace this node's row, its heartbeat the database's now(). STORE_OK,
+ * STORE_ERROR, STORE_INVALID (a field the database refused). */
+int store_node_beat(struct store *s, const struct store_node *n, char err[STORE_ERR_LEN]);
+/* Remove a node's row (it stops cleanly: not shown dead). STORE_OK or STORE_ERROR. */
+int store_node_forget(struct store *s, const char *node_id, char err[STORE_ERR_LEN]);
+/* Call fn for every row, by node id; fn returning non-zero stops. */
+int store_nodes_each(struct store *s, int (*fn)(void *ctx, const struct store_node *n), void *ctx,
+                     char err[STORE_ERR_LEN]);
+/* Sum per user of the allocations on the nodes other than node_id whose heartbeat is younger
+ * than dead_after_s; fn(ctx, user, count) for each user with a count > 0. */
+int store_fleet_users(struct store *s, const char *node_id, uint32_t dead_after_s,
+                      int (*fn)(void *ctx, const char *user, uint64_t count), void *ctx,
+                      char err[STORE_ERR_LEN]);
+
+/* The fleet's shared nonce keys, newest first, at most max (up to 2 are kept): when the newest
+ * is older than rotation_s (or there is none), one node adds a fresh random key and drops the
+ * oldest, so every node makes nonces with the same key and accepts the previous one. */
+#define STORE_NONCE_KEY_LEN 32
+int store_nonce_keys(struct store *s, uint32_t rotation_s, uint8_t (*keys)[STORE_NONCE_KEY_LEN],
+                     size_t max, size_t *n, char err[STORE_ERR_LEN]);
+
 /* A number that changes whenever another connection committed a change to the file
  * (PRAGMA data_version; PostgreSQL: a counter that triggers bump with every change to users or
  * secrets), so a reader can poll cheaply and reload only after a change. Its own commits do

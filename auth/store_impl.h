@@ -32,6 +32,16 @@ struct store_ops {
                       enum store_calls_order order, size_t limit,
                       int (*fn)(void *ctx, const struct store_call *c), void *ctx,
                       char err[STORE_ERR_LEN]);
+    /* Optional (NULL: STORE_UNSUPPORTED): the node registry. */
+    int (*node_beat)(struct store *s, const struct store_node *n, char err[STORE_ERR_LEN]);
+    int (*node_forget)(struct store *s, const char *node_id, char err[STORE_ERR_LEN]);
+    int (*nodes_each)(struct store *s, int (*fn)(void *ctx, const struct store_node *n), void *ctx,
+                      char err[STORE_ERR_LEN]);
+    int (*fleet_users)(struct store *s, const char *node_id, uint32_t dead_after_s,
+                       int (*fn)(void *ctx, const char *user, uint64_t count), void *ctx,
+                       char err[STORE_ERR_LEN]);
+    int (*nonce_keys)(struct store *s, uint32_t rotation_s, uint8_t (*keys)[STORE_NONCE_KEY_LEN],
+                      size_t max, size_t *n, char err[STORE_ERR_LEN]);
     /* Optional: block up to timeout_ms for a change notification (1), a timeout (0) or a lost
      * connection (-1). NULL: the caller polls data_version. */
     int (*wait_change)(struct store *s, int timeout_ms);

@@ -14,6 +14,7 @@
 
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
 #include "auth.h"
 #include "store_impl.h"
@@ -21,8 +22,9 @@
 #define CONNECT_TIMEOUT_S "3"
 #define NOTIFY_CHANNEL    "tern_credentials"
 #define MIGRATION_LOCK    "7236851" /* pg_advisory_xact_lock key: one migrating node at a time */
+#define NONCE_LOCK        "7236852" /* pg_advisory_xact_lock key: one node rotates nonce keys */
 /* This backend's schema version (tern_schema.version): one migration step per version. */
-#define PG_SCHEMA_VERSION 2
+#define PG_SCHEMA_VERSION 3
 #define CALLS_BATCH_MAX   4096 /* records per store_calls_insert */
 
 struct pg_store {
@@ -127,6 +129,29 @@ static const char *const migrations[] = {
     "CREATE INDEX call_quality_loss ON call_quality (worst_loss DESC NULLS LAST);"
     "CREATE INDEX call_quality_jitter ON call_quality (worst_jitter DESC NULLS LAST);"
     "CREATE INDEX call_quality_rtt ON call_quality (worst_rtt DESC NULLS LAST);",
+    /* 2 -> 3: the node registry and the fleet's nonce keys (docs/fleet.md). From this version
+     * on, tern_schema.compat is the oldest schema version a program may know and still run
+     * on this one: a step that only adds (tables, columns with defaults) leaves it, so nodes
+     * of the previous release keep running while the fleet is upgraded one node at a time. */
+    "ALTER TABLE tern_schema ADD COLUMN compat integer NOT NULL DEFAULT 3;"
+    "CREATE TABLE tern_nodes ("
+    " node_id text PRIMARY KEY,"
+    " version text NOT NULL,"
+    " started_at timestamptz NOT NULL,"
+    " heartbeat timestamptz NOT NULL,"
+    " draining boolean NOT NULL,"
+    " allocations bigint NOT NULL CHECK (allocations >= 0),"
+    " max_allocations bigint NOT NULL CHECK (max_allocations >= 0),"
+    " relayed_pps double precision NOT NULL,"
+    " cpu double precision NOT NULL,"
+    " max_cpu double precision NOT NULL,"
+    " poor bigint NOT NULL CHECK (poor >= 0),"
+    " endpoints jsonb NOT NULL CHECK (jsonb_typeof(endpoints) = 'array'),"
+    " users jsonb NOT NULL CHECK (jsonb_typeof(users) = 'object'));"
+    "CREATE TABLE tern_nonce_keys ("
+    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " secret bytea NOT NULL CHECK (length(secret) = 32),"
+    " created timestamptz NOT NULL DEFAULT now());",
 };
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) == PG_SCHEMA_VERSION,
                "one migration step per schema version");
@@ -260,9 +285,20 @@ static int migrate(struct pg_store *s, char *err)
         v = 0;
     }
     if (v > PG_SCHEMA_VERSION) {
-        seterr(err, s->name, "schema version %lld is newer than this program's %d (upgrade ternd)",
-               v, PG_SCHEMA_VERSION);
-        goto rollback;
+        /* A newer node migrated the fleet's schema: run on it if it says we still can. */
+        long long compat = v;
+        PGresult *c = v >= 3 ? PQexec(s->conn, "SELECT compat FROM tern_schema") : NULL;
+        if (c && PQresultStatus(c) == PGRES_TUPLES_OK && PQntuples(c) == 1)
+            compat = strtoll(PQgetvalue(c, 0, 0), NULL, 10);
+        PQclear(c);
+        if (compat > PG_SCHEMA_VERSION) {
+            seterr(err, s->name,
+                   "schema version %lld is newer than this program's %d and needs at least %lld "
+                   "(upgrade ternd)",
+                   v, PG_SCHEMA_VERSION, compat);
+            goto rollback;
+        }
+        return exec_simple(s, "COMMIT", err, "cannot commit the schema check") ? -1 : 0;
     }
     for (long long from = v; from < PG_SCHEMA_VERSION; from++) {
         char what[96], set[64];
@@ -822,6 +858,203 @@ static int pg_wait_change(struct store *base, int timeout_ms)
     return got;
 }
 
+/* ---- the node registry ---- */
+
+static int pg_node_beat(struct store *base, const struct store_node *n, char err[STORE_ERR_LEN])
+{
+    struct pg_store *s = pg(base);
+    static const char what[] = "cannot write this node's registry row";
+    char started[24], allocs[24], maxa[24], pps[40], cpu[40], maxcpu[40], poor[24];
+    snprintf(started, sizeof started, "%lld", (long long)n->started_at);
+    snprintf(allocs, sizeof allocs, "%llu", (unsigned long long)n->allocations);
+    snprintf(maxa, sizeof maxa, "%llu", (unsigned long long)n->max_allocations);
+    snprintf(pps, sizeof pps, "%.3f", isfinite(n->relayed_pps) ? n->relayed_pps : 0.0);
+    snprintf(cpu, sizeof cpu, "%.4f", isfinite(n->cpu) ? n->cpu : 0.0);
+    snprintf(maxcpu, sizeof maxcpu, "%.4f", n->max_cpu);
+    snprintf(poor, sizeof poor, "%llu", (unsigned long long)n->poor);
+    const char *vals[12] = {n->node_id,
+                            n->version,
+                            started,
+                            n->draining ? "t" : "f",
+                            allocs,
+                            maxa,
+                            pps,
+                            cpu,
+                            maxcpu,
+                            poor,
+                            n->endpoints_json ? n->endpoints_json : "[]",
+                            n->users_json ? n->users_json : "{}"};
+    PGresult *r = run(s,
+                      "INSERT INTO tern_nodes (node_id, version, started_at, heartbeat, draining,"
+                      " allocations, max_allocations, relayed_pps, cpu, max_cpu, poor, endpoints,"
+                      " users) VALUES ($1, $2, to_timestamp($3::bigint), now(), $4::boolean,"
+                      " $5::bigint, $6::bigint, $7::float8, $8::float8, $9::float8, $10::bigint,"
+                      " $11::jsonb, $12::jsonb)"
+                      " ON CONFLICT (node_id) DO UPDATE SET version = EXCLUDED.version,"
+                      " started_at = EXCLUDED.started_at, heartbeat = EXCLUDED.heartbeat,"
+                      " draining = EXCLUDED.draining, allocations = EXCLUDED.allocations,"
+                      " max_allocations = EXCLUDED.max_allocations,"
+                      " relayed_pps = EXCLUDED.relayed_pps, cpu = EXCLUDED.cpu,"
+                      " max_cpu = EXCLUDED.max_cpu, poor = EXCLUDED.poor,"
+                      " endpoints = EXCLUDED.endpoints, users = EXCLUDED.users",
+                      12, vals, NULL, NULL, err, what);
+    if (!r) return STORE_ERROR;
+    if (ok(r)) {
+        PQclear(r);
+        return STORE_OK;
+    }
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    bool bad = state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0);
+    int rc = failed(s, r, err, what, NULL);
+    return bad ? STORE_INVALID : rc;
+}
+
+static int pg_node_forget(struct store *base, const char *node_id, char err[STORE_ERR_LEN])
+{
+    struct pg_store *s = pg(base);
+    static const char what[] = "cannot remove this node's registry row";
+    const char *vals[1] = {node_id};
+    PGresult *r =
+        run(s, "DELETE FROM tern_nodes WHERE node_id = $1", 1, vals, NULL, NULL, err, what);
+    if (!r) return STORE_ERROR;
+    if (!ok(r)) return failed(s, r, err, what, NULL);
+    PQclear(r);
+    return STORE_OK;
+}
+
+static int pg_nodes_each(struct store *base, int (*fn)(void *ctx, const struct store_node *n),
+                         void *ctx, char err[STORE_ERR_LEN])
+{
+    struct pg_store *s = pg(base);
+    static const char what[] = "cannot read the node registry";
+    PGresult *r = run(s,
+                      "SELECT node_id, version, extract(epoch FROM started_at)::bigint,"
+                      " extract(epoch FROM now() - heartbeat)::float8, draining, allocations,"
+                      " max_allocations, relayed_pps, cpu, max_cpu, poor, endpoints::text"
+                      " FROM tern_nodes ORDER BY node_id",
+                      0, NULL, NULL, NULL, err, what);
+    if (!r) return STORE_ERROR;
+    if (!ok(r)) return failed(s, r, err, what, NULL);
+    int ret = STORE_OK;
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct store_node n;
+        int64_t allocs, maxa, poor;
+        memset(&n, 0, sizeof n);
+        if (col_text(r, i, 0, n.node_id, STORE_MAX_NODE) ||
+            col_i64(r, i, 2, INT64_MIN, INT64_MAX, &n.started_at) || col_f64(r, i, 3, &n.age_s) ||
+            col_bool(r, i, 4, &n.draining) || col_i64(r, i, 5, 0, INT64_MAX, &allocs) ||
+            col_i64(r, i, 6, 0, INT64_MAX, &maxa) || col_f64(r, i, 7, &n.relayed_pps) ||
+            col_f64(r, i, 8, &n.cpu) || col_f64(r, i, 9, &n.max_cpu) ||
+            col_i64(r, i, 10, 0, INT64_MAX, &poor) || PQgetisnull(r, i, 11)) {
+            seterr(err, s->name, "%s: a row is malformed", what);
+            ret = STORE_ERROR;
+            break;
+        }
+        col_str(r, i, 1, n.version, sizeof n.version - 1);
+        n.allocations = (uint64_t)allocs;
+        n.max_allocations = (uint64_t)maxa;
+        n.poor = (uint64_t)poor;
+        n.endpoints_json = PQgetvalue(r, i, 11); /* libpq terminates every value */
+        if (fn(ctx, &n)) break;
+    }
+    PQclear(r);
+    return ret;
+}
+
+static int pg_fleet_users(struct store *base, const char *node_id, uint32_t dead_after_s,
+                          int (*fn)(void *ctx, const char *user, uint64_t count), void *ctx,
+                          char err[STORE_ERR_LEN])
+{
+    struct pg_store *s = pg(base);
+    static const char what[] = "cannot read the fleet's allocations per user";
+    char dead[16];
+    snprintf(dead, sizeof dead, "%u", (unsigned)dead_after_s);
+    const char *vals[2] = {node_id, dead};
+    PGresult *r = run(s,
+                      "SELECT u.key, sum(u.value::bigint)::bigint FROM tern_nodes n,"
+                      " jsonb_each_text(n.users) u WHERE n.node_id <> $1"
+                      " AND n.heartbeat > now() - make_interval(secs => $2::float8)"
+                      " GROUP BY u.key HAVING sum(u.value::bigint) > 0",
+                      2, vals, NULL, NULL, err, what);
+    if (!r) return STORE_ERROR;
+    if (!ok(r)) return failed(s, r, err, what, NULL);
+    int ret = STORE_OK;
+    for (int i = 0; i < PQntuples(r); i++) {
+        char user[STUN_MAX_USERNAME + 1];
+        int64_t count;
+        if (col_text(r, i, 0, user, STUN_MAX_USERNAME) || col_i64(r, i, 1, 1, INT64_MAX, &count))
+            continue; /* a name no client can log in with: not ours to count */
+        if (fn(ctx, user, (uint64_t)count)) break;
+    }
+    PQclear(r);
+    return ret;
+}
+
+static int pg_nonce_keys(struct store *base, uint32_t rotation_s,
+                         uint8_t (*keys)[STORE_NONCE_KEY_LEN], size_t max, size_t *n,
+                         char err[STORE_ERR_LEN])
+{
+    struct pg_store *s = pg(base);
+    static const char what[] = "cannot read the fleet's nonce keys";
+    uint8_t fresh[STORE_NONCE_KEY_LEN];
+    char hex[2 * STORE_NONCE_KEY_LEN + 1], rot[16];
+    if (RAND_bytes(fresh, sizeof fresh) != 1) {
+        seterr(err, s->name, "%s: no randomness for a new key", what);
+        return STORE_ERROR;
+    }
+    for (size_t i = 0; i < sizeof fresh; i++)
+        snprintf(hex + 2 * i, 3, "%02x", fresh[i]);
+    OPENSSL_cleanse(fresh, sizeof fresh);
+    snprintf(rot, sizeof rot, "%u", (unsigned)rotation_s);
+    const char *vals[2] = {hex, rot};
+    int ret = STORE_ERROR;
+    PGresult *r = NULL;
+    if (exec_simple(s, "BEGIN", err, what)) goto wipe;
+    if (exec_simple(s, "SELECT pg_advisory_xact_lock(" NONCE_LOCK ")", err, what)) goto rollback;
+    /* A new key when the newest is due, then only the two newest stay. */
+    r = run(s,
+            "INSERT INTO tern_nonce_keys (secret) SELECT decode($1, 'hex') WHERE NOT EXISTS"
+            " (SELECT 1 FROM tern_nonce_keys WHERE created > now() - make_interval(secs =>"
+            " $2::float8))",
+            2, vals, NULL, NULL, err, what);
+    if (!r || !ok(r)) goto fail;
+    PQclear(r);
+    r = run(s,
+            "DELETE FROM tern_nonce_keys WHERE id NOT IN (SELECT id FROM tern_nonce_keys ORDER"
+            " BY id DESC LIMIT 2)",
+            0, NULL, NULL, NULL, err, what);
+    if (!r || !ok(r)) goto fail;
+    PQclear(r);
+    r = run(s, "SELECT secret FROM tern_nonce_keys ORDER BY id DESC LIMIT 2", 0, NULL, NULL, NULL,
+            err, what);
+    if (!r || !ok(r)) goto fail;
+    for (int i = 0; i < PQntuples(r) && *n < max; i++)
+        if (!col_blob(r, i, 0, keys[*n], STORE_NONCE_KEY_LEN)) (*n)++;
+    for (int i = 0; i < PQntuples(r); i++)
+        OPENSSL_cleanse(PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0));
+    PQclear(r);
+    r = NULL;
+    if (exec_simple(s, "COMMIT", err, what)) goto rollback;
+    ret = STORE_OK;
+    goto wipe;
+fail:
+    if (r) {
+        ret = failed(s, r, err, what, NULL);
+        r = NULL;
+    }
+rollback:;
+    PGresult *rb = PQexec(s->conn, "ROLLBACK");
+    PQclear(rb);
+    if (ret == STORE_OK) ret = STORE_ERROR;
+wipe:
+    OPENSSL_cleanse(hex, sizeof hex);
+    if (ret != STORE_OK) {
+        OPENSSL_cleanse(keys, max * STORE_NONCE_KEY_LEN);
+        *n = 0;
+    }
+    return ret;
+}
+
 static const struct store_ops pg_ops = {
     .close = pg_close,
     .user_add = pg_user_add,
@@ -837,6 +1070,11 @@ static const struct store_ops pg_ops = {
     .wait_change = pg_wait_change,
     .calls_insert = pg_calls_insert,
     .calls_each = pg_calls_each,
+    .node_beat = pg_node_beat,
+    .node_forget = pg_node_forget,
+    .nodes_each = pg_nodes_each,
+    .fleet_users = pg_fleet_users,
+    .nonce_keys = pg_nonce_keys,
 };
 
 struct store *store_pg_open(const char *uri, const char *password_file, char err[STORE_ERR_LEN])

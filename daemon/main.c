@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "cluster.h"
 #include "http.h"
 #include "log.h"
 #include "relay.h"
@@ -195,15 +196,24 @@ int main(int argc, char **argv)
         relay_close(r, NULL, NULL);
         return 1;
     }
+    /* The fleet (a PostgreSQL auth.database): this node's registry row is written, and the
+     * fleet's nonce keys taken up, before it is announced ready. */
+    bool fleet_failed;
+    struct cluster *fleet = cluster_start(r, TERN_VERSION, &fleet_failed);
+    if (fleet_failed) {
+        relay_close(r, NULL, NULL);
+        return 1;
+    }
     /* The ops/admin HTTP API (ops.listen; null turns it off). A bind failure stops ternd. */
     struct ops_http *ops = NULL;
     const struct tern_config *c = relay_config_get(r);
-    int bad = c->ops_listen.sa.sa_family != AF_UNSPEC && !(ops = ops_http_start(r, path));
+    int bad = c->ops_listen.sa.sa_family != AF_UNSPEC && !(ops = ops_http_start(r, fleet, path));
     /* Everything is bound: privileges are not needed any more. */
     if (!bad) bad = service_drop_privileges(c->user, c->group);
     relay_config_put(r, c);
     if (bad) {
         ops_http_stop(ops);
+        cluster_stop(fleet);
         relay_close(r, NULL, NULL);
         return 1;
     }
@@ -211,6 +221,7 @@ int main(int argc, char **argv)
         tlog(CFG_LOG_WARN, "notify_failed", LF_S("error", strerror(errno)));
     serve(r, path, &set);
     ops_http_stop(ops);
+    cluster_stop(fleet);
     struct srv_counters srv;
     struct relay_counters io;
     relay_close(r, &srv, &io);

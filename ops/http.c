@@ -29,6 +29,8 @@
 #include "rest.h"
 #include "store.h"
 #include "uris.h"
+#include "cluster.h"
+#include "fleet.h"
 #include "web_assets.h"
 
 #define BODY_MAX (64 * 1024) /* bytes of a request body */
@@ -45,6 +47,7 @@
 #define SWEEP_MS               200
 #define SHED_LOG_MS            10000 /* at most one ops_http_shed line per 10 s of attack */
 #define CONNECTION_TIMEOUT     10    /* seconds a connection may idle */
+#define FLEET_URI_NODES        3     /* credentials name the best three nodes of a fleet */
 #define TTL_DEFAULT            86400
 #define TTL_MIN                60
 #define TTL_MAX                604800
@@ -81,9 +84,10 @@ struct ops_http {
      * after a reload (sync_config), so a request sees one configuration from start to end. */
     const struct tern_config *cfg;
     uint64_t gen;
-    const char *path;       /* the configuration file (POST /api/v1/reload); NULL: embedded */
-    struct relay *relay;    /* allocations and metrics are read from its workers */
-    uint8_t token_hash[32]; /* SHA-256 of ops.token; compared in constant time */
+    const char *path;        /* the configuration file (POST /api/v1/reload); NULL: embedded */
+    struct relay *relay;     /* allocations and metrics are read from its workers */
+    struct cluster *cluster; /* the fleet (GET /api/v1/nodes, credentials' URIs); NULL: none */
+    uint8_t token_hash[32];  /* SHA-256 of ops.token; compared in constant time */
     bool have_token;
     atomic_bool starting; /* MHD messages while starting explain a bind failure */
     char start_error[MSG_LEN];
@@ -112,7 +116,8 @@ enum route {
     R_TIMELINE, /* GET /api/v1/allocations/{id}/timeline */
     R_WEB,      /* the ops page: /, /index.html, /app.js, /app.css */
     R_DRAIN,
-    R_RELOAD
+    R_RELOAD,
+    R_NODES /* GET /api/v1/nodes: the fleet's registry (ops/cluster.c) */
 };
 
 /* What a handler answers: a status and a body (NULL: none, as for 204). */
@@ -422,9 +427,12 @@ static struct reply post_credentials(const struct ops_http *h, json_t *in)
                            STUN_MAX_USERNAME);
     if (rc != OPS_OK) return error_reply(500, "computing the REST password failed");
 
+    /* In a fleet, the best nodes' URIs (least loaded first, this one among them when it is
+     * offerable); else, or while the registry is unknown, this node's listeners. */
     struct ops_uris *u = calloc(1, sizeof *u);
     char err[OPS_ERR_LEN] = "";
-    if (!u || ops_listener_uris(cfg, u, err)) {
+    bool fleet = u && h->cluster && cluster_uris(h->cluster, FLEET_URI_NODES, u) > 0;
+    if (!fleet && (!u || ops_listener_uris(cfg, u, err))) {
         free(u);
         OPENSSL_cleanse(&cred, sizeof cred);
         return error_reply(500, "%s", err[0] ? err : "out of memory");
@@ -438,6 +446,18 @@ static struct reply post_credentials(const struct ops_http *h, json_t *in)
                        cred.password, "ttl", ttl, "uris", uris);
     OPENSSL_cleanse(&cred, sizeof cred);
     return r;
+}
+
+/* ---- the fleet ---- */
+
+static struct reply get_nodes(const struct ops_http *h)
+{
+    if (!h->cluster)
+        return error_reply(409, "this node is not in a fleet: the registry needs a PostgreSQL "
+                                "auth.database (a postgresql:// URI)");
+    json_t *j = cluster_nodes(h->cluster);
+    if (!j) return error_reply(500, "out of memory");
+    return (struct reply){200, j};
 }
 
 /* ---- users ---- */
@@ -762,6 +782,7 @@ static enum route route_of(const char *url, const char **arg)
         {"/api/v1/allocations", R_ALLOCS, R_ALLOC},
         {"/api/v1/drain", R_DRAIN, R_NONE},
         {"/api/v1/reload", R_RELOAD, R_NONE},
+        {"/api/v1/nodes", R_NODES, R_NONE},
     };
     static const char tl_prefix[] = "/api/v1/allocations/", tl_suffix[] = "/timeline";
     *arg = NULL;
@@ -823,6 +844,8 @@ static const char *allowed_methods(enum route r)
         return "GET, HEAD, POST, DELETE";
     case R_RELOAD:
         return "POST";
+    case R_NODES:
+        return "GET, HEAD";
     case R_NONE:
         break;
     }
@@ -898,7 +921,7 @@ static enum MHD_Result respond(struct MHD_Connection *conn, struct req *rq, cons
         MHD_add_response_header(res, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"tern\"");
     enum MHD_Result ret = MHD_queue_response(conn, rep.status, res);
     MHD_destroy_response(res);
-    if (route != R_HEALTHZ && !(route == R_ALLOCS || route == R_TIMELINE ||
+    if (route != R_HEALTHZ && !(route == R_ALLOCS || route == R_TIMELINE || route == R_NODES ||
                                 (route == R_ALLOC && strcmp(method, "DELETE")))) {
         union stun_addr from;
         remote_addr(conn, &from);
@@ -1048,7 +1071,8 @@ static bool early_reply(const struct ops_http *h, struct MHD_Connection *conn, e
         return true;
     }
     bool read_only = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-    if ((route == R_ALLOCS || route == R_ALLOC || route == R_TIMELINE || route == R_DRAIN) &&
+    if ((route == R_ALLOCS || route == R_ALLOC || route == R_TIMELINE || route == R_DRAIN ||
+         route == R_NODES) &&
         read_only && !h->have_token)
         return false; /* ops reads are open when no token is configured (loopback default) */
     if (!h->have_token) {
@@ -1138,6 +1162,7 @@ static struct reply dispatch(const struct ops_http *h, enum route route, const c
     if (route == R_TIMELINE) return timeline_call(h, arg);
     if (route == R_DRAIN && strcmp(method, "POST") != 0) return drain_call(h, method, NULL);
     if (route == R_RELOAD) return reload_call(h);
+    if (route == R_NODES) return get_nodes(h);
     if (route == R_USER && pct_decode(arg, name, sizeof name))
         return error_reply(400,
                            "the user name in the path is not valid (bad %%-escape, NUL "
@@ -1309,7 +1334,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     tlog(CFG_LOG_WARN, "ops_http_error", LF_S("error", msg));
 }
 
-struct ops_http *ops_http_start(struct relay *relay, const char *path)
+struct ops_http *ops_http_start(struct relay *relay, struct cluster *cluster, const char *path)
 {
     struct ops_http *h = calloc(1, sizeof *h);
     const struct tern_config *cfg = relay_config_get(relay);
@@ -1322,6 +1347,7 @@ struct ops_http *ops_http_start(struct relay *relay, const char *path)
     h->cfg = cfg;
     h->gen = relay_generation(relay);
     h->relay = relay;
+    h->cluster = cluster;
     h->path = path;
     if (guard_init(&h->guard)) {
         tlog(CFG_LOG_ERROR, "ops_listen_failed", LF_A("address", &cfg->ops_listen),

@@ -976,6 +976,16 @@ static const struct key allocation_keys[] = {
      .def = "unlimited",
      .arg = "unlimited"},
     UINT("max_total", max_total, 1, UINT32_MAX, "100000"),
+    /* Across the fleet (docs/fleet.md): this node's count plus the other nodes' as of their
+     * last heartbeats. */
+    {.name = "max_per_user_fleet",
+     .set = set_uint,
+     .off = CFG(max_per_user_fleet),
+     .size = CFG_SIZE(max_per_user_fleet),
+     .min = 1,
+     .max = UINT32_MAX,
+     .def = "unlimited",
+     .arg = "unlimited"},
     BOOL("strict_channel_numbers", strict_channel_numbers, "false"),
     UINT("bandwidth_limit", bandwidth_limit, 0, INT64_MAX, "0"),
 };
@@ -1108,6 +1118,17 @@ static const struct key qos_keys[] = {
     UINT("record_database_queue", qos_record_database_queue, 1, 1048576, "4096"),
 };
 
+/* cluster.domain goes into URIs and ALTERNATE-DOMAIN: a DNS name (letters, digits, '-', '.'). */
+static bool dns_name(const char *d)
+{
+    if (!*d || *d == '.' || *d == '-') return false;
+    for (; *d; d++)
+        if (!((*d >= 'a' && *d <= 'z') || (*d >= 'A' && *d <= 'Z') || (*d >= '0' && *d <= '9') ||
+              *d == '-' || *d == '.'))
+            return false;
+    return true;
+}
+
 /* A node id goes into logs, the database and terminals: printable, no spaces at the ends. */
 static void cluster_check(struct parse *p, yaml_node_t *map, const char *path, void *base,
                           bool clean)
@@ -1115,7 +1136,19 @@ static void cluster_check(struct parse *p, yaml_node_t *map, const char *path, v
     const struct tern_config *c = base;
     const char *id = c->cluster_node_id;
     char kpath[PATH_LEN];
-    if (!clean || !id) return;
+    if (!clean) return;
+    if (c->cluster_domain && !dns_name(c->cluster_domain)) {
+        join(kpath, sizeof kpath, path, "domain");
+        problem(p, map_value(p, map, "domain"), kpath,
+                "not a DNS name (letters, digits, '-' and '.')");
+    }
+    if (c->cluster_dead_after < 2 * c->cluster_heartbeat) {
+        join(kpath, sizeof kpath, path, "dead_after");
+        problem(p, map_value(p, map, "dead_after"), kpath,
+                "%u s is less than two heartbeats (%u s): a live node would be shown dead",
+                (unsigned)c->cluster_dead_after, 2 * (unsigned)c->cluster_heartbeat);
+    }
+    if (!id) return;
     size_t n = strlen(id);
     bool bad = id[0] == ' ' || id[n - 1] == ' ';
     for (size_t i = 0; i < n && !bad; i++)
@@ -1128,6 +1161,19 @@ static void cluster_check(struct parse *p, yaml_node_t *map, const char *path, v
 
 static const struct key cluster_keys[] = {
     STR("node_id", cluster_node_id, 1, 255, NULL, F_NULLABLE),
+    UINT("heartbeat", cluster_heartbeat, 1, 60, "2"),
+    UINT("dead_after", cluster_dead_after, 2, 3600, "10"),
+    BOOL("redirect", cluster_redirect, "false"),
+    UINT("max_allocations", cluster_max_allocations, 0, UINT32_MAX, "0"),
+    {.name = "max_cpu",
+     .set = set_ratio,
+     .off = CFG(cluster_max_cpu),
+     .min = 0,
+     .max = 100,
+     .def = "0"},
+    STR("domain", cluster_domain, 1, 253, NULL, F_NULLABLE),
+    BOOL("shared_nonce", cluster_shared_nonce, "true"),
+    UINT("nonce_rotation", cluster_nonce_rotation, 60, 604800, "3600"),
 };
 static const struct section cluster_section = {cluster_keys, NKEYS(cluster_keys), cluster_check};
 
@@ -1201,6 +1247,25 @@ static void root_check(struct parse *p, yaml_node_t *root, const char *path, voi
                 "qos.record_database",
                 "call records need a PostgreSQL auth.database (a postgresql:// URI)%s",
                 c->database ? ", not a SQLite file" : "; there is none");
+    bool pg = c->database && (strncmp(c->database, "postgresql://", 13) == 0 ||
+                              strncmp(c->database, "postgres://", 11) == 0);
+    if (c->cluster_redirect && !pg)
+        problem(p, map_value(p, map_value(p, root, "cluster"), "redirect"), "cluster.redirect",
+                "the fleet's load comes from its registry, in a PostgreSQL auth.database (a "
+                "postgresql:// URI)%s",
+                c->database ? ", not a SQLite file" : "; there is none");
+    if (c->max_per_user_fleet && !pg)
+        problem(p, map_value(p, map_value(p, root, "allocation"), "max_per_user_fleet"),
+                "allocation.max_per_user_fleet",
+                "the other nodes' counts come from the registry, in a PostgreSQL auth.database "
+                "(a postgresql:// URI)%s",
+                c->database ? ", not a SQLite file" : "; there is none");
+    if (pg && c->cluster_shared_nonce && c->cluster_nonce_rotation < c->nonce_lifetime)
+        problem(p, map_value(p, map_value(p, root, "cluster"), "nonce_rotation"),
+                "cluster.nonce_rotation",
+                "%u s is shorter than auth.nonce_lifetime (%u s): a nonce would outlive the keys "
+                "that accept it",
+                (unsigned)c->cluster_nonce_rotation, (unsigned)c->nonce_lifetime);
     if (c->ops_listen.sa.sa_family != AF_UNSPEC && addr_port(&c->ops_listen) != 0) {
         for (size_t i = 0; i < c->nlisten; i++) {
             if (c->listen[i].transport != CFG_UDP &&
@@ -1502,6 +1567,7 @@ void cfg_free(struct tern_config *c)
     free(c->group);
     free(c->qos_record_file);
     free(c->cluster_node_id);
+    free(c->cluster_domain);
     free(c->lines);
     free(c->name);
     free(c->qos_webhook);

@@ -85,6 +85,7 @@ struct tern_config {
     uint32_t max_lifetime;
     uint32_t max_per_user;
     uint32_t max_total;
+    uint32_t max_per_user_fleet; /* allocation.max_per_user_fleet: 0 unlimited */
     bool strict_channel_numbers;
     uint64_t bandwidth_limit; /* bytes/s per allocation and direction; 0: unlimited */
 
@@ -133,6 +134,15 @@ struct tern_config {
 
     /* cluster: */
     char *cluster_node_id; /* this node's name in the fleet's call records; NULL: the hostname */
+    /* The node registry (docs/fleet.md), on with a PostgreSQL auth.database: */
+    uint32_t cluster_heartbeat;       /* cluster.heartbeat: seconds between two rows */
+    uint32_t cluster_dead_after;      /* cluster.dead_after: a row this old is a dead node's */
+    bool cluster_redirect;            /* cluster.redirect: 300 to the least-loaded node when over */
+    uint32_t cluster_max_allocations; /* cluster.max_allocations: this node's limit (0: none) */
+    double cluster_max_cpu;           /* cluster.max_cpu: share of the CPUs (0: none) */
+    char *cluster_domain;      /* cluster.domain: the name in this node's TLS certificate; NULL */
+    bool cluster_shared_nonce; /* cluster.shared_nonce: the fleet's nonce keys */
+    uint32_t cluster_nonce_rotation; /* cluster.nonce_rotation: seconds a key is the newest */
 
     /* ops: */
     union stun_addr ops_listen; /* AF_UNSPEC when null (ops HTTP disabled) */
@@ -162,7 +172,7 @@ unsigned cfg_key_line(const struct tern_config *c, const char *key);
 
 /* ---- live reload (config_diff.c) ---- */
 
-#define CFG_DIFF_MAX 64
+#define CFG_DIFF_MAX 96
 /* What differs between a running configuration and a new one. */
 struct cfg_diff {
     const char *changed[CFG_DIFF_MAX]; /* keys applied live, in file order of the sections */

@@ -147,6 +147,7 @@ void cfg_diff(const struct tern_config *old, const struct tern_config *new, stru
     LIVE("allocation.max_lifetime", o->max_lifetime == n->max_lifetime);
     LIVE("allocation.max_per_user", o->max_per_user == n->max_per_user);
     LIVE("allocation.max_total", o->max_total == n->max_total);
+    LIVE("allocation.max_per_user_fleet", o->max_per_user_fleet == n->max_per_user_fleet);
     LIVE("allocation.strict_channel_numbers",
          o->strict_channel_numbers == n->strict_channel_numbers);
     LIVE("allocation.bandwidth_limit", o->bandwidth_limit == n->bandwidth_limit);
@@ -186,6 +187,15 @@ void cfg_diff(const struct tern_config *old, const struct tern_config *new, stru
           "the call record queue is allocated once, at start");
     FIXED("cluster.node_id", str_same(o->cluster_node_id, n->cluster_node_id),
           "rows already written name the node: a new name would split its history");
+    /* The fleet thread (ops/cluster.c) reads these at every heartbeat. */
+    LIVE("cluster.heartbeat", o->cluster_heartbeat == n->cluster_heartbeat);
+    LIVE("cluster.dead_after", o->cluster_dead_after == n->cluster_dead_after);
+    LIVE("cluster.redirect", o->cluster_redirect == n->cluster_redirect);
+    LIVE("cluster.max_allocations", o->cluster_max_allocations == n->cluster_max_allocations);
+    LIVE("cluster.max_cpu", o->cluster_max_cpu == n->cluster_max_cpu);
+    LIVE("cluster.domain", str_same(o->cluster_domain, n->cluster_domain));
+    LIVE("cluster.shared_nonce", o->cluster_shared_nonce == n->cluster_shared_nonce);
+    LIVE("cluster.nonce_rotation", o->cluster_nonce_rotation == n->cluster_nonce_rotation);
     LIVE("qos.priority_classes", o->qos_prio_audio == n->qos_prio_audio &&
                                      o->qos_prio_video == n->qos_prio_video &&
                                      o->qos_prio_other == n->qos_prio_other);

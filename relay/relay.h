@@ -142,13 +142,32 @@ int relay_database(struct relay *r, uint64_t *outages);
 /* ---- Fleet (ops/cluster.c) ---- */
 
 /* Where new Allocates are steered (cluster.redirect): to[family][transport] (family 0 IPv4,
- * 1 IPv6; transport udp, tcp, tls) where set. All unset: none is (the default). */
+ * 1 IPv6; transport udp, tcp, tls) where set, either always (this node is draining or over
+ * its CPU limit) or once it holds `above` allocations (0: never). Nothing set: none is (the
+ * default). */
 struct relay_steer {
-    union stun_addr to[2][3];
+    struct srv_steer to[2][3];
     bool set[2][3];
+    bool always;
+    uint64_t above;
 };
 /* Publish a steering table; every worker takes it up within a loop pass. From any thread. */
 void relay_set_steer(struct relay *r, const struct relay_steer *st);
+/* The fleet's nonce keys (newest first, at most RELAY_FLEET_KEYS; n 0: this process's own
+ * key only, the default): every worker makes nonces with keys[0] and accepts all of them
+ * from its next loop pass. From any thread. */
+#define RELAY_FLEET_KEYS 3
+void relay_set_nonce_keys(struct relay *r, const struct auth_nonce_key *keys, size_t n);
+/* Allocations per user on the other live nodes of the fleet (allocation.max_per_user_fleet):
+ * replaces what the last call gave. users[i] NUL-terminated. From any thread. */
+void relay_set_fleet_users(struct relay *r, const char *const *users, const uint32_t *counts,
+                           size_t n);
+/* This node's allocations per user (count > 0): fn called for each, under the quota lock (it
+ * must not call back into the relay). */
+void relay_user_allocations(struct relay *r, void (*fn)(void *ctx, const char *user, uint32_t n),
+                            void *ctx);
+/* Allocations with an open quality episode on either leg, as of each worker's last sweep. */
+uint64_t relay_poor(struct relay *r);
 /* The running listeners as bound (the kernel's port for port 0): up to max into out, and how
  * many there are. */
 struct relay_listener_info {

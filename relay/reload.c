@@ -25,6 +25,7 @@
 #include "hostaddr.h"
 #include "log.h"
 #include "fwd.h"
+#include "offload.h"
 #include "tcp.h"
 #include "udp.h"
 #include "worker.h"
@@ -461,6 +462,9 @@ void worker_adopt(struct worker *w)
     w->record_fd = g->record_fd;
     w->gen = g;
     w->cfg = c;
+    /* The kernel's bindings re-checked against the new policy before the reload counts as
+     * adopted: once relay_reload returns, nothing goes to a peer the policy now refuses. */
+    offload_pass(w);
     atomic_store_explicit(&w->gen_seen, g->id, memory_order_release);
     relay_gen_put(old);
 }
@@ -534,6 +538,7 @@ static int reload(struct relay *r, const char *path, FILE *err, struct relay_rel
     /* Shared state first (quotas, static users, the self-loop guard, logs), then publish. */
     pthread_mutex_lock(&r->shared.lock);
     r->shared.max_per_user = g->cfg.max_per_user;
+    r->shared.max_per_user_fleet = g->cfg.max_per_user_fleet;
     r->shared.max_total = g->cfg.max_total;
     pthread_mutex_unlock(&r->shared.lock);
     credcache_statics(r->cache, &g->users);

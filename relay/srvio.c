@@ -148,6 +148,7 @@ static void io_relay_close(void *ctx, struct allocation *a, struct alloc_relay *
 struct quota_entry {
     char name[STUN_MAX_USERNAME + 1];
     uint32_t count;
+    uint32_t fleet; /* the user's allocations on the other nodes (relay_set_fleet_users) */
     bool used;
 };
 
@@ -179,6 +180,46 @@ static int quota_grow(struct relay_shared *sh)
     return 0;
 }
 
+/* The entry for user, made when missing (under the lock); NULL: out of memory. */
+static struct quota_entry *quota_entry(struct relay_shared *sh, const char *user, size_t ulen)
+{
+    if ((sh->quota_used + 1) * 2 > sh->quota_cap && quota_grow(sh)) return NULL;
+    struct quota_entry *e = quota_slot(sh, user, ulen);
+    if (e && !e->used) {
+        memcpy(e->name, user, ulen);
+        e->name[ulen] = 0;
+        e->used = true;
+        sh->quota_used++;
+    }
+    return e;
+}
+
+void relay_set_fleet_users(struct relay *r, const char *const *users, const uint32_t *counts,
+                           size_t n)
+{
+    struct relay_shared *sh = &r->shared;
+    pthread_mutex_lock(&sh->lock);
+    for (size_t i = 0; i < sh->quota_cap; i++)
+        sh->quota[i].fleet = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(users[i]);
+        if (len > STUN_MAX_USERNAME) continue;
+        struct quota_entry *e = quota_entry(sh, users[i], len);
+        if (e) e->fleet = counts[i];
+    }
+    pthread_mutex_unlock(&sh->lock);
+}
+
+void relay_user_allocations(struct relay *r, void (*fn)(void *ctx, const char *user, uint32_t n),
+                            void *ctx)
+{
+    struct relay_shared *sh = &r->shared;
+    pthread_mutex_lock(&sh->lock);
+    for (size_t i = 0; i < sh->quota_cap; i++)
+        if (sh->quota[i].used && sh->quota[i].count) fn(ctx, sh->quota[i].name, sh->quota[i].count);
+    pthread_mutex_unlock(&sh->lock);
+}
+
 static int io_quota_take(void *ctx, const char *user, size_t ulen, uint32_t user_max)
 {
     struct worker *w = ctx;
@@ -186,17 +227,12 @@ static int io_quota_take(void *ctx, const char *user, size_t ulen, uint32_t user
     int rc = -1;
     pthread_mutex_lock(&sh->lock);
     if (sh->total >= sh->max_total) goto out;
-    if ((sh->quota_used + 1) * 2 > sh->quota_cap && quota_grow(sh)) goto out;
-    struct quota_entry *e = quota_slot(sh, user, ulen);
+    struct quota_entry *e = quota_entry(sh, user, ulen);
     if (!e) goto out;
-    if (!e->used) {
-        memcpy(e->name, user, ulen);
-        e->name[ulen] = 0;
-        e->used = true;
-        sh->quota_used++;
-    }
     uint32_t limit = user_max ? user_max : sh->max_per_user; /* 0: unlimited */
     if (limit && e->count >= limit) goto out;
+    /* Across the fleet: as of the other nodes' last heartbeats (eventually consistent). */
+    if (sh->max_per_user_fleet && (uint64_t)e->count + e->fleet >= sh->max_per_user_fleet) goto out;
     e->count++;
     sh->total++;
     rc = 0;

@@ -124,6 +124,7 @@ void timeline_sweep(struct worker *w)
         w->tl_gen = w->gen->id;
     }
     const struct alloc_table *t = &w->srv.allocs;
+    uint64_t poor = 0;
     for (size_t i = 0; i < t->count; i++) {
         struct allocation *a = t->heap[i];
         if (!a->qos) continue;
@@ -131,5 +132,11 @@ void timeline_sweep(struct worker *w)
         take_drops(a);
         qos_alloc_tick(a->qos, &w->qm, w->now_ns, false);
         timeline_events(w, a);
+        for (int l = 0; l < QOS_LEG_COUNT; l++)
+            if (qos_alloc_poor(a->qos, (enum qos_leg)l)) {
+                poor++;
+                break;
+            }
     }
+    atomic_store_explicit(&w->npoor, poor, memory_order_relaxed); /* the fleet's QoS summary */
 }

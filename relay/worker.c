@@ -123,6 +123,7 @@ static int shared_init(struct relay *r, const struct tern_config *cfg)
     struct relay_shared *sh = &r->shared;
     pthread_mutex_init(&sh->lock, NULL);
     sh->max_per_user = cfg->max_per_user;
+    sh->max_per_user_fleet = cfg->max_per_user_fleet;
     sh->max_total = cfg->max_total;
     if (getrandom(r->nonce_key.secret, sizeof(r->nonce_key.secret), 0) !=
         sizeof(r->nonce_key.secret))
@@ -194,7 +195,7 @@ struct relay *relay_open(struct tern_config *cfg)
     pthread_mutex_init(&r->query_lock, NULL);
     pthread_mutex_init(&r->gen_lock, NULL);
     pthread_mutex_init(&r->reload_lock, NULL);
-    pthread_mutex_init(&r->steer_lock, NULL);
+    pthread_mutex_init(&r->fleet_lock, NULL);
     r->workers = calloc(n, sizeof(*r->workers));
     if (!r->workers || shared_init(r, cfg)) {
         tlog(CFG_LOG_ERROR, "startup_failed", LF_S("step", "shared state"));
@@ -342,28 +343,63 @@ static void unauth_episode(struct worker *w)
     w->unauth_drops = d;
 }
 
-/* A new steering table from the fleet thread (relay_set_steer): this worker's copy. */
-static void steer_take(struct worker *w)
+/* The fleet thread published a new steering table or nonce keys: this worker's copies. */
+static void fleet_take(struct worker *w)
 {
     struct relay *r = w->relay;
-    pthread_mutex_lock(&r->steer_lock);
+    pthread_mutex_lock(&r->fleet_lock);
     w->steer = r->steer;
-    w->steer_gen = atomic_load(&r->steer_gen);
-    pthread_mutex_unlock(&r->steer_lock);
+    memcpy(w->fleet_keys, r->fleet_keys, sizeof(w->fleet_keys));
+    w->srv.nfleet_keys = r->nfleet_keys;
+    w->fleet_gen = atomic_load(&r->fleet_gen);
+    pthread_mutex_unlock(&r->fleet_lock);
+    w->srv.fleet_keys = w->fleet_keys;
+    w->steer_any = false;
     for (int f = 0; f < 2; f++)
         for (int t = 0; t < 3; t++)
-            w->srv.steer[f][t] = w->steer.set[f][t] ? &w->steer.to[f][t] : NULL;
+            w->steer_any |= w->steer.set[f][t];
+    if (!w->steer_any) memset(w->srv.steer, 0, sizeof(w->srv.steer));
+}
+
+/* Steer new Allocates now? Always, or once the node holds steer.above allocations (summed
+ * over the workers' last passes: at most a pass's worth of allocations past the limit). */
+static void steer_pass(struct worker *w)
+{
+    bool on = w->steer.always || (w->steer.above && relay_active(w->relay) >= w->steer.above);
+    for (int f = 0; f < 2; f++)
+        for (int t = 0; t < 3; t++)
+            w->srv.steer[f][t] = on && w->steer.set[f][t] ? &w->steer.to[f][t] : NULL;
 }
 
 void relay_set_steer(struct relay *r, const struct relay_steer *st)
 {
-    pthread_mutex_lock(&r->steer_lock);
-    bool same = memcmp(&r->steer, st, sizeof(*st)) == 0;
-    if (!same) {
+    pthread_mutex_lock(&r->fleet_lock);
+    if (memcmp(&r->steer, st, sizeof(*st)) != 0) {
         r->steer = *st;
-        atomic_fetch_add(&r->steer_gen, 1);
+        atomic_fetch_add(&r->fleet_gen, 1);
     }
-    pthread_mutex_unlock(&r->steer_lock);
+    pthread_mutex_unlock(&r->fleet_lock);
+}
+
+void relay_set_nonce_keys(struct relay *r, const struct auth_nonce_key *keys, size_t n)
+{
+    if (n > RELAY_FLEET_KEYS) n = RELAY_FLEET_KEYS;
+    pthread_mutex_lock(&r->fleet_lock);
+    if (n != r->nfleet_keys || memcmp(r->fleet_keys, keys, n * sizeof(*keys)) != 0) {
+        memset(r->fleet_keys, 0, sizeof(r->fleet_keys));
+        memcpy(r->fleet_keys, keys, n * sizeof(*keys));
+        r->nfleet_keys = n;
+        atomic_fetch_add(&r->fleet_gen, 1);
+    }
+    pthread_mutex_unlock(&r->fleet_lock);
+}
+
+uint64_t relay_poor(struct relay *r)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < r->nworkers; i++)
+        n += atomic_load_explicit(&r->workers[i].npoor, memory_order_relaxed);
+    return n;
 }
 
 size_t relay_listeners(struct relay *r, struct relay_listener_info *out, size_t max)
@@ -372,8 +408,8 @@ size_t relay_listeners(struct relay *r, struct relay_listener_info *out, size_t 
     const struct relay_gen *g =
         (const struct relay_gen *)(const void *)((const char *)c - offsetof(struct relay_gen, cfg));
     for (size_t j = 0; j < c->nlisten && j < max; j++)
-        out[j] = (struct relay_listener_info){.transport = c->listen[j].transport,
-                                              .addr = g->addrs[j]};
+        out[j] =
+            (struct relay_listener_info){.transport = c->listen[j].transport, .addr = g->addrs[j]};
     size_t n = c->nlisten;
     relay_config_put(r, c);
     return n;
@@ -407,11 +443,12 @@ static void *worker_main(void *arg)
         w->srv.unix_s = (uint64_t)(w->now_ns / 1000000000); /* REST usernames: wall-clock time */
         atomic_store_explicit(&w->beat_ms, w->now_ms, memory_order_relaxed);
         atomic_store_explicit(&w->nallocs, w->srv.allocs.count, memory_order_relaxed);
-        atomic_store_explicit(&w->relayed,
-                              w->io.v[RELAY_C_peer_tx_datagrams] + w->io.v[RELAY_C_peer_rx_datagrams],
-                              memory_order_relaxed);
-        if (atomic_load_explicit(&w->relay->steer_gen, memory_order_acquire) != w->steer_gen)
-            steer_take(w);
+        atomic_store_explicit(
+            &w->relayed, w->io.v[RELAY_C_peer_tx_datagrams] + w->io.v[RELAY_C_peer_rx_datagrams],
+            memory_order_relaxed);
+        if (atomic_load_explicit(&w->relay->fleet_gen, memory_order_acquire) != w->fleet_gen)
+            fleet_take(w);
+        if (w->steer_any) steer_pass(w);
         if (n < 0 && errno != EINTR) {
             tlog(CFG_LOG_ERROR, "epoll_failed", LF_U("worker", w->id),
                  LF_S("error", strerror(errno)));
@@ -566,7 +603,10 @@ void relay_close(struct relay *r, struct srv_counters *srv, struct relay_counter
     pthread_mutex_destroy(&r->query_lock);
     pthread_mutex_destroy(&r->gen_lock);
     pthread_mutex_destroy(&r->reload_lock);
-    pthread_mutex_destroy(&r->steer_lock);
+    pthread_mutex_destroy(&r->fleet_lock);
+    OPENSSL_cleanse(r->fleet_keys, sizeof(r->fleet_keys));
+    for (unsigned i = 0; r->workers && i < r->nworkers; i++)
+        OPENSSL_cleanse(r->workers[i].fleet_keys, sizeof(r->workers[i].fleet_keys));
     free(r->workers);
     free(r);
 }

@@ -64,6 +64,8 @@ struct relay_shared {
     size_t quota_cap, quota_used;
     uint64_t total;
     uint32_t max_per_user, max_total;
+    uint32_t max_per_user_fleet; /* allocation.max_per_user_fleet (0: none), with the other
+                                    nodes' counts in quota_entry.fleet */
     /* Drain (relay_drain): read by each worker once per loop pass; no lock. */
     atomic_bool draining;                    /* new allocations are turned away */
     atomic_bool drain_close;                 /* the deadline passed: end what is left ("drained") */
@@ -134,9 +136,13 @@ struct worker {
     uint64_t now_ms;       /* CLOCK_MONOTONIC, cached once per loop pass */
     /* Written by the worker every loop pass, read by the main thread: the pass's now_ms (the
      * systemd watchdog is fed only while every worker's is fresh) and its allocations. */
-    atomic_uint_least64_t beat_ms, nallocs, relayed;
-    struct relay_steer steer; /* this worker's copy of the steering table (srv.steer points in) */
-    uint64_t steer_gen;
+    atomic_uint_least64_t beat_ms, nallocs, relayed, npoor;
+    /* This worker's copies of the fleet's steering table and nonce keys (srv.steer and
+     * srv.fleet_keys point in), taken when relay->fleet_gen moves. */
+    struct relay_steer steer;
+    bool steer_any;
+    struct auth_nonce_key fleet_keys[RELAY_FLEET_KEYS];
+    uint64_t fleet_gen;
     int64_t now_ns;        /* CLOCK_REALTIME ns, cached once per loop pass (the clock of kernel
                               receive timestamps; TCP data, which has none, is stamped with it) */
     bool gso_off;          /* the kernel refused a UDP GSO send: send one by one from now on */
@@ -185,11 +191,14 @@ struct relay {
     pthread_mutex_t gen_lock, reload_lock;
     atomic_uint_least64_t generation; /* gen->id, without the lock */
     atomic_uint_least64_t reloads_ok, reloads_failed;
-    /* The fleet's steering table (relay_set_steer): copied in under steer_lock, the
-     * generation bumped; each worker copies it out between loop passes. */
-    pthread_mutex_t steer_lock;
+    /* The fleet's steering table and nonce keys (relay_set_steer, relay_set_nonce_keys):
+     * copied in under fleet_lock, fleet_gen bumped; each worker copies them out between loop
+     * passes. */
+    pthread_mutex_t fleet_lock;
     struct relay_steer steer;
-    atomic_uint_least64_t steer_gen;
+    struct auth_nonce_key fleet_keys[RELAY_FLEET_KEYS];
+    size_t nfleet_keys;
+    atomic_uint_least64_t fleet_gen;
     void (*notify)(const char *state); /* sd_notify while reloading (daemon/); NULL: none */
     struct relay_shared shared;
     struct credcache *cache;

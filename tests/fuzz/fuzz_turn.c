@@ -602,7 +602,7 @@ static void check_reply(unsigned ti, const uint8_t *in, size_t inlen, const uint
         const struct stun_attr *nonce = stun_find(&r, STUN_ATTR_NONCE);
         REQUIRE(realm && realm->len == strlen(REALM) && memcmp(realm->val, REALM, realm->len) == 0);
         REQUIRE(nonce && auth_nonce_check(&nonce_key, &t->client, nonce->val, nonce->len,
-                                          W.io.now_ms / 1000) == AUTH_NONCE_OK);
+                                          W.io.now_ms / 1000, NULL) == AUTH_NONCE_OK);
         REQUIRE(stun_find(&r, STUN_ATTR_PASSWORD_ALGORITHMS) != NULL);
     }
     if (code == 437 && method != STUN_ALLOCATE && !cached)
@@ -931,12 +931,12 @@ static void op_request(struct rd *r)
         char nonce[AUTH_NONCE_LEN];
         uint64_t now_s = W.io.now_ms / 1000;
         if (fault == 9)
-            auth_nonce_make(&nonce_key, &tu->client, now_s - NONCE_LIFE - 1, NONCE_LIFE, nonce);
+            auth_nonce_make(&nonce_key, &tu->client, now_s - NONCE_LIFE - 1, NONCE_LIFE, 0, nonce);
         else if (fault == 10)
-            auth_nonce_make(&nonce_key, &tuples[(ti + 1) % NTUPLES].client, now_s, NONCE_LIFE,
+            auth_nonce_make(&nonce_key, &tuples[(ti + 1) % NTUPLES].client, now_s, NONCE_LIFE, 0,
                             nonce);
         else
-            auth_nonce_make(&nonce_key, &tu->client, now_s, NONCE_LIFE, nonce);
+            auth_nonce_make(&nonce_key, &tu->client, now_s, NONCE_LIFE, 0, nonce);
         if (fault == 15) nonce[AUTH_NONCE_LEN - 1] = nonce[AUTH_NONCE_LEN - 1] == 'A' ? 'B' : 'A';
         stun_enc_attr(&e, STUN_ATTR_NONCE, nonce, AUTH_NONCE_LEN);
         if (algs) {

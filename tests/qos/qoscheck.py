@@ -22,7 +22,10 @@ import qosref  # noqa: E402
 
 FAILS = []
 JITTER_SLACK_S = 30e-6
-RTT_LO, RTT_HI = -0.3e-3, 3e-3
+# A relay-side RTT sample is the answer delay plus the relay's own residence time of the request
+# (docs/qos.md §8.2) plus the veth hops. TERN_RTT_SLACK_MS widens the upper bound where the
+# relay's loop is slow by construction: the sanitizer build, run beside the fuzzers.
+RTT_LO, RTT_HI = -0.3e-3, float(os.environ.get("TERN_RTT_SLACK_MS", "3")) * 1e-3
 DIRS = {"client": "from_client", "peer": "from_peer"}
 RTP_CLASSES = ("stun", "dtls", "rtp", "rtcp", "quic", "other")
 

@@ -351,7 +351,7 @@ static size_t authed(struct fixture *fx, uint8_t *buf, size_t cap, uint16_t meth
     assert_int_equal(auth_longterm_key(STUN_PASSWORD_ALG_MD5, "alice", 5, realm, strlen(realm),
                                        "s3cret", 6, key),
                      16);
-    auth_nonce_make(&fx->nonce_key, &t->client, nonce_s, 600, nonce);
+    auth_nonce_make(&fx->nonce_key, &t->client, nonce_s, 600, 0, nonce);
     struct stun_enc e;
     start(fx, &e, buf, cap, method);
     if (method == STUN_ALLOCATE)
