@@ -85,6 +85,12 @@ void ctl_usage(FILE *out)
         "                      newest in the database; --ice-servers prints a WebRTC\n"
         "                      RTCConfiguration fragment with the config's listener URIs\n"
         "\n"
+        "The fleet (the node registry in the PostgreSQL database of -c FILE or --db URI, or\n"
+        "  a node's GET /api/v1/nodes with --url):\n"
+        "  nodes [--json]      every node: state (alive, draining, full, dead), heartbeat age,\n"
+        "                      allocations and limit, load, CPU, relayed packets/s, poor\n"
+        "                      allocations, endpoints; best first (where clients are sent)\n"
+        "\n"
         "Ended calls across the fleet (qos.record_database: the call_quality table of the\n"
         "  PostgreSQL database named by -c FILE or --db URI):\n"
         "  calls [--since DURATION] [--user U] [--worst loss|jitter|rtt] [--limit N] [--json]\n"
@@ -504,8 +510,8 @@ static int run(struct ctl *c, int argc, char **argv)
         }
     }
     if (optind >= argc)
-        return ctl_usage_error(
-            "no command given (user, secret, cred, calls, allocations, top, drain or reload)");
+        return ctl_usage_error("no command given (user, secret, cred, calls, nodes, allocations, "
+                               "top, drain or reload)");
     const char *cmd = argv[optind];
     if (strcmp(cmd, "allocations") == 0 || strcmp(cmd, "top") == 0 || strcmp(cmd, "drain") == 0 ||
         strcmp(cmd, "reload") == 0) {
@@ -516,10 +522,10 @@ static int run(struct ctl *c, int argc, char **argv)
         return ctl_cmd_allocations(c, &o, argc - optind, argv + optind);
     }
     if (strcmp(cmd, "user") != 0 && strcmp(cmd, "secret") != 0 && strcmp(cmd, "cred") != 0 &&
-        strcmp(cmd, "calls") != 0)
-        return ctl_usage_error(
-            "unknown command '%s' (user, secret, cred, calls, allocations, top, drain or reload)",
-            cmd);
+        strcmp(cmd, "calls") != 0 && strcmp(cmd, "nodes") != 0)
+        return ctl_usage_error("unknown command '%s' (user, secret, cred, calls, nodes, "
+                               "allocations, top, drain or reload)",
+                               cmd);
     if (url && strcmp(cmd, "calls") == 0)
         return ctl_usage_error("calls reads the database, not the API: name it with -c FILE or "
                                "--db URI instead of --url");
@@ -558,6 +564,7 @@ static int run(struct ctl *c, int argc, char **argv)
     if (strcmp(cmd, "user") == 0) return ctl_cmd_user(c, argc, argv);
     if (strcmp(cmd, "secret") == 0) return ctl_cmd_secret(c, argc, argv);
     if (strcmp(cmd, "calls") == 0) return ctl_cmd_calls(c, argc, argv);
+    if (strcmp(cmd, "nodes") == 0) return ctl_cmd_nodes(c, argc, argv);
     return ctl_cmd_cred(c, argc, argv);
 }
 

@@ -162,6 +162,8 @@ int ctl_cmd_secret(struct ctl *c, int argc, char **argv);
 /* calls [--since D] [--user U] [--worst loss|jitter|rtt] [--limit N] [--json]
  * (ternctl_calls.c): the fleet's call records from the database. */
 int ctl_cmd_calls(struct ctl *c, int argc, char **argv);
+/* ternctl nodes [--json]: the fleet's registry (ternctl_nodes.c). */
+int ctl_cmd_nodes(struct ctl *c, int argc, char **argv);
 /* cred (ternctl_cred.c). */
 int ctl_cmd_cred(struct ctl *c, int argc, char **argv);
 /* allocations and top (ternctl_allocs.c): o holds the API options run() already parsed. */

@@ -34,6 +34,7 @@ static struct {
     bool df;
     bool del;      /* Refresh with LIFETIME 0 before exiting */
     bool channels; /* -C: ChannelBind and ChannelData instead of Send indications */
+    bool follow;   /* -F: follow one 300 Try Alternate, as libwebrtc does */
 } opt = {.user = "alice",
          .pass = "alice-pass",
          .count = 1,
@@ -160,13 +161,39 @@ static int transact(uint16_t method, void (*build)(struct stun_enc *e, void *arg
             memcpy(nonce, na->val, na->len);
             nonce_len = na->len;
             derive_key();
+            if (opt.follow)
+                printf("challenge=%d\n", code); /* -F: the nonce was refused or missing */
             continue;
         }
+        if (code == 401 || code == 438) return code;
         if (code == 300) {
             union stun_addr alt;
             char as[ADDR_STRLEN];
-            const struct stun_attr *aa = stun_find(m, STUN_ATTR_ALTERNATE_SERVER);
-            if (aa && stun_get_addr(aa, &alt) == 0) printf("alternate=%s\n", addr_str(&alt, as));
+            const struct stun_attr *aa = stun_find(m, STUN_ATTR_ALTERNATE_SERVER),
+                                   *ad = stun_find(m, STUN_ATTR_ALTERNATE_DOMAIN);
+            if (!aa || stun_get_addr(aa, &alt) != 0) return code;
+            printf("alternate=%s", addr_str(&alt, as));
+            if (ad) printf(" domain=%.*s", (int)ad->len, (const char *)ad->val);
+            printf("\n");
+            /* -F: once, from the same socket (the same client address), with the REALM and
+             * NONCE the 300 carries (libwebrtc's TurnPort does the same). */
+            static bool followed;
+            if (opt.follow && !followed && alt.sa.sa_family == opt.server.sa.sa_family) {
+                followed = true;
+                if (ra && na && ra->len < sizeof(realm) && na->len <= sizeof(nonce)) {
+                    memcpy(realm, ra->val, ra->len);
+                    realm[ra->len] = 0;
+                    memcpy(nonce, na->val, na->len);
+                    nonce_len = na->len;
+                    derive_key();
+                }
+                opt.server = alt;
+                if (connect(fd, &alt.sa, addr_len(&alt))) die("connect to the alternate");
+                printf("followed=%s\n", as);
+                fflush(stdout);
+                attempt--; /* the alternate gets the full round of retries */
+                continue;
+            }
         }
         return code ? code : -1;
     }
@@ -274,6 +301,7 @@ static void usage(FILE *out)
                  "  -w MS            listen this long after the last send (default 2000)\n"
                  "  -d               delete the allocation (Refresh, LIFETIME 0) before exiting\n"
                  "  -C               bind a channel per peer and send ChannelData instead\n"
+                 "  -F               follow one 300 Try Alternate (same socket, its NONCE)\n"
                  "Prints allocated/permission lines, then one line per Data indication\n"
                  "(icmp ... or data ...), then totals. Exit 0, or 3 if the server failed.\n");
 }
@@ -281,7 +309,7 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     int c;
-    while ((c = getopt(argc, argv, "s:p:u:P:6n:l:i:DT:R:w:dCh")) != -1) {
+    while ((c = getopt(argc, argv, "s:p:u:P:6n:l:i:DT:R:w:dCFh")) != -1) {
         switch (c) {
         case 's':
             if (parse_addr(optarg, &opt.server)) die("bad -s");
@@ -322,6 +350,9 @@ int main(int argc, char **argv)
             break;
         case 'C':
             opt.channels = true;
+            break;
+        case 'F':
+            opt.follow = true;
             break;
         case 'w':
             opt.wait_ms = atoi(optarg);
