@@ -724,6 +724,74 @@ static void record_database_keys(void **state)
     free(msgs);
 }
 
+/* The fleet's keys (docs/fleet.md): defaults, a full set, and each refusal. */
+static void fleet_keys(void **state)
+{
+    struct tern_config c;
+    char *msgs;
+    (void)state;
+    assert_int_equal(parse(&c, "cluster: {}\n", &msgs), 0);
+    assert_int_equal(c.cluster_heartbeat, 2);
+    assert_int_equal(c.cluster_dead_after, 10);
+    assert_false(c.cluster_redirect);
+    assert_int_equal(c.cluster_max_allocations, 0);
+    assert_true(c.cluster_max_cpu == 0);
+    assert_null(c.cluster_domain);
+    assert_true(c.cluster_shared_nonce);
+    assert_int_equal(c.cluster_nonce_rotation, 3600);
+    assert_int_equal(c.max_per_user_fleet, 0);
+    cfg_free(&c);
+    free(msgs);
+    assert_int_equal(parse(&c,
+                           "auth: { database: \"postgresql://tern@/tern?host=/run/pg\" }\n"
+                           "allocation: { max_per_user_fleet: 20 }\n"
+                           "cluster: { heartbeat: 1, dead_after: 3, redirect: true,\n"
+                           "  max_allocations: 5000, max_cpu: 0.8, domain: turn-eu.example.net,\n"
+                           "  shared_nonce: false, nonce_rotation: 900 }\n",
+                           &msgs),
+                     0);
+    assert_string_equal(msgs, "");
+    assert_int_equal(c.cluster_heartbeat, 1);
+    assert_int_equal(c.cluster_dead_after, 3);
+    assert_true(c.cluster_redirect);
+    assert_int_equal(c.cluster_max_allocations, 5000);
+    assert_true(c.cluster_max_cpu > 0.79 && c.cluster_max_cpu < 0.81);
+    assert_string_equal(c.cluster_domain, "turn-eu.example.net");
+    assert_false(c.cluster_shared_nonce);
+    assert_int_equal(c.cluster_nonce_rotation, 900);
+    assert_int_equal(c.max_per_user_fleet, 20);
+    cfg_free(&c);
+    free(msgs);
+    /* No PostgreSQL: redirect and the fleet quota refused; the other checks. */
+    assert_int_equal(parse(&c,
+                           "auth: { database: /var/lib/tern/tern.db }\n"
+                           "allocation: { max_per_user_fleet: 2 }\n"
+                           "cluster: { redirect: true, heartbeat: 5, dead_after: 9,\n"
+                           "  domain: \"bad name\", max_cpu: 1.5 }\n",
+                           &msgs),
+                     -1);
+    assert_non_null(strstr(msgs, "cluster.redirect: the fleet's load comes from its registry, in "
+                                 "a PostgreSQL auth.database (a postgresql:// URI), not a SQLite "
+                                 "file"));
+    assert_non_null(strstr(msgs, "allocation.max_per_user_fleet: the other nodes' counts come "
+                                 "from the registry"));
+    assert_non_null(strstr(msgs, "cluster.max_cpu: 1.5 is out of range"));
+    free(msgs);
+    assert_int_equal(
+        parse(&c, "cluster: { heartbeat: 5, dead_after: 9, domain: \"bad name\" }\n", &msgs), -1);
+    assert_non_null(strstr(msgs, "cluster.dead_after: 9 s is less than two heartbeats (10 s)"));
+    assert_non_null(strstr(msgs, "cluster.domain: not a DNS name"));
+    free(msgs);
+    assert_int_equal(parse(&c,
+                           "auth: { database: \"postgresql://tern@/tern\", nonce_lifetime: 1200 }\n"
+                           "cluster: { nonce_rotation: 600 }\n",
+                           &msgs),
+                     -1);
+    assert_non_null(strstr(msgs, "cluster.nonce_rotation: 600 s is shorter than "
+                                 "auth.nonce_lifetime (1200 s)"));
+    free(msgs);
+}
+
 static void ipv6_listen_address(void **state)
 {
     static const char yaml[] = "listen:\n"
@@ -1231,6 +1299,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(tcp_tls_and_proxy_protocol),
         cmocka_unit_test(qos_cross_rules),
         cmocka_unit_test(record_database_keys),
+        cmocka_unit_test(fleet_keys),
     };
     const char *filter = argc > 1 ? argv[1] : getenv("CMOCKA_FILTER");
 

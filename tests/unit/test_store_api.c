@@ -378,6 +378,126 @@ static void errors_never_show_the_password(void **state)
     assert_non_null(strstr(err, "cannot connect"));
 }
 
+struct rows {
+    struct store_node v[8];
+    char eps[8][256];
+    size_t n;
+};
+static int collect_node(void *ctx, const struct store_node *n)
+{
+    struct rows *r = ctx;
+    if (r->n < 8) {
+        r->v[r->n] = *n;
+        snprintf(r->eps[r->n], sizeof r->eps[0], "%s", n->endpoints_json ? n->endpoints_json : "");
+        r->n++;
+    }
+    return 0;
+}
+static const struct store_node *row_of(const struct rows *r, const char *id)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->v[i].node_id, id) == 0) return &r->v[i];
+    return NULL;
+}
+static uint64_t user_count;
+static int count_user(void *ctx, const char *user, uint64_t count)
+{
+    if (strcmp(user, ctx) == 0) user_count += count;
+    return 0;
+}
+
+/* The node registry and the fleet's nonce keys (docs/fleet.md): PostgreSQL only. */
+static void registry_roundtrip(void **state)
+{
+    (void)state;
+    struct store *s = fresh();
+    char err[STORE_ERR_LEN] = "", a[64], b[64], user[64];
+    snprintf(a, sizeof a, "reg-a-%ld", (long)getpid());
+    snprintf(b, sizeof b, "reg-b-%ld", (long)getpid());
+    snprintf(user, sizeof user, "reg-user-%ld", (long)getpid());
+    struct store_node n = {.started_at = (int64_t)time(NULL),
+                           .allocations = 3,
+                           .max_allocations = 10,
+                           .relayed_pps = 1234.5,
+                           .cpu = 0.25,
+                           .max_cpu = 0.8,
+                           .poor = 1};
+    snprintf(n.node_id, sizeof n.node_id, "%s", a);
+    snprintf(n.version, sizeof n.version, "9.9.9");
+    char users[128];
+    snprintf(users, sizeof users, "{\"%s\": 2}", user);
+    n.endpoints_json = "[{\"transport\":\"udp\",\"family\":4,\"uri\":\"turn:192.0.2.1:3478\"}]";
+    n.users_json = users;
+    struct rows r = {.n = 0};
+    uint8_t keys[2][STORE_NONCE_KEY_LEN];
+    size_t nk = 9;
+    if (!pg) {
+        assert_int_equal(store_node_beat(s, &n, err), STORE_UNSUPPORTED);
+        assert_non_null(strstr(err, "needs a PostgreSQL database"));
+        assert_int_equal(store_nodes_each(s, collect_node, &r, err), STORE_UNSUPPORTED);
+        assert_int_equal(store_node_forget(s, a, err), STORE_UNSUPPORTED);
+        assert_int_equal(store_fleet_users(s, a, 10, count_user, user, err), STORE_UNSUPPORTED);
+        assert_int_equal(store_nonce_keys(s, 3600, keys, 2, &nk, err), STORE_UNSUPPORTED);
+        assert_int_equal(nk, 0);
+        store_close(s);
+        return;
+    }
+    assert_int_equal(store_node_beat(s, &n, err), STORE_OK);
+    snprintf(n.node_id, sizeof n.node_id, "%s", b);
+    n.draining = true;
+    n.allocations = 7;
+    snprintf(users, sizeof users, "{\"%s\": 5}", user);
+    assert_int_equal(store_node_beat(s, &n, err), STORE_OK);
+    assert_int_equal(store_node_beat(s, &n, err), STORE_OK); /* an upsert: still one row */
+    assert_int_equal(store_nodes_each(s, collect_node, &r, err), STORE_OK);
+    const struct store_node *ra = row_of(&r, a), *rb = row_of(&r, b);
+    assert_non_null(ra);
+    assert_non_null(rb);
+    assert_int_equal(ra->allocations, 3);
+    assert_int_equal(ra->max_allocations, 10);
+    assert_false(ra->draining);
+    assert_true(rb->draining);
+    assert_int_equal(rb->allocations, 7);
+    assert_true(fabs(ra->relayed_pps - 1234.5) < 1e-6 && fabs(ra->cpu - 0.25) < 1e-9);
+    assert_true(ra->age_s >= 0 && ra->age_s < 5);
+    assert_string_equal(ra->version, "9.9.9");
+    assert_non_null(strstr(r.eps[0], "turn:192.0.2.1:3478"));
+    /* b sees a's count of the user, a sees b's; a dead_after of 0 s sees nobody alive. */
+    user_count = 0;
+    assert_int_equal(store_fleet_users(s, b, 10, count_user, user, err), STORE_OK);
+    assert_int_equal(user_count, 2);
+    user_count = 0;
+    assert_int_equal(store_fleet_users(s, a, 10, count_user, user, err), STORE_OK);
+    assert_int_equal(user_count, 5);
+    user_count = 0;
+    assert_int_equal(store_fleet_users(s, a, 0, count_user, user, err), STORE_OK);
+    assert_int_equal(user_count, 0);
+    /* A row the database refuses: endpoints not an array. */
+    n.endpoints_json = "{\"not\": \"an array\"}";
+    assert_int_equal(store_node_beat(s, &n, err), STORE_INVALID);
+    assert_non_null(strstr(err, "cannot write this node's registry row"));
+    assert_int_equal(store_node_forget(s, a, err), STORE_OK);
+    assert_int_equal(store_node_forget(s, b, err), STORE_OK);
+    r.n = 0;
+    assert_int_equal(store_nodes_each(s, collect_node, &r, err), STORE_OK);
+    assert_null(row_of(&r, a));
+    /* Nonce keys: made once, the same on the next call, a new newest after a rotation, and
+     * never more than two. */
+    uint8_t k1[2][STORE_NONCE_KEY_LEN], k2[2][STORE_NONCE_KEY_LEN];
+    size_t n1, n2;
+    assert_int_equal(store_nonce_keys(s, 3600, k1, 2, &n1, err), STORE_OK);
+    assert_true(n1 >= 1);
+    assert_int_equal(store_nonce_keys(s, 3600, k2, 2, &n2, err), STORE_OK);
+    assert_int_equal(n2, n1);
+    assert_memory_equal(k1[0], k2[0], STORE_NONCE_KEY_LEN);
+    sleep(2);
+    assert_int_equal(store_nonce_keys(s, 1, k2, 2, &n2, err), STORE_OK);
+    assert_int_equal(n2, 2);
+    assert_memory_not_equal(k1[0], k2[0], STORE_NONCE_KEY_LEN);
+    assert_memory_equal(k1[0], k2[1], STORE_NONCE_KEY_LEN); /* the previous one stays */
+    store_close(s);
+}
+
 int main(int argc, char **argv)
 {
     const char *env = getenv("TERN_STORE_DB");
@@ -397,6 +517,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(secrets_roundtrip),
         cmocka_unit_test(changes_seen_across_connections),
         cmocka_unit_test(calls_roundtrip),
+        cmocka_unit_test(registry_roundtrip),
         cmocka_unit_test(calls_batch_rate),
         cmocka_unit_test(display_names_hide_passwords),
         cmocka_unit_test(errors_never_show_the_password),
