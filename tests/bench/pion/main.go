@@ -125,6 +125,7 @@ func main() {
 	}
 
 	lf := logging.NewDefaultLoggerFactory()
+	lf.Writer = os.Stderr // pion's default is stdout
 	switch strings.ToLower(*level) {
 	case "disabled":
 		lf.DefaultLogLevel = logging.LogLevelDisabled
