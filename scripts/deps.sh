@@ -42,9 +42,11 @@ TERN_TEST_PACKAGES=(libcmocka-dev clang-format git tcpdump systemd coturn libnic
 # from npm (tests/web/package-lock.json, `npm ci` at test time, no browser download). Node
 # and npm from Debian unless a node with npm is installed already (e.g. from NodeSource).
 command -v npm >/dev/null 2>&1 || TERN_TEST_PACKAGES+=(nodejs npm)
-# What the benchmark (tests/bench/run) adds: coturn as the comparator, gnuplot for the plot,
-# perf for the profile, liburing for the io_uring probe.
-TERN_BENCH_PACKAGES=(coturn gnuplot-nox linux-perf liburing-dev)
+# What the benchmark (tests/bench/run) adds: coturn and pion/turn as the comparators (pion's
+# server, tests/bench/pion, is built offline in GOPATH mode against Debian's Go sources),
+# gnuplot for the plot, perf for the profile, liburing for the io_uring probe.
+TERN_BENCH_PACKAGES=(coturn golang-go golang-github-pion-turn.v2-dev golang-golang-x-sys-dev
+                     gnuplot-nox linux-perf liburing-dev)
 # What building the Debian package (scripts/package) and its test (tests/package) add:
 # dpkg-dev, debhelper and fakeroot build it; lintian checks it; debootstrap makes the fresh
 # Debian 12 root the test installs it into; groff-base renders the man pages to check them.

@@ -259,6 +259,24 @@ static long server_rss_kb(void)
     return kb;
 }
 
+/* Open file descriptors of the server (entries of /proc/PID/fd), read with the RSS after the
+ * set-up: every server here holds one UDP socket per allocation, so this shows that the
+ * allocations were still held when the RSS was read. */
+static long server_fds(void)
+{
+    if (opt.server_pid <= 0) return 0;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", opt.server_pid);
+    DIR *d = opendir(path);
+    if (!d) return 0;
+    long n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
 /* ---- histogram ---- */
 
 static void hist_add(struct hist *h, uint64_t ns)
@@ -618,7 +636,7 @@ static void poll_once(int timeout_ms)
 /* ---- phases ---- */
 
 static double setup_s, setup_rate;
-static long rss_before, rss_after, rss_flood;
+static long rss_before, rss_after, rss_flood, fds_before, fds_after;
 static double setup_cpu_s;
 
 static void run_setup(void)
@@ -791,10 +809,10 @@ static void print_head(void)
         "{\"mode\": \"%s\", \"allocs\": %d, \"ready\": %d, \"failed\": %d, \"size\": %d, "
         "\"window\": %d,\n \"setup_s\": %.4f, \"setup_rate\": %.1f, \"setup_server_cpu_s\": %.4f, "
         "\"setup_us_per_alloc\": %.2f,\n \"rss_before_kb\": %ld, \"rss_after_kb\": %ld, "
-        "\"rss_per_alloc_kb\": %.3f",
+        "\"rss_per_alloc_kb\": %.3f, \"server_fds_before\": %ld, \"server_fds_after\": %ld",
         mode_name(), opt.nclients, ok, failed, opt.size, opt.window, setup_s, setup_rate,
         setup_cpu_s, ready ? setup_cpu_s * 1e6 / ready : 0, rss_before, rss_after,
-        ready && rss_before ? (double)(rss_after - rss_before) / ready : 0);
+        ready && rss_before ? (double)(rss_after - rss_before) / ready : 0, fds_before, fds_after);
     printf(",\n \"errors\": {");
     bool first = true;
     for (int i = 0; i < 700; i++)
@@ -1046,8 +1064,10 @@ int main(int argc, char **argv)
     }
 
     rss_before = server_rss_kb();
+    fds_before = server_fds();
     if (opt.mode == MODE_TURN) run_setup();
-    rss_after = server_rss_kb();
+    rss_after = server_rss_kb(); /* every allocation still held (the clients' sockets are open) */
+    fds_after = server_fds();
     if (interrupted) return 1;
 
     print_head();

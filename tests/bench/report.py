@@ -9,7 +9,8 @@ import sys
 import time
 
 run, out, quick = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
-SERVERS = ["ternd", "ternd-noqos", "coturn", "fwd"]
+SERVERS = ["ternd", "ternd-noqos", "coturn", "pion", "fwd"]
+CMP = ("ternd", "coturn", "pion", "fwd")  # the table's value columns; ratios are ternd/each
 
 
 def load(name):
@@ -89,15 +90,31 @@ for s in SERVERS:
     latency[s] = e
 
 # ---- 2-4. CPU per relayed packet ----
+def rounds_of(name):
+    """The runs of one scenario and server: NAME, then NAME.r2, NAME.r3 ... (TERN_BENCH_ROUNDS)."""
+    runs = [raw[name]] if raw.get(name) else []
+    k = 2
+    while name + f".r{k}" in raw:
+        if raw[name + f".r{k}"]:
+            runs.append(raw[name + f".r{k}"])
+        k += 1
+    return runs
+
+
 def cpu(prefix, servers):
     res = {}
     for s in servers:
-        st = first_step(raw.get(prefix + s))
+        steps = [st for st in (first_step(r) for r in rounds_of(prefix + s)) if st and st.get("us_per_pkt")]
+        # the median round by CPU per packet stands for the server (its latency and loss with it)
+        steps.sort(key=lambda st: st["us_per_pkt"])
+        st = steps[(len(steps) - 1) // 2] if steps else None
         if st:
             res[s] = {k: st.get(k) for k in ("offered_pps", "offered_actual_pps", "relayed_pps", "loss_ratio",
                                           "us_per_pkt", "server_cpu_util", "sent", "received",
                                           "server_core_other_util")}
             res[s]["rtt_us"] = st["rtt_us"]
+            res[s]["rounds"] = len(steps)
+            res[s]["us_per_pkt_rounds"] = [x["us_per_pkt"] for x in steps]
     return res
 
 
@@ -107,17 +124,18 @@ media = cpu("media_", SERVERS)
 
 # ---- 5-6. allocations ----
 setup = {}
-for s in ("ternd", "coturn"):
+for s in ("ternd", "coturn", "pion"):
     r = raw.get("setup_" + s)
     if r:
         setup[s] = {k: r.get(k) for k in ("allocs", "ready", "failed", "setup_s", "setup_rate", "setup_us_per_alloc",
-                                          "rss_before_kb", "rss_after_kb", "rss_per_alloc_kb", "errors")}
+                                          "rss_before_kb", "rss_after_kb", "rss_per_alloc_kb", "server_fds_after", "errors")}
 concurrent = {}
-for s in ("ternd", "coturn"):
+for s in ("ternd", "coturn", "pion"):
     r = raw.get("concurrent_" + s)
     if r:
         c = {k: r.get(k) for k in ("allocs", "ready", "failed", "setup_rate", "rss_before_kb", "rss_after_kb",
-                                   "rss_per_alloc_kb", "flood_s", "rss_after_flood_kb", "errors")}
+                                   "rss_per_alloc_kb", "server_fds_after", "flood_s", "rss_after_flood_kb",
+                                   "errors")}
         if r.get("rss_after_flood_kb") and r.get("rss_after_kb"):
             c["flood_rss_growth_kb"] = r["rss_after_flood_kb"] - r["rss_after_kb"]
         concurrent[s] = c
@@ -141,67 +159,80 @@ def g(d, *path):
 
 
 # ---- ratios and targets ----
-rows = []  # (metric, ternd, coturn, fwd, ternd/coturn, ternd/fwd, target, verdict)
+rows = []  # (metric, ternd, coturn, pion, fwd, ternd/coturn, ternd/pion, ternd/fwd, target, verdict)
+HDR = ["metric", "ternd", "coturn", "pion", "fwd", "ternd/coturn", "ternd/pion", "ternd/fwd", "target", "verdict"]
 
 
-def row(metric, t, c, f, target=None, ok=None, nd=2):
-    rows.append([metric, fmt(t, nd), fmt(c, nd), fmt(f, nd), fmt(ratio(t, c)), fmt(ratio(t, f)), target or "",
-                 "" if ok is None else ("PASS" if ok else "FAIL")])
+def row(metric, vals, target=None, ok=None, nd=2):
+    """vals: {server: value} for the CMP columns (missing: -)."""
+    v = [vals.get(s) for s in CMP]
+    rows.append([metric] + [fmt(x, nd) for x in v] + [fmt(ratio(v[0], x)) for x in v[1:]] +
+                [target or "", "" if ok is None else ("PASS" if ok else "FAIL")])
 
 
-t, c, f = (g(fixed, s, "us_per_pkt") for s in ("ternd", "coturn", "fwd"))
-row(f"server us/relayed pkt @{g(fixed, 'ternd', 'offered_pps') or '-'} pps, 100 allocs", t, c, f,
+def each(d, *path, servers=CMP):
+    return {s: g(d, s, *path) for s in servers}
+
+
+v = each(fixed, "us_per_pkt")
+t, c, f = v["ternd"], v["coturn"], v["fwd"]
+row(f"server us/relayed pkt @{g(fixed, 'ternd', 'offered_pps') or '-'} pps, 100 allocs", v,
     "<= 0.5x coturn, <= 1.1x fwd", (t is not None and c and f and t <= 0.5 * c and t <= 1.1 * f))
 tq, tn = g(fixed, "ternd", "us_per_pkt"), g(fixed, "ternd-noqos", "us_per_pkt")
-row("  ternd QoS on / off (us/pkt)", tq, tn, None, "on <= 1.1x off", (tq is not None and tn and tq <= 1.1 * tn))
-for k, lab in (("ternd", "ternd"),):
-    pass
-t, c, f = (g(fixed, s, "us_per_pkt") and 1e6 / g(fixed, s, "us_per_pkt") for s in ("ternd", "coturn", "fwd"))
-row("relayed pkts per server CPU-second", t, c, f, nd=0)
-t, c, f = (g(flood, s, "us_per_pkt") for s in ("ternd", "coturn", "fwd"))
+row("  ternd QoS on / off (us/pkt; coturn column: off)", {"ternd": tq, "coturn": tn}, "on <= 1.1x off",
+    (tq is not None and tn and tq <= 1.1 * tn))
+row("relayed pkts per server CPU-second", {s: x and 1e6 / x for s, x in v.items()}, nd=0)
+v = each(fixed, "loss_ratio")
+row(f"  loss ratio @{g(fixed, 'ternd', 'offered_pps') or '-'} pps", v, nd=5)
+v = each(flood, "us_per_pkt")
 fg = g(flood, "fwd-gso", "us_per_pkt")
-row("single-flow flood us/pkt (fwd column: plain)", t, c, f)
-row("single-flow flood us/pkt vs fwd --gso", t, None, fg, "<= 2x fwd-gso", (t is not None and fg and t <= 2 * fg))
-t, c, f = (g(flood, s, "relayed_pps") for s in ("ternd", "coturn", "fwd"))
-row("single-flow flood relayed pps", t, c, f, nd=0)
-t, c, f = (g(media, s, "us_per_pkt") for s in ("ternd", "coturn", "fwd"))
+row("single-flow flood us/pkt (fwd column: plain)", v)
+t = v["ternd"]
+row("single-flow flood us/pkt vs fwd --gso", {"ternd": t, "fwd": fg}, "<= 2x fwd-gso",
+    (t is not None and fg and t <= 2 * fg))
+row("single-flow flood relayed pps", each(flood, "relayed_pps"), nd=0)
+v = each(media, "us_per_pkt")
+t, c = v["ternd"], v["coturn"]
 ml = g(media, "ternd", "loss_ratio")
-row("media 1000x50pps x200B us/pkt", t, c, f, "<= 0.5x coturn, 0 loss",
-    (t is not None and c and t <= 0.5 * c and ml == 0))
-t, c, f = (g(media, s, "loss_ratio") for s in ("ternd", "coturn", "fwd"))
-row("media loss ratio", t, c, f, nd=5)
-t, c, f = (g(ladder, s, "saturation_pps") for s in ("ternd", "coturn", "fwd"))
-row("saturation (highest step, loss <= 1%)", t, c, f, nd=0)
+row("media 1000x50pps x200B us/pkt", v, "<= 0.5x coturn, 0 loss", (t is not None and c and t <= 0.5 * c and ml == 0))
+row("media loss ratio", each(media, "loss_ratio"), nd=5)
+row("saturation (highest step, loss <= 1%)", each(ladder, "saturation_pps"), nd=0)
 for tag, lab in (("light", "light"), ("half_saturation", "half saturation")):
     for p in ("p50", "p99", "p999"):
-        t, c, f = (g(latency, s, tag, "rtt_us", p) for s in ("ternd", "coturn", "fwd"))
+        v = each(latency, tag, "rtt_us", p)
+        t, c = v["ternd"], v["coturn"]
         rate = g(latency, "ternd", tag, "offered_pps")
         target, ok = None, None
         if tag == "light" and p == "p50":
             target, ok = "<= coturn/1.5", (t is not None and c and t <= c / 1.5)
-        row(f"RTT {p} us, {lab} (ternd @{rate} pps)", t, c, f, target, ok, nd=1)
+        row(f"RTT {p} us, {lab} (ternd @{rate} pps)", v, target, ok, nd=1)
     for p in ("p50", "p99"):
-        t, c, f = (g(latency, s, tag, f"added_{p}_us") for s in ("ternd", "coturn", "fwd"))
+        v = each(latency, tag, f"added_{p}_us")
+        t = v["ternd"]
         target, ok = None, None
         if tag == "half_saturation":
             lim = 15 if p == "p50" else 50
             target, ok = f"<= {lim} us", (t is not None and t <= lim)
-        row(f"  added by relay {p} us, {lab}", t, c, f, target, ok, nd=1)
-t, c = g(setup, "ternd", "setup_rate"), g(setup, "coturn", "setup_rate")
-row("allocs/s (Allocate+401+Allocate+ChannelBind)", t, c, None, ">= 5000/s", (t is not None and t >= 5000), nd=0)
-t, c = g(setup, "ternd", "setup_us_per_alloc"), g(setup, "coturn", "setup_us_per_alloc")
-row("server CPU us per allocation set-up", t, c, None, nd=1)
-t, c = g(concurrent, "ternd", "rss_per_alloc_kb"), g(concurrent, "coturn", "rss_per_alloc_kb")
-row("RSS KB per allocation (concurrent run)", t, c, None, "<= 4 KB", (t is not None and t <= 4))
-t, c = g(concurrent, "ternd", "ready"), g(concurrent, "coturn", "ready")
+        row(f"  added by relay {p} us, {lab}", v, target, ok, nd=1)
+v = each(setup, "setup_rate")
+t = v["ternd"]
+row("allocs/s (Allocate+401+Allocate+ChannelBind)", v, ">= 5000/s", (t is not None and t >= 5000), nd=0)
+row("server CPU us per allocation set-up", each(setup, "setup_us_per_alloc"), nd=1)
+v = each(concurrent, "rss_per_alloc_kb")
+t = v["ternd"]
+row("RSS KB per allocation (concurrent run, allocations held)", v, "<= 4 KB", (t is not None and t <= 4))
+v = each(concurrent, "ready")
+t = v["ternd"]
 n = g(concurrent, "ternd", "allocs")
-row(f"concurrent allocations ready (of {n})", t, c, None, ">= 50000", (t is not None and t >= 50000), nd=0)
-t, c = g(concurrent, "ternd", "flood_rss_growth_kb"), g(concurrent, "coturn", "flood_rss_growth_kb")
-row("RSS growth KB under invalid flood", t, c, None, "flat", (t is not None and t <= 1024), nd=0)
+row(f"concurrent allocations ready (of {n})", v, ">= 50000", (t is not None and t >= 50000), nd=0)
+row("  server open fds when the RSS was read", each(concurrent, "server_fds_after"), nd=0)
+v = each(concurrent, "flood_rss_growth_kb")
+t = v["ternd"]
+row("RSS growth KB under invalid flood", v, "flat", (t is not None and t <= 1024), nd=0)
 for mode, lab in (("off", "no limit"), ("on", "auth.unauthenticated_* defaults")):
     fp = g(unauth, mode, "flood_pps")
     t = g(unauth, mode, "stream_loss_ratio")
-    row(f"valid 20k pps stream loss ratio, unauth flood {fmt(fp, 0)}/s, {lab}", t, None, None,
+    row(f"valid 20k pps stream loss ratio, unauth flood {fmt(fp, 0)}/s, {lab}", {"ternd": t},
         "< 0.01" if mode == "on" else None, (t is not None and t < 0.01) if mode == "on" else None, nd=4)
 
 # Interference: busy time of the server's core that was not the server's (other processes).
@@ -234,7 +265,9 @@ result = {
     "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     "quick": quick,
     "machine": {"kernel": platform.release(), "cpu": cpu_model, "ncpu": os.cpu_count(),
-                "coturn": version(["turnserver", "--version"])},
+                "coturn": version(["turnserver", "--version"]),
+                "pion": "pion/turn " + version(["dpkg-query", "-W", "-f=${Version}", "golang-github-pion-turn.v2-dev"])
+                + ", " + version(["go", "version"])},
     "method": {
         "server_cpu": "sum of /proc/PID/task/*/schedstat run time over the measured window (server pinned to CPU 0)",
         "us_per_pkt": "server CPU us / packets relayed in either direction in the window (counted at the echo peers and the clients)",
@@ -245,23 +278,34 @@ result = {
     "ladder": ladder, "latency": latency, "fixed": fixed, "flood": flood, "media": media,
     "setup": setup, "concurrent": concurrent, "unauth_flood": unauth,
     "interference": noisy,
-    "table": [dict(zip(["metric", "ternd", "coturn", "fwd", "ternd/coturn", "ternd/fwd", "target", "verdict"], r))
-              for r in rows],
+    "table": [dict(zip(HDR, r)) for r in rows],
     "raw": raw,
 }
 os.makedirs(out, exist_ok=True)
 with open(os.path.join(out, "latest.json"), "w") as fh:
     json.dump(result, fh, indent=1)
 
-hdr = ["metric", "ternd", "coturn", "fwd", "ternd/coturn", "ternd/fwd", "target", "verdict"]
+hdr = HDR
 md = [f"# Tern benchmark ({result['when']}{', quick' if quick else ''})", "",
-      f"{cpu_model}, {os.cpu_count()} CPUs, Linux {platform.release()}, {result['machine']['coturn']}; "
-      "server pinned to CPU 0, tern-loadgen to CPU 1, loopback. fwd = tern-fwd (bare recvmmsg/sendmmsg).", "",
+      f"{cpu_model}, {os.cpu_count()} CPUs, Linux {platform.release()}, {result['machine']['coturn']}, "
+      f"{result['machine']['pion']}; server pinned to CPU 0, tern-loadgen to CPU 1, loopback. "
+      "pion = tests/bench/pion (pion/turn, one SO_REUSEPORT listener per core: 1). "
+      "fwd = tern-fwd (bare recvmmsg/sendmmsg).", "",
       "| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
 md += ["| " + " | ".join(r) + " |" for r in rows]
 if noisy:
     md += ["", "**Warning: other work ran on the server's core during these runs; their figures are not "
            "trustworthy:** " + "; ".join(noisy)]
+nr = max((v.get("rounds", 1) for d in (fixed, flood, media) for v in d.values()), default=1)
+if nr > 1:
+    md += ["", f"## CPU per relayed packet over {nr} interleaved rounds (us/pkt: median, min-max)", "",
+           "| scenario | " + " | ".join(SERVERS) + " |", "|---|" + "---|" * len(SERVERS)]
+    for lab, d in (("fixed 50k pps", fixed), ("single-flow flood", flood), ("media", media)):
+        cells = []
+        for s in SERVERS:
+            r = d.get(s, {}).get("us_per_pkt_rounds") or []
+            cells.append(f"{d[s]['us_per_pkt']:.2f} ({min(r):.2f}-{max(r):.2f})" if r else "-")
+        md.append(f"| {lab} | " + " | ".join(cells) + " |")
 md += ["", "## Latency against offered load (RTT us, p50 / p99 / p99.9, loss)", "",
        "| offered pps | " + " | ".join(ladder.keys()) + " |", "|---|" + "---|" * len(ladder)]
 rates = sorted({st["offered_pps"] for v in ladder.values() for st in v["steps"]})
@@ -309,4 +353,10 @@ if noisy:
     print("WARNING: other work ran on the server's core (figures not trustworthy):")
     for n_ in noisy:
         print("  " + n_)
+if nr > 1:
+    print(f"CPU per relayed packet over {nr} interleaved rounds (us/pkt, median and range):")
+    for lab, d in (("fixed", fixed), ("flood", flood), ("media", media)):
+        print(f"  {lab:6}" + "".join(
+            f"  {s} {d[s]['us_per_pkt']:.2f} ({min(d[s]['us_per_pkt_rounds']):.2f}-{max(d[s]['us_per_pkt_rounds']):.2f})"
+            for s in SERVERS if d.get(s, {}).get("us_per_pkt_rounds")))
 print(f"wrote {out}/latest.json, {out}/latest.md")
