@@ -12,8 +12,8 @@ struct cluster;
  * /healthz, GET /metrics, GET /api/v1/allocations[/{id}] (open without ops.token, else behind it),
  * and the admin endpoints under /api/v1/ (credentials, users, secrets, DELETE allocations) behind
  * ops.token, and GET /api/v1/nodes (the fleet's registry, from cluster: NULL when this node
- * is not in a fleet). relay: where allocations and metrics are read (borrowed; it outlives the server). Logs
- * "ops_listening" (address, port: the bound one when the config says 0), or
+ * is not in a fleet). relay: where allocations and metrics are read (borrowed; it outlives the
+ * server). Logs "ops_listening" (address, port: the bound one when the config says 0), or
  * "ops_listen_failed" naming the address and returns NULL. Call it after the signals are
  * blocked, so the server thread inherits the mask. path: the configuration file, which
  * POST /api/v1/reload re-reads (relay_reload; NULL: the embedded default runs). The server

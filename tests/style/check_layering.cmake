@@ -31,7 +31,7 @@ set(ALLOW_tern_config tern_stun PkgConfig::YAML)
 set(ALLOW_tern_proxyproto tern_stun)
 set(ALLOW_tern_relay tern_allocation tern_auth tern_stun tern_qos tern_config tern_store tern_proxyproto
   PkgConfig::LIBBPF PkgConfig::JANSSON OpenSSL::SSL OpenSSL::Crypto Threads::Threads curl)
-set(ALLOW_tern_uris tern_config tern_auth tern_store tern_stun OpenSSL::Crypto)
+set(ALLOW_tern_uris tern_config tern_auth tern_store tern_stun OpenSSL::Crypto PkgConfig::JANSSON)
 set(ALLOW_tern_ops tern_relay tern_uris tern_store tern_config tern_auth tern_stun
   PkgConfig::MHD PkgConfig::JANSSON OpenSSL::Crypto)
 
