@@ -161,10 +161,10 @@ static void steer(struct cluster *c, const struct tern_config *cfg, uint64_t now
     size_t dl = 0;
     bool fresh = c->have_snap && now_ms - c->snap_ms < (uint64_t)cfg->cluster_dead_after * 1000;
     if (cfg->cluster_redirect && fresh) {
-        st.always = relay_draining(c->r, NULL) ||
-                    (cfg->cluster_max_cpu > 0 && c->cpu >= cfg->cluster_max_cpu);
+        /* Draining is seen by the workers themselves, at once: targets are kept for it. */
+        st.always = cfg->cluster_max_cpu > 0 && c->cpu >= cfg->cluster_max_cpu;
         st.above = cfg->cluster_max_allocations;
-        for (int f = 0; f < 2 && (st.always || st.above); f++)
+        for (int f = 0; f < 2; f++)
             for (int t = 0; t < FLEET_TRANSPORTS; t++)
                 for (size_t i = 0; i < c->snap.n && !st.set[f][t]; i++) {
                     const struct fleet_node *n = &c->snap.v[i]; /* ranked: best first */
@@ -189,9 +189,12 @@ static void steer(struct cluster *c, const struct tern_config *cfg, uint64_t now
     if (strcmp(desc, c->steer_desc) != 0) {
         char when[64];
         if (st.always)
-            snprintf(when, sizeof when, "%s", "every new allocation");
+            snprintf(when, sizeof when, "%s", "every new allocation (CPU)");
+        else if (st.above)
+            snprintf(when, sizeof when, "while draining, or from %llu allocations",
+                     (unsigned long long)st.above);
         else
-            snprintf(when, sizeof when, "from %llu allocations", (unsigned long long)st.above);
+            snprintf(when, sizeof when, "%s", "while draining");
         tlog(CFG_LOG_INFO, "fleet_steering", LF_S("targets", desc[0] ? desc : "none"),
              LF_S("when", desc[0] ? when : "never"));
         memcpy(c->steer_desc, desc, sizeof desc);

@@ -361,11 +361,13 @@ static void fleet_take(struct worker *w)
     if (!w->steer_any) memset(w->srv.steer, 0, sizeof(w->srv.steer));
 }
 
-/* Steer new Allocates now? Always, or once the node holds steer.above allocations (summed
- * over the workers' last passes: at most a pass's worth of allocations past the limit). */
+/* Steer new Allocates now? While draining (known here at once, not at the fleet's next
+ * heartbeat), when the fleet thread says so (CPU), or once the node holds steer.above
+ * allocations (summed over the workers' last passes: at most a pass's worth past the limit). */
 static void steer_pass(struct worker *w)
 {
-    bool on = w->steer.always || (w->steer.above && relay_active(w->relay) >= w->steer.above);
+    bool on = atomic_load_explicit(&w->shared->draining, memory_order_relaxed) || w->steer.always ||
+              (w->steer.above && relay_active(w->relay) >= w->steer.above);
     for (int f = 0; f < 2; f++)
         for (int t = 0; t < 3; t++)
             w->srv.steer[f][t] = on && w->steer.set[f][t] ? &w->steer.to[f][t] : NULL;
