@@ -2,6 +2,7 @@
 #include "cluster.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,8 +38,10 @@ struct cluster {
     uint64_t last_ms, last_relayed;
     double last_cpu_s;
     double cpu;
-    bool db_down;         /* an episode of failures is logged once, and its end */
-    char steer_desc[512]; /* the steering table as last logged */
+    bool db_down;           /* an episode of failures is logged once, and its end */
+    uint64_t beat_failures; /* passes that could not write or read the registry (under lock) */
+    size_t nkeys;           /* fleet nonce keys in use (under lock) */
+    char steer_desc[512];   /* the steering table as last logged */
 };
 
 static double cpu_seconds(void)
@@ -94,6 +97,9 @@ static void fleet_users_free(struct fleet_users *f)
 /* A failure of the registry: logged once per episode. */
 static void db_failed(struct cluster *c, const char *step, const char *err)
 {
+    pthread_mutex_lock(&c->lock);
+    c->beat_failures++;
+    pthread_mutex_unlock(&c->lock);
     if (c->db_down) return;
     c->db_down = true;
     tlog(CFG_LOG_WARN, "fleet_unavailable", LF_S("step", step), LF_S("error", err),
@@ -213,12 +219,18 @@ static void shared_state(struct cluster *c, const struct tern_config *cfg, char 
                 memcpy(k[i].secret, keys[i], sizeof k[i].secret);
             relay_set_nonce_keys(c->r, k, n);
             OPENSSL_cleanse(k, sizeof k);
+            pthread_mutex_lock(&c->lock);
+            c->nkeys = n;
+            pthread_mutex_unlock(&c->lock);
         } else if (n == 0 && err[0]) {
             db_failed(c, "nonce keys", err);
         }
         OPENSSL_cleanse(keys, sizeof keys);
     } else {
         relay_set_nonce_keys(c->r, NULL, 0);
+        pthread_mutex_lock(&c->lock);
+        c->nkeys = 0;
+        pthread_mutex_unlock(&c->lock);
     }
     struct fleet_users fu = {0};
     if (cfg->max_per_user_fleet) {
@@ -369,4 +381,46 @@ size_t cluster_uris(struct cluster *c, size_t max_nodes, struct ops_uris *u)
     size_t n = c->have_snap ? fleet_uris(&c->snap, max_nodes, u) : 0;
     pthread_mutex_unlock(&c->lock);
     return n;
+}
+
+char *cluster_metrics(struct cluster *c)
+{
+    static const char *const states[] = {"alive", "draining", "full", "dead"};
+    uint64_t count[4] = {0};
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < c->snap.n; i++) {
+        const struct fleet_node *n = &c->snap.v[i];
+        count[!n->alive ? 3 : n->row.draining ? 1 : n->full ? 2 : 0]++;
+    }
+    bool up = c->have_snap && !c->db_down;
+    double age = c->have_snap ? (double)(relay_now_ms() - c->snap_ms) / 1e3 : -1;
+    uint64_t failures = c->beat_failures;
+    size_t nkeys = c->nkeys;
+    pthread_mutex_unlock(&c->lock);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return NULL;
+    fprintf(f, "# HELP tern_fleet_nodes Nodes in the fleet's registry by state, as of this "
+               "node's last reading (docs/fleet.md).\n# TYPE tern_fleet_nodes gauge\n");
+    for (int k = 0; k < 4; k++)
+        fprintf(f, "tern_fleet_nodes{state=\"%s\"} %llu\n", states[k],
+                (unsigned long long)count[k]);
+    fprintf(f,
+            "# HELP tern_fleet_registry_up 1 when the last heartbeat wrote and read the "
+            "registry.\n# TYPE tern_fleet_registry_up gauge\ntern_fleet_registry_up %d\n"
+            "# HELP tern_fleet_registry_age_seconds Age of the last reading of the registry "
+            "(-1: none yet).\n# TYPE tern_fleet_registry_age_seconds gauge\n"
+            "tern_fleet_registry_age_seconds %.3f\n"
+            "# HELP tern_fleet_nonce_keys Fleet nonce keys in use (0: this process's own key).\n"
+            "# TYPE tern_fleet_nonce_keys gauge\ntern_fleet_nonce_keys %zu\n"
+            "# HELP tern_fleet_heartbeat_failures_total Heartbeats that could not write or read "
+            "the registry.\n# TYPE tern_fleet_heartbeat_failures_total counter\n"
+            "tern_fleet_heartbeat_failures_total %llu\n",
+            up ? 1 : 0, age, nkeys, (unsigned long long)failures);
+    if (fclose(f)) {
+        free(text);
+        return NULL;
+    }
+    return text;
 }

@@ -28,4 +28,9 @@ json_t *cluster_nodes(struct cluster *c);
  * when the registry was never read or no node is offerable (then the caller gives its own). */
 size_t cluster_uris(struct cluster *c, size_t max_nodes, struct ops_uris *u);
 
+/* The fleet's gauges and counters for /metrics (Prometheus text, malloc'd; NULL: out of
+ * memory): nodes by state as of the last reading, whether the registry is reachable, how old
+ * the reading is, the nonce keys in use, failed heartbeats. */
+char *cluster_metrics(struct cluster *c);
+
 #endif

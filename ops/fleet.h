@@ -41,6 +41,7 @@ struct fleet {
 };
 
 #define FLEET_TRANSPORTS 3
+#define FLEET_URI_NODES  3 /* credentials name the best three nodes of a fleet */
 extern const char *const fleet_transport_names[FLEET_TRANSPORTS]; /* "udp", "tcp", "tls" */
 
 /* Read every row (the registry of s), self_id's marked, dead_after_s deciding which are alive,

@@ -999,6 +999,17 @@ static enum MHD_Result respond_metrics(const struct ops_http *h, struct MHD_Conn
     conn_mark(rq->h, conn, true);
     size_t len = 0;
     char *text = relay_metrics(h->relay, &len);
+    char *fleet = text && h->cluster ? cluster_metrics(h->cluster) : NULL;
+    if (fleet) { /* the fleet's lines after the relay's */
+        size_t fl = strlen(fleet);
+        char *both = realloc(text, len + fl + 1);
+        if (both) {
+            memcpy(both + len, fleet, fl + 1);
+            text = both;
+            len += fl;
+        }
+        free(fleet);
+    }
     struct MHD_Response *res =
         text ? MHD_create_response_from_buffer_with_free_callback(len, text, free)
              : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ternctl.h"
+#include "fleet.h"
 #include "uris.h"
 
 /* Print a credential: "username: U\npassword: P", or with json
@@ -36,6 +37,24 @@ static int print_credential(const char *username, const char *password, uint64_t
 }
 
 /* cred through the API: POST /api/v1/credentials {"user","ttl"}; the server's URIs. */
+/* The URIs of the fleet's best nodes (ops/fleet.c), when its registry has an offerable one. */
+static bool fleet_best_uris(const struct ctl *c, struct ops_uris *u)
+{
+    char err[STORE_ERR_LEN] = "", self[STORE_MAX_NODE + 1] = "";
+    struct store *s = store_open_with(c->db, c->have_cfg ? c->cfg.database_password_file : NULL,
+                                      STORE_EXISTING, err);
+    if (!s) return false;
+    struct fleet f;
+    if (c->have_cfg && fleet_node_id(&c->cfg, self)) self[0] = '\0';
+    int rc =
+        fleet_read(s, self[0] ? self : NULL, c->have_cfg ? c->cfg.cluster_dead_after : 10, &f, err);
+    store_close(s);
+    if (rc != STORE_OK) return false;
+    size_t n = fleet_uris(&f, FLEET_URI_NODES, u);
+    fleet_free(&f);
+    return n > 0;
+}
+
 static int api_cred(const struct ctl *c, const char *user, uint64_t ttl, bool json, bool ice)
 {
     static const char path[] = "/api/v1/credentials";
@@ -161,7 +180,10 @@ int ctl_cmd_cred(struct ctl *c, int argc, char **argv)
     if (json || ice) {
         struct ops_uris *u = calloc(1, sizeof *u);
         char uerr[OPS_ERR_LEN] = "";
-        if (!u || (c->have_cfg && ops_listener_uris(&c->cfg, u, uerr))) {
+        /* In a fleet (a PostgreSQL database), the best nodes from its registry, as the admin
+         * API gives them; else the config's own listeners. */
+        bool fleet = u && c->db && store_is_uri(c->db) && fleet_best_uris(c, u);
+        if (!u || (!fleet && c->have_cfg && ops_listener_uris(&c->cfg, u, uerr))) {
             free(u);
             json_decref(uris);
             OPENSSL_cleanse(&cred, sizeof cred);

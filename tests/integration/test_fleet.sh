@@ -100,6 +100,10 @@ assert b["version"] and not b["self"] and b["heartbeat_age_seconds"] < 3
 assert [n["self"] for n in d["nodes"] if n["node_id"] == "a"] == [True]
 assert d["node_id"] == "a" and d["dead_after"] == 3
 EOF
+[ "$(metric a 'tern_fleet_nodes{state="alive"}')" = 3 ] && [ "$(metric a tern_fleet_registry_up)" = 1 ] &&
+    [ "$(metric a tern_fleet_nonce_keys)" = 1 ] &&
+    pass "a's /metrics: tern_fleet_nodes{alive} 3, registry up, one fleet nonce key" ||
+    fail "fleet metrics: $(grep '^tern_fleet' "$WORK/m.txt" | tr '\n' ' ')"
 "$TERNCTL" -c "$WORK/b.yaml" nodes >"$WORK/ctl_nodes.txt" 2>&1 &&
     grep -qE '^a +alive' "$WORK/ctl_nodes.txt" && grep -qE '^c +alive' "$WORK/ctl_nodes.txt" &&
     pass "ternctl nodes (from the database) lists a, b and c alive" ||
@@ -145,6 +149,15 @@ if ms=$(within_ms 3000 c "$U1" "$P1"); then
 else
     fail "REST credential from b not accepted on c: $(cat "$WORK/once.out")"
 fi
+"$TERNCTL" -c "$WORK/b.yaml" cred --user frank --ttl 3600 --ice-servers >"$WORK/ice.json" 2>"$WORK/ice.err" &&
+    "$PY" - "$WORK/ice.json" "${UDP[a]}" "${UDP[b]}" "${UDP[c]}" <<'EOF' &&
+import json, sys
+urls = json.load(open(sys.argv[1]))["iceServers"][0]["urls"]
+want = {"turn:127.0.0.1:%s?transport=udp" % p for p in sys.argv[2:]}
+assert set(urls) == want and len(urls) == 3, urls
+EOF
+    pass "ternctl cred --ice-servers names the three live nodes' URIs (from the registry)" ||
+    fail "ternctl cred --ice-servers: $(cat "$WORK/ice.json" "$WORK/ice.err")"
 api -o /dev/null -X POST -d '{"secret":"rest-secret-two"}' "http://127.0.0.1:${OPS[c]}/api/v1/secrets"
 api -o /dev/null -X DELETE "http://127.0.0.1:${OPS[c]}/api/v1/secrets/$S1"
 sleep 1.5
@@ -250,6 +263,9 @@ done
 # ---- a dead node (O): never offered ----
 kill -KILL "${PID[$O]}"
 if wait_state a "$O" dead 6; then pass "$O killed: shown dead on a within cluster.dead_after"; else fail "$O not dead: $(cat "$WORK/nodes.json")"; fi
+sleep 1.1 # a's metrics follow its next reading
+[ "$(metric a 'tern_fleet_nodes{state="dead"}')" = 1 ] && pass "a's /metrics: tern_fleet_nodes{dead} 1" ||
+    fail "dead gauge: $(grep '^tern_fleet_nodes' "$WORK/m.txt" | tr '\n' ' ')"
 api -o "$WORK/cred.json" -X POST -d '{"user":"carol"}' "http://127.0.0.1:${OPS[$T]}/api/v1/credentials"
 "$PY" - "$WORK/cred.json" "${UDP[$T]}" <<'EOF' && pass "credentials from $T name $T only (a is full, $O dead)" || fail "credential uris: $(cat "$WORK/cred.json")"
 import json, sys
