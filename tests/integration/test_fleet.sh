@@ -266,6 +266,8 @@ if wait_state a "$O" dead 6; then pass "$O killed: shown dead on a within cluste
 sleep 1.1 # a's metrics follow its next reading
 [ "$(metric a 'tern_fleet_nodes{state="dead"}')" = 1 ] && pass "a's /metrics: tern_fleet_nodes{dead} 1" ||
     fail "dead gauge: $(grep '^tern_fleet_nodes' "$WORK/m.txt" | tr '\n' ' ')"
+# T answers from its own reading of the registry: wait until it, too, sees O dead
+wait_state "$T" "$O" dead 4 || fail "$T does not see $O dead: $(cat "$WORK/nodes.json")"
 api -o "$WORK/cred.json" -X POST -d '{"user":"carol"}' "http://127.0.0.1:${OPS[$T]}/api/v1/credentials"
 "$PY" - "$WORK/cred.json" "${UDP[$T]}" <<'EOF' && pass "credentials from $T name $T only (a is full, $O dead)" || fail "credential uris: $(cat "$WORK/cred.json")"
 import json, sys
