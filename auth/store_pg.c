@@ -245,6 +245,16 @@ static int failed(struct pg_store *s, PGresult *r, char *err, const char *what, 
     return STORE_ERROR;
 }
 
+/* failed(), but data and constraint errors (SQLSTATE classes 22, 23) are the input's fault:
+ * STORE_INVALID (retrying the same values fails the same way). */
+static int failed_input(struct pg_store *s, PGresult *r, char *err, const char *what)
+{
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    bool bad = state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0);
+    int rc = failed(s, r, err, what, NULL);
+    return bad ? STORE_INVALID : rc;
+}
+
 static int exec_simple(struct pg_store *s, const char *sql, char *err, const char *what)
 {
     PGresult *r = PQexec(s->conn, sql);
@@ -727,11 +737,7 @@ static int pg_calls_insert(struct store *base, const char *const *records_json, 
         PQclear(r);
         return STORE_OK;
     }
-    /* Data and constraint errors (SQLSTATE classes 22, 23) are the records' fault. */
-    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    bool bad = state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0);
-    int rc = failed(s, r, err, what, NULL);
-    return bad ? STORE_INVALID : rc;
+    return failed_input(s, r, err, what);
 }
 
 static int col_f64(const PGresult *r, int row, int col, double *out)
@@ -903,10 +909,7 @@ static int pg_node_beat(struct store *base, const struct store_node *n, char err
         PQclear(r);
         return STORE_OK;
     }
-    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    bool bad = state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0);
-    int rc = failed(s, r, err, what, NULL);
-    return bad ? STORE_INVALID : rc;
+    return failed_input(s, r, err, what);
 }
 
 static int pg_node_forget(struct store *base, const char *node_id, char err[STORE_ERR_LEN])

@@ -1240,15 +1240,13 @@ static void root_check(struct parse *p, yaml_node_t *root, const char *path, voi
     if (c->qos_dscp == CFG_DSCP_BY_CLASS && !c->qos_enabled)
         problem(p, map_value(p, map_value(p, root, "qos"), "dscp"), "qos.dscp",
                 "by-class needs qos.enabled: true (the classes come from the QoS tap)");
-    if (c->qos_record_database &&
-        (!c->database || (strncmp(c->database, "postgresql://", 13) != 0 &&
-                          strncmp(c->database, "postgres://", 11) != 0)))
+    bool pg = c->database && (strncmp(c->database, "postgresql://", 13) == 0 ||
+                              strncmp(c->database, "postgres://", 11) == 0);
+    if (c->qos_record_database && !pg)
         problem(p, map_value(p, map_value(p, root, "qos"), "record_database"),
                 "qos.record_database",
                 "call records need a PostgreSQL auth.database (a postgresql:// URI)%s",
                 c->database ? ", not a SQLite file" : "; there is none");
-    bool pg = c->database && (strncmp(c->database, "postgresql://", 13) == 0 ||
-                              strncmp(c->database, "postgres://", 11) == 0);
     if (c->cluster_redirect && !pg)
         problem(p, map_value(p, map_value(p, root, "cluster"), "redirect"), "cluster.redirect",
                 "the fleet's load comes from its registry, in a PostgreSQL auth.database (a "
