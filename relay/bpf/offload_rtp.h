@@ -18,6 +18,9 @@
 
 #include <linux/types.h>
 
+/* Inlined in the program: no function call may happen while the stream's lock is held. */
+#define TERN_RTP_INLINE static inline __attribute__((always_inline))
+
 #define TERN_RTP_NCLOCKS    7
 #define TERN_RTP_WINDOW     1024 /* QOS_SEQ_WINDOW */
 #define TERN_RTP_WORDS      (TERN_RTP_WINDOW / 64)
@@ -34,7 +37,7 @@
 #define TERN_RTP_CLOCK_INFERRED 2
 
 /* The candidate clocks, as qos_clock_rates in qos/qos.c. */
-static inline __u32 tern_rtp_rate(int c)
+TERN_RTP_INLINE __u32 tern_rtp_rate(int c)
 {
     switch (c) {
     case 0:
@@ -74,19 +77,19 @@ struct tern_rtp {
     __u64 bits[TERN_RTP_WORDS];
 };
 
-static inline __s64 tern_rtp_ext_max(const struct tern_rtp *s)
+TERN_RTP_INLINE __s64 tern_rtp_ext_max(const struct tern_rtp *s)
 {
     return (__s64)s->cycles + s->max_seq;
 }
 
-static inline __u64 tern_rtp_seg_expected(const struct tern_rtp *s)
+TERN_RTP_INLINE __u64 tern_rtp_seg_expected(const struct tern_rtp *s)
 {
     __s64 e = tern_rtp_ext_max(s) - (__s64)s->base_seq + 1;
     return e > 0 ? (__u64)e : 0;
 }
 
 /* Clear the bits of extended sequence numbers (from, to], word by word (at most 17 words). */
-static inline void tern_rtp_bits_clear(struct tern_rtp *s, __s64 from, __s64 to)
+TERN_RTP_INLINE void tern_rtp_bits_clear(struct tern_rtp *s, __s64 from, __s64 to)
 {
     if (to <= from) return;
     if (to - from >= TERN_RTP_WINDOW) {
@@ -106,7 +109,7 @@ static inline void tern_rtp_bits_clear(struct tern_rtp *s, __s64 from, __s64 to)
 }
 
 /* floor(rx - first_rx) split into whole seconds and a non-negative remainder, as qos.c. */
-static inline void tern_rtp_split(__s64 d, __s64 *sec, __u64 *rem)
+TERN_RTP_INLINE void tern_rtp_split(__s64 d, __s64 *sec, __u64 *rem)
 {
     __u64 ud = d < 0 ? (__u64)(-d) : (__u64)d;
     __s64 s = (__s64)(ud / TERN_RTP_NS);
@@ -124,7 +127,7 @@ static inline void tern_rtp_split(__s64 d, __s64 *sec, __u64 *rem)
 }
 
 /* An in-order packet into the jitter estimator and the clock inference (jitter_update()). */
-static inline void tern_rtp_jitter(struct tern_rtp *s, __u32 ts, __s64 rx)
+TERN_RTP_INLINE void tern_rtp_jitter(struct tern_rtp *s, __u32 ts, __s64 rx)
 {
     __s64 sec;
     __u64 rem;
@@ -191,7 +194,7 @@ static inline void tern_rtp_jitter(struct tern_rtp *s, __u32 ts, __s64 rx)
 
 /* One packet of a confirmed stream (stream_packet()): seq, ts and the arrival time rx.
  * Returns 0 when the packet was not counted (the first packet after a large jump). */
-static inline int tern_rtp_packet(struct tern_rtp *s, __u16 seq, __u32 ts, __s64 rx)
+TERN_RTP_INLINE int tern_rtp_packet(struct tern_rtp *s, __u16 seq, __u32 ts, __s64 rx)
 {
     __u16 udelta = (__u16)(seq - s->max_seq);
     __s64 e;
@@ -276,7 +279,7 @@ static inline int tern_rtp_packet(struct tern_rtp *s, __u16 seq, __u32 ts, __s64
 #define TERN_CLS_COUNT 6
 #define TERN_CLS_COPY  80
 
-static inline int tern_classify(const __u8 *p, __u32 len)
+TERN_RTP_INLINE int tern_classify(const __u8 *p, __u32 len)
 {
     if (len == 0) return TERN_CLS_OTHER;
     __u8 b = p[0];
