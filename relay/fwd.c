@@ -173,7 +173,10 @@ static inline struct pkt_class tap(struct worker *w, struct allocation *a, enum 
 {
     struct pkt_class pc = {QOS_CLASS_OTHER, QOS_KIND_UNKNOWN};
     struct qos_alloc *q = meter(w, a);
-    if (q) pc.cls = qos_packet_tos(q, &w->qm, leg, peer, p, len, rx_ns, tos, &pc.kind);
+    if (!q) return pc;
+    if (w->offload) offload_tap_begin(w, a, leg, peer, p, len);
+    pc.cls = qos_packet_tos(q, &w->qm, leg, peer, p, len, rx_ns, tos, &pc.kind);
+    if (w->offload) offload_tap_end(w, a, leg, peer, p, len);
     return pc;
 }
 
@@ -350,8 +353,6 @@ static void udp_readable(struct worker *w, struct ep_handler *h)
 {
     struct listener *l = (struct listener *)h;
     struct client_batch *b = &w->fwd->cb;
-    /* What the XDP fast path forwarded before these datagrams arrived is measured first. */
-    offload_drain(w);
     /* Peer datagrams queued for clients go first: a client batch may take a while. */
     flush_clients(w);
     for (int round = 0; round < CLIENT_BUDGET; round++) {
@@ -493,7 +494,6 @@ void fwd_peer_readable(struct worker *w, struct ep_handler *h, uint32_t events)
 {
     struct relay_sock *rs = (struct relay_sock *)h;
     struct peer_batch *b = &w->fwd->pb;
-    offload_drain(w); /* the fast path's earlier datagrams are measured first */
     if (events & EPOLLERR) peer_errors(w, rs);
     for (int round = 0; round < PEER_BUDGET; round++) {
         if (PEER_SLOTS - b->used < PEER_BATCH) flush_clients(w);

@@ -70,7 +70,7 @@
     X(offload_bound, "channels handed to the XDP fast path")                                       \
     X(offload_unbound, "channels taken back from the XDP fast path")                               \
     X(offload_bind_failed, "channels the XDP fast path could not take (map full or error)")        \
-    X(offload_stale_records, "fast-path records of a binding already gone (not measured)")
+    X(offload_streams_handed, "RTP streams handed to the XDP fast path (confirmed by the meter)")
 
 enum relay_counter {
 #define RELAY_X_ENUM(name, help) RELAY_C_##name,

@@ -235,10 +235,10 @@ PY
     stop_ternd
     cp "$WORK/ternd.log" "$WORK/ternd-$mode.log"
     if [ "$mode" = auto ]; then
-        b=$(counter offload_bound) u=$(counter offload_unbound) st=$(counter offload_stale_records)
-        [ "${b:-0}" -ge 4 ] && [ "$b" = "$u" ] && [ "${st:-0}" = 0 ] &&
-            pass "$mode: $b channels handed to the kernel, $u taken back, no stale record" ||
-            fail "$mode: offload_bound=$b offload_unbound=$u offload_stale_records=$st"
+        b=$(counter offload_bound) u=$(counter offload_unbound) st=$(counter offload_streams_handed)
+        [ "${b:-0}" -ge 4 ] && [ "$b" = "$u" ] && [ "${st:-0}" -ge 7 ] &&
+            pass "$mode: $b channels handed to the kernel, $u taken back, $st RTP streams counted in BPF maps" ||
+            fail "$mode: offload_bound=$b offload_unbound=$u offload_streams_handed=$st"
         grep -q '"event":"offload_stats"' "$WORK/ternd.log" && pass "$mode: the program's counters logged at stop" ||
             fail "$mode: no offload_stats event"
     fi
