@@ -89,7 +89,7 @@ struct tern_config {
     size_t nrelay_addresses;
     union stun_addr relay_external; /* sa_family AF_UNSPEC when null */
     uint16_t port_min, port_max;
-    enum cfg_offload offload; /* off | auto | xdp | xdp-generic | tc */
+    enum cfg_offload offload;        /* off | auto | xdp | xdp-generic | tc */
     uint32_t dtls_max_handshakes;    /* per worker: DTLS sessions past the cookie, not yet up */
     uint32_t dtls_handshake_timeout; /* seconds from the verified ClientHello to Finished */
 

@@ -30,7 +30,7 @@ struct metrics_acc {
     struct srv_counters srv;
     struct relay_counters io;
     uint64_t active[4]; /* allocations by transport (udp, tcp, tls, dtls) */
-    uint64_t flows;                                 /* allocations with a QoS meter */
+    uint64_t flows;     /* allocations with a QoS meter */
     uint64_t poor[QOS_LEG_COUNT][QOS_REASON_COUNT]; /* allocations with an open episode */
 };
 
