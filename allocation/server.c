@@ -752,7 +752,9 @@ static size_t do_allocate(struct req *r)
         if (!fam[0]) return error(r, 440);
     }
     const struct srv_steer *to =
-        s->steer[r->t->client.sa.sa_family == AF_INET6][r->t->transport < 3 ? r->t->transport : 0];
+        r->t->transport == SRV_DTLS /* the fleet publishes no DTLS listeners: not steered */
+            ? NULL
+            : s->steer[r->t->client.sa.sa_family == AF_INET6][r->t->transport];
     if (to && !(r->nonce_flags & AUTH_NONCE_STEERED)) return steer_answer(r, to);
     if (s->draining) return drain_answer(r, r->t->client.sa.sa_family);
 
@@ -994,7 +996,7 @@ static void do_channel_data(struct srv *s, const struct srv_tuple *t, const uint
     uint16_t ch, dlen;
     const uint8_t *data;
     s->c.v[SRV_C_rx_channeldata]++;
-    int rc = stun_chdata_decode(in, len, t->transport != SRV_UDP, &ch, &data, &dlen);
+    int rc = stun_chdata_decode(in, len, srv_stream(t->transport), &ch, &data, &dlen);
     if (rc < 0) {
         s->c.v[len < STUN_CHDATA_HEADER_LEN ? SRV_C_drop_short : SRV_C_drop_channel_length]++;
         return;
@@ -1187,7 +1189,7 @@ size_t srv_peer_data(struct srv *s, struct allocation *a, struct alloc_relay *re
         return 0;
     }
     (void)rel;
-    bool stream = a->tuple.transport != SRV_UDP;
+    bool stream = srv_stream(a->tuple.transport);
     size_t padded = stream ? (len + 3) & ~(size_t)3 : len;
     if (len > 0xFFFF - 48) {
         s->c.v[SRV_C_drop_peer_too_big]++;
@@ -1257,7 +1259,7 @@ size_t srv_peer_icmp(struct srv *s, struct allocation *a, const union stun_addr 
         s->c.v[SRV_C_drop_icmp_no_permission]++;
         return 0;
     }
-    if (a->tuple.transport != SRV_UDP) {
+    if (srv_stream(a->tuple.transport)) {
         s->c.v[SRV_C_icmp_stream_client]++;
         return 0;
     }

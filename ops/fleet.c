@@ -239,6 +239,7 @@ char *fleet_endpoints_json(const struct tern_config *cfg, const struct relay_bou
         const struct cfg_listen *l = &cfg->listen[i];
         const union stun_addr *b = &bound[i].addr;
         if (b->sa.sa_family != AF_INET && b->sa.sa_family != AF_INET6) continue;
+        if (l->transport == CFG_DTLS) continue; /* the registry has udp, tcp and tls only */
         union stun_addr reach;
         bool has = reach_addr(cfg, l, b, &reach);
         char host[OPS_HOST_LEN], ip[ADDR_STRLEN];

@@ -138,6 +138,8 @@ void cfg_diff(const struct tern_config *old, const struct tern_config *new, stru
     d->pools = !addrs || !ports;
     FIXED("relay.offload", o->offload == n->offload,
           "the XDP program is attached at start, before privileges are dropped");
+    LIVE("relay.dtls_max_handshakes", o->dtls_max_handshakes == n->dtls_max_handshakes);
+    LIVE("relay.dtls_handshake_timeout", o->dtls_handshake_timeout == n->dtls_handshake_timeout);
     LIVE("relay.external_address",
          o->relay_external.sa.sa_family == n->relay_external.sa.sa_family &&
              (o->relay_external.sa.sa_family == AF_UNSPEC ||

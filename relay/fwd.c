@@ -57,6 +57,7 @@
 #include <time.h>
 
 #include "addr.h"
+#include "dtls.h"
 #include "fwd.h"
 #include "offload.h"
 #include "tcp.h"
@@ -385,6 +386,57 @@ static void udp_readable(struct worker *w, struct ep_handler *h)
     }
 }
 
+/* A dtls listener: the same batches as a UDP listener; each datagram goes to its session
+ * (dtls_input: or to the cookie exchange), and each record decrypted from it through the same
+ * client_msg as a UDP datagram, with the datagram's kernel time and TOS (so the QoS tap and
+ * the marks see what they see over UDP), joining the same train. A record is decrypted into
+ * the datagram's own slot, past the ones before it (OpenSSL has copied the ciphertext out by
+ * then), so what the train holds stays intact until batch_end. Answers are encrypted and sent
+ * at once through the session. */
+static void dtls_readable(struct worker *w, struct listener *l)
+{
+    struct client_batch *b = &w->fwd->cb;
+    flush_clients(w);
+    for (int round = 0; round < CLIENT_BUDGET; round++) {
+        int n = udp_recv(w, l->h.fd, &w->fwd->rxq, b->in[0], CLIENT_RX_BUF, CLIENT_RX_BUF,
+                         CLIENT_BATCH, &l->addr, &l->rxq_ovfl, b->d);
+        if (!n) return;
+        w->fwd->train_on = true;
+        for (int i = 0; i < n; i++) {
+            const struct udp_dgram *d = &b->d[i];
+            w->io.v[RELAY_C_dtls_rx_datagrams]++;
+            w->io.v[RELAY_C_dtls_rx_bytes] += d->len;
+            if (!d->ok) {
+                w->io.v[d->truncated ? RELAY_C_udp_drop_truncated : RELAY_C_udp_drop_addr]++;
+                continue;
+            }
+            struct dtls_sess *s = dtls_input(w, l, d);
+            size_t off = 0;
+            int k;
+            while (s && off < CLIENT_RX_BUF &&
+                   (k = dtls_read(w, s, b->in[i] + off, CLIENT_RX_BUF - off)) > 0) {
+                size_t out = client_msg(w, dtls_tuple(s), s, b->in[i] + off, (size_t)k, d->rx_ns,
+                                        d->tos, b->out[0], CLIENT_TX_BUF);
+                off += (size_t)k;
+                if (out) dtls_send_client(w, s, b->out[0], out, (struct udp_mark){0, 0});
+            }
+        }
+        batch_end(w); /* before the buffers are reused */
+        if (n < CLIENT_BATCH) return;
+    }
+}
+
+void fwd_dtls_readable(struct worker *w, struct ep_handler *h, uint32_t events)
+{
+    (void)events;
+    struct listener *l = (struct listener *)h;
+    /* Retired: its sessions go on, new Allocates on them are turned away (as over UDP). */
+    bool draining = w->srv.draining;
+    if (l->retired) w->srv.draining = true;
+    dtls_readable(w, l);
+    w->srv.draining = draining;
+}
+
 void fwd_tcp_event(struct worker *w, struct ep_handler *h, uint32_t events)
 {
     struct tcp_conn *c = (struct tcp_conn *)h;
@@ -482,6 +534,10 @@ static void peer_errors(struct worker *w, struct relay_sock *rs)
         size_t n =
             srv_peer_icmp(&w->srv, a, &e.to, e.type, e.code, mtu, w->now_ms, out, sizeof(out));
         if (!n || !a->client_io) continue;
+        if (a->tuple.transport == SRV_DTLS) {
+            dtls_send_client(w, a->client_io, out, n, (struct udp_mark){0, 0});
+            continue;
+        }
         const struct listener *l = a->client_io;
         struct iovec v = {.iov_base = out, .iov_len = n};
         struct mmsghdr tx;
@@ -531,6 +587,11 @@ void fwd_peer_readable(struct worker *w, struct ep_handler *h, uint32_t events)
                 b->ql[q] = l;
                 b->qrx[q] = d->rx_ns;
                 b->qmark[q] = out_mark(w, d->tos, pc);
+            } else if (a->client_io && a->tuple.transport == SRV_DTLS) {
+                /* Encrypted and sent at once (a record per datagram, its TOS kept). */
+                if (w->qos_on)
+                    qos_observe_residence(&w->qm, QOS_LEG_PEER, realtime_ns() - d->rx_ns);
+                dtls_send_client(w, a->client_io, msg, out, out_mark(w, d->tos, pc));
             } else if (a->client_io) {
                 if (w->qos_on)
                     qos_observe_residence(&w->qm, QOS_LEG_PEER, realtime_ns() - d->rx_ns);

@@ -65,6 +65,29 @@
     X(demux_bad_first_byte, "tcp+tls connections closed: first byte not TLS, STUN or ChannelData") \
     X(tls_alpn_stun_turn, "TLS handshakes that selected ALPN stun.turn (RFC 7443)")                \
     X(tls_alpn_refused, "TLS handshakes refused: ALPN offered without stun.turn (RFC 7301 alert)") \
+    X(dtls_rx_datagrams, "DTLS datagrams received on dtls listeners")                              \
+    X(dtls_rx_bytes, "DTLS bytes received on dtls listeners (records, encrypted)")                 \
+    X(dtls_tx_datagrams, "DTLS datagrams sent from dtls listeners")                                \
+    X(dtls_tx_bytes, "DTLS bytes sent from dtls listeners (records, encrypted)")                   \
+    X(dtls_send_errors, "DTLS datagrams lost: a send failed or the session could not send")        \
+    X(dtls_hello_verify, "DTLS HelloVerifyRequests sent (a stateless cookie asked for)")           \
+    X(dtls_bad_cookie, "dropped: DTLS ClientHello whose cookie did not verify")                    \
+    X(dtls_drop_no_session, "dropped: DTLS datagram from a source without a session, no hello")    \
+    X(dtls_drop_bad_hello, "dropped: DTLS ClientHello that could not be parsed")                   \
+    X(dtls_drop_retired, "dropped: DTLS ClientHello on a listener a reload removed")               \
+    X(dtls_drop_undecryptable, "dropped: DTLS application record that did not decrypt")            \
+    X(dtls_rejected_handshakes, "dropped: verified DTLS ClientHello, relay.dtls_max_handshakes")   \
+    X(dtls_rejected_sessions, "dropped: verified DTLS ClientHello, per-worker session limit")      \
+    X(dtls_rejected_nomem, "dropped: verified DTLS ClientHello, out of memory")                    \
+    X(dtls_sessions, "DTLS sessions made (a verified ClientHello)")                                \
+    X(dtls_handshakes, "DTLS handshakes completed")                                                \
+    X(dtls_handshake_failed, "DTLS sessions closed: handshake failed")                             \
+    X(dtls_handshake_timeout, "DTLS sessions closed: handshake not done in time")                  \
+    X(dtls_closed, "DTLS sessions closed (all reasons)")                                           \
+    X(dtls_close_alert, "DTLS sessions closed: the client sent close_notify or an alert")          \
+    X(dtls_session_error, "DTLS sessions closed: a fatal error after the handshake")               \
+    X(dtls_idle, "DTLS sessions closed: idle without an allocation")                               \
+    X(dtls_allocation_end, "DTLS sessions closed: their allocation ended")                         \
     X(offload_to_peer, "ChannelData forwarded to peers by the XDP fast path (in the totals too)")  \
     X(offload_to_client, "peer datagrams forwarded to clients by the XDP fast path")               \
     X(offload_bound, "channels handed to the XDP fast path")                                       \

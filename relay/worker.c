@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "credcache.h"
+#include "dtls.h"
 #include "hostaddr.h"
 #include "log.h"
 #include "addr.h"
@@ -93,7 +94,8 @@ static void graveyard_flush(struct worker *w)
 
 static void worker_free(struct worker *w)
 {
-    tcp_close_all(w); /* deletes TCP/TLS allocations with their connections */
+    tcp_close_all(w);  /* deletes TCP/TLS allocations with their connections */
+    dtls_close_all(w); /* and DTLS ones with their sessions */
     if (w->srv_ready) srv_free(&w->srv);
     offload_worker_free(w);
     if (w->hostaddr) hostaddr_drop(w->hostaddr, w->self);
@@ -276,7 +278,7 @@ struct relay *relay_open(struct tern_config *cfg)
         w->srv.unix_s = (uint64_t)time(NULL);
         for (size_t j = 0; j < c->nlisten; j++) {
             int *fd = &g->fds[j * g->nfds_per + i];
-            if (listener_add(w, &c->listen[j], *fd, &g->addrs[j], g->tls)) {
+            if (listener_add(w, &c->listen[j], *fd, &g->addrs[j], g)) {
                 tlog(CFG_LOG_ERROR, "worker_failed", LF_U("worker", i),
                      LF_S("error", strerror(errno)));
                 relay_close(r, NULL, NULL);
@@ -479,6 +481,7 @@ static void *worker_main(void *arg)
         unauth_episode(w);
         timeline_sweep(w); /* once a second: meters ticked, quality episodes logged */
         tcp_expire(w);
+        dtls_expire(w);  /* also closes the sessions whose allocations ended in this pass */
         worker_adopt(w); /* a reloaded configuration, between two passes */
         listeners_reap(w);
         graveyard_flush(w);
