@@ -925,6 +925,24 @@ static int pg_node_forget(struct store *base, const char *node_id, char err[STOR
     return STORE_OK;
 }
 
+static int pg_nodes_prune(struct store *base, uint32_t older_than_s, uint64_t *removed,
+                          char err[STORE_ERR_LEN])
+{
+    struct pg_store *s = pg(base);
+    static const char what[] = "cannot remove the rows of long-dead nodes";
+    char secs[16];
+    snprintf(secs, sizeof secs, "%u", (unsigned)older_than_s);
+    const char *vals[1] = {secs};
+    PGresult *r =
+        run(s, "DELETE FROM tern_nodes WHERE heartbeat < now() - make_interval(secs => $1)", 1,
+            vals, NULL, NULL, err, what);
+    if (!r) return STORE_ERROR;
+    if (!ok(r)) return failed(s, r, err, what, NULL);
+    *removed = strtoull(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return STORE_OK;
+}
+
 static int pg_nodes_each(struct store *base, int (*fn)(void *ctx, const struct store_node *n),
                          void *ctx, char err[STORE_ERR_LEN])
 {
@@ -1075,6 +1093,7 @@ static const struct store_ops pg_ops = {
     .calls_each = pg_calls_each,
     .node_beat = pg_node_beat,
     .node_forget = pg_node_forget,
+    .nodes_prune = pg_nodes_prune,
     .nodes_each = pg_nodes_each,
     .fleet_users = pg_fleet_users,
     .nonce_keys = pg_nonce_keys,

@@ -32,7 +32,8 @@ struct cluster {
     /* The registry as last read (under lock). */
     struct fleet snap;
     bool have_snap;
-    uint64_t snap_ms; /* relay_now_ms() of that reading */
+    uint64_t snap_ms;  /* relay_now_ms() of that reading */
+    uint64_t prune_ms; /* relay_now_ms() of the last prune of long-dead rows */
     uint32_t dead_after;
     /* For the rates of the row: the previous heartbeat's readings. */
     uint64_t last_ms, last_relayed;
@@ -245,6 +246,21 @@ static void shared_state(struct cluster *c, const struct tern_config *cfg, char 
     fleet_users_free(&fu);
 }
 
+/* Rows of nodes dead for cluster.forget_after go, once a minute (any node may do it: a DELETE
+ * of rows nobody writes is idempotent). A failure is only logged: the rows stay shown dead. */
+static void prune(struct cluster *c, const struct tern_config *cfg, uint64_t now_ms)
+{
+    if (!cfg->cluster_forget_after || (c->prune_ms && now_ms - c->prune_ms < 60000)) return;
+    c->prune_ms = now_ms;
+    uint64_t removed = 0;
+    char err[STORE_ERR_LEN] = "";
+    if (store_nodes_prune(c->db, cfg->cluster_forget_after, &removed, err) != STORE_OK)
+        tlog(CFG_LOG_WARN, "fleet_prune_failed", LF_S("error", err));
+    else if (removed)
+        tlog(CFG_LOG_INFO, "fleet_pruned", LF_U("nodes", removed),
+             LF_U("forget_after", cfg->cluster_forget_after));
+}
+
 static void pass(struct cluster *c)
 {
     const struct tern_config *cfg = relay_config_get(c->r);
@@ -269,6 +285,7 @@ static void pass(struct cluster *c)
             c->dead_after = cfg->cluster_dead_after;
             pthread_mutex_unlock(&c->lock);
             err[0] = '\0';
+            prune(c, cfg, now_ms);
             shared_state(c, cfg, err);
             if (c->db_down && !err[0]) {
                 c->db_down = false;

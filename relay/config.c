@@ -1150,6 +1150,13 @@ static void cluster_check(struct parse *p, yaml_node_t *map, const char *path, v
                 "%u s is less than two heartbeats (%u s): a live node would be shown dead",
                 (unsigned)c->cluster_dead_after, 2 * (unsigned)c->cluster_heartbeat);
     }
+    if (c->cluster_forget_after && c->cluster_forget_after <= c->cluster_dead_after) {
+        join(kpath, sizeof kpath, path, "forget_after");
+        problem(p, map_value(p, map, "forget_after"), kpath,
+                "%u s is not more than dead_after (%u s): a node would vanish before it is shown "
+                "dead (0: never forget)",
+                (unsigned)c->cluster_forget_after, (unsigned)c->cluster_dead_after);
+    }
     if (!id) return;
     size_t n = strlen(id);
     bool bad = id[0] == ' ' || id[n - 1] == ' ';
@@ -1165,6 +1172,7 @@ static const struct key cluster_keys[] = {
     STR("node_id", cluster_node_id, 1, 255, NULL, F_NULLABLE),
     UINT("heartbeat", cluster_heartbeat, 1, 60, "2"),
     UINT("dead_after", cluster_dead_after, 2, 3600, "10"),
+    UINT("forget_after", cluster_forget_after, 0, 31536000, "86400"),
     BOOL("redirect", cluster_redirect, "false"),
     UINT("max_allocations", cluster_max_allocations, 0, UINT32_MAX, "0"),
     {.name = "max_cpu",

@@ -148,9 +148,10 @@ struct tern_config {
     /* cluster: */
     char *cluster_node_id; /* this node's name in the fleet's call records; NULL: the hostname */
     /* The node registry (docs/fleet.md), on with a PostgreSQL auth.database: */
-    uint32_t cluster_heartbeat;       /* cluster.heartbeat: seconds between two rows */
-    uint32_t cluster_dead_after;      /* cluster.dead_after: a row this old is a dead node's */
-    bool cluster_redirect;            /* cluster.redirect: 300 to the least-loaded node when over */
+    uint32_t cluster_heartbeat;    /* cluster.heartbeat: seconds between two rows */
+    uint32_t cluster_dead_after;   /* cluster.dead_after: a row this old is a dead node's */
+    uint32_t cluster_forget_after; /* cluster.forget_after: a row this old is removed (0: never) */
+    bool cluster_redirect;         /* cluster.redirect: 300 to the least-loaded node when over */
     uint32_t cluster_max_allocations; /* cluster.max_allocations: this node's limit (0: none) */
     double cluster_max_cpu;           /* cluster.max_cpu: share of the CPUs (0: none) */
     char *cluster_domain;      /* cluster.domain: the name in this node's TLS certificate; NULL */

@@ -33,15 +33,15 @@ auth:
   database_password_file: "$PG_DIR/pw"
   users: [ { name: alice, password: alice-pw }, { name: bob, password: bob-pw },
            { name: dave, password: dave-pw } ]
-cluster: { node_id: $1, heartbeat: 1, dead_after: 3, redirect: true, max_allocations: $2 }
+cluster: { node_id: $1, heartbeat: 1, dead_after: 3, redirect: true, max_allocations: $2${3:+, $3} }
 qos: { record_database: true }
 ops: { listen: "127.0.0.1:0", token: "$TOKEN" }
 log: { level: info, format: json }
 EOF
 }
 declare -A PID UDP OPS
-start_node() { # NAME MAX_ALLOCATIONS
-    node_cfg "$1" "$2"
+start_node() { # NAME MAX_ALLOCATIONS [MORE CLUSTER KEYS]
+    node_cfg "$1" "$2" "${3:-}"
     "$TERND" -c "$WORK/$1.yaml" 2>"$WORK/$1.log" &
     PID[$1]=$!
     for _ in $(seq 100); do
@@ -301,13 +301,36 @@ grep -q '"event":"fleet_left"' "$WORK/$T.log" && pass "$T stopped: fleet_left lo
 wait_state a "$T" absent 3 && pass "$T's row is gone from the registry" || fail "$T still listed: $(cat "$WORK/nodes.json")"
 grep -h -i "$PG_PASSWORD" "$WORK"/*.log && fail "the database password is in a log" || pass "no password in any node's log"
 
+# ---- forgetting rows: ternctl nodes forget (a dead node's; a live one only with --force) ----
+rc=0; "$TERNCTL" -c "$WORK/a.yaml" nodes forget a >"$WORK/forget_a.txt" 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -q "node 'a' is alive" "$WORK/forget_a.txt" &&
+    pass "ternctl nodes forget a live node: refused (exit 1, 'node 'a' is alive ... --force')" ||
+    fail "forget a live node: exit $rc: $(cat "$WORK/forget_a.txt")"
+rc=0; "$TERNCTL" -c "$WORK/a.yaml" nodes forget ghost >"$WORK/forget_g.txt" 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -q "no node 'ghost'" "$WORK/forget_g.txt" && pass "ternctl nodes forget an unknown id: exit 1" ||
+    fail "forget unknown: exit $rc: $(cat "$WORK/forget_g.txt")"
+if "$TERNCTL" -c "$WORK/a.yaml" nodes forget "$O" >"$WORK/forget_o.txt" 2>&1 &&
+    grep -q "forgot node $O (dead" "$WORK/forget_o.txt" && wait_state a "$O" absent 2; then
+    pass "ternctl nodes forget $O (dead): its row is gone"
+else
+    fail "forget $O: $(cat "$WORK/forget_o.txt")"
+fi
+
 # ---- schema compat: a newer schema this program may run on, and one it may not ----
 kill -TERM "${PID[a]}"
 wait "${PID[a]}" 2>/dev/null
 psql_tern() { PGPASSWORD=$PG_PASSWORD pg_as "$PG_BIN/psql" -h "$PG_DIR" -U tern -d tern -qAt -c "$1"; }
 psql_tern "UPDATE tern_schema SET version = version + 1"
-start_node a 1
+# A node dead for an hour: a node with cluster.forget_after below that removes its row.
+psql_tern "INSERT INTO tern_nodes VALUES ('ghost', '0.0', now() - interval '2 hours', now() - interval '1 hour', false, 0, 0, 0, 0, 0, 0, '[]', '{}')"
+start_node a 1 "forget_after: 600"
 pass "a starts on schema version 4 with compat 3 (what a newer release that only adds would leave)"
+for _ in $(seq 30); do grep -q '"event":"fleet_pruned"' "$WORK/a.log" && break; sleep 0.1; done
+if grep -q '"event":"fleet_pruned".*"nodes":1' "$WORK/a.log" && wait_state a ghost absent 2; then
+    pass "cluster.forget_after 600: a removed the row of a node dead for an hour (fleet_pruned)"
+else
+    fail "no prune: $(grep fleet_prune "$WORK/a.log"; cat "$WORK/nodes.json")"
+fi
 kill -TERM "${PID[a]}"
 wait "${PID[a]}" 2>/dev/null
 psql_tern "UPDATE tern_schema SET compat = 4"
