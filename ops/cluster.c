@@ -43,6 +43,7 @@ struct cluster {
     uint64_t beat_failures; /* passes that could not write or read the registry (under lock) */
     size_t nkeys;           /* fleet nonce keys in use (under lock) */
     char steer_desc[512];   /* the steering table as last logged */
+    char steer_node[2][FLEET_TRANSPORTS][STORE_MAX_NODE + 1]; /* each target's node id */
 };
 
 static double cpu_seconds(void)
@@ -159,6 +160,18 @@ static int beat(struct cluster *c, const struct tern_config *cfg, uint64_t now_m
     return rc;
 }
 
+/* A node's endpoint clients of family f (0: IPv4) and transport t can be sent to, or NULL. */
+static const struct fleet_endpoint *steer_endpoint(const struct fleet_node *n, int f, int t)
+{
+    for (size_t k = 0; k < n->nep; k++) {
+        const struct fleet_endpoint *ep = &n->ep[k];
+        if (ep->transport == t && ep->family == (f ? 6 : 4) && ep->has_addr) return ep;
+    }
+    return NULL;
+}
+
+#define STEER_STICKY 0.05 /* a target is kept while at most 5 load points above the best */
+
 /* Where this node steers new Allocates from now on (cluster.redirect). */
 static void steer(struct cluster *c, const struct tern_config *cfg, uint64_t now_ms)
 {
@@ -172,25 +185,35 @@ static void steer(struct cluster *c, const struct tern_config *cfg, uint64_t now
         st.always = cfg->cluster_max_cpu > 0 && c->cpu >= cfg->cluster_max_cpu;
         st.above = cfg->cluster_max_allocations;
         for (int f = 0; f < 2; f++)
-            for (int t = 0; t < FLEET_TRANSPORTS; t++)
-                for (size_t i = 0; i < c->snap.n && !st.set[f][t]; i++) {
+            for (int t = 0; t < FLEET_TRANSPORTS; t++) {
+                /* The best target, unless the last one is still offerable and within
+                 * STEER_STICKY of it: equally loaded nodes would otherwise take turns at every
+                 * heartbeat (ties are broken by what each heartbeat happened to read). */
+                const struct fleet_node *best = NULL, *last = NULL;
+                const struct fleet_endpoint *best_ep = NULL, *last_ep = NULL;
+                for (size_t i = 0; i < c->snap.n; i++) {
                     const struct fleet_node *n = &c->snap.v[i]; /* ranked: best first */
                     if (n->self || !fleet_offerable(n)) continue;
-                    for (size_t k = 0; k < n->nep; k++) {
-                        const struct fleet_endpoint *ep = &n->ep[k];
-                        if (ep->transport != t || ep->family != (f ? 6 : 4) || !ep->has_addr)
-                            continue;
-                        st.to[f][t].to = ep->addr;
-                        if (t == 2) snprintf(st.to[f][t].domain, 256, "%s", ep->domain);
-                        st.set[f][t] = true;
-                        char a[ADDR_STRLEN];
-                        int w = snprintf(desc + dl, sizeof desc - dl, "%s%s%d->%s %s",
-                                         dl ? ", " : "", fleet_transport_names[t], f ? 6 : 4,
-                                         n->row.node_id, addr_str(&ep->addr, a));
-                        if (w > 0 && (size_t)w < sizeof desc - dl) dl += (size_t)w;
-                        break;
-                    }
+                    const struct fleet_endpoint *ep = steer_endpoint(n, f, t);
+                    if (!ep) continue;
+                    if (!best) best = n, best_ep = ep;
+                    if (strcmp(n->row.node_id, c->steer_node[f][t]) == 0) last = n, last_ep = ep;
                 }
+                if (last && last->load <= best->load + STEER_STICKY) best = last, best_ep = last_ep;
+                if (!best) {
+                    c->steer_node[f][t][0] = '\0';
+                    continue;
+                }
+                memcpy(c->steer_node[f][t], best->row.node_id, sizeof c->steer_node[f][t]);
+                st.to[f][t].to = best_ep->addr;
+                if (t == 2) snprintf(st.to[f][t].domain, 256, "%s", best_ep->domain);
+                st.set[f][t] = true;
+                char a[ADDR_STRLEN];
+                int w = snprintf(desc + dl, sizeof desc - dl, "%s%s%d->%s %s", dl ? ", " : "",
+                                 fleet_transport_names[t], f ? 6 : 4, best->row.node_id,
+                                 addr_str(&best_ep->addr, a));
+                if (w > 0 && (size_t)w < sizeof desc - dl) dl += (size_t)w;
+            }
     }
     relay_set_steer(c->r, &st);
     if (strcmp(desc, c->steer_desc) != 0) {
