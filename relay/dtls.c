@@ -402,7 +402,8 @@ static struct dtls_sess *hello(struct worker *w, struct dtls_state *st, struct l
         st->listen = NULL;
         return NULL;
     }
-    st->listen = NULL; /* the listening SSL is this session's now */
+    st->listen = NULL;            /* the listening SSL is this session's now */
+    SSL_set_app_data(ls, &w->io); /* alpn_select (relay/tcp.c) counts here */
     s->ssl = ls;
     s->l = l;
     s->tuple = *t;

@@ -814,7 +814,7 @@ void tcp_close_all(struct worker *w)
     w->tcp = NULL;
 }
 
-/* ALPN (RFC 7301) on TLS and tcp+tls listeners: "stun.turn" (RFC 7443) when the client offers
+/* ALPN (RFC 7301) on TLS, tcp+tls and dtls listeners: "stun.turn" (RFC 7443) when the client offers
  * it. A client that offers no ALPN never gets here and is served as before (most TURN clients
  * send none). A client that offers only other protocols (h2, http/1.1: a browser or scanner
  * on port 443) gets the fatal no_application_protocol alert RFC 7301 3.2 prescribes ("SHALL")
@@ -854,8 +854,8 @@ struct ssl_ctx_st *tls_context(const struct tern_config *cfg, FILE *err, bool dt
          * non-blocking. */
         SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                   SSL_MODE_RELEASE_BUFFERS);
-        SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     }
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL); /* TLS and DTLS alike (RFC 7443) */
     step = "tls.certificate";
     file = cfg->tls_certificate;
     if (SSL_CTX_use_certificate_chain_file(ctx, file) != 1) goto fail;

@@ -48,6 +48,39 @@ uclient "DTLS channels, 8 clients x 200" "$WORK/uc1.log" 1600 -S -n 200 -m 8 -l 
 grep -q 'method=DTLSv1.2' "$WORK/uc1.log" && pass "uclient negotiated DTLS 1.2" || fail "uclient did not report DTLSv1.2"
 uclient "DTLS Send/Data indications, 6 clients x 200" "$WORK/uc2.log" 1200 -S -s -n 200 -m 6 -l 160 -e 127.0.0.1 -p "$D4" 127.0.0.1
 
+# ALPN (RFC 7443) as on TLS listeners: stun.turn when offered, the alert when only others are.
+sclient() { echo | timeout 10 openssl s_client -dtls1_2 -connect "127.0.0.1:$D4" "$@" 2>&1 || true; }
+sclient -alpn stun.turn,h2 >"$WORK/alpn1.txt"
+grep -q '^ALPN protocol: stun.turn' "$WORK/alpn1.txt" && pass "DTLS ALPN: stun.turn chosen from stun.turn,h2" ||
+    { fail "DTLS ALPN stun.turn not negotiated"; grep -iE 'alpn|error|alert' "$WORK/alpn1.txt" >&2; }
+sclient -alpn h2 >"$WORK/alpn2.txt"
+grep -qi 'no application protocol' "$WORK/alpn2.txt" && pass "DTLS ALPN: a client offering only h2 gets no_application_protocol" ||
+    { fail "DTLS ALPN h2 only not refused"; grep -iE 'alpn|error|alert' "$WORK/alpn2.txt" >&2; }
+sclient >"$WORK/alpn3.txt"
+grep -q '^subject=CN = localhost' "$WORK/alpn3.txt" && grep -q 'No ALPN negotiated' "$WORK/alpn3.txt" &&
+    pass "DTLS without ALPN still served (certificate CN=localhost)" || { fail "DTLS without ALPN"; tail -5 "$WORK/alpn3.txt" >&2; }
+
+# A reload with a renewed certificate: new handshakes get it; a DTLS call running across the
+# reload loses nothing.
+timeout 120 turnutils_uclient -z 5 -u alice -w wonderland -r "$PEER_PORT" -S -n 400 -m 2 -l 160 \
+    -e 127.0.0.1 -p "$D4" 127.0.0.1 >"$WORK/ucr.log" 2>&1 &
+UCR=$!
+sleep 1
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=renewed -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null || fail "openssl req (renewal)"
+kill -HUP "$TERND_PID"
+for _ in $(seq 50); do grep -q '"event":"config_reloaded"' "$WORK/ternd.log" && break; sleep 0.1; done
+grep -q '"event":"config_reloaded"' "$WORK/ternd.log" && pass "SIGHUP: config_reloaded" || fail "no config_reloaded"
+sleep 0.3 # the workers adopt the generation between loop passes
+sclient >"$WORK/renewed.txt"
+grep -q '^subject=CN = renewed' "$WORK/renewed.txt" && pass "after the reload a new DTLS handshake gets the renewed certificate" ||
+    { fail "renewed certificate not served"; grep '^subject=' "$WORK/renewed.txt" >&2; }
+rc=0; wait "$UCR" || rc=$?
+sent=$(grep -oE 'tot_send_msgs=[0-9]+, tot_recv_msgs=[0-9]+$' "$WORK/ucr.log" | tail -1 || true)
+lost=$(grep -oE 'Total lost packets [0-9]+' "$WORK/ucr.log" | tail -1 | awk '{print $4}' || true)
+[ "$rc" -eq 0 ] && [ "$sent" = "tot_send_msgs=800, tot_recv_msgs=800" ] && [ "$lost" = 0 ] &&
+    pass "a DTLS call across the reload: $sent lost=$lost" || { fail "DTLS call across the reload: rc=$rc $sent lost=$lost"; tail -5 "$WORK/ucr.log" >&2; }
+
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$TERND_PID/status"; }
 # Warm-up: the receive slots and the listening SSL's buffers become resident once.
 python3 "$FLOOD" 127.0.0.1 "$D4" 4000 >/dev/null
