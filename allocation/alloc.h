@@ -21,6 +21,7 @@
 /* SRV_DTLS: TURN over DTLS (RFC 7350): datagrams like UDP (no stream framing, ICMP relayed),
  * but each source completed a handshake (never spoofed, like TCP). */
 enum srv_transport { SRV_UDP, SRV_TCP, SRV_TLS, SRV_DTLS };
+#define SRV_TRANSPORTS 4
 /* Is it a byte stream (ChannelData padded to 4 bytes, RFC 8656 12.5)? */
 static inline bool srv_stream(enum srv_transport t)
 {

@@ -751,10 +751,7 @@ static size_t do_allocate(struct req *r)
         fam[0] = family_of(f);
         if (!fam[0]) return error(r, 440);
     }
-    const struct srv_steer *to =
-        r->t->transport == SRV_DTLS /* the fleet publishes no DTLS listeners: not steered */
-            ? NULL
-            : s->steer[r->t->client.sa.sa_family == AF_INET6][r->t->transport];
+    const struct srv_steer *to = s->steer[r->t->client.sa.sa_family == AF_INET6][r->t->transport];
     if (to && !(r->nonce_flags & AUTH_NONCE_STEERED)) return steer_answer(r, to);
     if (s->draining) return drain_answer(r, r->t->client.sa.sa_family);
 

@@ -170,6 +170,10 @@ static const struct fleet_endpoint *steer_endpoint(const struct fleet_node *n, i
     return NULL;
 }
 
+_Static_assert((int)FLEET_TRANSPORTS == (int)SRV_TRANSPORTS && (int)FLEET_DTLS == (int)SRV_DTLS &&
+                   (int)FLEET_TLS == (int)SRV_TLS,
+               "fleet_transport indexes srv.steer");
+
 #define STEER_STICKY 0.05 /* a target is kept while at most 5 load points above the best */
 
 /* Where this node steers new Allocates from now on (cluster.redirect). */
@@ -206,7 +210,8 @@ static void steer(struct cluster *c, const struct tern_config *cfg, uint64_t now
                 }
                 memcpy(c->steer_node[f][t], best->row.node_id, sizeof c->steer_node[f][t]);
                 st.to[f][t].to = best_ep->addr;
-                if (t == 2) snprintf(st.to[f][t].domain, 256, "%s", best_ep->domain);
+                if (t == SRV_TLS || t == SRV_DTLS)
+                    snprintf(st.to[f][t].domain, 256, "%s", best_ep->domain);
                 st.set[f][t] = true;
                 char a[ADDR_STRLEN];
                 int w = snprintf(desc + dl, sizeof desc - dl, "%s%s%d->%s %s", dl ? ", " : "",

@@ -165,12 +165,12 @@ int relay_database(struct relay *r, uint64_t *outages);
 /* ---- Fleet (ops/cluster.c) ---- */
 
 /* Where new Allocates are steered (cluster.redirect): to[family][transport] (family 0 IPv4,
- * 1 IPv6; transport udp, tcp, tls) where set, while the node drains (the workers see that
+ * 1 IPv6; transport udp, tcp, tls, dtls) where set, while the node drains (the workers see that
  * themselves), always (over its CPU limit), or once it holds `above` allocations (0: never).
  * Nothing set: none is (the default). */
 struct relay_steer {
-    struct srv_steer to[2][3];
-    bool set[2][3];
+    struct srv_steer to[2][SRV_TRANSPORTS];
+    bool set[2][SRV_TRANSPORTS];
     bool always;
     uint64_t above;
 };

@@ -358,7 +358,7 @@ static void fleet_take(struct worker *w)
     w->srv.fleet_keys = w->fleet_keys;
     w->steer_any = false;
     for (int f = 0; f < 2; f++)
-        for (int t = 0; t < 3; t++)
+        for (int t = 0; t < SRV_TRANSPORTS; t++)
             w->steer_any |= w->steer.set[f][t];
     if (!w->steer_any) memset(w->srv.steer, 0, sizeof(w->srv.steer));
 }
@@ -371,7 +371,7 @@ static void steer_pass(struct worker *w)
     bool on = atomic_load_explicit(&w->shared->draining, memory_order_relaxed) || w->steer.always ||
               (w->steer.above && relay_active(w->relay) >= w->steer.above);
     for (int f = 0; f < 2; f++)
-        for (int t = 0; t < 3; t++)
+        for (int t = 0; t < SRV_TRANSPORTS; t++)
             w->srv.steer[f][t] = on && w->steer.set[f][t] ? &w->steer.to[f][t] : NULL;
 }
 

@@ -261,6 +261,9 @@ done
     fail "no record of the outage call (rows $rows_before -> $rows)"
 
 # ---- a dead node (O): never offered ----
+# Right after the outage a's reading can still show every node dead (no heartbeat got through):
+# O must be seen alive again first, or 'dead' below would be that stale reading.
+wait_state a "$O" alive 6 || fail "$O not alive again after the outage: $(cat "$WORK/nodes.json")"
 kill -KILL "${PID[$O]}"
 if wait_state a "$O" dead 6; then pass "$O killed: shown dead on a within cluster.dead_after"; else fail "$O not dead: $(cat "$WORK/nodes.json")"; fi
 sleep 1.1 # a's metrics follow its next reading
