@@ -23,6 +23,7 @@
 #include "addr.h"
 #include "offload_rtp.h"
 #include "qos.h"
+#include "testutil.h"
 
 #define MS  1000000LL
 #define SEC 1000000000LL
@@ -40,20 +41,6 @@ static uint64_t rng(void)
     rng_state ^= rng_state >> 7;
     rng_state ^= rng_state << 17;
     return rng_state;
-}
-
-static size_t rtp(uint8_t *b, uint8_t pt, uint16_t seq, uint32_t ts, uint32_t ssrc, size_t n)
-{
-    b[0] = 0x80;
-    b[1] = pt;
-    b[2] = (uint8_t)(seq >> 8);
-    b[3] = (uint8_t)seq;
-    for (int i = 0; i < 4; i++) {
-        b[4 + i] = (uint8_t)(ts >> (24 - 8 * i));
-        b[8 + i] = (uint8_t)(ssrc >> (24 - 8 * i));
-    }
-    memset(b + 12, 0xab, n);
-    return 12 + n;
 }
 
 /* One handed-over stream of meter B. */
@@ -253,7 +240,7 @@ static void run_script(const struct script *sc, int every)
         if (i == sc->ssrc_change_at) ssrc ^= 0x5a5a5a5a;
         int frame = sc->frame ? sc->frame : 1;
         uint32_t pts = ts + (uint32_t)(i / frame) * sc->tsstep;
-        size_t len = rtp(b, sc->pt, seq, pts, ssrc, 60 + (size_t)(rng() % 100));
+        size_t len = rtp_build(b, sc->pt, seq, pts, ssrc, 60 + (size_t)(rng() % 100));
         seq++;
         t += sc->step_ns;
         int64_t rx = t + (sc->jitter_ns ? (int64_t)(rng() % (uint64_t)sc->jitter_ns) : 0);
