@@ -24,6 +24,7 @@
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 
 #include "addr.h"
@@ -53,10 +54,10 @@ struct dtls_io {
 };
 
 struct dtls_sess {
-    struct dtls_sess *hnext;           /* the table's chain */
-    struct dtls_sess *prev, *next;     /* every session, least recently active first */
-    struct dtls_sess *hsprev, *hsnext; /* in handshake, oldest first: deadline order */
-    struct dtls_sess *cnext;           /* closing, until the pass ends */
+    struct dtls_sess *hnext;    /* the table's chain */
+    TAILQ_ENTRY(dtls_sess) lru; /* every session, least recently active first */
+    TAILQ_ENTRY(dtls_sess) hs;  /* in handshake (until up), oldest first: deadlines */
+    struct dtls_sess *cnext;    /* closing, until the pass ends */
     SSL *ssl;
     struct dtls_io io;
     struct srv_tuple tuple;
@@ -70,8 +71,8 @@ struct dtls_sess {
 
 struct dtls_state {
     struct dtls_sess **table;
-    struct dtls_sess *lru_head, *lru_tail;
-    struct dtls_sess *hs_head, *hs_tail;
+    TAILQ_HEAD(sess_list, dtls_sess) lru;
+    struct sess_list hs;
     struct dtls_sess *closing;
     size_t nsess, nhs;
     BIO_METHOD *meth;
@@ -103,42 +104,16 @@ static struct dtls_sess *find(struct dtls_state *st, const struct srv_tuple *t)
 
 /* ---- lists ---- */
 
-static void lru_unlink(struct dtls_state *st, struct dtls_sess *s)
+static void lru_touch(struct dtls_state *st, struct dtls_sess *s)
 {
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        st->lru_head = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    else
-        st->lru_tail = s->prev;
-    s->prev = s->next = NULL;
-}
-
-static void lru_push(struct dtls_state *st, struct dtls_sess *s)
-{
-    s->prev = st->lru_tail;
-    s->next = NULL;
-    if (st->lru_tail)
-        st->lru_tail->next = s;
-    else
-        st->lru_head = s;
-    st->lru_tail = s;
+    TAILQ_REMOVE(&st->lru, s, lru);
+    TAILQ_INSERT_TAIL(&st->lru, s, lru);
 }
 
 static void hs_unlink(struct dtls_state *st, struct dtls_sess *s)
 {
     if (s->up) return;
-    if (s->hsprev)
-        s->hsprev->hsnext = s->hsnext;
-    else
-        st->hs_head = s->hsnext;
-    if (s->hsnext)
-        s->hsnext->hsprev = s->hsprev;
-    else
-        st->hs_tail = s->hsprev;
-    s->hsprev = s->hsnext = NULL;
+    TAILQ_REMOVE(&st->hs, s, hs);
     st->nhs--;
 }
 
@@ -281,6 +256,8 @@ static struct dtls_state *state(struct worker *w)
     if (w->dtls) return w->dtls;
     struct dtls_state *st = calloc(1, sizeof(*st));
     if (!st) return NULL;
+    TAILQ_INIT(&st->lru);
+    TAILQ_INIT(&st->hs);
     st->table = calloc(DTLS_BUCKETS, sizeof(*st->table));
     st->meth = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "tern-dtls");
     st->lpeer = BIO_ADDR_new();
@@ -414,13 +391,8 @@ static struct dtls_sess *hello(struct worker *w, struct dtls_state *st, struct l
     struct dtls_sess **sl = slot(st, t);
     s->hnext = *sl;
     *sl = s;
-    lru_push(st, s);
-    s->hsprev = st->hs_tail;
-    if (st->hs_tail)
-        st->hs_tail->hsnext = s;
-    else
-        st->hs_head = s;
-    st->hs_tail = s;
+    TAILQ_INSERT_TAIL(&st->lru, s, lru);
+    TAILQ_INSERT_TAIL(&st->hs, s, hs);
     st->nhs++;
     st->nsess++;
     w->io.v[RELAY_C_dtls_sessions]++;
@@ -452,8 +424,7 @@ struct dtls_sess *dtls_input(struct worker *w, struct listener *l, const struct 
     if (!s) return hello(w, st, l, &t, d);
     if (s->closing != NOT_CLOSING) return NULL; /* ends with this pass */
     s->last_ms = w->now_ms;
-    lru_unlink(st, s);
-    lru_push(st, s);
+    lru_touch(st, s);
     s->io.in = d->data;
     s->io.inlen = d->len;
     s->expect_plain = s->up && d->len && d->data[0] == 23; /* application_data */
@@ -550,7 +521,7 @@ static void sess_close(struct worker *w, struct dtls_sess *s, enum relay_counter
             *p = s->hnext;
             break;
         }
-    lru_unlink(st, s);
+    TAILQ_REMOVE(&st->lru, s, lru);
     hs_unlink(st, s);
     st->nsess--;
     s->closing = why; /* dtls_alloc_ended from the allocation's end: already closing */
@@ -572,23 +543,21 @@ void dtls_expire(struct worker *w)
         sess_close(w, s, s->closing);
     }
     uint64_t limit = (uint64_t)w->cfg->dtls_handshake_timeout * 1000;
-    while (st->hs_head && w->now_ms - st->hs_head->born_ms > limit) {
-        struct dtls_sess *s = st->hs_head;
+    struct dtls_sess *s;
+    while ((s = TAILQ_FIRST(&st->hs)) && w->now_ms - s->born_ms > limit) {
         tlog(CFG_LOG_DEBUG, "dtls_handshake_timeout", LF_A("client", &s->tuple.client));
         sess_close(w, s, RELAY_C_dtls_handshake_timeout);
     }
     if (w->now_ms - st->timers_ms >= DTLS_TIMER_MS) {
         st->timers_ms = w->now_ms;
         /* A flight the client did not answer is sent again (OpenSSL's timer, 1 s doubling). */
-        for (struct dtls_sess *s = st->hs_head; s; s = s->hsnext)
+        TAILQ_FOREACH (s, &st->hs, hs)
             if (DTLSv1_handle_timeout(s->ssl) < 0) ERR_clear_error();
     }
-    struct dtls_sess *s;
-    while ((s = st->lru_head) && w->now_ms - s->last_ms > DTLS_IDLE_MS) {
+    while ((s = TAILQ_FIRST(&st->lru)) && w->now_ms - s->last_ms > DTLS_IDLE_MS) {
         if (alloc_find(&w->srv.allocs, &s->tuple)) { /* the allocation's expiry decides */
             s->last_ms = w->now_ms;
-            lru_unlink(st, s);
-            lru_push(st, s);
+            lru_touch(st, s);
         } else {
             sess_close(w, s, RELAY_C_dtls_idle);
         }
@@ -609,9 +578,10 @@ void dtls_close_all(struct worker *w)
         st->closing = s->cnext;
         sess_close(w, s, s->closing);
     }
-    while (st->lru_head) {
-        st->lru_head->closing = RELAY_C_dtls_closed;
-        sess_close(w, st->lru_head, RELAY_C_dtls_closed);
+    struct dtls_sess *s;
+    while ((s = TAILQ_FIRST(&st->lru))) {
+        s->closing = RELAY_C_dtls_closed;
+        sess_close(w, s, RELAY_C_dtls_closed);
     }
     SSL_free(st->listen);
     BIO_meth_free(st->meth);
@@ -624,7 +594,8 @@ void dtls_close_all(struct worker *w)
 bool dtls_uses_listener(const struct worker *w, const struct listener *l)
 {
     if (!w->dtls) return false;
-    for (const struct dtls_sess *s = w->dtls->lru_head; s; s = s->next)
+    const struct dtls_sess *s;
+    TAILQ_FOREACH (s, &w->dtls->lru, lru)
         if (s->l == l) return true;
     return false;
 }
