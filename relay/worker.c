@@ -568,6 +568,10 @@ int relay_start(struct relay *r)
             return -1;
         }
         w->started = true;
+        char name[32]; /* top -H, ps -L and /proc/PID/task/TID/comm show it (15 bytes kept) */
+        snprintf(name, sizeof name, "tern-worker-%u", i % 1000);
+        name[15] = '\0';
+        pthread_setname_np(w->thread, name);
     }
     const struct tern_config *c = &r->gen->cfg; /* no reload before this returns */
     char db[STORE_ERR_LEN];
