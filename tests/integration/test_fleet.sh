@@ -236,8 +236,7 @@ grep -q "^followed=127.0.0.1:${UDP[$O]}" "$WORK/drained.out" && grep -q '^totals
 api -o /dev/null -X DELETE "http://127.0.0.1:${OPS[$T]}/api/v1/drain"
 
 # ---- the database stopped for 5 s mid-call ----
-rows_before=$(PGPASSWORD=$PG_PASSWORD pg_as "$PG_BIN/psql" -h "$PG_DIR" -U tern -d tern -qAt -c \
-    "SELECT count(*) FROM call_quality WHERE user_name = 'bob' AND node = '$T'")
+rows_before=$(pg_sql "SELECT count(*) FROM call_quality WHERE user_name = 'bob' AND node = '$T'")
 pg_pause
 t_out=$(now_ms)
 for _ in $(seq 40); do grep -q '"event":"fleet_unavailable"' "$WORK/a.log" && break; sleep 0.1; done
@@ -252,8 +251,7 @@ grep -q '"event":"fleet_restored"' "$WORK/a.log" && pass "database back: a logge
     fail "no fleet_restored on a"
 rows=$rows_before
 for _ in $(seq 80); do
-    rows=$(PGPASSWORD=$PG_PASSWORD pg_as "$PG_BIN/psql" -h "$PG_DIR" -U tern -d tern -qAt -c \
-        "SELECT count(*) FROM call_quality WHERE user_name = 'bob' AND node = '$T'" 2>/dev/null || echo "$rows_before")
+    rows=$(pg_sql "SELECT count(*) FROM call_quality WHERE user_name = 'bob' AND node = '$T'" 2>/dev/null || echo "$rows_before")
     [ "$rows" -gt "$rows_before" ] && break
     sleep 0.1
 done
@@ -322,10 +320,9 @@ fi
 # ---- schema compat: a newer schema this program may run on, and one it may not ----
 kill -TERM "${PID[a]}"
 wait "${PID[a]}" 2>/dev/null
-psql_tern() { PGPASSWORD=$PG_PASSWORD pg_as "$PG_BIN/psql" -h "$PG_DIR" -U tern -d tern -qAt -c "$1"; }
-psql_tern "UPDATE tern_schema SET version = version + 1"
+pg_sql "UPDATE tern_schema SET version = version + 1"
 # A node dead for an hour: a node with cluster.forget_after below that removes its row.
-psql_tern "INSERT INTO tern_nodes VALUES ('ghost', '0.0', now() - interval '2 hours', now() - interval '1 hour', false, 0, 0, 0, 0, 0, 0, '[]', '{}')"
+pg_sql "INSERT INTO tern_nodes VALUES ('ghost', '0.0', now() - interval '2 hours', now() - interval '1 hour', false, 0, 0, 0, 0, 0, 0, '[]', '{}')"
 start_node a 1 "forget_after: 600"
 pass "a starts on schema version 4 with compat 3 (what a newer release that only adds would leave)"
 for _ in $(seq 30); do grep -q '"event":"fleet_pruned"' "$WORK/a.log" && break; sleep 0.1; done
@@ -336,7 +333,7 @@ else
 fi
 kill -TERM "${PID[a]}"
 wait "${PID[a]}" 2>/dev/null
-psql_tern "UPDATE tern_schema SET compat = 4"
+pg_sql "UPDATE tern_schema SET compat = 4"
 if "$TERND" -c "$WORK/a.yaml" 2>"$WORK/a2.log"; then
     fail "a started on a schema that needs version 4"
 else
