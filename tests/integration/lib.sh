@@ -68,11 +68,16 @@ start_ternd() {
     grep -q '^ops:' "$1" || echo 'ops: { listen: "127.0.0.1:0" }' >>"$1"
     "$TERND" -c "$1" 2>"$WORK/ternd.log" &
     TERND_PID=$!
+    local started=
     for _ in $(seq 100); do
-        grep -q '"event":"started"' "$WORK/ternd.log" 2>/dev/null && return 0
+        # The ops API starts after the workers ("started"): tests read its port next, so wait
+        # for ops_listening too (a slow sanitizer build logs it a moment later).
+        if [ -z "$started" ] && grep -q '"event":"started"' "$WORK/ternd.log" 2>/dev/null; then started=1; fi
+        [ -n "$started" ] && grep -q '"event":"ops_listening"' "$WORK/ternd.log" 2>/dev/null && return 0
         kill -0 "$TERND_PID" 2>/dev/null || break
         sleep 0.1
     done
+    [ -n "$started" ] && kill -0 "$TERND_PID" 2>/dev/null && return 0 # no ops listener came up: the test says
     echo "ternd did not start; its log:" >&2
     cat "$WORK/ternd.log" >&2
     exit 1

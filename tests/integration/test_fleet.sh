@@ -44,12 +44,12 @@ start_node() { # NAME MAX_ALLOCATIONS [MORE CLUSTER KEYS]
     node_cfg "$1" "$2" "${3:-}"
     "$TERND" -c "$WORK/$1.yaml" 2>"$WORK/$1.log" &
     PID[$1]=$!
-    for _ in $(seq 100); do
-        grep -q '"event":"started"' "$WORK/$1.log" 2>/dev/null && break
+    for _ in $(seq 100); do # ops_listening comes after started (the API starts last)
+        grep -q '"event":"ops_listening"' "$WORK/$1.log" 2>/dev/null && break
         kill -0 "${PID[$1]}" 2>/dev/null || break
         sleep 0.1
     done
-    grep -q '"event":"started"' "$WORK/$1.log" || { fail "node $1 did not start"; cat "$WORK/$1.log" >&2; finish; }
+    grep -q '"event":"ops_listening"' "$WORK/$1.log" || { fail "node $1 did not start"; cat "$WORK/$1.log" >&2; finish; }
     UDP[$1]=$(grep '"event":"listening"' "$WORK/$1.log" | grep '"transport":"udp"' | head -1 | sed -E 's/.*"port":([0-9]+).*/\1/')
     OPS[$1]=$(grep '"event":"ops_listening"' "$WORK/$1.log" | sed -E 's/.*"port":([0-9]+).*/\1/')
 }
