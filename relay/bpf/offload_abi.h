@@ -100,7 +100,9 @@ struct tern_rtp_val {
     X(pass_mtu, "passed: would exceed the egress MTU")                                             \
     X(pass_new_ssrc, "passed: RTP of an SSRC not handed over yet (user space confirms it)")        \
     X(pass_no_qos, "passed: the binding's QoS counters are missing")                               \
-    X(pass_adjust, "passed: the headroom could not be adjusted")
+    X(pass_adjust, "passed: the headroom could not be adjusted")                                   \
+    X(drop_rewrite,                                                                                \
+      "dropped: the head moved but the headers could not be written (should not happen)")
 
 enum tern_xdp_stat {
 #define TERN_XDP_X_ENUM(name, help) TERN_XDP_ST_##name,

@@ -17,9 +17,12 @@
 # ChannelData both ways over IPv4 and IPv6 (tern-turnc -C against an echo peer) with nothing
 # lost; after the allocation is deleted nothing more is forwarded; and no receiver ever counted
 # a UDP checksum error. First, the fallbacks: forwarding off, and no CAP_BPF: user space, said
-# so.
+# so. TERN_OFFLOAD_ON (default auto) is the mode under test and TERN_OFFLOAD_PATH (default xdp)
+# the path ternd must report and the allocation views must name (test_offload_tc.sh: tc, tc).
 . "$(dirname "$0")/lib.sh"
 . "$TERN_SOURCE_DIR/tests/qos/qoslib.sh"
+ON=${TERN_OFFLOAD_ON:-auto}
+XPATH=${TERN_OFFLOAD_PATH:-xdp}
 : "${TURNC:?TURNC must point at tern-turnc (set by CTest)}"
 
 ID=$$
@@ -132,7 +135,7 @@ fallback_check() {
 }
 in_ns "$R" sysctl -qw net.ipv4.conf.all.forwarding=0 "net.ipv4.conf.orc$ID.forwarding=0" \
     "net.ipv4.conf.orp$ID.forwarding=0"
-start_offload_ternd auto
+start_offload_ternd "$ON"
 fallback_check "forwarding off" 'forwarding is off'
 stop_ternd
 in_ns "$R" sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1
@@ -145,19 +148,19 @@ exec ip netns exec $R setpriv --inh-caps=-bpf,-net_admin,-sys_admin \
 EOF
 chmod +x "$WORK/ternd-nocap"
 TERND="$WORK/ternd-nocap"
-start_offload_ternd auto
+start_offload_ternd "$ON"
 fallback_check "no CAP_BPF" 'privileges|did not load|did not open'
 stop_ternd
 TERND="$WORK/ternd-ns"
 
 # ---- the QoS ground truth, offload off then auto (native XDP on veth) ----
-for mode in off auto; do
+for mode in off "$ON"; do
     start_offload_ternd "$mode"
-    if [ "$mode" = auto ]; then
-        if grep '"event":"offload"' "$WORK/ternd.log" | grep -q '"path":"xdp"'; then
-            pass "$mode: ternd runs the native XDP path ($(grep -c '"event":"offload_attached"' "$WORK/ternd.log") interfaces)"
+    if [ "$mode" != off ]; then
+        if grep '"event":"offload"' "$WORK/ternd.log" | grep -q "\"path\":\"$XPATH\""; then
+            pass "$mode: ternd runs the $XPATH path ($(grep -c '"event":"offload_attached"' "$WORK/ternd.log") interfaces)"
         else
-            fail "$mode: no native XDP path; ternd said:"
+            fail "$mode: not the $XPATH path; ternd said:"
             grep '"event":"offload' "$WORK/ternd.log" | sed 's/^/    /' >&2
         fi
     fi
@@ -169,12 +172,13 @@ for mode in off auto; do
         --stream peer:video,seq=65400,ts=4294967000,restart=3 \
         --stream peer:audio,seq=65530,restart=2
     for n in "legs-$mode" "edges-$mode"; do gen_wait_holding "$n" && gen_inspect "$n"; done
-    if [ "$mode" = auto ]; then
-        if grep -q '"datapath": *"xdp"' "$WORK/legs-$mode.detail.json" &&
-            grep -q '"datapath": *"xdp"' "$WORK/legs-$mode.entry.json"; then
-            pass "$mode: the allocation detail and list entry say \"datapath\": \"xdp\""
+    if [ "$mode" != off ]; then
+        dp=${XPATH%-generic}
+        if grep -q "\"datapath\": *\"$dp\"" "$WORK/legs-$mode.detail.json" &&
+            grep -q "\"datapath\": *\"$dp\"" "$WORK/legs-$mode.entry.json"; then
+            pass "$mode: the allocation detail and list entry say \"datapath\": \"$dp\""
         else
-            fail "$mode: no \"datapath\": \"xdp\" in the allocation views"
+            fail "$mode: no \"datapath\": \"$dp\" in the allocation views"
         fi
         tp=$(xdp_stat to_peer) tc=$(xdp_stat to_client)
         sent_c=$(grep -h '"ev":"tx"' "$WORK"/legs-$mode.jsonl "$WORK"/edges-$mode.jsonl | grep -c '"dir":"client"' || true)
@@ -194,7 +198,7 @@ for mode in off auto; do
     qos_metrics "legs-$mode" "edges-$mode"
 
     # ---- ChannelData both ways, IPv4 and IPv6, against an echo peer ----
-    if [ "$mode" = auto ]; then
+    if [ "$mode" != off ]; then
         in_ns "$P" turnutils_peer -p 7000 -L 10.210.2.2 -L fd00:210:2::2 >"$WORK/peer.log" 2>&1 &
         ECHO_PIDS+=($!)
         sleep 0.3
@@ -207,7 +211,7 @@ for mode in off auto; do
             after=$(xdp_stat to_client)
             if grep -q '^totals sent=500 data=0 icmp=0 chdata=500$' "$WORK/echo$fam.out" &&
                 [ $((after - before)) -ge 450 ]; then
-                pass "IPv$fam: 500 ChannelData out, 500 back, none lost ($((after - before)) back through XDP)"
+                pass "IPv$fam: 500 ChannelData out, 500 back, none lost ($((after - before)) back through the kernel)"
             else
                 fail "IPv$fam: ChannelData echo (XDP to_client +$((after - before)))"
                 sed 's/^/    /' "$WORK/echo$fam.out" >&2
@@ -234,7 +238,7 @@ PY
     fi
     stop_ternd
     cp "$WORK/ternd.log" "$WORK/ternd-$mode.log"
-    if [ "$mode" = auto ]; then
+    if [ "$mode" != off ]; then
         b=$(counter offload_bound) u=$(counter offload_unbound) st=$(counter offload_streams_handed)
         [ "${b:-0}" -ge 4 ] && [ "$b" = "$u" ] && [ "${st:-0}" -ge 7 ] &&
             pass "$mode: $b channels handed to the kernel, $u taken back, $st RTP streams counted in BPF maps" ||
@@ -249,7 +253,7 @@ done
 # datagram the kernel forwarded to the peer must come back (the echo) and nothing may be
 # forwarded after the expiry: the binding's expiry stops the program at that instant, before
 # user space even notices.
-start_offload_ternd auto 2
+start_offload_ternd "$ON" 2
 in_ns "$P" turnutils_peer -p 7000 -L 10.210.2.2 >"$WORK/peer2.log" 2>&1 &
 ECHO_PIDS+=($!)
 sleep 0.3
@@ -262,7 +266,7 @@ ex=$(($(xdp_stat pass_expired) + $(xdp_stat pass_no_binding) - ex0))
 got=$(sed -nE 's/^totals .* chdata=([0-9]+)$/\1/p' "$WORK/expiry.out")
 if [ "${got:-0}" -ge 100 ] && [ "${got:-0}" -lt 400 ] && [ "$tc" -ge $((tp - 2)) ] &&
     [ "$tc" -le "$tp" ] && [ "$got" -ge "$tc" ] && [ "$ex" -ge 100 ]; then
-    pass "expiry: $tp forwarded to the peer, $tc echoes back through XDP, $got received; $ex after the expiry went up, none forwarded"
+    pass "expiry: $tp forwarded to the peer, $tc echoes back through the kernel, $got received; $ex after the expiry went up, none forwarded"
 else
     fail "expiry: to_peer +$tp to_client +$tc received $got passed-after-expiry +$ex"
     sed 's/^/    /' "$WORK/expiry.out" >&2
@@ -273,7 +277,7 @@ stop_ternd
 # The binding was checked at ChannelBind; a reload that drops the peer's network from
 # peers.allow (10.210.2.2 is then private, refused) must stop the fast path at once, not at the
 # channel's expiry: the worker re-checks every binding in the pass after it adopts the reload.
-start_offload_ternd auto
+start_offload_ternd "$ON"
 in_ns "$P" turnutils_peer -p 7001 -L 10.210.2.2 >"$WORK/peer3.log" 2>&1 &
 ECHO_PIDS+=($!)
 sleep 0.3
@@ -282,7 +286,7 @@ in_ns "$C" timeout 30 "$TURNC" -s "10.210.1.1:$U4" -u alice -P wonderland -C -R 
 DENY_PID=$!
 sleep 1.5
 before=$(xdp_stat to_peer)
-sed -i 's|^peers: { allow: \[10.210.0.0/16, "fd00:210::/32"\] }|peers: { allow: ["fd00:210::/32"] }|' "$WORK/tern-auto.yaml"
+sed -i 's|^peers: { allow: \[10.210.0.0/16, "fd00:210::/32"\] }|peers: { allow: ["fd00:210::/32"] }|' "$WORK/tern-$ON.yaml"
 kill -HUP "$TERND_PID"
 for _ in $(seq 50); do grep -q '"event":"config_reloaded"' "$WORK/ternd.log" && break; sleep 0.05; done
 sleep 0.2
@@ -301,6 +305,71 @@ fi
 grep -q '"event":"permissions_revoked"' "$WORK/ternd.log" && pass "permissions_revoked logged for the refused peer" ||
     fail "no permissions_revoked after the policy reload"
 stop_ternd
+
+# ---- TC: nothing left after a clean stop; after a crash, the next start removes the filter ----
+# tc filters are no bpf_links in libbpf 1.1: a ternd killed with SIGKILL leaves its filter (and
+# the program it holds) on the interfaces; the next start recognises it by handle, priority and
+# program name and removes it before it attaches (docs/offload.md §1).
+tc_filters() { in_ns "$R" tc filter show dev "$1" ingress 2>/dev/null | grep -c 'tern_tc' || true; }
+if [ "$ON" = tc ]; then
+    left=0
+    for d in "orc$ID" "orp$ID"; do
+        left=$((left + $(tc_filters "$d")))
+        in_ns "$R" tc qdisc show dev "$d" | grep -q clsact && left=$((left + 1))
+    done
+    [ "$left" = 0 ] && pass "tc: after a clean stop no filter and no clsact qdisc of ternd's are left" ||
+        fail "tc: $left filters or qdiscs left after a clean stop"
+    start_offload_ternd "$ON"
+    kill -KILL "$TERND_PID"; wait "$TERND_PID" 2>/dev/null || true; TERND_PID=
+    stale=$(($(tc_filters "orc$ID") + $(tc_filters "orp$ID")))
+    start_offload_ternd "$ON"
+    removed=$(grep -c '"event":"offload_tc_stale_removed".*"result":"removed"' "$WORK/ternd.log" || true)
+    now=$(($(tc_filters "orc$ID") + $(tc_filters "orp$ID")))
+    stop_ternd
+    after=$(($(tc_filters "orc$ID") + $(tc_filters "orp$ID")))
+    if [ "$stale" = 2 ] && [ "$removed" = 2 ] && [ "$now" = 2 ] && [ "$after" = 0 ]; then
+        pass "tc: SIGKILL left $stale filters; the next start removed them ($removed) and attached its own; none after its stop"
+    else
+        fail "tc: stale filters after SIGKILL=$stale removed=$removed attached=$now after stop=$after"
+    fi
+fi
+
+# ---- auto falls back to TC where XDP cannot attach ----
+# Another XDP program on the client-side interface (attached by netlink: native and generic
+# XDP are then refused there): auto takes TC on it, native XDP on the other; the path is the
+# weakest, tc, and the log says why. A call still goes through the kernel.
+if [ "$ON" = tc ]; then
+    cat >"$WORK/pass.c" <<'C'
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+SEC("xdp") int other_pass(struct xdp_md *c) { return XDP_PASS; }
+char LICENSE[] SEC("license") = "GPL";
+C
+    arch_inc=/usr/include/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+    if clang -O2 -target bpf -idirafter "$arch_inc" -c "$WORK/pass.c" -o "$WORK/pass.o" 2>"$WORK/pass.err" &&
+        in_ns "$R" ip link set dev "orc$ID" xdpdrv obj "$WORK/pass.o" sec xdp 2>>"$WORK/pass.err"; then
+        start_offload_ternd auto
+        line=$(grep '"event":"offload"' "$WORK/ternd.log" | head -1)
+        modes=$(grep '"event":"offload_attached"' "$WORK/ternd.log" | sed -E 's/.*"interface":"([^"]+)","mode":"([^"]+)".*/\1=\2/' | sort | tr '\n' ' ')
+        before=$(xdp_stat to_client)
+        in_ns "$C" timeout 30 "$TURNC" -s "10.210.1.1:$U4" -u alice -P wonderland -C -R 111 -l 160 -n 200 -i 2 \
+            -w 1000 -d -p 10.210.2.2:7000 >"$WORK/fallback.out" 2>&1 || true
+        after=$(xdp_stat to_client)
+        if echo "$line" | grep -q '"path":"tc"' && echo "$line" | grep -q 'native and generic XDP refused' &&
+            [ "$modes" = "orc$ID=tc orp$ID=native " ] &&
+            grep -q '^totals sent=200 data=0 icmp=0 chdata=200$' "$WORK/fallback.out" &&
+            [ $((after - before)) -ge 180 ]; then
+            pass "auto beside another XDP program: $modes-> path tc, said why; 200 echoed, $((after - before)) back through the kernel"
+        else
+            fail "auto beside another XDP program: modes='$modes' to_client +$((after - before)); ternd said: $line"
+            sed 's/^/    /' "$WORK/fallback.out" >&2
+        fi
+        stop_ternd
+        in_ns "$R" ip link set dev "orc$ID" xdpdrv off
+    else
+        fail "could not attach a foreign XDP program for the fallback check: $(tail -2 "$WORK/pass.err")"
+    fi
+fi
 
 # ---- every datagram arrived with a valid checksum ----
 for n in "$C" "$P"; do
