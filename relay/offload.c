@@ -611,9 +611,17 @@ static void bind_new(struct offload_worker *ow, struct allocation *a, uint16_t n
     const struct alloc_relay *rel = relay_of(a, peer->sa.sa_family);
     union stun_addr client = unmapped(&a->tuple.client), server = unmapped(&a->tuple.local);
     union stun_addr src = rel->addr;
-    if (addr_is_wildcard(&server)) return; /* the listener address is not known */
-    if (addr_is_wildcard(&src)) {
-        if (!source_for(peer, &src)) return;
+    const char *why = NULL;
+    if (addr_is_wildcard(&server))
+        why = "the listener address is not known (wildcard)";
+    else if (addr_is_wildcard(&src) && !source_for(peer, &src))
+        why = "no source address toward the peer";
+    if (why) {
+        tlog(CFG_LOG_DEBUG, "offload_not_bound", LF_U("allocation", a->id), LF_U("channel", num),
+             LF_S("reason", why));
+        return;
+    }
+    if (addr_is_wildcard(&rel->addr)) {
         if (src.sa.sa_family == AF_INET)
             src.v4.sin_port = rel->addr.v4.sin_port;
         else
@@ -1027,6 +1035,14 @@ void offload_open(struct relay *r)
             fallback("attach failed", names[i]);
             tlog(CFG_LOG_WARN, "offload_attach_failed", LF_S("interface", names[i]),
                  LF_S("last", how ? how : ""), LF_S("error", strerror(e)));
+            offload_free(o);
+            return;
+        }
+        uint32_t ifx = (uint32_t)idx[i], m = strcmp(how, "native") == 0    ? TERN_IF_NATIVE
+                                             : strcmp(how, "generic") == 0 ? TERN_IF_GENERIC
+                                                                           : TERN_IF_TC;
+        if (bpf_map_update_elem(bpf_map__fd(o->skel->maps.ifmode), &ifx, &m, BPF_ANY)) {
+            fallback("cannot record the interface in the program's map", names[i]);
             offload_free(o);
             return;
         }

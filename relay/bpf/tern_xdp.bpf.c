@@ -76,6 +76,19 @@ struct {
     __type(value, struct tern_rtp_val);
 } rtp SEC(".maps");
 
+/* The interfaces the programs are attached to, by ifindex, and how (TERN_IF_*), filled by user
+ * space at attach. A native XDP redirect works only into a device that implements XDP
+ * transmission (ndo_xdp_xmit): into any other (a bridge, a tun, a bond or VLAN device without
+ * it) the frame would be dropped with no counter of ours. So XDP forwards only out of the
+ * ingress interface (XDP_TX), into an interface attached natively, or from a generic
+ * attachment (whose redirect goes through the normal transmit path); TC redirects anywhere. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 64);
+    __type(key, __u32);
+    __type(value, __u32);
+} ifmode SEC(".maps");
+
 /* Set by user space before load: 1 skips bpf_fib_lookup and sends back out of the ingress
  * interface with the MACs swapped (BPF_PROG_TEST_RUN in the unit tests has no routes). */
 const volatile __u32 test_mode = 0;
@@ -132,7 +145,7 @@ static __always_inline void measure(struct tern_ctr *c, struct tern_rtp_val *r, 
 }
 
 /* The route out: egress interface and MACs. 0, or the stat that sends the datagram up. */
-static __always_inline int route(void *ctx, __u32 in_ifindex, const struct pkt *k,
+static __always_inline int route(void *ctx, const int tc, __u32 in_ifindex, const struct pkt *k,
                                  const struct tern_bind_val *v, __u32 ip_len, __u32 *ifindex,
                                  __u8 *smac, __u8 *dmac, const struct ethhdr *eth)
 {
@@ -159,6 +172,12 @@ static __always_inline int route(void *ctx, __u32 in_ifindex, const struct pkt *
     long rc = bpf_fib_lookup(ctx, &f, sizeof(f), 0);
     if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) return TERN_XDP_ST_pass_mtu;
     if (rc != BPF_FIB_LKUP_RET_SUCCESS) return TERN_XDP_ST_pass_fib;
+    if (!tc && f.ifindex != in_ifindex) {
+        __u32 ix = in_ifindex, ox = f.ifindex;
+        __u32 *mi = bpf_map_lookup_elem(&ifmode, &ix), *mo = bpf_map_lookup_elem(&ifmode, &ox);
+        if (!mi || !mo || (*mi != TERN_IF_GENERIC && *mo != TERN_IF_NATIVE))
+            return TERN_XDP_ST_pass_egress;
+    }
     *ifindex = f.ifindex;
     __builtin_memcpy(smac, f.smac, ETH_ALEN);
     __builtin_memcpy(dmac, f.dmac, ETH_ALEN);
@@ -267,7 +286,15 @@ static __always_inline int decide(void *ctx, const int tc, void *data, void *end
     } else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
         struct ipv6hdr *ip6 = (void *)(eth + 1);
         if ((void *)(ip6 + 1) > end) return TERN_XDP_ST_pass_other;
-        if (ip6->nexthdr != IPPROTO_UDP) return TERN_XDP_ST_pass_ip_options;
+        if (ip6->nexthdr != IPPROTO_UDP) {
+            /* extension headers (hop-by-hop, routing, fragment, AH, destination options,
+             * mobility, HIP, shim6) before a possible UDP header; else not UDP */
+            __u8 nh = ip6->nexthdr;
+            return nh == 0 || nh == 43 || nh == 44 || nh == 51 || nh == 60 || nh == 135 ||
+                           nh == 139 || nh == 140
+                       ? TERN_XDP_ST_pass_ip_options
+                       : TERN_XDP_ST_pass_other;
+        }
         k.family = AF_INET6;
         k.tos = (__u8)((ip6->priority << 4) | (ip6->flow_lbl[0] >> 4));
         iplen = 40;
@@ -351,7 +378,7 @@ static __always_inline int decide(void *ctx, const int tc, void *data, void *end
         new_plen = k.plen + 4;
     }
     __u8 smac[ETH_ALEN], dmac[ETH_ALEN];
-    int st = route(ctx, in_ifindex, &k, v, iplen + sizeof(*udp) + new_plen, &pl->ifindex, smac,
+    int st = route(ctx, tc, in_ifindex, &k, v, iplen + sizeof(*udp) + new_plen, &pl->ifindex, smac,
                    dmac, eth);
     if (st) return st;
 
