@@ -201,6 +201,14 @@ for mode in off "$ON"; do
     if [ "$mode" != off ]; then
         in_ns "$P" turnutils_peer -p 7000 -L 10.210.2.2 -L fd00:210:2::2 >"$WORK/peer.log" 2>&1 &
         ECHO_PIDS+=($!)
+        # Every checksum the receivers get, recomputed from the frames themselves (a receiving
+        # skb marked CHECKSUM_UNNECESSARY would not be verified by the stack, so InCsumErrors
+        # alone could miss a wrong one).
+        rm -f "$WORK/tap.stop"
+        in_ns "$P" "$PY" "$TERN_SOURCE_DIR/tests/integration/udp_csum_tap.py" "op$ID" "$WORK/tap.stop" >"$WORK/tap-p.out" 2>&1 &
+        TAP_P=$!
+        in_ns "$C" "$PY" "$TERN_SOURCE_DIR/tests/integration/udp_csum_tap.py" "oc$ID" "$WORK/tap.stop" >"$WORK/tap-c.out" 2>&1 &
+        TAP_C=$!
         sleep 0.3
         for fam in 4 6; do
             if [ $fam = 4 ]; then srv="10.210.1.1:$U4" peer=10.210.2.2:7000 six=(); else
@@ -234,6 +242,16 @@ PY
             after=$(xdp_stat to_client)
             [ "$after" = "$before" ] && pass "IPv$fam: nothing forwarded after the allocation was deleted" ||
                 fail "IPv$fam: $((after - before)) datagrams forwarded after the deletion"
+        done
+        touch "$WORK/tap.stop"
+        wait "$TAP_P" "$TAP_C" || true
+        for t in p c; do
+            r=$(cat "$WORK/tap-$t.out")
+            okc=$(echo "$r" | sed -nE 's/^udp_csum ok=([0-9]+) bad=([0-9]+)$/\1/p')
+            badc=$(echo "$r" | sed -nE 's/^udp_csum ok=([0-9]+) bad=([0-9]+)$/\2/p')
+            [ "${okc:-0}" -ge 950 ] && [ "${badc:-1}" = 0 ] &&
+                pass "$mode: the $([ $t = p ] && echo peer || echo client) got $okc UDP datagrams from the relay, every checksum right (recomputed from the frames)" ||
+                fail "$mode: checksums at the $([ $t = p ] && echo peer || echo client): $r"
         done
     fi
     stop_ternd
