@@ -2,8 +2,9 @@
  *
  *   offload_open         relay.offload -> load relay/bpf/tern_xdp.bpf.c (libbpf skeleton),
  *                        its counter and RTP maps, attach to the interfaces of the relay's
- *                        UDP listener and relay addresses through bpf_links (native XDP, then
- *                        generic), or log why the user-space path runs;
+ *                        UDP listener and relay addresses (native XDP, then generic, through
+ *                        bpf_links; then a TC clsact ingress filter, after removing one a
+ *                        crashed ternd left), or log why the user-space path runs;
  *   offload_channel_bound a ChannelBind succeeded (srv_io hook): if the channel qualifies,
  *                        two bindings go into the maps, c2p (client -> peer) and p2c;
  *   offload_pass         each loop pass: after a configuration or policy change, and once a
@@ -140,10 +141,21 @@ static const char *const stat_names[TERN_XDP_ST_COUNT] = {
 #undef TERN_XDP_X_NAME
 };
 
+/* Our TC filter on an interface's clsact ingress hook: handle and priority are fixed, so a
+ * filter left behind by a ternd that crashed is recognised (and its program by its name) and
+ * removed at the next start. tc filters are no bpf_links in libbpf 1.1: they outlive the
+ * process (docs/offload.md §1). */
+#define OFFLOAD_TC_HANDLE 0x7e12
+#define OFFLOAD_TC_PRIO   0x7e12
+
 struct offload {
     struct tern_xdp *skel;
     int link_fd[OFFLOAD_MAX_IFACES];
     unsigned nlinks;
+    int tc_ifindex[OFFLOAD_MAX_IFACES];    /* interfaces with our TC filter */
+    bool tc_made_hook[OFFLOAD_MAX_IFACES]; /* ... on a clsact qdisc we created */
+    unsigned ntc;
+    const char *datapath; /* "xdp" or "tc": what offload_datapath says of a bound channel */
     int c2p_fd, p2c_fd, ctr_fd, rtp_fd;
     int ncpu;
 };
@@ -599,9 +611,17 @@ static void bind_new(struct offload_worker *ow, struct allocation *a, uint16_t n
     const struct alloc_relay *rel = relay_of(a, peer->sa.sa_family);
     union stun_addr client = unmapped(&a->tuple.client), server = unmapped(&a->tuple.local);
     union stun_addr src = rel->addr;
-    if (addr_is_wildcard(&server)) return; /* the listener address is not known */
-    if (addr_is_wildcard(&src)) {
-        if (!source_for(peer, &src)) return;
+    const char *why = NULL;
+    if (addr_is_wildcard(&server))
+        why = "the listener address is not known (wildcard)";
+    else if (addr_is_wildcard(&src) && !source_for(peer, &src))
+        why = "no source address toward the peer";
+    if (why) {
+        tlog(CFG_LOG_DEBUG, "offload_not_bound", LF_U("allocation", a->id), LF_U("channel", num),
+             LF_S("reason", why));
+        return;
+    }
+    if (addr_is_wildcard(&rel->addr)) {
         if (src.sa.sa_family == AF_INET)
             src.v4.sin_port = rel->addr.v4.sin_port;
         else
@@ -760,7 +780,7 @@ const char *offload_datapath(const struct worker *w, const struct allocation *a,
     if (!ow) return "user";
     if (!ow->nheads) return "user";
     for (uint32_t i = ow->heads[bucket(ow, a)]; i; i = ow->b[i - 1].next)
-        if (ow->b[i - 1].a == a && (!num || ow->b[i - 1].num == num)) return "xdp";
+        if (ow->b[i - 1].a == a && (!num || ow->b[i - 1].num == num)) return ow->o->datapath;
     return "user";
 }
 
@@ -830,10 +850,80 @@ static void fallback(const char *why, const char *detail)
          LF_S("detail", detail ? detail : ""));
 }
 
+/* The ingress hook of an interface, and our filter's place on it. */
+#define TC_HOOK(h, ix)    LIBBPF_OPTS(bpf_tc_hook, h, .ifindex = (ix), .attach_point = BPF_TC_INGRESS)
+#define TC_OURS(o)                                                                                 \
+    LIBBPF_OPTS(bpf_tc_opts, o, .handle = OFFLOAD_TC_HANDLE, .priority = OFFLOAD_TC_PRIO)
+
+static void tc_detach(int ifindex, bool made_hook)
+{
+    TC_HOOK(hook, ifindex);
+    TC_OURS(opts);
+    int err = bpf_tc_detach(&hook, &opts);
+    if (err && err != -ENOENT)
+        tlog(CFG_LOG_WARN, "offload_tc_detach_failed", LF_U("ifindex", (uint64_t)ifindex),
+             LF_S("error", strerror(-err)));
+    if (made_hook) { /* the clsact qdisc ternd created goes with it */
+        hook.attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS;
+        bpf_tc_hook_destroy(&hook);
+    }
+}
+
+/* A filter of ours left on the interface by a ternd that did not stop (a crash, SIGKILL):
+ * its program still forwards the bindings it had until they expire. Removed, logged. Any
+ * other filter is left alone. */
+static void tc_remove_stale(int ifindex, const char *ifname)
+{
+    TC_HOOK(hook, ifindex);
+    TC_OURS(opts);
+    if (bpf_tc_query(&hook, &opts)) return; /* none (or no clsact at all) */
+    struct bpf_prog_info info;
+    memset(&info, 0, sizeof(info));
+    uint32_t il = sizeof(info);
+    int fd = bpf_prog_get_fd_by_id(opts.prog_id);
+    bool ours = fd >= 0 && bpf_obj_get_info_by_fd(fd, &info, &il) == 0 &&
+                strncmp(info.name, "tern_tc", sizeof(info.name)) == 0;
+    if (fd >= 0) close(fd);
+    if (!ours) {
+        tlog(CFG_LOG_WARN, "offload_tc_foreign_filter", LF_S("interface", ifname),
+             LF_U("prog_id", opts.prog_id));
+        return;
+    }
+    LIBBPF_OPTS(bpf_tc_opts, del, .handle = OFFLOAD_TC_HANDLE, .priority = OFFLOAD_TC_PRIO);
+    int err = bpf_tc_detach(&hook, &del);
+    tlog(err ? CFG_LOG_WARN : CFG_LOG_INFO, "offload_tc_stale_removed", LF_S("interface", ifname),
+         LF_U("prog_id", opts.prog_id), LF_S("result", err ? strerror(-err) : "removed"));
+}
+
+/* Attach the TC program on the clsact ingress hook (created when missing). 0 or -errno. */
+static int tc_attach(struct offload *o, int prog, int ifindex)
+{
+    TC_HOOK(hook, ifindex);
+    int err = bpf_tc_hook_create(&hook);
+    bool made = err == 0;
+    if (err && err != -EEXIST) return err;
+    LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog, .handle = OFFLOAD_TC_HANDLE,
+                .priority = OFFLOAD_TC_PRIO);
+    err = bpf_tc_attach(&hook, &opts);
+    if (err) {
+        if (made) {
+            hook.attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS;
+            bpf_tc_hook_destroy(&hook);
+        }
+        return err;
+    }
+    o->tc_ifindex[o->ntc] = ifindex;
+    o->tc_made_hook[o->ntc] = made;
+    o->ntc++;
+    return 0;
+}
+
 static void offload_free(struct offload *o)
 {
     for (unsigned i = 0; i < o->nlinks; i++)
         close(o->link_fd[i]);
+    for (unsigned i = 0; i < o->ntc; i++)
+        tc_detach(o->tc_ifindex[i], o->tc_made_hook[i]);
     tern_xdp__destroy(o->skel);
     free(o);
 }
@@ -843,10 +933,6 @@ void offload_open(struct relay *r)
     const struct tern_config *cfg = &r->gen->cfg; /* at start: no reload yet */
     enum cfg_offload mode = cfg->offload;
     if (mode == CFG_OFFLOAD_OFF) return;
-    if (mode == CFG_OFFLOAD_TC) {
-        fallback("relay.offload: tc is not implemented yet", NULL);
-        return;
-    }
     if (r->nworkers > TERN_XDP_MAX_WORKERS) {
         fallback("more workers than the program has binding numbers for", NULL);
         return;
@@ -874,6 +960,10 @@ void offload_open(struct relay *r)
         free(o);
         return;
     }
+    /* Both programs share the maps; only those the mode may attach are loaded. */
+    bpf_program__set_autoload(o->skel->progs.tern_xdp, mode != CFG_OFFLOAD_TC);
+    bpf_program__set_autoload(o->skel->progs.tern_tc,
+                              mode == CFG_OFFLOAD_TC || mode == CFG_OFFLOAD_AUTO);
     int err = tern_xdp__load(o->skel);
     if (err) {
         fallback(err == -EPERM ? "no privileges to load BPF (CAP_BPF, CAP_NET_ADMIN)"
@@ -892,37 +982,77 @@ void offload_open(struct relay *r)
         offload_free(o);
         return;
     }
-    /* Attach: native XDP first (auto, xdp), then generic (auto, xdp-generic). */
-    const char *path = "xdp";
+    /* A filter a crashed ternd left behind goes first, whatever this run attaches. */
+    for (unsigned i = 0; i < nif; i++)
+        tc_remove_stale(idx[i], names[i]);
+    /* Attach, per interface: native XDP (auto, xdp), then generic XDP (auto, xdp-generic), then
+     * TC (auto, tc). The path is the weakest any interface got; why is logged per interface. */
+    int rank = 0; /* 0 native XDP, 1 generic XDP, 2 TC */
+    char why[256] = "";
     char list[OFFLOAD_MAX_IFACES * (IF_NAMESIZE + 1)] = "";
-    int prog = bpf_program__fd(o->skel->progs.tern_xdp);
+    int prog = mode == CFG_OFFLOAD_TC ? -1 : bpf_program__fd(o->skel->progs.tern_xdp);
+    int tcprog = mode == CFG_OFFLOAD_TC || mode == CFG_OFFLOAD_AUTO
+                     ? bpf_program__fd(o->skel->progs.tern_tc)
+                     : -1;
     for (unsigned i = 0; i < nif; i++) {
-        int fd = -1;
+        int fd = -1, e = 0;
         const char *how = NULL;
         if (mode == CFG_OFFLOAD_AUTO || mode == CFG_OFFLOAD_XDP) {
             LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = XDP_FLAGS_DRV_MODE);
             fd = bpf_link_create(prog, idx[i], BPF_XDP, &opts);
             how = "native";
-            if (fd < 0)
+            if (fd < 0) {
+                e = errno;
                 tlog(CFG_LOG_INFO, "offload_native_refused", LF_S("interface", names[i]),
-                     LF_S("error", strerror(errno)));
+                     LF_S("error", strerror(e)));
+                if (mode == CFG_OFFLOAD_AUTO && !why[0])
+                    snprintf(why, sizeof(why), "native XDP refused on %s: %s", names[i],
+                             strerror(e));
+            }
         }
         if (fd < 0 && (mode == CFG_OFFLOAD_AUTO || mode == CFG_OFFLOAD_XDP_GENERIC)) {
             LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = XDP_FLAGS_SKB_MODE);
             fd = bpf_link_create(prog, idx[i], BPF_XDP, &opts);
             how = "generic";
-            path = "xdp-generic";
+            if (fd >= 0 && rank < 1) rank = 1;
+            if (fd < 0) {
+                e = errno;
+                tlog(CFG_LOG_INFO, "offload_generic_refused", LF_S("interface", names[i]),
+                     LF_S("error", strerror(e)));
+                if (mode == CFG_OFFLOAD_AUTO)
+                    snprintf(why, sizeof(why), "native and generic XDP refused on %s: %s", names[i],
+                             strerror(e));
+            }
         }
-        if (fd < 0) {
+        if (fd >= 0) {
+            o->link_fd[o->nlinks++] = fd;
+        } else if (tcprog >= 0) {
+            e = -tc_attach(o, tcprog, idx[i]);
+            how = "tc";
+            if (!e) rank = 2;
+        }
+        if (fd < 0 && (tcprog < 0 || e)) {
             fallback("attach failed", names[i]);
+            tlog(CFG_LOG_WARN, "offload_attach_failed", LF_S("interface", names[i]),
+                 LF_S("last", how ? how : ""), LF_S("error", strerror(e)));
             offload_free(o);
             return;
         }
-        o->link_fd[o->nlinks++] = fd;
+        uint32_t ifx = (uint32_t)idx[i], m = strcmp(how, "native") == 0    ? TERN_IF_NATIVE
+                                             : strcmp(how, "generic") == 0 ? TERN_IF_GENERIC
+                                                                           : TERN_IF_TC;
+        if (bpf_map_update_elem(bpf_map__fd(o->skel->maps.ifmode), &ifx, &m, BPF_ANY)) {
+            fallback("cannot record the interface in the program's map", names[i]);
+            offload_free(o);
+            return;
+        }
         tlog(CFG_LOG_INFO, "offload_attached", LF_S("interface", names[i]), LF_S("mode", how));
         if (i) strcat(list, ",");
         strcat(list, names[i]);
     }
+    static const char *const paths[] = {"xdp", "xdp-generic", "tc"};
+    const char *path = paths[rank];
+    o->datapath = rank == 2 ? "tc" : "xdp";
     /* Each worker merges what the program measured for its own bindings. */
     for (unsigned i = 0; i < r->nworkers; i++) {
         struct worker *w = &r->workers[i];
@@ -943,9 +1073,15 @@ void offload_open(struct relay *r)
         w->offload = ow;
     }
     r->offload = o;
+    char reason[320];
+    if (mode != CFG_OFFLOAD_AUTO)
+        snprintf(reason, sizeof(reason), "as configured");
+    else if (!rank)
+        snprintf(reason, sizeof(reason), "relay.offload: auto: native XDP on every interface");
+    else
+        snprintf(reason, sizeof(reason), "relay.offload: auto: %s", why);
     tlog(CFG_LOG_INFO, "offload", LF_S("path", path), LF_S("interfaces", list),
-         LF_U("workers", r->nworkers),
-         LF_S("reason", mode == CFG_OFFLOAD_AUTO ? "relay.offload: auto" : "as configured"));
+         LF_U("workers", r->nworkers), LF_S("reason", reason));
 }
 
 void offload_worker_free(struct worker *w)

@@ -1,7 +1,7 @@
 /* offload.h: the control plane of the kernel fast path (docs/offload.md). relay.offload
  * says whether ternd loads its XDP program (relay/bpf/tern_xdp.bpf.c) on the interfaces of
  * its relay and listener addresses; this module loads and attaches it (falling back native
- * XDP -> generic XDP -> user space, with a log line saying which path runs and why), installs
+ * XDP -> generic XDP -> TC -> user space, with a log line saying which path runs and why), installs
  * a binding when a ChannelBind of a UDP client succeeds, re-checks every binding (expiry,
  * permission, the peer policy, after a reload at once) and removes it when it no longer
  * holds, hands confirmed RTP streams to the program and merges what it measured (counters
@@ -52,7 +52,8 @@ void offload_tap_end(struct worker *w, struct allocation *a, enum qos_leg leg,
  * records still in the ring are counted first). */
 void offload_forget(struct worker *w, const struct allocation *a, int family);
 
-/* "xdp" when a channel of a (num: that one; 0: any) is forwarded by the kernel, else "user". */
+/* "xdp" (or "tc") when a channel of a (num: that one; 0: any) is forwarded by the kernel, else
+ * "user". */
 const char *offload_datapath(const struct worker *w, const struct allocation *a, uint16_t num);
 
 /* The program's counters summed over CPUs (TERN_XDP_STATS order); false when not running.

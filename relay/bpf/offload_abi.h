@@ -85,6 +85,11 @@ struct tern_rtp_val {
     struct tern_rtp st; /* times: CLOCK_MONOTONIC ns */
 };
 
+/* How an interface is attached (the program's ifmode map). */
+#define TERN_IF_NATIVE  1
+#define TERN_IF_GENERIC 2
+#define TERN_IF_TC      3
+
 /* Every datagram the program sees ends in exactly one of these (per-CPU array). */
 #define TERN_XDP_STATS(X)                                                                          \
     X(to_peer, "ChannelData forwarded client -> peer")                                             \
@@ -98,9 +103,12 @@ struct tern_rtp_val {
     X(pass_no_csum, "passed: IPv6 UDP without a checksum")                                         \
     X(pass_fib, "passed: no route or neighbour yet (bpf_fib_lookup)")                              \
     X(pass_mtu, "passed: would exceed the egress MTU")                                             \
+    X(pass_egress, "passed: XDP: the route leaves by an interface a redirect could not reach")     \
     X(pass_new_ssrc, "passed: RTP of an SSRC not handed over yet (user space confirms it)")        \
     X(pass_no_qos, "passed: the binding's QoS counters are missing")                               \
-    X(pass_adjust, "passed: the headroom could not be adjusted")
+    X(pass_adjust, "passed: the headroom could not be adjusted")                                   \
+    X(drop_rewrite,                                                                                \
+      "dropped: the head moved but the headers could not be written (should not happen)")
 
 enum tern_xdp_stat {
 #define TERN_XDP_X_ENUM(name, help) TERN_XDP_ST_##name,

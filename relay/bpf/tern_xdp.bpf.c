@@ -1,5 +1,6 @@
-/* tern_xdp.bpf.c: the kernel fast path of ternd (docs/offload.md). Attached in XDP to the
- * interfaces of the relay's addresses, it forwards the bound channels of UDP clients:
+/* tern_xdp.bpf.c: the kernel fast path of ternd (docs/offload.md). Attached in XDP (tern_xdp)
+ * or at the TC ingress hook (tern_tc, the same decision on an skb) to the interfaces of the
+ * relay's addresses, it forwards the bound channels of UDP clients:
  *
  *   client -> peer: ChannelData to a listener, for a binding in c2p: the header is taken off,
  *                   the datagram leaves from the relayed address to the peer;
@@ -20,6 +21,7 @@
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
 #include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -73,6 +75,19 @@ struct {
     __type(key, struct tern_qkey);
     __type(value, struct tern_rtp_val);
 } rtp SEC(".maps");
+
+/* The interfaces the programs are attached to, by ifindex, and how (TERN_IF_*), filled by user
+ * space at attach. A native XDP redirect works only into a device that implements XDP
+ * transmission (ndo_xdp_xmit): into any other (a bridge, a tun, a bond or VLAN device without
+ * it) the frame would be dropped with no counter of ours. So XDP forwards only out of the
+ * ingress interface (XDP_TX), into an interface attached natively, or from a generic
+ * attachment (whose redirect goes through the normal transmit path); TC redirects anywhere. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 64);
+    __type(key, __u32);
+    __type(value, __u32);
+} ifmode SEC(".maps");
 
 /* Set by user space before load: 1 skips bpf_fib_lookup and sends back out of the ingress
  * interface with the MACs swapped (BPF_PROG_TEST_RUN in the unit tests has no routes). */
@@ -130,12 +145,12 @@ static __always_inline void measure(struct tern_ctr *c, struct tern_rtp_val *r, 
 }
 
 /* The route out: egress interface and MACs. 0, or the stat that sends the datagram up. */
-static __always_inline int route(struct xdp_md *ctx, const struct pkt *k,
+static __always_inline int route(void *ctx, const int tc, __u32 in_ifindex, const struct pkt *k,
                                  const struct tern_bind_val *v, __u32 ip_len, __u32 *ifindex,
                                  __u8 *smac, __u8 *dmac, const struct ethhdr *eth)
 {
     if (test_mode) {
-        *ifindex = ctx->ingress_ifindex;
+        *ifindex = in_ifindex;
         __builtin_memcpy(smac, eth->h_dest, ETH_ALEN);
         __builtin_memcpy(dmac, eth->h_source, ETH_ALEN);
         return 0;
@@ -146,7 +161,7 @@ static __always_inline int route(struct xdp_md *ctx, const struct pkt *k,
     f.sport = v->src_port;
     f.dport = v->dst_port;
     f.tot_len = (__u16)ip_len;
-    f.ifindex = ctx->ingress_ifindex;
+    f.ifindex = in_ifindex;
     if (k->family == AF_INET) {
         __builtin_memcpy(&f.ipv4_src, v->src, 4);
         __builtin_memcpy(&f.ipv4_dst, v->dst, 4);
@@ -157,6 +172,12 @@ static __always_inline int route(struct xdp_md *ctx, const struct pkt *k,
     long rc = bpf_fib_lookup(ctx, &f, sizeof(f), 0);
     if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) return TERN_XDP_ST_pass_mtu;
     if (rc != BPF_FIB_LKUP_RET_SUCCESS) return TERN_XDP_ST_pass_fib;
+    if (!tc && f.ifindex != in_ifindex) {
+        __u32 ix = in_ifindex, ox = f.ifindex;
+        __u32 *mi = bpf_map_lookup_elem(&ifmode, &ix), *mo = bpf_map_lookup_elem(&ifmode, &ox);
+        if (!mi || !mo || (*mi != TERN_IF_GENERIC && *mo != TERN_IF_NATIVE))
+            return TERN_XDP_ST_pass_egress;
+    }
     *ifindex = f.ifindex;
     __builtin_memcpy(smac, f.smac, ETH_ALEN);
     __builtin_memcpy(dmac, f.dmac, ETH_ALEN);
@@ -216,48 +237,78 @@ static __always_inline void rewrite(struct hdrs *h, const struct pkt *k,
     h->udp.check = tcs_udp_update(h->udp.check, old, neu);
 }
 
-SEC("xdp")
-int tern_xdp(struct xdp_md *ctx)
+/* What the decision found for a datagram to forward: the headers as they will be written,
+ * where it goes and the QoS state it goes into. */
+struct plan {
+    struct hdrs h;
+    __u16 chhdr[2]; /* peer -> client: the ChannelData header put in front */
+    __u32 ifindex;  /* egress */
+    int to_peer;
+    int family;
+    int cls;
+    __u32 inner; /* the payload length as the tap counts it */
+    __u32 ts;
+    __u16 seq;
+    __u8 tos;
+    __u64 now;
+    struct tern_ctr *ctr;
+    struct tern_rtp_val *rv;
+};
+
+#define TERN_FWD (-1)
+
+/* The decision both attach points share (XDP: tern_xdp, TC: tern_tc): parse, look up the
+ * binding, its expiry, the class, the route and the MTU, the QoS entries, and prepare the
+ * rewritten headers in pl; nothing in the packet is written. TERN_FWD when the datagram is to
+ * be forwarded, else the stat it goes up with. data..end: the linear head (at least the
+ * headers and 8 bytes of payload when the datagram has them); pkt_len: the whole frame; tc:
+ * a constant, the attach point (which helper reads the payload). */
+static __always_inline int decide(void *ctx, const int tc, void *data, void *end, __u32 pkt_len,
+                                  __u32 in_ifindex, struct plan *pl)
 {
-    void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
     struct ethhdr *eth = data;
-    if ((void *)(eth + 1) > end) return count(TERN_XDP_ST_pass_other, XDP_PASS);
+    if ((void *)(eth + 1) > end) return TERN_XDP_ST_pass_other;
     struct pkt k = {};
     __u32 iplen;
     struct udphdr *udp;
     k.l3 = sizeof(*eth);
     if (eth->h_proto == bpf_htons(ETH_P_IP)) {
         struct iphdr *ip = (void *)(eth + 1);
-        if ((void *)(ip + 1) > end) return count(TERN_XDP_ST_pass_other, XDP_PASS);
-        if (ip->protocol != IPPROTO_UDP) return count(TERN_XDP_ST_pass_other, XDP_PASS);
-        if (ip->ihl != 5 || (ip->frag_off & bpf_htons(0x3fff)))
-            return count(TERN_XDP_ST_pass_ip_options, XDP_PASS);
+        if ((void *)(ip + 1) > end) return TERN_XDP_ST_pass_other;
+        if (ip->protocol != IPPROTO_UDP) return TERN_XDP_ST_pass_other;
+        if (ip->ihl != 5 || (ip->frag_off & bpf_htons(0x3fff))) return TERN_XDP_ST_pass_ip_options;
         k.family = AF_INET;
         k.tos = ip->tos;
         iplen = 20;
         udp = (void *)(ip + 1);
-        if ((void *)(udp + 1) > end) return count(TERN_XDP_ST_pass_other, XDP_PASS);
-        if (bpf_ntohs(ip->tot_len) != iplen + bpf_ntohs(udp->len))
-            return count(TERN_XDP_ST_pass_length, XDP_PASS);
+        if ((void *)(udp + 1) > end) return TERN_XDP_ST_pass_other;
+        if (bpf_ntohs(ip->tot_len) != iplen + bpf_ntohs(udp->len)) return TERN_XDP_ST_pass_length;
     } else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
         struct ipv6hdr *ip6 = (void *)(eth + 1);
-        if ((void *)(ip6 + 1) > end) return count(TERN_XDP_ST_pass_other, XDP_PASS);
-        if (ip6->nexthdr != IPPROTO_UDP) return count(TERN_XDP_ST_pass_ip_options, XDP_PASS);
+        if ((void *)(ip6 + 1) > end) return TERN_XDP_ST_pass_other;
+        if (ip6->nexthdr != IPPROTO_UDP) {
+            /* extension headers (hop-by-hop, routing, fragment, AH, destination options,
+             * mobility, HIP, shim6) before a possible UDP header; else not UDP */
+            __u8 nh = ip6->nexthdr;
+            return nh == 0 || nh == 43 || nh == 44 || nh == 51 || nh == 60 || nh == 135 ||
+                           nh == 139 || nh == 140
+                       ? TERN_XDP_ST_pass_ip_options
+                       : TERN_XDP_ST_pass_other;
+        }
         k.family = AF_INET6;
         k.tos = (__u8)((ip6->priority << 4) | (ip6->flow_lbl[0] >> 4));
         iplen = 40;
         udp = (void *)(ip6 + 1);
-        if ((void *)(udp + 1) > end) return count(TERN_XDP_ST_pass_other, XDP_PASS);
-        if (bpf_ntohs(ip6->payload_len) != bpf_ntohs(udp->len))
-            return count(TERN_XDP_ST_pass_length, XDP_PASS);
-        if (!udp->check) return count(TERN_XDP_ST_pass_no_csum, XDP_PASS);
+        if ((void *)(udp + 1) > end) return TERN_XDP_ST_pass_other;
+        if (bpf_ntohs(ip6->payload_len) != bpf_ntohs(udp->len)) return TERN_XDP_ST_pass_length;
+        if (!udp->check) return TERN_XDP_ST_pass_no_csum;
     } else {
-        return count(TERN_XDP_ST_pass_other, XDP_PASS);
+        return TERN_XDP_ST_pass_other;
     }
     k.l4 = k.l3 + iplen;
     __u32 ulen = bpf_ntohs(udp->len);
-    if (ulen < sizeof(*udp) || (void *)udp + ulen > end)
-        return count(TERN_XDP_ST_pass_length, XDP_PASS);
+    /* The frame holds the whole datagram (the link layer may pad it: that is allowed). */
+    if (ulen < sizeof(*udp) || k.l4 + ulen > pkt_len) return TERN_XDP_ST_pass_length;
     k.plen = ulen - sizeof(*udp);
     __u8 *p = (void *)(udp + 1);
     __u8 *sa, *da;
@@ -304,98 +355,167 @@ int tern_xdp(struct xdp_md *ctx)
         pk.family = k.family == AF_INET ? 4 : 6;
         v = bpf_map_lookup_elem(&p2c, &pk);
     }
-    if (!v) return count(TERN_XDP_ST_pass_no_binding, XDP_PASS);
-    if (now >= v->expires_ns) return count(TERN_XDP_ST_pass_expired, XDP_PASS);
+    if (!v) return TERN_XDP_ST_pass_no_binding;
+    if (now >= v->expires_ns) return TERN_XDP_ST_pass_expired;
 
     __u32 off = k.l4 + sizeof(*udp), inner = k.plen, new_plen;
     __u32 removed = 0, added = 0;
-    __u16 chhdr[2];
     if (to_peer) {
         __u32 chlen = ((__u32)p[2] << 8) | p[3];
-        if (chlen + 4 != k.plen) return count(TERN_XDP_ST_pass_length, XDP_PASS);
+        if (chlen + 4 != k.plen) return TERN_XDP_ST_pass_length;
         removed = (__u32)((__u16 *)p)[0] + ((__u16 *)p)[1];
         off += 4;
         inner = chlen;
         new_plen = chlen;
-        if (keep_up(p + 4, end, inner)) return count(TERN_XDP_ST_pass_class, XDP_PASS);
+        if (keep_up(p + 4, end, inner)) return TERN_XDP_ST_pass_class;
     } else {
         /* As large as user space would refuse to frame (drop_peer_too_big): it decides. */
-        if (k.plen > 0xffff - 48) return count(TERN_XDP_ST_pass_length, XDP_PASS);
-        if (keep_up(p, end, inner)) return count(TERN_XDP_ST_pass_class, XDP_PASS);
-        chhdr[0] = bpf_htons(v->channel);
-        chhdr[1] = bpf_htons((__u16)k.plen);
-        added = (__u32)chhdr[0] + chhdr[1];
+        if (k.plen > 0xffff - 48) return TERN_XDP_ST_pass_length;
+        if (keep_up(p, end, inner)) return TERN_XDP_ST_pass_class;
+        pl->chhdr[0] = bpf_htons(v->channel);
+        pl->chhdr[1] = bpf_htons((__u16)k.plen);
+        added = (__u32)pl->chhdr[0] + pl->chhdr[1];
         new_plen = k.plen + 4;
     }
-    __u32 ifindex = 0;
     __u8 smac[ETH_ALEN], dmac[ETH_ALEN];
-    int st = route(ctx, &k, v, iplen + sizeof(*udp) + new_plen, &ifindex, smac, dmac, eth);
-    if (st) return count(st, XDP_PASS);
+    int st = route(ctx, tc, in_ifindex, &k, v, iplen + sizeof(*udp) + new_plen, &pl->ifindex, smac,
+                   dmac, eth);
+    if (st) return st;
 
-    /* Everything is known: copy the headers, then the first write. */
-    struct hdrs h;
+    /* Everything is known: copy the headers. */
+    struct hdrs *h = &pl->h;
     if (k.family == AF_INET) {
         if (data + sizeof(struct ethhdr) + 20 + sizeof(struct udphdr) > end)
-            return count(TERN_XDP_ST_pass_other, XDP_PASS);
-        __builtin_memcpy(&h.eth, data, sizeof(struct ethhdr));
-        __builtin_memcpy(&h.ip.v4, data + sizeof(struct ethhdr), 20);
-        __builtin_memcpy(&h.udp, data + sizeof(struct ethhdr) + 20, sizeof(struct udphdr));
+            return TERN_XDP_ST_pass_other;
+        __builtin_memcpy(&h->eth, data, sizeof(struct ethhdr));
+        __builtin_memcpy(&h->ip.v4, data + sizeof(struct ethhdr), 20);
+        __builtin_memcpy(&h->udp, data + sizeof(struct ethhdr) + 20, sizeof(struct udphdr));
     } else {
         if (data + sizeof(struct ethhdr) + 40 + sizeof(struct udphdr) > end)
-            return count(TERN_XDP_ST_pass_other, XDP_PASS);
-        __builtin_memcpy(&h.eth, data, sizeof(struct ethhdr));
-        __builtin_memcpy(&h.ip.v6, data + sizeof(struct ethhdr), 40);
-        __builtin_memcpy(&h.udp, data + sizeof(struct ethhdr) + 40, sizeof(struct udphdr));
+            return TERN_XDP_ST_pass_other;
+        __builtin_memcpy(&h->eth, data, sizeof(struct ethhdr));
+        __builtin_memcpy(&h->ip.v6, data + sizeof(struct ethhdr), 40);
+        __builtin_memcpy(&h->udp, data + sizeof(struct ethhdr) + 40, sizeof(struct udphdr));
     }
     /* The QoS state this datagram goes into: the counters of its direction, and for RTP its
      * stream's state, which must have been handed over (else user space sees it first). */
     __u8 head[TERN_CLS_COPY] = {};
     __u32 n = inner < TERN_CLS_COPY ? inner : TERN_CLS_COPY;
-    if (n > 0 && n <= TERN_CLS_COPY && bpf_xdp_load_bytes(ctx, off, head, n))
-        return count(TERN_XDP_ST_pass_other, XDP_PASS);
+    if (n > 0 && n <= TERN_CLS_COPY &&
+        (tc ? bpf_skb_load_bytes(ctx, off, head, n) : bpf_xdp_load_bytes(ctx, off, head, n)))
+        return TERN_XDP_ST_pass_other;
     int cls = tern_classify(head, inner);
     struct tern_qkey qk = {};
     qk.worker = v->worker;
     qk.slot = v->slot;
     qk.gen = v->gen;
     qk.leg = v->leg;
-    struct tern_ctr *ctr = bpf_map_lookup_elem(&ctrs, &qk);
-    if (!ctr) return count(TERN_XDP_ST_pass_no_qos, XDP_PASS);
-    struct tern_rtp_val *rv = NULL;
-    __u16 seq = 0;
-    __u32 ts = 0;
+    pl->ctr = bpf_map_lookup_elem(&ctrs, &qk);
+    if (!pl->ctr) return TERN_XDP_ST_pass_no_qos;
+    pl->rv = NULL;
+    pl->seq = 0;
+    pl->ts = 0;
     if (cls == TERN_CLS_RTP) {
         qk.ssrc = (__u32)head[8] << 24 | (__u32)head[9] << 16 | (__u32)head[10] << 8 | head[11];
-        rv = bpf_map_lookup_elem(&rtp, &qk);
-        if (!rv) return count(TERN_XDP_ST_pass_new_ssrc, XDP_PASS);
-        seq = (__u16)(head[2] << 8 | head[3]);
-        ts = (__u32)head[4] << 24 | (__u32)head[5] << 16 | (__u32)head[6] << 8 | head[7];
+        pl->rv = bpf_map_lookup_elem(&rtp, &qk);
+        if (!pl->rv) return TERN_XDP_ST_pass_new_ssrc;
+        pl->seq = (__u16)(head[2] << 8 | head[3]);
+        pl->ts = (__u32)head[4] << 24 | (__u32)head[5] << 16 | (__u32)head[6] << 8 | head[7];
     }
-    __builtin_memcpy(h.eth.h_source, smac, ETH_ALEN);
-    __builtin_memcpy(h.eth.h_dest, dmac, ETH_ALEN);
-    rewrite(&h, &k, v, new_plen, removed, added);
+    __builtin_memcpy(h->eth.h_source, smac, ETH_ALEN);
+    __builtin_memcpy(h->eth.h_dest, dmac, ETH_ALEN);
+    rewrite(h, &k, v, new_plen, removed, added);
+    pl->to_peer = to_peer;
+    pl->family = k.family;
+    pl->cls = cls;
+    pl->inner = inner;
+    pl->tos = k.tos;
+    pl->now = now;
+    return TERN_FWD;
+}
+
+/* The datagram was rewritten: measure it and count it. */
+static __always_inline void forwarded(struct plan *pl)
+{
+    measure(pl->ctr, pl->rv, pl->cls, pl->inner, pl->tos, pl->now, pl->seq, pl->ts);
+    count(pl->to_peer ? TERN_XDP_ST_to_peer : TERN_XDP_ST_to_client, 0);
+}
+
+SEC("xdp")
+int tern_xdp(struct xdp_md *ctx)
+{
+    void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+    struct plan pl;
+    /* Loaded without BPF_F_XDP_HAS_FRAGS: the frame is linear, its length that of the head. */
+    int st = decide(ctx, 0, data, end, bpf_xdp_get_buff_len(ctx), ctx->ingress_ifindex, &pl);
+    if (st != TERN_FWD) return count(st, XDP_PASS);
     /* From here on the datagram is forwarded or, if the head cannot move, passed up as it
      * came (then user space measures it; counted). */
-    if (bpf_xdp_adjust_head(ctx, to_peer ? 4 : -4)) return count(TERN_XDP_ST_pass_adjust, XDP_PASS);
+    if (bpf_xdp_adjust_head(ctx, pl.to_peer ? 4 : -4))
+        return count(TERN_XDP_ST_pass_adjust, XDP_PASS);
     data = (void *)(long)ctx->data;
     end = (void *)(long)ctx->data_end;
-    if (k.family == AF_INET) {
-        if (data + sizeof(struct ethhdr) + 20 + sizeof(struct udphdr) + (to_peer ? 0 : 4) > end)
-            return count(TERN_XDP_ST_pass_adjust, XDP_DROP);
-        __builtin_memcpy(data, &h.eth, sizeof(struct ethhdr));
-        __builtin_memcpy(data + sizeof(struct ethhdr), &h.ip.v4, 20);
-        __builtin_memcpy(data + sizeof(struct ethhdr) + 20, &h.udp, sizeof(struct udphdr));
-        if (!to_peer) __builtin_memcpy(data + sizeof(struct ethhdr) + 28, chhdr, 4);
+    if (pl.family == AF_INET) {
+        if (data + sizeof(struct ethhdr) + 20 + sizeof(struct udphdr) + (pl.to_peer ? 0 : 4) > end)
+            return count(TERN_XDP_ST_drop_rewrite, XDP_DROP);
+        __builtin_memcpy(data, &pl.h.eth, sizeof(struct ethhdr));
+        __builtin_memcpy(data + sizeof(struct ethhdr), &pl.h.ip.v4, 20);
+        __builtin_memcpy(data + sizeof(struct ethhdr) + 20, &pl.h.udp, sizeof(struct udphdr));
+        if (!pl.to_peer) __builtin_memcpy(data + sizeof(struct ethhdr) + 28, pl.chhdr, 4);
     } else {
-        if (data + sizeof(struct ethhdr) + 40 + sizeof(struct udphdr) + (to_peer ? 0 : 4) > end)
-            return count(TERN_XDP_ST_pass_adjust, XDP_DROP);
-        __builtin_memcpy(data, &h.eth, sizeof(struct ethhdr));
-        __builtin_memcpy(data + sizeof(struct ethhdr), &h.ip.v6, 40);
-        __builtin_memcpy(data + sizeof(struct ethhdr) + 40, &h.udp, sizeof(struct udphdr));
-        if (!to_peer) __builtin_memcpy(data + sizeof(struct ethhdr) + 48, chhdr, 4);
+        if (data + sizeof(struct ethhdr) + 40 + sizeof(struct udphdr) + (pl.to_peer ? 0 : 4) > end)
+            return count(TERN_XDP_ST_drop_rewrite, XDP_DROP);
+        __builtin_memcpy(data, &pl.h.eth, sizeof(struct ethhdr));
+        __builtin_memcpy(data + sizeof(struct ethhdr), &pl.h.ip.v6, 40);
+        __builtin_memcpy(data + sizeof(struct ethhdr) + 40, &pl.h.udp, sizeof(struct udphdr));
+        if (!pl.to_peer) __builtin_memcpy(data + sizeof(struct ethhdr) + 48, pl.chhdr, 4);
     }
-    measure(ctr, rv, cls, inner, k.tos, now, seq, ts);
-    count(to_peer ? TERN_XDP_ST_to_peer : TERN_XDP_ST_to_client, 0);
-    if (ifindex == ctx->ingress_ifindex) return XDP_TX;
-    return bpf_redirect(ifindex, 0);
+    forwarded(&pl);
+    if (pl.ifindex == ctx->ingress_ifindex) return XDP_TX;
+    return bpf_redirect(pl.ifindex, 0);
+}
+
+/* The same forwarding at the TC ingress hook (clsact; relay.offload: tc, or auto when neither
+ * native nor generic XDP attaches), on an skb: headers pulled into the linear area first; the
+ * ChannelData header taken out or put in between the Ethernet and IP headers
+ * (bpf_skb_adjust_room, BPF_ADJ_ROOM_MAC: the IP and UDP headers are rewritten at their new
+ * place, the payload does not move), the new headers written with bpf_skb_store_bytes. The
+ * UDP checksum in the header is the incremental one of rewrite(); BPF_F_RECOMPUTE_CSUM keeps a
+ * CHECKSUM_COMPLETE skb's sum right, and bpf_skb_adjust_room resets CHECKSUM_UNNECESSARY, so
+ * the receiver's stack verifies it. Then bpf_redirect to the egress interface. Everything not
+ * forwarded: TC_ACT_UNSPEC, unchanged (not TC_ACT_OK, which would end classification: a
+ * filter after ours still sees it; with none it goes up as with TC_ACT_OK). */
+SEC("tc")
+int tern_tc(struct __sk_buff *skb)
+{
+    /* A VLAN tag held in the skb (it would not follow a redirect), or a GRO aggregate. */
+    if (skb->vlan_present || skb->gso_size) return count(TERN_XDP_ST_pass_other, TC_ACT_UNSPEC);
+    __u32 len = skb->len;
+    if (bpf_skb_pull_data(skb, len < 128 ? len : 128))
+        return count(TERN_XDP_ST_pass_other, TC_ACT_UNSPEC);
+    void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+    struct plan pl;
+    int st = decide(skb, 1, data, end, len, skb->ifindex, &pl);
+    if (st != TERN_FWD) return count(st, TC_ACT_UNSPEC);
+    if (bpf_skb_adjust_room(skb, pl.to_peer ? -4 : 4, BPF_ADJ_ROOM_MAC, 0))
+        return count(TERN_XDP_ST_pass_adjust, TC_ACT_UNSPEC);
+    /* The head moved: a write that fails now would leave a broken datagram: dropped, counted. */
+    __u32 l4 = sizeof(struct ethhdr) + (pl.family == AF_INET ? 20 : 40);
+    long e = bpf_skb_store_bytes(skb, 0, &pl.h.eth, sizeof(struct ethhdr), 0);
+    if (pl.family == AF_INET)
+        e = e
+                ?: bpf_skb_store_bytes(skb, sizeof(struct ethhdr), &pl.h.ip.v4, 20,
+                                       BPF_F_RECOMPUTE_CSUM);
+    else
+        e = e
+                ?: bpf_skb_store_bytes(skb, sizeof(struct ethhdr), &pl.h.ip.v6, 40,
+                                       BPF_F_RECOMPUTE_CSUM);
+    e = e ?: bpf_skb_store_bytes(skb, l4, &pl.h.udp, sizeof(struct udphdr), BPF_F_RECOMPUTE_CSUM);
+    if (!pl.to_peer)
+        e = e
+                ?: bpf_skb_store_bytes(skb, l4 + sizeof(struct udphdr), pl.chhdr, 4,
+                                       BPF_F_RECOMPUTE_CSUM);
+    if (e) return count(TERN_XDP_ST_drop_rewrite, TC_ACT_SHOT);
+    forwarded(&pl);
+    return bpf_redirect(pl.ifindex, 0);
 }

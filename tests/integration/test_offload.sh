@@ -17,9 +17,12 @@
 # ChannelData both ways over IPv4 and IPv6 (tern-turnc -C against an echo peer) with nothing
 # lost; after the allocation is deleted nothing more is forwarded; and no receiver ever counted
 # a UDP checksum error. First, the fallbacks: forwarding off, and no CAP_BPF: user space, said
-# so.
+# so. TERN_OFFLOAD_ON (default auto) is the mode under test and TERN_OFFLOAD_PATH (default xdp)
+# the path ternd must report and the allocation views must name (test_offload_tc.sh: tc, tc).
 . "$(dirname "$0")/lib.sh"
 . "$TERN_SOURCE_DIR/tests/qos/qoslib.sh"
+ON=${TERN_OFFLOAD_ON:-auto}
+XPATH=${TERN_OFFLOAD_PATH:-xdp}
 : "${TURNC:?TURNC must point at tern-turnc (set by CTest)}"
 
 ID=$$
@@ -132,7 +135,7 @@ fallback_check() {
 }
 in_ns "$R" sysctl -qw net.ipv4.conf.all.forwarding=0 "net.ipv4.conf.orc$ID.forwarding=0" \
     "net.ipv4.conf.orp$ID.forwarding=0"
-start_offload_ternd auto
+start_offload_ternd "$ON"
 fallback_check "forwarding off" 'forwarding is off'
 stop_ternd
 in_ns "$R" sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1
@@ -145,19 +148,19 @@ exec ip netns exec $R setpriv --inh-caps=-bpf,-net_admin,-sys_admin \
 EOF
 chmod +x "$WORK/ternd-nocap"
 TERND="$WORK/ternd-nocap"
-start_offload_ternd auto
+start_offload_ternd "$ON"
 fallback_check "no CAP_BPF" 'privileges|did not load|did not open'
 stop_ternd
 TERND="$WORK/ternd-ns"
 
 # ---- the QoS ground truth, offload off then auto (native XDP on veth) ----
-for mode in off auto; do
+for mode in off "$ON"; do
     start_offload_ternd "$mode"
-    if [ "$mode" = auto ]; then
-        if grep '"event":"offload"' "$WORK/ternd.log" | grep -q '"path":"xdp"'; then
-            pass "$mode: ternd runs the native XDP path ($(grep -c '"event":"offload_attached"' "$WORK/ternd.log") interfaces)"
+    if [ "$mode" != off ]; then
+        if grep '"event":"offload"' "$WORK/ternd.log" | grep -q "\"path\":\"$XPATH\""; then
+            pass "$mode: ternd runs the $XPATH path ($(grep -c '"event":"offload_attached"' "$WORK/ternd.log") interfaces)"
         else
-            fail "$mode: no native XDP path; ternd said:"
+            fail "$mode: not the $XPATH path; ternd said:"
             grep '"event":"offload' "$WORK/ternd.log" | sed 's/^/    /' >&2
         fi
     fi
@@ -169,12 +172,13 @@ for mode in off auto; do
         --stream peer:video,seq=65400,ts=4294967000,restart=3 \
         --stream peer:audio,seq=65530,restart=2
     for n in "legs-$mode" "edges-$mode"; do gen_wait_holding "$n" && gen_inspect "$n"; done
-    if [ "$mode" = auto ]; then
-        if grep -q '"datapath": *"xdp"' "$WORK/legs-$mode.detail.json" &&
-            grep -q '"datapath": *"xdp"' "$WORK/legs-$mode.entry.json"; then
-            pass "$mode: the allocation detail and list entry say \"datapath\": \"xdp\""
+    if [ "$mode" != off ]; then
+        dp=${XPATH%-generic}
+        if grep -q "\"datapath\": *\"$dp\"" "$WORK/legs-$mode.detail.json" &&
+            grep -q "\"datapath\": *\"$dp\"" "$WORK/legs-$mode.entry.json"; then
+            pass "$mode: the allocation detail and list entry say \"datapath\": \"$dp\""
         else
-            fail "$mode: no \"datapath\": \"xdp\" in the allocation views"
+            fail "$mode: no \"datapath\": \"$dp\" in the allocation views"
         fi
         tp=$(xdp_stat to_peer) tc=$(xdp_stat to_client)
         sent_c=$(grep -h '"ev":"tx"' "$WORK"/legs-$mode.jsonl "$WORK"/edges-$mode.jsonl | grep -c '"dir":"client"' || true)
@@ -194,9 +198,17 @@ for mode in off auto; do
     qos_metrics "legs-$mode" "edges-$mode"
 
     # ---- ChannelData both ways, IPv4 and IPv6, against an echo peer ----
-    if [ "$mode" = auto ]; then
+    if [ "$mode" != off ]; then
         in_ns "$P" turnutils_peer -p 7000 -L 10.210.2.2 -L fd00:210:2::2 >"$WORK/peer.log" 2>&1 &
         ECHO_PIDS+=($!)
+        # Every checksum the receivers get, recomputed from the frames themselves (a receiving
+        # skb marked CHECKSUM_UNNECESSARY would not be verified by the stack, so InCsumErrors
+        # alone could miss a wrong one).
+        rm -f "$WORK/tap.stop"
+        in_ns "$P" "$PY" "$TERN_SOURCE_DIR/tests/integration/udp_csum_tap.py" "op$ID" "$WORK/tap.stop" >"$WORK/tap-p.out" 2>&1 &
+        TAP_P=$!
+        in_ns "$C" "$PY" "$TERN_SOURCE_DIR/tests/integration/udp_csum_tap.py" "oc$ID" "$WORK/tap.stop" >"$WORK/tap-c.out" 2>&1 &
+        TAP_C=$!
         sleep 0.3
         for fam in 4 6; do
             if [ $fam = 4 ]; then srv="10.210.1.1:$U4" peer=10.210.2.2:7000 six=(); else
@@ -207,7 +219,7 @@ for mode in off auto; do
             after=$(xdp_stat to_client)
             if grep -q '^totals sent=500 data=0 icmp=0 chdata=500$' "$WORK/echo$fam.out" &&
                 [ $((after - before)) -ge 450 ]; then
-                pass "IPv$fam: 500 ChannelData out, 500 back, none lost ($((after - before)) back through XDP)"
+                pass "IPv$fam: 500 ChannelData out, 500 back, none lost ($((after - before)) back through the kernel)"
             else
                 fail "IPv$fam: ChannelData echo (XDP to_client +$((after - before)))"
                 sed 's/^/    /' "$WORK/echo$fam.out" >&2
@@ -231,10 +243,20 @@ PY
             [ "$after" = "$before" ] && pass "IPv$fam: nothing forwarded after the allocation was deleted" ||
                 fail "IPv$fam: $((after - before)) datagrams forwarded after the deletion"
         done
+        touch "$WORK/tap.stop"
+        wait "$TAP_P" "$TAP_C" || true
+        for t in p c; do
+            r=$(cat "$WORK/tap-$t.out")
+            okc=$(echo "$r" | sed -nE 's/^udp_csum ok=([0-9]+) bad=([0-9]+)$/\1/p')
+            badc=$(echo "$r" | sed -nE 's/^udp_csum ok=([0-9]+) bad=([0-9]+)$/\2/p')
+            [ "${okc:-0}" -ge 950 ] && [ "${badc:-1}" = 0 ] &&
+                pass "$mode: the $([ $t = p ] && echo peer || echo client) got $okc UDP datagrams from the relay, every checksum right (recomputed from the frames)" ||
+                fail "$mode: checksums at the $([ $t = p ] && echo peer || echo client): $r"
+        done
     fi
     stop_ternd
     cp "$WORK/ternd.log" "$WORK/ternd-$mode.log"
-    if [ "$mode" = auto ]; then
+    if [ "$mode" != off ]; then
         b=$(counter offload_bound) u=$(counter offload_unbound) st=$(counter offload_streams_handed)
         [ "${b:-0}" -ge 4 ] && [ "$b" = "$u" ] && [ "${st:-0}" -ge 7 ] &&
             pass "$mode: $b channels handed to the kernel, $u taken back, $st RTP streams counted in BPF maps" ||
@@ -249,7 +271,7 @@ done
 # datagram the kernel forwarded to the peer must come back (the echo) and nothing may be
 # forwarded after the expiry: the binding's expiry stops the program at that instant, before
 # user space even notices.
-start_offload_ternd auto 2
+start_offload_ternd "$ON" 2
 in_ns "$P" turnutils_peer -p 7000 -L 10.210.2.2 >"$WORK/peer2.log" 2>&1 &
 ECHO_PIDS+=($!)
 sleep 0.3
@@ -262,7 +284,7 @@ ex=$(($(xdp_stat pass_expired) + $(xdp_stat pass_no_binding) - ex0))
 got=$(sed -nE 's/^totals .* chdata=([0-9]+)$/\1/p' "$WORK/expiry.out")
 if [ "${got:-0}" -ge 100 ] && [ "${got:-0}" -lt 400 ] && [ "$tc" -ge $((tp - 2)) ] &&
     [ "$tc" -le "$tp" ] && [ "$got" -ge "$tc" ] && [ "$ex" -ge 100 ]; then
-    pass "expiry: $tp forwarded to the peer, $tc echoes back through XDP, $got received; $ex after the expiry went up, none forwarded"
+    pass "expiry: $tp forwarded to the peer, $tc echoes back through the kernel, $got received; $ex after the expiry went up, none forwarded"
 else
     fail "expiry: to_peer +$tp to_client +$tc received $got passed-after-expiry +$ex"
     sed 's/^/    /' "$WORK/expiry.out" >&2
@@ -273,7 +295,7 @@ stop_ternd
 # The binding was checked at ChannelBind; a reload that drops the peer's network from
 # peers.allow (10.210.2.2 is then private, refused) must stop the fast path at once, not at the
 # channel's expiry: the worker re-checks every binding in the pass after it adopts the reload.
-start_offload_ternd auto
+start_offload_ternd "$ON"
 in_ns "$P" turnutils_peer -p 7001 -L 10.210.2.2 >"$WORK/peer3.log" 2>&1 &
 ECHO_PIDS+=($!)
 sleep 0.3
@@ -284,7 +306,7 @@ sleep 1
 pre=$(xdp_stat to_peer)
 sleep 0.5
 before=$(xdp_stat to_peer)
-sed -i 's|^peers: { allow: \[10.210.0.0/16, "fd00:210::/32"\] }|peers: { allow: ["fd00:210::/32"] }|' "$WORK/tern-auto.yaml"
+sed -i 's|^peers: { allow: \[10.210.0.0/16, "fd00:210::/32"\] }|peers: { allow: ["fd00:210::/32"] }|' "$WORK/tern-$ON.yaml"
 kill -HUP "$TERND_PID"
 for _ in $(seq 50); do grep -q '"event":"config_reloaded"' "$WORK/ternd.log" && break; sleep 0.05; done
 sleep 0.2
@@ -305,6 +327,153 @@ fi
 grep -q '"event":"permissions_revoked"' "$WORK/ternd.log" && pass "permissions_revoked logged for the refused peer" ||
     fail "no permissions_revoked after the policy reload"
 stop_ternd
+
+# ---- wildcard listeners: auto on every interface; what is not ours passes unchanged ----
+# With a wildcard listener auto attaches to every interface that is up (loopback aside): on a
+# host that is its real NIC, carrying everything else the host does. Here both veths of the
+# relay namespace play that part while the namespace also routes between client and peer:
+# a TCP transfer over IPv6 (bytes compared; neighbour discovery on the way), UDP to another
+# socket of the relay namespace (every datagram echoed unchanged) work while the program sits
+# in front of them, and a TURN channel is still offloaded.
+if [ "$ON" = auto ]; then
+    sed -e 's|address: 10.210.1.1, port: 0|address: 0.0.0.0, port: 0|' \
+        -e 's|address: "fd00:210:1::1", port: 0|address: "::", port: 0|' \
+        -e 's|^peers: .*|peers: { allow: [10.210.0.0/16, "fd00:210::/32"] }|' "$WORK/tern-auto.yaml" >"$WORK/tern-wild.yaml"
+    start_ternd "$WORK/tern-wild.yaml"
+    op=$(grep '"event":"ops_listening"' "$WORK/ternd.log" | head -1 | sed -E 's/.*"port":([0-9]+).*/\1/')
+    OPS_BASE="http://127.0.0.1:$op"
+    UW=$(port_of udp 0.0.0.0)
+    wl=$(grep '"event":"offload"' "$WORK/ternd.log" | head -1)
+    echo "$wl" | grep -q '"path":"xdp"' && echo "$wl" | grep -q "orc$ID" && echo "$wl" | grep -q "orp$ID" &&
+        pass "wildcard listener: auto attached to every interface of the namespace ($(echo "$wl" | sed -E 's/.*"interfaces":"([^"]*)".*/\1/'))" ||
+        fail "wildcard listener: ternd said $wl"
+    p0=$(($(xdp_stat pass_other) + $(xdp_stat pass_no_binding)))
+    head -c 4000000 /dev/urandom >"$WORK/blob"
+    in_ns "$P" "$PY" -c '
+import hashlib, socket, sys
+s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("fd00:210:2::2", 7400)); s.listen(1); s.settimeout(20)
+c, _ = s.accept(); h = hashlib.sha256()
+while True:
+    b = c.recv(65536)
+    if not b: break
+    h.update(b)
+print(h.hexdigest())' >"$WORK/tcp.sum" 2>&1 &
+    TCP_PID=$!
+    sleep 0.3
+    in_ns "$C" "$PY" -c '
+import socket, sys
+s = socket.create_connection(("fd00:210:2::2", 7400), timeout=20)
+s.sendall(open(sys.argv[1], "rb").read()); s.close()' "$WORK/blob" 2>"$WORK/tcp.err" || true
+    wait "$TCP_PID" || true
+    [ "$(cat "$WORK/tcp.sum")" = "$(sha256sum "$WORK/blob" | cut -d" " -f1)" ] &&
+        pass "wildcard: 4 MB over TCP/IPv6 through the relay namespace, byte for byte" ||
+        fail "wildcard: TCP transfer differs: $(cat "$WORK/tcp.sum" "$WORK/tcp.err" | tail -2)"
+    in_ns "$R" "$PY" -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.210.2.1", 7500)); s.settimeout(5)
+try:
+    while True:
+        d, a = s.recvfrom(2048); s.sendto(d, a)
+except socket.timeout:
+    pass' &
+    UDP_PID=$!
+    sleep 0.3
+    got=$(in_ns "$C" "$PY" -c '
+import os, socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2); n = 0
+for i in range(500):
+    d = bytes([0x40, 0x00]) + os.urandom(98) if i % 2 else os.urandom(100)  # half look like ChannelData
+    s.sendto(d, ("10.210.2.1", 7500))
+    try:
+        n += s.recvfrom(2048)[0] == d
+    except socket.timeout:
+        pass
+print(n)')
+    kill "$UDP_PID" 2>/dev/null || true
+    p1=$(($(xdp_stat pass_other) + $(xdp_stat pass_no_binding)))
+    [ "$got" = 500 ] && pass "wildcard: 500 UDP datagrams (half shaped like ChannelData) to another socket, all echoed unchanged" ||
+        fail "wildcard: $got of 500 UDP datagrams echoed unchanged"
+    [ $((p1 - p0)) -ge 1000 ] && pass "wildcard: the program saw that traffic and passed it ($((p1 - p0)) passed)" ||
+        fail "wildcard: the program passed only $((p1 - p0)) datagrams"
+    before=$(xdp_stat to_client)
+    in_ns "$C" timeout 30 "$TURNC" -s "10.210.1.1:$UW" -u alice -P wonderland -C -R 111 -l 160 -n 200 -i 2 \
+        -w 1000 -d -p 10.210.2.2:7000 >"$WORK/wild.out" 2>&1 || true
+    after=$(xdp_stat to_client)
+    grep -q '^totals sent=200 data=0 icmp=0 chdata=200$' "$WORK/wild.out" && [ $((after - before)) -ge 180 ] &&
+        pass "wildcard: a TURN channel through the wildcard listener is offloaded ($((after - before)) of 200 back through the kernel)" ||
+        { fail "wildcard: TURN echo (to_client +$((after - before))): $(tail -2 "$WORK/wild.out")"
+          grep -E '"event":"(offload_not_bound|offload_bound|allocation_created)"' "$WORK/ternd.log" | tail -4 | sed 's/^/    /' >&2
+          curl -s "$OPS_BASE/metrics" | grep tern_offload_xdp | sed 's/^/    /' >&2; }
+    stop_ternd
+fi
+
+# ---- TC: nothing left after a clean stop; after a crash, the next start removes the filter ----
+# tc filters are no bpf_links in libbpf 1.1: a ternd killed with SIGKILL leaves its filter (and
+# the program it holds) on the interfaces; the next start recognises it by handle, priority and
+# program name and removes it before it attaches (docs/offload.md §1).
+tc_filters() { in_ns "$R" tc filter show dev "$1" ingress 2>/dev/null | grep -c 'tern_tc' || true; }
+if [ "$ON" = tc ]; then
+    left=0
+    for d in "orc$ID" "orp$ID"; do
+        left=$((left + $(tc_filters "$d")))
+        in_ns "$R" tc qdisc show dev "$d" | grep -q clsact && left=$((left + 1))
+    done
+    [ "$left" = 0 ] && pass "tc: after a clean stop no filter and no clsact qdisc of ternd's are left" ||
+        fail "tc: $left filters or qdiscs left after a clean stop"
+    start_offload_ternd "$ON"
+    kill -KILL "$TERND_PID"; wait "$TERND_PID" 2>/dev/null || true; TERND_PID=
+    stale=$(($(tc_filters "orc$ID") + $(tc_filters "orp$ID")))
+    start_offload_ternd "$ON"
+    removed=$(grep -c '"event":"offload_tc_stale_removed".*"result":"removed"' "$WORK/ternd.log" || true)
+    now=$(($(tc_filters "orc$ID") + $(tc_filters "orp$ID")))
+    stop_ternd
+    after=$(($(tc_filters "orc$ID") + $(tc_filters "orp$ID")))
+    if [ "$stale" = 2 ] && [ "$removed" = 2 ] && [ "$now" = 2 ] && [ "$after" = 0 ]; then
+        pass "tc: SIGKILL left $stale filters; the next start removed them ($removed) and attached its own; none after its stop"
+    else
+        fail "tc: stale filters after SIGKILL=$stale removed=$removed attached=$now after stop=$after"
+    fi
+fi
+
+# ---- auto falls back to TC where XDP cannot attach ----
+# Another XDP program on the client-side interface (attached by netlink: native and generic
+# XDP are then refused there): auto takes TC on it, native XDP on the other; the path is the
+# weakest, tc, and the log says why. ChannelData to the peer goes through TC; the peer's answers
+# arrive on the natively attached side, whose redirect into the TC-attached interface might not
+# be possible (pass_egress, docs/offload.md §2): they go up and user space sends them.
+if [ "$ON" = tc ]; then
+    cat >"$WORK/pass.c" <<'C'
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+SEC("xdp") int other_pass(struct xdp_md *c) { return XDP_PASS; }
+char LICENSE[] SEC("license") = "GPL";
+C
+    arch_inc=/usr/include/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+    if clang -O2 -target bpf -idirafter "$arch_inc" -c "$WORK/pass.c" -o "$WORK/pass.o" 2>"$WORK/pass.err" &&
+        in_ns "$R" ip link set dev "orc$ID" xdpdrv obj "$WORK/pass.o" sec xdp 2>>"$WORK/pass.err"; then
+        start_offload_ternd auto
+        line=$(grep '"event":"offload"' "$WORK/ternd.log" | head -1)
+        modes=$(grep '"event":"offload_attached"' "$WORK/ternd.log" | sed -E 's/.*"interface":"([^"]+)","mode":"([^"]+)".*/\1=\2/' | sort | tr '\n' ' ')
+        before=$(xdp_stat to_peer) eg0=$(xdp_stat pass_egress)
+        in_ns "$C" timeout 30 "$TURNC" -s "10.210.1.1:$U4" -u alice -P wonderland -C -R 111 -l 160 -n 200 -i 2 \
+            -w 1000 -d -p 10.210.2.2:7000 >"$WORK/fallback.out" 2>&1 || true
+        after=$(xdp_stat to_peer) eg=$(($(xdp_stat pass_egress) - eg0))
+        if echo "$line" | grep -q '"path":"tc"' && echo "$line" | grep -q 'native and generic XDP refused' &&
+            [ "$modes" = "orc$ID=tc orp$ID=native " ] &&
+            grep -q '^totals sent=200 data=0 icmp=0 chdata=200$' "$WORK/fallback.out" &&
+            [ $((after - before)) -ge 180 ] && [ "$eg" -ge 180 ]; then
+            pass "auto beside another XDP program: $modes-> path tc, said why; 200 echoed, $((after - before)) to the peer through TC, $eg answers up to user space (native XDP may not redirect into a TC-attached interface: pass_egress)"
+        else
+            fail "auto beside another XDP program: modes='$modes' to_peer +$((after - before)) pass_egress +$eg; ternd said: $line"
+            sed 's/^/    /' "$WORK/fallback.out" >&2
+        fi
+        stop_ternd
+        in_ns "$R" ip link set dev "orc$ID" xdpdrv off
+    else
+        fail "could not attach a foreign XDP program for the fallback check: $(tail -2 "$WORK/pass.err")"
+    fi
+fi
 
 # ---- every datagram arrived with a valid checksum ----
 for n in "$C" "$P"; do

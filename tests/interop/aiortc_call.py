@@ -25,12 +25,22 @@ aiortc 1.4 has no candidate-pair stats, so they are measured here the way libweb
 each ICE connectivity or consent check sent on the selected pair, from its first send to the
 arrival of its response; a check that was retransmitted gives no sample (Karn).
 
+With --b-netns NS (a network namespace name, /run/netns/NS), B runs inside that namespace
+with host candidates only and no TURN server, while A stays relay-only in the namespace the
+process started in: the media goes client -> relay -> B and back through one allocation (A's),
+so a relay's kernel fast path can carry both directions (tests/integration/
+test_offload_aiortc.sh). Its sockets are made inside NS (setns(2) around B's gathering; a
+socket keeps the namespace it was made in), everything else runs in one event loop as before.
+Then PEER B's "relayed" is its host address and its selected pair is host to relay.
+
 Then it holds the call up (so the relay's allocations can be inspected) until SIGUSR1, SIGTERM,
 or --hold seconds, and closes both peers. Exit 0 on success, 2 when the call does not connect
 or a selected pair is not relay-to-relay, 3 when aiortc is missing.
 """
 import argparse
 import asyncio
+import ctypes
+import os
 import json
 import random
 import signal
@@ -64,7 +74,8 @@ _orig_kwargs = aiortc.rtcicetransport.connection_kwargs
 
 def _relay_only_kwargs(servers):
     kw = _orig_kwargs(servers)
-    kw["transport_policy"] = aioice.ice.TransportPolicy.RELAY
+    if "turn_server" in kw:  # B with --b-netns has no TURN server: its host candidates
+        kw["transport_policy"] = aioice.ice.TransportPolicy.RELAY
     return kw
 
 
@@ -77,6 +88,34 @@ def relay_only_sdp(sdp):
     return "\r\n".join(
         ln for ln in lines if not ln.startswith("a=candidate:") or " typ relay" in ln
     )
+
+
+# --- B in another network namespace (--b-netns) ---------------------------------------------
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class NetNs:
+    """with NetNs(name): the calling thread in /run/netns/name, back where it was after."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        fd = os.open("/run/netns/%s" % self.name, os.O_RDONLY)
+        try:
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns %s" % self.name)
+        finally:
+            os.close(fd)
+
+    def __exit__(self, *exc):
+        try:
+            if _libc.setns(self.home, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back")
+        finally:
+            os.close(self.home)
 
 
 # --- aiortc 1.4 bug (aiortc/aiortc#745): on a bundled transport one header-extension map
@@ -337,7 +376,11 @@ async def run(args):
         urls="turn:%s?transport=udp" % args.server, username=args.user, credential=args.password
     )
     cfg = RTCConfiguration(iceServers=[server])
-    pa, pb = RTCPeerConnection(cfg), RTCPeerConnection(cfg)
+    b_host = bool(args.b_netns)
+    pa = RTCPeerConnection(cfg)
+    # B in its namespace: host candidates only (an empty server list, not None, which would
+    # make aiortc add its default STUN server)
+    pb = RTCPeerConnection(RTCConfiguration(iceServers=[]) if b_host else cfg)
     gate = Pausable()
     a_audio, a_video, b_audio = PausableAudio(gate), PausableVideo(gate), PausableAudio(gate)
     consumers = []
@@ -359,10 +402,24 @@ async def run(args):
         async def negotiate():
             await pa.setLocalDescription(await pa.createOffer())
             offer = relay_only_sdp(pa.localDescription.sdp)
-            await pb.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-            pb.addTrack(b_audio)
-            await pb.setLocalDescription(await pb.createAnswer())
-            answer = relay_only_sdp(pb.localDescription.sdp)
+            if b_host:
+                # B's transports (and their sockets) are made here, its host addresses
+                # enumerated and its sockets bound in its namespace; nothing of A's runs
+                # meanwhile (A gathered before the offer, its checks start with the answer)
+                with NetNs(args.b_netns):
+                    await pb.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+                    pb.addTrack(b_audio)
+                    await pb.setLocalDescription(await pb.createAnswer())
+                answer = "\r\n".join(
+                    ln
+                    for ln in pb.localDescription.sdp.split("\r\n")
+                    if not ln.startswith("a=candidate:") or (" typ host" in ln and ":" not in ln.split()[4])
+                )
+            else:
+                await pb.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+                pb.addTrack(b_audio)
+                await pb.setLocalDescription(await pb.createAnswer())
+                answer = relay_only_sdp(pb.localDescription.sdp)
             await pa.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
             return offer, answer
 
@@ -391,10 +448,17 @@ async def run(args):
             return result, 2
         t_connected = time.monotonic()
         sels = {"A": selected_pair(pa), "B": selected_pair(pb)}
+        want = {"A": ("relay", "host"), "B": ("host", "relay")} if b_host else {
+            "A": ("relay", "relay"),
+            "B": ("relay", "relay"),
+        }
+        result["b_host"] = b_host
         for name, sel in sels.items():
-            if sel is None or sel["local_type"] != "relay" or sel["remote_type"] != "relay":
-                result["error"] = "peer %s: selected pair is not relay-to-relay: %s" % (
+            if sel is None or (sel["local_type"], sel["remote_type"]) != want[name]:
+                result["error"] = "peer %s: selected pair is not %s-to-%s: %s" % (
                     name,
+                    want[name][0],
+                    want[name][1],
                     {k: v for k, v in (sel or {}).items() if k != "pair"},
                 )
                 return result, 2
@@ -474,6 +538,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=20.0, help="seconds to connect")
     ap.add_argument("--api", help="ops API base URL: also take a live snapshot mid-call")
     ap.add_argument("--hold", type=float, default=30.0, help="max seconds to hold after stats")
+    ap.add_argument("--b-netns", help="run B in this network namespace, host candidates only")
     args = ap.parse_args()
     result, rc = asyncio.run(run(args))
     if rc != 0:

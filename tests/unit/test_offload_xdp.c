@@ -10,8 +10,9 @@
  * SSRC not handed over goes up; and a media sequence (loss, duplicates, reordering, an SSRC
  * change, a sequence wrap) half tapped in user space, half counted by the program in its
  * maps and merged back, gives the same numbers as the meter fed every datagram. Needs root
- * (CAP_BPF, CAP_NET_ADMIN), as the suite runs on these machines. One test alone: pass its name as
- * argv[1]. */
+ * (CAP_BPF, CAP_NET_ADMIN), as the suite runs on these machines. Every test runs twice: against
+ * tern_xdp, then against tern_tc (the same decision at the TC hook, on an skb; TC_ACT_REDIRECT
+ * counts as XDP_TX, TC_ACT_UNSPEC as XDP_PASS). One test alone: pass its name as argv[1]. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -34,6 +35,7 @@
 #include <linux/if_ether.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
 #include <linux/udp.h>
 
 #include <jansson.h>
@@ -45,6 +47,9 @@
 
 static struct tern_xdp *skel;
 static int ncpu;
+/* The program under test: 0 tern_xdp, 1 tern_tc (the same decision at the TC hook, on an skb:
+ * every test runs against both; verdicts are mapped to XDP's, see run()). */
+static int use_tc;
 
 static int setup(void **state)
 {
@@ -156,10 +161,22 @@ static int run(const uint8_t *in, size_t len, uint8_t *out, size_t *outlen)
 {
     LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = in, .data_size_in = (uint32_t)len, .data_out = out,
                 .data_size_out = 4096, .repeat = 1);
-    int rc = bpf_prog_test_run_opts(bpf_program__fd(skel->progs.tern_xdp), &o);
+    int rc = bpf_prog_test_run_opts(
+        bpf_program__fd(use_tc ? skel->progs.tern_tc : skel->progs.tern_xdp), &o);
     assert_int_equal(rc, 0);
     *outlen = o.data_size_out;
-    return (int)o.retval;
+    if (!use_tc) return (int)o.retval;
+    /* TC: a redirect is XDP_TX here (test mode: out where it came from), pass is UNSPEC */
+    switch ((int)o.retval) {
+    case TC_ACT_REDIRECT:
+        return XDP_TX;
+    case TC_ACT_UNSPEC:
+        return XDP_PASS;
+    case TC_ACT_SHOT:
+        return XDP_DROP;
+    default:
+        return 1000 + (int)o.retval; /* anything else fails the test */
+    }
 }
 
 static void ep_set(struct ep *e, int v6, const char *ip, uint16_t port)
@@ -659,7 +676,12 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_qos_same_numbers), cmocka_unit_test(test_stats_account),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
-    return cmocka_run_group_tests(tests, setup, teardown);
+    int failed = _cmocka_run_group_tests("tern_xdp", tests, sizeof(tests) / sizeof(tests[0]), setup,
+                                         teardown);
+    use_tc = 1;
+    failed += _cmocka_run_group_tests("tern_tc", tests, sizeof(tests) / sizeof(tests[0]), setup,
+                                      teardown);
+    return failed;
 }
 
 #else
