@@ -60,6 +60,7 @@
 #include "fwd.h"
 #include "offload.h"
 #include "tcp.h"
+#include "tcprelay.h"
 #include "timeline.h"
 #include "udp.h"
 #include "worker.h"
@@ -301,7 +302,7 @@ static void to_peer(struct worker *w, const struct srv_fwd *f, int64_t rx_ns, in
  * for none), forwards its payload, or counts a drop. */
 static size_t client_msg(struct worker *w, const struct srv_tuple *t, void *client_io,
                          const uint8_t *in, size_t len, int64_t rx_ns, int tos, uint8_t *out,
-                         size_t outcap)
+                         size_t outcap, struct srv_tconn **bound)
 {
     struct srv_fwd f;
     /* A STUN message may delete an allocation (or a relay socket): what the train holds goes
@@ -309,6 +310,7 @@ static size_t client_msg(struct worker *w, const struct srv_tuple *t, void *clie
     if (w->fwd->train_on && len && (in[0] & 0xC0) != 0x40) train_flush(w);
     size_t n = srv_handle(&w->srv, t, client_io, in, len, w->now_ms, out, outcap, &f);
     if (f.a) to_peer(w, &f, rx_ns, tos);
+    if (bound) *bound = f.bound;
     return n;
 }
 
@@ -370,8 +372,8 @@ static void udp_readable(struct worker *w, struct ep_handler *h)
             }
             struct srv_tuple *t = &b->tuple[nout];
             *t = (struct srv_tuple){.transport = SRV_UDP, .client = d->from, .local = d->local};
-            size_t out =
-                client_msg(w, t, l, d->data, d->len, d->rx_ns, d->tos, b->out[nout], CLIENT_TX_BUF);
+            size_t out = client_msg(w, t, l, d->data, d->len, d->rx_ns, d->tos, b->out[nout],
+                                    CLIENT_TX_BUF, NULL);
             if (!out) continue;
             b->tiov[nout] = (struct iovec){.iov_base = b->out[nout], .iov_len = out};
             udp_prepare(&b->tx[nout].msg_hdr, l, t, &b->tiov[nout], (struct udp_mark){0, 0},
@@ -387,6 +389,10 @@ static void udp_readable(struct worker *w, struct ep_handler *h)
 void fwd_tcp_event(struct worker *w, struct ep_handler *h, uint32_t events)
 {
     struct tcp_conn *c = (struct tcp_conn *)h;
+    if (tcp_tconn(c)) { /* an RFC 6062 data connection: raw bytes (tcprelay.c) */
+        tcprelay_data_event(w, c, events);
+        return;
+    }
     if (!tcp_io(w, c, events)) return;
     while (tcp_read(w, c) > 0) {
         const uint8_t *msg;
@@ -394,8 +400,21 @@ void fwd_tcp_event(struct worker *w, struct ep_handler *h, uint32_t events)
         int r;
         while ((r = tcp_frame(w, c, &msg, &len)) > 0) {
             uint8_t out[CLIENT_TX_BUF];
-            size_t n = client_msg(w, tcp_tuple(c), c, msg, len, w->now_ns, -1, out, sizeof(out));
-            if (n && !tcp_send_client(w, c, out, n)) return; /* closed: c is gone */
+            struct srv_tconn *bound = NULL;
+            size_t n =
+                client_msg(w, tcp_tuple(c), c, msg, len, w->now_ns, -1, out, sizeof(out), &bound);
+            if (n && !tcp_send_client(w, c, out, n)) { /* closed: c is gone */
+                if (bound) {
+                    bound->data_io = NULL;
+                    srv_tconn_end(&w->srv, bound);
+                }
+                return;
+            }
+            if (bound) { /* ConnectionBind: what follows is the client's raw data */
+                tcp_frames_done(c);
+                tcprelay_bind(w, c, bound);
+                return;
+            }
         }
         if (r < 0) return;
         tcp_frames_done(c);

@@ -82,6 +82,10 @@ struct tcp_conn {
     size_t rxoff; /* frames before this offset have been handed out (tcp_frame) */
     uint8_t *tx;
     size_t txlen, txcap;
+    /* RFC 6062: a client data connection, bound (ConnectionBind) to this peer connection: raw
+     * bytes both ways (tcprelay.c); rx_paused: the peer is not taking them fast enough. */
+    struct srv_tconn *tconn;
+    bool rx_paused;
 };
 
 static void lru_unlink(struct worker *w, struct tcp_conn *c)
@@ -175,6 +179,12 @@ static void ip_release(struct tcp_state *t, uint64_t key)
 static void conn_close(struct worker *w, struct tcp_conn *c, enum relay_counter why)
 {
     if (c->h.fd < 0) return;
+    if (c->tconn) { /* a data connection: its peer connection ends with it */
+        struct srv_tconn *tc = c->tconn;
+        c->tconn = NULL;
+        tc->data_io = NULL;
+        srv_tconn_end(&w->srv, tc);
+    }
     if (why != RELAY_C_tcp_closed) w->io.v[why]++;
     w->io.v[RELAY_C_tcp_closed]++;
     tlog(CFG_LOG_DEBUG, "tcp_close", LF_A("client", &c->peer),
@@ -195,13 +205,20 @@ static void conn_close(struct worker *w, struct tcp_conn *c, enum relay_counter 
     worker_bury(w, &c->h, c); /* closes the fd, which also removes it from epoll */
 }
 
+/* The epoll mask: reading unless paused (RFC 6062 backpressure), writing while queued. */
+static void arm(struct worker *w, struct tcp_conn *c)
+{
+    struct epoll_event ev = {.events = (c->rx_paused ? 0 : EPOLLIN | EPOLLRDHUP) |
+                                       (c->want_out ? EPOLLOUT : 0),
+                             .data.ptr = &c->h};
+    epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->h.fd, &ev);
+}
+
 static void set_out(struct worker *w, struct tcp_conn *c, bool on)
 {
     if (c->want_out == on) return;
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0),
-                             .data.ptr = &c->h};
-    epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->h.fd, &ev);
     c->want_out = on;
+    arm(w, c);
 }
 
 /* One write of plain or TLS bytes: > 0 written, 0 would block, -1 the connection failed. */
@@ -778,6 +795,67 @@ bool tcp_send_client(struct worker *w, struct tcp_conn *c, const uint8_t *msg, s
     return c->h.fd >= 0 && queue(w, c, msg, len);
 }
 
+/* ---- RFC 6062 data connections (tcprelay.c) ---- */
+
+void tcp_set_tconn(struct tcp_conn *c, struct srv_tconn *tc)
+{
+    c->tconn = tc;
+    c->authed = true; /* the receive buffer may grow to its largest */
+}
+
+struct srv_tconn *tcp_tconn(const struct tcp_conn *c)
+{
+    return c->tconn;
+}
+
+void tcp_close(struct worker *w, struct tcp_conn *c)
+{
+    c->tconn = NULL; /* the caller is ending the peer connection itself */
+    conn_close(w, c, RELAY_C_tcp_closed);
+}
+
+size_t tcp_tx_queued(const struct tcp_conn *c)
+{
+    return c->txlen;
+}
+
+void tcp_pause_rx(struct worker *w, struct tcp_conn *c, bool paused)
+{
+    if (c->rx_paused == paused || c->h.fd < 0) return;
+    c->rx_paused = paused;
+    arm(w, c);
+}
+
+bool tcp_queue_later(struct worker *w, struct tcp_conn *c, const uint8_t *msg, size_t len)
+{
+    if (c->h.fd < 0 || c->txlen + len > TCP_TX_MAX) return false;
+    if (c->txlen + len > c->txcap) {
+        size_t cap = c->txcap ? c->txcap : 4096;
+        while (cap < c->txlen + len)
+            cap *= 2;
+        uint8_t *p = realloc(c->tx, cap);
+        if (!p) return false;
+        c->tx = p;
+        c->txcap = cap;
+    }
+    memcpy(c->tx + c->txlen, msg, len);
+    c->txlen += len;
+    set_out(w, c, true);
+    return true;
+}
+
+size_t tcp_rx_raw(const struct tcp_conn *c, const uint8_t **p)
+{
+    *p = c->rx + c->rxoff;
+    return c->rxlen - c->rxoff;
+}
+
+void tcp_rx_drop(struct tcp_conn *c, size_t n)
+{
+    c->rxoff += n;
+    tcp_frames_done(c);
+}
+
 void tcp_expire(struct worker *w)
 {
     struct tcp_state *t = w->tcp;
@@ -795,7 +873,7 @@ void tcp_expire(struct worker *w)
      * refreshes it, and the allocation's own expiry closes it. */
     struct tcp_conn *c;
     while ((c = w->lru_head) && w->now_ms - c->last_ms > TCP_IDLE_MS) {
-        if (alloc_find(&w->srv.allocs, &c->tuple)) {
+        if (c->tconn || alloc_find(&w->srv.allocs, &c->tuple)) {
             c->last_ms = w->now_ms; /* look again one idle period later */
             lru_unlink(w, c);
             lru_push(w, c);

@@ -36,6 +36,19 @@ const struct srv_tuple *tcp_tuple(const struct tcp_conn *c);
 /* Queue bytes to a TCP/TLS client; false if the connection had to be closed (and with it
  * its allocation). */
 bool tcp_send_client(struct worker *w, struct tcp_conn *c, const uint8_t *msg, size_t len);
+/* RFC 6062 client data connections (tcprelay.c). tcp_set_tconn: the connection carries raw
+ * bytes for tc from now on (closing it ends tc: srv_tconn_end). tcp_close: close it without
+ * ending its tc (the caller does). tcp_pause_rx: stop (or resume) reading it. tcp_queue_later:
+ * queue bytes to send when it is writable, never closing it now; false when there is no room.
+ * tcp_rx_raw / tcp_rx_drop: the bytes read and not yet taken, and taking n of them. */
+void tcp_set_tconn(struct tcp_conn *c, struct srv_tconn *tc);
+struct srv_tconn *tcp_tconn(const struct tcp_conn *c);
+void tcp_close(struct worker *w, struct tcp_conn *c);
+size_t tcp_tx_queued(const struct tcp_conn *c);
+void tcp_pause_rx(struct worker *w, struct tcp_conn *c, bool paused);
+bool tcp_queue_later(struct worker *w, struct tcp_conn *c, const uint8_t *msg, size_t len);
+size_t tcp_rx_raw(const struct tcp_conn *c, const uint8_t **p);
+void tcp_rx_drop(struct tcp_conn *c, size_t n);
 /* Close connections idle past their timeout (once per loop pass). */
 void tcp_expire(struct worker *w);
 void tcp_close_all(struct worker *w);
