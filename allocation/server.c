@@ -368,17 +368,35 @@ static void make_nonce(struct req *r, unsigned flags, char out[AUTH_NONCE_LEN])
                         flags, out);
 }
 
-/* Is this nonce ours or the fleet's (OK), ours but expired (STALE), or neither? */
-static enum auth_nonce_result check_nonce(struct req *r, const struct stun_attr *nonce)
+/* Is this nonce ours or the fleet's for client (OK), ours but expired (STALE), or neither? */
+static enum auth_nonce_result check_nonce_for(struct req *r, const union stun_addr *client,
+                                              const struct stun_attr *nonce)
 {
     const struct srv *s = r->s;
     enum auth_nonce_result res = AUTH_NONCE_INVALID;
     for (size_t k = 0; k < s->nfleet_keys && res == AUTH_NONCE_INVALID; k++)
-        res = auth_nonce_check(&s->fleet_keys[k], &r->t->client, nonce->val, nonce->len, s->unix_s,
+        res = auth_nonce_check(&s->fleet_keys[k], client, nonce->val, nonce->len, s->unix_s,
                                &r->nonce_flags);
     if (res == AUTH_NONCE_INVALID)
-        res = auth_nonce_check(s->opt.nonce_key, &r->t->client, nonce->val, nonce->len,
-                               r->now_ms / 1000, &r->nonce_flags);
+        res = auth_nonce_check(s->opt.nonce_key, client, nonce->val, nonce->len, r->now_ms / 1000,
+                               &r->nonce_flags);
+    return res;
+}
+
+static enum auth_nonce_result check_nonce(struct req *r, const struct stun_attr *nonce)
+{
+    enum auth_nonce_result res = check_nonce_for(r, &r->t->client, nonce);
+    /* RFC 6062 5.4: a ConnectionBind comes on a new connection, and clients (coturn's among
+     * them) sign it with the nonce their control connection was given: the nonce of the
+     * allocation whose pending CONNECTION-ID it names is accepted too (the MAC still has to
+     * verify with the user's key, and the user must be the allocation's). */
+    if (res == AUTH_NONCE_INVALID && stun_method_of(r->m->type) == STUN_CONNECTION_BIND) {
+        const struct stun_attr *ia = stun_find(r->m, STUN_ATTR_CONNECTION_ID);
+        uint32_t id;
+        const struct srv_tconn *tc = ia && !stun_get_u32(ia, &id) ? srv_tconn_find(r->s, id) : NULL;
+        if (tc && tc->state == SRV_TCONN_PENDING)
+            res = check_nonce_for(r, &tc->a->tuple.client, nonce);
+    }
     return res;
 }
 

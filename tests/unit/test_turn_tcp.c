@@ -391,6 +391,26 @@ static void test_pending_expires_after_30s(void **state)
     fx_finish(fx);
 }
 
+/* Clients (coturn's) sign ConnectionBind with their control connection's nonce: accepted for
+ * the allocation's pending CONNECTION-ID only. */
+static void test_connection_bind_with_control_nonce(void **state)
+{
+    struct fixture *fx = *state;
+    struct client c;
+    tcp_allocation(fx, &c, false);
+    union stun_addr peer = mkaddr("8.8.8.8", 80);
+    uint32_t id = connect_ok(&c, &peer), bad = id + 1;
+    struct client d = c;
+    d.t.client = mkaddr("192.0.2.77", 40100);
+    struct reply r;
+    cl_connection_bind(&d, &bad, &r);
+    EXPECT_ERR(&r, 438, false); /* not a pending id of that client: the nonce is not its own */
+    cl_connection_bind(&d, &id, &r);
+    EXPECT_OK(&r);
+    assert_non_null(r.fwd.bound);
+    fx_finish(fx);
+}
+
 static void test_connection_bind_errors(void **state)
 {
     struct fixture *fx = *state;
@@ -594,6 +614,7 @@ int main(int argc, char **argv)
         T(test_connect_403_policy_table),
         T(test_connect_446_447),
         T(test_pending_expires_after_30s),
+        T(test_connection_bind_with_control_nonce),
         T(test_connection_bind_errors),
         T(test_peer_connection_in),
         T(test_peer_connection_policy_table),
