@@ -18,7 +18,15 @@
 #define ALLOC_MAX_CHANNELS    128          /* per allocation; beyond: 508 */
 #define ALLOC_SCAN_MAX        8            /* up to this many, lookups scan; beyond, hash */
 
-enum srv_transport { SRV_UDP, SRV_TCP, SRV_TLS };
+/* SRV_DTLS: TURN over DTLS (RFC 7350): datagrams like UDP (no stream framing, ICMP relayed),
+ * but each source completed a handshake (never spoofed, like TCP). */
+enum srv_transport { SRV_UDP, SRV_TCP, SRV_TLS, SRV_DTLS };
+#define SRV_TRANSPORTS 4
+/* Is it a byte stream (ChannelData padded to 4 bytes, RFC 8656 12.5)? */
+static inline bool srv_stream(enum srv_transport t)
+{
+    return t == SRV_TCP || t == SRV_TLS;
+}
 
 /* The client side of a 5-tuple as the relay received it. */
 struct srv_tuple {

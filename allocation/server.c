@@ -421,6 +421,13 @@ static size_t build_error(struct req *r, int code)
     return finish(r, &e);
 }
 
+/* RFC 6062: TCP relaying and its data connections need a TCP or TLS connection (not UDP, not
+ * DTLS: a datagram transport). */
+static bool stream_transport(const struct srv_tuple *t)
+{
+    return t->transport == SRV_TCP || t->transport == SRV_TLS;
+}
+
 /* Answers to unauthenticated requests over UDP are limited per source prefix and per server
  * (ratelimit.h): a 20-byte request without attributes gets a 124-byte 401, to any source an
  * attacker writes into it, and a flood of them fills the listener's queue. TCP and TLS
@@ -768,7 +775,7 @@ static size_t do_allocate(struct req *r)
         /* RFC 6062 5.1: TCP relaying over a TCP/TLS control connection only, with neither
          * DONT-FRAGMENT, EVEN-PORT nor RESERVATION-TOKEN (and one address family: dual TCP
          * allocations are not specified). */
-        if (r->t->transport == SRV_UDP) return error(r, 400);
+        if (!stream_transport(r->t)) return error(r, 400);
         if (stun_find(m, STUN_ATTR_DONT_FRAGMENT) || stun_find(m, STUN_ATTR_EVEN_PORT) ||
             stun_find(m, STUN_ATTR_RESERVATION_TOKEN) ||
             stun_find(m, STUN_ATTR_ADDITIONAL_ADDRESS_FAMILY))
@@ -800,8 +807,7 @@ static size_t do_allocate(struct req *r)
         fam[0] = family_of(f);
         if (!fam[0]) return error(r, 440);
     }
-    const struct srv_steer *to =
-        s->steer[r->t->client.sa.sa_family == AF_INET6][r->t->transport < 3 ? r->t->transport : 0];
+    const struct srv_steer *to = s->steer[r->t->client.sa.sa_family == AF_INET6][r->t->transport];
     if (to && !(r->nonce_flags & AUTH_NONCE_STEERED)) return steer_answer(r, to);
     if (s->draining) return drain_answer(r, r->t->client.sa.sa_family);
 
@@ -1166,7 +1172,7 @@ void srv_connect_result(struct srv *s, struct srv_tconn *tc, bool ok, uint64_t n
 static size_t do_connection_bind(struct req *r)
 {
     struct srv *s = r->s;
-    if (r->t->transport == SRV_UDP || live(s, r->t, r->now_ms)) return error(r, 400);
+    if (!stream_transport(r->t) || live(s, r->t, r->now_ms)) return error(r, 400);
     const struct stun_attr *ia = stun_find(r->m, STUN_ATTR_CONNECTION_ID);
     uint32_t id;
     if (!ia || stun_get_u32(ia, &id)) return error(r, 400);
@@ -1311,7 +1317,7 @@ static void do_channel_data(struct srv *s, const struct srv_tuple *t, const uint
     uint16_t ch, dlen;
     const uint8_t *data;
     s->c.v[SRV_C_rx_channeldata]++;
-    int rc = stun_chdata_decode(in, len, t->transport != SRV_UDP, &ch, &data, &dlen);
+    int rc = stun_chdata_decode(in, len, srv_stream(t->transport), &ch, &data, &dlen);
     if (rc < 0) {
         s->c.v[len < STUN_CHDATA_HEADER_LEN ? SRV_C_drop_short : SRV_C_drop_channel_length]++;
         return;
@@ -1519,7 +1525,7 @@ size_t srv_peer_data(struct srv *s, struct allocation *a, struct alloc_relay *re
         return 0;
     }
     (void)rel;
-    bool stream = a->tuple.transport != SRV_UDP;
+    bool stream = srv_stream(a->tuple.transport);
     size_t padded = stream ? (len + 3) & ~(size_t)3 : len;
     if (len > 0xFFFF - 48) {
         s->c.v[SRV_C_drop_peer_too_big]++;
@@ -1589,7 +1595,7 @@ size_t srv_peer_icmp(struct srv *s, struct allocation *a, const union stun_addr 
         s->c.v[SRV_C_drop_icmp_no_permission]++;
         return 0;
     }
-    if (a->tuple.transport != SRV_UDP) {
+    if (srv_stream(a->tuple.transport)) {
         s->c.v[SRV_C_icmp_stream_client]++;
         return 0;
     }

@@ -247,12 +247,12 @@ struct srv {
     bool draining;    /* new allocations are turned away (set by the caller between calls) */
     unsigned alt_rr;  /* rotates the alternates offered while draining */
     /* Fleet steering (cluster.redirect), set by the caller between calls: a new Allocate from
-     * a client of this family (0 IPv4, 1 IPv6) over this transport (udp, tcp, tls) gets 300
+     * a client of this family (0 IPv4, 1 IPv6) over this transport (udp, tcp, tls, dtls) gets 300
      * Try Alternate to steer[family][transport] when not NULL (this node is draining or over
      * its load limit, and that node is the least loaded healthy one), unless its nonce says it
      * was steered here already (AUTH_NONCE_STEERED): a client is sent on at most once. It wins
      * over drain alternates. */
-    const struct srv_steer *steer[2][3];
+    const struct srv_steer *steer[2][SRV_TRANSPORTS];
     /* The fleet's shared nonce keys (cluster.shared_nonce), set by the caller between calls:
      * when n > 0, nonces are made with keys[0] and the wall clock (unix_s), so any node of the
      * fleet accepts them, and every key is accepted (the previous one during a rotation);

@@ -160,6 +160,14 @@ int store_nodes_each(struct store *s, int (*fn)(void *ctx, const struct store_no
     return s->ops->nodes_each ? s->ops->nodes_each(s, fn, ctx, err) : unsupported(err);
 }
 
+int store_nodes_prune(struct store *s, uint32_t older_than_s, uint64_t *removed,
+                      char err[STORE_ERR_LEN])
+{
+    *removed = 0;
+    return s->ops->nodes_prune ? s->ops->nodes_prune(s, older_than_s, removed, err)
+                               : unsupported(err);
+}
+
 int store_fleet_users(struct store *s, const char *node_id, uint32_t dead_after_s,
                       int (*fn)(void *ctx, const char *user, uint64_t count), void *ctx,
                       char err[STORE_ERR_LEN])

@@ -173,6 +173,11 @@ struct store_node {
 int store_node_beat(struct store *s, const struct store_node *n, char err[STORE_ERR_LEN]);
 /* Remove a node's row (it stops cleanly: not shown dead). STORE_OK or STORE_ERROR. */
 int store_node_forget(struct store *s, const char *node_id, char err[STORE_ERR_LEN]);
+/* Remove every row whose heartbeat is more than older_than_s seconds old by the database's
+ * clock (nodes dead that long: cluster.forget_after); *removed gets how many. STORE_OK or
+ * STORE_ERROR. */
+int store_nodes_prune(struct store *s, uint32_t older_than_s, uint64_t *removed,
+                      char err[STORE_ERR_LEN]);
 /* Call fn for every row, by node id; fn returning non-zero stops. */
 int store_nodes_each(struct store *s, int (*fn)(void *ctx, const struct store_node *n), void *ctx,
                      char err[STORE_ERR_LEN]);

@@ -35,6 +35,8 @@ struct store_ops {
     /* Optional (NULL: STORE_UNSUPPORTED): the node registry. */
     int (*node_beat)(struct store *s, const struct store_node *n, char err[STORE_ERR_LEN]);
     int (*node_forget)(struct store *s, const char *node_id, char err[STORE_ERR_LEN]);
+    int (*nodes_prune)(struct store *s, uint32_t older_than_s, uint64_t *removed,
+                       char err[STORE_ERR_LEN]);
     int (*nodes_each)(struct store *s, int (*fn)(void *ctx, const struct store_node *n), void *ctx,
                       char err[STORE_ERR_LEN]);
     int (*fleet_users)(struct store *s, const char *node_id, uint32_t dead_after_s,

@@ -245,6 +245,16 @@ static int failed(struct pg_store *s, PGresult *r, char *err, const char *what, 
     return STORE_ERROR;
 }
 
+/* failed(), but data and constraint errors (SQLSTATE classes 22, 23) are the input's fault:
+ * STORE_INVALID (retrying the same values fails the same way). */
+static int failed_input(struct pg_store *s, PGresult *r, char *err, const char *what)
+{
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    bool bad = state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0);
+    int rc = failed(s, r, err, what, NULL);
+    return bad ? STORE_INVALID : rc;
+}
+
 static int exec_simple(struct pg_store *s, const char *sql, char *err, const char *what)
 {
     PGresult *r = PQexec(s->conn, sql);
@@ -727,11 +737,7 @@ static int pg_calls_insert(struct store *base, const char *const *records_json, 
         PQclear(r);
         return STORE_OK;
     }
-    /* Data and constraint errors (SQLSTATE classes 22, 23) are the records' fault. */
-    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    bool bad = state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0);
-    int rc = failed(s, r, err, what, NULL);
-    return bad ? STORE_INVALID : rc;
+    return failed_input(s, r, err, what);
 }
 
 static int col_f64(const PGresult *r, int row, int col, double *out)
@@ -903,10 +909,7 @@ static int pg_node_beat(struct store *base, const struct store_node *n, char err
         PQclear(r);
         return STORE_OK;
     }
-    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    bool bad = state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0);
-    int rc = failed(s, r, err, what, NULL);
-    return bad ? STORE_INVALID : rc;
+    return failed_input(s, r, err, what);
 }
 
 static int pg_node_forget(struct store *base, const char *node_id, char err[STORE_ERR_LEN])
@@ -918,6 +921,24 @@ static int pg_node_forget(struct store *base, const char *node_id, char err[STOR
         run(s, "DELETE FROM tern_nodes WHERE node_id = $1", 1, vals, NULL, NULL, err, what);
     if (!r) return STORE_ERROR;
     if (!ok(r)) return failed(s, r, err, what, NULL);
+    PQclear(r);
+    return STORE_OK;
+}
+
+static int pg_nodes_prune(struct store *base, uint32_t older_than_s, uint64_t *removed,
+                          char err[STORE_ERR_LEN])
+{
+    struct pg_store *s = pg(base);
+    static const char what[] = "cannot remove the rows of long-dead nodes";
+    char secs[16];
+    snprintf(secs, sizeof secs, "%u", (unsigned)older_than_s);
+    const char *vals[1] = {secs};
+    PGresult *r =
+        run(s, "DELETE FROM tern_nodes WHERE heartbeat < now() - make_interval(secs => $1)", 1,
+            vals, NULL, NULL, err, what);
+    if (!r) return STORE_ERROR;
+    if (!ok(r)) return failed(s, r, err, what, NULL);
+    *removed = strtoull(PQcmdTuples(r), NULL, 10);
     PQclear(r);
     return STORE_OK;
 }
@@ -1072,6 +1093,7 @@ static const struct store_ops pg_ops = {
     .calls_each = pg_calls_each,
     .node_beat = pg_node_beat,
     .node_forget = pg_node_forget,
+    .nodes_prune = pg_nodes_prune,
     .nodes_each = pg_nodes_each,
     .fleet_users = pg_fleet_users,
     .nonce_keys = pg_nonce_keys,

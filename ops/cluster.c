@@ -32,7 +32,8 @@ struct cluster {
     /* The registry as last read (under lock). */
     struct fleet snap;
     bool have_snap;
-    uint64_t snap_ms; /* relay_now_ms() of that reading */
+    uint64_t snap_ms;  /* relay_now_ms() of that reading */
+    uint64_t prune_ms; /* relay_now_ms() of the last prune of long-dead rows */
     uint32_t dead_after;
     /* For the rates of the row: the previous heartbeat's readings. */
     uint64_t last_ms, last_relayed;
@@ -42,6 +43,7 @@ struct cluster {
     uint64_t beat_failures; /* passes that could not write or read the registry (under lock) */
     size_t nkeys;           /* fleet nonce keys in use (under lock) */
     char steer_desc[512];   /* the steering table as last logged */
+    char steer_node[2][FLEET_TRANSPORTS][STORE_MAX_NODE + 1]; /* each target's node id */
 };
 
 static double cpu_seconds(void)
@@ -158,6 +160,22 @@ static int beat(struct cluster *c, const struct tern_config *cfg, uint64_t now_m
     return rc;
 }
 
+/* A node's endpoint clients of family f (0: IPv4) and transport t can be sent to, or NULL. */
+static const struct fleet_endpoint *steer_endpoint(const struct fleet_node *n, int f, int t)
+{
+    for (size_t k = 0; k < n->nep; k++) {
+        const struct fleet_endpoint *ep = &n->ep[k];
+        if (ep->transport == t && ep->family == (f ? 6 : 4) && ep->has_addr) return ep;
+    }
+    return NULL;
+}
+
+_Static_assert((int)FLEET_TRANSPORTS == (int)SRV_TRANSPORTS && (int)FLEET_DTLS == (int)SRV_DTLS &&
+                   (int)FLEET_TLS == (int)SRV_TLS,
+               "fleet_transport indexes srv.steer");
+
+#define STEER_STICKY 0.05 /* a target is kept while at most 5 load points above the best */
+
 /* Where this node steers new Allocates from now on (cluster.redirect). */
 static void steer(struct cluster *c, const struct tern_config *cfg, uint64_t now_ms)
 {
@@ -171,25 +189,36 @@ static void steer(struct cluster *c, const struct tern_config *cfg, uint64_t now
         st.always = cfg->cluster_max_cpu > 0 && c->cpu >= cfg->cluster_max_cpu;
         st.above = cfg->cluster_max_allocations;
         for (int f = 0; f < 2; f++)
-            for (int t = 0; t < FLEET_TRANSPORTS; t++)
-                for (size_t i = 0; i < c->snap.n && !st.set[f][t]; i++) {
+            for (int t = 0; t < FLEET_TRANSPORTS; t++) {
+                /* The best target, unless the last one is still offerable and within
+                 * STEER_STICKY of it: equally loaded nodes would otherwise take turns at every
+                 * heartbeat (ties are broken by what each heartbeat happened to read). */
+                const struct fleet_node *best = NULL, *last = NULL;
+                const struct fleet_endpoint *best_ep = NULL, *last_ep = NULL;
+                for (size_t i = 0; i < c->snap.n; i++) {
                     const struct fleet_node *n = &c->snap.v[i]; /* ranked: best first */
                     if (n->self || !fleet_offerable(n)) continue;
-                    for (size_t k = 0; k < n->nep; k++) {
-                        const struct fleet_endpoint *ep = &n->ep[k];
-                        if (ep->transport != t || ep->family != (f ? 6 : 4) || !ep->has_addr)
-                            continue;
-                        st.to[f][t].to = ep->addr;
-                        if (t == 2) snprintf(st.to[f][t].domain, 256, "%s", ep->domain);
-                        st.set[f][t] = true;
-                        char a[ADDR_STRLEN];
-                        int w = snprintf(desc + dl, sizeof desc - dl, "%s%s%d->%s %s",
-                                         dl ? ", " : "", fleet_transport_names[t], f ? 6 : 4,
-                                         n->row.node_id, addr_str(&ep->addr, a));
-                        if (w > 0 && (size_t)w < sizeof desc - dl) dl += (size_t)w;
-                        break;
-                    }
+                    const struct fleet_endpoint *ep = steer_endpoint(n, f, t);
+                    if (!ep) continue;
+                    if (!best) best = n, best_ep = ep;
+                    if (strcmp(n->row.node_id, c->steer_node[f][t]) == 0) last = n, last_ep = ep;
                 }
+                if (last && last->load <= best->load + STEER_STICKY) best = last, best_ep = last_ep;
+                if (!best) {
+                    c->steer_node[f][t][0] = '\0';
+                    continue;
+                }
+                memcpy(c->steer_node[f][t], best->row.node_id, sizeof c->steer_node[f][t]);
+                st.to[f][t].to = best_ep->addr;
+                if (t == SRV_TLS || t == SRV_DTLS)
+                    snprintf(st.to[f][t].domain, 256, "%s", best_ep->domain);
+                st.set[f][t] = true;
+                char a[ADDR_STRLEN];
+                int w = snprintf(desc + dl, sizeof desc - dl, "%s%s%d->%s %s", dl ? ", " : "",
+                                 fleet_transport_names[t], f ? 6 : 4, best->row.node_id,
+                                 addr_str(&best_ep->addr, a));
+                if (w > 0 && (size_t)w < sizeof desc - dl) dl += (size_t)w;
+            }
     }
     relay_set_steer(c->r, &st);
     if (strcmp(desc, c->steer_desc) != 0) {
@@ -245,6 +274,21 @@ static void shared_state(struct cluster *c, const struct tern_config *cfg, char 
     fleet_users_free(&fu);
 }
 
+/* Rows of nodes dead for cluster.forget_after go, once a minute (any node may do it: a DELETE
+ * of rows nobody writes is idempotent). A failure is only logged: the rows stay shown dead. */
+static void prune(struct cluster *c, const struct tern_config *cfg, uint64_t now_ms)
+{
+    if (!cfg->cluster_forget_after || (c->prune_ms && now_ms - c->prune_ms < 60000)) return;
+    c->prune_ms = now_ms;
+    uint64_t removed = 0;
+    char err[STORE_ERR_LEN] = "";
+    if (store_nodes_prune(c->db, cfg->cluster_forget_after, &removed, err) != STORE_OK)
+        tlog(CFG_LOG_WARN, "fleet_prune_failed", LF_S("error", err));
+    else if (removed)
+        tlog(CFG_LOG_INFO, "fleet_pruned", LF_U("nodes", removed),
+             LF_U("forget_after", cfg->cluster_forget_after));
+}
+
 static void pass(struct cluster *c)
 {
     const struct tern_config *cfg = relay_config_get(c->r);
@@ -269,6 +313,7 @@ static void pass(struct cluster *c)
             c->dead_after = cfg->cluster_dead_after;
             pthread_mutex_unlock(&c->lock);
             err[0] = '\0';
+            prune(c, cfg, now_ms);
             shared_state(c, cfg, err);
             if (c->db_down && !err[0]) {
                 c->db_down = false;

@@ -10,7 +10,7 @@
 
 #include "addr.h"
 
-const char *const fleet_transport_names[FLEET_TRANSPORTS] = {"udp", "tcp", "tls"};
+const char *const fleet_transport_names[FLEET_TRANSPORTS] = {"udp", "tcp", "tls", "dtls"};
 
 static int transport_index(const char *name)
 {
@@ -258,13 +258,18 @@ char *fleet_endpoints_json(const struct tern_config *cfg, const struct relay_bou
             }
             snprintf(host, sizeof host, "%s", hostname);
         }
-        int first = l->transport == CFG_TLS ? 1 : 0, last = cfg_transport_tls(l->transport) ? 1 : 0;
+        /* udp: turn: over UDP; dtls: turns: over UDP (RFC 7350 4.2); tcp+tls gives two. */
+        int first = l->transport == CFG_TLS || l->transport == CFG_DTLS ? 1 : 0,
+            last = cfg_transport_tls(l->transport) || l->transport == CFG_DTLS ? 1 : 0;
         if (l->transport == CFG_UDP) first = last = 0;
         for (int tls = first; tls <= last; tls++) {
-            int t = l->transport == CFG_UDP ? 0 : tls ? 2 : 1;
+            int t = l->transport == CFG_UDP    ? FLEET_UDP
+                    : l->transport == CFG_DTLS ? FLEET_DTLS
+                    : tls                      ? FLEET_TLS
+                                               : FLEET_TCP;
             char uri[OPS_URI_LEN];
             snprintf(uri, sizeof uri, "%s:%s:%u?transport=%s", tls ? "turns" : "turn", host,
-                     addr_port(b), t == 0 ? "udp" : "tcp");
+                     addr_port(b), t == FLEET_UDP || t == FLEET_DTLS ? "udp" : "tcp");
             json_t *o = json_pack("{s:s, s:i, s:s}", "transport", fleet_transport_names[t],
                                   "family", b->sa.sa_family == AF_INET6 ? 6 : 4, "uri", uri);
             if (o && has) {

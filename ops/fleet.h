@@ -40,9 +40,11 @@ struct fleet {
     size_t n;
 };
 
-#define FLEET_TRANSPORTS 3
-#define FLEET_URI_NODES  3 /* credentials name the best three nodes of a fleet */
-extern const char *const fleet_transport_names[FLEET_TRANSPORTS]; /* "udp", "tcp", "tls" */
+/* The transports of endpoints and steering targets, in the order of enum srv_transport
+ * (allocation/alloc.h; ops/cluster.c asserts it). */
+enum fleet_transport { FLEET_UDP, FLEET_TCP, FLEET_TLS, FLEET_DTLS, FLEET_TRANSPORTS };
+#define FLEET_URI_NODES 3 /* credentials name the best three nodes of a fleet */
+extern const char *const fleet_transport_names[FLEET_TRANSPORTS]; /* "udp", "tcp", "tls", "dtls" */
 
 /* Read every row (the registry of s), self_id's marked, dead_after_s deciding which are alive,
  * and rank them. STORE_OK, or a store error with err saying why (out is then empty). */

@@ -58,8 +58,64 @@ static int print_table(const json_t *ans)
     return 0;
 }
 
+/* ternctl nodes forget ID [--force]: remove a node's row. A live node would write it again at
+ * its next heartbeat, so one is refused unless --force (say, a node being re-imaged). */
+static int nodes_forget(struct ctl *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"force", no_argument, NULL, 'f'}, {NULL, 0, NULL, 0}};
+    bool force = false;
+    int opt;
+    optind = 0;
+    while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+        if (opt == 'f')
+            force = true;
+        else
+            return ctl_bad_option("nodes forget", argv, opt);
+    }
+    if (optind + 1 != argc) return ctl_usage_error("nodes forget: give one node id");
+    const char *id = argv[optind];
+    if (c->url)
+        return ctl_usage_error("nodes forget: needs the database (-c FILE or --db URI), not --url");
+    struct store *s;
+    int orc = ctl_open_db(c, STORE_EXISTING, &s);
+    if (orc) return orc;
+    char err[STORE_ERR_LEN] = "", clean[STORE_MAX_NODE * 4 + 1];
+    ctl_clean_text(id, strlen(id), clean, sizeof clean);
+    uint32_t dead = c->have_cfg ? c->cfg.cluster_dead_after : NODES_DEFAULT_DEAD_AFTER;
+    struct fleet f;
+    int r = fleet_read(s, NULL, dead, &f, err);
+    if (r != STORE_OK) {
+        store_close(s);
+        return ctl_store_failure(r, err, NULL, NULL, "reading the registry");
+    }
+    const struct fleet_node *n = NULL;
+    for (size_t i = 0; i < f.n && !n; i++)
+        if (strcmp(f.v[i].row.node_id, id) == 0) n = &f.v[i];
+    int rc = 0;
+    if (!n) {
+        rc = ctl_failure("no node '%s' in the registry", clean);
+    } else if (n->alive && !force) {
+        rc = ctl_failure("node '%s' is alive (heartbeat %.1f s ago): it would write its row "
+                         "again at its next heartbeat; stop it first, or give --force",
+                         clean, n->row.age_s);
+    } else {
+        double age = n->row.age_s;
+        bool alive = n->alive;
+        r = store_node_forget(s, id, err);
+        if (r != STORE_OK)
+            rc = ctl_store_failure(r, err, NULL, NULL, "removing the node's row");
+        else
+            printf("forgot node %s (%s, last heartbeat %.0f s ago)\n", clean,
+                   alive ? "alive" : "dead", age);
+    }
+    fleet_free(&f);
+    store_close(s);
+    return rc;
+}
+
 int ctl_cmd_nodes(struct ctl *c, int argc, char **argv)
 {
+    if (argc >= 2 && strcmp(argv[1], "forget") == 0) return nodes_forget(c, argc - 1, argv + 1);
     bool json = false;
     int lrc = ctl_list_options("nodes", argc, argv, &json);
     if (lrc >= 0) return lrc;

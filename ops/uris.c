@@ -89,11 +89,13 @@ int ops_listener_uris(const struct tern_config *cfg, struct ops_uris *u, char er
             snprintf(host, sizeof host, "%s", hostname);
         }
         /* tcp+tls serves both on one port: turn: and turns: (RFC 7065), plain first. */
-        int first = l->transport == CFG_TLS ? 1 : 0, last = cfg_transport_tls(l->transport) ? 1 : 0;
+        /* dtls: turns: over UDP (RFC 7350 4.2). */
+        int first = l->transport == CFG_TLS || l->transport == CFG_DTLS ? 1 : 0,
+            last = cfg_transport_cert(l->transport) ? 1 : 0;
         for (int tls = first; tls <= last; tls++) {
             char uri[OPS_URI_LEN];
             snprintf(uri, sizeof uri, "%s:%s:%u?transport=%s", tls ? "turns" : "turn", host,
-                     (unsigned)port, l->transport == CFG_UDP ? "udp" : "tcp");
+                     (unsigned)port, cfg_transport_dgram(l->transport) ? "udp" : "tcp");
             bool dup = false;
             for (size_t k = 0; k < u->n && !dup; k++)
                 dup = strcmp(u->v[k], uri) == 0;

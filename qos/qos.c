@@ -1063,3 +1063,185 @@ void qos_alloc_tick(struct qos_alloc *q, struct qos_metrics *m, int64_t now_ns, 
                     stream_flush(q->flows[i]->dir[leg].streams[s], m, (enum qos_leg)leg, true);
     q->finished = true;
 }
+
+/* ---- handover to and from the kernel fast path (qos.h, docs/offload.md §4) ---- */
+
+static struct qos_flow *flow_find(const struct qos_alloc *q, const union stun_addr *peer)
+{
+    for (unsigned i = 0; i < q->nflows; i++)
+        if (addr_equal(&q->flows[i]->peer, peer)) return q->flows[i];
+    return NULL;
+}
+
+static struct qos_stream *stream_find(const struct qos_alloc *q, enum qos_leg from,
+                                      const union stun_addr *peer, uint32_t ssrc)
+{
+    if (!q || (unsigned)from >= QOS_LEG_COUNT || !peer) return NULL;
+    struct qos_flow *f = flow_find(q, peer);
+    if (!f) return NULL;
+    for (int i = 0; i < QOS_MAX_STREAMS; i++) {
+        struct qos_stream *s = f->dir[from].streams[i];
+        if (s && s->ssrc == ssrc && s->confirmed) return s;
+    }
+    return NULL;
+}
+
+_Static_assert(QOS_RTP_NCLOCKS == QOS_NCLOCKS, "qos_rtp_state clocks");
+_Static_assert(QOS_RTP_WORDS * 64 == QOS_SEQ_WINDOW, "qos_rtp_state window");
+
+bool qos_rtp_export(const struct qos_alloc *q, enum qos_leg from, const union stun_addr *peer,
+                    uint32_t ssrc, struct qos_rtp_state *o)
+{
+    const struct qos_stream *s = stream_find(q, from, peer, ssrc);
+    if (!s) return false;
+    memset(o, 0, sizeof(*o));
+    o->max_seq = s->max_seq;
+    o->clock_idx = s->clock_idx;
+    o->clock_src = s->clock_src;
+    o->have_prev = s->have_prev;
+    o->shared_ts = s->shared_ts;
+    o->cycles = s->cycles;
+    o->base_seq = s->base_seq;
+    o->bad_seq = s->bad_seq;
+    o->hold = s->hold;
+    o->max_reorder = s->max_reorder;
+    o->seq_restarts = s->seq_restarts;
+    o->prev_ts = s->prev_ts;
+    memcpy(o->prev_transit, s->prev_transit, sizeof(o->prev_transit));
+    memcpy(o->j16, s->j16, sizeof(o->j16));
+    o->received = s->received;
+    o->unique = s->unique;
+    o->duplicated = s->duplicated;
+    o->out_of_order = s->out_of_order;
+    o->n_pkts = s->n_pkts;
+    o->acc_expected = s->acc_expected;
+    o->acc_received = s->acc_received;
+    o->acc_unique = s->acc_unique;
+    o->acc_dup = s->acc_dup;
+    o->acc_ooo = s->acc_ooo;
+    o->acc_lost_net = s->acc_lost_net;
+    o->acc_lost = s->acc_lost;
+    o->ts_ext = s->ts_ext;
+    o->first_ts_ext = s->first_ts_ext;
+    o->first_rx = s->first_rx;
+    o->last_rx = s->last_rx;
+    o->infer_rx = s->infer_rx;
+    memcpy(o->bits, s->bits, sizeof(o->bits));
+    return true;
+}
+
+bool qos_rtp_import(struct qos_alloc *q, struct qos_metrics *m, enum qos_leg from,
+                    const union stun_addr *peer, uint32_t ssrc, const struct qos_rtp_state *st,
+                    int64_t now_ns)
+{
+    if (q && q->finished) return true;
+    struct qos_stream *s = stream_find(q, from, peer, ssrc);
+    if (!s) return false;
+    (void)now_ns;
+    if (st->seq_restarts != s->seq_restarts) {
+        if (m) m->rtp_seq_restarts[from] += st->seq_restarts - s->seq_restarts;
+        /* seg_init() of the new segment: a fresh loss evaluation and interval base */
+        s->next_eval = st->base_seq;
+        s->loss_prev = 2;
+        s->expected_prior = s->received_prior = 0;
+    }
+    s->max_seq = st->max_seq;
+    s->clock_idx = st->clock_idx;
+    s->clock_src = st->clock_src;
+    s->have_prev = st->have_prev;
+    s->shared_ts = st->shared_ts;
+    s->cycles = st->cycles;
+    s->base_seq = st->base_seq;
+    s->bad_seq = st->bad_seq;
+    s->hold = st->hold;
+    s->max_reorder = st->max_reorder;
+    s->seq_restarts = st->seq_restarts;
+    s->prev_ts = st->prev_ts;
+    memcpy(s->prev_transit, st->prev_transit, sizeof(s->prev_transit));
+    memcpy(s->j16, st->j16, sizeof(s->j16));
+    s->received = st->received;
+    s->unique = st->unique;
+    s->duplicated = st->duplicated;
+    s->out_of_order = st->out_of_order;
+    s->n_pkts = st->n_pkts;
+    s->acc_expected = st->acc_expected;
+    s->acc_received = st->acc_received;
+    s->acc_unique = st->acc_unique;
+    s->acc_dup = st->acc_dup;
+    s->acc_ooo = st->acc_ooo;
+    s->acc_lost_net = st->acc_lost_net;
+    s->acc_lost = st->acc_lost;
+    s->ts_ext = st->ts_ext;
+    s->first_ts_ext = st->first_ts_ext;
+    if (st->last_rx > s->last_rx) s->last_rx = st->last_rx;
+    s->infer_rx = st->infer_rx;
+    memcpy(s->bits, st->bits, sizeof(s->bits));
+    /* The loss pattern (docs/qos.md §7): the positions the top left a hold distance behind,
+     * read from the window as it is now; older ones than the window are no longer known. */
+    int64_t top = ext_max(s), limit = top - (int64_t)s->hold;
+    int64_t oldest = top - QOS_SEQ_WINDOW + 1;
+    if (s->next_eval <= limit && s->next_eval < oldest) s->next_eval = oldest;
+    while (s->next_eval <= limit) {
+        int lost = !bit_get(s, s->next_eval);
+        int64_t e = s->next_eval + 1;
+        while (e <= limit && (bit_get(s, e) ? 0 : 1) == lost)
+            e++;
+        loss_eval(s, m, from, lost, (uint64_t)(e - s->next_eval));
+        s->next_eval = e;
+    }
+    return true;
+}
+
+void qos_counts_add(struct qos_alloc *q, struct qos_metrics *m, enum qos_leg from,
+                    const union stun_addr *peer, const struct qos_counts *c, int64_t now_ns)
+{
+    if ((unsigned)from >= QOS_LEG_COUNT || !c->packets) return;
+    uint64_t ect = c->ecn[1] + c->ecn[2] + c->ecn[3], ce = c->ecn[3], dscp_seen = 0;
+    for (int k = 0; k < QOS_DSCP_COUNT; k++)
+        if (c->dscp[k]) dscp_seen |= 1ull << k;
+    if (m) {
+        for (int k = 0; k < QOS_CLASS_COUNT; k++) {
+            m->packets[from][k] += c->cls_packets[k];
+            m->bytes[from][k] += c->cls_bytes[k];
+        }
+        for (int k = 0; k < QOS_ECN_COUNT; k++)
+            m->ecn[from][k] += c->ecn[k];
+        for (int k = 0; k < QOS_DSCP_COUNT; k++)
+            m->dscp[from][k] += c->dscp[k];
+    }
+    if (!q) return;
+    struct qos_legsum *l = &q->leg[from];
+    l->packets += c->packets;
+    l->bytes += c->bytes;
+    for (int k = 0; k < QOS_ECN_COUNT; k++)
+        l->ecn[k] += c->ecn[k];
+    l->dscp_seen |= dscp_seen;
+    if (q->finished) return;
+    (void)now_ns;
+    struct qos_tl_leg *tl = &q->tl.cur[from];
+    tl->packets =
+        c->packets > UINT32_MAX - tl->packets ? UINT32_MAX : tl->packets + (uint32_t)c->packets;
+    tl->bytes = c->bytes > UINT32_MAX - tl->bytes ? UINT32_MAX : tl->bytes + (uint32_t)c->bytes;
+    tl->ect = ect > UINT32_MAX - tl->ect ? UINT32_MAX : tl->ect + (uint32_t)ect;
+    tl->ce = ce > UINT32_MAX - tl->ce ? UINT32_MAX : tl->ce + (uint32_t)ce;
+    struct qos_flow *f = flow_get(q, peer);
+    if (!f) {
+        q->other_packets += c->packets;
+        q->other_bytes += c->bytes;
+        return;
+    }
+    struct qos_dir *d = &f->dir[from];
+    d->packets += c->packets;
+    d->bytes += c->bytes;
+    for (int k = 0; k < QOS_CLASS_COUNT; k++)
+        d->by_class[k] += c->cls_packets[k];
+    d->iv_packets += c->packets;
+    d->iv_bytes += c->bytes;
+    for (int k = 0; k < QOS_ECN_COUNT; k++)
+        d->ecn[k] += c->ecn[k];
+    d->dscp_seen |= dscp_seen;
+    if (c->dscp_last >= 0) d->dscp_last = (uint8_t)(c->dscp_last & 63);
+    /* The inter-arrival statistics stay those of the datagrams the tap saw; the next one
+     * is timed from the latest kernel arrival, not across them (docs/offload.md §4). */
+    if (c->last_rx > d->last_rx) d->last_rx = c->last_rx;
+}

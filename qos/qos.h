@@ -348,6 +348,57 @@ json_t *qos_series_json(const struct qos_alloc *q);
 json_t *qos_summary_json(const struct qos_alloc *q);
 json_t *qos_detail_json(const struct qos_alloc *q, int64_t now_ns);
 
+/* ---- Handing a stream to another counter and taking it back (docs/offload.md §4) ----
+ * The kernel fast path counts the confirmed RTP streams of the flows it forwards with the
+ * same integer arithmetic (relay/bpf/offload_rtp.h); these calls move the per-packet state of
+ * one stream out of the meter and back in, and add the per-direction counts the kernel kept,
+ * so that every view shows one set of numbers. The layout is that of struct tern_rtp. Times
+ * (first_rx, last_rx, infer_rx) are in the meter's clock: the caller converts. */
+#define QOS_RTP_NCLOCKS 7
+#define QOS_RTP_WORDS   16
+struct qos_rtp_state {
+    uint16_t max_seq;
+    uint8_t clock_idx, clock_src, have_prev, shared_ts;
+    uint8_t pad[2];
+    uint32_t cycles, base_seq, bad_seq;
+    uint32_t hold, max_reorder, seq_restarts;
+    uint32_t prev_ts;
+    uint32_t prev_transit[QOS_RTP_NCLOCKS];
+    uint32_t j16[QOS_RTP_NCLOCKS];
+    uint64_t received, unique, duplicated, out_of_order, n_pkts;
+    uint64_t acc_expected, acc_received, acc_unique, acc_dup, acc_ooo, acc_lost_net;
+    int64_t acc_lost;
+    int64_t ts_ext, first_ts_ext;
+    int64_t first_rx, last_rx, infer_rx;
+    uint64_t bits[QOS_RTP_WORDS];
+};
+
+/* The state of the confirmed stream ssrc of peer's flow, direction from; false when there is
+ * none (not seen, or still in probation). */
+bool qos_rtp_export(const struct qos_alloc *q, enum qos_leg from, const union stun_addr *peer,
+                    uint32_t ssrc, struct qos_rtp_state *out);
+/* Take st back into that stream: its counts, jitter and clock become st's; the positions the
+ * top moved past go through the loss-pattern evaluation (those still in st's window); restarts
+ * are counted in m. false when the stream is gone from the meter (evicted): the caller stops
+ * counting it. Neither call closes intervals: the caller ticks the meter (qos_alloc_tick) once
+ * everything is merged, so an interval that ended meanwhile closes with what arrived until the
+ * merge. now_ns: the meter's time. */
+bool qos_rtp_import(struct qos_alloc *q, struct qos_metrics *m, enum qos_leg from,
+                    const union stun_addr *peer, uint32_t ssrc, const struct qos_rtp_state *st,
+                    int64_t now_ns);
+
+/* Datagrams of one flow direction counted elsewhere (the kernel), added as if tapped. */
+struct qos_counts {
+    uint64_t packets, bytes;
+    uint64_t cls_packets[QOS_CLASS_COUNT], cls_bytes[QOS_CLASS_COUNT];
+    uint64_t ecn[QOS_ECN_COUNT];
+    uint64_t dscp[QOS_DSCP_COUNT];
+    int dscp_last;   /* the latest DSCP among them, -1: none */
+    int64_t last_rx; /* the latest arrival among them (the meter's clock), 0: none */
+};
+void qos_counts_add(struct qos_alloc *q, struct qos_metrics *m, enum qos_leg from,
+                    const union stun_addr *peer, const struct qos_counts *c, int64_t now_ns);
+
 /* RFC 3339 UTC with milliseconds ("2026-11-22T10:00:00.123Z") into out[32]. */
 void qos_format_time(int64_t ns, char out[32]);
 

@@ -648,7 +648,7 @@ struct listen_item {
     bool proxy_protocol;
 };
 
-static const char *const transport_words[] = {"udp", "tcp", "tls", "tcp+tls", NULL};
+static const char *const transport_words[] = {"udp", "tcp", "tls", "tcp+tls", "dtls", NULL};
 
 static const struct key listen_keys[] = {
     {.name = "transport",
@@ -658,8 +658,8 @@ static const struct key listen_keys[] = {
      .def = "udp",
      .arg = transport_words},
     {.name = "address", .set = set_ip, .off = offsetof(struct listen_item, addr), .def = "0.0.0.0"},
-    /* 0: the kernel picks a free port (tests); 5349 is applied for tls, 443 for tcp+tls when
-     * absent. */
+    /* 0: the kernel picks a free port (tests); 5349 is applied for tls and dtls, 443 for
+     * tcp+tls when absent. */
     {.name = "port",
      .set = set_uint,
      .off = offsetof(struct listen_item, port),
@@ -698,11 +698,11 @@ static void set_listen_item(struct parse *p, const struct key *k, yaml_node_t *v
     }
     memset(&t, 0, sizeof t);
     parse_map(p, &listen_section, v, path, &t);
-    if (t.transport == CFG_TLS && !map_value(p, v, "port"))
-        t.port = 5349; /* RFC 8656: the TURN-over-TLS port */
+    if ((t.transport == CFG_TLS || t.transport == CFG_DTLS) && !map_value(p, v, "port"))
+        t.port = 5349; /* RFC 8656: the TURN-over-TLS port; RFC 7350: DTLS too */
     if (t.transport == CFG_TCP_TLS && !map_value(p, v, "port"))
         t.port = 443; /* the point of one port for both: what firewalls let through */
-    if (t.proxy_protocol && t.transport == CFG_UDP) {
+    if (t.proxy_protocol && cfg_transport_dgram(t.transport)) {
         char ppath[PATH_LEN];
         join(ppath, sizeof ppath, path, "proxy_protocol");
         problem(p, map_value(p, v, "proxy_protocol"), ppath,
@@ -734,7 +734,7 @@ static bool listen_same(const void *a, const void *b)
 {
     const struct cfg_listen *x = a, *y = b;
 
-    return (x->transport == CFG_UDP) == (y->transport == CFG_UDP) &&
+    return cfg_transport_dgram(x->transport) == cfg_transport_dgram(y->transport) &&
            addr_ip_equal(&x->addr, &y->addr) && addr_port(&x->addr) != 0 &&
            addr_port(&x->addr) == addr_port(&y->addr);
 }
@@ -745,7 +745,7 @@ static void listen_show(const void *elem, char *buf, size_t size)
     char a[INET6_ADDRSTRLEN + 8];
 
     format_addr(&l->addr, true, a, sizeof a);
-    snprintf(buf, size, "%s %s", l->transport == CFG_UDP ? "UDP" : "TCP", a);
+    snprintf(buf, size, "%s %s", cfg_transport_dgram(l->transport) ? "UDP" : "TCP", a);
 }
 
 static void *addresses_default(size_t *n)
@@ -946,6 +946,8 @@ static const struct key relay_keys[] = {
     {.name = "external_address", .set = set_ip, .off = CFG(relay_external), .flags = F_NULLABLE},
     SECTION("ports", ports_section),
     ENUM("offload", offload, "off", offload_words),
+    UINT("dtls_max_handshakes", dtls_max_handshakes, 1, 65536, "256"),
+    UINT("dtls_handshake_timeout", dtls_handshake_timeout, 1, 60, "10"),
 };
 
 static void allocation_check(struct parse *p, yaml_node_t *map, const char *path, void *base,
@@ -1150,6 +1152,13 @@ static void cluster_check(struct parse *p, yaml_node_t *map, const char *path, v
                 "%u s is less than two heartbeats (%u s): a live node would be shown dead",
                 (unsigned)c->cluster_dead_after, 2 * (unsigned)c->cluster_heartbeat);
     }
+    if (c->cluster_forget_after && c->cluster_forget_after <= c->cluster_dead_after) {
+        join(kpath, sizeof kpath, path, "forget_after");
+        problem(p, map_value(p, map, "forget_after"), kpath,
+                "%u s is not more than dead_after (%u s): a node would vanish before it is shown "
+                "dead (0: never forget)",
+                (unsigned)c->cluster_forget_after, (unsigned)c->cluster_dead_after);
+    }
     if (!id) return;
     size_t n = strlen(id);
     bool bad = id[0] == ' ' || id[n - 1] == ' ';
@@ -1165,6 +1174,7 @@ static const struct key cluster_keys[] = {
     STR("node_id", cluster_node_id, 1, 255, NULL, F_NULLABLE),
     UINT("heartbeat", cluster_heartbeat, 1, 60, "2"),
     UINT("dead_after", cluster_dead_after, 2, 3600, "10"),
+    UINT("forget_after", cluster_forget_after, 0, 31536000, "86400"),
     BOOL("redirect", cluster_redirect, "false"),
     UINT("max_allocations", cluster_max_allocations, 0, UINT32_MAX, "0"),
     {.name = "max_cpu",
@@ -1216,7 +1226,7 @@ static void root_check(struct parse *p, yaml_node_t *root, const char *path, voi
     for (size_t i = 0; i < c->nlisten; i++) {
         yaml_node_t *item = NULL;
 
-        if (!cfg_transport_tls(c->listen[i].transport)) continue;
+        if (!cfg_transport_cert(c->listen[i].transport)) continue;
         if (listen && listen->type == YAML_SEQUENCE_NODE)
             item = yaml_document_get_node(p->doc, listen->data.sequence.items.start[i]);
         for (size_t j = 0; j < 2; j++) {
@@ -1242,15 +1252,13 @@ static void root_check(struct parse *p, yaml_node_t *root, const char *path, voi
     if (c->qos_dscp == CFG_DSCP_BY_CLASS && !c->qos_enabled)
         problem(p, map_value(p, map_value(p, root, "qos"), "dscp"), "qos.dscp",
                 "by-class needs qos.enabled: true (the classes come from the QoS tap)");
-    if (c->qos_record_database &&
-        (!c->database || (strncmp(c->database, "postgresql://", 13) != 0 &&
-                          strncmp(c->database, "postgres://", 11) != 0)))
+    bool pg = c->database && (strncmp(c->database, "postgresql://", 13) == 0 ||
+                              strncmp(c->database, "postgres://", 11) == 0);
+    if (c->qos_record_database && !pg)
         problem(p, map_value(p, map_value(p, root, "qos"), "record_database"),
                 "qos.record_database",
                 "call records need a PostgreSQL auth.database (a postgresql:// URI)%s",
                 c->database ? ", not a SQLite file" : "; there is none");
-    bool pg = c->database && (strncmp(c->database, "postgresql://", 13) == 0 ||
-                              strncmp(c->database, "postgres://", 11) == 0);
     if (c->cluster_redirect && !pg)
         problem(p, map_value(p, map_value(p, root, "cluster"), "redirect"), "cluster.redirect",
                 "the fleet's load comes from its registry, in a PostgreSQL auth.database (a "
@@ -1270,7 +1278,7 @@ static void root_check(struct parse *p, yaml_node_t *root, const char *path, voi
                 (unsigned)c->cluster_nonce_rotation, (unsigned)c->nonce_lifetime);
     if (c->ops_listen.sa.sa_family != AF_UNSPEC && addr_port(&c->ops_listen) != 0) {
         for (size_t i = 0; i < c->nlisten; i++) {
-            if (c->listen[i].transport != CFG_UDP &&
+            if (!cfg_transport_dgram(c->listen[i].transport) &&
                 addr_ip_equal(&c->listen[i].addr, &c->ops_listen) &&
                 addr_port(&c->listen[i].addr) == addr_port(&c->ops_listen)) {
                 char a[INET6_ADDRSTRLEN + 8];
@@ -1587,6 +1595,8 @@ const char *cfg_transport_name(enum cfg_transport t)
         return "tls";
     case CFG_TCP_TLS:
         return "tcp+tls";
+    case CFG_DTLS:
+        return "dtls";
     }
     return "?";
 }

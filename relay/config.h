@@ -9,8 +9,9 @@
 
 #include "stun.h" /* union stun_addr */
 
-/* CFG_TCP_TLS: one TCP port for both; each connection's first byte tells TLS from plain. */
-enum cfg_transport { CFG_UDP, CFG_TCP, CFG_TLS, CFG_TCP_TLS };
+/* CFG_TCP_TLS: one TCP port for both; each connection's first byte tells TLS from plain.
+ * CFG_DTLS: TURN over DTLS 1.2 (RFC 7350) on a UDP port (relay/dtls.c). */
+enum cfg_transport { CFG_UDP, CFG_TCP, CFG_TLS, CFG_TCP_TLS, CFG_DTLS };
 enum cfg_log_format { CFG_LOG_TEXT, CFG_LOG_JSON };
 /* qos.dscp: what the relay does with the DSCP bits of a datagram it relays (ECN is always
  * carried over, RFC 8656 14). */
@@ -35,6 +36,16 @@ struct cfg_listen {
 static inline bool cfg_transport_tls(enum cfg_transport t)
 {
     return t == CFG_TLS || t == CFG_TCP_TLS;
+}
+/* Does a listener of this transport need tls.certificate and tls.private_key (TLS or DTLS)? */
+static inline bool cfg_transport_cert(enum cfg_transport t)
+{
+    return cfg_transport_tls(t) || t == CFG_DTLS;
+}
+/* Is a listener of this transport a UDP socket (udp, dtls)? */
+static inline bool cfg_transport_dgram(enum cfg_transport t)
+{
+    return t == CFG_UDP || t == CFG_DTLS;
 }
 
 struct cfg_cidr {
@@ -78,7 +89,9 @@ struct tern_config {
     size_t nrelay_addresses;
     union stun_addr relay_external; /* sa_family AF_UNSPEC when null */
     uint16_t port_min, port_max;
-    enum cfg_offload offload; /* off | auto | xdp | xdp-generic | tc */
+    enum cfg_offload offload;        /* off | auto | xdp | xdp-generic | tc */
+    uint32_t dtls_max_handshakes;    /* per worker: DTLS sessions past the cookie, not yet up */
+    uint32_t dtls_handshake_timeout; /* seconds from the verified ClientHello to Finished */
 
     /* allocation: */
     uint32_t default_lifetime; /* seconds */
@@ -136,9 +149,10 @@ struct tern_config {
     /* cluster: */
     char *cluster_node_id; /* this node's name in the fleet's call records; NULL: the hostname */
     /* The node registry (docs/fleet.md), on with a PostgreSQL auth.database: */
-    uint32_t cluster_heartbeat;       /* cluster.heartbeat: seconds between two rows */
-    uint32_t cluster_dead_after;      /* cluster.dead_after: a row this old is a dead node's */
-    bool cluster_redirect;            /* cluster.redirect: 300 to the least-loaded node when over */
+    uint32_t cluster_heartbeat;    /* cluster.heartbeat: seconds between two rows */
+    uint32_t cluster_dead_after;   /* cluster.dead_after: a row this old is a dead node's */
+    uint32_t cluster_forget_after; /* cluster.forget_after: a row this old is removed (0: never) */
+    bool cluster_redirect;         /* cluster.redirect: 300 to the least-loaded node when over */
     uint32_t cluster_max_allocations; /* cluster.max_allocations: this node's limit (0: none) */
     double cluster_max_cpu;           /* cluster.max_cpu: share of the CPUs (0: none) */
     char *cluster_domain;      /* cluster.domain: the name in this node's TLS certificate; NULL */

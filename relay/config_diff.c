@@ -138,6 +138,8 @@ void cfg_diff(const struct tern_config *old, const struct tern_config *new, stru
     d->pools = !addrs || !ports;
     FIXED("relay.offload", o->offload == n->offload,
           "the XDP program is attached at start, before privileges are dropped");
+    LIVE("relay.dtls_max_handshakes", o->dtls_max_handshakes == n->dtls_max_handshakes);
+    LIVE("relay.dtls_handshake_timeout", o->dtls_handshake_timeout == n->dtls_handshake_timeout);
     LIVE("relay.external_address",
          o->relay_external.sa.sa_family == n->relay_external.sa.sa_family &&
              (o->relay_external.sa.sa_family == AF_UNSPEC ||
@@ -191,6 +193,7 @@ void cfg_diff(const struct tern_config *old, const struct tern_config *new, stru
     /* The fleet thread (ops/cluster.c) reads these at every heartbeat. */
     LIVE("cluster.heartbeat", o->cluster_heartbeat == n->cluster_heartbeat);
     LIVE("cluster.dead_after", o->cluster_dead_after == n->cluster_dead_after);
+    LIVE("cluster.forget_after", o->cluster_forget_after == n->cluster_forget_after);
     LIVE("cluster.redirect", o->cluster_redirect == n->cluster_redirect);
     LIVE("cluster.max_allocations", o->cluster_max_allocations == n->cluster_max_allocations);
     LIVE("cluster.max_cpu", o->cluster_max_cpu == n->cluster_max_cpu);

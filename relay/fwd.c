@@ -57,6 +57,7 @@
 #include <time.h>
 
 #include "addr.h"
+#include "dtls.h"
 #include "fwd.h"
 #include "offload.h"
 #include "tcp.h"
@@ -174,7 +175,10 @@ static inline struct pkt_class tap(struct worker *w, struct allocation *a, enum 
 {
     struct pkt_class pc = {QOS_CLASS_OTHER, QOS_KIND_UNKNOWN};
     struct qos_alloc *q = meter(w, a);
-    if (q) pc.cls = qos_packet_tos(q, &w->qm, leg, peer, p, len, rx_ns, tos, &pc.kind);
+    if (!q) return pc;
+    if (w->offload) offload_tap_begin(w, a, leg, peer, p, len);
+    pc.cls = qos_packet_tos(q, &w->qm, leg, peer, p, len, rx_ns, tos, &pc.kind);
+    if (w->offload) offload_tap_end(w, a, leg, peer, p, len);
     return pc;
 }
 
@@ -352,8 +356,6 @@ static void udp_readable(struct worker *w, struct ep_handler *h)
 {
     struct listener *l = (struct listener *)h;
     struct client_batch *b = &w->fwd->cb;
-    /* What the XDP fast path forwarded before these datagrams arrived is measured first. */
-    offload_drain(w);
     /* Peer datagrams queued for clients go first: a client batch may take a while. */
     flush_clients(w);
     for (int round = 0; round < CLIENT_BUDGET; round++) {
@@ -384,6 +386,57 @@ static void udp_readable(struct worker *w, struct ep_handler *h)
         if (nout) udp_send_batch(w, h->fd, b->tx, nout);
         if (n < CLIENT_BATCH) return;
     }
+}
+
+/* A dtls listener: the same batches as a UDP listener; each datagram goes to its session
+ * (dtls_input: or to the cookie exchange), and each record decrypted from it through the same
+ * client_msg as a UDP datagram, with the datagram's kernel time and TOS (so the QoS tap and
+ * the marks see what they see over UDP), joining the same train. A record is decrypted into
+ * the datagram's own slot, past the ones before it (OpenSSL has copied the ciphertext out by
+ * then), so what the train holds stays intact until batch_end. Answers are encrypted and sent
+ * at once through the session. */
+static void dtls_readable(struct worker *w, struct listener *l)
+{
+    struct client_batch *b = &w->fwd->cb;
+    flush_clients(w);
+    for (int round = 0; round < CLIENT_BUDGET; round++) {
+        int n = udp_recv(w, l->h.fd, &w->fwd->rxq, b->in[0], CLIENT_RX_BUF, CLIENT_RX_BUF,
+                         CLIENT_BATCH, &l->addr, &l->rxq_ovfl, b->d);
+        if (!n) return;
+        w->fwd->train_on = true;
+        for (int i = 0; i < n; i++) {
+            const struct udp_dgram *d = &b->d[i];
+            w->io.v[RELAY_C_dtls_rx_datagrams]++;
+            w->io.v[RELAY_C_dtls_rx_bytes] += d->len;
+            if (!d->ok) {
+                w->io.v[d->truncated ? RELAY_C_udp_drop_truncated : RELAY_C_udp_drop_addr]++;
+                continue;
+            }
+            struct dtls_sess *s = dtls_input(w, l, d);
+            size_t off = 0;
+            int k;
+            while (s && off < CLIENT_RX_BUF &&
+                   (k = dtls_read(w, s, b->in[i] + off, CLIENT_RX_BUF - off)) > 0) {
+                size_t out = client_msg(w, dtls_tuple(s), s, b->in[i] + off, (size_t)k, d->rx_ns,
+                                        d->tos, b->out[0], CLIENT_TX_BUF, NULL);
+                off += (size_t)k;
+                if (out) dtls_send_client(w, s, b->out[0], out, (struct udp_mark){0, 0});
+            }
+        }
+        batch_end(w); /* before the buffers are reused */
+        if (n < CLIENT_BATCH) return;
+    }
+}
+
+void fwd_dtls_readable(struct worker *w, struct ep_handler *h, uint32_t events)
+{
+    (void)events;
+    struct listener *l = (struct listener *)h;
+    /* Retired: its sessions go on, new Allocates on them are turned away (as over UDP). */
+    bool draining = w->srv.draining;
+    if (l->retired) w->srv.draining = true;
+    dtls_readable(w, l);
+    w->srv.draining = draining;
 }
 
 void fwd_tcp_event(struct worker *w, struct ep_handler *h, uint32_t events)
@@ -500,6 +553,10 @@ static void peer_errors(struct worker *w, struct relay_sock *rs)
         size_t n =
             srv_peer_icmp(&w->srv, a, &e.to, e.type, e.code, mtu, w->now_ms, out, sizeof(out));
         if (!n || !a->client_io) continue;
+        if (a->tuple.transport == SRV_DTLS) {
+            dtls_send_client(w, a->client_io, out, n, (struct udp_mark){0, 0});
+            continue;
+        }
         const struct listener *l = a->client_io;
         struct iovec v = {.iov_base = out, .iov_len = n};
         struct mmsghdr tx;
@@ -512,7 +569,6 @@ void fwd_peer_readable(struct worker *w, struct ep_handler *h, uint32_t events)
 {
     struct relay_sock *rs = (struct relay_sock *)h;
     struct peer_batch *b = &w->fwd->pb;
-    offload_drain(w); /* the fast path's earlier datagrams are measured first */
     if (events & EPOLLERR) peer_errors(w, rs);
     for (int round = 0; round < PEER_BUDGET; round++) {
         if (PEER_SLOTS - b->used < PEER_BATCH) flush_clients(w);
@@ -550,6 +606,11 @@ void fwd_peer_readable(struct worker *w, struct ep_handler *h, uint32_t events)
                 b->ql[q] = l;
                 b->qrx[q] = d->rx_ns;
                 b->qmark[q] = out_mark(w, d->tos, pc);
+            } else if (a->client_io && a->tuple.transport == SRV_DTLS) {
+                /* Encrypted and sent at once (a record per datagram, its TOS kept). */
+                if (w->qos_on)
+                    qos_observe_residence(&w->qm, QOS_LEG_PEER, realtime_ns() - d->rx_ns);
+                dtls_send_client(w, a->client_io, msg, out, out_mark(w, d->tos, pc));
             } else if (a->client_io) {
                 if (w->qos_on)
                     qos_observe_residence(&w->qm, QOS_LEG_PEER, realtime_ns() - d->rx_ns);

@@ -18,6 +18,8 @@ void fwd_free(struct fwd *f);
 void fwd_udp_readable(struct worker *w, struct ep_handler *h, uint32_t events);
 void fwd_tcp_event(struct worker *w, struct ep_handler *h, uint32_t events);
 void fwd_peer_readable(struct worker *w, struct ep_handler *h, uint32_t events);
+/* A dtls listener is readable (its datagrams are DTLS records: dtls.c decrypts them). */
+void fwd_dtls_readable(struct worker *w, struct ep_handler *h, uint32_t events);
 
 /* The end of a loop pass: send what waits for UDP clients. */
 void fwd_flush(struct worker *w);

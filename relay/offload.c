@@ -1,7 +1,7 @@
 /* offload.c: the control plane of the kernel fast path; docs/offload.md tells the design.
  *
  *   offload_open         relay.offload -> load relay/bpf/tern_xdp.bpf.c (libbpf skeleton),
- *                        one ring buffer per worker, attach to the interfaces of the relay's
+ *                        its counter and RTP maps, attach to the interfaces of the relay's
  *                        UDP listener and relay addresses through bpf_links (native XDP, then
  *                        generic), or log why the user-space path runs;
  *   offload_channel_bound a ChannelBind succeeded (srv_io hook): if the channel qualifies,
@@ -11,11 +11,18 @@
  *                        decide (channel, permission, allocation alive, peer policy) and
  *                        removed when it no longer holds; its expiry is kept in the map, so
  *                        the program itself stops forwarding at the very millisecond;
- *   on_record            each datagram the program forwarded left a record in the worker's
- *                        ring: the same QoS tap and counters as the user-space path run on it;
- *   offload_forget       the allocation ends: its bindings go first, then its records.
+ *   merge                what the program measured (per-CPU counters per binding direction,
+ *                        the per-SSRC RTP state of relay/bpf/offload_rtp.h) goes into the
+ *                        allocation's QoS meter and the relay's counters, every second, before
+ *                        every query and before a binding goes;
+ *   offload_tap_begin/end a datagram of a bound flow that user space taps (the first packets
+ *                        of a stream: the program passes an SSRC up until it is handed over):
+ *                        a stream the meter has just confirmed is handed to the program;
+ *   offload_forget       the allocation ends: its bindings go, what they measured is merged.
  *
- * Only the worker that owns an allocation touches its bindings and its ring: no locks. */
+ * Only the worker that owns an allocation touches its bindings and their QoS entries: no
+ * locks in user space (the program's RTP updates hold the stream's bpf_spin_lock, and user
+ * space reads and writes those values with BPF_F_LOCK). */
 #include "offload.h"
 
 #include <string.h>
@@ -63,6 +70,18 @@ void offload_forget(struct worker *w, const struct allocation *a, int family)
     (void)w, (void)a, (void)family;
 }
 
+void offload_tap_begin(struct worker *w, struct allocation *a, enum qos_leg leg,
+                       const union stun_addr *peer, const uint8_t *p, size_t len)
+{
+    (void)w, (void)a, (void)leg, (void)peer, (void)p, (void)len;
+}
+
+void offload_tap_end(struct worker *w, struct allocation *a, enum qos_leg leg,
+                     const union stun_addr *peer, const uint8_t *p, size_t len)
+{
+    (void)w, (void)a, (void)leg, (void)peer, (void)p, (void)len;
+}
+
 const char *offload_datapath(const struct worker *w, const struct allocation *a, uint16_t num)
 {
     (void)w, (void)a, (void)num;
@@ -102,6 +121,15 @@ unsigned offload_stat_names(const char *const **names)
 #include "addr.h"
 #include "offload_abi.h"
 #include "tern_xdp.skel.h"
+#include "timeline.h"
+
+_Static_assert(sizeof(struct tern_rtp) == sizeof(struct qos_rtp_state), "tern_rtp layout");
+_Static_assert(offsetof(struct tern_rtp, bits) == offsetof(struct qos_rtp_state, bits),
+               "tern_rtp layout");
+_Static_assert(offsetof(struct tern_rtp, acc_lost) == offsetof(struct qos_rtp_state, acc_lost),
+               "tern_rtp layout");
+_Static_assert(TERN_CLS_COUNT == QOS_CLASS_COUNT && TERN_CLS_RTP == QOS_CLASS_RTP,
+               "class numbering");
 
 #define OFFLOAD_MAX_IFACES          16
 _Static_assert(TERN_XDP_ST_COUNT <= OFFLOAD_MAX_STATS, "OFFLOAD_MAX_STATS too small");
@@ -116,9 +144,14 @@ struct offload {
     struct tern_xdp *skel;
     int link_fd[OFFLOAD_MAX_IFACES];
     unsigned nlinks;
-    int ring_fd[TERN_XDP_MAX_WORKERS];
-    unsigned nrings;
-    int c2p_fd, p2c_fd;
+    int c2p_fd, p2c_fd, ctr_fd, rtp_fd;
+    int ncpu;
+};
+
+/* The streams of one binding direction handed to the program (at most the meter's). */
+struct handed {
+    uint32_t ssrc[QOS_MAX_STREAMS];
+    uint8_t n;
 };
 
 /* One channel of one allocation handed to the kernel. */
@@ -134,15 +167,14 @@ struct binding {
     struct tern_c2p_key ck;
     struct tern_p2c_key pk;
     struct tern_bind_val cv, pv;
+    struct handed hs[QOS_LEG_COUNT];
+    struct tern_ctr seen[QOS_LEG_COUNT]; /* the counters as merged last (summed over CPUs) */
 };
 
 struct offload_worker {
-    struct ep_handler h; /* the ring's map fd, in the worker's epoll */
     struct worker *w;
     struct offload *o;
-    struct ring_buffer *rb;
-    int64_t mono_to_real; /* CLOCK_REALTIME - CLOCK_MONOTONIC, read at a drain's first record */
-    bool have_offset;
+    struct tern_ctr *percpu; /* a lookup's values, one per possible CPU */
     struct binding *b;
     uint32_t nb, capb, live;
     /* Bindings by allocation: buckets of slot chains (index + 1), so that a ChannelBind, an
@@ -313,11 +345,214 @@ static struct binding *slot_new(struct offload_worker *ow)
     return b;
 }
 
-static void drain(struct offload_worker *ow)
+/* ---- what the program measured, into the meter (docs/offload.md §4) ---- */
+
+static struct tern_qkey qkey(const struct binding *b, int leg, uint32_t ssrc)
 {
-    if (!ow->rb) return;
-    ow->have_offset = false;
-    ring_buffer__consume(ow->rb);
+    struct tern_qkey k;
+    memset(&k, 0, sizeof(k));
+    const struct tern_bind_val *v = leg == QOS_LEG_CLIENT ? &b->cv : &b->pv;
+    k.worker = v->worker;
+    k.slot = v->slot;
+    k.gen = v->gen;
+    k.ssrc = ssrc;
+    k.leg = (uint8_t)leg;
+    return k;
+}
+
+static int64_t mono_to_real(void)
+{
+    return clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
+}
+
+static void rtp_times(struct qos_rtp_state *st, int64_t off)
+{
+    st->first_rx += off;
+    st->last_rx += off;
+    st->infer_rx += off;
+}
+
+/* The counters of one direction: what came since the last merge goes into the meter and the
+ * relay's counters exactly as on_tap in user space would have counted it. */
+static void merge_counts(struct offload_worker *ow, struct binding *b, int leg, int64_t off)
+{
+    struct worker *w = ow->w;
+    struct tern_qkey k = qkey(b, leg, 0);
+    int ncpu = ow->o->ncpu;
+    if (bpf_map_lookup_elem(ow->o->ctr_fd, &k, ow->percpu)) return;
+    struct tern_ctr sum;
+    memset(&sum, 0, sizeof(sum));
+    uint64_t last = 0;
+    for (int c = 0; c < ncpu; c++) {
+        const struct tern_ctr *x = &ow->percpu[c];
+        sum.packets += x->packets;
+        sum.bytes += x->bytes;
+        for (int i = 0; i < TERN_CLS_COUNT; i++) {
+            sum.cls_packets[i] += x->cls_packets[i];
+            sum.cls_bytes[i] += x->cls_bytes[i];
+        }
+        for (int i = 0; i < 4; i++)
+            sum.ecn[i] += x->ecn[i];
+        for (int i = 0; i < 64; i++)
+            sum.dscp[i] += x->dscp[i];
+        if (x->last_ns > last) {
+            last = x->last_ns;
+            sum.dscp_last = x->dscp_last;
+        }
+    }
+    struct tern_ctr *seen = &b->seen[leg];
+    uint64_t n = sum.packets - seen->packets, len = sum.bytes - seen->bytes;
+    if (!n) return;
+    struct qos_counts d;
+    memset(&d, 0, sizeof(d));
+    d.packets = n;
+    d.bytes = len;
+    for (int i = 0; i < TERN_CLS_COUNT; i++) {
+        d.cls_packets[i] = sum.cls_packets[i] - seen->cls_packets[i];
+        d.cls_bytes[i] = sum.cls_bytes[i] - seen->cls_bytes[i];
+    }
+    for (int i = 0; i < 4; i++)
+        d.ecn[i] = sum.ecn[i] - seen->ecn[i];
+    for (int i = 0; i < 64; i++)
+        d.dscp[i] = sum.dscp[i] - seen->dscp[i];
+    d.dscp_last = (int)(sum.dscp_last & 63);
+    d.last_rx = (int64_t)last + off;
+    *seen = sum;
+    struct allocation *a = b->a;
+    if (leg == QOS_LEG_CLIENT) {
+        w->srv.c.v[SRV_C_rx_channeldata] += n;
+        w->srv.c.v[SRV_C_channel_to_peer] += n;
+        w->io.v[RELAY_C_udp_rx_datagrams] += n;
+        w->io.v[RELAY_C_udp_rx_bytes] += len + 4 * n;
+        w->io.v[RELAY_C_peer_tx_datagrams] += n;
+        w->io.v[RELAY_C_peer_tx_bytes] += len;
+        w->io.v[RELAY_C_offload_to_peer] += n;
+        a->pkts_to_peer += n;
+        a->bytes_to_peer += len;
+    } else {
+        w->srv.c.v[SRV_C_peer_to_client_channel] += n;
+        w->io.v[RELAY_C_peer_rx_datagrams] += n;
+        w->io.v[RELAY_C_peer_rx_bytes] += len;
+        w->io.v[RELAY_C_udp_tx_datagrams] += n;
+        w->io.v[RELAY_C_udp_tx_bytes] += len + 4 * n;
+        w->io.v[RELAY_C_offload_to_client] += n;
+        a->pkts_to_client += n;
+        a->bytes_to_client += len;
+    }
+    if (!w->qos_on) return;
+    if (!a->qos) a->qos = timeline_meter(w, a);
+    struct qos_alloc *q = a->qos;
+    if (q) qos_counts_add(q, &w->qm, (enum qos_leg)leg, &b->peer, &d, w->now_ns);
+}
+
+static void handed_drop(struct offload_worker *ow, struct binding *b, int leg, unsigned i)
+{
+    struct tern_qkey k = qkey(b, leg, b->hs[leg].ssrc[i]);
+    bpf_map_delete_elem(ow->o->rtp_fd, &k);
+    struct handed *h = &b->hs[leg];
+    h->ssrc[i] = h->ssrc[--h->n];
+}
+
+/* One handed-over stream back into the meter; false when it is gone (no longer counted). */
+static bool merge_stream(struct offload_worker *ow, struct binding *b, int leg, unsigned i,
+                         int64_t off)
+{
+    struct worker *w = ow->w;
+    struct tern_qkey k = qkey(b, leg, b->hs[leg].ssrc[i]);
+    struct tern_rtp_val v;
+    if (bpf_map_lookup_elem_flags(ow->o->rtp_fd, &k, &v, BPF_F_LOCK)) return true;
+    if (!w->qos_on || !b->a->qos) return true;
+    struct qos_rtp_state st;
+    memcpy(&st, &v.st, sizeof(st));
+    rtp_times(&st, off);
+    return qos_rtp_import(b->a->qos, &w->qm, (enum qos_leg)leg, &b->peer, k.ssrc, &st, w->now_ns);
+}
+
+static void merge(struct offload_worker *ow, struct binding *b)
+{
+    int64_t off = mono_to_real();
+    for (int leg = 0; leg < QOS_LEG_COUNT; leg++) {
+        merge_counts(ow, b, leg, off);
+        for (unsigned i = 0; i < b->hs[leg].n;) {
+            if (merge_stream(ow, b, leg, i, off))
+                i++;
+            else
+                handed_drop(ow, b, leg, i);
+        }
+    }
+}
+
+static void merge_all(struct offload_worker *ow)
+{
+    for (uint32_t i = 0; i < ow->nb; i++)
+        if (ow->b[i].used) merge(ow, &ow->b[i]);
+}
+
+/* The binding of a's channel to peer, if any. */
+static struct binding *find_peer(struct offload_worker *ow, const struct allocation *a,
+                                 const union stun_addr *peer)
+{
+    if (!ow->nheads || !ow->live) return NULL;
+    for (uint32_t i = ow->heads[bucket(ow, a)]; i; i = ow->b[i - 1].next)
+        if (ow->b[i - 1].a == a && addr_equal(&ow->b[i - 1].peer, peer)) return &ow->b[i - 1];
+    return NULL;
+}
+
+static bool rtp_ssrc(const uint8_t *p, size_t len, uint32_t *ssrc)
+{
+    if (qos_classify(p, len) != QOS_CLASS_RTP) return false;
+    *ssrc = (uint32_t)p[8] << 24 | (uint32_t)p[9] << 16 | (uint32_t)p[10] << 8 | p[11];
+    return true;
+}
+
+static int handed_index(const struct handed *h, uint32_t ssrc)
+{
+    for (unsigned i = 0; i < h->n; i++)
+        if (h->ssrc[i] == ssrc) return (int)i;
+    return -1;
+}
+
+void offload_tap_begin(struct worker *w, struct allocation *a, enum qos_leg leg,
+                       const union stun_addr *peer, const uint8_t *p, size_t len)
+{
+    struct offload_worker *ow = w->offload;
+    uint32_t ssrc;
+    if (!ow || !ow->live || (unsigned)leg >= QOS_LEG_COUNT || !rtp_ssrc(p, len, &ssrc)) return;
+    struct binding *b = find_peer(ow, a, peer);
+    if (!b) return;
+    int i = handed_index(&b->hs[leg], ssrc);
+    /* A datagram of a stream the program counts came up (no route yet, over the MTU): the
+     * meter takes the program's state first, so that it counts this one in its place. */
+    if (i >= 0 && !merge_stream(ow, b, leg, (unsigned)i, mono_to_real()))
+        handed_drop(ow, b, leg, (unsigned)i);
+}
+
+void offload_tap_end(struct worker *w, struct allocation *a, enum qos_leg leg,
+                     const union stun_addr *peer, const uint8_t *p, size_t len)
+{
+    struct offload_worker *ow = w->offload;
+    uint32_t ssrc;
+    if (!ow || !ow->live || (unsigned)leg >= QOS_LEG_COUNT || !a->qos || !rtp_ssrc(p, len, &ssrc))
+        return;
+    struct binding *b = find_peer(ow, a, peer);
+    if (!b) return;
+    struct qos_rtp_state st;
+    if (!qos_rtp_export(a->qos, leg, peer, ssrc, &st)) return; /* in probation still */
+    rtp_times(&st, -mono_to_real());
+    struct tern_rtp_val v;
+    memset(&v, 0, sizeof(v));
+    memcpy(&v.st, &st, sizeof(st));
+    struct tern_qkey k = qkey(b, leg, ssrc);
+    struct handed *h = &b->hs[leg];
+    int i = handed_index(h, ssrc);
+    if (i >= 0) { /* back to the program, this datagram included */
+        bpf_map_update_elem(ow->o->rtp_fd, &k, &v, BPF_EXIST | BPF_F_LOCK);
+        return;
+    }
+    if (h->n == QOS_MAX_STREAMS) return; /* the meter evicts before this fills */
+    if (bpf_map_update_elem(ow->o->rtp_fd, &k, &v, BPF_NOEXIST)) return; /* full: stays up */
+    h->ssrc[h->n++] = ssrc;
+    w->io.v[RELAY_C_offload_streams_handed]++;
 }
 
 static void unbind(struct offload_worker *ow, struct binding *b, const char *why)
@@ -326,7 +561,13 @@ static void unbind(struct offload_worker *ow, struct binding *b, const char *why
     bpf_map_delete_elem(ow->o->c2p_fd, &b->ck);
     bpf_map_delete_elem(ow->o->p2c_fd, &b->pk);
     /* What the program forwarded so far is still measured under this binding. */
-    drain(ow);
+    merge(ow, b);
+    for (int leg = 0; leg < QOS_LEG_COUNT; leg++) {
+        while (b->hs[leg].n)
+            handed_drop(ow, b, leg, 0);
+        struct tern_qkey k = qkey(b, leg, 0);
+        bpf_map_delete_elem(ow->o->ctr_fd, &k);
+    }
     uint32_t i = (uint32_t)(b - ow->b);
     unlink_slot(ow, i);
     b->used = false;
@@ -407,8 +648,19 @@ static void bind_new(struct offload_worker *ow, struct allocation *a, uint16_t n
     b->cv.slot = b->pv.slot = slot;
     b->cv.gen = b->pv.gen = gen;
 
-    int rc = maps_put(ow, b);
+    /* The counters first: the program passes up what it could not count. */
+    int rc = 0;
+    memset(ow->percpu, 0, sizeof(*ow->percpu) * (size_t)ow->o->ncpu);
+    for (int leg = 0; leg < QOS_LEG_COUNT && !rc; leg++) {
+        struct tern_qkey k = qkey(b, leg, 0);
+        if (bpf_map_update_elem(ow->o->ctr_fd, &k, ow->percpu, BPF_ANY)) rc = -errno;
+    }
+    if (!rc) rc = maps_put(ow, b);
     if (rc) {
+        for (int leg = 0; leg < QOS_LEG_COUNT; leg++) {
+            struct tern_qkey k = qkey(b, leg, 0);
+            bpf_map_delete_elem(ow->o->ctr_fd, &k);
+        }
         b->next = ow->free_head; /* the slot goes back */
         ow->free_head = slot + 1;
         w->io.v[RELAY_C_offload_bind_failed]++;
@@ -473,19 +725,21 @@ void offload_pass(struct worker *w)
 {
     struct offload_worker *ow = w->offload;
     if (!ow) return;
-    drain(ow);
     bool changed =
         w->gen->id != ow->gen_seen || memcmp(&w->policy, &ow->policy_seen, sizeof(w->policy));
     if (!changed && w->now_ms - ow->swept_ms < 1000) return;
     ow->gen_seen = w->gen->id;
     ow->policy_seen = w->policy;
     ow->swept_ms = w->now_ms;
-    if (ow->live) sweep(ow);
+    if (ow->live) {
+        merge_all(ow); /* the tick: one set of numbers, whichever path carried them */
+        sweep(ow);
+    }
 }
 
 void offload_drain(struct worker *w)
 {
-    if (w->offload) drain(w->offload);
+    if (w->offload && w->offload->live) merge_all(w->offload);
 }
 
 void offload_forget(struct worker *w, const struct allocation *a, int family)
@@ -508,63 +762,6 @@ const char *offload_datapath(const struct worker *w, const struct allocation *a,
     for (uint32_t i = ow->heads[bucket(ow, a)]; i; i = ow->b[i - 1].next)
         if (ow->b[i - 1].a == a && (!num || ow->b[i - 1].num == num)) return "xdp";
     return "user";
-}
-
-/* ---- the records: one per datagram the program forwarded ---- */
-
-static int on_record(void *ctx, void *data, size_t size)
-{
-    struct offload_worker *ow = ctx;
-    struct worker *w = ow->w;
-    const struct tern_rec *r = data;
-    if (size < sizeof(*r) || r->slot >= ow->nb || !ow->b[r->slot].used ||
-        ow->b[r->slot].gen != r->gen) {
-        w->io.v[RELAY_C_offload_stale_records]++;
-        return 0;
-    }
-    struct binding *b = &ow->b[r->slot];
-    struct allocation *a = b->a;
-    uint64_t len = r->len;
-    if (r->leg == QOS_LEG_CLIENT) {
-        w->srv.c.v[SRV_C_rx_channeldata]++;
-        w->srv.c.v[SRV_C_channel_to_peer]++;
-        w->io.v[RELAY_C_udp_rx_datagrams]++;
-        w->io.v[RELAY_C_udp_rx_bytes] += len + 4;
-        w->io.v[RELAY_C_peer_tx_datagrams]++;
-        w->io.v[RELAY_C_peer_tx_bytes] += len;
-        w->io.v[RELAY_C_offload_to_peer]++;
-        a->pkts_to_peer++;
-        a->bytes_to_peer += len;
-    } else {
-        w->srv.c.v[SRV_C_peer_to_client_channel]++;
-        w->io.v[RELAY_C_peer_rx_datagrams]++;
-        w->io.v[RELAY_C_peer_rx_bytes] += len;
-        w->io.v[RELAY_C_udp_tx_datagrams]++;
-        w->io.v[RELAY_C_udp_tx_bytes] += len + 4;
-        w->io.v[RELAY_C_offload_to_client]++;
-        a->pkts_to_client++;
-        a->bytes_to_client += len;
-    }
-    if (!w->qos_on) return 0;
-    if (!ow->have_offset) {
-        ow->mono_to_real = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
-        ow->have_offset = true;
-    }
-    /* The tap reads no further than an RTP header (with CSRCs and the extension header) for
-     * what the program forwards (STUN and RTCP go up): the copied bytes are enough. */
-    uint8_t buf[TERN_XDP_REC_DATA] = {0};
-    memcpy(buf, r->data, r->ncopy < sizeof(buf) ? r->ncopy : sizeof(buf));
-    if (!a->qos) a->qos = qos_alloc_new(worker_created_ns(w, a));
-    if (a->qos)
-        qos_packet_tos(a->qos, &w->qm, (enum qos_leg)r->leg, &b->peer, buf, len,
-                       (int64_t)r->ts_ns + ow->mono_to_real, r->tos, NULL);
-    return 0;
-}
-
-static void ring_readable(struct worker *w, struct ep_handler *h, uint32_t events)
-{
-    (void)h, (void)events;
-    drain(w->offload);
 }
 
 /* ---- load and attach ---- */
@@ -637,8 +834,6 @@ static void offload_free(struct offload *o)
 {
     for (unsigned i = 0; i < o->nlinks; i++)
         close(o->link_fd[i]);
-    for (unsigned i = 0; i < o->nrings; i++)
-        close(o->ring_fd[i]);
     tern_xdp__destroy(o->skel);
     free(o);
 }
@@ -653,7 +848,7 @@ void offload_open(struct relay *r)
         return;
     }
     if (r->nworkers > TERN_XDP_MAX_WORKERS) {
-        fallback("more workers than the program has rings", NULL);
+        fallback("more workers than the program has binding numbers for", NULL);
         return;
     }
     int idx[OFFLOAD_MAX_IFACES];
@@ -689,16 +884,13 @@ void offload_open(struct relay *r)
     }
     o->c2p_fd = bpf_map__fd(o->skel->maps.c2p);
     o->p2c_fd = bpf_map__fd(o->skel->maps.p2c);
-    int rings_fd = bpf_map__fd(o->skel->maps.rings);
-    for (unsigned i = 0; i < r->nworkers; i++) {
-        int fd = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "tern_ring", 0, 0, TERN_XDP_RING_BYTES, NULL);
-        if (fd < 0 || bpf_map_update_elem(rings_fd, &i, &fd, BPF_ANY)) {
-            if (fd >= 0) close(fd);
-            fallback("ring buffer", strerror(errno));
-            offload_free(o);
-            return;
-        }
-        o->ring_fd[o->nrings++] = fd;
+    o->ctr_fd = bpf_map__fd(o->skel->maps.ctrs);
+    o->rtp_fd = bpf_map__fd(o->skel->maps.rtp);
+    o->ncpu = libbpf_num_possible_cpus();
+    if (o->ncpu <= 0) {
+        fallback("cannot count the CPUs", strerror(-o->ncpu));
+        offload_free(o);
+        return;
     }
     /* Attach: native XDP first (auto, xdp), then generic (auto, xdp-generic). */
     const char *path = "xdp";
@@ -731,22 +923,19 @@ void offload_open(struct relay *r)
         if (i) strcat(list, ",");
         strcat(list, names[i]);
     }
-    /* Each worker drains its own ring in its own loop. */
+    /* Each worker merges what the program measured for its own bindings. */
     for (unsigned i = 0; i < r->nworkers; i++) {
         struct worker *w = &r->workers[i];
         struct offload_worker *ow = calloc(1, sizeof(*ow));
-        if (ow) ow->rb = ring_buffer__new(o->ring_fd[i], on_record, ow, NULL);
-        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = ow ? &ow->h : NULL};
-        if (!ow || !ow->rb || epoll_ctl(w->epfd, EPOLL_CTL_ADD, o->ring_fd[i], &ev)) {
-            fallback("ring buffer consumer", strerror(errno));
-            if (ow) ring_buffer__free(ow->rb);
+        if (ow) ow->percpu = calloc((size_t)o->ncpu, sizeof(*ow->percpu));
+        if (!ow || !ow->percpu) {
+            fallback("out of memory", NULL);
             free(ow);
             for (unsigned k = 0; k < i; k++)
                 offload_worker_free(&r->workers[k]);
             offload_free(o);
             return;
         }
-        ow->h = (struct ep_handler){.fd = o->ring_fd[i], .fn = ring_readable};
         ow->w = w;
         ow->o = o;
         ow->gen_seen = w->gen->id;
@@ -763,8 +952,7 @@ void offload_worker_free(struct worker *w)
 {
     struct offload_worker *ow = w->offload;
     if (!ow) return;
-    if (w->epfd >= 0) epoll_ctl(w->epfd, EPOLL_CTL_DEL, ow->h.fd, NULL);
-    ring_buffer__free(ow->rb);
+    free(ow->percpu);
     free(ow->heads);
     free(ow->b);
     free(ow);

@@ -4,15 +4,16 @@
  * XDP -> generic XDP -> user space, with a log line saying which path runs and why), installs
  * a binding when a ChannelBind of a UDP client succeeds, re-checks every binding (expiry,
  * permission, the peer policy, after a reload at once) and removes it when it no longer
- * holds, and feeds the records the program leaves for each forwarded datagram into the same
- * QoS tap and counters as the user-space path. Built without libbpf, every call is a no-op
- * and ternd runs the user-space path unchanged. */
+ * holds, hands confirmed RTP streams to the program and merges what it measured (counters
+ * and per-SSRC state) back into the same QoS meter and counters as the user-space path. Built
+ * without libbpf, every call is a no-op and ternd runs the user-space path unchanged. */
 #ifndef TERN_OFFLOAD_H
 #define TERN_OFFLOAD_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "qos.h"
 #include "stun.h"
 
 struct relay;
@@ -29,15 +30,24 @@ void offload_close(struct relay *r);
 void offload_worker_free(struct worker *w);
 
 /* Once per loop pass (worker thread): re-check every binding when the configuration or the
- * peer policy changed, and once a second anyway; drain the ring. */
+ * peer policy changed, and once a second anyway, then merge what the program measured. */
 void offload_pass(struct worker *w);
 
-/* Measure and count what the program forwarded so far (before a query reads the numbers). */
+/* Merge what the program measured so far into the meters and counters (before a query reads
+ * the numbers). */
 void offload_drain(struct worker *w);
 
 /* The srv_io hook: a ChannelBind of allocation a bound (or refreshed) num <-> peer. */
 void offload_channel_bound(void *ctx, struct allocation *a, uint16_t num,
                            const union stun_addr *peer);
+/* Around the tap of a datagram of a (leg, peer; p, len its payload) in user space: a stream
+ * the program counts is taken back before (a datagram of it came up), and a stream the meter
+ * has confirmed is handed to the program after (docs/offload.md §4). */
+void offload_tap_begin(struct worker *w, struct allocation *a, enum qos_leg leg,
+                       const union stun_addr *peer, const uint8_t *p, size_t len);
+void offload_tap_end(struct worker *w, struct allocation *a, enum qos_leg leg,
+                     const union stun_addr *peer, const uint8_t *p, size_t len);
+
 /* Allocation a ends (family 0), or its relay of that family closes: those bindings go (the
  * records still in the ring are counted first). */
 void offload_forget(struct worker *w, const struct allocation *a, int family);

@@ -29,8 +29,8 @@ struct metrics_acc {
     struct qos_metrics qm;
     struct srv_counters srv;
     struct relay_counters io;
-    uint64_t active[3];                             /* allocations by transport (udp, tcp, tls) */
-    uint64_t flows;                                 /* allocations with a QoS meter */
+    uint64_t active[4]; /* allocations by transport (udp, tcp, tls, dtls) */
+    uint64_t flows;     /* allocations with a QoS meter */
     uint64_t poor[QOS_LEG_COUNT][QOS_REASON_COUNT]; /* allocations with an open episode */
 };
 
@@ -43,7 +43,7 @@ struct relay_query {
     bool taken, done;
 };
 
-static const char *const transport_names[] = {"udp", "tcp", "tls"};
+static const char *const transport_names[] = {"udp", "tcp", "tls", "dtls"};
 
 /* ---- worker side ---- */
 
@@ -513,7 +513,7 @@ char *relay_metrics(struct relay *r, size_t *len)
     struct text t = {0};
     put(&t, "# HELP tern_allocations_active Allocations alive now, by client transport.\n"
             "# TYPE tern_allocations_active gauge\n");
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         put(&t, "tern_allocations_active{transport=\"%s\"} %llu\n", transport_names[k],
             (unsigned long long)acc->active[k]);
     put(&t,

@@ -76,12 +76,35 @@
     X(tcp_peer_tx_bytes, "RFC 6062: bytes written to peer connections")                            \
     X(tcp_control_dropped,                                                                         \
       "RFC 6062: Connect answers or ConnectionAttempts with no room to queue")                     \
+    X(dtls_rx_datagrams, "DTLS datagrams received on dtls listeners")                              \
+    X(dtls_rx_bytes, "DTLS bytes received on dtls listeners (records, encrypted)")                 \
+    X(dtls_tx_datagrams, "DTLS datagrams sent from dtls listeners")                                \
+    X(dtls_tx_bytes, "DTLS bytes sent from dtls listeners (records, encrypted)")                   \
+    X(dtls_send_errors, "DTLS datagrams lost: a send failed or the session could not send")        \
+    X(dtls_hello_verify, "DTLS HelloVerifyRequests sent (a stateless cookie asked for)")           \
+    X(dtls_bad_cookie, "dropped: DTLS ClientHello whose cookie did not verify")                    \
+    X(dtls_drop_no_session, "dropped: DTLS datagram from a source without a session, no hello")    \
+    X(dtls_drop_bad_hello, "dropped: DTLS ClientHello that could not be parsed")                   \
+    X(dtls_drop_retired, "dropped: DTLS ClientHello on a listener a reload removed")               \
+    X(dtls_drop_undecryptable, "dropped: DTLS application record that did not decrypt")            \
+    X(dtls_rejected_handshakes, "dropped: verified DTLS ClientHello, relay.dtls_max_handshakes")   \
+    X(dtls_rejected_sessions, "dropped: verified DTLS ClientHello, per-worker session limit")      \
+    X(dtls_rejected_nomem, "dropped: verified DTLS ClientHello, out of memory")                    \
+    X(dtls_sessions, "DTLS sessions made (a verified ClientHello)")                                \
+    X(dtls_handshakes, "DTLS handshakes completed")                                                \
+    X(dtls_handshake_failed, "DTLS sessions closed: handshake failed")                             \
+    X(dtls_handshake_timeout, "DTLS sessions closed: handshake not done in time")                  \
+    X(dtls_closed, "DTLS sessions closed (all reasons)")                                           \
+    X(dtls_close_alert, "DTLS sessions closed: the client sent close_notify or an alert")          \
+    X(dtls_session_error, "DTLS sessions closed: a fatal error after the handshake")               \
+    X(dtls_idle, "DTLS sessions closed: idle without an allocation")                               \
+    X(dtls_allocation_end, "DTLS sessions closed: their allocation ended")                         \
     X(offload_to_peer, "ChannelData forwarded to peers by the XDP fast path (in the totals too)")  \
     X(offload_to_client, "peer datagrams forwarded to clients by the XDP fast path")               \
     X(offload_bound, "channels handed to the XDP fast path")                                       \
     X(offload_unbound, "channels taken back from the XDP fast path")                               \
     X(offload_bind_failed, "channels the XDP fast path could not take (map full or error)")        \
-    X(offload_stale_records, "fast-path records of a binding already gone (not measured)")
+    X(offload_streams_handed, "RTP streams handed to the XDP fast path (confirmed by the meter)")
 
 enum relay_counter {
 #define RELAY_X_ENUM(name, help) RELAY_C_##name,
@@ -153,12 +176,12 @@ int relay_database(struct relay *r, uint64_t *outages);
 /* ---- Fleet (ops/cluster.c) ---- */
 
 /* Where new Allocates are steered (cluster.redirect): to[family][transport] (family 0 IPv4,
- * 1 IPv6; transport udp, tcp, tls) where set, while the node drains (the workers see that
+ * 1 IPv6; transport udp, tcp, tls, dtls) where set, while the node drains (the workers see that
  * themselves), always (over its CPU limit), or once it holds `above` allocations (0: never).
  * Nothing set: none is (the default). */
 struct relay_steer {
-    struct srv_steer to[2][3];
-    bool set[2][3];
+    struct srv_steer to[2][SRV_TRANSPORTS];
+    bool set[2][SRV_TRANSPORTS];
     bool always;
     uint64_t above;
 };

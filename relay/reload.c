@@ -22,6 +22,7 @@
 
 #include "addr.h"
 #include "credcache.h"
+#include "dtls.h"
 #include "hostaddr.h"
 #include "log.h"
 #include "fwd.h"
@@ -48,7 +49,7 @@ static unsigned line_of(const struct tern_config *c, const char *key)
 int listener_open(const struct cfg_listen *cl, union stun_addr *addr, FILE *err, const char *name,
                   unsigned line)
 {
-    int type = cl->transport == CFG_UDP ? SOCK_DGRAM : SOCK_STREAM;
+    int type = cfg_transport_dgram(cl->transport) ? SOCK_DGRAM : SOCK_STREAM;
     int fd = socket(addr->sa.sa_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     const char *step = "socket";
     int one = 1;
@@ -91,7 +92,7 @@ fail:;
 }
 
 int listener_add(struct worker *w, const struct cfg_listen *cl, int fd, const union stun_addr *addr,
-                 struct ssl_ctx_st *tls)
+                 const struct relay_gen *g)
 {
     if (w->nlisteners == w->caplisteners) {
         size_t cap = w->caplisteners ? w->caplisteners * 2 : 4;
@@ -106,13 +107,15 @@ int listener_add(struct worker *w, const struct cfg_listen *cl, int fd, const un
     l->conf = *cl;
     l->addr = *addr;
     l->wildcard = addr_is_wildcard(addr);
-    l->tls = cfg_transport_tls(l->transport) ? tls : NULL;
+    l->tls = cfg_transport_tls(l->transport) ? g->tls : l->transport == CFG_DTLS ? g->dtls : NULL;
     l->demux = l->transport == CFG_TCP_TLS;
     l->proxy_protocol = cl->proxy_protocol;
     l->h = (struct ep_handler){.fd = fd,
-                               .fn = l->transport == CFG_UDP ? fwd_udp_readable : tcp_acceptable};
+                               .fn = l->transport == CFG_UDP    ? fwd_udp_readable
+                                     : l->transport == CFG_DTLS ? fwd_dtls_readable
+                                                                : tcp_acceptable};
     l->conn_fn = fwd_tcp_event;
-    if (l->transport == CFG_UDP) {
+    if (cfg_transport_dgram(l->transport)) {
         udp_rx_options(w, fd, addr->sa.sa_family);
         udp_listener_buffers(fd);
     }
@@ -130,7 +133,7 @@ static void listener_retire(struct worker *w, struct listener *l)
 {
     l->retired = true;
     l->tls = NULL; /* no new handshakes on it (TCP: it accepts nothing more anyway) */
-    if (l->transport != CFG_UDP) {
+    if (!cfg_transport_dgram(l->transport)) {
         epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->h.fd, NULL);
         close(l->h.fd);
         l->h.fd = -1;
@@ -138,13 +141,15 @@ static void listener_retire(struct worker *w, struct listener *l)
     }
     tlog(CFG_LOG_INFO, "listener_retired", LF_U("worker", w->id),
          LF_S("transport", cfg_transport_name(l->transport)), LF_A("address", &l->addr),
-         LF_S("until",
-              l->transport == CFG_UDP ? "its last allocation ends" : "its last connection closes"));
+         LF_S("until", l->transport == CFG_UDP    ? "its last allocation ends"
+                       : l->transport == CFG_DTLS ? "its last session ends"
+                                                  : "its last connection closes"));
 }
 
 /* Does anything still use retired listener l? */
 static bool listener_used(const struct worker *w, const struct listener *l)
 {
+    if (l->transport == CFG_DTLS) return dtls_uses_listener(w, l);
     if (l->transport != CFG_UDP) return tcp_uses_listener(w, l);
     const struct alloc_table *t = &w->srv.allocs;
     for (size_t i = 0; i < t->count; i++)
@@ -182,7 +187,8 @@ void relay_gen_put(struct relay_gen *g)
     free(g->fds);
     free(g->addrs);
     if (g->record_fd >= 0) close(g->record_fd);
-    SSL_CTX_free(g->tls); /* connections hold their own reference to the context */
+    SSL_CTX_free(g->tls);  /* connections hold their own reference to the context */
+    SSL_CTX_free(g->dtls); /* so do DTLS sessions */
     auth_users_free(&g->users);
     free(g->allow);
     free(g->deny);
@@ -351,8 +357,13 @@ struct relay_gen *relay_gen_new(struct relay *r, struct tern_config *cfg,
     if (build_listeners(r, g, prev, err)) goto fail_quiet;
     for (size_t j = 0; j < c->nlisten && !g->tls; j++) {
         if (!cfg_transport_tls(c->listen[j].transport)) continue;
-        g->tls = tls_context(c, err);
+        g->tls = tls_context(c, err, false);
         if (!g->tls) goto fail_quiet;
+    }
+    for (size_t j = 0; j < c->nlisten && !g->dtls; j++) {
+        if (c->listen[j].transport != CFG_DTLS) continue;
+        g->dtls = tls_context(c, err, true);
+        if (!g->dtls) goto fail_quiet;
     }
     if (c->qos_record_file) {
         g->record_fd = open(c->qos_record_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
@@ -423,7 +434,7 @@ void worker_adopt(struct worker *w)
 
     if (c->qos_enabled && !w->qos_on) /* kernel receive timestamps for the tap, from now on */
         for (size_t i = 0; i < w->nlisteners; i++)
-            if (w->listeners[i]->transport == CFG_UDP && w->listeners[i]->h.fd >= 0)
+            if (cfg_transport_dgram(w->listeners[i]->transport) && w->listeners[i]->h.fd >= 0)
                 udp_timestamps_on(w->listeners[i]->h.fd);
     w->qos_on = c->qos_enabled;
 
@@ -435,11 +446,13 @@ void worker_adopt(struct worker *w)
             listener_retire(w, l);
         else if (cfg_transport_tls(l->transport))
             l->tls = g->tls;
+        else if (l->transport == CFG_DTLS)
+            l->tls = g->dtls;
     }
     for (size_t j = 0; j < c->nlisten; j++) {
         int *fd = &g->fds[j * g->nfds_per + w->id];
         if (*fd < 0) continue;
-        if (listener_add(w, &c->listen[j], *fd, &g->addrs[j], g->tls)) {
+        if (listener_add(w, &c->listen[j], *fd, &g->addrs[j], g)) {
             tlog(CFG_LOG_ERROR, "listener_add_failed", LF_U("worker", w->id),
                  LF_A("address", &g->addrs[j]), LF_S("error", strerror(errno)));
             close(*fd);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "dtls.h"
 #include "log.h"
 #include "wire.h"
 #include "fwd.h"
@@ -288,6 +289,9 @@ static void io_event(void *ctx, const struct allocation *a, const char *what,
         offload_forget(w, a, 0);
         worker_record(w, a, what);
         qos_alloc_free(a->qos);
+        /* Over DTLS the session ends with its allocation (at the end of this loop pass, so
+         * that the answer to a Refresh with lifetime 0 still goes out through it). */
+        if (a->tuple.transport == SRV_DTLS) dtls_alloc_ended(w, a->client_io);
     }
     enum cfg_log_level lvl = CFG_LOG_INFO;
     if (!log_enabled(lvl)) return;

@@ -23,6 +23,7 @@
 
 #include "log.h"
 #include "addr.h"
+#include "dtls.h"
 #include "proxyproto.h"
 #include "tcp.h"
 #include "wire.h"
@@ -891,7 +892,7 @@ void tcp_close_all(struct worker *w)
     w->tcp = NULL;
 }
 
-/* ALPN (RFC 7301) on TLS and tcp+tls listeners: "stun.turn" (RFC 7443) when the client offers
+/* ALPN (RFC 7301) on TLS, tcp+tls and dtls listeners: "stun.turn" (RFC 7443) when the client offers
  * it. A client that offers no ALPN never gets here and is served as before (most TURN clients
  * send none). A client that offers only other protocols (h2, http/1.1: a browser or scanner
  * on port 443) gets the fatal no_application_protocol alert RFC 7301 3.2 prescribes ("SHALL")
@@ -916,17 +917,23 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_ALERT_FATAL; /* OpenSSL sends no_application_protocol */
 }
 
-struct ssl_ctx_st *tls_context(const struct tern_config *cfg, FILE *err)
+struct ssl_ctx_st *tls_context(const struct tern_config *cfg, FILE *err, bool dtls)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX *ctx = SSL_CTX_new(dtls ? DTLS_server_method() : TLS_server_method());
     const char *step = "SSL_CTX_new", *file = "-";
     if (!ctx) goto fail;
-    step = "minimum version TLS 1.2";
-    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) goto fail;
-    /* Queued answers move when the buffer grows; partial writes keep the loop non-blocking. */
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                              SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    if (dtls) {
+        step = "DTLS 1.2 and cookies";
+        if (dtls_ctx_setup(ctx)) goto fail;
+    } else {
+        step = "minimum version TLS 1.2";
+        if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) goto fail;
+        /* Queued answers move when the buffer grows; partial writes keep the loop
+         * non-blocking. */
+        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                  SSL_MODE_RELEASE_BUFFERS);
+    }
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL); /* TLS and DTLS alike (RFC 7443) */
     step = "tls.certificate";
     file = cfg->tls_certificate;
     if (SSL_CTX_use_certificate_chain_file(ctx, file) != 1) goto fail;

@@ -67,8 +67,9 @@ long fd_spare_relay(const struct relay_shared *sh);
 /* Is a connection accepted on l still open? */
 bool tcp_uses_listener(const struct worker *w, const struct listener *l);
 /* The TLS server context from tls.certificate and tls.private_key, with ALPN stun.turn
- * (RFC 7443; tcp.c alpn_select says what is refused and why); NULL after logging why (and
- * writing "file:line: key: problem" to err when not NULL: a reload). */
-struct ssl_ctx_st *tls_context(const struct tern_config *cfg, FILE *err);
+ * (RFC 7443; tcp.c alpn_select says what is refused and why); with dtls the DTLS 1.2 one of
+ * dtls listeners (dtls_ctx_setup: cookies), no ALPN. NULL after logging why (and writing
+ * "file:line: key: problem" to err when not NULL: a reload). */
+struct ssl_ctx_st *tls_context(const struct tern_config *cfg, FILE *err, bool dtls);
 
 #endif

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "credcache.h"
+#include "dtls.h"
 #include "hostaddr.h"
 #include "log.h"
 #include "addr.h"
@@ -93,7 +94,8 @@ static void graveyard_flush(struct worker *w)
 
 static void worker_free(struct worker *w)
 {
-    tcp_close_all(w); /* deletes TCP/TLS allocations with their connections */
+    tcp_close_all(w);  /* deletes TCP/TLS allocations with their connections */
+    dtls_close_all(w); /* and DTLS ones with their sessions */
     if (w->srv_ready) srv_free(&w->srv);
     offload_worker_free(w);
     if (w->hostaddr) hostaddr_drop(w->hostaddr, w->self);
@@ -276,7 +278,7 @@ struct relay *relay_open(struct tern_config *cfg)
         w->srv.unix_s = (uint64_t)time(NULL);
         for (size_t j = 0; j < c->nlisten; j++) {
             int *fd = &g->fds[j * g->nfds_per + i];
-            if (listener_add(w, &c->listen[j], *fd, &g->addrs[j], g->tls)) {
+            if (listener_add(w, &c->listen[j], *fd, &g->addrs[j], g)) {
                 tlog(CFG_LOG_ERROR, "worker_failed", LF_U("worker", i),
                      LF_S("error", strerror(errno)));
                 relay_close(r, NULL, NULL);
@@ -356,7 +358,7 @@ static void fleet_take(struct worker *w)
     w->srv.fleet_keys = w->fleet_keys;
     w->steer_any = false;
     for (int f = 0; f < 2; f++)
-        for (int t = 0; t < 3; t++)
+        for (int t = 0; t < SRV_TRANSPORTS; t++)
             w->steer_any |= w->steer.set[f][t];
     if (!w->steer_any) memset(w->srv.steer, 0, sizeof(w->srv.steer));
 }
@@ -369,7 +371,7 @@ static void steer_pass(struct worker *w)
     bool on = atomic_load_explicit(&w->shared->draining, memory_order_relaxed) || w->steer.always ||
               (w->steer.above && relay_active(w->relay) >= w->steer.above);
     for (int f = 0; f < 2; f++)
-        for (int t = 0; t < 3; t++)
+        for (int t = 0; t < SRV_TRANSPORTS; t++)
             w->srv.steer[f][t] = on && w->steer.set[f][t] ? &w->steer.to[f][t] : NULL;
 }
 
@@ -479,6 +481,7 @@ static void *worker_main(void *arg)
         unauth_episode(w);
         timeline_sweep(w); /* once a second: meters ticked, quality episodes logged */
         tcp_expire(w);
+        dtls_expire(w);  /* also closes the sessions whose allocations ended in this pass */
         worker_adopt(w); /* a reloaded configuration, between two passes */
         listeners_reap(w);
         graveyard_flush(w);
@@ -565,6 +568,10 @@ int relay_start(struct relay *r)
             return -1;
         }
         w->started = true;
+        char name[32]; /* top -H, ps -L and /proc/PID/task/TID/comm show it (15 bytes kept) */
+        snprintf(name, sizeof name, "tern-worker-%u", i % 1000);
+        name[15] = '\0';
+        pthread_setname_np(w->thread, name);
     }
     const struct tern_config *c = &r->gen->cfg; /* no reload before this returns */
     char db[STORE_ERR_LEN];

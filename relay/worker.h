@@ -30,7 +30,8 @@ struct listener {
     union stun_addr addr;   /* as bound (port resolved) */
     bool wildcard;          /* bound to 0.0.0.0 or ::: learn the local address per datagram */
     uint32_t rxq_ovfl;      /* UDP: the kernel's drop count for this worker's socket, last seen */
-    struct ssl_ctx_st *tls; /* CFG_TLS, CFG_TCP_TLS: the relay's SSL_CTX (shared); else NULL */
+    struct ssl_ctx_st *tls; /* CFG_TLS, CFG_TCP_TLS, CFG_DTLS: the generation's SSL_CTX (shared,
+                               the DTLS one for CFG_DTLS); else NULL */
     bool demux;             /* CFG_TCP_TLS: the first byte of a connection says TLS or plain */
     bool proxy_protocol;    /* each connection starts with a PROXY header (tcp.c, proxyproto.h) */
     /* TCP/TLS: the epoll handler of each accepted connection (fwd_tcp_event) */
@@ -78,6 +79,7 @@ struct relay_shared {
 };
 
 struct tcp_conn;
+struct dtls_state;
 struct fwd;
 struct relay_query;
 struct hostaddr;
@@ -97,8 +99,9 @@ struct relay_gen {
     struct srv_options opt;      /* policy and creds point into the worker / the relay */
     union stun_addr *pool_addrs; /* opt.relay_addrs: by pool id; AF_UNSPEC: a pool retired */
     size_t npools;
-    struct ssl_ctx_st *tls; /* new TLS handshakes use this context; NULL: no TLS listener */
-    int record_fd;          /* qos.record_file (O_APPEND, reopened by every reload); -1: none */
+    struct ssl_ctx_st *tls;  /* new TLS handshakes use this context; NULL: no TLS listener */
+    struct ssl_ctx_st *dtls; /* new DTLS handshakes (DTLS 1.2, cookies); NULL: no dtls listener */
+    int record_fd;           /* qos.record_file (O_APPEND, reopened by every reload); -1: none */
     /* Listener sockets opened for this generation: fds[j * nworkers + i] is worker i's socket
      * for cfg.listen[j], -1 where the worker keeps the one it has; addrs[j] as bound. */
     int *fds;
@@ -131,9 +134,10 @@ struct worker {
     /* TCP connections in least-recently-active order: head is the next to idle out. */
     struct tcp_conn *lru_head, *lru_tail;
     size_t nconns;
-    struct tcp_state *tcp; /* tcp.c: per-IP counts, the first-message deadline list, pauses */
-    struct fwd *fwd;       /* the forwarding path's batches and queues (fwd.c) */
-    uint64_t now_ms;       /* CLOCK_MONOTONIC, cached once per loop pass */
+    struct tcp_state *tcp;   /* tcp.c: per-IP counts, the first-message deadline list, pauses */
+    struct dtls_state *dtls; /* dtls.c: sessions, the listening SSL, the cookie key */
+    struct fwd *fwd;         /* the forwarding path's batches and queues (fwd.c) */
+    uint64_t now_ms;         /* CLOCK_MONOTONIC, cached once per loop pass */
     /* Written by the worker every loop pass, read by the main thread: the pass's now_ms (the
      * systemd watchdog is fed only while every worker's is fresh) and its allocations. */
     atomic_uint_least64_t beat_ms, nallocs, relayed, npoor;
@@ -234,7 +238,7 @@ int listener_open(const struct cfg_listen *cl, union stun_addr *addr, FILE *err,
                   unsigned line);
 /* Put a listener socket into worker w's loop. 0 / -1. */
 int listener_add(struct worker *w, const struct cfg_listen *cl, int fd, const union stun_addr *addr,
-                 struct ssl_ctx_st *tls);
+                 const struct relay_gen *g);
 /* Self-loop guard spec from a generation (worker.c) and its refresh on reload. */
 int self_addresses(struct relay *r, const struct relay_gen *g);
 

@@ -1,16 +1,18 @@
 /* offload_abi.h: what the XDP program (tern_xdp.bpf.c) and its control plane (offload.c)
- * share: the binding maps' keys and values, the QoS record each forwarded datagram leaves in
- * its worker's ring buffer, and the statistics. Fixed-width types only, so that the same
- * header compiles for -target bpf and for the host; docs/offload.md explains the design. */
+ * share: the binding maps' keys and values, the QoS counters and per-SSRC RTP state the
+ * program keeps for the flows it forwards, and the statistics. Fixed-width types only, so that the
+ * same header compiles for -target bpf and for the host; docs/offload.md explains the design. */
 #ifndef TERN_OFFLOAD_ABI_H
 #define TERN_OFFLOAD_ABI_H
 
+#include <linux/bpf.h>
 #include <linux/types.h>
+
+#include "offload_rtp.h"
 
 #define TERN_XDP_MAX_BINDINGS 65536 /* per direction, all workers together */
 #define TERN_XDP_MAX_WORKERS  64
-#define TERN_XDP_RING_BYTES   (1u << 22) /* each worker's ring: ~37,000 records */
-#define TERN_XDP_REC_DATA     80 /* payload bytes copied: an RTP header with 15 CSRCs + ext. */
+#define TERN_XDP_MAX_SSRCS    (2 * TERN_XDP_MAX_BINDINGS) /* RTP streams handed over */
 #define TERN_XDP_TTL          64 /* what a fresh send from a socket would carry */
 
 /* Addresses in network byte order; an IPv4 address in the first 4 bytes, the rest zero. Every
@@ -47,23 +49,40 @@ struct tern_bind_val {
     __u16 channel;  /* peer -> client: the ChannelData number; client -> peer: 0 */
     __u8 dscp_zero; /* qos.dscp: zero: clear the DSCP bits, keep ECN; else preserve */
     __u8 leg;       /* the QoS leg the datagram came from (0 client, 1 peer) */
-    __u32 worker;   /* whose ring the QoS record goes to */
+    __u32 worker;   /* the worker that owns the allocation */
     __u32 slot;     /* the binding in that worker's table */
     __u32 gen;      /* ... and its generation (a reused slot is not mistaken for it) */
     __u32 pad;
     __u64 expires_ns; /* CLOCK_MONOTONIC: from then on the datagram goes up unchanged */
 };
 
-/* One forwarded datagram, for the QoS tap and the counters of user space. */
-struct tern_rec {
-    __u64 ts_ns; /* bpf_ktime_get_ns() on arrival (CLOCK_MONOTONIC) */
-    __u32 slot, gen;
-    __u16 len; /* the relayed payload's length (ChannelData header excluded) */
-    __u8 leg;
-    __u8 tos;   /* TOS / traffic class as received */
-    __u8 ncopy; /* bytes of data that hold the payload's beginning */
-    __u8 pad[7];
-    __u8 data[TERN_XDP_REC_DATA];
+/* The QoS state of a binding's direction (ssrc 0: its counters) or of one RTP stream in it
+ * (docs/offload.md §4). Zeroed before filling, as the binding keys. */
+struct tern_qkey {
+    __u32 worker, slot, gen; /* the binding, as in tern_bind_val */
+    __u32 ssrc;              /* the counters: 0 */
+    __u8 leg;                /* the ingress leg */
+    __u8 pad[3];
+};
+
+/* Per CPU: every datagram the program forwarded for one binding's direction, as the tap
+ * counts it (docs/qos.md §4.2: packets, bytes, classes, ECN and DSCP). */
+struct tern_ctr {
+    __u64 packets, bytes;
+    __u64 cls_packets[TERN_CLS_COUNT], cls_bytes[TERN_CLS_COUNT];
+    __u64 ecn[4];
+    __u64 dscp[64];
+    __u64 last_ns; /* the latest arrival on this CPU (bpf_ktime_get_ns, CLOCK_MONOTONIC) */
+    __u32 dscp_last;
+    __u32 pad;
+};
+
+/* One confirmed RTP stream, handed over by user space; one flow's packets may arrive on
+ * several CPUs (generic XDP, RSS), so the update holds the lock in the value. */
+struct tern_rtp_val {
+    struct bpf_spin_lock lock;
+    __u32 pad;
+    struct tern_rtp st; /* times: CLOCK_MONOTONIC ns */
 };
 
 /* Every datagram the program sees ends in exactly one of these (per-CPU array). */
@@ -79,7 +98,8 @@ struct tern_rec {
     X(pass_no_csum, "passed: IPv6 UDP without a checksum")                                         \
     X(pass_fib, "passed: no route or neighbour yet (bpf_fib_lookup)")                              \
     X(pass_mtu, "passed: would exceed the egress MTU")                                             \
-    X(pass_ring_full, "passed: the worker's QoS ring was full")                                    \
+    X(pass_new_ssrc, "passed: RTP of an SSRC not handed over yet (user space confirms it)")        \
+    X(pass_no_qos, "passed: the binding's QoS counters are missing")                               \
     X(pass_adjust, "passed: the headroom could not be adjusted")
 
 enum tern_xdp_stat {

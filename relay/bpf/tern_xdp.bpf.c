@@ -9,11 +9,12 @@
  * Everything else goes up unchanged (XDP_PASS) and follows docs/datapath.md: STUN (RTT,
  * consent), RTCP, padded or inconsistent ChannelData, IP options, fragments, IPv6 extension
  * headers, datagrams too large for the egress MTU, addresses with no route or neighbour yet,
- * bindings past their expiry. Every lookup happens before the first write, so a datagram that
- * goes up is untouched. Each forwarded datagram leaves a record (its arrival time, TOS and
- * first payload bytes) in its worker's ring buffer: user space runs the very same QoS tap on
- * it, so the numbers are those of the user-space path. A full ring sends the datagram up
- * instead: nothing is forwarded unmeasured. */
+ * bindings past their expiry, RTP of an SSRC user space has not handed over yet (it confirms
+ * new streams). Every lookup happens before the first write, so a datagram that goes up is
+ * untouched. Each forwarded datagram is measured here: per-CPU counters of its binding's
+ * direction (packets, bytes, class, ECN, DSCP) and, for RTP, its stream's RFC 3550 and jitter
+ * state under the stream's lock (offload_rtp.h, the arithmetic the host unit test checks
+ * against qos/); user space merges both into its meter every tick (docs/offload.md §4). */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -25,6 +26,7 @@
 
 #include "offload_abi.h"
 #include "offload_csum.h"
+#include "offload_rtp.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -56,18 +58,21 @@ struct {
     __type(value, __u64);
 } stats SEC(".maps");
 
-struct ring {
-    __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, TERN_XDP_RING_BYTES);
-};
-
-/* One ring per worker, created and inserted by user space. */
+/* Per binding direction, made by user space with the binding (two per binding). */
 struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-    __uint(max_entries, TERN_XDP_MAX_WORKERS);
-    __type(key, __u32);
-    __array(values, struct ring);
-} rings SEC(".maps");
+    __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+    __uint(max_entries, 2 * TERN_XDP_MAX_BINDINGS);
+    __type(key, struct tern_qkey);
+    __type(value, struct tern_ctr);
+} ctrs SEC(".maps");
+
+/* Per confirmed RTP stream, handed over by user space. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, TERN_XDP_MAX_SSRCS);
+    __type(key, struct tern_qkey);
+    __type(value, struct tern_rtp_val);
+} rtp SEC(".maps");
 
 /* Set by user space before load: 1 skips bpf_fib_lookup and sends back out of the ingress
  * interface with the MACs swapped (BPF_PROG_TEST_RUN in the unit tests has no routes). */
@@ -103,33 +108,25 @@ static __always_inline int keep_up(const __u8 *q, const void *end, __u32 len)
     return q[0] >= 128 && q[0] < 192 && q[1] >= 192 && q[1] <= 223;
 }
 
-/* Reserve and fill the QoS record (before any rewrite: off is the payload's offset now). */
-static __always_inline int record(struct xdp_md *ctx, const struct tern_bind_val *v, __u32 off,
-                                  __u32 len, __u8 tos, __u64 now)
+/* The datagram is forwarded: count it (c: this CPU's counters of its direction) and, for
+ * RTP, run its stream's arithmetic under the stream's lock. */
+static __always_inline void measure(struct tern_ctr *c, struct tern_rtp_val *r, int cls, __u32 len,
+                                    __u8 tos, __u64 now, __u16 seq, __u32 ts)
 {
-    __u32 w = v->worker;
-    void *ring = bpf_map_lookup_elem(&rings, &w);
-    if (!ring) return -1;
-    struct tern_rec *r = bpf_ringbuf_reserve(ring, sizeof(*r), 0);
-    if (!r) return -1;
-    r->ts_ns = now;
-    r->slot = v->slot;
-    r->gen = v->gen;
-    r->len = (__u16)len;
-    r->leg = v->leg;
-    r->tos = tos;
-    __u32 n = len < TERN_XDP_REC_DATA ? len : TERN_XDP_REC_DATA;
-    r->ncopy = (__u8)n;
-    if (n > 0 && n <= TERN_XDP_REC_DATA) {
-        if (bpf_xdp_load_bytes(ctx, off, r->data, n)) n = 0;
-        r->ncopy = (__u8)n;
+    c->packets++;
+    c->bytes += len;
+    if (cls >= 0 && cls < TERN_CLS_COUNT) {
+        c->cls_packets[cls]++;
+        c->cls_bytes[cls] += len;
     }
-    /* No wakeup per datagram (that would cost a context switch each, as much as the socket
-     * path): the worker drains the ring before it handles any socket and every loop pass;
-     * the program wakes it only when the ring is an eighth full. */
-    __u64 fill = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA);
-    bpf_ringbuf_submit(r, fill >= TERN_XDP_RING_BYTES / 8 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
-    return 0;
+    c->ecn[tos & 3]++;
+    c->dscp[(tos >> 2) & 63]++;
+    c->dscp_last = tos >> 2;
+    c->last_ns = now;
+    if (!r) return;
+    bpf_spin_lock(&r->lock);
+    tern_rtp_packet(&r->st, seq, ts, (__s64)now);
+    bpf_spin_unlock(&r->lock);
 }
 
 /* The route out: egress interface and MACs. 0, or the stat that sends the datagram up. */
@@ -350,12 +347,35 @@ int tern_xdp(struct xdp_md *ctx)
         __builtin_memcpy(&h.ip.v6, data + sizeof(struct ethhdr), 40);
         __builtin_memcpy(&h.udp, data + sizeof(struct ethhdr) + 40, sizeof(struct udphdr));
     }
-    if (record(ctx, v, off, inner, k.tos, now)) return count(TERN_XDP_ST_pass_ring_full, XDP_PASS);
+    /* The QoS state this datagram goes into: the counters of its direction, and for RTP its
+     * stream's state, which must have been handed over (else user space sees it first). */
+    __u8 head[TERN_CLS_COPY] = {};
+    __u32 n = inner < TERN_CLS_COPY ? inner : TERN_CLS_COPY;
+    if (n > 0 && n <= TERN_CLS_COPY && bpf_xdp_load_bytes(ctx, off, head, n))
+        return count(TERN_XDP_ST_pass_other, XDP_PASS);
+    int cls = tern_classify(head, inner);
+    struct tern_qkey qk = {};
+    qk.worker = v->worker;
+    qk.slot = v->slot;
+    qk.gen = v->gen;
+    qk.leg = v->leg;
+    struct tern_ctr *ctr = bpf_map_lookup_elem(&ctrs, &qk);
+    if (!ctr) return count(TERN_XDP_ST_pass_no_qos, XDP_PASS);
+    struct tern_rtp_val *rv = NULL;
+    __u16 seq = 0;
+    __u32 ts = 0;
+    if (cls == TERN_CLS_RTP) {
+        qk.ssrc = (__u32)head[8] << 24 | (__u32)head[9] << 16 | (__u32)head[10] << 8 | head[11];
+        rv = bpf_map_lookup_elem(&rtp, &qk);
+        if (!rv) return count(TERN_XDP_ST_pass_new_ssrc, XDP_PASS);
+        seq = (__u16)(head[2] << 8 | head[3]);
+        ts = (__u32)head[4] << 24 | (__u32)head[5] << 16 | (__u32)head[6] << 8 | head[7];
+    }
     __builtin_memcpy(h.eth.h_source, smac, ETH_ALEN);
     __builtin_memcpy(h.eth.h_dest, dmac, ETH_ALEN);
     rewrite(&h, &k, v, new_plen, removed, added);
-    /* The record is out: from here on the datagram is forwarded or, if the head cannot move,
-     * passed up as it came (then user space measures it a second time; counted). */
+    /* From here on the datagram is forwarded or, if the head cannot move, passed up as it
+     * came (then user space measures it; counted). */
     if (bpf_xdp_adjust_head(ctx, to_peer ? 4 : -4)) return count(TERN_XDP_ST_pass_adjust, XDP_PASS);
     data = (void *)(long)ctx->data;
     end = (void *)(long)ctx->data_end;
@@ -374,6 +394,7 @@ int tern_xdp(struct xdp_md *ctx)
         __builtin_memcpy(data + sizeof(struct ethhdr) + 40, &h.udp, sizeof(struct udphdr));
         if (!to_peer) __builtin_memcpy(data + sizeof(struct ethhdr) + 48, chhdr, 4);
     }
+    measure(ctr, rv, cls, inner, k.tos, now, seq, ts);
     count(to_peer ? TERN_XDP_ST_to_peer : TERN_XDP_ST_to_client, 0);
     if (ifindex == ctx->ingress_ifindex) return XDP_TX;
     return bpf_redirect(ifindex, 0);

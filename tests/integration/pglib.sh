@@ -35,4 +35,6 @@ pg_resume() {
         -o "-c listen_addresses='' -k $PG_DIR -c fsync=off" start >/dev/null ||
         { cat "$PG_DIR/server.log" >&2; exit 1; }
 }
+# pg_sql SQL: run it as the role tern in the database tern; rows unaligned, one per line.
+pg_sql() { PGPASSWORD=$PG_PASSWORD "$PG_BIN/psql" -h "$PG_DIR" -U tern -d tern -XAtqc "$1"; }
 CLEANUP_HOOKS+=(pg_stop)

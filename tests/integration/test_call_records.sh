@@ -57,8 +57,7 @@ start_node b
 grep -q '"event":"records_started".*"node":"node-a"' "$WORK/a.log" && pass "node A: records_started node-a" ||
     fail "node A: no records_started"
 
-sql() { PGPASSWORD=$PG_PASSWORD "$PG_BIN/psql" -h "$PG_DIR" -U tern -d tern -XAtqc "$1"; }
-rows() { sql "SELECT count(*) FROM call_quality"; }
+rows() { pg_sql "SELECT count(*) FROM call_quality"; }
 metric() { # metric NODE NAME
     local base
     eval "base=\$${1}_OPS"
@@ -100,10 +99,10 @@ if ms=$(wait_rows 2 5); then
 else
     fail "call_quality has $(rows) rows 5 s after the calls ended"
 fi
-[ "$(sql "SELECT node || ' ' || user_name || ' ' || worst_loss_leg FROM call_quality WHERE worst_loss > 0.03")" = "node-a alice client" ] &&
+[ "$(pg_sql "SELECT node || ' ' || user_name || ' ' || worst_loss_leg FROM call_quality WHERE worst_loss > 0.03")" = "node-a alice client" ] &&
     pass "the lossy call's row: node-a, alice, worst loss on the client leg" ||
-    fail "rows: $(sql "SELECT node, user_name, worst_loss, worst_loss_leg FROM call_quality")"
-[ "$(sql "SELECT record->>'type' FROM call_quality WHERE node = 'node-b'")" = call_quality ] &&
+    fail "rows: $(pg_sql "SELECT node, user_name, worst_loss, worst_loss_leg FROM call_quality")"
+[ "$(pg_sql "SELECT record->>'type' FROM call_quality WHERE node = 'node-b'")" = call_quality ] &&
     pass "the whole record is kept as jsonb" || fail "record column"
 
 # ---- ternctl calls ----
@@ -177,7 +176,7 @@ for n in a b; do
     [ "$u" = 1 ] && [ "$r" = 1 ] && pass "node $n: one records_database_unavailable, one _restored" ||
         fail "node $n: $u unavailable, $r restored events"
 done
-[ "$(sql "SELECT count(*) FROM call_quality WHERE node = 'node-a'")" = 4 ] && pass "node-a has 4 rows" ||
+[ "$(pg_sql "SELECT count(*) FROM call_quality WHERE node = 'node-a'")" = 4 ] && pass "node-a has 4 rows" ||
     fail "node-a rows"
 
 # ---- stop; no password anywhere ----

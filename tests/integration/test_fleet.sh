@@ -33,15 +33,15 @@ auth:
   database_password_file: "$PG_DIR/pw"
   users: [ { name: alice, password: alice-pw }, { name: bob, password: bob-pw },
            { name: dave, password: dave-pw } ]
-cluster: { node_id: $1, heartbeat: 1, dead_after: 3, redirect: true, max_allocations: $2 }
+cluster: { node_id: $1, heartbeat: 1, dead_after: 3, redirect: true, max_allocations: $2${3:+, $3} }
 qos: { record_database: true }
 ops: { listen: "127.0.0.1:0", token: "$TOKEN" }
 log: { level: info, format: json }
 EOF
 }
 declare -A PID UDP OPS
-start_node() { # NAME MAX_ALLOCATIONS
-    node_cfg "$1" "$2"
+start_node() { # NAME MAX_ALLOCATIONS [MORE CLUSTER KEYS]
+    node_cfg "$1" "$2" "${3:-}"
     "$TERND" -c "$WORK/$1.yaml" 2>"$WORK/$1.log" &
     PID[$1]=$!
     for _ in $(seq 100); do
@@ -236,8 +236,7 @@ grep -q "^followed=127.0.0.1:${UDP[$O]}" "$WORK/drained.out" && grep -q '^totals
 api -o /dev/null -X DELETE "http://127.0.0.1:${OPS[$T]}/api/v1/drain"
 
 # ---- the database stopped for 5 s mid-call ----
-rows_before=$(PGPASSWORD=$PG_PASSWORD pg_as "$PG_BIN/psql" -h "$PG_DIR" -U tern -d tern -qAt -c \
-    "SELECT count(*) FROM call_quality WHERE user_name = 'bob' AND node = '$T'")
+rows_before=$(pg_sql "SELECT count(*) FROM call_quality WHERE user_name = 'bob' AND node = '$T'")
 pg_pause
 t_out=$(now_ms)
 for _ in $(seq 40); do grep -q '"event":"fleet_unavailable"' "$WORK/a.log" && break; sleep 0.1; done
@@ -252,8 +251,7 @@ grep -q '"event":"fleet_restored"' "$WORK/a.log" && pass "database back: a logge
     fail "no fleet_restored on a"
 rows=$rows_before
 for _ in $(seq 80); do
-    rows=$(PGPASSWORD=$PG_PASSWORD pg_as "$PG_BIN/psql" -h "$PG_DIR" -U tern -d tern -qAt -c \
-        "SELECT count(*) FROM call_quality WHERE user_name = 'bob' AND node = '$T'" 2>/dev/null || echo "$rows_before")
+    rows=$(pg_sql "SELECT count(*) FROM call_quality WHERE user_name = 'bob' AND node = '$T'" 2>/dev/null || echo "$rows_before")
     [ "$rows" -gt "$rows_before" ] && break
     sleep 0.1
 done
@@ -261,11 +259,16 @@ done
     fail "no record of the outage call (rows $rows_before -> $rows)"
 
 # ---- a dead node (O): never offered ----
+# Right after the outage a's reading can still show every node dead (no heartbeat got through):
+# O must be seen alive again first, or 'dead' below would be that stale reading.
+wait_state a "$O" alive 6 || fail "$O not alive again after the outage: $(cat "$WORK/nodes.json")"
 kill -KILL "${PID[$O]}"
 if wait_state a "$O" dead 6; then pass "$O killed: shown dead on a within cluster.dead_after"; else fail "$O not dead: $(cat "$WORK/nodes.json")"; fi
 sleep 1.1 # a's metrics follow its next reading
 [ "$(metric a 'tern_fleet_nodes{state="dead"}')" = 1 ] && pass "a's /metrics: tern_fleet_nodes{dead} 1" ||
     fail "dead gauge: $(grep '^tern_fleet_nodes' "$WORK/m.txt" | tr '\n' ' ')"
+# T answers from its own reading of the registry: wait until it, too, sees O dead
+wait_state "$T" "$O" dead 4 || fail "$T does not see $O dead: $(cat "$WORK/nodes.json")"
 api -o "$WORK/cred.json" -X POST -d '{"user":"carol"}' "http://127.0.0.1:${OPS[$T]}/api/v1/credentials"
 "$PY" - "$WORK/cred.json" "${UDP[$T]}" <<'EOF' && pass "credentials from $T name $T only (a is full, $O dead)" || fail "credential uris: $(cat "$WORK/cred.json")"
 import json, sys
@@ -299,16 +302,38 @@ grep -q '"event":"fleet_left"' "$WORK/$T.log" && pass "$T stopped: fleet_left lo
 wait_state a "$T" absent 3 && pass "$T's row is gone from the registry" || fail "$T still listed: $(cat "$WORK/nodes.json")"
 grep -h -i "$PG_PASSWORD" "$WORK"/*.log && fail "the database password is in a log" || pass "no password in any node's log"
 
+# ---- forgetting rows: ternctl nodes forget (a dead node's; a live one only with --force) ----
+rc=0; "$TERNCTL" -c "$WORK/a.yaml" nodes forget a >"$WORK/forget_a.txt" 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -q "node 'a' is alive" "$WORK/forget_a.txt" &&
+    pass "ternctl nodes forget a live node: refused (exit 1, 'node 'a' is alive ... --force')" ||
+    fail "forget a live node: exit $rc: $(cat "$WORK/forget_a.txt")"
+rc=0; "$TERNCTL" -c "$WORK/a.yaml" nodes forget ghost >"$WORK/forget_g.txt" 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -q "no node 'ghost'" "$WORK/forget_g.txt" && pass "ternctl nodes forget an unknown id: exit 1" ||
+    fail "forget unknown: exit $rc: $(cat "$WORK/forget_g.txt")"
+if "$TERNCTL" -c "$WORK/a.yaml" nodes forget "$O" >"$WORK/forget_o.txt" 2>&1 &&
+    grep -q "forgot node $O (dead" "$WORK/forget_o.txt" && wait_state a "$O" absent 2; then
+    pass "ternctl nodes forget $O (dead): its row is gone"
+else
+    fail "forget $O: $(cat "$WORK/forget_o.txt")"
+fi
+
 # ---- schema compat: a newer schema this program may run on, and one it may not ----
 kill -TERM "${PID[a]}"
 wait "${PID[a]}" 2>/dev/null
-psql_tern() { PGPASSWORD=$PG_PASSWORD pg_as "$PG_BIN/psql" -h "$PG_DIR" -U tern -d tern -qAt -c "$1"; }
-psql_tern "UPDATE tern_schema SET version = version + 1"
-start_node a 1
+pg_sql "UPDATE tern_schema SET version = version + 1"
+# A node dead for an hour: a node with cluster.forget_after below that removes its row.
+pg_sql "INSERT INTO tern_nodes VALUES ('ghost', '0.0', now() - interval '2 hours', now() - interval '1 hour', false, 0, 0, 0, 0, 0, 0, '[]', '{}')"
+start_node a 1 "forget_after: 600"
 pass "a starts on schema version 4 with compat 3 (what a newer release that only adds would leave)"
+for _ in $(seq 30); do grep -q '"event":"fleet_pruned"' "$WORK/a.log" && break; sleep 0.1; done
+if grep -q '"event":"fleet_pruned".*"nodes":1' "$WORK/a.log" && wait_state a ghost absent 2; then
+    pass "cluster.forget_after 600: a removed the row of a node dead for an hour (fleet_pruned)"
+else
+    fail "no prune: $(grep fleet_prune "$WORK/a.log"; cat "$WORK/nodes.json")"
+fi
 kill -TERM "${PID[a]}"
 wait "${PID[a]}" 2>/dev/null
-psql_tern "UPDATE tern_schema SET compat = 4"
+pg_sql "UPDATE tern_schema SET compat = 4"
 if "$TERND" -c "$WORK/a.yaml" 2>"$WORK/a2.log"; then
     fail "a started on a schema that needs version 4"
 else

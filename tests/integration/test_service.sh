@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_service.sh: ternd as a service. The sd_notify protocol against a socket this test
 # listens on (READY=1 only once the listeners answer, WATCHDOG=1 at half of WATCHDOG_USEC,
-# STATUS= with the allocation count, STOPPING=1 at SIGTERM; a path and an abstract name);
+# STATUS= with the allocation count, STOPPING=1 at SIGTERM; a path and an abstract name; no
+# WATCHDOG=1 while one worker thread is held stopped, tests/tools/stall_thread.py);
 # server.user / server.group (running as nobody with no capabilities, still relaying; an
 # unknown user refused at start); packaging/ternd.service passes systemd-analyze verify,
 # with the man pages its Documentation= names taken from man/.
@@ -64,6 +65,23 @@ if wait_for '^RELOADING=1' 3 && wait_for 'READY=1 \| STATUS=relaying \(configura
     pass "SIGHUP: RELOADING=1, then READY=1 with the new generation"
 else
     fail "no RELOADING=1 / READY=1 around the reload"; cat "$WORK/notify.log" >&2
+fi
+# A stuck worker: one worker thread held in a ptrace-stop (the others run on) makes ternd stop
+# feeding the watchdog, so systemd would restart it; released, the pings come back.
+"$TERN_SOURCE_DIR/tests/tools/stall_thread.py" "$TERND_PID" tern-worker-1 6 >"$WORK/stall.out" 2>&1 &
+STALL=$!
+sleep 3.8 # the stall begins; the watchdog keeps going until the worker is 3 s late
+: >"$WORK/notify.log"
+sleep 2
+n_stuck=$(grep -c '^WATCHDOG=1' "$WORK/notify.log" || true)
+wait "$STALL" || fail "stall_thread: $(cat "$WORK/stall.out")"
+sleep 1.2
+n_back=$(grep -c '^WATCHDOG=1' "$WORK/notify.log" || true)
+if grep -q '^stalled tid=' "$WORK/stall.out" && [ "$n_stuck" -le 1 ] && [ "$n_back" -gt "$n_stuck" ] &&
+    grep -q '"event":"worker_stuck"' "$WORK/ternd.log"; then
+    pass "worker tern-worker-1 stalled 6 s: worker_stuck logged, $n_stuck WATCHDOG=1 from 3.8 to 5.8 s into it, pings resumed after ($n_back)"
+else
+    fail "stuck worker: $(cat "$WORK/stall.out") watchdog pings stalled=$n_stuck after=$n_back, worker_stuck $(grep -c worker_stuck "$WORK/ternd.log" || true)"
 fi
 stop_ternd
 wait_for '^STOPPING=1' 3 && pass "STOPPING=1 at SIGTERM" || fail "no STOPPING=1"

@@ -14,12 +14,11 @@ grep -q "backend: PostgreSQL (postgresql://tern:\*\*\*@/tern" "$WORK/out" &&
     pass "the URI is shown without its password" || fail "display name: $(head -1 "$WORK/out")"
 check "store API cases on PostgreSQL (PGPASSWORD)" env PGPASSWORD="$PG_PASSWORD" TERN_STORE_DB="$PG_URI_NOPW" "$API_TEST"
 # A database left at schema version 1 (before call_quality) is brought to 3 at open.
-sql() { PGPASSWORD=$PG_PASSWORD "$PG_BIN/psql" -h "$PG_DIR" -U tern -d tern -XAtqc "$1"; }
-sql "DROP TABLE call_quality, tern_nodes, tern_nonce_keys; ALTER TABLE tern_schema DROP COLUMN compat; UPDATE tern_schema SET version = 1" ||
+pg_sql "DROP TABLE call_quality, tern_nodes, tern_nonce_keys; ALTER TABLE tern_schema DROP COLUMN compat; UPDATE tern_schema SET version = 1" ||
     fail "setting up a version 1 schema"
 check "store API cases on a version 1 schema (migrated to 3 at open)" env TERN_STORE_DB="$PG_URI" "$API_TEST"
-[ "$(sql "SELECT version, compat FROM tern_schema")" = "3|3" ] &&
-    [ "$(sql "SELECT count(*) FROM call_quality")" -gt 0 ] && [ "$(sql "SELECT count(*) FROM tern_nonce_keys")" -gt 0 ] &&
+[ "$(pg_sql "SELECT version, compat FROM tern_schema")" = "3|3" ] &&
+    [ "$(pg_sql "SELECT count(*) FROM call_quality")" -gt 0 ] && [ "$(pg_sql "SELECT count(*) FROM tern_nonce_keys")" -gt 0 ] &&
     pass "schema version 1 -> 3: call_quality and the registry tables made, version 3, compat 3" ||
-    fail "migration 1 -> 3: $(sql "SELECT version, compat FROM tern_schema")"
+    fail "migration 1 -> 3: $(pg_sql "SELECT version, compat FROM tern_schema")"
 finish

@@ -104,7 +104,10 @@ posts = [json.loads(l) for l in open(sys.argv[1])]
 assert [p["status"] for p in posts] == [503, 503, 200], posts
 assert posts[0]["body"] == posts[1]["body"] == posts[2]["body"]
 assert posts[2]["body"]["type"] == "call_quality"
-print("503, 503, 200 for the same record")
+# Backoff (relay/webhook.h): 0.5 s before the first retry, doubling: 1 s before the second.
+gaps = [posts[1]["t"] - posts[0]["t"], posts[2]["t"] - posts[1]["t"]]
+assert 0.45 <= gaps[0] <= 0.9 and 0.95 <= gaps[1] <= 1.6 and gaps[1] > 1.5 * gaps[0], gaps
+print("503, 503, 200 for the same record, retried after %.2f s then %.2f s (backoff doubling)" % tuple(gaps))
 PY
 stop_ternd
 stop_sink

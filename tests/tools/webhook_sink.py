@@ -38,7 +38,7 @@ class Sink(BaseHTTPRequestHandler):
         if a.delay:
             time.sleep(a.delay)
         with open(a.log_file, "a") as f:
-            f.write(json.dumps({"n": count, "status": status, "body": body,
+            f.write(json.dumps({"n": count, "status": status, "body": body, "t": time.time(),
                                 "content_type": self.headers.get("Content-Type")}) + "\n")
         self.send_response(status)
         self.send_header("Content-Length", "0")

@@ -292,7 +292,7 @@ static const struct bad bad_inputs[] = {
     {"listen:\n", "t.yaml:1: listen: ", "got null"},
     {"listen: { transport: udp }\n", "t.yaml:1: listen: ", "expected a list"},
     {"listen:\n  - { transport: udp, port: 1 }\n  - { transport: sctp, port: 2 }\n",
-     "t.yaml:3: listen[1].transport: ", "one of udp, tcp, tls, tcp+tls, got \"sctp\""},
+     "t.yaml:3: listen[1].transport: ", "one of udp, tcp, tls, tcp+tls, dtls, got \"sctp\""},
     {"listen:\n  - { transport: udp, port: 65536 }\n",
      "t.yaml:2: listen[0].port: ", "65536 is out of range (0-65535)"},
     {"listen:\n  - { transport: udp, port: -1 }\n", "t.yaml:2: listen[0].port: ", "-1"},
@@ -1026,6 +1026,55 @@ static void transport_names(void **state)
     assert_false(cfg_transport_tls(CFG_TCP));
     assert_true(cfg_transport_tls(CFG_TLS));
     assert_true(cfg_transport_tls(CFG_TCP_TLS));
+    assert_string_equal(cfg_transport_name(CFG_DTLS), "dtls");
+    assert_false(cfg_transport_tls(CFG_DTLS)); /* not a TLS stream ... */
+    assert_true(cfg_transport_cert(CFG_DTLS)); /* ... but it needs the certificate */
+    assert_true(cfg_transport_dgram(CFG_DTLS));
+    assert_false(cfg_transport_dgram(CFG_TLS));
+}
+
+/* transport: dtls (RFC 7350): off unless listed, port 5349 by default, needs the TLS
+ * certificate and key, no PROXY header, and clashes with a UDP listener on its port. */
+static void dtls_listener(void **state)
+{
+    struct tern_config c;
+    char *msgs;
+
+    (void)state;
+    assert_int_equal(parse(&c,
+                           "listen:\n  - { transport: dtls, address: 127.0.0.1 }\n"
+                           "  - { transport: tls, address: 127.0.0.1 }\n"
+                           "relay: { dtls_max_handshakes: 32, dtls_handshake_timeout: 5 }\n"
+                           "tls: { certificate: c.pem, private_key: k.pem }\n",
+                           &msgs),
+                     0);
+    assert_string_equal(msgs, "");
+    assert_int_equal(c.listen[0].transport, CFG_DTLS);
+    assert_ip(&c.listen[0].addr, "127.0.0.1", 5349); /* a UDP port: no clash with tls */
+    assert_int_equal(c.dtls_max_handshakes, 32);
+    assert_int_equal(c.dtls_handshake_timeout, 5);
+    cfg_free(&c);
+    free(msgs);
+
+    assert_int_equal(parse(&c, "listen: [ { transport: udp } ]\n", &msgs), 0);
+    assert_int_equal(c.dtls_max_handshakes, 256);
+    assert_int_equal(c.dtls_handshake_timeout, 10);
+    cfg_free(&c);
+    free(msgs);
+
+    assert_int_equal(parse(&c,
+                           "listen:\n  - { transport: dtls, port: 0, proxy_protocol: true }\n"
+                           "  - { transport: dtls, port: 3478 }\n"
+                           "  - { transport: udp, port: 3478 }\n",
+                           &msgs),
+                     -1);
+    assert_non_null(strstr(msgs, "listen[0].proxy_protocol: only for tcp, tls and tcp+tls"));
+    assert_non_null(strstr(msgs, "listen[2]: UDP 0.0.0.0:3478 is listed twice"));
+    assert_non_null(
+        strstr(msgs, "tls.certificate: missing; the dtls listener listen[0] needs it\n"));
+    assert_non_null(
+        strstr(msgs, "tls.private_key: missing; the dtls listener listen[0] needs it\n"));
+    free(msgs);
 }
 
 /* tcp+tls (TLS and plain on one port) and proxy_protocol, per listener. */
@@ -1297,6 +1346,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(free_zeroed_is_safe),
         cmocka_unit_test(transport_names),
         cmocka_unit_test(tcp_tls_and_proxy_protocol),
+        cmocka_unit_test(dtls_listener),
         cmocka_unit_test(qos_cross_rules),
         cmocka_unit_test(record_database_keys),
         cmocka_unit_test(fleet_keys),

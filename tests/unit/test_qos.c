@@ -19,6 +19,7 @@
 
 #include "addr.h"
 #include "qos.h"
+#include "testutil.h"
 
 #define MS     1000000LL
 #define SEC    1000000000LL
@@ -41,24 +42,6 @@ static union stun_addr peer_addr(const char *ip, unsigned port)
     union stun_addr a;
     assert_true(addr_parse(ip, port, &a));
     return a;
-}
-
-static size_t rtp(uint8_t *b, uint8_t pt, uint16_t seq, uint32_t ts, uint32_t ssrc, size_t payload)
-{
-    b[0] = 0x80;
-    b[1] = pt;
-    b[2] = (uint8_t)(seq >> 8);
-    b[3] = (uint8_t)seq;
-    b[4] = (uint8_t)(ts >> 24);
-    b[5] = (uint8_t)(ts >> 16);
-    b[6] = (uint8_t)(ts >> 8);
-    b[7] = (uint8_t)ts;
-    b[8] = (uint8_t)(ssrc >> 24);
-    b[9] = (uint8_t)(ssrc >> 16);
-    b[10] = (uint8_t)(ssrc >> 8);
-    b[11] = (uint8_t)ssrc;
-    memset(b + 12, 0xab, payload);
-    return 12 + payload;
 }
 
 static size_t stun(uint8_t *b, uint16_t type, uint8_t txid_seed)
@@ -93,7 +76,7 @@ static void send_rtp(struct rig *r, enum qos_leg leg, uint8_t pt, uint16_t seq, 
                      uint32_t ssrc, int64_t t)
 {
     uint8_t b[256];
-    size_t n = rtp(b, pt, seq, ts, ssrc, 100);
+    size_t n = rtp_build(b, pt, seq, ts, ssrc, 100);
     assert_int_equal(qos_packet(r->q, &r->m, leg, &r->peer, b, n, t), QOS_CLASS_RTP);
 }
 
@@ -180,7 +163,7 @@ static void test_classify_table(void **state)
         assert_int_equal(qos_classify(b, 1), QOS_CLASS_QUIC);
     }
 
-    n = rtp(b, 111, 1, 2, 3, 0);
+    n = rtp_build(b, 111, 1, 2, 3, 0);
     assert_int_equal(qos_classify(b, n), QOS_CLASS_RTP);
     assert_int_equal(qos_classify(b, 11), QOS_CLASS_OTHER);
     b[0] = 0x82; /* CC = 2: needs 20 bytes */
@@ -1272,7 +1255,7 @@ static void test_bench(void **state)
     uint8_t b[200];
     double t0 = now_s();
     for (int i = 0; i < N; i++) {
-        rtp(b, 111, (uint16_t)i, 960u * (uint32_t)i, SSRC_A, 100);
+        rtp_build(b, 111, (uint16_t)i, 960u * (uint32_t)i, SSRC_A, 100);
         qos_packet(r.q, &r.m, QOS_LEG_CLIENT, &r.peer, b, 112, T0 + (int64_t)i * 20 * MS);
     }
     double audio = (now_s() - t0) / N * 1e9;

@@ -436,6 +436,9 @@ static void registry_roundtrip(void **state)
         assert_non_null(strstr(err, "needs a PostgreSQL database"));
         assert_int_equal(store_nodes_each(s, collect_node, &r, err), STORE_UNSUPPORTED);
         assert_int_equal(store_node_forget(s, a, err), STORE_UNSUPPORTED);
+        uint64_t removed = 9;
+        assert_int_equal(store_nodes_prune(s, 60, &removed, err), STORE_UNSUPPORTED);
+        assert_int_equal(removed, 0);
         assert_int_equal(store_fleet_users(s, a, 10, count_user, user, err), STORE_UNSUPPORTED);
         assert_int_equal(store_nonce_keys(s, 3600, keys, 2, &nk, err), STORE_UNSUPPORTED);
         assert_int_equal(nk, 0);
@@ -477,10 +480,12 @@ static void registry_roundtrip(void **state)
     assert_int_equal(store_node_beat(s, &n, err), STORE_INVALID);
     assert_non_null(strstr(err, "cannot write this node's registry row"));
     assert_int_equal(store_node_forget(s, a, err), STORE_OK);
-    assert_int_equal(store_node_forget(s, b, err), STORE_OK);
+    uint64_t removed = 9;
+    assert_int_equal(store_nodes_prune(s, 3600, &removed, err), STORE_OK); /* b is 0 s old */
     r.n = 0;
     assert_int_equal(store_nodes_each(s, collect_node, &r, err), STORE_OK);
     assert_null(row_of(&r, a));
+    assert_non_null(row_of(&r, b));
     /* Nonce keys: made once, the same on the next call, a new newest after a rotation, and
      * never more than two. */
     uint8_t k1[2][STORE_NONCE_KEY_LEN], k2[2][STORE_NONCE_KEY_LEN];
@@ -495,6 +500,12 @@ static void registry_roundtrip(void **state)
     assert_int_equal(n2, 2);
     assert_memory_not_equal(k1[0], k2[0], STORE_NONCE_KEY_LEN);
     assert_memory_equal(k1[0], k2[1], STORE_NONCE_KEY_LEN); /* the previous one stays */
+    /* b's heartbeat is now over a second old: a prune of rows older than 1 s removes it. */
+    assert_int_equal(store_nodes_prune(s, 1, &removed, err), STORE_OK);
+    assert_true(removed >= 1);
+    r.n = 0;
+    assert_int_equal(store_nodes_each(s, collect_node, &r, err), STORE_OK);
+    assert_null(row_of(&r, b));
     store_close(s);
 }
 

@@ -107,6 +107,25 @@ static void test_steer_tls_names_the_domain(void **state)
     fx_finish(fx);
 }
 
+/* A DTLS client is steered to the target's DTLS listener, with its certificate's name. */
+static void test_steer_dtls_names_the_domain(void **state)
+{
+    struct fixture *fx = *state;
+    fx_start(fx);
+    struct srv_steer to = {.to = mkaddr("198.51.100.10", 5349)};
+    strcpy(to.domain, "turn-c.example.net");
+    fx->s.steer[0][SRV_DTLS] = &to;
+    struct client c;
+    cl_init(&c, fx, SRV_DTLS, "192.0.2.14", 40000, "alice", "alice-pw");
+    cl_login(&c);
+    struct req q;
+    struct reply r;
+    req_allocate(&c, &q);
+    send_signed(&c, &q, &r);
+    expect_steered(&c, &r, &to.to, "turn-c.example.net");
+    fx_finish(fx);
+}
+
 /* Steering wins over the drain's alternates: the fleet knows where there is room. */
 static void test_steer_wins_over_drain(void **state)
 {
@@ -218,6 +237,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         T(test_steer_once),
         T(test_steer_tls_names_the_domain),
+        T(test_steer_dtls_names_the_domain),
         T(test_steer_wins_over_drain),
         T(test_fleet_keys_rotate),
         T(test_nonce_flags_under_the_mac),

@@ -173,6 +173,12 @@ static void test_allocate_tcp_400(void **state)
     req_tcp_allocate(&u, &q);
     send_signed(&u, &q, &r);
     EXPECT_ERR(&r, 400, true); /* RFC 6062 5.1: not over UDP */
+    struct client dt;          /* nor over DTLS (a datagram transport) */
+    cl_init(&dt, fx, SRV_DTLS, "192.0.2.77", 40005, "alice", "alice-pw");
+    cl_login(&dt);
+    req_tcp_allocate(&dt, &q);
+    send_signed(&dt, &q, &r);
+    EXPECT_ERR(&r, 400, true);
     struct client c;
     cl_init(&c, fx, SRV_TCP, "192.0.2.77", 40000, "alice", "alice-pw");
     cl_login(&c);
@@ -432,6 +438,11 @@ static void test_connection_bind_errors(void **state)
     cl_init(&u, fx, SRV_UDP, "192.0.2.77", 40102, "alice", "alice-pw");
     cl_login(&u);
     cl_connection_bind(&u, &id, &r);
+    EXPECT_ERR(&r, 400, true);
+    struct client dt;
+    cl_init(&dt, fx, SRV_DTLS, "192.0.2.77", 40104, "alice", "alice-pw");
+    cl_login(&dt);
+    cl_connection_bind(&dt, &id, &r);
     EXPECT_ERR(&r, 400, true);
     /* Another user's credentials: 441. */
     struct client b;

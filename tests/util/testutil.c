@@ -1,4 +1,4 @@
-/* testutil.c: guard-page placement of test inputs and hex parsing. */
+/* testutil.c: guard-page placement of test inputs, hex parsing, RTP packets. */
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,4 +55,18 @@ int hex_parse(const char *hex, uint8_t *out, size_t cap)
         }
     }
     return hi < 0 ? (int)n : -1;
+}
+
+size_t rtp_build(uint8_t *b, uint8_t pt, uint16_t seq, uint32_t ts, uint32_t ssrc, size_t payload)
+{
+    b[0] = 0x80;
+    b[1] = pt;
+    b[2] = (uint8_t)(seq >> 8);
+    b[3] = (uint8_t)seq;
+    for (int i = 0; i < 4; i++) {
+        b[4 + i] = (uint8_t)(ts >> (24 - 8 * i));
+        b[8 + i] = (uint8_t)(ssrc >> (24 - 8 * i));
+    }
+    memset(b + 12, 0xab, payload);
+    return 12 + payload;
 }
