@@ -1017,6 +1017,22 @@ struct srv_tconn *srv_tconn_find(const struct srv *s, uint32_t id)
     return tc;
 }
 
+int srv_connection_bind_owner(const struct srv *s, const struct srv_tuple *t, const uint8_t *msg,
+                              size_t len, unsigned nworkers)
+{
+    if (nworkers < 2 || !stream_transport(t) || len < STUN_HEADER_LEN) return -1;
+    if (rd16(msg) != stun_type(STUN_CONNECTION_BIND, STUN_REQUEST)) return -1; /* cheap first */
+    struct stun_msg m;
+    if (stun_decode(&m, msg, len)) return -1;
+    const struct stun_attr *ia = stun_find(&m, STUN_ATTR_CONNECTION_ID);
+    uint32_t id;
+    if (!ia || stun_get_u32(ia, &id)) return -1;
+    unsigned owner = id >> 24;
+    if (owner == s->worker || owner >= nworkers) return -1;
+    if (alloc_find(&s->allocs, t)) return -1; /* a control connection: 400 here */
+    return (int)owner;
+}
+
 static void tq_unlink(struct srv *s, struct srv_tconn *tc)
 {
     if (!tc->queued) return;
@@ -1053,10 +1069,11 @@ static struct srv_tconn *tconn_new(struct srv *s, struct allocation *a, const un
 {
     struct srv_tconn *tc = tern_calloc(1, sizeof(*tc));
     if (!tc) return NULL;
-    uint32_t id;
+    uint32_t id, tag = (uint32_t)s->worker << 24;
     s->io.random(s->io.ctx, &id, sizeof(id));
-    while (id == 0 || srv_tconn_find(s, id)) /* rare: the next free one */
-        id++;
+    id = tag | (id & 0xFFFFFFu);
+    while (id == 0 || srv_tconn_find(s, id)) /* rare: the next free one, same worker */
+        id = tag | ((id + 1) & 0xFFFFFFu);
     tc->id = id;
     tc->a = a;
     tc->peer = *peer;

@@ -246,6 +246,10 @@ struct srv {
     unsigned pool_rr; /* rotates allocations over relay addresses of one family */
     bool draining;    /* new allocations are turned away (set by the caller between calls) */
     unsigned alt_rr;  /* rotates the alternates offered while draining */
+    /* RFC 6062 with several workers: this server's index (0-255, set by the caller after
+     * srv_init), the top byte of every CONNECTION-ID it makes, so whichever worker accepts a
+     * data connection knows whose the id is (srv_connection_bind_owner). */
+    uint8_t worker;
     /* Fleet steering (cluster.redirect), set by the caller between calls: a new Allocate from
      * a client of this family (0 IPv4, 1 IPv6) over this transport (udp, tcp, tls, dtls) gets 300
      * Try Alternate to steer[family][transport] when not NULL (this node is draining or over
@@ -353,6 +357,14 @@ struct srv_tconn *srv_peer_accept(struct srv *s, struct allocation *a, const uni
 void srv_tconn_end(struct srv *s, struct srv_tconn *tc);
 /* The peer connection with this CONNECTION-ID, or NULL. */
 struct srv_tconn *srv_tconn_find(const struct srv *s, uint32_t id);
+/* RFC 6062 with several workers: msg (len bytes, one frame from a TCP/TLS connection t) is a
+ * ConnectionBind request naming a CONNECTION-ID made by another worker's server than s (its
+ * top byte), on a connection without an allocation: that worker's index, to which the relay
+ * hands the connection (the owner decides everything, credentials included). -1: anything
+ * else (s handles it, whatever it is; an id of a worker that does not exist gets its 400
+ * here). Decodes msg; no state changes. */
+int srv_connection_bind_owner(const struct srv *s, const struct srv_tuple *t, const uint8_t *msg,
+                              size_t len, unsigned nworkers);
 
 /* Delete allocations whose lifetime ended by now, and end RFC 6062 connections past their
  * deadline (a Connect not made in 30 s: 447; no ConnectionBind in 30 s: closed); returns how

@@ -439,6 +439,43 @@ void fwd_dtls_readable(struct worker *w, struct ep_handler *h, uint32_t events)
     w->srv.draining = draining;
 }
 
+/* The complete frames in c's buffer. false: stop (c closed, bound as a data connection, or
+ * handed to another worker). */
+static bool tcp_frames(struct worker *w, struct tcp_conn *c)
+{
+    const uint8_t *msg;
+    size_t len;
+    int r;
+    while ((r = tcp_frame(w, c, &msg, &len)) > 0) {
+        /* RFC 6062 with several workers: a ConnectionBind for another worker's CONNECTION-ID
+         * goes there with its connection (the owner answers it, credentials and all). */
+        int owner = srv_connection_bind_owner(&w->srv, tcp_tuple(c), msg, len, w->relay->nworkers);
+        if (owner >= 0) {
+            tcp_handoff(w, c, len, &w->relay->workers[owner]);
+            return false;
+        }
+        uint8_t out[CLIENT_TX_BUF];
+        struct srv_tconn *bound = NULL;
+        size_t n =
+            client_msg(w, tcp_tuple(c), c, msg, len, w->now_ns, -1, out, sizeof(out), &bound);
+        if (n && !tcp_send_client(w, c, out, n)) { /* closed: c is gone */
+            if (bound) {
+                bound->data_io = NULL;
+                srv_tconn_end(&w->srv, bound);
+            }
+            return false;
+        }
+        if (bound) { /* ConnectionBind: what follows is the client's raw data */
+            tcp_frames_done(c);
+            tcprelay_bind(w, c, bound);
+            return false;
+        }
+    }
+    if (r < 0) return false;
+    tcp_frames_done(c);
+    return true;
+}
+
 void fwd_tcp_event(struct worker *w, struct ep_handler *h, uint32_t events)
 {
     struct tcp_conn *c = (struct tcp_conn *)h;
@@ -447,31 +484,10 @@ void fwd_tcp_event(struct worker *w, struct ep_handler *h, uint32_t events)
         return;
     }
     if (!tcp_io(w, c, events)) return;
-    while (tcp_read(w, c) > 0) {
-        const uint8_t *msg;
-        size_t len;
-        int r;
-        while ((r = tcp_frame(w, c, &msg, &len)) > 0) {
-            uint8_t out[CLIENT_TX_BUF];
-            struct srv_tconn *bound = NULL;
-            size_t n =
-                client_msg(w, tcp_tuple(c), c, msg, len, w->now_ns, -1, out, sizeof(out), &bound);
-            if (n && !tcp_send_client(w, c, out, n)) { /* closed: c is gone */
-                if (bound) {
-                    bound->data_io = NULL;
-                    srv_tconn_end(&w->srv, bound);
-                }
-                return;
-            }
-            if (bound) { /* ConnectionBind: what follows is the client's raw data */
-                tcp_frames_done(c);
-                tcprelay_bind(w, c, bound);
-                return;
-            }
-        }
-        if (r < 0) return;
-        tcp_frames_done(c);
-    }
+    /* Handed over by another worker (tcp_handoff_event): its frames are in the buffer. */
+    if (events & TCP_EV_ADOPTED && !tcp_frames(w, c)) return;
+    while (tcp_read(w, c) > 0)
+        if (!tcp_frames(w, c)) return;
 }
 
 /* ---- peer -> client ---- */

@@ -74,6 +74,13 @@
     X(tcp_splice_paused, "RFC 6062: reads paused because the other side was not taking data")      \
     X(tcp_peer_rx_bytes, "RFC 6062: bytes read from peer connections")                             \
     X(tcp_peer_tx_bytes, "RFC 6062: bytes written to peer connections")                            \
+    X(tcp_handoff_out,                                                                             \
+      "RFC 6062: data connections handed to the worker owning their CONNECTION-ID")                \
+    X(tcp_handoff_in, "RFC 6062: data connections taken over from another worker")                 \
+    X(tcp_handoff_failed,                                                                          \
+      "RFC 6062: handed-over data connections closed: no room in the loop, or at stop")            \
+    X(tcp_handoff_signal_failed,                                                                   \
+      "RFC 6062: hand-overs whose wake-up write failed (picked up later)")                         \
     X(tcp_control_dropped,                                                                         \
       "RFC 6062: Connect answers or ConnectionAttempts with no room to queue")                     \
     X(dtls_rx_datagrams, "DTLS datagrams received on dtls listeners")                              \

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -87,6 +88,7 @@ struct tcp_conn {
      * bytes both ways (tcprelay.c); rx_paused: the peer is not taking them fast enough. */
     struct srv_tconn *tconn;
     bool rx_paused;
+    struct tcp_conn *handoff_next; /* in another worker's hand-off inbox (tcp_handoff) */
 };
 
 static void lru_unlink(struct worker *w, struct tcp_conn *c)
@@ -794,6 +796,100 @@ void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events)
 bool tcp_send_client(struct worker *w, struct tcp_conn *c, const uint8_t *msg, size_t len)
 {
     return c->h.fd >= 0 && queue(w, c, msg, len);
+}
+
+/* ---- RFC 6062 with several workers: a data connection handed to the allocation's worker ---- */
+
+void tcp_handoff(struct worker *w, struct tcp_conn *c, size_t keep, struct worker *to)
+{
+    /* The last frame handed out goes back into the buffer: the owner reads it again. */
+    c->rxoff -= keep;
+    tcp_frames_done(c);
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->h.fd, NULL);
+    lru_unlink(w, c);
+    fresh_unlink(w->tcp, c);
+    if (c->ipkey) ip_release(w->tcp, c->ipkey);
+    w->nconns--;
+    c->l = NULL; /* this worker's listener: the prelude is over, nothing reads it again */
+    w->io.v[RELAY_C_tcp_handoff_out]++;
+    tlog(CFG_LOG_DEBUG, "tcp_handoff", LF_A("client", &c->peer), LF_U("worker", w->id),
+         LF_U("to", to->id));
+    /* A lock-free stack (many workers push, the owner takes all at once: no ABA). */
+    struct tcp_conn *head = atomic_load_explicit(&to->handoff_head, memory_order_relaxed);
+    do
+        c->handoff_next = head;
+    while (!atomic_compare_exchange_weak_explicit(&to->handoff_head, &head, c, memory_order_release,
+                                                  memory_order_relaxed));
+    uint64_t one = 1;
+    if (write(to->handoff.fd, &one, sizeof(one)) != sizeof(one))
+        w->io.v[RELAY_C_tcp_handoff_signal_failed]++;
+}
+
+static struct tcp_conn *handoff_take_all(struct worker *w)
+{
+    struct tcp_conn *c = atomic_exchange_explicit(&w->handoff_head, NULL, memory_order_acquire),
+                    *fifo = NULL;
+    while (c) { /* in the order they were handed over */
+        struct tcp_conn *next = c->handoff_next;
+        c->handoff_next = fifo;
+        fifo = c;
+        c = next;
+    }
+    return fifo;
+}
+
+/* Not yet in any worker's lists: close and free. */
+static void handoff_drop(struct worker *w, struct tcp_conn *c)
+{
+    close(c->h.fd);
+    fd_give(w->shared);
+    SSL_free(c->ssl);
+    free(c->rx);
+    free(c->tx);
+    free(c);
+}
+
+void tcp_handoff_event(struct worker *w, struct ep_handler *h, uint32_t events)
+{
+    (void)events;
+    uint64_t n;
+    if (read(h->fd, &n, sizeof(n)) < 0 && errno != EAGAIN) return;
+    struct tcp_state *t = tcp_state(w);
+    struct tcp_conn *c = handoff_take_all(w), *next;
+    for (; c; c = next) {
+        next = c->handoff_next;
+        c->handoff_next = NULL;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (c->want_out ? EPOLLOUT : 0),
+                                 .data.ptr = &c->h};
+        if (!t || epoll_ctl(w->epfd, EPOLL_CTL_ADD, c->h.fd, &ev)) {
+            w->io.v[RELAY_C_tcp_handoff_failed]++;
+            handoff_drop(w, c);
+            continue;
+        }
+        /* Counted against this worker's per-IP count (it may go over by the hand-overs: the
+         * connection exists already, refusing it here would not give anything back). */
+        if (c->ipkey) {
+            struct ip_slot *slot = ip_find(t, c->ipkey);
+            slot->key = c->ipkey;
+            slot->n++;
+        }
+        c->last_ms = w->now_ms;
+        lru_push(w, c);
+        w->nconns++;
+        w->io.v[RELAY_C_tcp_handoff_in]++;
+        /* The ConnectionBind waits in the buffer: the connection's handler takes it first. */
+        c->h.fn(w, &c->h, EPOLLIN | TCP_EV_ADOPTED);
+    }
+}
+
+void tcp_handoff_close_all(struct worker *w)
+{
+    struct tcp_conn *c = handoff_take_all(w), *next;
+    for (; c; c = next) {
+        next = c->handoff_next;
+        w->io.v[RELAY_C_tcp_handoff_failed]++;
+        handoff_drop(w, c);
+    }
 }
 
 /* ---- RFC 6062 data connections (tcprelay.c) ---- */

@@ -49,6 +49,17 @@ void tcp_pause_rx(struct worker *w, struct tcp_conn *c, bool paused);
 bool tcp_queue_later(struct worker *w, struct tcp_conn *c, const uint8_t *msg, size_t len);
 size_t tcp_rx_raw(const struct tcp_conn *c, const uint8_t **p);
 void tcp_rx_drop(struct tcp_conn *c, size_t n);
+/* RFC 6062 with several workers. tcp_handoff: c (a connection of w without an allocation)
+ * goes to worker `to`, which owns the CONNECTION-ID of the frame tcp_frame just handed out
+ * (keep: its length; it goes back into the buffer). c leaves w's loop and lists at once and is
+ * pushed on to's lock-free inbox; to's eventfd wakes it. tcp_handoff_event (to's handler of
+ * that eventfd) puts each one into its own loop and lists and calls its handler with
+ * EPOLLIN | TCP_EV_ADOPTED: frames are waiting in the buffer. tcp_handoff_close_all: at
+ * stop, after every worker has joined. */
+#define TCP_EV_ADOPTED (1u << 27) /* not an epoll bit */
+void tcp_handoff(struct worker *w, struct tcp_conn *c, size_t keep, struct worker *to);
+void tcp_handoff_event(struct worker *w, struct ep_handler *h, uint32_t events);
+void tcp_handoff_close_all(struct worker *w);
 /* Close connections idle past their timeout (once per loop pass). */
 void tcp_expire(struct worker *w);
 void tcp_close_all(struct worker *w);

@@ -161,6 +161,11 @@ struct worker {
     pthread_cond_t mbox_cond;
     struct relay_query *query;
     bool mbox_ready;
+    /* RFC 6062 data connections other workers accepted for this one's CONNECTION-IDs: a
+     * lock-free stack they push on, taken whole by this worker when the eventfd wakes it
+     * (tcp.c tcp_handoff). */
+    struct ep_handler handoff;
+    _Atomic(struct tcp_conn *) handoff_head;
     /* timeline.c: qos.webhook (the relay's, shared; NULL: none), when the meters were last
      * swept, and the config they were configured with (live reload swaps w->cfg). */
     struct webhook *webhook;

@@ -8,6 +8,10 @@
     tcp_relay_client.py TURN_PORT incoming                   a peer connects to the relayed
         address without a permission (refused: no ConnectionAttempt), then with one (bound,
         echoed): prints "refused-without ok-with"
+    tcp_relay_client.py TURN_PORT many N BYTES      N peers connect to the relayed address,
+        N ConnectionAttempts, N data connections (each a new TCP connection: with several
+        workers many land on a worker other than the allocation's), all open at once, BYTES
+        through each and back: prints "ok conns=N"
 """
 import os
 import socket
@@ -67,6 +71,46 @@ def main():
         cid = struct.unpack("!I", a[A_CONNECTION_ID])[0]
         d = bind(port, ctl, cid)
         print(f"ok echoed={n}" if echo_through(d, n) else "echo mismatch")
+    elif mode == "many":
+        n, size = int(sys.argv[3]), int(sys.argv[4])
+        ctl.permit(HOST, 0)
+        peers = [socket.create_connection(relayed, timeout=5) for _ in range(n)]
+        cids = []
+        while len(cids) < n:
+            typ, _, a = t.parse(ctl.recv())
+            if typ == CONNECTION_ATTEMPT:
+                cids.append(struct.unpack("!I", a[A_CONNECTION_ID])[0])
+        datas = [bind(port, ctl, cid) for cid in cids]
+        by_port = {}
+        for p in peers:
+            by_port[p.getsockname()[1]] = p
+        bad = 0
+        for d in datas:  # the data connections and peers pair up in some order: find each's
+            payload = os.urandom(size)
+            d.s.sendall(payload)
+            first = None
+            while first is None:
+                for p in peers:
+                    p.setblocking(False)
+                    try:
+                        b = p.recv(65536)
+                    except BlockingIOError:
+                        continue
+                    finally:
+                        p.setblocking(True)
+                    first = (p, b)
+                    break
+            p, got = first
+            p.settimeout(5)
+            while len(got) < size:
+                got += p.recv(65536)
+            p.sendall(got)
+            back = b""
+            d.s.settimeout(5)
+            while len(back) < size:
+                back += d.s.recv(65536)
+            bad += back != payload
+        print(f"ok conns={n}" if not bad else f"{bad} of {n} mismatched")
     elif mode == "incoming":
         out = []
         p = socket.create_connection(relayed, timeout=3)

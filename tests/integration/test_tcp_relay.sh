@@ -15,11 +15,12 @@ PEER_PID=$!
 for _ in $(seq 50); do [ -s "$WORK/peer.log" ] && break; sleep 0.1; done
 ECHO_PORT=$(head -1 "$WORK/peer.log")
 
-# Six clients, not more: control and data connections all count against the per-IP limit
-# (64 per worker). One worker: a data connection must reach the worker that holds its CONNECTION-ID (README:
-# with several workers SO_REUSEPORT may send it elsewhere; see docs/tcp-relay.md).
+# Six uclient clients, not more: control and data connections all count against the per-IP
+# limit (64 per worker). Two workers: SO_REUSEPORT spreads data connections over both, so many
+# reach a worker other than the one holding their CONNECTION-ID and are handed over to it
+# (docs/tcp-relay.md); the counters below check that both kinds happened.
 cat >"$WORK/tern.yaml" <<YAML
-server: { realm: tern.test, workers: 1 }
+server: { realm: tern.test, workers: 2 }
 listen:
   - { transport: tcp, address: 127.0.0.1, port: 0 }
 relay: { addresses: [127.0.0.1], ports: { min: 50000, max: 59999 } }
@@ -50,6 +51,7 @@ uclient "uclient -T, 2 clients x 500 of 1000 bytes" 1000 -n 500 -m 2 -l 1000 -p 
 
 CL="$HERE/tcp_relay_client.py"
 expect_out "Connect to a TCP echo peer, 1 MB through" "ok echoed=1000000" timeout 30 python3 "$CL" "$T4" connect-echo "$ECHO_PORT" 1000000
+expect_out "40 data connections at once, 20 kB each through" "ok conns=40" timeout 60 python3 "$CL" "$T4" many 40 20000
 expect_out "Connect to a peer in peers.deny refused" "code=403" timeout 10 python3 "$CL" "$T4" connect-denied 127.0.0.2 "$ECHO_PORT"
 expect_out "Connect to a private address refused" "code=403" timeout 10 python3 "$CL" "$T4" connect-denied 10.0.0.1 80
 expect_out "Connect to the relay's own listener refused" "code=403" timeout 10 python3 "$CL" "$T4" connect-denied 127.0.0.1 "$T4"
@@ -61,5 +63,12 @@ for c in tcp_allocations connect_success connection_bind_success connection_atte
     v=$(counter "$c")
     [ -n "$v" ] && [ "$v" -gt 0 ] && pass "counter $c=$v" || fail "counter $c should be > 0 (got '$v')"
 done
+# Two workers: some data connections were accepted by the other worker and handed over.
+hout=$(counter tcp_handoff_out) hin=$(counter tcp_handoff_in)
+[ -n "$hout" ] && [ "$hout" -gt 0 ] && [ "$hout" = "$hin" ] && pass "data connections handed to the owning worker: out=$hout in=$hin" ||
+    fail "hand-overs: out='$hout' in='$hin' (wanted > 0 and equal)"
+[ "$(counter tcp_handoff_failed)" = 0 ] && pass "no hand-over failed" || fail "tcp_handoff_failed=$(counter tcp_handoff_failed)"
+binds=$(counter connection_bind_success)
+[ "$(counter connection_bind_success)" -ge 40 ] && pass "connection_bind_success=$binds" || fail "connection_bind_success=$binds"
 [ "$(counter tcp_control_dropped)" = 0 ] && pass "no control messages dropped" || fail "tcp_control_dropped=$(counter tcp_control_dropped)"
 finish

@@ -613,12 +613,49 @@ static void test_reload_revokes_connections(void **state)
     fx_finish(fx);
 }
 
+/* Several workers: a CONNECTION-ID carries its server's worker index in its top byte, and a
+ * ConnectionBind for another worker's id on a connection without an allocation names that
+ * worker (the relay hands the connection over); everything else is handled where it is. */
+static void test_connection_id_owner(void **state)
+{
+    struct fixture *fx = *state;
+    struct client c;
+    tcp_allocation(fx, &c, false);
+    fx->s.worker = 3;
+    union stun_addr peer = mkaddr("8.8.8.8", 80);
+    uint32_t id = connect_ok(&c, &peer);
+    assert_int_equal(id >> 24, 3);
+    struct client d;
+    data_client(&d, &c, 40100);
+    const uint32_t ids[] = {0x01000001u, 0x03000001u, 0x07000001u, 0x00ABCDEFu};
+    const int want4[] = {1, -1, -1, 0}; /* 4 workers; 3 is this one; 7 does not exist */
+    for (size_t k = 0; k < 4; k++) {
+        struct req q;
+        req_begin(&d, &q, STUN_CONNECTION_BIND, STUN_REQUEST);
+        stun_enc_u32(&q.e, STUN_ATTR_CONNECTION_ID, ids[k]);
+        req_sign(&d, &q, 0);
+        assert_int_equal(srv_connection_bind_owner(&fx->s, &d.t, q.buf, q.len, 4), want4[k]);
+        assert_int_equal(srv_connection_bind_owner(&fx->s, &d.t, q.buf, q.len, 1), -1);
+        /* Truncated, or on the control connection (it has an allocation): not handed over. */
+        assert_int_equal(srv_connection_bind_owner(&fx->s, &d.t, q.buf, q.len - 1, 4), -1);
+        assert_int_equal(srv_connection_bind_owner(&fx->s, &c.t, q.buf, q.len, 4), -1);
+    }
+    /* Another method naming another worker's id: handled here. */
+    struct req q;
+    req_begin(&d, &q, STUN_REFRESH, STUN_REQUEST);
+    stun_enc_u32(&q.e, STUN_ATTR_CONNECTION_ID, ids[0]);
+    req_sign(&d, &q, 0);
+    assert_int_equal(srv_connection_bind_owner(&fx->s, &d.t, q.buf, q.len, 4), -1);
+    fx_finish(fx);
+}
+
 int main(int argc, char **argv)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_allocate_tcp),
         T(test_allocate_tcp_400),
+        T(test_connection_id_owner),
         T(test_allocate_tcp_442_without_relay_support),
         T(test_connect_and_bind),
         T(test_connect_400_437),
