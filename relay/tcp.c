@@ -911,6 +911,11 @@ void tcp_close(struct worker *w, struct tcp_conn *c)
     conn_close(w, c, RELAY_C_tcp_closed);
 }
 
+int tcp_fd(const struct tcp_conn *c)
+{
+    return c->h.fd;
+}
+
 size_t tcp_tx_queued(const struct tcp_conn *c)
 {
     return c->txlen;

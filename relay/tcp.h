@@ -45,6 +45,7 @@ void tcp_set_tconn(struct tcp_conn *c, struct srv_tconn *tc);
 struct srv_tconn *tcp_tconn(const struct tcp_conn *c);
 void tcp_close(struct worker *w, struct tcp_conn *c);
 size_t tcp_tx_queued(const struct tcp_conn *c);
+int tcp_fd(const struct tcp_conn *c);
 void tcp_pause_rx(struct worker *w, struct tcp_conn *c, bool paused);
 bool tcp_queue_later(struct worker *w, struct tcp_conn *c, const uint8_t *msg, size_t len);
 size_t tcp_rx_raw(const struct tcp_conn *c, const uint8_t **p);

@@ -35,10 +35,22 @@
 #define TR_BUF     (64 * 1024) /* bytes held per direction (see above) */
 #define TR_BACKLOG 16          /* pending accepts per relayed address */
 
+/* One direction of a bound flow, for the QoS view: a rate window (at least a second long,
+ * moved on when bytes move and when it is read) and the time spent stalled, that is with a
+ * full buffer towards a side that is not taking bytes (the other side is not read then). */
+struct tr_dir {
+    uint64_t win_ms, win_bytes;
+    double rate_bps; /* over the last complete window */
+    uint64_t stall_since_ms, stalled_ms;
+    uint32_t stalls;
+};
+
 /* A peer connection: its socket, and the bytes read from the client waiting for it. */
 struct tr_peer {
     struct ep_handler h;
     struct srv_tconn *tc;
+    uint64_t bound_ms;
+    struct tr_dir dir[TCPRELAY_DIRS];
     bool connecting; /* Connect: the non-blocking connect is under way */
     bool rd_paused;  /* not read: the client's write queue is full */
     bool armed_out;
@@ -48,6 +60,35 @@ struct tr_peer {
 };
 
 static void peer_event(struct worker *w, struct ep_handler *h, uint32_t events);
+
+static void dir_rate(struct tr_dir *d, uint64_t bytes, uint64_t now_ms)
+{
+    if (now_ms - d->win_ms < 1000) return;
+    d->rate_bps = (double)(bytes - d->win_bytes) * 8000.0 / (double)(now_ms - d->win_ms);
+    d->win_ms = now_ms;
+    d->win_bytes = bytes;
+}
+
+static void stall_begin(struct tr_dir *d, uint64_t now_ms)
+{
+    if (d->stall_since_ms) return;
+    d->stall_since_ms = now_ms ? now_ms : 1;
+    d->stalls++;
+}
+
+static void stall_end(struct worker *w, struct tr_dir *d, int dir, uint64_t now_ms)
+{
+    if (!d->stall_since_ms) return;
+    uint64_t ms = now_ms - d->stall_since_ms;
+    d->stalled_ms += ms;
+    w->tflow.stalled_ms[dir] += ms;
+    d->stall_since_ms = 0;
+}
+
+static uint64_t stalled_ms(const struct tr_dir *d, uint64_t now_ms)
+{
+    return d->stalled_ms + (d->stall_since_ms ? now_ms - d->stall_since_ms : 0);
+}
 
 static void peer_arm(struct worker *w, struct tr_peer *p)
 {
@@ -66,6 +107,15 @@ static void peer_arm(struct worker *w, struct tr_peer *p)
 
 static void peer_free(struct worker *w, struct tr_peer *p)
 {
+    if (p->buf) { /* a bound flow ends: its stalls and retransmissions go into the totals */
+        for (int d = 0; d < TCPRELAY_DIRS; d++)
+            stall_end(w, &p->dir[d], d, w->now_ms);
+        struct tcp_info ti;
+        socklen_t tl = sizeof(ti);
+        if (p->h.fd >= 0 && !getsockopt(p->h.fd, IPPROTO_TCP, TCP_INFO, &ti, &tl))
+            w->tflow.retrans[TCPRELAY_LEG_PEER] += ti.tcpi_total_retrans;
+        w->tflow.ended++;
+    }
     free(p->buf);
     p->buf = NULL;
     if (p->h.fd >= 0) fd_give(w->shared);
@@ -222,7 +272,13 @@ void tcprelay_close(struct worker *w, struct srv_tconn *tc)
         p->tc = NULL;
         peer_free(w, p);
     }
-    if (d) tcp_close(w, d);
+    if (d) {
+        struct tcp_info ti;
+        socklen_t tl = sizeof(ti);
+        if (!getsockopt(tcp_fd(d), IPPROTO_TCP, TCP_INFO, &ti, &tl))
+            w->tflow.retrans[TCPRELAY_LEG_CLIENT] += ti.tcpi_total_retrans;
+        tcp_close(w, d);
+    }
     tlog(CFG_LOG_DEBUG, "tcp_connection_ended", LF_U("allocation", tc->a->id),
          LF_A("peer", &tc->peer), LF_U("connection_id", tc->id),
          LF_U("bytes_to_peer", tc->bytes_to_peer), LF_U("bytes_to_client", tc->bytes_to_client));
@@ -274,9 +330,11 @@ static bool client_to_peer(struct worker *w, struct tcp_conn *c, struct tr_peer 
         if (p->len >= TR_BUF) { /* the peer is slow: stop reading the client */
             if (!tcp_tconn(c)) return false;
             w->io.v[RELAY_C_tcp_splice_paused]++;
+            stall_begin(&p->dir[TCPRELAY_TO_PEER], w->now_ms);
             tcp_pause_rx(w, c, true);
             break;
         }
+        stall_end(w, &p->dir[TCPRELAY_TO_PEER], TCPRELAY_TO_PEER, w->now_ms);
         tcp_pause_rx(w, c, false);
         int r = tcp_read(w, c);
         if (r < 0) return false; /* closed: the connection ended (tcp.c) */
@@ -297,9 +355,11 @@ static bool peer_to_client(struct worker *w, struct tr_peer *p)
         if (queued >= TR_BUF) {
             if (!p->rd_paused) w->io.v[RELAY_C_tcp_splice_paused]++;
             p->rd_paused = true;
+            stall_begin(&p->dir[TCPRELAY_TO_CLIENT], w->now_ms);
             break;
         }
         p->rd_paused = false;
+        stall_end(w, &p->dir[TCPRELAY_TO_CLIENT], TCPRELAY_TO_CLIENT, w->now_ms);
         size_t want = TR_BUF - queued < sizeof(buf) ? TR_BUF - queued : sizeof(buf);
         ssize_t k = recv(p->h.fd, buf, want, MSG_DONTWAIT);
         if (k < 0 && errno == EINTR) continue;
@@ -313,6 +373,7 @@ static bool peer_to_client(struct worker *w, struct tr_peer *p)
         tc->a->bytes_to_client += (uint64_t)k;
         if (!tcp_send_client(w, c, buf, (size_t)k)) return false; /* closed: ended with it */
     }
+    dir_rate(&p->dir[TCPRELAY_TO_CLIENT], tc->bytes_to_client, w->now_ms);
     peer_arm(w, p);
     return true;
 }
@@ -364,6 +425,9 @@ void tcprelay_bind(struct worker *w, struct tcp_conn *c, struct srv_tconn *tc)
         return;
     }
     tcp_set_tconn(c, tc);
+    p->bound_ms = w->now_ms;
+    for (int d = 0; d < TCPRELAY_DIRS; d++)
+        p->dir[d].win_ms = w->now_ms;
     w->io.v[RELAY_C_tcp_splices]++;
     tlog(CFG_LOG_INFO, "tcp_connection_bound", LF_U("allocation", tc->a->id),
          LF_A("peer", &tc->peer), LF_U("connection_id", tc->id));
@@ -384,4 +448,103 @@ void tcprelay_data_event(struct worker *w, struct tcp_conn *c, uint32_t events)
     if (p->rd_paused && tcp_tx_queued(c) < TR_BUF && !peer_to_client(w, p)) return;
     if (!tcp_tconn(c)) return;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) client_to_peer(w, c, p);
+}
+
+/* ---- the QoS view of TCP flows (query.c, in the worker's thread) ---- */
+
+static const char *const state_names[] = {"connecting", "pending", "bound"};
+
+static json_t *leg_json(int fd, const union stun_addr *remote)
+{
+    char buf[64];
+    json_t *o = json_pack("{s:s}", "remote", addr_str(remote, buf));
+    struct tcp_info ti;
+    socklen_t tl = sizeof(ti);
+    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl)) {
+        json_object_set_new(o, "tcp_info", json_null());
+        return o;
+    }
+    json_object_set_new(o, "tcp_info",
+                        json_pack("{s:f,s:f,s:I,s:I,s:I,s:I,s:I}", "rtt_seconds", ti.tcpi_rtt / 1e6,
+                                  "rttvar_seconds", ti.tcpi_rttvar / 1e6, "retransmits",
+                                  (json_int_t)ti.tcpi_total_retrans, "retransmitting_now",
+                                  (json_int_t)ti.tcpi_retransmits, "lost", (json_int_t)ti.tcpi_lost,
+                                  "unacked", (json_int_t)ti.tcpi_unacked, "cwnd",
+                                  (json_int_t)ti.tcpi_snd_cwnd));
+    return o;
+}
+
+static json_t *dir_json(struct tr_dir *d, uint64_t bytes, uint64_t queued, uint64_t age_ms,
+                        uint64_t now_ms)
+{
+    dir_rate(d, bytes, now_ms);
+    return json_pack("{s:I,s:I,s:I,s:f,s:f,s:f,s:i,s:b}", "bytes", (json_int_t)bytes,
+                     "bytes_delivered", (json_int_t)(bytes - queued), "bytes_queued",
+                     (json_int_t)queued, "rate_bps", d->rate_bps, "average_bps",
+                     age_ms ? (double)bytes * 8000.0 / (double)age_ms : 0.0, "stalled_seconds",
+                     (double)stalled_ms(d, now_ms) / 1e3, "stalls", (int)d->stalls, "stalled_now",
+                     d->stall_since_ms != 0);
+}
+
+json_t *tcprelay_flows_json(struct worker *w, const struct allocation *a)
+{
+    json_t *arr = json_array();
+    char buf[64];
+    for (struct srv_tconn *tc = a->tconns; tc; tc = tc->anext) {
+        struct tr_peer *p = tc->peer_io;
+        struct tcp_conn *c = tc->data_io;
+        json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:f}", "connection_id", (json_int_t)tc->id, "peer",
+                              addr_str(&tc->peer, buf), "state", state_names[tc->state], "made_by",
+                              tc->outgoing ? "connect" : "peer", "age_seconds",
+                              (double)(w->now_ms - tc->created_ms) / 1e3);
+        if (tc->state == SRV_TCONN_BOUND && p && c) {
+            uint64_t age = w->now_ms - p->bound_ms;
+            json_object_set_new(o, "bound_seconds", json_real((double)age / 1e3));
+            json_object_set_new(o, "client_leg", leg_json(tcp_fd(c), &tcp_tuple(c)->client));
+            json_object_set_new(o, "peer_leg", leg_json(p->h.fd, &tc->peer));
+            json_object_set_new(
+                o, "to_peer",
+                dir_json(&p->dir[TCPRELAY_TO_PEER], tc->bytes_to_peer, p->len, age, w->now_ms));
+            json_object_set_new(o, "to_client",
+                                dir_json(&p->dir[TCPRELAY_TO_CLIENT], tc->bytes_to_client,
+                                         tcp_tx_queued(c), age, w->now_ms));
+        }
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+void tcprelay_metrics(struct worker *w, struct tcprelay_metrics *m)
+{
+    for (int d = 0; d < TCPRELAY_DIRS; d++)
+        m->stalled_ms[d] += w->tflow.stalled_ms[d];
+    for (int l = 0; l < TCPRELAY_LEGS; l++)
+        m->retrans[l] += w->tflow.retrans[l];
+    const struct alloc_table *t = &w->srv.allocs;
+    for (size_t i = 0; i < t->count; i++) {
+        for (struct srv_tconn *tc = t->heap[i]->tconns; tc; tc = tc->anext) {
+            struct tr_peer *p = tc->peer_io;
+            struct tcp_conn *c = tc->data_io;
+            if (tc->state != SRV_TCONN_BOUND || !p || !c) {
+                m->waiting++;
+                continue;
+            }
+            m->bound++;
+            for (int d = 0; d < TCPRELAY_DIRS; d++) {
+                m->stalled_ms[d] += stalled_ms(&p->dir[d], w->now_ms) - p->dir[d].stalled_ms;
+                m->stalled_now[d] += p->dir[d].stall_since_ms != 0;
+            }
+            int fds[TCPRELAY_LEGS] = {tcp_fd(c), p->h.fd};
+            for (int l = 0; l < TCPRELAY_LEGS; l++) {
+                struct tcp_info ti;
+                socklen_t tl = sizeof(ti);
+                if (fds[l] < 0 || getsockopt(fds[l], IPPROTO_TCP, TCP_INFO, &ti, &tl)) continue;
+                m->retrans[l] += ti.tcpi_total_retrans;
+                double rtt = ti.tcpi_rtt / 1e6;
+                m->rtt_sum[l] += rtt;
+                m->rtt_n[l]++;
+                if (rtt > m->rtt_max[l]) m->rtt_max[l] = rtt;
+            }
+        }
+    }
 }

@@ -12,6 +12,7 @@
 #include "qos.h"
 #include "relay.h"
 #include "server.h"
+#include "tcprelay.h"
 
 struct worker;
 
@@ -177,6 +178,7 @@ struct worker {
     uint64_t unauth_checked_ms, unauth_drops, unauth_episode_drops; /* unauth_episode() */
     bool unauth_episode;
     struct relay_counters io;
+    struct tcprelay_totals tflow; /* RFC 6062 flows that ended: stalls, retransmissions */
     /* The peer policy this worker's server decides with: the relay's, with this worker's
      * snapshot of the relay's own addresses, renewed between loop passes when it changes. */
     struct peer_policy policy;

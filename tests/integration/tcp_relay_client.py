@@ -12,6 +12,9 @@
         N ConnectionAttempts, N data connections (each a new TCP connection: with several
         workers many land on a worker other than the allocation's), all open at once, BYTES
         through each and back: prints "ok conns=N"
+    tcp_relay_client.py TURN_PORT hold PEER_PORT SECONDS   Connect to the echo peer, 200 kB
+        through and back, then 4 MB sent without reading any of the echo (both directions
+        stall), prints "ready", holds the connections SECONDS (for the QoS view) and exits
 """
 import os
 import socket
@@ -71,6 +74,26 @@ def main():
         cid = struct.unpack("!I", a[A_CONNECTION_ID])[0]
         d = bind(port, ctl, cid)
         print(f"ok echoed={n}" if echo_through(d, n) else "echo mismatch")
+    elif mode == "hold":
+        import threading
+        import time
+        typ, a = ctl.request(CONNECT, [(t.A_PEER, t.xor_addr(HOST, int(sys.argv[3])))])
+        if typ & 0x0110 != 0x0100:
+            sys.exit(f"Connect failed: {t.error_code(a)}")
+        d = bind(port, ctl, struct.unpack("!I", a[A_CONNECTION_ID])[0])
+        if not echo_through(d, 200000):
+            sys.exit("echo mismatch")
+
+        def flood():
+            try:
+                d.s.sendall(os.urandom(4 << 20))
+            except OSError:
+                pass
+
+        threading.Thread(target=flood, daemon=True).start()
+        time.sleep(1.5)
+        print("ready", flush=True)
+        time.sleep(float(sys.argv[4]))
     elif mode == "many":
         n, size = int(sys.argv[3]), int(sys.argv[4])
         ctl.permit(HOST, 0)
