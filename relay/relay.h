@@ -81,6 +81,8 @@
       "RFC 6062: handed-over data connections closed: no room in the loop, or at stop")            \
     X(tcp_handoff_signal_failed,                                                                   \
       "RFC 6062: hand-overs whose wake-up write failed (picked up later)")                         \
+    X(tcp_half_close_to_client, "RFC 6062: peer FINs passed on to the client (shutdown SHUT_WR)")  \
+    X(tcp_half_close_to_peer, "RFC 6062: client FINs passed on to the peer (shutdown SHUT_WR)")    \
     X(tcp_control_dropped,                                                                         \
       "RFC 6062: Connect answers or ConnectionAttempts with no room to queue")                     \
     X(dtls_rx_datagrams, "DTLS datagrams received on dtls listeners")                              \

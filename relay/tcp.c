@@ -88,6 +88,8 @@ struct tcp_conn {
      * bytes both ways (tcprelay.c); rx_paused: the peer is not taking them fast enough. */
     struct srv_tconn *tconn;
     bool rx_paused;
+    bool rx_eof; /* a plain data connection's client sent FIN (not read again) */
+    bool quiet;  /* out of epoll: both directions done, waiting for the other side (tcprelay) */
     struct tcp_conn *handoff_next; /* in another worker's hand-off inbox (tcp_handoff) */
 };
 
@@ -208,10 +210,12 @@ static void conn_close(struct worker *w, struct tcp_conn *c, enum relay_counter 
     worker_bury(w, &c->h, c); /* closes the fd, which also removes it from epoll */
 }
 
-/* The epoll mask: reading unless paused (RFC 6062 backpressure), writing while queued. */
+/* The epoll mask: reading unless paused (RFC 6062 backpressure) or at its end (a FIN on a
+ * data connection), writing while queued. */
 static void arm(struct worker *w, struct tcp_conn *c)
 {
-    struct epoll_event ev = {.events = (c->rx_paused ? 0 : EPOLLIN | EPOLLRDHUP) |
+    if (c->quiet) return;
+    struct epoll_event ev = {.events = (c->rx_paused || c->rx_eof ? 0 : EPOLLIN | EPOLLRDHUP) |
                                        (c->want_out ? EPOLLOUT : 0),
                              .data.ptr = &c->h};
     epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->h.fd, &ev);
@@ -279,6 +283,10 @@ static ssize_t read_some(struct worker *w, struct tcp_conn *c, uint8_t *p, size_
         do
             k = recv(c->h.fd, p, len, MSG_DONTWAIT);
         while (k < 0 && errno == EINTR);
+        if (k == 0 && c->tconn) { /* RFC 6062 half-close: the client's FIN (tcprelay.c) */
+            c->rx_eof = true;
+            return 0;
+        }
         if (k == 0) return -1;
         if (k < 0) return errno == EAGAIN ? 0 : -1;
         return k;
@@ -909,6 +917,25 @@ void tcp_close(struct worker *w, struct tcp_conn *c)
 {
     c->tconn = NULL; /* the caller is ending the peer connection itself */
     conn_close(w, c, RELAY_C_tcp_closed);
+}
+
+bool tcp_rx_eof(const struct tcp_conn *c)
+{
+    return c->rx_eof;
+}
+
+bool tcp_shutdown_wr(struct worker *w, struct tcp_conn *c)
+{
+    if (c->ssl || c->h.fd < 0 || shutdown(c->h.fd, SHUT_WR)) return false;
+    arm(w, c);
+    return true;
+}
+
+void tcp_quiet(struct worker *w, struct tcp_conn *c)
+{
+    if (c->quiet || c->h.fd < 0) return;
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->h.fd, NULL);
+    c->quiet = true;
 }
 
 int tcp_fd(const struct tcp_conn *c)

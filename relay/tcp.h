@@ -46,6 +46,14 @@ struct srv_tconn *tcp_tconn(const struct tcp_conn *c);
 void tcp_close(struct worker *w, struct tcp_conn *c);
 size_t tcp_tx_queued(const struct tcp_conn *c);
 int tcp_fd(const struct tcp_conn *c);
+/* RFC 6062 half-close on plain data connections: tcp_rx_eof, the client sent FIN (tcp_read
+ * then returns 0 and the connection is no longer read); tcp_shutdown_wr, send ours (false on
+ * TLS connections, where the caller ends both sides instead, or if it failed). */
+bool tcp_rx_eof(const struct tcp_conn *c);
+bool tcp_shutdown_wr(struct worker *w, struct tcp_conn *c);
+/* Both directions of c are done (FIN each way): out of epoll until it is closed (EPOLLHUP is
+ * reported whatever the mask). */
+void tcp_quiet(struct worker *w, struct tcp_conn *c);
 void tcp_pause_rx(struct worker *w, struct tcp_conn *c, bool paused);
 bool tcp_queue_later(struct worker *w, struct tcp_conn *c, const uint8_t *msg, size_t len);
 size_t tcp_rx_raw(const struct tcp_conn *c, const uint8_t **p);

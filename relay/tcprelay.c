@@ -52,7 +52,12 @@ struct tr_peer {
     uint64_t bound_ms;
     struct tr_dir dir[TCPRELAY_DIRS];
     bool connecting; /* Connect: the non-blocking connect is under way */
-    bool rd_paused;  /* not read: the client's write queue is full */
+    /* Half-close: the peer sent FIN (peer_eof) and it went on to the client once what was
+     * queued for it was written (client_shut); the client sent FIN (tcp_rx_eof) and it went on
+     * to the peer likewise (peer_shut). Both done: the flow ends. */
+    bool peer_eof, client_shut, peer_shut;
+    bool quiet;     /* out of epoll: FIN both ways on the peer socket (EPOLLHUP ignores the mask) */
+    bool rd_paused; /* not read: the client's write queue is full */
     bool armed_out;
     uint32_t mask; /* the epoll interest now */
     uint8_t *buf;  /* TR_BUF, made when bound */
@@ -92,11 +97,12 @@ static uint64_t stalled_ms(const struct tr_dir *d, uint64_t now_ms)
 
 static void peer_arm(struct worker *w, struct tr_peer *p)
 {
+    if (p->quiet) return;
     uint32_t m = 0;
     if (p->connecting) {
         m = EPOLLOUT;
     } else if (p->tc && p->tc->state == SRV_TCONN_BOUND) {
-        if (!p->rd_paused) m |= EPOLLIN | EPOLLRDHUP;
+        if (!p->rd_paused && !p->peer_eof) m |= EPOLLIN | EPOLLRDHUP;
         if (p->len) m |= EPOLLOUT;
     }
     if (m == p->mask) return;
@@ -290,6 +296,41 @@ void tcprelay_client_send(struct worker *w, struct allocation *a, const uint8_t 
     if (!c || !tcp_queue_later(w, c, msg, len)) w->io.v[RELAY_C_tcp_control_dropped]++;
 }
 
+/* Half-close (docs/tcp-relay.md): pass on each side's FIN once the bytes before it are
+ * written, and end the flow when both have gone. false: ended (p is gone). */
+static bool half_close(struct worker *w, struct tr_peer *p)
+{
+    struct srv_tconn *tc = p->tc;
+    struct tcp_conn *c = tc->data_io;
+    if (p->peer_eof && !p->client_shut && !tcp_tx_queued(c)) {
+        if (!tcp_shutdown_wr(w, c)) { /* TLS (or a failure): both end, as before */
+            srv_tconn_end(&w->srv, tc);
+            return false;
+        }
+        p->client_shut = true;
+        w->io.v[RELAY_C_tcp_half_close_to_client]++;
+    }
+    if (tcp_rx_eof(c) && !p->peer_shut && !p->len) {
+        if (shutdown(p->h.fd, SHUT_WR)) {
+            srv_tconn_end(&w->srv, tc);
+            return false;
+        }
+        p->peer_shut = true;
+        w->io.v[RELAY_C_tcp_half_close_to_peer]++;
+    }
+    if (p->client_shut && p->peer_shut) {
+        srv_tconn_end(&w->srv, tc);
+        return false;
+    }
+    /* A socket done both ways waits for the other side's bytes to drain, out of epoll. */
+    if (p->peer_eof && p->peer_shut && !p->quiet) {
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->h.fd, NULL);
+        p->quiet = true;
+    }
+    if (tcp_rx_eof(c) && p->client_shut) tcp_quiet(w, c);
+    return true;
+}
+
 /* Write what waits for the peer. false: the peer connection failed (ended, p is gone). */
 static bool peer_flush(struct worker *w, struct tr_peer *p)
 {
@@ -336,10 +377,13 @@ static bool client_to_peer(struct worker *w, struct tcp_conn *c, struct tr_peer 
         }
         stall_end(w, &p->dir[TCPRELAY_TO_PEER], TCPRELAY_TO_PEER, w->now_ms);
         tcp_pause_rx(w, c, false);
+        if (tcp_rx_eof(c)) break;
         int r = tcp_read(w, c);
         if (r < 0) return false; /* closed: the connection ended (tcp.c) */
         if (r == 0) break;
     }
+    dir_rate(&p->dir[TCPRELAY_TO_PEER], tc->bytes_to_peer, w->now_ms);
+    if (!half_close(w, p)) return false;
     peer_arm(w, p);
     return true;
 }
@@ -361,10 +405,15 @@ static bool peer_to_client(struct worker *w, struct tr_peer *p)
         p->rd_paused = false;
         stall_end(w, &p->dir[TCPRELAY_TO_CLIENT], TCPRELAY_TO_CLIENT, w->now_ms);
         size_t want = TR_BUF - queued < sizeof(buf) ? TR_BUF - queued : sizeof(buf);
+        if (p->peer_eof) break;
         ssize_t k = recv(p->h.fd, buf, want, MSG_DONTWAIT);
         if (k < 0 && errno == EINTR) continue;
         if (k < 0 && errno == EAGAIN) break;
-        if (k <= 0) {
+        if (k == 0) { /* the peer's FIN: the client gets it after what is queued for it */
+            p->peer_eof = true;
+            break;
+        }
+        if (k < 0) {
             srv_tconn_end(&w->srv, tc);
             return false;
         }
@@ -374,6 +423,7 @@ static bool peer_to_client(struct worker *w, struct tr_peer *p)
         if (!tcp_send_client(w, c, buf, (size_t)k)) return false; /* closed: ended with it */
     }
     dir_rate(&p->dir[TCPRELAY_TO_CLIENT], tc->bytes_to_client, w->now_ms);
+    if (!half_close(w, p)) return false;
     peer_arm(w, p);
     return true;
 }
@@ -406,6 +456,10 @@ static void peer_event(struct worker *w, struct ep_handler *h, uint32_t events)
         if (events & (EPOLLERR | EPOLLHUP)) srv_tconn_end(&w->srv, tc);
         return;
     }
+    if (events & EPOLLERR) { /* a reset or a failure: both end */
+        srv_tconn_end(&w->srv, tc);
+        return;
+    }
     if (events & EPOLLOUT) {
         if (!peer_flush(w, p)) return;
         struct tcp_conn *c = tc->data_io;
@@ -413,7 +467,7 @@ static void peer_event(struct worker *w, struct ep_handler *h, uint32_t events)
             if (!client_to_peer(w, c, p)) return;
         }
     }
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) peer_to_client(w, p);
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) peer_to_client(w, p);
 }
 
 void tcprelay_bind(struct worker *w, struct tcp_conn *c, struct srv_tconn *tc)
@@ -447,7 +501,12 @@ void tcprelay_data_event(struct worker *w, struct tcp_conn *c, uint32_t events)
     /* The client took some: read the peer again. */
     if (p->rd_paused && tcp_tx_queued(c) < TR_BUF && !peer_to_client(w, p)) return;
     if (!tcp_tconn(c)) return;
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) client_to_peer(w, c, p);
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        client_to_peer(w, c, p);
+        return;
+    }
+    if (!half_close(w, p)) return; /* written out: a FIN from the peer may go on now */
+    peer_arm(w, p);
 }
 
 /* ---- the QoS view of TCP flows (query.c, in the worker's thread) ---- */

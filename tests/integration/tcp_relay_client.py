@@ -15,6 +15,11 @@
     tcp_relay_client.py TURN_PORT hold PEER_PORT SECONDS   Connect to the echo peer, 200 kB
         through and back, then 4 MB sent without reading any of the echo (both directions
         stall), prints "ready", holds the connections SECONDS (for the QoS view) and exits
+    tcp_relay_client.py TURN_PORT halfclose PEER_PORT        half-close both ways: the client
+        sends 300 kB and shuts its side (FIN), and still gets the whole echo back, then EOF;
+        a peer that connected in sends 100 kB and shuts its side, the client gets it and EOF,
+        then sends 200 kB the other way, which the peer gets, then EOF: prints
+        "ok client-fin echoed=300000 eof peer-fin got=100000 eof back=200000 eof"
 """
 import os
 import socket
@@ -94,6 +99,51 @@ def main():
         time.sleep(1.5)
         print("ready", flush=True)
         time.sleep(float(sys.argv[4]))
+    elif mode == "halfclose":
+        out = ["ok"]
+        typ, a = ctl.request(CONNECT, [(t.A_PEER, t.xor_addr(HOST, int(sys.argv[3])))])
+        if typ & 0x0110 != 0x0100:
+            sys.exit(f"Connect failed: {t.error_code(a)}")
+        d = bind(port, ctl, struct.unpack("!I", a[A_CONNECTION_ID])[0])
+        payload = os.urandom(300000)
+        d.s.settimeout(10)
+        d.s.sendall(payload)
+        d.s.shutdown(socket.SHUT_WR)
+        got = d.rx
+        while True:
+            b = d.s.recv(65536)
+            if not b:
+                break
+            got += b
+        out += ["client-fin", f"echoed={len(got)}" if got == payload else f"mismatch={len(got)}", "eof"]
+        ctl.permit(HOST, 0)
+        p = socket.create_connection(relayed, timeout=10)
+        while True:
+            typ, _, a = t.parse(ctl.recv())
+            if typ == CONNECTION_ATTEMPT:
+                break
+        d = bind(port, ctl, struct.unpack("!I", a[A_CONNECTION_ID])[0])
+        d.s.settimeout(10)
+        down, up = os.urandom(100000), os.urandom(200000)
+        p.sendall(down)
+        p.shutdown(socket.SHUT_WR)
+        got = d.rx
+        while True:
+            b = d.s.recv(65536)
+            if not b:
+                break
+            got += b
+        out += ["peer-fin", f"got={len(got)}" if got == down else f"mismatch={len(got)}", "eof"]
+        d.s.sendall(up)
+        d.s.shutdown(socket.SHUT_WR)
+        back = b""
+        while True:
+            b = p.recv(65536)
+            if not b:
+                break
+            back += b
+        out += [f"back={len(back)}" if back == up else f"mismatch={len(back)}", "eof"]
+        print(" ".join(out))
     elif mode == "many":
         n, size = int(sys.argv[3]), int(sys.argv[4])
         ctl.permit(HOST, 0)

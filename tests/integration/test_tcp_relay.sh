@@ -110,6 +110,8 @@ else
 fi
 grep -q 'tern_tcp_flow_retransmits_total{leg="client"}' "$WORK/metrics.txt" && pass "/metrics: retransmissions per leg" || fail "no tern_tcp_flow_retransmits_total"
 
+expect_out "half-close both ways (a FIN goes on, the other direction carries on)" \
+    "ok client-fin echoed=300000 eof peer-fin got=100000 eof back=200000 eof" timeout 30 python3 "$CL" "$T4" halfclose "$ECHO_PORT"
 expect_out "Connect to a peer in peers.deny refused" "code=403" timeout 10 python3 "$CL" "$T4" connect-denied 127.0.0.2 "$ECHO_PORT"
 expect_out "Connect to a private address refused" "code=403" timeout 10 python3 "$CL" "$T4" connect-denied 10.0.0.1 80
 expect_out "Connect to the relay's own listener refused" "code=403" timeout 10 python3 "$CL" "$T4" connect-denied 127.0.0.1 "$T4"
@@ -128,5 +130,9 @@ hout=$(counter tcp_handoff_out) hin=$(counter tcp_handoff_in)
 [ "$(counter tcp_handoff_failed)" = 0 ] && pass "no hand-over failed" || fail "tcp_handoff_failed=$(counter tcp_handoff_failed)"
 binds=$(counter connection_bind_success)
 [ "$(counter connection_bind_success)" -ge 40 ] && pass "connection_bind_success=$binds" || fail "connection_bind_success=$binds"
+for c in tcp_half_close_to_client tcp_half_close_to_peer; do
+    v=$(counter "$c")
+    [ -n "$v" ] && [ "$v" -ge 2 ] && pass "counter $c=$v" || fail "counter $c should be >= 2 (got '$v')"
+done
 [ "$(counter tcp_control_dropped)" = 0 ] && pass "no control messages dropped" || fail "tcp_control_dropped=$(counter tcp_control_dropped)"
 finish
