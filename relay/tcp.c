@@ -285,6 +285,7 @@ static ssize_t read_some(struct worker *w, struct tcp_conn *c, uint8_t *p, size_
         while (k < 0 && errno == EINTR);
         if (k == 0 && c->tconn) { /* RFC 6062 half-close: the client's FIN (tcprelay.c) */
             c->rx_eof = true;
+            arm(w, c); /* level-triggered: a FIN would wake the loop until it is out of the mask */
             return 0;
         }
         if (k == 0) return -1;

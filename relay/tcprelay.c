@@ -493,6 +493,10 @@ void tcprelay_bind(struct worker *w, struct tcp_conn *c, struct srv_tconn *tc)
 void tcprelay_data_event(struct worker *w, struct tcp_conn *c, uint32_t events)
 {
     struct srv_tconn *tc = tcp_tconn(c);
+    if (events & EPOLLERR) { /* a reset or a failure: both end (after a FIN nothing reads it) */
+        srv_tconn_end(&w->srv, tc);
+        return;
+    }
     if (!tcp_io(w, c, events)) {
         if (!tcp_tconn(c)) return; /* closed */
     }
