@@ -13,7 +13,7 @@
         workers many land on a worker other than the allocation's), all open at once, BYTES
         through each and back: prints "ok conns=N"
     tcp_relay_client.py TURN_PORT hold PEER_PORT SECONDS   Connect to the echo peer, 200 kB
-        through and back, then 4 MB sent without reading any of the echo (both directions
+        through and back, then 16 MB sent without reading any of the echo (both directions
         stall), prints "ready", holds the connections SECONDS (for the QoS view) and exits
     tcp_relay_client.py TURN_PORT halfclose PEER_PORT        half-close both ways: the client
         sends 300 kB and shuts its side (FIN), and still gets the whole echo back, then EOF;
@@ -91,7 +91,7 @@ def main():
 
         def flood():
             try:
-                d.s.sendall(os.urandom(4 << 20))
+                d.s.sendall(os.urandom(16 << 20))
             except OSError:
                 pass
 

@@ -67,17 +67,26 @@ uclient "uclient -T, 2 clients x 500 of 1000 bytes" 1000 1000 -n 500 -m 2 -p "$T
 CL="$HERE/tcp_relay_client.py"
 expect_out "Connect to a TCP echo peer, 1 MB through" "ok echoed=1000000" timeout 30 python3 "$CL" "$T4" connect-echo "$ECHO_PORT" 1000000
 expect_out "40 data connections at once, 20 kB each through" "ok conns=40" timeout 60 python3 "$CL" "$T4" many 40 20000
-# The QoS view of a TCP flow: a live one (200 kB echoed, then 4 MB sent with nothing read back,
+# The QoS view of a TCP flow: a live one (200 kB echoed, then 16 MB sent with nothing read back,
 # so both directions stall) in the allocation's detail and in /metrics.
-python3 "$CL" "$T4" hold "$ECHO_PORT" 6 >"$WORK/hold.out" 2>&1 &
+python3 "$CL" "$T4" hold "$ECHO_PORT" 30 >"$WORK/hold.out" 2>&1 &
 HOLD=$!
 for _ in $(seq 100); do grep -q ready "$WORK/hold.out" && break; sleep 0.1; done
 H=(-H "Authorization: Bearer tcp-test-token")
 curl -s "${H[@]}" "$API/api/v1/allocations" >"$WORK/list.json"
 ID=$(python3 -c 'import json,sys; print(next(a["id"] for a in json.load(open(sys.argv[1]))["allocations"] if a["transport"] == "tcp"))' "$WORK/list.json" 2>/dev/null || true)
-curl -s "${H[@]}" "$API/api/v1/allocations/$ID" >"$WORK/detail.json"
+# The stall comes once the kernel buffers on the way back are full (a few MB on loopback):
+# how long that takes depends on the machine's load, so wait for it (at most 20 s), and for
+# half a second of it.
+t0=$SECONDS
+while [ $((SECONDS - t0)) -lt 20 ]; do
+    curl -s "${H[@]}" "$API/api/v1/allocations/$ID" >"$WORK/detail.json"
+    python3 -c 'import json,sys; f=[x for x in json.load(open(sys.argv[1]))["tcp_flows"] if x["state"] == "bound"]; sys.exit(not (f and f[0]["to_client"]["stalled_now"] and f[0]["to_client"]["stalled_seconds"] > 0.6))' "$WORK/detail.json" 2>/dev/null && break
+    sleep 0.3
+done
 curl -s "${H[@]}" "$API/metrics" >"$WORK/metrics.txt"
-wait $HOLD || true
+kill "$HOLD" 2>/dev/null
+wait $HOLD 2>/dev/null || true
 if out=$(python3 - "$WORK/detail.json" <<'PY'
 import json, sys
 f = json.load(open(sys.argv[1]))["tcp_flows"]
