@@ -77,6 +77,8 @@ static inline bool alloc_bucket_take(struct alloc_bucket *b, size_t n, uint64_t 
     return true;
 }
 
+struct srv_tconn;
+
 struct allocation {
     uint64_t id;
     struct srv_tuple tuple;
@@ -105,6 +107,10 @@ struct allocation {
     uint64_t icmp_ms;
     /* Traffic: "to_peer" came from the client and went to peers, "to_client" the reverse. */
     uint64_t pkts_to_peer, bytes_to_peer, pkts_to_client, bytes_to_client;
+    /* RFC 6062: REQUESTED-TRANSPORT TCP (the relay socket listens; peers are connections). */
+    bool tcp;
+    struct srv_tconn *tconns; /* its peer connections (server.c owns them) */
+    uint32_t ntconns;
     void *qos; /* the relay's QoS meter (opaque here; made and freed by the relay) */
     /* Datagrams of this allocation the server dropped, [0] from the client, [1] from peers,
      * for the relay's QoS timeline, which takes (and zeroes) them once a second. */

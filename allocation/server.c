@@ -120,10 +120,14 @@ static void release(struct srv *s, struct allocation *a, unsigned i)
                                                                         : r->addr.v4.sin_port));
 }
 
-/* Tear an allocation down: relay sockets, ports, quota, table entry, memory. */
+static void tconn_free(struct srv *s, struct srv_tconn *tc);
+
+/* Tear an allocation down: peer connections, relay sockets, ports, quota, table entry, memory. */
 static void destroy(struct srv *s, struct allocation *a, const char *why, enum srv_counter c)
 {
     if (s->io.event) s->io.event(s->io.ctx, a, why, NULL, POLICY_OK);
+    while (a->tconns)
+        tconn_free(s, a->tconns);
     for (unsigned i = 0; i < a->nrelay; i++)
         release(s, a, i);
     s->io.quota_release(s->io.ctx, a->username, a->ulen);
@@ -166,10 +170,13 @@ size_t srv_close_all(struct srv *s, const char *why)
     return n;
 }
 
+static void tconn_expire(struct srv *s, uint64_t now_ms);
+
 size_t srv_expire(struct srv *s, uint64_t now_ms)
 {
     size_t n = 0;
     struct allocation *a;
+    tconn_expire(s, now_ms);
     while ((a = alloc_expired(&s->allocs, now_ms)) != NULL) {
         destroy(s, a, "expired", SRV_C_allocations_expired);
         n++;
@@ -238,6 +245,12 @@ int srv_reconfigure(struct srv *s, const struct srv_options *opt, uint64_t now_m
     for (size_t i = 0; i < s->allocs.count; i++) {
         struct allocation *a = s->allocs.heap[i];
         alloc_forget_peers(a, policy_keeps, s, &out->permissions, &out->channels);
+        for (struct srv_tconn *tc = a->tconns, *next; tc; tc = next) {
+            next = tc->anext;
+            if (policy_keeps(s, &tc->peer, true)) continue;
+            s->c.v[SRV_C_tcp_connections_revoked]++;
+            tconn_free(s, tc);
+        }
         struct auth_user u;
         uint64_t bw = s->opt.bandwidth_bps;
         if (cr && cr->lookup(cr->ctx, (const uint8_t *)a->username, a->ulen, false, &u) == 0 &&
@@ -278,6 +291,8 @@ struct req {
     unsigned nonce_flags; /* of the request's nonce (AUTH_NONCE_*), once checked */
     uint8_t *out;
     size_t cap;
+    void *client_io;     /* the relay's handle of the connection it came on */
+    struct srv_fwd *fwd; /* ConnectionBind says so in fwd->bound */
 };
 
 static void begin(struct req *r, struct stun_enc *e, enum stun_class cls)
@@ -324,6 +339,10 @@ static enum srv_counter error_counter(int code)
         return SRV_C_error_442;
     case 443:
         return SRV_C_error_443;
+    case 446:
+        return SRV_C_error_446;
+    case 447:
+        return SRV_C_error_447;
     case 486:
         return SRV_C_error_486;
     case 508:
@@ -349,17 +368,35 @@ static void make_nonce(struct req *r, unsigned flags, char out[AUTH_NONCE_LEN])
                         flags, out);
 }
 
-/* Is this nonce ours or the fleet's (OK), ours but expired (STALE), or neither? */
-static enum auth_nonce_result check_nonce(struct req *r, const struct stun_attr *nonce)
+/* Is this nonce ours or the fleet's for client (OK), ours but expired (STALE), or neither? */
+static enum auth_nonce_result check_nonce_for(struct req *r, const union stun_addr *client,
+                                              const struct stun_attr *nonce)
 {
     const struct srv *s = r->s;
     enum auth_nonce_result res = AUTH_NONCE_INVALID;
     for (size_t k = 0; k < s->nfleet_keys && res == AUTH_NONCE_INVALID; k++)
-        res = auth_nonce_check(&s->fleet_keys[k], &r->t->client, nonce->val, nonce->len, s->unix_s,
+        res = auth_nonce_check(&s->fleet_keys[k], client, nonce->val, nonce->len, s->unix_s,
                                &r->nonce_flags);
     if (res == AUTH_NONCE_INVALID)
-        res = auth_nonce_check(s->opt.nonce_key, &r->t->client, nonce->val, nonce->len,
-                               r->now_ms / 1000, &r->nonce_flags);
+        res = auth_nonce_check(s->opt.nonce_key, client, nonce->val, nonce->len, r->now_ms / 1000,
+                               &r->nonce_flags);
+    return res;
+}
+
+static enum auth_nonce_result check_nonce(struct req *r, const struct stun_attr *nonce)
+{
+    enum auth_nonce_result res = check_nonce_for(r, &r->t->client, nonce);
+    /* RFC 6062 5.4: a ConnectionBind comes on a new connection, and clients (coturn's among
+     * them) sign it with the nonce their control connection was given: the nonce of the
+     * allocation whose pending CONNECTION-ID it names is accepted too (the MAC still has to
+     * verify with the user's key, and the user must be the allocation's). */
+    if (res == AUTH_NONCE_INVALID && stun_method_of(r->m->type) == STUN_CONNECTION_BIND) {
+        const struct stun_attr *ia = stun_find(r->m, STUN_ATTR_CONNECTION_ID);
+        uint32_t id;
+        const struct srv_tconn *tc = ia && !stun_get_u32(ia, &id) ? srv_tconn_find(r->s, id) : NULL;
+        if (tc && tc->state == SRV_TCONN_PENDING)
+            res = check_nonce_for(r, &tc->a->tuple.client, nonce);
+    }
     return res;
 }
 
@@ -382,6 +419,13 @@ static size_t build_error(struct req *r, int code)
     if (code == 420) stun_enc_unknown(&e, r->m->unknown, r->m->nunknown);
     if ((code == 401 || code == 438) && !r->authed) challenge(r, &e);
     return finish(r, &e);
+}
+
+/* RFC 6062: TCP relaying and its data connections need a TCP or TLS connection (not UDP, not
+ * DTLS: a datagram transport). */
+static bool stream_transport(const struct srv_tuple *t)
+{
+    return t->transport == SRV_TCP || t->transport == SRV_TLS;
 }
 
 /* Answers to unauthenticated requests over UDP are limited per source prefix and per server
@@ -725,7 +769,19 @@ static size_t do_allocate(struct req *r)
     const struct stun_attr *rt = stun_find(m, STUN_ATTR_REQUESTED_TRANSPORT);
     uint8_t proto;
     if (!rt || stun_get_transport(rt, &proto)) return error(r, 400);
-    if (proto != STUN_TRANSPORT_UDP) return error(r, 442);
+    if (proto != STUN_TRANSPORT_UDP && proto != STUN_TRANSPORT_TCP) return error(r, 442);
+    bool tcp = proto == STUN_TRANSPORT_TCP;
+    if (tcp) {
+        /* RFC 6062 5.1: TCP relaying over a TCP/TLS control connection only, with neither
+         * DONT-FRAGMENT, EVEN-PORT nor RESERVATION-TOKEN (and one address family: dual TCP
+         * allocations are not specified). */
+        if (!stream_transport(r->t)) return error(r, 400);
+        if (stun_find(m, STUN_ATTR_DONT_FRAGMENT) || stun_find(m, STUN_ATTR_EVEN_PORT) ||
+            stun_find(m, STUN_ATTR_RESERVATION_TOKEN) ||
+            stun_find(m, STUN_ATTR_ADDITIONAL_ADDRESS_FAMILY))
+            return error(r, 400);
+        if (!s->io.peer_connect || !s->io.tconn_close || !s->io.client_send) return error(r, 442);
+    }
 
     const struct stun_attr *tok = stun_find(m, STUN_ATTR_RESERVATION_TOKEN);
     const struct stun_attr *ev = stun_find(m, STUN_ATTR_EVEN_PORT);
@@ -767,6 +823,7 @@ static size_t do_allocate(struct req *r)
     memcpy(a->alloc_tid, m->tid, STUN_TID_LEN);
     a->alloc_req_hash = req_hash(m->buf, STUN_HEADER_LEN + m->len);
     a->dont_fragment = stun_find(m, STUN_ATTR_DONT_FRAGMENT) != NULL;
+    a->tcp = tcp;
     uint64_t bw = r->user.bandwidth_bps ? r->user.bandwidth_bps : s->opt.bandwidth_bps;
     a->bw_to_peer = a->bw_to_client =
         (struct alloc_bucket){.rate = bw, .tokens = bw, .last_ms = r->now_ms};
@@ -788,6 +845,7 @@ static size_t do_allocate(struct req *r)
     alloc_set_expiry(&s->allocs, a, r->now_ms + (uint64_t)life * 1000);
     a->client_io = NULL;
     s->c.v[SRV_C_allocations_created]++;
+    s->c.v[SRV_C_tcp_allocations] += tcp;
     if (s->io.event) s->io.event(s->io.ctx, a, "allocated", NULL, POLICY_OK);
 
     struct stun_enc e;
@@ -920,7 +978,7 @@ static size_t do_channel_bind(struct req *r, struct allocation *a)
     const struct stun_attr *ca = stun_find(r->m, STUN_ATTR_CHANNEL_NUMBER);
     const struct stun_attr *pa = stun_find(r->m, STUN_ATTR_XOR_PEER_ADDRESS);
     uint16_t num;
-    if (!ca || !pa || stun_get_channel(ca, &num)) return error(r, 400);
+    if (a->tcp || !ca || !pa || stun_get_channel(ca, &num)) return error(r, 400);
     uint16_t max = r->s->opt.strict_channels ? STUN_CHANNEL_MAX_STRICT : STUN_CHANNEL_MAX;
     if (num < STUN_CHANNEL_MIN || num > max) return error(r, 400);
     union stun_addr peer;
@@ -944,6 +1002,285 @@ static size_t do_channel_bind(struct req *r, struct allocation *a)
     return success(r, &e, SRV_C_channel_bind_success);
 }
 
+/* ---- RFC 6062: TCP allocations (Connect, ConnectionBind, ConnectionAttempt) ---- */
+
+static uint32_t tcp_limit(const struct srv *s)
+{
+    return s->opt.max_tcp_connections ? s->opt.max_tcp_connections : SRV_TCP_MAX_CONNS;
+}
+
+struct srv_tconn *srv_tconn_find(const struct srv *s, uint32_t id)
+{
+    struct srv_tconn *tc = s->tc_hash[id % SRV_TCONN_BUCKETS];
+    while (tc && tc->id != id)
+        tc = tc->hnext;
+    return tc;
+}
+
+int srv_connection_bind_owner(const struct srv *s, const struct srv_tuple *t, const uint8_t *msg,
+                              size_t len, unsigned nworkers)
+{
+    if (nworkers < 2 || !stream_transport(t) || len < STUN_HEADER_LEN) return -1;
+    if (rd16(msg) != stun_type(STUN_CONNECTION_BIND, STUN_REQUEST)) return -1; /* cheap first */
+    struct stun_msg m;
+    if (stun_decode(&m, msg, len)) return -1;
+    const struct stun_attr *ia = stun_find(&m, STUN_ATTR_CONNECTION_ID);
+    uint32_t id;
+    if (!ia || stun_get_u32(ia, &id)) return -1;
+    unsigned owner = id >> 24;
+    if (owner == s->worker || owner >= nworkers) return -1;
+    if (alloc_find(&s->allocs, t)) return -1; /* a control connection: 400 here */
+    return (int)owner;
+}
+
+static void tq_unlink(struct srv *s, struct srv_tconn *tc)
+{
+    if (!tc->queued) return;
+    if (tc->qprev)
+        tc->qprev->qnext = tc->qnext;
+    else
+        s->tq_head = tc->qnext;
+    if (tc->qnext)
+        tc->qnext->qprev = tc->qprev;
+    else
+        s->tq_tail = tc->qprev;
+    tc->qprev = tc->qnext = NULL;
+    tc->queued = false;
+}
+
+/* (Re)start tc's 30-s deadline: at the tail, which keeps the queue in deadline order. */
+static void tq_push(struct srv *s, struct srv_tconn *tc, uint64_t now_ms)
+{
+    tq_unlink(s, tc);
+    tc->deadline_ms = now_ms + SRV_TCP_TIMEOUT_MS;
+    tc->qprev = s->tq_tail;
+    if (s->tq_tail)
+        s->tq_tail->qnext = tc;
+    else
+        s->tq_head = tc;
+    s->tq_tail = tc;
+    tc->queued = true;
+}
+
+/* A new connection of a to peer (canonical), with a fresh unpredictable CONNECTION-ID; NULL
+ * when out of memory. In the allocation's list and the id hash, not yet queued. */
+static struct srv_tconn *tconn_new(struct srv *s, struct allocation *a, const union stun_addr *peer,
+                                   uint64_t now_ms)
+{
+    struct srv_tconn *tc = tern_calloc(1, sizeof(*tc));
+    if (!tc) return NULL;
+    uint32_t id, tag = (uint32_t)s->worker << 24;
+    s->io.random(s->io.ctx, &id, sizeof(id));
+    id = tag | (id & 0xFFFFFFu);
+    while (id == 0 || srv_tconn_find(s, id)) /* rare: the next free one, same worker */
+        id = tag | ((id + 1) & 0xFFFFFFu);
+    tc->id = id;
+    tc->a = a;
+    tc->peer = *peer;
+    tc->created_ms = now_ms;
+    tc->anext = a->tconns;
+    a->tconns = tc;
+    a->ntconns++;
+    struct srv_tconn **b = &s->tc_hash[id % SRV_TCONN_BUCKETS];
+    tc->hnext = *b;
+    *b = tc;
+    s->ntconns++;
+    return tc;
+}
+
+/* Close tc's sockets and forget it. */
+static void tconn_free(struct srv *s, struct srv_tconn *tc)
+{
+    struct allocation *a = tc->a;
+    if (tc->peer_io || tc->data_io) s->io.tconn_close(s->io.ctx, tc);
+    tq_unlink(s, tc);
+    for (struct srv_tconn **p = &a->tconns; *p; p = &(*p)->anext)
+        if (*p == tc) {
+            *p = tc->anext;
+            break;
+        }
+    a->ntconns--;
+    for (struct srv_tconn **p = &s->tc_hash[tc->id % SRV_TCONN_BUCKETS]; *p; p = &(*p)->hnext)
+        if (*p == tc) {
+            *p = tc->hnext;
+            break;
+        }
+    s->ntconns--;
+    s->c.v[SRV_C_tcp_connections_ended]++;
+    OPENSSL_cleanse(tc->key, sizeof(tc->key));
+    tern_free(tc);
+}
+
+/* The late answer to tc's Connect (code 0: success with CONNECTION-ID), signed as the request
+ * was, to the allocation's control connection. */
+static void connect_answer(struct srv *s, struct srv_tconn *tc, int code)
+{
+    uint8_t buf[256];
+    struct stun_enc e;
+    stun_enc_init(&e, buf, sizeof(buf), stun_type(STUN_CONNECT, code ? STUN_ERROR : STUN_SUCCESS),
+                  tc->tid);
+    if (code)
+        stun_enc_error(&e, code, NULL);
+    else
+        stun_enc_u32(&e, STUN_ATTR_CONNECTION_ID, tc->id);
+    const char *sw = s->opt.software;
+    if (sw && sw[0]) stun_enc_attr(&e, STUN_ATTR_SOFTWARE, sw, strlen(sw));
+    if (tc->sha256_mac)
+        stun_enc_integrity_sha256(&e, tc->key, tc->keylen);
+    else
+        stun_enc_integrity(&e, tc->key, tc->keylen);
+    if (tc->fingerprint) stun_enc_fingerprint(&e);
+    int n = stun_enc_finish(&e);
+    OPENSSL_cleanse(tc->key, sizeof(tc->key));
+    tc->keylen = 0;
+    if (n <= 0) return;
+    s->c.v[code ? error_counter(code) : SRV_C_connect_success]++;
+    s->io.client_send(s->io.ctx, tc->a, buf, (size_t)n);
+}
+
+/* RFC 6062 5.2. The answer comes later (srv_connect_result, or 447 at the deadline). */
+static size_t do_connect(struct req *r, struct allocation *a)
+{
+    struct srv *s = r->s;
+    if (!a->tcp) return error(r, 400); /* Connect is for TCP allocations */
+    const struct stun_attr *pa = stun_find(r->m, STUN_ATTR_XOR_PEER_ADDRESS);
+    if (!pa) return error(r, 400);
+    union stun_addr peer;
+    int rc = check_peer(r, a, pa, &peer, true); /* the same policy, with the port */
+    if (rc) return error(r, rc);
+    for (const struct srv_tconn *tc = a->tconns; tc; tc = tc->anext)
+        if (addr_equal(&tc->peer, &peer)) return error(r, 446);
+    if (a->ntconns >= tcp_limit(s)) return error(r, 508);
+    struct srv_tconn *tc = tconn_new(s, a, &peer, r->now_ms);
+    if (!tc) return error(r, 508);
+    tc->outgoing = true;
+    tc->state = SRV_TCONN_CONNECTING;
+    memcpy(tc->tid, r->m->tid, STUN_TID_LEN);
+    memcpy(tc->key, r->key, r->keylen);
+    tc->keylen = (uint8_t)r->keylen;
+    tc->sha256_mac = r->sha256_mac;
+    tc->fingerprint = r->fingerprint;
+    tq_push(s, tc, r->now_ms);
+    if (s->io.peer_connect(s->io.ctx, a, tc)) {
+        tc->peer_io = NULL;
+        s->c.v[SRV_C_tcp_connect_failed]++;
+        tconn_free(s, tc);
+        return error(r, 447);
+    }
+    return 0;
+}
+
+void srv_connect_result(struct srv *s, struct srv_tconn *tc, bool ok, uint64_t now_ms)
+{
+    if (tc->state != SRV_TCONN_CONNECTING) return;
+    if (!ok) {
+        s->c.v[SRV_C_tcp_connect_failed]++;
+        connect_answer(s, tc, 447);
+        tconn_free(s, tc);
+        return;
+    }
+    tc->state = SRV_TCONN_PENDING; /* the client now has 30 s to bind it */
+    tq_push(s, tc, now_ms);
+    connect_answer(s, tc, 0);
+}
+
+/* RFC 6062 5.4: on a new TCP/TLS connection (no allocation of its own), with the allocation's
+ * credentials, for a pending CONNECTION-ID. */
+static size_t do_connection_bind(struct req *r)
+{
+    struct srv *s = r->s;
+    if (!stream_transport(r->t) || live(s, r->t, r->now_ms)) return error(r, 400);
+    const struct stun_attr *ia = stun_find(r->m, STUN_ATTR_CONNECTION_ID);
+    uint32_t id;
+    if (!ia || stun_get_u32(ia, &id)) return error(r, 400);
+    struct srv_tconn *tc = srv_tconn_find(s, id);
+    if (!tc || tc->state != SRV_TCONN_PENDING || tc->a->expires_ms <= r->now_ms)
+        return error(r, 400);
+    const struct allocation *a = tc->a;
+    if (a->ulen != r->user.namelen || memcmp(a->username, r->user.name, a->ulen) != 0)
+        return error(r, 441);
+    struct stun_enc e;
+    begin(r, &e, STUN_SUCCESS);
+    size_t n = success(r, &e, SRV_C_connection_bind_success);
+    if (!n) return 0;
+    tc->state = SRV_TCONN_BOUND;
+    tc->data_io = r->client_io;
+    tq_unlink(s, tc);
+    r->fwd->bound = tc;
+    return n;
+}
+
+struct srv_tconn *srv_peer_accept(struct srv *s, struct allocation *a, const union stun_addr *from,
+                                  void *peer_io, uint64_t now_ms)
+{
+    union stun_addr peer;
+    policy_canonical(from, &peer);
+    if (!a->tcp || a->expires_ms <= now_ms) {
+        s->c.v[SRV_C_drop_no_allocation]++;
+        return NULL;
+    }
+    if (!alloc_permitted(a, &peer, now_ms)) {
+        s->c.v[SRV_C_tcp_refused_no_permission]++;
+        a->drops_perm[1]++;
+        return NULL;
+    }
+    enum policy_verdict v = policy_check_canonical(s->opt.policy, &peer, true);
+    if (v != POLICY_OK) {
+        s->c.v[SRV_C_tcp_refused_policy]++;
+        if (s->io.event) s->io.event(s->io.ctx, a, "denied", from, v);
+        return NULL;
+    }
+    if (a->ntconns >= tcp_limit(s)) {
+        s->c.v[SRV_C_tcp_refused_limit]++;
+        return NULL;
+    }
+    struct srv_tconn *tc = tconn_new(s, a, &peer, now_ms);
+    if (!tc) {
+        s->c.v[SRV_C_tcp_refused_limit]++;
+        return NULL;
+    }
+    tc->state = SRV_TCONN_PENDING;
+    tc->peer_io = peer_io;
+    tq_push(s, tc, now_ms);
+    uint8_t buf[128], tid[STUN_TID_LEN];
+    uint64_t r1 = splitmix(&s->rng), r2 = splitmix(&s->rng);
+    memcpy(tid, &r1, 8);
+    memcpy(tid + 8, &r2, 4);
+    struct stun_enc e;
+    stun_enc_init(&e, buf, sizeof(buf), stun_type(STUN_CONNECTION_ATTEMPT, STUN_INDICATION), tid);
+    stun_enc_xor_addr(&e, STUN_ATTR_XOR_PEER_ADDRESS, from);
+    stun_enc_u32(&e, STUN_ATTR_CONNECTION_ID, tc->id);
+    int n = stun_enc_finish(&e);
+    if (n > 0) {
+        s->c.v[SRV_C_connection_attempt]++;
+        s->io.client_send(s->io.ctx, a, buf, (size_t)n);
+    }
+    return tc;
+}
+
+void srv_tconn_end(struct srv *s, struct srv_tconn *tc)
+{
+    if (tc->state == SRV_TCONN_CONNECTING) {
+        srv_connect_result(s, tc, false, 0);
+        return;
+    }
+    tconn_free(s, tc);
+}
+
+static void tconn_expire(struct srv *s, uint64_t now_ms)
+{
+    struct srv_tconn *tc;
+    while ((tc = s->tq_head) && tc->deadline_ms <= now_ms) {
+        if (tc->state == SRV_TCONN_CONNECTING) {
+            s->c.v[SRV_C_tcp_connect_timeout]++;
+            connect_answer(s, tc, 447);
+        } else {
+            s->c.v[SRV_C_tcp_bind_timeout]++;
+        }
+        tconn_free(s, tc);
+    }
+}
+
 /* ---- indications and ChannelData: data towards peers ---- */
 
 static void do_send(struct srv *s, const struct srv_tuple *t, const struct stun_msg *m,
@@ -957,6 +1294,10 @@ static void do_send(struct srv *s, const struct srv_tuple *t, const struct stun_
     const struct stun_attr *pa = stun_find(m, STUN_ATTR_XOR_PEER_ADDRESS);
     const struct stun_attr *da = stun_find(m, STUN_ATTR_DATA);
     union stun_addr raw, peer;
+    if (a->tcp) { /* RFC 6062: a TCP allocation's data goes over data connections only */
+        s->c.v[SRV_C_drop_tcp_allocation]++;
+        return;
+    }
     if (!pa || !da || stun_get_xor_addr(m, pa, &raw)) {
         s->c.v[SRV_C_drop_send_incomplete]++;
         return;
@@ -1001,6 +1342,10 @@ static void do_channel_data(struct srv *s, const struct srv_tuple *t, const uint
     struct allocation *a = live(s, t, now_ms);
     if (!a) {
         s->c.v[SRV_C_drop_no_allocation]++;
+        return;
+    }
+    if (a->tcp) {
+        s->c.v[SRV_C_drop_tcp_allocation]++;
         return;
     }
     const struct alloc_chan *c = alloc_channel(a, ch, now_ms);
@@ -1084,7 +1429,7 @@ static size_t request(struct req *r)
         return success(r, &e, SRV_C_binding_success);
     }
     if (method != STUN_ALLOCATE && method != STUN_REFRESH && method != STUN_CREATE_PERMISSION &&
-        method != STUN_CHANNEL_BIND)
+        method != STUN_CHANNEL_BIND && method != STUN_CONNECT && method != STUN_CONNECTION_BIND)
         return error(r, 400);
 
     int code = authenticate(r);
@@ -1094,6 +1439,7 @@ static size_t request(struct req *r)
     if (m->nunknown) return error(r, 420);
 
     if (method == STUN_ALLOCATE) return do_allocate(r);
+    if (method == STUN_CONNECTION_BIND) return do_connection_bind(r);
     struct allocation *a = live(s, r->t, r->now_ms);
     /* RFC 8656 5: other requests on an allocation's 5-tuple must use its credentials. */
     if (a && (a->ulen != r->user.namelen || memcmp(a->username, r->user.name, a->ulen) != 0))
@@ -1103,6 +1449,8 @@ static size_t request(struct req *r)
         return a ? do_refresh(r, a) : error(r, 437);
     case STUN_CREATE_PERMISSION:
         return a ? do_create_permission(r, a) : error(r, 437);
+    case STUN_CONNECT:
+        return a ? do_connect(r, a) : error(r, 437);
     default:
         return a ? do_channel_bind(r, a) : error(r, 437);
     }
@@ -1112,12 +1460,20 @@ size_t srv_handle(struct srv *s, const struct srv_tuple *t, void *client_io, con
                   size_t inlen, uint64_t now_ms, uint8_t *out, size_t outcap, struct srv_fwd *fwd)
 {
     fwd->a = NULL;
+    fwd->bound = NULL;
     if (inlen >= 1 && (in[0] & 0xC0) == 0x40) {
         do_channel_data(s, t, in, inlen, now_ms, fwd);
         return 0;
     }
     struct stun_msg m;
-    struct req r = {.s = s, .t = t, .m = &m, .now_ms = now_ms, .out = out, .cap = outcap};
+    struct req r = {.s = s,
+                    .t = t,
+                    .m = &m,
+                    .now_ms = now_ms,
+                    .out = out,
+                    .cap = outcap,
+                    .client_io = client_io,
+                    .fwd = fwd};
     int rc = stun_decode(&m, in, inlen);
     if (rc) return malformed(&r, rc, inlen);
     s->c.v[SRV_C_rx_stun]++;

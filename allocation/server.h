@@ -49,6 +49,8 @@
     X(error_441, "441 Wrong Credentials responses")                                                \
     X(error_442, "442 Unsupported Transport Protocol responses")                                   \
     X(error_443, "443 Peer Address Family Mismatch responses")                                     \
+    X(error_446, "446 Connection Already Exists responses (RFC 6062 Connect)")                     \
+    X(error_447, "447 Connection Timeout or Failure responses (RFC 6062 Connect)")                 \
     X(error_486, "486 Allocation Quota Reached responses")                                         \
     X(error_508, "508 Insufficient Capacity responses")                                            \
     X(error_300, "300 Try Alternate responses (draining, ALTERNATE-SERVER given)")                 \
@@ -82,7 +84,21 @@
     X(drop_icmp_rate, "dropped: ICMP errors over the per-allocation rate")                         \
     X(drop_unauth_ratelimited,                                                                     \
       "dropped: answer to an unauthenticated request over its source's rate")                      \
-    X(drop_unauth_global, "dropped: answer to an unauthenticated request over the worker's cap")
+    X(drop_unauth_global, "dropped: answer to an unauthenticated request over the worker's cap")   \
+    X(drop_tcp_allocation, "dropped: Send or ChannelData on a TCP allocation (RFC 6062)")          \
+    X(tcp_allocations, "TCP allocations created (RFC 6062; also in allocations_created)")          \
+    X(connect_success, "Connect success responses: a peer connection made (RFC 6062)")             \
+    X(connection_bind_success, "ConnectionBind success responses: data connections bound")         \
+    X(connection_attempt, "ConnectionAttempt indications: a peer connected to a relayed address")  \
+    X(tcp_connect_failed, "Connects answered 447: the peer refused or the connection failed")      \
+    X(tcp_connect_timeout, "Connects answered 447: no connection within 30 s")                     \
+    X(tcp_bind_timeout, "peer connections closed: no ConnectionBind within 30 s")                  \
+    X(tcp_refused_no_permission, "peer TCP connections refused: no permission for the peer")       \
+    X(tcp_refused_policy, "peer TCP connections refused: the peer policy denies the peer")         \
+    X(tcp_refused_limit, "peer TCP connections refused: the allocation's connection limit")        \
+    X(tcp_connections_ended, "TCP peer connections ended (either side closed, allocation ended)")  \
+    X(tcp_connections_revoked, "TCP peer connections closed: a reload made the policy refuse "     \
+                               "them")
 
 enum srv_counter {
 #define SRV_X_ENUM(name, help) SRV_C_##name,
@@ -122,7 +138,44 @@ struct srv_options {
      * with bursts of unauth_burst, and unauth_global_rate per second in all (this server);
      * the excess is dropped and counted. 0: that limit is off. */
     uint32_t unauth_rate, unauth_burst, unauth_global_rate;
+    /* RFC 6062: connections (pending or bound) per TCP allocation; 0: SRV_TCP_MAX_CONNS. */
+    uint32_t max_tcp_connections;
 };
+
+/* ---- RFC 6062 TCP allocations ---- */
+
+#define SRV_TCP_TIMEOUT_MS (30 * 1000) /* a Connect's connection, and a ConnectionBind's wait */
+#define SRV_TCP_MAX_CONNS  64          /* default allocation.max_tcp_connections */
+
+enum srv_tconn_state {
+    SRV_TCONN_CONNECTING, /* Connect: the relay is connecting to the peer */
+    SRV_TCONN_PENDING,    /* peer connected: waiting (30 s) for the client's ConnectionBind */
+    SRV_TCONN_BOUND,      /* a client data connection and the peer connection, spliced */
+};
+
+/* One peer connection of a TCP allocation, with its CONNECTION-ID. Owned by the server (made
+ * by Connect or srv_peer_accept, freed when it ends); the relay keeps its sockets in peer_io
+ * and data_io and its byte counts here. */
+struct srv_tconn {
+    uint32_t id; /* CONNECTION-ID: random, non-zero, unique in this server */
+    enum srv_tconn_state state;
+    bool outgoing; /* made by Connect (else a peer connected in: ConnectionAttempt) */
+    struct allocation *a;
+    union stun_addr peer;                    /* canonical, port set */
+    uint64_t created_ms, deadline_ms;        /* deadline: CONNECTING and PENDING only */
+    void *peer_io, *data_io;                 /* the relay's handles (data_io: once bound) */
+    uint64_t bytes_to_peer, bytes_to_client; /* the relay counts what it splices */
+    /* A Connect's answer is sent when the connection is made (or fails): its transaction and
+     * how to sign it, wiped when the answer goes. */
+    uint8_t tid[STUN_TID_LEN];
+    uint8_t key[32];
+    uint8_t keylen;
+    bool sha256_mac, fingerprint;
+    /* Links: the allocation's list, the id hash, the deadline queue. */
+    struct srv_tconn *anext, *hnext, *qprev, *qnext;
+    bool queued;
+};
+#define SRV_TCONN_BUCKETS 1024
 
 /* The relay's side: shared resources and sockets. Every call is made from the worker that
  * owns this server; calls into shared state (ports, quotas) are serialised by the relay. */
@@ -153,6 +206,18 @@ struct srv_io {
      * path; it re-checks the binding itself afterwards (expiry, permission, policy). */
     void (*channel_bound)(void *ctx, struct allocation *a, uint16_t num,
                           const union stun_addr *peer);
+    /* RFC 6062 (all three NULL: REQUESTED-TRANSPORT TCP gets 442). relay_open sees a->tcp and
+     * listens on the relayed address instead (a peer connecting: srv_peer_accept). */
+    /* Start a non-blocking connection from a's relayed address to tc->peer (canonical, allowed
+     * by the policy); keep its handle in tc->peer_io and report with srv_connect_result. 0, or
+     * a negative errno (the Connect is answered 447 at once). */
+    int (*peer_connect)(void *ctx, struct allocation *a, struct srv_tconn *tc);
+    /* Close tc's sockets (peer_io, data_io): the server frees tc right after. Never calls back
+     * into the server. */
+    void (*tconn_close)(void *ctx, struct srv_tconn *tc);
+    /* A message for a's control connection that answers nothing the client just sent (a
+     * Connect's late answer, a ConnectionAttempt). */
+    void (*client_send)(void *ctx, struct allocation *a, const uint8_t *msg, size_t len);
 };
 
 struct srv_txcache;
@@ -181,6 +246,10 @@ struct srv {
     unsigned pool_rr; /* rotates allocations over relay addresses of one family */
     bool draining;    /* new allocations are turned away (set by the caller between calls) */
     unsigned alt_rr;  /* rotates the alternates offered while draining */
+    /* RFC 6062 with several workers: this server's index (0-255, set by the caller after
+     * srv_init), the top byte of every CONNECTION-ID it makes, so whichever worker accepts a
+     * data connection knows whose the id is (srv_connection_bind_owner). */
+    uint8_t worker;
     /* Fleet steering (cluster.redirect), set by the caller between calls: a new Allocate from
      * a client of this family (0 IPv4, 1 IPv6) over this transport (udp, tcp, tls, dtls) gets 300
      * Try Alternate to steer[family][transport] when not NULL (this node is draining or over
@@ -194,6 +263,12 @@ struct srv {
      * nonces of opt.nonce_key (made before the fleet's keys were known) stay accepted. */
     const struct auth_nonce_key *fleet_keys;
     size_t nfleet_keys;
+    /* RFC 6062 peer connections: by CONNECTION-ID, and those with a deadline (CONNECTING,
+     * PENDING) in deadline order (every deadline is SRV_TCP_TIMEOUT_MS after it was set, so
+     * appending keeps the queue sorted). */
+    struct srv_tconn *tc_hash[SRV_TCONN_BUCKETS];
+    size_t ntconns;
+    struct srv_tconn *tq_head, *tq_tail;
 };
 
 int srv_init(struct srv *s, const struct srv_options *opt, const struct srv_io *io,
@@ -212,6 +287,9 @@ struct srv_fwd {
     const uint8_t *data; /* points into the input */
     size_t len;
     bool dont_fragment;
+    /* ConnectionBind succeeded (RFC 6062 5.4): once the answer is sent, the client connection
+     * the message came on carries raw bytes to and from bound's peer connection. */
+    struct srv_tconn *bound;
 };
 
 /* Handle one message from a client: a whole datagram, or one frame of a TCP/TLS stream.
@@ -264,7 +342,33 @@ struct srv_reconf {
 int srv_reconfigure(struct srv *s, const struct srv_options *opt, uint64_t now_ms,
                     struct srv_reconf *out);
 
-/* Delete allocations whose lifetime ended by now; returns how many. */
+/* RFC 6062: the relay's connection to tc->peer (Connect) was made (ok) or failed. The client
+ * gets the Connect's answer (success with CONNECTION-ID, or 447) through io.client_send; a
+ * failed tc is closed and freed. */
+void srv_connect_result(struct srv *s, struct srv_tconn *tc, bool ok, uint64_t now_ms);
+/* RFC 6062 5.3: peer `from` connected to a's relayed TCP address. Checked like every peer
+ * (canonicalised, a permission for its IP, the peer policy with the port, the allocation's
+ * connection limit): refused, NULL (counted; the relay closes the socket). Else a PENDING
+ * connection holding peer_io, and a ConnectionAttempt to the client. */
+struct srv_tconn *srv_peer_accept(struct srv *s, struct allocation *a, const union stun_addr *from,
+                                  void *peer_io, uint64_t now_ms);
+/* Either end of tc closed or failed (the relay noticed): both are closed (io.tconn_close) and
+ * tc freed. A CONNECTING tc is answered 447 first. */
+void srv_tconn_end(struct srv *s, struct srv_tconn *tc);
+/* The peer connection with this CONNECTION-ID, or NULL. */
+struct srv_tconn *srv_tconn_find(const struct srv *s, uint32_t id);
+/* RFC 6062 with several workers: msg (len bytes, one frame from a TCP/TLS connection t) is a
+ * ConnectionBind request naming a CONNECTION-ID made by another worker's server than s (its
+ * top byte), on a connection without an allocation: that worker's index, to which the relay
+ * hands the connection (the owner decides everything, credentials included). -1: anything
+ * else (s handles it, whatever it is; an id of a worker that does not exist gets its 400
+ * here). Decodes msg; no state changes. */
+int srv_connection_bind_owner(const struct srv *s, const struct srv_tuple *t, const uint8_t *msg,
+                              size_t len, unsigned nworkers);
+
+/* Delete allocations whose lifetime ended by now, and end RFC 6062 connections past their
+ * deadline (a Connect not made in 30 s: 447; no ConnectionBind in 30 s: closed); returns how
+ * many allocations. */
 size_t srv_expire(struct srv *s, uint64_t now_ms);
 /* Delete one allocation (its TCP/TLS connection closed). */
 void srv_delete(struct srv *s, struct allocation *a, const char *why);

@@ -100,7 +100,8 @@ struct tern_config {
     uint32_t max_total;
     uint32_t max_per_user_fleet; /* allocation.max_per_user_fleet: 0 unlimited */
     bool strict_channel_numbers;
-    uint64_t bandwidth_limit; /* bytes/s per allocation and direction; 0: unlimited */
+    uint32_t max_tcp_connections; /* RFC 6062: peer connections per TCP allocation */
+    uint64_t bandwidth_limit;     /* bytes/s per allocation and direction; 0: unlimited */
 
     /* peers: */
     bool allow_loopback;

@@ -61,6 +61,7 @@
 #include "fwd.h"
 #include "offload.h"
 #include "tcp.h"
+#include "tcprelay.h"
 #include "timeline.h"
 #include "udp.h"
 #include "worker.h"
@@ -305,7 +306,7 @@ static void to_peer(struct worker *w, const struct srv_fwd *f, int64_t rx_ns, in
  * for none), forwards its payload, or counts a drop. */
 static size_t client_msg(struct worker *w, const struct srv_tuple *t, void *client_io,
                          const uint8_t *in, size_t len, int64_t rx_ns, int tos, uint8_t *out,
-                         size_t outcap)
+                         size_t outcap, struct srv_tconn **bound)
 {
     struct srv_fwd f;
     /* A STUN message may delete an allocation (or a relay socket): what the train holds goes
@@ -313,6 +314,7 @@ static size_t client_msg(struct worker *w, const struct srv_tuple *t, void *clie
     if (w->fwd->train_on && len && (in[0] & 0xC0) != 0x40) train_flush(w);
     size_t n = srv_handle(&w->srv, t, client_io, in, len, w->now_ms, out, outcap, &f);
     if (f.a) to_peer(w, &f, rx_ns, tos);
+    if (bound) *bound = f.bound;
     return n;
 }
 
@@ -372,8 +374,8 @@ static void udp_readable(struct worker *w, struct ep_handler *h)
             }
             struct srv_tuple *t = &b->tuple[nout];
             *t = (struct srv_tuple){.transport = SRV_UDP, .client = d->from, .local = d->local};
-            size_t out =
-                client_msg(w, t, l, d->data, d->len, d->rx_ns, d->tos, b->out[nout], CLIENT_TX_BUF);
+            size_t out = client_msg(w, t, l, d->data, d->len, d->rx_ns, d->tos, b->out[nout],
+                                    CLIENT_TX_BUF, NULL);
             if (!out) continue;
             b->tiov[nout] = (struct iovec){.iov_base = b->out[nout], .iov_len = out};
             udp_prepare(&b->tx[nout].msg_hdr, l, t, &b->tiov[nout], (struct udp_mark){0, 0},
@@ -416,7 +418,7 @@ static void dtls_readable(struct worker *w, struct listener *l)
             while (s && off < CLIENT_RX_BUF &&
                    (k = dtls_read(w, s, b->in[i] + off, CLIENT_RX_BUF - off)) > 0) {
                 size_t out = client_msg(w, dtls_tuple(s), s, b->in[i] + off, (size_t)k, d->rx_ns,
-                                        d->tos, b->out[0], CLIENT_TX_BUF);
+                                        d->tos, b->out[0], CLIENT_TX_BUF, NULL);
                 off += (size_t)k;
                 if (out) dtls_send_client(w, s, b->out[0], out, (struct udp_mark){0, 0});
             }
@@ -437,22 +439,55 @@ void fwd_dtls_readable(struct worker *w, struct ep_handler *h, uint32_t events)
     w->srv.draining = draining;
 }
 
+/* The complete frames in c's buffer. false: stop (c closed, bound as a data connection, or
+ * handed to another worker). */
+static bool tcp_frames(struct worker *w, struct tcp_conn *c)
+{
+    const uint8_t *msg;
+    size_t len;
+    int r;
+    while ((r = tcp_frame(w, c, &msg, &len)) > 0) {
+        /* RFC 6062 with several workers: a ConnectionBind for another worker's CONNECTION-ID
+         * goes there with its connection (the owner answers it, credentials and all). */
+        int owner = srv_connection_bind_owner(&w->srv, tcp_tuple(c), msg, len, w->relay->nworkers);
+        if (owner >= 0) {
+            tcp_handoff(w, c, len, &w->relay->workers[owner]);
+            return false;
+        }
+        uint8_t out[CLIENT_TX_BUF];
+        struct srv_tconn *bound = NULL;
+        size_t n =
+            client_msg(w, tcp_tuple(c), c, msg, len, w->now_ns, -1, out, sizeof(out), &bound);
+        if (n && !tcp_send_client(w, c, out, n)) { /* closed: c is gone */
+            if (bound) {
+                bound->data_io = NULL;
+                srv_tconn_end(&w->srv, bound);
+            }
+            return false;
+        }
+        if (bound) { /* ConnectionBind: what follows is the client's raw data */
+            tcp_frames_done(c);
+            tcprelay_bind(w, c, bound);
+            return false;
+        }
+    }
+    if (r < 0) return false;
+    tcp_frames_done(c);
+    return true;
+}
+
 void fwd_tcp_event(struct worker *w, struct ep_handler *h, uint32_t events)
 {
     struct tcp_conn *c = (struct tcp_conn *)h;
-    if (!tcp_io(w, c, events)) return;
-    while (tcp_read(w, c) > 0) {
-        const uint8_t *msg;
-        size_t len;
-        int r;
-        while ((r = tcp_frame(w, c, &msg, &len)) > 0) {
-            uint8_t out[CLIENT_TX_BUF];
-            size_t n = client_msg(w, tcp_tuple(c), c, msg, len, w->now_ns, -1, out, sizeof(out));
-            if (n && !tcp_send_client(w, c, out, n)) return; /* closed: c is gone */
-        }
-        if (r < 0) return;
-        tcp_frames_done(c);
+    if (tcp_tconn(c)) { /* an RFC 6062 data connection: raw bytes (tcprelay.c) */
+        tcprelay_data_event(w, c, events);
+        return;
     }
+    if (!tcp_io(w, c, events)) return;
+    /* Handed over by another worker (tcp_handoff_event): its frames are in the buffer. */
+    if (events & TCP_EV_ADOPTED && !tcp_frames(w, c)) return;
+    while (tcp_read(w, c) > 0)
+        if (!tcp_frames(w, c)) return;
 }
 
 /* ---- peer -> client ---- */

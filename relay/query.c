@@ -18,6 +18,7 @@
 #include "records.h"
 #include "webhook.h"
 #include "offload.h"
+#include "tcprelay.h"
 #include "worker.h"
 
 #define QUERY_WAIT_S 3 /* a worker that has not picked a query up by then is skipped */
@@ -32,6 +33,7 @@ struct metrics_acc {
     uint64_t active[4]; /* allocations by transport (udp, tcp, tls, dtls) */
     uint64_t flows;     /* allocations with a QoS meter */
     uint64_t poor[QOS_LEG_COUNT][QOS_REASON_COUNT]; /* allocations with an open episode */
+    struct tcprelay_metrics tcp;                    /* RFC 6062 flows */
 };
 
 struct relay_query {
@@ -196,6 +198,9 @@ static json_t *detail_json(struct worker *w, struct allocation *a)
     }
     json_object_update(o, d);
     json_decref(d);
+    /* RFC 6062: a TCP allocation's connections are its flows (bytes, rates, stalls, TCP_INFO
+     * per leg); the datagram tap above sees none of their bytes. */
+    if (a->tcp) json_object_set_new(o, "tcp_flows", tcprelay_flows_json(w, a));
     return o;
 }
 
@@ -234,6 +239,7 @@ static void metrics_add(struct worker *w, struct metrics_acc *acc)
         acc->srv.v[k] += w->srv.c.v[k];
     for (int k = 0; k < RELAY_C_COUNT; k++)
         acc->io.v[k] += w->io.v[k];
+    tcprelay_metrics(w, &acc->tcp);
     const struct alloc_table *t = &w->srv.allocs;
     for (size_t i = 0; i < t->count; i++) {
         acc->active[t->heap[i]->tuple.transport]++;
@@ -476,6 +482,41 @@ static void put(struct text *t, const char *fmt, ...)
 }
 
 /* Which relay-caused drops each reason label sums (every one is also its own counter). */
+/* RFC 6062 flows: the TCP side of the QoS view (docs/tcp-relay.md). */
+static void tcp_flows_text(struct text *t, const struct tcprelay_metrics *m)
+{
+    static const char *const dirs[] = {"to_peer", "to_client"}, *const legs[] = {"client", "peer"};
+    put(t,
+        "# HELP tern_tcp_flows RFC 6062 peer connections now: bound to a data connection, or "
+        "waiting (connecting or awaiting ConnectionBind).\n# TYPE tern_tcp_flows gauge\n"
+        "tern_tcp_flows{state=\"bound\"} %llu\ntern_tcp_flows{state=\"waiting\"} %llu\n",
+        (unsigned long long)m->bound, (unsigned long long)m->waiting);
+    put(t, "# HELP tern_tcp_flow_stall_seconds_total Time RFC 6062 flows spent stalled (a full "
+           "buffer towards a side not taking bytes), by direction.\n"
+           "# TYPE tern_tcp_flow_stall_seconds_total counter\n");
+    for (int d = 0; d < TCPRELAY_DIRS; d++)
+        put(t, "tern_tcp_flow_stall_seconds_total{direction=\"%s\"} %.3f\n", dirs[d],
+            (double)m->stalled_ms[d] / 1e3);
+    put(t, "# HELP tern_tcp_flows_stalled RFC 6062 flows stalled now, by direction.\n"
+           "# TYPE tern_tcp_flows_stalled gauge\n");
+    for (int d = 0; d < TCPRELAY_DIRS; d++)
+        put(t, "tern_tcp_flows_stalled{direction=\"%s\"} %llu\n", dirs[d],
+            (unsigned long long)m->stalled_now[d]);
+    put(t, "# HELP tern_tcp_flow_retransmits_total TCP retransmissions (TCP_INFO) on RFC 6062 "
+           "flows, by leg.\n# TYPE tern_tcp_flow_retransmits_total counter\n");
+    for (int l = 0; l < TCPRELAY_LEGS; l++)
+        put(t, "tern_tcp_flow_retransmits_total{leg=\"%s\"} %llu\n", legs[l],
+            (unsigned long long)m->retrans[l]);
+    put(t, "# HELP tern_tcp_flow_rtt_seconds Smoothed RTT (TCP_INFO) of bound RFC 6062 flows, "
+           "by leg: mean and max over the flows now.\n# TYPE tern_tcp_flow_rtt_seconds gauge\n");
+    for (int l = 0; l < TCPRELAY_LEGS; l++)
+        put(t,
+            "tern_tcp_flow_rtt_seconds{leg=\"%s\",stat=\"mean\"} %.6f\n"
+            "tern_tcp_flow_rtt_seconds{leg=\"%s\",stat=\"max\"} %.6f\n",
+            legs[l], m->rtt_n[l] ? m->rtt_sum[l] / (double)m->rtt_n[l] : 0.0, legs[l],
+            m->rtt_max[l]);
+}
+
 static void drops(struct text *t, const struct metrics_acc *a)
 {
     const struct {
@@ -553,6 +594,7 @@ char *relay_metrics(struct relay *r, size_t *len)
             relay_counter_names[k], relay_counter_help[k], relay_counter_names[k],
             relay_counter_names[k], (unsigned long long)acc->io.v[k]);
     drops(&t, acc);
+    tcp_flows_text(&t, &acc->tcp);
     const struct tern_config *qcfg = relay_config_get(r);
     bool qos_on = qcfg->qos_enabled;
     relay_config_put(r, qcfg);

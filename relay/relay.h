@@ -65,6 +65,26 @@
     X(demux_bad_first_byte, "tcp+tls connections closed: first byte not TLS, STUN or ChannelData") \
     X(tls_alpn_stun_turn, "TLS handshakes that selected ALPN stun.turn (RFC 7443)")                \
     X(tls_alpn_refused, "TLS handshakes refused: ALPN offered without stun.turn (RFC 7301 alert)") \
+    X(tcp_peer_accepted, "RFC 6062: peer connections to relayed TCP addresses accepted")           \
+    X(tcp_peer_refused, "RFC 6062: peer connections refused (permission, policy, limit: srv)")     \
+    X(tcp_peer_fd_refused, "RFC 6062: peer connections refused: file descriptor reserve reached")  \
+    X(tcp_peer_connects, "RFC 6062: connections to peers started (Connect)")                       \
+    X(tcp_peer_connect_failed, "RFC 6062: connections to peers that failed (answered 447)")        \
+    X(tcp_splices, "RFC 6062: data connections bound to a peer connection")                        \
+    X(tcp_splice_paused, "RFC 6062: reads paused because the other side was not taking data")      \
+    X(tcp_peer_rx_bytes, "RFC 6062: bytes read from peer connections")                             \
+    X(tcp_peer_tx_bytes, "RFC 6062: bytes written to peer connections")                            \
+    X(tcp_handoff_out,                                                                             \
+      "RFC 6062: data connections handed to the worker owning their CONNECTION-ID")                \
+    X(tcp_handoff_in, "RFC 6062: data connections taken over from another worker")                 \
+    X(tcp_handoff_failed,                                                                          \
+      "RFC 6062: handed-over data connections closed: no room in the loop, or at stop")            \
+    X(tcp_handoff_signal_failed,                                                                   \
+      "RFC 6062: hand-overs whose wake-up write failed (picked up later)")                         \
+    X(tcp_half_close_to_client, "RFC 6062: peer FINs passed on to the client (shutdown SHUT_WR)")  \
+    X(tcp_half_close_to_peer, "RFC 6062: client FINs passed on to the peer (shutdown SHUT_WR)")    \
+    X(tcp_control_dropped,                                                                         \
+      "RFC 6062: Connect answers or ConnectionAttempts with no room to queue")                     \
     X(dtls_rx_datagrams, "DTLS datagrams received on dtls listeners")                              \
     X(dtls_rx_bytes, "DTLS bytes received on dtls listeners (records, encrypted)")                 \
     X(dtls_tx_datagrams, "DTLS datagrams sent from dtls listeners")                                \

@@ -17,6 +17,7 @@
 #include "fwd.h"
 #include "offload.h"
 #include "tcp.h"
+#include "tcprelay.h"
 #include "udp.h"
 #include "worker.h"
 
@@ -85,6 +86,11 @@ static int io_relay_open(void *ctx, struct allocation *a, struct alloc_relay *r)
         atomic_exchange(&w->shared->fd_short_relay, false))
         tlog(CFG_LOG_WARN, "relay_fd_limit_ended", LF_U("worker", w->id),
              LF_U("open_fds", (uint64_t)atomic_load(&w->shared->fds)));
+    if (a->tcp) { /* RFC 6062: the relayed address listens for peers */
+        int rc = tcprelay_listen(w, a, r);
+        if (rc) fd_give(w->shared);
+        return rc;
+    }
     int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         int err = errno;
@@ -303,7 +309,25 @@ static void io_event(void *ctx, const struct allocation *a, const char *what,
          LF_U("pkts_to_client", a->pkts_to_client), LF_U("bytes_to_client", a->bytes_to_client));
 }
 
+static int io_peer_connect(void *ctx, struct allocation *a, struct srv_tconn *tc)
+{
+    return tcprelay_connect(ctx, a, tc);
+}
+
+static void io_tconn_close(void *ctx, struct srv_tconn *tc)
+{
+    tcprelay_close(ctx, tc);
+}
+
+static void io_client_send(void *ctx, struct allocation *a, const uint8_t *msg, size_t len)
+{
+    tcprelay_client_send(ctx, a, msg, len);
+}
+
 const struct srv_io srvio_template = {
+    .peer_connect = io_peer_connect,
+    .tconn_close = io_tconn_close,
+    .client_send = io_client_send,
     .port_take = io_port_take,
     .port_claim = io_port_claim,
     .port_release = io_port_release,

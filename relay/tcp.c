@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -83,6 +84,13 @@ struct tcp_conn {
     size_t rxoff; /* frames before this offset have been handed out (tcp_frame) */
     uint8_t *tx;
     size_t txlen, txcap;
+    /* RFC 6062: a client data connection, bound (ConnectionBind) to this peer connection: raw
+     * bytes both ways (tcprelay.c); rx_paused: the peer is not taking them fast enough. */
+    struct srv_tconn *tconn;
+    bool rx_paused;
+    bool rx_eof; /* a plain data connection's client sent FIN (not read again) */
+    bool quiet;  /* out of epoll: both directions done, waiting for the other side (tcprelay) */
+    struct tcp_conn *handoff_next; /* in another worker's hand-off inbox (tcp_handoff) */
 };
 
 static void lru_unlink(struct worker *w, struct tcp_conn *c)
@@ -176,6 +184,12 @@ static void ip_release(struct tcp_state *t, uint64_t key)
 static void conn_close(struct worker *w, struct tcp_conn *c, enum relay_counter why)
 {
     if (c->h.fd < 0) return;
+    if (c->tconn) { /* a data connection: its peer connection ends with it */
+        struct srv_tconn *tc = c->tconn;
+        c->tconn = NULL;
+        tc->data_io = NULL;
+        srv_tconn_end(&w->srv, tc);
+    }
     if (why != RELAY_C_tcp_closed) w->io.v[why]++;
     w->io.v[RELAY_C_tcp_closed]++;
     tlog(CFG_LOG_DEBUG, "tcp_close", LF_A("client", &c->peer),
@@ -196,13 +210,22 @@ static void conn_close(struct worker *w, struct tcp_conn *c, enum relay_counter 
     worker_bury(w, &c->h, c); /* closes the fd, which also removes it from epoll */
 }
 
+/* The epoll mask: reading unless paused (RFC 6062 backpressure) or at its end (a FIN on a
+ * data connection), writing while queued. */
+static void arm(struct worker *w, struct tcp_conn *c)
+{
+    if (c->quiet) return;
+    struct epoll_event ev = {.events = (c->rx_paused || c->rx_eof ? 0 : EPOLLIN | EPOLLRDHUP) |
+                                       (c->want_out ? EPOLLOUT : 0),
+                             .data.ptr = &c->h};
+    epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->h.fd, &ev);
+}
+
 static void set_out(struct worker *w, struct tcp_conn *c, bool on)
 {
     if (c->want_out == on) return;
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0),
-                             .data.ptr = &c->h};
-    epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->h.fd, &ev);
     c->want_out = on;
+    arm(w, c);
 }
 
 /* One write of plain or TLS bytes: > 0 written, 0 would block, -1 the connection failed. */
@@ -260,6 +283,11 @@ static ssize_t read_some(struct worker *w, struct tcp_conn *c, uint8_t *p, size_
         do
             k = recv(c->h.fd, p, len, MSG_DONTWAIT);
         while (k < 0 && errno == EINTR);
+        if (k == 0 && c->tconn) { /* RFC 6062 half-close: the client's FIN (tcprelay.c) */
+            c->rx_eof = true;
+            arm(w, c); /* level-triggered: a FIN would wake the loop until it is out of the mask */
+            return 0;
+        }
         if (k == 0) return -1;
         if (k < 0) return errno == EAGAIN ? 0 : -1;
         return k;
@@ -779,6 +807,185 @@ bool tcp_send_client(struct worker *w, struct tcp_conn *c, const uint8_t *msg, s
     return c->h.fd >= 0 && queue(w, c, msg, len);
 }
 
+/* ---- RFC 6062 with several workers: a data connection handed to the allocation's worker ---- */
+
+void tcp_handoff(struct worker *w, struct tcp_conn *c, size_t keep, struct worker *to)
+{
+    /* The last frame handed out goes back into the buffer: the owner reads it again. */
+    c->rxoff -= keep;
+    tcp_frames_done(c);
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->h.fd, NULL);
+    lru_unlink(w, c);
+    fresh_unlink(w->tcp, c);
+    if (c->ipkey) ip_release(w->tcp, c->ipkey);
+    w->nconns--;
+    c->l = NULL; /* this worker's listener: the prelude is over, nothing reads it again */
+    w->io.v[RELAY_C_tcp_handoff_out]++;
+    tlog(CFG_LOG_DEBUG, "tcp_handoff", LF_A("client", &c->peer), LF_U("worker", w->id),
+         LF_U("to", to->id));
+    /* A lock-free stack (many workers push, the owner takes all at once: no ABA). */
+    struct tcp_conn *head = atomic_load_explicit(&to->handoff_head, memory_order_relaxed);
+    do
+        c->handoff_next = head;
+    while (!atomic_compare_exchange_weak_explicit(&to->handoff_head, &head, c, memory_order_release,
+                                                  memory_order_relaxed));
+    uint64_t one = 1;
+    if (write(to->handoff.fd, &one, sizeof(one)) != sizeof(one))
+        w->io.v[RELAY_C_tcp_handoff_signal_failed]++;
+}
+
+static struct tcp_conn *handoff_take_all(struct worker *w)
+{
+    struct tcp_conn *c = atomic_exchange_explicit(&w->handoff_head, NULL, memory_order_acquire),
+                    *fifo = NULL;
+    while (c) { /* in the order they were handed over */
+        struct tcp_conn *next = c->handoff_next;
+        c->handoff_next = fifo;
+        fifo = c;
+        c = next;
+    }
+    return fifo;
+}
+
+/* Not yet in any worker's lists: close and free. */
+static void handoff_drop(struct worker *w, struct tcp_conn *c)
+{
+    close(c->h.fd);
+    fd_give(w->shared);
+    SSL_free(c->ssl);
+    free(c->rx);
+    free(c->tx);
+    free(c);
+}
+
+void tcp_handoff_event(struct worker *w, struct ep_handler *h, uint32_t events)
+{
+    (void)events;
+    uint64_t n;
+    if (read(h->fd, &n, sizeof(n)) < 0 && errno != EAGAIN) return;
+    struct tcp_state *t = tcp_state(w);
+    struct tcp_conn *c = handoff_take_all(w), *next;
+    for (; c; c = next) {
+        next = c->handoff_next;
+        c->handoff_next = NULL;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (c->want_out ? EPOLLOUT : 0),
+                                 .data.ptr = &c->h};
+        if (!t || epoll_ctl(w->epfd, EPOLL_CTL_ADD, c->h.fd, &ev)) {
+            w->io.v[RELAY_C_tcp_handoff_failed]++;
+            handoff_drop(w, c);
+            continue;
+        }
+        /* Counted against this worker's per-IP count (it may go over by the hand-overs: the
+         * connection exists already, refusing it here would not give anything back). */
+        if (c->ipkey) {
+            struct ip_slot *slot = ip_find(t, c->ipkey);
+            slot->key = c->ipkey;
+            slot->n++;
+        }
+        c->last_ms = w->now_ms;
+        lru_push(w, c);
+        w->nconns++;
+        w->io.v[RELAY_C_tcp_handoff_in]++;
+        /* The ConnectionBind waits in the buffer: the connection's handler takes it first. */
+        c->h.fn(w, &c->h, EPOLLIN | TCP_EV_ADOPTED);
+    }
+}
+
+void tcp_handoff_close_all(struct worker *w)
+{
+    struct tcp_conn *c = handoff_take_all(w), *next;
+    for (; c; c = next) {
+        next = c->handoff_next;
+        w->io.v[RELAY_C_tcp_handoff_failed]++;
+        handoff_drop(w, c);
+    }
+}
+
+/* ---- RFC 6062 data connections (tcprelay.c) ---- */
+
+void tcp_set_tconn(struct tcp_conn *c, struct srv_tconn *tc)
+{
+    c->tconn = tc;
+    c->authed = true; /* the receive buffer may grow to its largest */
+}
+
+struct srv_tconn *tcp_tconn(const struct tcp_conn *c)
+{
+    return c->tconn;
+}
+
+void tcp_close(struct worker *w, struct tcp_conn *c)
+{
+    c->tconn = NULL; /* the caller is ending the peer connection itself */
+    conn_close(w, c, RELAY_C_tcp_closed);
+}
+
+bool tcp_rx_eof(const struct tcp_conn *c)
+{
+    return c->rx_eof;
+}
+
+bool tcp_shutdown_wr(struct worker *w, struct tcp_conn *c)
+{
+    if (c->ssl || c->h.fd < 0 || shutdown(c->h.fd, SHUT_WR)) return false;
+    arm(w, c);
+    return true;
+}
+
+void tcp_quiet(struct worker *w, struct tcp_conn *c)
+{
+    if (c->quiet || c->h.fd < 0) return;
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->h.fd, NULL);
+    c->quiet = true;
+}
+
+int tcp_fd(const struct tcp_conn *c)
+{
+    return c->h.fd;
+}
+
+size_t tcp_tx_queued(const struct tcp_conn *c)
+{
+    return c->txlen;
+}
+
+void tcp_pause_rx(struct worker *w, struct tcp_conn *c, bool paused)
+{
+    if (c->rx_paused == paused || c->h.fd < 0) return;
+    c->rx_paused = paused;
+    arm(w, c);
+}
+
+bool tcp_queue_later(struct worker *w, struct tcp_conn *c, const uint8_t *msg, size_t len)
+{
+    if (c->h.fd < 0 || c->txlen + len > TCP_TX_MAX) return false;
+    if (c->txlen + len > c->txcap) {
+        size_t cap = c->txcap ? c->txcap : 4096;
+        while (cap < c->txlen + len)
+            cap *= 2;
+        uint8_t *p = realloc(c->tx, cap);
+        if (!p) return false;
+        c->tx = p;
+        c->txcap = cap;
+    }
+    memcpy(c->tx + c->txlen, msg, len);
+    c->txlen += len;
+    set_out(w, c, true);
+    return true;
+}
+
+size_t tcp_rx_raw(const struct tcp_conn *c, const uint8_t **p)
+{
+    *p = c->rx + c->rxoff;
+    return c->rxlen - c->rxoff;
+}
+
+void tcp_rx_drop(struct tcp_conn *c, size_t n)
+{
+    c->rxoff += n;
+    tcp_frames_done(c);
+}
+
 void tcp_expire(struct worker *w)
 {
     struct tcp_state *t = w->tcp;
@@ -796,7 +1003,7 @@ void tcp_expire(struct worker *w)
      * refreshes it, and the allocation's own expiry closes it. */
     struct tcp_conn *c;
     while ((c = w->lru_head) && w->now_ms - c->last_ms > TCP_IDLE_MS) {
-        if (alloc_find(&w->srv.allocs, &c->tuple)) {
+        if (c->tconn || alloc_find(&w->srv.allocs, &c->tuple)) {
             c->last_ms = w->now_ms; /* look again one idle period later */
             lru_unlink(w, c);
             lru_push(w, c);

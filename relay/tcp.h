@@ -36,6 +36,39 @@ const struct srv_tuple *tcp_tuple(const struct tcp_conn *c);
 /* Queue bytes to a TCP/TLS client; false if the connection had to be closed (and with it
  * its allocation). */
 bool tcp_send_client(struct worker *w, struct tcp_conn *c, const uint8_t *msg, size_t len);
+/* RFC 6062 client data connections (tcprelay.c). tcp_set_tconn: the connection carries raw
+ * bytes for tc from now on (closing it ends tc: srv_tconn_end). tcp_close: close it without
+ * ending its tc (the caller does). tcp_pause_rx: stop (or resume) reading it. tcp_queue_later:
+ * queue bytes to send when it is writable, never closing it now; false when there is no room.
+ * tcp_rx_raw / tcp_rx_drop: the bytes read and not yet taken, and taking n of them. */
+void tcp_set_tconn(struct tcp_conn *c, struct srv_tconn *tc);
+struct srv_tconn *tcp_tconn(const struct tcp_conn *c);
+void tcp_close(struct worker *w, struct tcp_conn *c);
+size_t tcp_tx_queued(const struct tcp_conn *c);
+int tcp_fd(const struct tcp_conn *c);
+/* RFC 6062 half-close on plain data connections: tcp_rx_eof, the client sent FIN (tcp_read
+ * then returns 0 and the connection is no longer read); tcp_shutdown_wr, send ours (false on
+ * TLS connections, where the caller ends both sides instead, or if it failed). */
+bool tcp_rx_eof(const struct tcp_conn *c);
+bool tcp_shutdown_wr(struct worker *w, struct tcp_conn *c);
+/* Both directions of c are done (FIN each way): out of epoll until it is closed (EPOLLHUP is
+ * reported whatever the mask). */
+void tcp_quiet(struct worker *w, struct tcp_conn *c);
+void tcp_pause_rx(struct worker *w, struct tcp_conn *c, bool paused);
+bool tcp_queue_later(struct worker *w, struct tcp_conn *c, const uint8_t *msg, size_t len);
+size_t tcp_rx_raw(const struct tcp_conn *c, const uint8_t **p);
+void tcp_rx_drop(struct tcp_conn *c, size_t n);
+/* RFC 6062 with several workers. tcp_handoff: c (a connection of w without an allocation)
+ * goes to worker `to`, which owns the CONNECTION-ID of the frame tcp_frame just handed out
+ * (keep: its length; it goes back into the buffer). c leaves w's loop and lists at once and is
+ * pushed on to's lock-free inbox; to's eventfd wakes it. tcp_handoff_event (to's handler of
+ * that eventfd) puts each one into its own loop and lists and calls its handler with
+ * EPOLLIN | TCP_EV_ADOPTED: frames are waiting in the buffer. tcp_handoff_close_all: at
+ * stop, after every worker has joined. */
+#define TCP_EV_ADOPTED (1u << 27) /* not an epoll bit */
+void tcp_handoff(struct worker *w, struct tcp_conn *c, size_t keep, struct worker *to);
+void tcp_handoff_event(struct worker *w, struct ep_handler *h, uint32_t events);
+void tcp_handoff_close_all(struct worker *w);
 /* Close connections idle past their timeout (once per loop pass). */
 void tcp_expire(struct worker *w);
 void tcp_close_all(struct worker *w);

@@ -94,7 +94,8 @@ static void graveyard_flush(struct worker *w)
 
 static void worker_free(struct worker *w)
 {
-    tcp_close_all(w);  /* deletes TCP/TLS allocations with their connections */
+    tcp_close_all(w); /* deletes TCP/TLS allocations with their connections */
+    tcp_handoff_close_all(w);
     dtls_close_all(w); /* and DTLS ones with their sessions */
     if (w->srv_ready) srv_free(&w->srv);
     offload_worker_free(w);
@@ -109,6 +110,7 @@ static void worker_free(struct worker *w)
     w->gen = NULL;
     if (w->stop.fd >= 0) close(w->stop.fd);
     if (w->mbox.fd >= 0) close(w->mbox.fd);
+    if (w->handoff.fd >= 0) close(w->handoff.fd);
     if (w->mbox_ready) {
         pthread_mutex_destroy(&w->mbox_lock);
         pthread_cond_destroy(&w->mbox_cond);
@@ -209,7 +211,7 @@ struct relay *relay_open(struct tern_config *cfg)
     r->nworkers = n;
     for (unsigned i = 0; i < n; i++) {
         struct worker *w = &r->workers[i];
-        w->epfd = w->stop.fd = w->mbox.fd = -1;
+        w->epfd = w->stop.fd = w->mbox.fd = w->handoff.fd = -1;
     }
     /* The first generation: users, policy, listener sockets, TLS, record file, port pools. */
     r->gen = relay_gen_new(r, cfg, NULL, NULL);
@@ -251,6 +253,8 @@ struct relay *relay_open(struct tern_config *cfg)
         w->stop = (struct ep_handler){.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), .fn = on_stop};
         w->mbox =
             (struct ep_handler){.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), .fn = worker_mbox};
+        w->handoff = (struct ep_handler){.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC),
+                                         .fn = tcp_handoff_event};
         w->mbox_ready = pthread_mutex_init(&w->mbox_lock, NULL) == 0;
         if (w->mbox_ready && pthread_cond_init(&w->mbox_cond, NULL)) {
             pthread_mutex_destroy(&w->mbox_lock);
@@ -267,14 +271,15 @@ struct relay *relay_open(struct tern_config *cfg)
         io.ctx = w;
         w->now_ms = monotonic_ms();
         /* Allocation ids carry the worker number in the top bits: unique relay-wide. */
-        if (w->epfd < 0 || w->stop.fd < 0 || w->mbox.fd < 0 || !w->mbox_ready || !w->fwd ||
-            epoll_add(w, &w->stop) || epoll_add(w, &w->mbox) ||
-            srv_init(&w->srv, &g->opt, &io, (uint64_t)(i + 1) << 48)) {
+        if (w->epfd < 0 || w->stop.fd < 0 || w->mbox.fd < 0 || w->handoff.fd < 0 ||
+            !w->mbox_ready || !w->fwd || epoll_add(w, &w->stop) || epoll_add(w, &w->mbox) ||
+            epoll_add(w, &w->handoff) || srv_init(&w->srv, &g->opt, &io, (uint64_t)(i + 1) << 48)) {
             tlog(CFG_LOG_ERROR, "worker_failed", LF_U("worker", i), LF_S("error", strerror(errno)));
             relay_close(r, NULL, NULL);
             return NULL;
         }
         w->srv_ready = true;
+        w->srv.worker = (uint8_t)i; /* the top byte of its CONNECTION-IDs (server.workers <= 256) */
         w->srv.unix_s = (uint64_t)time(NULL);
         for (size_t j = 0; j < c->nlisten; j++) {
             int *fd = &g->fds[j * g->nfds_per + i];
@@ -593,9 +598,12 @@ void relay_close(struct relay *r, struct srv_counters *srv, struct relay_counter
     }
     if (srv) memset(srv, 0, sizeof(*srv));
     if (io) memset(io, 0, sizeof(*io));
+    /* All joined before any is freed: a worker may hand a connection to another until it
+     * stops (tcp_handoff). */
+    for (unsigned i = 0; i < r->nworkers; i++)
+        if (r->workers[i].started) pthread_join(r->workers[i].thread, NULL);
     for (unsigned i = 0; i < r->nworkers; i++) {
         struct worker *w = &r->workers[i];
-        if (w->started) pthread_join(w->thread, NULL);
         w->now_ms = monotonic_ms();
         w->now_ns = realtime_ns();
         worker_free(w);

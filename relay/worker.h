@@ -12,6 +12,7 @@
 #include "qos.h"
 #include "relay.h"
 #include "server.h"
+#include "tcprelay.h"
 
 struct worker;
 
@@ -161,6 +162,11 @@ struct worker {
     pthread_cond_t mbox_cond;
     struct relay_query *query;
     bool mbox_ready;
+    /* RFC 6062 data connections other workers accepted for this one's CONNECTION-IDs: a
+     * lock-free stack they push on, taken whole by this worker when the eventfd wakes it
+     * (tcp.c tcp_handoff). */
+    struct ep_handler handoff;
+    _Atomic(struct tcp_conn *) handoff_head;
     /* timeline.c: qos.webhook (the relay's, shared; NULL: none), when the meters were last
      * swept, and the config they were configured with (live reload swaps w->cfg). */
     struct webhook *webhook;
@@ -172,6 +178,7 @@ struct worker {
     uint64_t unauth_checked_ms, unauth_drops, unauth_episode_drops; /* unauth_episode() */
     bool unauth_episode;
     struct relay_counters io;
+    struct tcprelay_totals tflow; /* RFC 6062 flows that ended: stalls, retransmissions */
     /* The peer policy this worker's server decides with: the relay's, with this worker's
      * snapshot of the relay's own addresses, renewed between loop passes when it changes. */
     struct peer_policy policy;

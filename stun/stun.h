@@ -65,6 +65,9 @@ enum stun_method {
     STUN_DATA = 0x007,
     STUN_CREATE_PERMISSION = 0x008,
     STUN_CHANNEL_BIND = 0x009,
+    STUN_CONNECT = 0x00A,            /* RFC 6062 4.3 */
+    STUN_CONNECTION_BIND = 0x00B,    /* RFC 6062 4.4 */
+    STUN_CONNECTION_ATTEMPT = 0x00C, /* RFC 6062 4.5 (an indication) */
 };
 
 static inline uint16_t stun_type(uint16_t method, enum stun_class cls)
@@ -107,6 +110,7 @@ enum stun_attr_type {
     STUN_ATTR_RESERVATION_TOKEN = 0x0022,
     STUN_ATTR_PRIORITY = 0x0024,      /* ICE, RFC 8445 */
     STUN_ATTR_USE_CANDIDATE = 0x0025, /* ICE */
+    STUN_ATTR_CONNECTION_ID = 0x002A, /* RFC 6062 6.2.1 */
     STUN_ATTR_ADDITIONAL_ADDRESS_FAMILY = 0x8000,
     STUN_ATTR_ADDRESS_ERROR_CODE = 0x8001,
     STUN_ATTR_PASSWORD_ALGORITHMS = 0x8002,
@@ -125,6 +129,7 @@ enum stun_attr_type {
 #define STUN_FAMILY_IPV4           0x01
 #define STUN_FAMILY_IPV6           0x02
 #define STUN_TRANSPORT_UDP         17
+#define STUN_TRANSPORT_TCP         6 /* RFC 6062 */
 #define STUN_PASSWORD_ALG_MD5      0x0001
 #define STUN_PASSWORD_ALG_SHA256   0x0002
 #define STUN_MAX_USERNAME          512 /* bytes; RFC 8489 14.3: < 513 */

@@ -22,6 +22,7 @@ const struct stun_attr_spec *stun_attr_spec(uint16_t type)
         pw_alg = {"PASSWORD-ALGORITHM", 4, 4 + 65528, 1, 0}, userhash = {"USERHASH", 32, 32, 1, 0},
         xor_mapped = {"XOR-MAPPED-ADDRESS", 8, 20, 1, 1}, token = {"RESERVATION-TOKEN", 8, 8, 1, 0},
         priority = {"PRIORITY", 4, 4, 1, 0}, use_cand = {"USE-CANDIDATE", 0, 0, 1, 0},
+        conn_id = {"CONNECTION-ID", 4, 4, 1, 0},
         add_family = {"ADDITIONAL-ADDRESS-FAMILY", 4, 4, 1, 0},
         addr_error = {"ADDRESS-ERROR-CODE", 4, 4 + TEXT, 1, 0},
         pw_algs = {"PASSWORD-ALGORITHMS", 4, 65532, 1, 0},
@@ -78,6 +79,8 @@ const struct stun_attr_spec *stun_attr_spec(uint16_t type)
         return &priority;
     case STUN_ATTR_USE_CANDIDATE:
         return &use_cand;
+    case STUN_ATTR_CONNECTION_ID:
+        return &conn_id;
     case STUN_ATTR_ADDITIONAL_ADDRESS_FAMILY:
         return &add_family;
     case STUN_ATTR_ADDRESS_ERROR_CODE:
@@ -170,6 +173,10 @@ const char *stun_error_reason(int code)
         return "Unsupported Transport Protocol";
     case 443:
         return "Peer Address Family Mismatch";
+    case 446:
+        return "Connection Already Exists";
+    case 447:
+        return "Connection Timeout or Failure";
     case 486:
         return "Allocation Quota Reached";
     case 500:

@@ -143,6 +143,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     run(&t4, buf, size, 1280, decoded);
     run(&t6, buf, size, 1500, decoded);
     run(&t6, buf, size, 48, decoded); /* tight: most answers do not fit */
+    /* RFC 6062 with several workers: whose CONNECTION-ID a ConnectionBind names. Never this
+     * server's own index nor one past the workers; never over UDP (nothing is handed over). */
+    server.worker = (uint8_t)(size & 3);
+    int owner = srv_connection_bind_owner(&server, &t6, buf, size, 4);
+    require(owner == -1 || (owner >= 0 && owner < 4 && owner != server.worker));
+    if (owner >= 0) require(decoded && stun_method_of(m.type) == STUN_CONNECTION_BIND);
+    require(srv_connection_bind_owner(&server, &t4, buf, size, 4) == -1);
+    require(srv_connection_bind_owner(&server, &t6, buf, size, 1) == -1);
+    server.worker = 0;
     free(buf);
     return 0;
 }

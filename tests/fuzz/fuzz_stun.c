@@ -160,7 +160,8 @@ static void encode_typed(struct stun_enc *e, const struct stun_msg *m, const str
         stun_enc_unknown(e, list, n);
     else if (t == STUN_ATTR_CHANNEL_NUMBER && stun_get_channel(a, &u16) == 0)
         stun_enc_channel(e, u16);
-    else if ((t == STUN_ATTR_LIFETIME || t == STUN_ATTR_PRIORITY) && stun_get_u32(a, &u32) == 0)
+    else if ((t == STUN_ATTR_LIFETIME || t == STUN_ATTR_PRIORITY || t == STUN_ATTR_CONNECTION_ID) &&
+             stun_get_u32(a, &u32) == 0)
         stun_enc_u32(e, t, u32);
     else if ((t == STUN_ATTR_RESERVATION_TOKEN || t == STUN_ATTR_ICE_CONTROLLED ||
               t == STUN_ATTR_ICE_CONTROLLING) &&

@@ -20,7 +20,8 @@
  *
  *   O&7 = 0  REQUEST    M T S F N attr*N
  *     M  bits0-2 method: Allocate, Refresh, CreatePermission, ChannelBind, Binding,
- *                0x00A (unknown), Send-as-request, 0x00B + bits5-7 (unknown)
+ *                0x00A (Connect), Send-as-request, 0x00B + bits5-7 (ConnectionBind,
+ *                ConnectionAttempt as a request, then unknown)
  *        bits3-4 client tuple: 0 UDP v4, 1 UDP v6, 2 TCP v4 (3 = 0)
  *        bits5-7 reply capacity: 0-4 1500, 5 548, 6 100, 7 40
  *     T  transaction ID: < 0x40 the tuple's previous one (a retransmission), < 0x50 one of
@@ -725,6 +726,7 @@ static const uint16_t known_types[] = {
     STUN_ATTR_SOFTWARE,
     STUN_ATTR_DONT_FRAGMENT,
     STUN_ATTR_RESERVATION_TOKEN,
+    STUN_ATTR_CONNECTION_ID, /* RFC 6062 */
 };
 
 static void raw_attr(struct rd *r, struct stun_enc *e, uint16_t type)

@@ -112,7 +112,9 @@ need = ["tern_allocations_active", "tern_forward_drops", "tern_server_allocate_s
 missing = [n for n in need if n not in fams]
 assert not missing, missing
 # codepoint: 4 ECN values; dscp: at most 64 values (only those seen are listed)
-allowed = {"transport", "reason", "leg", "class", "kind", "outcome", "fb_type", "le", "codepoint", "dscp", "result"}
+# state, direction, stat: the RFC 6062 flow families (2 values each)
+allowed = {"transport", "reason", "leg", "class", "kind", "outcome", "fb_type", "le", "codepoint", "dscp", "result",
+           "state", "direction", "stat"}
 for f in fams.values():
     for s in f.samples:
         assert set(s.labels) <= allowed, (s.name, s.labels)

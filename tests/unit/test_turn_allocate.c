@@ -218,7 +218,7 @@ static void test_442_unsupported_transport(void **state)
     struct client c;
     cl_init(&c, fx, SRV_UDP, "192.0.2.77", 40000, "alice", "alice-pw");
     cl_login(&c);
-    static const uint8_t protos[] = {6, 1, 132};
+    static const uint8_t protos[] = {1, 132, 0, 255};
     for (size_t i = 0; i < sizeof(protos); i++) {
         struct req q;
         struct reply r;
@@ -227,6 +227,13 @@ static void test_442_unsupported_transport(void **state)
         send_signed(&c, &q, &r);
         EXPECT_ERR(&r, 442, true);
     }
+    /* TCP (RFC 6062) over a UDP control connection: 400 (test_turn_tcp.c has the rest). */
+    struct req q;
+    struct reply r;
+    req_begin(&c, &q, STUN_ALLOCATE, STUN_REQUEST);
+    stun_enc_u8_rffu(&q.e, STUN_ATTR_REQUESTED_TRANSPORT, STUN_TRANSPORT_TCP);
+    send_signed(&c, &q, &r);
+    EXPECT_ERR(&r, 400, true);
     assert_int_equal(fx->s.allocs.count, 0);
     fx_finish(fx);
 }

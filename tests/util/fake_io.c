@@ -272,9 +272,54 @@ static void fake_event(void *ctx, const struct allocation *a, const char *what,
     e->verdict = verdict;
 }
 
+void *fake_io_handle(struct fake_io *io)
+{
+    return (void *)(uintptr_t)(0x1000 + 16 * ++io->next_handle);
+}
+
+const uint8_t *fake_io_last_sent(const struct fake_io *io, size_t *len)
+{
+    if (!io->nsent) return NULL;
+    size_t i = (io->nsent - 1) % FAKE_IO_MAX_SENT;
+    *len = io->sentlen[i];
+    return io->sent[i];
+}
+
+static int fake_peer_connect(void *ctx, struct allocation *a, struct srv_tconn *tc)
+{
+    struct fake_io *io = ctx;
+    FAKE_CHECK(io, a->tcp && tc->a == a && tc->state == SRV_TCONN_CONNECTING);
+    FAKE_CHECK(io, tc->peer_io == NULL && tc->id != 0);
+    if (io->connect_error) return io->connect_error;
+    tc->peer_io = fake_io_handle(io);
+    io->connects[io->nconnects++ % FAKE_IO_MAX_TCONN] = tc;
+    return 0;
+}
+
+static void fake_tconn_close(void *ctx, struct srv_tconn *tc)
+{
+    struct fake_io *io = ctx;
+    FAKE_CHECK(io, tc->peer_io != NULL || tc->data_io != NULL);
+    io->tconn_close_calls++;
+    tc->peer_io = tc->data_io = NULL;
+}
+
+static void fake_client_send(void *ctx, struct allocation *a, const uint8_t *msg, size_t len)
+{
+    struct fake_io *io = ctx;
+    FAKE_CHECK(io, a->tcp && len <= sizeof(io->sent[0]));
+    size_t i = io->nsent++ % FAKE_IO_MAX_SENT;
+    memcpy(io->sent[i], msg, len);
+    io->sentlen[i] = len;
+    io->sent_alloc[i] = a->id;
+}
+
 struct srv_io fake_io_srv_io(struct fake_io *io)
 {
     return (struct srv_io){
+        .peer_connect = io->no_tcp ? NULL : fake_peer_connect,
+        .tconn_close = io->no_tcp ? NULL : fake_tconn_close,
+        .client_send = io->no_tcp ? NULL : fake_client_send,
         .ctx = io,
         .port_take = fake_port_take,
         .port_claim = fake_port_claim,

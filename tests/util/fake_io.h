@@ -44,6 +44,9 @@ struct fake_quota_user {
     unsigned n;
 };
 
+#define FAKE_IO_MAX_SENT  16 /* client_send messages kept (the last ones) */
+#define FAKE_IO_MAX_TCONN 64 /* peer_connect calls kept (the last ones) */
+
 struct fake_io {
     /* Settings, between fake_io_init and the server's first call. */
     bool refuse;       /* grant nothing: no port, socket or quota (a server that never allocates) */
@@ -82,6 +85,19 @@ struct fake_io {
     unsigned quota_total;
     struct fake_event events[FAKE_IO_MAX_EVENTS];
     size_t nevents, events_seen;
+
+    /* RFC 6062: connections started (peer_connect), closed (tconn_close), and messages for
+     * control connections (client_send). */
+    bool no_tcp;       /* leave the RFC 6062 callbacks out (TCP allocations get 442) */
+    int connect_error; /* peer_connect fails with it */
+    struct srv_tconn *connects[FAKE_IO_MAX_TCONN];
+    size_t nconnects;
+    unsigned tconn_close_calls;
+    uintptr_t next_handle;
+    uint8_t sent[FAKE_IO_MAX_SENT][512];
+    size_t sentlen[FAKE_IO_MAX_SENT];
+    uint64_t sent_alloc[FAKE_IO_MAX_SENT];
+    size_t nsent; /* ever sent; message i is at i % FAKE_IO_MAX_SENT */
 };
 
 #define FAKE_CHECK(io, cond)                                                                       \
@@ -98,6 +114,10 @@ int fake_io_add_pool(struct fake_io *io, const union stun_addr *addr, uint16_t m
                      uint32_t start);
 /* The callbacks, with io as their context. */
 struct srv_io fake_io_srv_io(struct fake_io *io);
+/* The last message sent to a control connection (client_send), or NULL; *len set. */
+const uint8_t *fake_io_last_sent(const struct fake_io *io, size_t *len);
+/* A fresh non-NULL handle (a fake socket for peer_io). */
+void *fake_io_handle(struct fake_io *io);
 /* Release foreign ports and free the pools. */
 void fake_io_free(struct fake_io *io);
 
