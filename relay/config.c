@@ -947,6 +947,7 @@ static const struct key relay_keys[] = {
     SECTION("ports", ports_section),
     ENUM("offload", offload, "off", offload_words),
     UINT("dtls_max_handshakes", dtls_max_handshakes, 1, 65536, "256"),
+    UINT("dtls_max_per_ip", dtls_max_per_ip, 1, 16384, "64"),
     UINT("dtls_handshake_timeout", dtls_handshake_timeout, 1, 60, "10"),
 };
 

@@ -91,6 +91,7 @@ struct tern_config {
     uint16_t port_min, port_max;
     enum cfg_offload offload;        /* off | auto | xdp | xdp-generic | tc */
     uint32_t dtls_max_handshakes;    /* per worker: DTLS sessions past the cookie, not yet up */
+    uint32_t dtls_max_per_ip;        /* per worker: DTLS sessions from one client IP address */
     uint32_t dtls_handshake_timeout; /* seconds from the verified ClientHello to Finished */
 
     /* allocation: */

@@ -139,6 +139,7 @@ void cfg_diff(const struct tern_config *old, const struct tern_config *new, stru
     FIXED("relay.offload", o->offload == n->offload,
           "the XDP program is attached at start, before privileges are dropped");
     LIVE("relay.dtls_max_handshakes", o->dtls_max_handshakes == n->dtls_max_handshakes);
+    LIVE("relay.dtls_max_per_ip", o->dtls_max_per_ip == n->dtls_max_per_ip);
     LIVE("relay.dtls_handshake_timeout", o->dtls_handshake_timeout == n->dtls_handshake_timeout);
     LIVE("relay.external_address",
          o->relay_external.sa.sa_family == n->relay_external.sa.sa_family &&

@@ -29,6 +29,7 @@
 
 #include "addr.h"
 #include "dtls.h"
+#include "iptable.h"
 #include "log.h"
 #include "wire.h"
 #include "worker.h"
@@ -42,6 +43,7 @@
 #define DTLS_TIMER_MS     100           /* retransmission timers are looked at this often */
 #define DTLS_LOG_EVERY_MS (60 * 1000)   /* refusals by a limit: one warning a minute at most */
 #define NOT_CLOSING       RELAY_C_COUNT /* dtls_sess.closing of a session that is not */
+#define DTLS_IP_SLOTS     (2 * DTLS_MAX_SESSIONS) /* the per-IP table: a power of two, never full */
 
 /* What the BIO of one SSL works with. */
 struct dtls_io {
@@ -62,6 +64,7 @@ struct dtls_sess {
     struct dtls_io io;
     struct srv_tuple tuple;
     struct listener *l;
+    uint64_t ipkey; /* its count in dtls_state.ips */
     uint64_t born_ms, last_ms;
     bool up;                    /* the handshake finished */
     bool expect_plain;          /* the datagram being read was an application-data record */
@@ -82,7 +85,8 @@ struct dtls_state {
     struct srv_tuple ltuple;
     BIO_ADDR *lpeer;
     uint8_t key[32]; /* the cookie key, this worker's (its 5-tuples come only here) */
-    uint64_t timers_ms, cap_logged_ms, limit_logged_ms;
+    uint64_t timers_ms, cap_logged_ms, limit_logged_ms, per_ip_logged_ms;
+    struct ip_slot ips[DTLS_IP_SLOTS]; /* sessions per client IP (relay.dtls_max_per_ip) */
 };
 
 static uint64_t tuple_key(const struct srv_tuple *t)
@@ -363,7 +367,13 @@ static struct dtls_sess *hello(struct worker *w, struct dtls_state *st, struct l
     }
     /* A verified source. From here it costs memory: the limits apply. */
     enum relay_counter refuse = NOT_CLOSING;
-    if (st->nhs >= w->cfg->dtls_max_handshakes) {
+    uint64_t ipkey = ip_key(&t->client);
+    struct ip_slot *ips = ip_find(st->ips, DTLS_IP_SLOTS, ipkey);
+    if (ips->n >= w->cfg->dtls_max_per_ip) {
+        refuse = RELAY_C_dtls_rejected_per_ip;
+        limit_log(w, &st->per_ip_logged_ms, "dtls_per_ip_limit", &t->client,
+                  w->cfg->dtls_max_per_ip, refuse);
+    } else if (st->nhs >= w->cfg->dtls_max_handshakes) {
         refuse = RELAY_C_dtls_rejected_handshakes;
         limit_log(w, &st->cap_logged_ms, "dtls_handshake_limit", &t->client,
                   w->cfg->dtls_max_handshakes, refuse);
@@ -383,6 +393,8 @@ static struct dtls_sess *hello(struct worker *w, struct dtls_state *st, struct l
     SSL_set_app_data(ls, &w->io); /* alpn_select (relay/tcp.c) counts here */
     s->ssl = ls;
     s->l = l;
+    ips->key = s->ipkey = ipkey;
+    ips->n++;
     s->tuple = *t;
     s->io = (struct dtls_io){.w = w, .l = l, .t = &s->tuple};
     BIO_set_data(SSL_get_rbio(ls), &s->io);
@@ -523,6 +535,7 @@ static void sess_close(struct worker *w, struct dtls_sess *s, enum relay_counter
         }
     TAILQ_REMOVE(&st->lru, s, lru);
     hs_unlink(st, s);
+    ip_release(st->ips, DTLS_IP_SLOTS, s->ipkey);
     st->nsess--;
     s->closing = why; /* dtls_alloc_ended from the allocation's end: already closing */
     struct allocation *a = alloc_find(&w->srv.allocs, &s->tuple);

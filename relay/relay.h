@@ -97,6 +97,8 @@
     X(dtls_drop_retired, "dropped: DTLS ClientHello on a listener a reload removed")               \
     X(dtls_drop_undecryptable, "dropped: DTLS application record that did not decrypt")            \
     X(dtls_rejected_handshakes, "dropped: verified DTLS ClientHello, relay.dtls_max_handshakes")   \
+    X(dtls_rejected_per_ip,                                                                        \
+      "dropped: verified DTLS ClientHello, relay.dtls_max_per_ip from its IP")                     \
     X(dtls_rejected_sessions, "dropped: verified DTLS ClientHello, per-worker session limit")      \
     X(dtls_rejected_nomem, "dropped: verified DTLS ClientHello, out of memory")                    \
     X(dtls_sessions, "DTLS sessions made (a verified ClientHello)")                                \

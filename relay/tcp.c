@@ -26,6 +26,7 @@
 #include "addr.h"
 #include "dtls.h"
 #include "proxyproto.h"
+#include "iptable.h"
 #include "tcp.h"
 #include "wire.h"
 #include "worker.h"
@@ -42,12 +43,6 @@
 #define TCP_IP_SLOTS     (2 * TCP_MAX_CONNS) /* the per-IP table: a power of two, never full */
 #define TCP_PAUSE_MS     250         /* out of file descriptors: accepting resumes after this */
 #define TCP_LOG_EVERY_MS (60 * 1000) /* refusals by limit: one warning a minute at most */
-
-/* Connections from one IP address (key: hash of the address without its port; 0: empty). */
-struct ip_slot {
-    uint64_t key;
-    uint32_t n;
-};
 
 /* A worker's TCP bookkeeping, made on its first accept. */
 struct tcp_state {
@@ -144,43 +139,6 @@ static void fresh_push(struct tcp_state *t, struct tcp_conn *c)
     c->fresh = true;
 }
 
-static uint64_t ip_key(const union stun_addr *a)
-{
-    union stun_addr ip = *a;
-    addr_set_port(&ip, 0);
-    uint64_t k = addr_hash(FNV64_INIT, &ip);
-    return k ? k : 1;
-}
-
-/* The slot holding key, or the empty slot where it would go. */
-static struct ip_slot *ip_find(struct tcp_state *t, uint64_t key)
-{
-    size_t i = key & (TCP_IP_SLOTS - 1);
-    while (t->ips[i].key && t->ips[i].key != key)
-        i = (i + 1) & (TCP_IP_SLOTS - 1);
-    return &t->ips[i];
-}
-
-static void ip_release(struct tcp_state *t, uint64_t key)
-{
-    struct ip_slot *s = ip_find(t, key);
-    if (!s->key || --s->n) return;
-    /* Backward-shift deletion: pull later entries of the run into the hole they probed past. */
-    size_t i = (size_t)(s - t->ips), j = i;
-    for (;;) {
-        t->ips[i] = (struct ip_slot){0};
-        for (;;) {
-            j = (j + 1) & (TCP_IP_SLOTS - 1);
-            if (!t->ips[j].key) return;
-            size_t home = t->ips[j].key & (TCP_IP_SLOTS - 1);
-            bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
-            if (!stays) break;
-        }
-        t->ips[i] = t->ips[j];
-        i = j;
-    }
-}
-
 static void conn_close(struct worker *w, struct tcp_conn *c, enum relay_counter why)
 {
     if (c->h.fd < 0) return;
@@ -199,7 +157,7 @@ static void conn_close(struct worker *w, struct tcp_conn *c, enum relay_counter 
     if (a && a->client_io == c) srv_delete(&w->srv, a, "closed");
     lru_unlink(w, c);
     fresh_unlink(w->tcp, c);
-    if (c->ipkey) ip_release(w->tcp, c->ipkey);
+    if (c->ipkey) ip_release(w->tcp->ips, TCP_IP_SLOTS, c->ipkey);
     fd_give(w->shared);
     w->nconns--;
     SSL_free(c->ssl); /* no close_notify: the peer is gone or misbehaved */
@@ -612,7 +570,7 @@ static bool proxy_apply(struct worker *w, struct tcp_conn *c, const struct proxy
         return false;
     }
     uint64_t ipkey = ip_key(&c->peer);
-    struct ip_slot *slot = ip_find(t, ipkey);
+    struct ip_slot *slot = ip_find(t->ips, TCP_IP_SLOTS, ipkey);
     if (slot->n >= TCP_PER_IP_MAX) {
         union stun_addr client = c->peer;
         conn_close(w, c, RELAY_C_proxy_rejected_per_ip);
@@ -741,7 +699,7 @@ void tcp_acceptable(struct worker *w, struct ep_handler *h, uint32_t events)
         /* Behind a proxy every connection comes from the proxy: the per-IP limit waits for the
          * client address in the PROXY header (proxy_apply). */
         uint64_t ipkey = l->proxy_protocol ? 0 : ip_key(&peer);
-        struct ip_slot *slot = ipkey ? ip_find(t, ipkey) : NULL;
+        struct ip_slot *slot = ipkey ? ip_find(t->ips, TCP_IP_SLOTS, ipkey) : NULL;
         if (slot && slot->n >= TCP_PER_IP_MAX) {
             reject(w, fd, RELAY_C_tcp_rejected_per_ip);
             reject_log(w, &t->per_ip_logged_ms, "tcp_per_ip_limit", &peer, TCP_PER_IP_MAX);
@@ -817,7 +775,7 @@ void tcp_handoff(struct worker *w, struct tcp_conn *c, size_t keep, struct worke
     epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->h.fd, NULL);
     lru_unlink(w, c);
     fresh_unlink(w->tcp, c);
-    if (c->ipkey) ip_release(w->tcp, c->ipkey);
+    if (c->ipkey) ip_release(w->tcp->ips, TCP_IP_SLOTS, c->ipkey);
     w->nconns--;
     c->l = NULL; /* this worker's listener: the prelude is over, nothing reads it again */
     w->io.v[RELAY_C_tcp_handoff_out]++;
@@ -878,7 +836,7 @@ void tcp_handoff_event(struct worker *w, struct ep_handler *h, uint32_t events)
         /* Counted against this worker's per-IP count (it may go over by the hand-overs: the
          * connection exists already, refusing it here would not give anything back). */
         if (c->ipkey) {
-            struct ip_slot *slot = ip_find(t, c->ipkey);
+            struct ip_slot *slot = ip_find(t->ips, TCP_IP_SLOTS, c->ipkey);
             slot->key = c->ipkey;
             slot->n++;
         }

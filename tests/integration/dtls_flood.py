@@ -43,6 +43,7 @@ def main() -> int:
     batch = 200
     if "--batch" in sys.argv:
         batch = int(sys.argv[sys.argv.index("--batch") + 1])
+    source = sys.argv[sys.argv.index("--source") + 1] if "--source" in sys.argv else None
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     sent = hvr = sh = 0
     while sent < count:
@@ -50,6 +51,8 @@ def main() -> int:
         for _ in range(min(batch, count - sent)):
             s = socket.socket(fam, socket.SOCK_DGRAM)
             s.setblocking(False)
+            if source:
+                s.bind((source, 0))
             s.connect((host, port))
             s.send(client_hello(b"", 0, 0))
             socks.append(s)

@@ -121,14 +121,34 @@ sh=$(sed -E 's/.*server_hello=([0-9]+).*/\1/' "$WORK/flood2.out")
 [ "$sh" -le 32 ] && [ "$sh" -gt 0 ] && pass "300 verified half-open handshakes: $sh got a ServerHello (cap 2 x 16), RSS $rss2 kB" ||
     fail "verified flood: $(cat "$WORK/flood2.out") (wanted 1..32 ServerHellos)"
 sleep 3.5 # past relay.dtls_handshake_timeout (2 s)
+# relay.dtls_max_per_ip lowered to 3 by a reload (and the handshake cap raised): 40 verified
+# sources from 127.0.0.3 get at most 3 sessions per worker, and 127.0.0.4 its own 3.
+sed -i 's/dtls_max_handshakes: 16, dtls_handshake_timeout: 2 }/dtls_max_handshakes: 256, dtls_handshake_timeout: 2, dtls_max_per_ip: 3 }/' "$WORK/tern.yaml"
+kill -HUP "$TERND_PID"
+for _ in $(seq 50); do [ "$(grep -c '"event":"config_reloaded"' "$WORK/ternd.log")" -ge 2 ] && break; sleep 0.1; done
+grep '"event":"config_reloaded"' "$WORK/ternd.log" | tail -1 | grep -q 'relay.dtls_max_per_ip' &&
+    pass "reload: relay.dtls_max_per_ip applied live" || fail "no reload of relay.dtls_max_per_ip: $(grep config_reloaded "$WORK/ternd.log" | tail -1)"
+sleep 0.3
+python3 "$FLOOD" 127.0.0.1 "$D4" 40 --verified --source 127.0.0.3 >"$WORK/flood3.out"
+python3 "$FLOOD" 127.0.0.1 "$D4" 40 --verified --source 127.0.0.4 >"$WORK/flood4.out"
+sh3=$(sed -E 's/.*server_hello=([0-9]+).*/\1/' "$WORK/flood3.out"); sh4=$(sed -E 's/.*server_hello=([0-9]+).*/\1/' "$WORK/flood4.out")
+[ "$sh3" -ge 3 ] && [ "$sh3" -le 6 ] && [ "$sh4" -ge 3 ] && [ "$sh4" -le 6 ] &&
+    pass "dtls_max_per_ip 3: 40 verified sources of 127.0.0.3 got $sh3 sessions, 127.0.0.4 its own $sh4 (2 workers x 3)" ||
+    fail "per-IP limit: 127.0.0.3 $(cat "$WORK/flood3.out"), 127.0.0.4 $(cat "$WORK/flood4.out") (wanted 3..6 ServerHellos each)"
+sleep 2.5 # they time out
+# Back to 64: the uclient sessions of 127.0.0.1 above still hold their allocations.
+sed -i 's/dtls_max_per_ip: 3 }/dtls_max_per_ip: 64 }/' "$WORK/tern.yaml"
+kill -HUP "$TERND_PID"
+for _ in $(seq 50); do [ "$(grep -c '"event":"config_reloaded"' "$WORK/ternd.log")" -ge 3 ] && break; sleep 0.1; done
+sleep 0.3
 uclient "DTLS still serving after the floods, 2 clients x 50" "$WORK/uc3.log" 100 -S -n 50 -m 2 -l 120 -e 127.0.0.1 -p "$D4" 127.0.0.1
 stop_ternd
 
 c() { counter "$1"; }
 [ "$(c dtls_hello_verify)" -ge 44000 ] && pass "dtls_hello_verify=$(c dtls_hello_verify)" || fail "dtls_hello_verify=$(c dtls_hello_verify)"
 [ "$(c dtls_rejected_handshakes)" -gt 0 ] && pass "dtls_rejected_handshakes=$(c dtls_rejected_handshakes)" || fail "dtls_rejected_handshakes=$(c dtls_rejected_handshakes)"
-[ "$(c dtls_handshake_timeout)" = "$sh" ] && pass "every half-open handshake timed out (dtls_handshake_timeout=$sh)" ||
-    fail "dtls_handshake_timeout=$(c dtls_handshake_timeout), wanted $sh"
+[ "$(c dtls_handshake_timeout)" = "$((sh + sh3 + sh4))" ] && pass "every half-open handshake timed out (dtls_handshake_timeout=$((sh + sh3 + sh4)))" ||
+    fail "dtls_handshake_timeout=$(c dtls_handshake_timeout), wanted $((sh + sh3 + sh4))"
 [ "$(c dtls_handshakes)" -ge 16 ] && pass "dtls_handshakes=$(c dtls_handshakes)" || fail "dtls_handshakes=$(c dtls_handshakes)"
 [ "$(c dtls_drop_undecryptable)" = 0 ] && [ "$(c dtls_send_errors)" = 0 ] && pass "no undecryptable records, no send errors" ||
     fail "dtls_drop_undecryptable=$(c dtls_drop_undecryptable) dtls_send_errors=$(c dtls_send_errors)"
@@ -136,6 +156,8 @@ c() { counter "$1"; }
     fail "dtls_closed=$(c dtls_closed) dtls_sessions=$(c dtls_sessions)"
 [ "$(c dtls_allocation_end)" -gt 0 ] && pass "sessions closed with their allocations ($(c dtls_allocation_end))" || fail "dtls_allocation_end=0"
 grep -q '"event":"dtls_handshake_limit"' "$WORK/ternd.log" && pass "handshake limit logged" || fail "dtls_handshake_limit not logged"
+[ "$(c dtls_rejected_per_ip)" -ge 60 ] && grep -q '"event":"dtls_per_ip_limit"' "$WORK/ternd.log" &&
+    pass "dtls_rejected_per_ip=$(c dtls_rejected_per_ip), dtls_per_ip_limit logged" || fail "dtls_rejected_per_ip=$(c dtls_rejected_per_ip)"
 
 cat >"$WORK/bad.yaml" <<YAML
 listen: [ { transport: dtls, address: 127.0.0.1, port: 0 } ]
