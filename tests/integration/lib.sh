@@ -110,9 +110,9 @@ relays() {
     local rc=0 sent recv lost
     timeout 20 turnutils_uclient -c -z 5 -n 20 -m 1 -l 100 -u "$1" -w "$2" -e 127.0.0.1 -r "$PEER_PORT" \
         -p "$U4" 127.0.0.1 >"$WORK/uc.log" 2>&1 || rc=$?
-    sent=$(grep -oE 'tot_send_msgs=[0-9]+' "$WORK/uc.log" | tail -1 | cut -d= -f2)
-    recv=$(grep -oE 'tot_recv_msgs=[0-9]+' "$WORK/uc.log" | tail -1 | cut -d= -f2)
-    lost=$(grep -oE 'Total lost packets [0-9]+' "$WORK/uc.log" | tail -1 | awk '{print $4}')
+    sent=$(grep -oE 'tot_send_msgs=[0-9]+' "$WORK/uc.log" | tail -1 | cut -d= -f2 || true)
+    recv=$(grep -oE 'tot_recv_msgs=[0-9]+' "$WORK/uc.log" | tail -1 | cut -d= -f2 || true)
+    lost=$(grep -oE 'Total lost packets [0-9]+' "$WORK/uc.log" | tail -1 | awk '{print $4}' || true)
     [ "$rc" -eq 0 ] && [ "$sent" = 20 ] && [ "$recv" = 20 ] && [ "$lost" = 0 ]
 }
 

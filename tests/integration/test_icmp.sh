@@ -110,8 +110,8 @@ fi
 # ---- what the relay counted and shows ----
 shown=$(cat "$WORK"/{port4,host4,ptb4,port6,host6,ptb6}.out | grep -c '^icmp ' || true)
 in_ns "$R" curl -s "http://127.0.0.1:$OPS/metrics" >"$WORK/metrics"
-unreach=$(grep -E '^tern_qos_icmp_total\{kind="unreachable"\}' "$WORK/metrics" | awk '{print $2}')
-ptb=$(grep -E '^tern_qos_icmp_total\{kind="packet_too_big"\}' "$WORK/metrics" | awk '{print $2}')
+unreach=$(grep -E '^tern_qos_icmp_total\{kind="unreachable"\}' "$WORK/metrics" | awk '{print $2}' || true)
+ptb=$(grep -E '^tern_qos_icmp_total\{kind="packet_too_big"\}' "$WORK/metrics" | awk '{print $2}' || true)
 [ "${unreach:-0}" -ge 4 ] && [ "${ptb:-0}" -ge 2 ] &&
     pass "/metrics: tern_qos_icmp_total unreachable=$unreach packet_too_big=$ptb" ||
     fail "/metrics icmp totals: unreachable=$unreach packet_too_big=$ptb"

@@ -80,6 +80,29 @@ else
     fail "ternctl --timeline: $n_ctl rows / $bad_ctl poor, API $n_api / $bad_api"
     sed 's/^/    /' "$WORK/ctl.out" >&2
 fi
+# ... and the same values, row by row: packets and loss % of both legs.
+"$PY" - "$WORK/timeline.json" "$WORK/ctl.out" >"$WORK/ctlcmp.out" 2>&1 <<'EOF' &&
+import json, re, sys
+ivs = json.load(open(sys.argv[1]))["timeline"]["intervals"]
+rows = [l.split() for l in open(sys.argv[2]) if re.match(r"^\d{2}:\d{2}:\d{2}\.\d{3}Z ", l)]
+assert len(rows) == len(ivs), (len(rows), len(ivs))
+def num(cell):
+    return None if cell == "-" else float(cell.lstrip("!"))
+n = 0
+for iv, r in zip(ivs, rows):
+    for leg, base in (("client_leg", 1), ("peer_leg", 8)):
+        api = iv[leg]
+        assert num(r[base]) == api["packets"], (iv["start"], leg, r[base], api["packets"])
+        lr = api.get("loss_ratio")
+        got = num(r[base + 2])
+        if lr is None:
+            assert got is None, (iv["start"], leg, r[base + 2])
+        else:
+            assert abs(got - lr * 100) <= 0.006, (iv["start"], leg, r[base + 2], lr)
+        n += 1
+print(f"{len(rows)} rows: packets and loss % of both legs equal to the API's ({n} leg-intervals)")
+EOF
+    pass "ternctl --timeline values: $(cat "$WORK/ctlcmp.out")" || { fail "ternctl --timeline values"; cat "$WORK/ctlcmp.out" >&2; }
 sed -n '1,12p' "$WORK/ctl.out" | sed 's/^/    /'
 
 gen_release bad

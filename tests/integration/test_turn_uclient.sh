@@ -17,7 +17,7 @@ listen:
   - { transport: udp, address: "::1", port: 0 }
 relay: { addresses: [127.0.0.1, "::1"], ports: { min: 50000, max: 59999 } }
 peers: { allow_loopback: true }
-allocation: { max_per_user: 1000 }
+# no allocation.max_per_user: unlimited by default, and the clients below are all alice
 auth: { users: [ { name: alice, password: wonderland } ], secrets: [ old-secret, new-secret ] }
 log: { level: info, format: json }
 YAML
