@@ -545,16 +545,22 @@ static void sess_close(struct worker *w, struct dtls_sess *s, enum relay_counter
     free(s);
 }
 
-void dtls_expire(struct worker *w)
+/* Close the sessions doomed during the pass (dtls_sess.closing says why). */
+static void close_doomed(struct worker *w, struct dtls_state *st)
 {
-    struct dtls_state *st = w->dtls;
-    if (!st) return;
-    /* Closing first: a session in the list may also be due below. */
     while (st->closing) {
         struct dtls_sess *s = st->closing;
         st->closing = s->cnext;
         sess_close(w, s, s->closing);
     }
+}
+
+void dtls_expire(struct worker *w)
+{
+    struct dtls_state *st = w->dtls;
+    if (!st) return;
+    /* Closing first: a session in the list may also be due below. */
+    close_doomed(w, st);
     uint64_t limit = (uint64_t)w->cfg->dtls_handshake_timeout * 1000;
     struct dtls_sess *s;
     while ((s = TAILQ_FIRST(&st->hs)) && w->now_ms - s->born_ms > limit) {
@@ -575,22 +581,14 @@ void dtls_expire(struct worker *w)
             sess_close(w, s, RELAY_C_dtls_idle);
         }
     }
-    while (st->closing) { /* what the closes above ended (allocations of other sessions: no) */
-        struct dtls_sess *c = st->closing;
-        st->closing = c->cnext;
-        sess_close(w, c, c->closing);
-    }
+    close_doomed(w, st); /* what the closes above ended (allocations of other sessions: no) */
 }
 
 void dtls_close_all(struct worker *w)
 {
     struct dtls_state *st = w->dtls;
     if (!st) return;
-    while (st->closing) {
-        struct dtls_sess *s = st->closing;
-        st->closing = s->cnext;
-        sess_close(w, s, s->closing);
-    }
+    close_doomed(w, st);
     struct dtls_sess *s;
     while ((s = TAILQ_FIRST(&st->lru))) {
         s->closing = RELAY_C_dtls_closed;
