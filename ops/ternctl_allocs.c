@@ -626,8 +626,8 @@ static void print_timeline(json_t *j)
     }
     struct table t = {0};
     static const char *const head[] = {
-        "START",  "C PKTS",   "C BIT/S", "C LOSS%",  "C JIT ms", "C RTT ms", "C CE",    "C DROPS",
-        "P PKTS", "P BIT/S", "P LOSS%",  "P JIT ms", "P RTT ms", "P CE",     "P DROPS", "POOR"};
+        "START",  "C PKTS",  "C BIT/S", "C LOSS%",  "C JIT ms", "C RTT ms", "C CE",    "C DROPS",
+        "P PKTS", "P BIT/S", "P LOSS%", "P JIT ms", "P RTT ms", "P CE",     "P DROPS", "POOR"};
     size_t nh = sizeof head / sizeof head[0];
     for (size_t k = 0; k < nh; k++)
         tab_cell(&t, head[k]);
