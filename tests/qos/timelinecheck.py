@@ -22,7 +22,9 @@ import datetime
 import json
 import sys
 
-GUARD_NS = 3_000_000
+# A datagram this close to an interval edge may be counted on either side: the relay assigns it
+# by when it handled it, which on a loaded machine (CI, sanitizers) trails the send time.
+GUARD_NS = 25_000_000
 fails = 0
 
 
@@ -67,16 +69,17 @@ def streams_of(gen_log):
 
 
 def truth(streams, leg, start, end):
-    """(expected, lost, worst ratio or None, ambiguous) of leg in [start, end)."""
+    """(expected, lost, worst ratio or None, ambiguous: how many datagrams lie within GUARD_NS
+    of an edge) of leg in [start, end)."""
     exp = lost = 0
-    worst, amb = None, False
+    worst, amb = None, 0
     for (l, _ssrc), pk in streams.items():
         if l != leg:
             continue
         before = [s for t, s in pk if t < start]
         upto = [s for t, s in pk if t < end]
         rcv = sum(1 for t, _ in pk if start <= t < end)
-        amb = amb or any(abs(t - start) < GUARD_NS or abs(t - end) < GUARD_NS for t, _ in pk)
+        amb += sum(1 for t, _ in pk if abs(t - start) < GUARD_NS or abs(t - end) < GUARD_NS)
         if not upto:
             continue
         e = max(upto) - (max(before) if before else pk[0][1] - 1)
@@ -116,7 +119,7 @@ def main():
             exp, lost, worst, amb = truth(streams, leg, start, end)
             if exp == 0 and got["rtp_expected"] == 0:
                 continue
-            tol = 1 if amb else 0
+            tol = amb
             what = "interval %d %s leg" % (iv["seq"], leg)
             if abs(got["rtp_expected"] - exp) > tol or abs(got["rtp_lost"] - lost) > tol:
                 fail("%s: expected/lost %d/%d, truth %d/%d" %
@@ -127,7 +130,7 @@ def main():
                 if gl is not None:
                     fail("%s: loss_ratio %s, truth: nothing received" % (what, gl))
                 continue
-            rtol = (1.0 / max(exp - 1, 1) if amb else 0) + 1e-6
+            rtol = (amb / max(exp - amb, 1) if amb else 0) + 1e-6
             if gl is None or abs(gl - worst) > rtol:
                 fail("%s: loss_ratio %s, truth %.6f" % (what, gl, worst))
                 continue
@@ -204,7 +207,7 @@ def check_page(a, tl, streams, thr):
             exp, _lost, worst, amb = truth(streams, leg, start, end)
             shown = pv[leg + "_loss_pct"]
             want = "-" if worst is None else "%.2f" % (worst * 100)
-            tol = (100.0 / max(exp - 1, 1) if amb else 0) + 0.006
+            tol = (100.0 * amb / max(exp - amb, 1) if amb else 0) + 0.006
             if want == "-" or shown == "-":
                 good = want == shown
             else:
@@ -212,7 +215,7 @@ def check_page(a, tl, streams, thr):
             if not good:
                 fail("page interval %d %s leg: shows %s %%, truth %s %%" % (pv["seq"], leg, shown, want))
                 continue
-            if worst is not None and not (amb and abs(worst - thr) < 1.0 / max(exp - 1, 1)):
+            if worst is not None and not (amb and abs(worst - thr) < amb / max(exp - amb, 1)):
                 if pv[leg + "_marked"] != (worst > thr):
                     fail("page interval %d %s leg: marked %s, truth %.4f" %
                          (pv["seq"], leg, pv[leg + "_marked"], worst))
