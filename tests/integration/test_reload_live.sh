@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_reload_live.sh: keys a reload applies live, each observed at runtime after a SIGHUP (the
 # change detection alone is unit-tested in test_config): allocation.max_per_user lowered (the
-# next Allocate of that user gets 486, the one held keeps relaying); auth.secrets rotated (a REST
+# next Allocate of that user gets 486, the one held keeps relaying); allocation.bandwidth_limit
+# set under a relaying allocation (most of its data dropped, drop_bandwidth); auth.secrets rotated (a REST
 # credential under the added secret works, one under the removed secret is refused); log.level
 # raised to debug (debug events appear); qos.record_file moved (the record of a call that ends
 # after the reload is written to the new file). Every config_reloaded event names the keys that
@@ -12,6 +13,7 @@ command -v turnutils_uclient >/dev/null || { fail "turnutils_uclient missing (De
 start_echo_peer 127.0.0.1
 
 MAXU=unlimited
+BW=0
 SECRETS='[ secret-one ]'
 LEVEL=info
 RECORDS=$WORK/records-1.jsonl
@@ -23,7 +25,7 @@ listen:
   - { transport: tcp, address: 127.0.0.1, port: 0 }
 relay: { addresses: [127.0.0.1], ports: { min: 52000, max: 52999 } }
 peers: { allow_loopback: true }
-allocation: { max_per_user: $MAXU }
+allocation: { max_per_user: $MAXU, bandwidth_limit: $BW }
 auth: { users: [ { name: alice, password: alice-pass } ], secrets: $SECRETS }
 qos: { enabled: true, record_file: "$RECORDS" }
 ops: { listen: "127.0.0.1:0" }
@@ -74,6 +76,23 @@ grep -q '^totals sent=80 data=80' "$WORK/held.out" && pass "the allocation held 
 MAXU=unlimited
 write_cfg
 reload allocation.max_per_user
+
+# ---- allocation.bandwidth_limit: 0 -> 4000 B/s, applied to an allocation already relaying ----
+"$TURNC" -s "127.0.0.1:$U4" -p "127.0.0.1:$PEER_PORT" -u alice -P alice-pass -n 100 -i 20 -l 1000 -w 500 -d \
+    >"$WORK/bw.out" 2>&1 &
+BWC=$!
+sleep 0.6
+BW=4000
+write_cfg
+reload allocation.bandwidth_limit
+wait "$BWC" || true
+bw_data=$(sed -nE 's/^totals sent=100 data=([0-9]+).*/\1/p' "$WORK/bw.out")
+[ -n "$bw_data" ] && [ "$bw_data" -ge 15 ] && [ "$bw_data" -le 70 ] &&
+    pass "bandwidth_limit 4000 B/s on a live 50 kB/s allocation: $bw_data of 100 came back (the rest dropped)" ||
+    fail "bandwidth limit: data=$bw_data ($(grep totals "$WORK/bw.out" || true))"
+BW=0
+write_cfg
+reload allocation.bandwidth_limit
 
 # ---- auth.secrets rotated: [one] -> [one, two] -> [two] ----
 rest_ok() { # SECRET: a uclient call with a REST credential minted under it relays, zero loss
@@ -129,4 +148,5 @@ n2=$(wc -l <"$RECORDS" 2>/dev/null || echo 0)
 grep -Eq 'alice-pass|secret-one|secret-two' "$WORK/ternd.log" && fail "a password or secret reached the log" ||
     pass "no password or secret in the log"
 stop_ternd
+[ "$(counter drop_bandwidth)" -gt 0 ] && pass "drop_bandwidth=$(counter drop_bandwidth)" || fail "drop_bandwidth=$(counter drop_bandwidth)"
 finish
