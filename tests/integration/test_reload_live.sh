@@ -2,18 +2,27 @@
 # test_reload_live.sh: keys a reload applies live, each observed at runtime after a SIGHUP (the
 # change detection alone is unit-tested in test_config): allocation.max_per_user lowered (the
 # next Allocate of that user gets 486, the one held keeps relaying); allocation.bandwidth_limit
-# set under a relaying allocation (most of its data dropped, drop_bandwidth); auth.secrets rotated (a REST
-# credential under the added secret works, one under the removed secret is refused); log.level
+# set under a relaying allocation (most of its data dropped, drop_bandwidth); auth.strict_expiry
+# turned on (a database user deleted mid-call then loses the allocation; before, not);
+# auth.secrets rotated (a REST credential under the added secret works, one under the removed
+# secret is refused); log.level
 # raised to debug (debug events appear); qos.record_file moved (the record of a call that ends
 # after the reload is written to the new file). Every config_reloaded event names the keys that
 # changed and no secret.
 . "$(dirname "$0")/lib.sh"
 : "${TURNC:?TURNC must point at tern-turnc (set by CTest)}"
+TERNCTL="$TERN_BUILD_DIR/ops/ternctl"
+DB="$WORK/tern.db"
+for u in carol dave; do
+    echo "$u-pw" | "$TERNCTL" --db "$DB" --realm live.test user add "$u" --password-stdin >/dev/null ||
+        { fail "ternctl user add $u"; finish; }
+done
 command -v turnutils_uclient >/dev/null || { fail "turnutils_uclient missing (Debian package coturn)"; finish; }
 start_echo_peer 127.0.0.1
 
 MAXU=unlimited
 BW=0
+STRICT=false
 SECRETS='[ secret-one ]'
 LEVEL=info
 RECORDS=$WORK/records-1.jsonl
@@ -26,7 +35,7 @@ listen:
 relay: { addresses: [127.0.0.1], ports: { min: 52000, max: 52999 } }
 peers: { allow_loopback: true }
 allocation: { max_per_user: $MAXU, bandwidth_limit: $BW }
-auth: { users: [ { name: alice, password: alice-pass } ], secrets: $SECRETS }
+auth: { users: [ { name: alice, password: alice-pass } ], secrets: $SECRETS, database: $DB, strict_expiry: $STRICT }
 qos: { enabled: true, record_file: "$RECORDS" }
 ops: { listen: "127.0.0.1:0" }
 log: { level: $LEVEL, format: json }
@@ -113,6 +122,32 @@ write_cfg
 reload auth.secrets
 rest_ok secret-one && fail "secret-one still accepted after its removal" || pass "after removing it: secret-one refused"
 rest_ok secret-two && pass "secret-two still works" || fail "secret-two after removing secret-one"
+
+# ---- auth.strict_expiry: false -> true: deleting a user then ends its live allocation ----
+strict_call() { # USER: a 4-s call in the background, its output in $WORK/USER.out
+    "$TURNC" -s "127.0.0.1:$U4" -p "127.0.0.1:$PEER_PORT" -u "$1" -P "$1-pw" -n 80 -i 50 -w 500 \
+        >"$WORK/$1.out" 2>&1 &
+}
+strict_call carol
+C1=$!
+sleep 0.8
+"$TERNCTL" --db "$DB" --realm live.test user del carol >/dev/null || fail "ternctl user del carol"
+wait "$C1" || true
+grep -q '^totals sent=80 data=80' "$WORK/carol.out" &&
+    pass "strict_expiry false: carol deleted mid-call, her allocation relays to its end (80 of 80)" ||
+    fail "strict_expiry false: $(grep totals "$WORK/carol.out" || true)"
+STRICT=true
+write_cfg
+reload auth.strict_expiry
+strict_call dave
+C2=$!
+sleep 0.8
+"$TERNCTL" --db "$DB" --realm live.test user del dave >/dev/null || fail "ternctl user del dave"
+wait "$C2" || true
+d=$(sed -nE 's/^totals sent=80 data=([0-9]+).*/\1/p' "$WORK/dave.out")
+grep -q '"event":"allocation_ended".*"reason":"revoked".*"user":"dave"' "$WORK/ternd.log" && [ -n "$d" ] && [ "$d" -lt 70 ] &&
+    pass "strict_expiry true after the reload: dave deleted mid-call, his allocation revoked ($d of 80 came back)" ||
+    fail "strict_expiry true: data=$d, revoked: $(grep -c '"reason":"revoked"' "$WORK/ternd.log" || true)"
 
 # ---- log.level: info -> debug ----
 # A TCP connection opened and closed logs tcp_close at debug level.
