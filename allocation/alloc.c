@@ -219,6 +219,18 @@ void alloc_remove(struct alloc_table *t, struct allocation *a)
     a->hnext = NULL;
 }
 
+void alloc_rekey(struct alloc_table *t, struct allocation *a, const struct srv_tuple *tuple)
+{
+    struct allocation **pp = &t->buckets[bucket(t, &a->tuple)];
+    while (*pp && *pp != a)
+        pp = &(*pp)->hnext;
+    if (*pp) *pp = a->hnext;
+    a->tuple = *tuple;
+    size_t k = bucket(t, &a->tuple);
+    a->hnext = t->buckets[k];
+    t->buckets[k] = a;
+}
+
 struct allocation *alloc_find(const struct alloc_table *t, const struct srv_tuple *tuple)
 {
     for (struct allocation *a = t->buckets[bucket(t, tuple)]; a; a = a->hnext)

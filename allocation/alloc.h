@@ -78,6 +78,17 @@ static inline bool alloc_bucket_take(struct alloc_bucket *b, size_t n, uint64_t 
 }
 
 struct srv_tconn;
+struct allocation;
+
+/* RFC 8016 mobility: the secret part of a MOBILITY-TICKET (random, renewed on every Refresh
+ * that carries one) and its link in the server's ticket index. */
+#define ALLOC_TICKET_LEN 16
+struct alloc_ticket {
+    uint8_t id[ALLOC_TICKET_LEN];
+    bool set;
+    struct allocation *a;
+    struct alloc_ticket *next;
+};
 
 struct allocation {
     uint64_t id;
@@ -115,6 +126,13 @@ struct allocation {
     /* Datagrams of this allocation the server dropped, [0] from the client, [1] from peers,
      * for the relay's QoS timeline, which takes (and zeroes) them once a second. */
     uint32_t drops_perm[2], drops_bw[2];
+    /* RFC 8016: the Allocate asked for mobility (UDP only). tickets[0] is the current ticket,
+     * [1] the one before it (still accepted: the answer that carried its successor may have
+     * been lost). moves: how often the allocation followed its client to a new 5-tuple. */
+    bool mobile;
+    struct alloc_ticket tickets[2];
+    uint32_t moves;
+    uint64_t moved_ms;
     /* Table links. */
     struct allocation *hnext;
     size_t heap_idx;
@@ -140,6 +158,8 @@ void alloc_destroy(struct allocation *a);
 int alloc_insert(struct alloc_table *t, struct allocation *a);
 void alloc_remove(struct alloc_table *t, struct allocation *a);
 struct allocation *alloc_find(const struct alloc_table *t, const struct srv_tuple *tuple);
+/* a (in t) now belongs to tuple (RFC 8016: its client moved); its expiry stays. */
+void alloc_rekey(struct alloc_table *t, struct allocation *a, const struct srv_tuple *tuple);
 void alloc_set_expiry(struct alloc_table *t, struct allocation *a, uint64_t expires_ms);
 /* The allocation that expires first, if it has expired by now; NULL otherwise. */
 struct allocation *alloc_expired(const struct alloc_table *t, uint64_t now_ms);

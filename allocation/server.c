@@ -87,10 +87,132 @@ static uint64_t splitmix(uint64_t *x)
     return z ^ (z >> 31);
 }
 
+/* ---- RFC 8016 mobility tickets ----
+ * A MOBILITY-TICKET is 24 characters of base64url for 18 bytes: a version byte, the worker
+ * whose server holds the allocation (so that any worker can pass a Refresh on to it) and 16
+ * random bytes, renewed by every Refresh that carries the ticket (so one value never links
+ * two of the client's addresses beyond one move). The random part is the secret: the server
+ * looks it up in its index; nothing else about the allocation is in the ticket. Short and
+ * printable, because clients treat it as a string (coturn's keeps at most 32 bytes). */
+
+#define TICKET_VERSION 1
+#define TICKET_RAW     (2 + ALLOC_TICKET_LEN)
+
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static void ticket_encode(uint8_t worker, const uint8_t id[ALLOC_TICKET_LEN],
+                          char out[SRV_TICKET_TEXT])
+{
+    uint8_t raw[TICKET_RAW] = {TICKET_VERSION, worker};
+    memcpy(raw + 2, id, ALLOC_TICKET_LEN);
+    for (size_t i = 0, o = 0; i < TICKET_RAW; i += 3) {
+        uint32_t v = (uint32_t)raw[i] << 16 | (uint32_t)raw[i + 1] << 8 | raw[i + 2];
+        for (int k = 3; k >= 0; k--)
+            out[o++] = b64url[(v >> (6 * k)) & 63];
+    }
+}
+
+static int b64url_value(uint8_t c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '-') return 62;
+    if (c == '_') return 63;
+    return -1;
+}
+
+/* A ticket of ours (by its form: the index decides whether it is live). */
+static bool ticket_decode(const struct stun_attr *t, uint8_t *worker, uint8_t id[ALLOC_TICKET_LEN])
+{
+    if (!t || t->len != SRV_TICKET_TEXT) return false;
+    uint8_t raw[TICKET_RAW];
+    for (size_t i = 0, o = 0; i < SRV_TICKET_TEXT; i += 4) {
+        uint32_t v = 0;
+        for (size_t k = 0; k < 4; k++) {
+            int c = b64url_value(t->val[i + k]);
+            if (c < 0) return false;
+            v = v << 6 | (uint32_t)c;
+        }
+        raw[o++] = (uint8_t)(v >> 16);
+        raw[o++] = (uint8_t)(v >> 8);
+        raw[o++] = (uint8_t)v;
+    }
+    if (raw[0] != TICKET_VERSION) return false;
+    *worker = raw[1];
+    memcpy(id, raw + 2, ALLOC_TICKET_LEN);
+    return true;
+}
+
+static struct alloc_ticket **tk_bucket(struct alloc_ticket *const *hash, const uint8_t *id)
+{
+    uint32_t h;
+    memcpy(&h, id, sizeof(h)); /* random bytes: any four are a good hash */
+    return (struct alloc_ticket **)&hash[h % SRV_TICKET_BUCKETS];
+}
+
+static void tk_link(struct srv *s, struct alloc_ticket *k)
+{
+    struct alloc_ticket **pp = tk_bucket(s->tk_hash, k->id);
+    k->next = *pp;
+    *pp = k;
+}
+
+static void tk_unlink(struct srv *s, struct alloc_ticket *k)
+{
+    if (!k->set) return;
+    for (struct alloc_ticket **pp = tk_bucket(s->tk_hash, k->id); *pp; pp = &(*pp)->next)
+        if (*pp == k) {
+            *pp = k->next;
+            break;
+        }
+    k->next = NULL;
+}
+
+static struct allocation *tk_find(const struct srv *s, const uint8_t *id)
+{
+    for (const struct alloc_ticket *k = *tk_bucket(s->tk_hash, id); k; k = k->next)
+        if (CRYPTO_memcmp(k->id, id, ALLOC_TICKET_LEN) == 0) return k->a;
+    return NULL;
+}
+
+static void tickets_index(struct srv *s, struct allocation *a)
+{
+    for (int i = 0; i < 2; i++)
+        if (a->tickets[i].set) tk_link(s, &a->tickets[i]);
+}
+
+static void tickets_unindex(struct srv *s, struct allocation *a)
+{
+    for (int i = 0; i < 2; i++)
+        tk_unlink(s, &a->tickets[i]);
+}
+
+/* A new current ticket; the current one becomes the previous one, the previous one goes. */
+static void ticket_renew(struct srv *s, struct allocation *a)
+{
+    tickets_unindex(s, a);
+    if (a->tickets[0].set) {
+        memcpy(a->tickets[1].id, a->tickets[0].id, ALLOC_TICKET_LEN);
+        a->tickets[1].set = true;
+        a->tickets[1].a = a;
+    }
+    s->io.random(s->io.ctx, a->tickets[0].id, ALLOC_TICKET_LEN);
+    a->tickets[0].set = true;
+    a->tickets[0].a = a;
+    tickets_index(s, a);
+}
+
+void srv_ticket_text(const struct srv *s, const struct allocation *a, char out[SRV_TICKET_TEXT])
+{
+    ticket_encode(s->mob_dest >= 0 ? (uint8_t)s->mob_dest : s->worker, a->tickets[0].id, out);
+}
+
 int srv_init(struct srv *s, const struct srv_options *opt, const struct srv_io *io,
              uint64_t id_base)
 {
     memset(s, 0, sizeof(*s));
+    s->mob_dest = -1;
     s->opt = *opt;
     s->io = *io;
     s->txc = tern_calloc(1, sizeof(*s->txc));
@@ -131,6 +253,7 @@ static void destroy(struct srv *s, struct allocation *a, const char *why, enum s
     for (unsigned i = 0; i < a->nrelay; i++)
         release(s, a, i);
     s->io.quota_release(s->io.ctx, a->username, a->ulen);
+    tickets_unindex(s, a);
     alloc_remove(&s->allocs, a);
     alloc_destroy(a);
     s->c.v[c]++;
@@ -325,6 +448,8 @@ static enum srv_counter error_counter(int code)
         return SRV_C_error_401;
     case 403:
         return SRV_C_error_403;
+    case 405:
+        return SRV_C_error_405;
     case 420:
         return SRV_C_error_420;
     case 437:
@@ -396,6 +521,18 @@ static enum auth_nonce_result check_nonce(struct req *r, const struct stun_attr 
         const struct srv_tconn *tc = ia && !stun_get_u32(ia, &id) ? srv_tconn_find(r->s, id) : NULL;
         if (tc && tc->state == SRV_TCONN_PENDING)
             res = check_nonce_for(r, &tc->a->tuple.client, nonce);
+    }
+    /* RFC 8016: a client that moved signs its Refresh with the nonce its old address was
+     * given: the nonce of the allocation its ticket names is accepted too (the MAC and the
+     * user are checked as for any request, the user against the allocation's). */
+    if (res == AUTH_NONCE_INVALID && r->s->opt.mobility &&
+        stun_method_of(r->m->type) == STUN_REFRESH) {
+        uint8_t worker, id[ALLOC_TICKET_LEN];
+        const struct allocation *a =
+            ticket_decode(stun_find(r->m, STUN_ATTR_MOBILITY_TICKET), &worker, id)
+                ? tk_find(r->s, id)
+                : NULL;
+        if (a) res = check_nonce_for(r, &a->tuple.client, nonce);
     }
     return res;
 }
@@ -807,6 +944,11 @@ static size_t do_allocate(struct req *r)
         fam[0] = family_of(f);
         if (!fam[0]) return error(r, 440);
     }
+    /* RFC 8016 3.1: an empty MOBILITY-TICKET asks for mobility; over UDP only (an allocation
+     * over TCP, TLS or DTLS ends with its connection, so there is nothing to move). */
+    const struct stun_attr *mt = stun_find(m, STUN_ATTR_MOBILITY_TICKET);
+    if (mt && mt->len) return error(r, 400);
+    if (mt && (!s->opt.mobility || r->t->transport != SRV_UDP)) return error(r, 405);
     const struct srv_steer *to = s->steer[r->t->client.sa.sa_family == AF_INET6][r->t->transport];
     if (to && !(r->nonce_flags & AUTH_NONCE_STEERED)) return steer_answer(r, to);
     if (s->draining) return drain_answer(r, r->t->client.sa.sa_family);
@@ -844,6 +986,11 @@ static size_t do_allocate(struct req *r)
     if (zero) life = s->opt.default_lifetime_s; /* LIFETIME 0 on Allocate: the default */
     alloc_set_expiry(&s->allocs, a, r->now_ms + (uint64_t)life * 1000);
     a->client_io = NULL;
+    if (mt) {
+        a->mobile = true;
+        ticket_renew(s, a);
+        s->c.v[SRV_C_mobile_allocations]++;
+    }
     s->c.v[SRV_C_allocations_created]++;
     s->c.v[SRV_C_tcp_allocations] += tcp;
     if (s->io.event) s->io.event(s->io.ctx, a, "allocated", NULL, POLICY_OK);
@@ -856,6 +1003,11 @@ static size_t do_allocate(struct req *r)
     stun_enc_u32(&e, STUN_ATTR_LIFETIME, life);
     if (reserve) stun_enc_u64(&e, STUN_ATTR_RESERVATION_TOKEN, new_token);
     stun_enc_xor_addr(&e, STUN_ATTR_XOR_MAPPED_ADDRESS, &r->t->client);
+    if (a->mobile) {
+        char ticket[SRV_TICKET_TEXT];
+        srv_ticket_text(s, a, ticket);
+        stun_enc_attr(&e, STUN_ATTR_MOBILITY_TICKET, ticket, sizeof(ticket));
+    }
     size_t n = success(r, &e, SRV_C_allocate_success);
     /* Kept for retransmissions that outlive the transaction cache (small: ~100 bytes). */
     a->alloc_resp = n ? tern_malloc(n) : NULL;
@@ -875,7 +1027,24 @@ static int relay_index(const struct allocation *a, int family)
     return -1;
 }
 
-static size_t do_refresh(struct req *r, struct allocation *a)
+/* RFC 8016 3.4: the client of a mobile allocation is on a new 5-tuple (r's): the allocation is
+ * keyed by it from now on, with everything it has (relayed addresses, permissions, channels,
+ * counters, meter). The relay learns of it through fwd->moved. */
+static void move_to(struct req *r, struct allocation *a)
+{
+    struct srv *s = r->s;
+    r->fwd->moved = a;
+    r->fwd->moved_from = a->tuple;
+    alloc_rekey(&s->allocs, a, r->t);
+    a->client_io = r->client_io;
+    a->moves++;
+    a->moved_ms = r->now_ms;
+    s->c.v[SRV_C_mobility_moves]++;
+}
+
+/* mt: the request's MOBILITY-TICKET (NULL: none); move: a is another 5-tuple's (mobile, and mt
+ * names it) and follows its client here if the Refresh succeeds. */
+static size_t do_refresh(struct req *r, struct allocation *a, const struct stun_attr *mt, bool move)
 {
     struct srv *s = r->s;
     const struct stun_attr *rfam = stun_find(r->m, STUN_ATTR_REQUESTED_ADDRESS_FAMILY);
@@ -910,9 +1079,38 @@ static size_t do_refresh(struct req *r, struct allocation *a)
     } else {
         alloc_set_expiry(&s->allocs, a, r->now_ms + (uint64_t)life * 1000);
     }
+    if (move) move_to(r, a);
     begin(r, &e, STUN_SUCCESS);
     stun_enc_u32(&e, STUN_ATTR_LIFETIME, life);
+    if (mt && a->mobile) { /* RFC 8016 3.4: a new ticket with every Refresh that carried one */
+        ticket_renew(s, a);
+        char ticket[SRV_TICKET_TEXT];
+        srv_ticket_text(s, a, ticket);
+        stun_enc_attr(&e, STUN_ATTR_MOBILITY_TICKET, ticket, sizeof(ticket));
+    }
     return success(r, &e, SRV_C_refresh_success);
+}
+
+/* RFC 8016 3.4: a Refresh with a MOBILITY-TICKET, from the allocation's own 5-tuple (here, the
+ * one it has, may be NULL) or from a new one. */
+static size_t do_mobile_refresh(struct req *r, struct allocation *here, const struct stun_attr *mt)
+{
+    struct srv *s = r->s;
+    if (!s->opt.mobility) return error(r, 405);
+    uint8_t worker, id[ALLOC_TICKET_LEN];
+    if (!ticket_decode(mt, &worker, id)) return error(r, 400);
+    struct allocation *a = tk_find(s, id);
+    if (a && a->expires_ms <= r->now_ms) {
+        destroy(s, a, "expired", SRV_C_allocations_expired);
+        a = NULL;
+    }
+    if (!a) return error(r, 437);
+    /* RFC 8016 3.4: the credentials that made the allocation, and nobody else's. */
+    if (a->ulen != r->user.namelen || memcmp(a->username, r->user.name, a->ulen) != 0)
+        return error(r, 441);
+    if (here && here != a) return error(r, 437); /* this 5-tuple has an allocation of its own */
+    if (r->t->transport != a->tuple.transport) return error(r, 400);
+    return do_refresh(r, a, mt, here == NULL);
 }
 
 /* ---- CreatePermission (RFC 8656 9) and ChannelBind (RFC 8656 11) ---- */
@@ -1444,9 +1642,12 @@ static size_t request(struct req *r)
     /* RFC 8656 5: other requests on an allocation's 5-tuple must use its credentials. */
     if (a && (a->ulen != r->user.namelen || memcmp(a->username, r->user.name, a->ulen) != 0))
         return error(r, 441);
+    const struct stun_attr *mt =
+        method == STUN_REFRESH ? stun_find(m, STUN_ATTR_MOBILITY_TICKET) : NULL;
     switch (method) {
     case STUN_REFRESH:
-        return a ? do_refresh(r, a) : error(r, 437);
+        if (mt) return do_mobile_refresh(r, a, mt);
+        return a ? do_refresh(r, a, NULL, false) : error(r, 437);
     case STUN_CREATE_PERMISSION:
         return a ? do_create_permission(r, a) : error(r, 437);
     case STUN_CONNECT:
@@ -1461,6 +1662,7 @@ size_t srv_handle(struct srv *s, const struct srv_tuple *t, void *client_io, con
 {
     fwd->a = NULL;
     fwd->bound = NULL;
+    fwd->moved = NULL;
     if (inlen >= 1 && (in[0] & 0xC0) == 0x40) {
         do_channel_data(s, t, in, inlen, now_ms, fwd);
         return 0;
@@ -1518,6 +1720,44 @@ size_t srv_handle(struct srv *s, const struct srv_tuple *t, void *client_io, con
     if (a && !a->client_io) a->client_io = client_io;
     if (r.authed) txc_store(s, t, m.tid, hash, out, n, now_ms);
     return n;
+}
+
+/* ---- RFC 8016 with several workers ---- */
+
+int srv_mobility_owner(const struct srv *s, const struct srv_tuple *t, const uint8_t *msg,
+                       size_t len, unsigned nworkers)
+{
+    if (nworkers < 2 || !s->opt.mobility || t->transport != SRV_UDP || len < STUN_HEADER_LEN)
+        return -1;
+    if (rd16(msg) != stun_type(STUN_REFRESH, STUN_REQUEST)) return -1; /* cheap first */
+    struct stun_msg m;
+    if (stun_decode(&m, msg, len)) return -1;
+    uint8_t worker, id[ALLOC_TICKET_LEN];
+    if (!ticket_decode(stun_find(&m, STUN_ATTR_MOBILITY_TICKET), &worker, id)) return -1;
+    if (worker == s->worker || worker >= nworkers) return -1;
+    if (tk_find(s, id) || alloc_find(&s->allocs, t)) return -1;
+    return (int)worker;
+}
+
+void srv_detach(struct srv *s, struct allocation *a)
+{
+    tickets_unindex(s, a);
+    alloc_remove(&s->allocs, a);
+}
+
+int srv_adopt(struct srv *s, struct allocation *a, const uint8_t *req, size_t reqlen,
+              const uint8_t *answer, size_t anslen, uint64_t now_ms)
+{
+    if (alloc_find(&s->allocs, &a->tuple) || alloc_insert(&s->allocs, a)) return -1;
+    tickets_index(s, a);
+    if (reqlen >= STUN_HEADER_LEN)
+        txc_store(s, &a->tuple, req + 8, req_hash(req, reqlen), answer, anslen, now_ms);
+    return 0;
+}
+
+void srv_discard(struct srv *s, struct allocation *a, const char *why)
+{
+    destroy(s, a, why, SRV_C_allocations_deleted);
 }
 
 size_t srv_peer_data(struct srv *s, struct allocation *a, struct alloc_relay *rel,

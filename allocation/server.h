@@ -48,6 +48,8 @@
     X(error_440, "440 Address Family not Supported responses")                                     \
     X(error_441, "441 Wrong Credentials responses")                                                \
     X(error_442, "442 Unsupported Transport Protocol responses")                                   \
+    X(error_405, "405 Mobility Forbidden responses (RFC 8016: allocation.mobility is off, or "     \
+                 "not UDP)")                                                                       \
     X(error_443, "443 Peer Address Family Mismatch responses")                                     \
     X(error_446, "446 Connection Already Exists responses (RFC 6062 Connect)")                     \
     X(error_447, "447 Connection Timeout or Failure responses (RFC 6062 Connect)")                 \
@@ -97,6 +99,10 @@
     X(tcp_refused_policy, "peer TCP connections refused: the peer policy denies the peer")         \
     X(tcp_refused_limit, "peer TCP connections refused: the allocation's connection limit")        \
     X(tcp_connections_ended, "TCP peer connections ended (either side closed, allocation ended)")  \
+    X(mobile_allocations, "allocations made mobile: their Allocate asked for a MOBILITY-TICKET")   \
+    X(mobility_moves, "allocations that followed their client to a new 5-tuple (RFC 8016)")        \
+    X(mobility_handed,                                                                             \
+      "Refreshes with another worker's MOBILITY-TICKET, for the relay to pass on")                 \
     X(tcp_connections_revoked, "TCP peer connections closed: a reload made the policy refuse "     \
                                "them")
 
@@ -140,6 +146,9 @@ struct srv_options {
     uint32_t unauth_rate, unauth_burst, unauth_global_rate;
     /* RFC 6062: connections (pending or bound) per TCP allocation; 0: SRV_TCP_MAX_CONNS. */
     uint32_t max_tcp_connections;
+    /* RFC 8016 (allocation.mobility): an Allocate over UDP may ask for a MOBILITY-TICKET, and
+     * a Refresh carrying it from a new 5-tuple moves the allocation there. false: 405. */
+    bool mobility;
 };
 
 /* ---- RFC 6062 TCP allocations ---- */
@@ -175,7 +184,8 @@ struct srv_tconn {
     struct srv_tconn *anext, *hnext, *qprev, *qnext;
     bool queued;
 };
-#define SRV_TCONN_BUCKETS 1024
+#define SRV_TCONN_BUCKETS  1024
+#define SRV_TICKET_BUCKETS 1024
 
 /* The relay's side: shared resources and sockets. Every call is made from the worker that
  * owns this server; calls into shared state (ports, quotas) are serialised by the relay. */
@@ -269,6 +279,12 @@ struct srv {
     struct srv_tconn *tc_hash[SRV_TCONN_BUCKETS];
     size_t ntconns;
     struct srv_tconn *tq_head, *tq_tail;
+    /* RFC 8016: mobile allocations by ticket (both of each: current and previous). */
+    struct alloc_ticket *tk_hash[SRV_TICKET_BUCKETS];
+    /* Set by the caller around srv_handle of a Refresh another worker passed on
+     * (srv_mobility_owner): that worker's index, named in the new ticket, since the allocation
+     * moves to it. -1: this server's own (s->worker). */
+    int mob_dest;
 };
 
 int srv_init(struct srv *s, const struct srv_options *opt, const struct srv_io *io,
@@ -290,6 +306,11 @@ struct srv_fwd {
     /* ConnectionBind succeeded (RFC 6062 5.4): once the answer is sent, the client connection
      * the message came on carries raw bytes to and from bound's peer connection. */
     struct srv_tconn *bound;
+    /* RFC 8016: a Refresh with the MOBILITY-TICKET of allocation `moved` came from a new
+     * 5-tuple (the one srv_handle was given, client_io its handle): the allocation is keyed by
+     * it now; moved_from is the one it had. The relay re-points what it keeps per client. */
+    struct allocation *moved;
+    struct srv_tuple moved_from;
 };
 
 /* Handle one message from a client: a whole datagram, or one frame of a TCP/TLS stream.
@@ -365,6 +386,33 @@ struct srv_tconn *srv_tconn_find(const struct srv *s, uint32_t id);
  * here). Decodes msg; no state changes. */
 int srv_connection_bind_owner(const struct srv *s, const struct srv_tuple *t, const uint8_t *msg,
                               size_t len, unsigned nworkers);
+
+/* ---- RFC 8016 mobility with several workers ----
+ * A client that moved sends its Refresh from a new 5-tuple, which SO_REUSEPORT may hand to
+ * another worker than the one holding its allocation. The ticket names that worker (its top
+ * byte, as CONNECTION-IDs do): srv_mobility_owner says whose it is, the relay passes the
+ * datagram there, that worker's srv_handle (with mob_dest set to the first worker) checks and
+ * answers it and, when it moved the allocation, takes it out of its table (srv_detach); the
+ * first worker then takes it in (srv_adopt) and sends the answer. */
+
+/* msg (len bytes from UDP client t) is a Refresh request with a well-formed MOBILITY-TICKET
+ * naming another worker than s's, on a 5-tuple with no allocation here and a ticket unknown
+ * here: that worker's index. -1: anything else (s handles it). Decodes msg; no state changes. */
+int srv_mobility_owner(const struct srv *s, const struct srv_tuple *t, const uint8_t *msg,
+                       size_t len, unsigned nworkers);
+/* Take a out of s's table and ticket index, leaving everything it holds (relay sockets,
+ * ports, quota, meter) to whoever adopts it. */
+void srv_detach(struct srv *s, struct allocation *a);
+/* Put a detached allocation into s (its table and tickets) and remember the answer to the
+ * Refresh that moved it (req, its request) for retransmissions. 0, or -1: its 5-tuple already
+ * has another allocation here, or no memory (the caller then srv_discard()s it). */
+int srv_adopt(struct srv *s, struct allocation *a, const uint8_t *req, size_t reqlen,
+              const uint8_t *answer, size_t anslen, uint64_t now_ms);
+/* End a detached allocation that could not be adopted (as srv_delete does). */
+void srv_discard(struct srv *s, struct allocation *a, const char *why);
+/* The MOBILITY-TICKET value s would give a now (SRV_TICKET_TEXT characters, base64url). */
+#define SRV_TICKET_TEXT 24
+void srv_ticket_text(const struct srv *s, const struct allocation *a, char out[SRV_TICKET_TEXT]);
 
 /* Delete allocations whose lifetime ended by now, and end RFC 6062 connections past their
  * deadline (a Connect not made in 30 s: 447; no ConnectionBind in 30 s: closed); returns how

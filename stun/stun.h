@@ -123,6 +123,7 @@ enum stun_attr_type {
     STUN_ATTR_ICE_CONTROLLING = 0x802A,
     STUN_ATTR_RESPONSE_ORIGIN = 0x802B, /* RFC 5780, comprehension-optional */
     STUN_ATTR_OTHER_ADDRESS = 0x802C,   /* RFC 5780, comprehension-optional */
+    STUN_ATTR_MOBILITY_TICKET = 0x8030, /* RFC 8016, comprehension-optional */
 };
 
 /* Values carried by attributes. */

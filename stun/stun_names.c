@@ -30,7 +30,7 @@ const struct stun_attr_spec *stun_attr_spec(uint16_t type)
         software = {"SOFTWARE", 0, TEXT, 1, 0}, alt_server = {"ALTERNATE-SERVER", 8, 20, 1, 1},
         fingerprint = {"FINGERPRINT", 4, 4, 1, 0}, controlled = {"ICE-CONTROLLED", 8, 8, 1, 0},
         controlling = {"ICE-CONTROLLING", 8, 8, 1, 0}, origin = {"RESPONSE-ORIGIN", 8, 20, 1, 1},
-        other = {"OTHER-ADDRESS", 8, 20, 1, 1};
+        other = {"OTHER-ADDRESS", 8, 20, 1, 1}, mobility = {"MOBILITY-TICKET", 0, TEXT, 1, 0};
 
     switch (type) {
     case STUN_ATTR_MAPPED_ADDRESS:
@@ -105,6 +105,8 @@ const struct stun_attr_spec *stun_attr_spec(uint16_t type)
         return &origin;
     case STUN_ATTR_OTHER_ADDRESS:
         return &other;
+    case STUN_ATTR_MOBILITY_TICKET:
+        return &mobility;
     default:
         return NULL;
     }
