@@ -133,6 +133,12 @@ struct allocation {
     struct alloc_ticket tickets[2];
     uint32_t moves;
     uint64_t moved_ms;
+    /* The client's last addresses before the current one, newest first: a moving client
+     * signs with the nonce one of them was given (it gets no new one while its Refreshes
+     * succeed), so those nonces stay good for Refreshes with its ticket. */
+#define ALLOC_PAST_CLIENTS 3
+    union stun_addr past_clients[ALLOC_PAST_CLIENTS];
+    uint8_t npast;
     /* Table links. */
     struct allocation *hnext;
     size_t heap_idx;

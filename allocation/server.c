@@ -533,6 +533,8 @@ static enum auth_nonce_result check_nonce(struct req *r, const struct stun_attr 
                 ? tk_find(r->s, id)
                 : NULL;
         if (a) res = check_nonce_for(r, &a->tuple.client, nonce);
+        for (unsigned i = 0; a && res == AUTH_NONCE_INVALID && i < a->npast; i++)
+            res = check_nonce_for(r, &a->past_clients[i], nonce);
     }
     return res;
 }
@@ -1035,6 +1037,10 @@ static void move_to(struct req *r, struct allocation *a)
     struct srv *s = r->s;
     r->fwd->moved = a;
     r->fwd->moved_from = a->tuple;
+    memmove(&a->past_clients[1], &a->past_clients[0],
+            (ALLOC_PAST_CLIENTS - 1) * sizeof(a->past_clients[0]));
+    a->past_clients[0] = a->tuple.client;
+    if (a->npast < ALLOC_PAST_CLIENTS) a->npast++;
     alloc_rekey(&s->allocs, a, r->t);
     a->client_io = r->client_io;
     a->moves++;

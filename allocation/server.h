@@ -101,8 +101,6 @@
     X(tcp_connections_ended, "TCP peer connections ended (either side closed, allocation ended)")  \
     X(mobile_allocations, "allocations made mobile: their Allocate asked for a MOBILITY-TICKET")   \
     X(mobility_moves, "allocations that followed their client to a new 5-tuple (RFC 8016)")        \
-    X(mobility_handed,                                                                             \
-      "Refreshes with another worker's MOBILITY-TICKET, for the relay to pass on")                 \
     X(tcp_connections_revoked, "TCP peer connections closed: a reload made the policy refuse "     \
                                "them")
 

@@ -992,6 +992,8 @@ static const struct key allocation_keys[] = {
     BOOL("strict_channel_numbers", strict_channel_numbers, "false"),
     /* RFC 6062: peer connections (pending or bound) per TCP allocation. */
     UINT("max_tcp_connections", max_tcp_connections, 1, 65535, "64"),
+    /* RFC 8016: UDP allocations that survive their client's address change. */
+    BOOL("mobility", mobility, "false"),
     UINT("bandwidth_limit", bandwidth_limit, 0, INT64_MAX, "0"),
 };
 static const struct section allocation_section = {allocation_keys, NKEYS(allocation_keys),

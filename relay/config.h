@@ -102,6 +102,7 @@ struct tern_config {
     uint32_t max_per_user_fleet; /* allocation.max_per_user_fleet: 0 unlimited */
     bool strict_channel_numbers;
     uint32_t max_tcp_connections; /* RFC 6062: peer connections per TCP allocation */
+    bool mobility;                /* RFC 8016 MOBILITY-TICKET for UDP allocations */
     uint64_t bandwidth_limit;     /* bytes/s per allocation and direction; 0: unlimited */
 
     /* peers: */

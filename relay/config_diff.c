@@ -152,6 +152,7 @@ void cfg_diff(const struct tern_config *old, const struct tern_config *new, stru
     LIVE("allocation.max_total", o->max_total == n->max_total);
     LIVE("allocation.max_per_user_fleet", o->max_per_user_fleet == n->max_per_user_fleet);
     LIVE("allocation.max_tcp_connections", o->max_tcp_connections == n->max_tcp_connections);
+    LIVE("allocation.mobility", o->mobility == n->mobility);
     LIVE("allocation.strict_channel_numbers",
          o->strict_channel_numbers == n->strict_channel_numbers);
     LIVE("allocation.bandwidth_limit", o->bandwidth_limit == n->bandwidth_limit);

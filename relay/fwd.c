@@ -59,6 +59,7 @@
 #include "addr.h"
 #include "dtls.h"
 #include "fwd.h"
+#include "mobility.h"
 #include "offload.h"
 #include "tcp.h"
 #include "tcprelay.h"
@@ -314,6 +315,7 @@ static size_t client_msg(struct worker *w, const struct srv_tuple *t, void *clie
     if (w->fwd->train_on && len && (in[0] & 0xC0) != 0x40) train_flush(w);
     size_t n = srv_handle(&w->srv, t, client_io, in, len, w->now_ms, out, outcap, &f);
     if (f.a) to_peer(w, &f, rx_ns, tos);
+    if (f.moved) mobility_moved(w, f.moved, &f.moved_from, w->id); /* RFC 8016, this worker */
     if (bound) *bound = f.bound;
     return n;
 }
@@ -374,6 +376,16 @@ static void udp_readable(struct worker *w, struct ep_handler *h)
             }
             struct srv_tuple *t = &b->tuple[nout];
             *t = (struct srv_tuple){.transport = SRV_UDP, .client = d->from, .local = d->local};
+            /* RFC 8016: a client that moved to this worker, its allocation on another. */
+            int owner = w->relay->nworkers > 1 && w->srv.opt.mobility &&
+                                d->len >= STUN_HEADER_LEN && d->data[0] == 0 &&
+                                d->data[1] == STUN_REFRESH /* a Refresh request: cheap first */
+                            ? srv_mobility_owner(&w->srv, t, d->data, d->len, w->relay->nworkers)
+                            : -1;
+            if (owner >= 0) {
+                mobility_pass(w, (unsigned)owner, l, t, d->data, d->len);
+                continue;
+            }
             size_t out = client_msg(w, t, l, d->data, d->len, d->rx_ns, d->tos, b->out[nout],
                                     CLIENT_TX_BUF, NULL);
             if (!out) continue;

@@ -113,6 +113,14 @@ static json_t *common_json(const struct worker *w, const struct allocation *a)
     json_object_set_new(o, "bytes",
                         json_pack("{s:I,s:I}", "from_client", (json_int_t)a->bytes_to_peer,
                                   "from_peer", (json_int_t)a->bytes_to_client));
+    /* RFC 8016: whether it follows its client to a new address, how often it did, the last
+     * time (the client's network changed: a reason for what the QoS shows around then). */
+    json_object_set_new(o, "mobile", json_boolean(a->mobile));
+    if (a->mobile) {
+        json_object_set_new(o, "moves", json_integer((json_int_t)a->moves));
+        int64_t moved = w->now_ns - (int64_t)(w->now_ms - a->moved_ms) * 1000000;
+        json_object_set_new(o, "moved_at", a->moves ? time_json(moved) : json_null());
+    }
     return o;
 }
 

@@ -81,6 +81,13 @@
       "RFC 6062: handed-over data connections closed: no room in the loop, or at stop")            \
     X(tcp_handoff_signal_failed,                                                                   \
       "RFC 6062: hand-overs whose wake-up write failed (picked up later)")                         \
+    X(mobility_passed, "RFC 8016: Refreshes with another worker's MOBILITY-TICKET passed to it")   \
+    X(mobility_pass_failed, "RFC 8016: such Refreshes dropped: no memory to pass them on")         \
+    X(mobility_signal_failed, "RFC 8016: passes whose wake-up write failed (picked up later)")     \
+    X(mobility_handled, "RFC 8016: Refreshes passed from another worker, answered here")           \
+    X(mobility_adopted, "RFC 8016: allocations taken over from another worker (client moved)")     \
+    X(mobility_adopt_failed,                                                                       \
+      "RFC 8016: moved allocations ended: their new 5-tuple allocated meanwhile, or no memory")    \
     X(tcp_half_close_to_client, "RFC 6062: peer FINs passed on to the client (shutdown SHUT_WR)")  \
     X(tcp_half_close_to_peer, "RFC 6062: client FINs passed on to the peer (shutdown SHUT_WR)")    \
     X(tcp_control_dropped,                                                                         \

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "addr.h"
 #include "fwd.h"
+#include "mobility.h"
 #include "offload.h"
 #include "tcp.h"
 #include "timeline.h"
@@ -96,7 +97,8 @@ static void worker_free(struct worker *w)
 {
     tcp_close_all(w); /* deletes TCP/TLS allocations with their connections */
     tcp_handoff_close_all(w);
-    dtls_close_all(w); /* and DTLS ones with their sessions */
+    mobility_close_all(w); /* allocations on their way here: ended with the rest */
+    dtls_close_all(w);     /* and DTLS ones with their sessions */
     if (w->srv_ready) srv_free(&w->srv);
     offload_worker_free(w);
     if (w->hostaddr) hostaddr_drop(w->hostaddr, w->self);
@@ -111,6 +113,7 @@ static void worker_free(struct worker *w)
     if (w->stop.fd >= 0) close(w->stop.fd);
     if (w->mbox.fd >= 0) close(w->mbox.fd);
     if (w->handoff.fd >= 0) close(w->handoff.fd);
+    if (w->mob.fd >= 0) close(w->mob.fd);
     if (w->mbox_ready) {
         pthread_mutex_destroy(&w->mbox_lock);
         pthread_cond_destroy(&w->mbox_cond);
@@ -211,7 +214,7 @@ struct relay *relay_open(struct tern_config *cfg)
     r->nworkers = n;
     for (unsigned i = 0; i < n; i++) {
         struct worker *w = &r->workers[i];
-        w->epfd = w->stop.fd = w->mbox.fd = w->handoff.fd = -1;
+        w->epfd = w->stop.fd = w->mbox.fd = w->handoff.fd = w->mob.fd = -1;
     }
     /* The first generation: users, policy, listener sockets, TLS, record file, port pools. */
     r->gen = relay_gen_new(r, cfg, NULL, NULL);
@@ -255,6 +258,8 @@ struct relay *relay_open(struct tern_config *cfg)
             (struct ep_handler){.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), .fn = worker_mbox};
         w->handoff = (struct ep_handler){.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC),
                                          .fn = tcp_handoff_event};
+        w->mob =
+            (struct ep_handler){.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), .fn = mobility_event};
         w->mbox_ready = pthread_mutex_init(&w->mbox_lock, NULL) == 0;
         if (w->mbox_ready && pthread_cond_init(&w->mbox_cond, NULL)) {
             pthread_mutex_destroy(&w->mbox_lock);
@@ -271,9 +276,10 @@ struct relay *relay_open(struct tern_config *cfg)
         io.ctx = w;
         w->now_ms = monotonic_ms();
         /* Allocation ids carry the worker number in the top bits: unique relay-wide. */
-        if (w->epfd < 0 || w->stop.fd < 0 || w->mbox.fd < 0 || w->handoff.fd < 0 ||
+        if (w->epfd < 0 || w->stop.fd < 0 || w->mbox.fd < 0 || w->handoff.fd < 0 || w->mob.fd < 0 ||
             !w->mbox_ready || !w->fwd || epoll_add(w, &w->stop) || epoll_add(w, &w->mbox) ||
-            epoll_add(w, &w->handoff) || srv_init(&w->srv, &g->opt, &io, (uint64_t)(i + 1) << 48)) {
+            epoll_add(w, &w->handoff) || epoll_add(w, &w->mob) ||
+            srv_init(&w->srv, &g->opt, &io, (uint64_t)(i + 1) << 48)) {
             tlog(CFG_LOG_ERROR, "worker_failed", LF_U("worker", i), LF_S("error", strerror(errno)));
             relay_close(r, NULL, NULL);
             return NULL;
@@ -472,7 +478,8 @@ static void *worker_main(void *arg)
             }
             if (h->fd >= 0) h->fn(w, h, ev[i].events);
         }
-        fwd_flush(w); /* the pass's one flush point: peer datagrams queued for UDP clients */
+        fwd_flush(w);    /* the pass's one flush point: peer datagrams queued for UDP clients */
+        mobility_run(w); /* RFC 8016: allocations moving between workers, nothing queued now */
         srv_expire(&w->srv, w->now_ms);
         offload_pass(w);
         w->srv.draining = atomic_load_explicit(&w->shared->draining, memory_order_relaxed);

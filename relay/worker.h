@@ -80,6 +80,7 @@ struct relay_shared {
 };
 
 struct tcp_conn;
+struct mob_msg;
 struct dtls_state;
 struct fwd;
 struct relay_query;
@@ -167,6 +168,11 @@ struct worker {
      * (tcp.c tcp_handoff). */
     struct ep_handler handoff;
     _Atomic(struct tcp_conn *) handoff_head;
+    /* RFC 8016: Refreshes passed to this worker (the owner of their ticket) and, the other way,
+     * answered ones with the allocations that moved here (mobility.c): a lock-free stack and
+     * its eventfd, handled between loop passes. */
+    struct ep_handler mob;
+    _Atomic(struct mob_msg *) mob_head;
     /* timeline.c: qos.webhook (the relay's, shared; NULL: none), when the meters were last
      * swept, and the config they were configured with (live reload swaps w->cfg). */
     struct webhook *webhook;

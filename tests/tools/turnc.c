@@ -3,7 +3,10 @@
  * DONT-FRAGMENT), then print every Data indication that arrives as one key=value line,
  * including the ICMP attribute (RFC 8656 11) the relay uses to report a peer's ICMP errors.
  * With -C it binds a channel per peer (0x4000 + its index) and sends ChannelData instead,
- * counting the ChannelData that comes back (the kernel fast path's tests). */
+ * counting the ChannelData that comes back (the kernel fast path's tests). With -M it asks for
+ * a MOBILITY-TICKET (RFC 8016) and moves to a new socket (a new source port, and with -B a new
+ * address) every K rounds of sends, refreshing from there with the ticket, as a client whose
+ * network changed does. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -32,9 +35,11 @@ static struct {
     int tos;    /* IP_TOS / IPV6_TCLASS for the client's datagrams; -1: the default */
     int rtp_pt; /* -1: payload bytes; else RTP with this payload type */
     bool df;
-    bool del;      /* Refresh with LIFETIME 0 before exiting */
-    bool channels; /* -C: ChannelBind and ChannelData instead of Send indications */
-    bool follow;   /* -F: follow one 300 Try Alternate, as libwebrtc does */
+    bool del;                /* Refresh with LIFETIME 0 before exiting */
+    bool channels;           /* -C: ChannelBind and ChannelData instead of Send indications */
+    bool follow;             /* -F: follow one 300 Try Alternate, as libwebrtc does */
+    int move_every;          /* -M K: mobility, a new 5-tuple every K rounds (0: off) */
+    union stun_addr bind_to; /* -B IP: the address moves bind to (port 0: a new one) */
 } opt = {.user = "alice",
          .pass = "alice-pass",
          .count = 1,
@@ -44,6 +49,8 @@ static struct {
          .rtp_pt = -1};
 
 static int fd = -1;
+static uint8_t ticket[256]; /* RFC 8016: the current MOBILITY-TICKET */
+static size_t ticket_len;
 static char realm[256];
 static uint8_t nonce[256];
 static size_t nonce_len;
@@ -204,12 +211,54 @@ static void build_delete(struct stun_enc *e, void *arg)
 {
     (void)arg;
     stun_enc_u32(e, STUN_ATTR_LIFETIME, 0);
+    if (ticket_len) stun_enc_attr(e, STUN_ATTR_MOBILITY_TICKET, ticket, ticket_len);
+}
+
+static void build_move(struct stun_enc *e, void *arg)
+{
+    (void)arg;
+    stun_enc_u32(e, STUN_ATTR_LIFETIME, 600);
+    stun_enc_attr(e, STUN_ATTR_MOBILITY_TICKET, ticket, ticket_len);
+}
+
+/* Keep the answer's MOBILITY-TICKET; false when it has none. */
+static bool take_ticket(const struct stun_msg *m)
+{
+    const struct stun_attr *t = stun_find(m, STUN_ATTR_MOBILITY_TICKET);
+    if (!t || !t->len || t->len > sizeof(ticket)) return false;
+    memcpy(ticket, t->val, t->len);
+    ticket_len = t->len;
+    return true;
+}
+
+static void open_socket(bool moving);
+
+/* RFC 8016: a new socket (the old one is closed, as an interface that went away), and a
+ * Refresh with the ticket from it. */
+static void move(int n, uint8_t *buf, size_t cap, struct stun_msg *m)
+{
+    uint8_t old[256];
+    size_t oldlen = ticket_len;
+    memcpy(old, ticket, ticket_len);
+    close(fd);
+    open_socket(true);
+    union stun_addr local;
+    socklen_t sl = sizeof(local);
+    char ls[ADDR_STRLEN];
+    getsockname(fd, &local.sa, &sl);
+    int rc = transact(STUN_REFRESH, build_move, NULL, buf, cap, m);
+    bool renewed =
+        rc == 0 && take_ticket(m) && (ticket_len != oldlen || memcmp(ticket, old, oldlen) != 0);
+    printf("moved n=%d local=%s code=%d ticket_renewed=%s\n", n, addr_str(&local, ls), rc,
+           renewed ? "yes" : "no");
+    fflush(stdout);
 }
 
 static void build_allocate(struct stun_enc *e, void *arg)
 {
     (void)arg;
     stun_enc_u8_rffu(e, STUN_ATTR_REQUESTED_TRANSPORT, 17);
+    if (opt.move_every) stun_enc_attr(e, STUN_ATTR_MOBILITY_TICKET, NULL, 0);
     if (opt.family) stun_enc_u8_rffu(e, STUN_ATTR_REQUESTED_ADDRESS_FAMILY, (uint8_t)opt.family);
     if (opt.df) stun_enc_attr(e, STUN_ATTR_DONT_FRAGMENT, NULL, 0);
 }
@@ -302,14 +351,34 @@ static void usage(FILE *out)
                  "  -d               delete the allocation (Refresh, LIFETIME 0) before exiting\n"
                  "  -C               bind a channel per peer and send ChannelData instead\n"
                  "  -F               follow one 300 Try Alternate (same socket, its NONCE)\n"
+                 "  -M K             RFC 8016: ask for a MOBILITY-TICKET; every K rounds move to\n"
+                 "                   a new socket and Refresh with the ticket from there\n"
+                 "  -B IP            the local address moves bind to (default: any)\n"
                  "Prints allocated/permission lines, then one line per Data indication\n"
                  "(icmp ... or data ...), then totals. Exit 0, or 3 if the server failed.\n");
+}
+
+/* The client's socket, connected to the server (moving: bound to -B's address if given). */
+static void open_socket(bool moving)
+{
+    fd = socket(opt.server.sa.sa_family, SOCK_DGRAM, 0);
+    if (fd < 0) die("socket");
+    if (moving && opt.bind_to.sa.sa_family && bind(fd, &opt.bind_to.sa, addr_len(&opt.bind_to)))
+        die("bind -B");
+    if (connect(fd, &opt.server.sa, addr_len(&opt.server))) die("connect");
+    int one = 1;
+    bool v4 = opt.server.sa.sa_family == AF_INET;
+    setsockopt(fd, v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_RECVTOS : IPV6_RECVTCLASS, &one,
+               sizeof(one));
+    if (opt.tos >= 0 && setsockopt(fd, v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_TOS : IPV6_TCLASS,
+                                   &opt.tos, sizeof(opt.tos)))
+        die("IP_TOS");
 }
 
 int main(int argc, char **argv)
 {
     int c;
-    while ((c = getopt(argc, argv, "s:p:u:P:6n:l:i:DT:R:w:dCFh")) != -1) {
+    while ((c = getopt(argc, argv, "s:p:u:P:6n:l:i:DT:R:w:dCFM:B:h")) != -1) {
         switch (c) {
         case 's':
             if (parse_addr(optarg, &opt.server)) die("bad -s");
@@ -357,6 +426,16 @@ int main(int argc, char **argv)
         case 'w':
             opt.wait_ms = atoi(optarg);
             break;
+        case 'M':
+            opt.move_every = atoi(optarg);
+            if (opt.move_every <= 0) die("bad -M");
+            break;
+        case 'B': {
+            char tmp[INET6_ADDRSTRLEN + 8];
+            snprintf(tmp, sizeof(tmp), strchr(optarg, ':') ? "[%s]:0" : "%s:0", optarg);
+            if (parse_addr(tmp, &opt.bind_to)) die("bad -B");
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;
@@ -369,15 +448,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    fd = socket(opt.server.sa.sa_family, SOCK_DGRAM, 0);
-    if (fd < 0 || connect(fd, &opt.server.sa, addr_len(&opt.server))) die("socket/connect");
-    int one = 1;
-    bool v4 = opt.server.sa.sa_family == AF_INET;
-    setsockopt(fd, v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_RECVTOS : IPV6_RECVTCLASS, &one,
-               sizeof(one));
-    if (opt.tos >= 0 && setsockopt(fd, v4 ? IPPROTO_IP : IPPROTO_IPV6, v4 ? IP_TOS : IPV6_TCLASS,
-                                   &opt.tos, sizeof(opt.tos)))
-        die("IP_TOS");
+    open_socket(false);
 
     uint8_t buf[2048];
     struct stun_msg m;
@@ -390,7 +461,11 @@ int main(int argc, char **argv)
     union stun_addr relayed;
     const struct stun_attr *ra = stun_find(&m, STUN_ATTR_XOR_RELAYED_ADDRESS);
     if (!ra || stun_get_xor_addr(&m, ra, &relayed)) die("no XOR-RELAYED-ADDRESS");
-    printf("allocated relayed=%s\n", addr_str(&relayed, as));
+    if (opt.move_every)
+        printf("allocated relayed=%s ticket=%s\n", addr_str(&relayed, as),
+               take_ticket(&m) ? "yes" : "no");
+    else
+        printf("allocated relayed=%s\n", addr_str(&relayed, as));
     for (int i = 0; i < opt.npeers; i++) {
         rc =
             transact(STUN_CREATE_PERMISSION, build_permission, &opt.peers[i], buf, sizeof(buf), &m);
@@ -407,7 +482,10 @@ int main(int argc, char **argv)
     uint8_t payload[1400];
     memset(payload, 'x', sizeof(payload));
     unsigned sent = 0;
+    int moves = 0;
     for (int k = 0; k < opt.count; k++) {
+        if (opt.move_every && ticket_len && k > 0 && k % opt.move_every == 0)
+            move(++moves, buf, sizeof(buf), &m);
         for (int i = 0; i < opt.npeers; i++) {
             uint8_t ind[1600], tid[STUN_TID_LEN];
             struct stun_enc e;

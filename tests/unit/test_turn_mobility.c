@@ -353,6 +353,40 @@ static void test_move_then_delete_and_retransmit(void **state)
     fx_finish(fx);
 }
 
+/* The client keeps signing with the nonce its first address was given (a moving client gets
+ * no new one while its Refreshes succeed): good for the ticket's Refreshes while that address
+ * is the allocation's or one of the ALLOC_PAST_CLIENTS before it; older, a 438 gives the client
+ * a nonce for where it is. */
+static void test_nonce_follows_the_client(void **state)
+{
+    struct fixture *fx = *state;
+    fx->opt.mobility = true;
+    fx_start(fx);
+    struct client c, m;
+    cl_init(&c, fx, SRV_UDP, "192.0.2.77", 40000, "alice", "alice-pw");
+    cl_login(&c);
+    struct reply r;
+    struct ticket t = mobile_allocate(&c, &r);
+    for (int i = 0; i <= ALLOC_PAST_CLIENTS + 1; i++) {
+        move_client(&m, &c, "203.0.113.9", (uint16_t)(51000 + i));
+        struct req q;
+        req_refresh(&m, &q, -1);
+        stun_enc_attr(&q.e, STUN_ATTR_MOBILITY_TICKET, t.v, t.len);
+        send_signed(&m, &q, &r);
+        if (i <= ALLOC_PAST_CLIENTS) {
+            EXPECT_OK(&r);
+            t = reply_ticket(&r);
+            continue;
+        }
+        EXPECT_ERR(&r, 438, false); /* the first address is too many moves back */
+        cl_learn(&m, &r);
+        mobile_refresh(&m, &t, -1, &r);
+        EXPECT_OK(&r);
+    }
+    assert_int_equal(cl_alloc(&m)->moves, ALLOC_PAST_CLIENTS + 2);
+    fx_finish(fx);
+}
+
 /* Several workers: the ticket names its worker; a Refresh with another worker's ticket is passed
  * there; the owner moves the allocation out (srv_detach) and the first worker adopts it. One
  * server plays both parts: its worker number is changed in between. */
@@ -426,8 +460,13 @@ int main(int argc, char **argv)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_off_by_default),  T(test_allocate_checks), T(test_move_keeps_everything),
-        T(test_tickets_rotate),  T(test_refusals),        T(test_move_then_delete_and_retransmit),
+        T(test_off_by_default),
+        T(test_allocate_checks),
+        T(test_move_keeps_everything),
+        T(test_tickets_rotate),
+        T(test_refusals),
+        T(test_move_then_delete_and_retransmit),
+        T(test_nonce_follows_the_client),
         T(test_between_workers),
     };
 #undef T
