@@ -246,6 +246,10 @@ struct qos_config {
  * thresholds from the next closed interval on. */
 void qos_alloc_configure(struct qos_alloc *q, const struct qos_config *c);
 
+/* The client of this allocation moved to a new address (RFC 8016 mobility): marked in the
+ * interval being filled, so the timeline shows where the client leg changed path. */
+void qos_client_moved(struct qos_alloc *q);
+
 /* n datagrams from leg from of this allocation were not delivered, for reason why: counted
  * in the interval being filled (the one of the latest packet or tick). */
 void qos_drop(struct qos_alloc *q, enum qos_leg from, enum qos_drop why, uint32_t n);

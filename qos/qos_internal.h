@@ -162,6 +162,7 @@ struct qos_tl_leg {
     uint16_t rtt_n;                  /* RTT samples */
     uint8_t flags;                   /* QOS_TL_HAVE_* */
     uint8_t poor;                    /* reasons this interval crossed (bit r) */
+    uint8_t moves;                   /* client leg: the client moved to a new address (RFC 8016) */
     uint16_t drops[QOS_DROP_COUNT];
 };
 
@@ -182,6 +183,7 @@ struct qos_sp_leg {
     float loss, jitter; /* worst over the point; < 0: none */
     float rtt_sum;      /* sum of interval means, over rtt_iv intervals */
     uint16_t rtt_iv;
+    uint16_t moves; /* client leg: RFC 8016 moves of the client in the point's intervals */
 };
 struct qos_series {
     uint32_t span;   /* intervals per point (a power of two) */

@@ -36,6 +36,12 @@ void qos_drop(struct qos_alloc *q, enum qos_leg from, enum qos_drop why, uint32_
     *d = n >= (uint32_t)(UINT16_MAX - *d) ? UINT16_MAX : (uint16_t)(*d + n);
 }
 
+void qos_client_moved(struct qos_alloc *q)
+{
+    struct qos_tl_leg *l = &q->tl.cur[QOS_LEG_CLIENT];
+    if (l->moves < UINT8_MAX) l->moves++;
+}
+
 size_t qos_timeline_bytes(uint32_t n)
 {
     if (n > QOS_TIMELINE_MAX) n = QOS_TIMELINE_MAX;
@@ -208,6 +214,7 @@ static void sp_merge(struct qos_sp_leg *d, const struct qos_sp_leg *s)
     if (s->jitter > d->jitter) d->jitter = s->jitter;
     d->rtt_sum += s->rtt_sum;
     d->rtt_iv = (uint16_t)(d->rtt_iv + s->rtt_iv);
+    d->moves = (uint16_t)(d->moves + s->moves < UINT16_MAX ? d->moves + s->moves : UINT16_MAX);
 }
 
 static void series_add(struct qos_timeline *tl, const struct qos_tl_entry *e)
@@ -247,6 +254,7 @@ static void series_add(struct qos_timeline *tl, const struct qos_tl_entry *e)
         struct qos_sp_leg v;
         sp_empty(&v);
         v.bytes = tl_l->bytes;
+        v.moves = tl_l->moves;
         if (tl_l->flags & QOS_TL_HAVE_LOSS) v.loss = tl_l->loss;
         if (tl_l->flags & QOS_TL_HAVE_JIT) v.jitter = tl_l->jitter;
         if (tl_l->rtt_n) {
@@ -358,7 +366,7 @@ static json_t *rounded(bool ok, double v, double step)
     return ok && isfinite(v) ? json_real(round(v / step) * step) : json_null();
 }
 
-static json_t *tl_leg_json(const struct qos_tl_leg *l, uint32_t len_ms)
+static json_t *tl_leg_json(const struct qos_tl_leg *l, uint32_t len_ms, bool client)
 {
     json_t *o = json_object(), *d = json_object();
     double secs = (double)len_ms / 1e3;
@@ -380,6 +388,7 @@ static json_t *tl_leg_json(const struct qos_tl_leg *l, uint32_t len_ms)
         e |= set(d, qos_drop_names[k], json_integer(l->drops[k]));
     e |= set(o, "drops", json_incref(d));
     e |= set(o, "poor", reasons_json(l->poor));
+    if (client) e |= set(o, "moves", json_integer(l->moves)); /* RFC 8016: a new client path */
     json_decref(d);
     if (e) {
         json_decref(o);
@@ -397,7 +406,7 @@ static json_t *entry_json(const struct qos_alloc *q, const struct qos_tl_entry *
     e |= set(o, "seconds", json_real((double)en->len_ms / 1e3));
     for (int leg = 0; leg < QOS_LEG_COUNT; leg++)
         e |= set(o, leg == QOS_LEG_CLIENT ? "client_leg" : "peer_leg",
-                 tl_leg_json(&en->leg[leg], en->len_ms));
+                 tl_leg_json(&en->leg[leg], en->len_ms, leg == QOS_LEG_CLIENT));
     if (e) {
         json_decref(o);
         return NULL;
@@ -469,9 +478,12 @@ json_t *qos_series_json(const struct qos_alloc *q)
     e |= set(o, "points", json_integer(n));
     for (int leg = 0; leg < QOS_LEG_COUNT; leg++) {
         json_t *lj = json_object(), *loss = json_array(), *jit = json_array(), *rtt = json_array(),
-               *kbps = json_array();
+               *kbps = json_array(), *moves = json_array();
+        unsigned nmoves = 0;
         for (uint32_t i = 0; s && i < n; i++) {
             const struct qos_sp_leg *p = &s->p[i][leg];
+            nmoves += p->moves;
+            e |= json_array_append_new(moves, json_integer(p->moves));
             uint32_t ivs = i + 1 == n ? s->filled : span;
             double secs = (double)ivs * (double)QOS_INTERVAL_NS / 1e9;
             e |= json_array_append_new(loss, rounded(p->loss >= 0, p->loss, 1e-4));
@@ -486,6 +498,11 @@ json_t *qos_series_json(const struct qos_alloc *q)
         e |= set(lj, "jitter_ms", jit);
         e |= set(lj, "rtt_ms", rtt);
         e |= set(lj, "kbps", kbps);
+        /* RFC 8016: where the client moved to a new address (only for calls that moved) */
+        if (nmoves)
+            e |= set(lj, "moves", moves);
+        else
+            json_decref(moves);
         e |= set(o, leg == QOS_LEG_CLIENT ? "client_leg" : "peer_leg", lj);
     }
     json_t *eps = json_array();

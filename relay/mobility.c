@@ -100,6 +100,7 @@ void mobility_moved(struct worker *w, struct allocation *a, const struct srv_tup
         offload_forget(w, a, 0);
         rebind(w, a);
     }
+    if (a->qos) qos_client_moved(a->qos);
     tlog(CFG_LOG_INFO, "allocation_moved", LF_U("allocation", a->id), LF_S("user", a->username),
          LF_A("from", &from->client), LF_A("client", &a->tuple.client),
          LF_U("from_worker", from_worker), LF_U("worker", w->id), LF_U("moves", a->moves));

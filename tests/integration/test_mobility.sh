@@ -76,13 +76,19 @@ fi
 
 # The record: one call, every packet on one meter, its moves.
 for _ in $(seq 50); do [ -s "$WORK/records.jsonl" ] && break; sleep 0.1; done
-python3 - "$WORK/records.jsonl" <<'PY' && pass "the quality record has the whole call on one meter (300 packets each way, 11 moves)" || fail "the call's record"
+python3 - "$WORK/records.jsonl" <<'PY' && pass "the quality record: one meter for the whole call (one RTP stream per leg, 300/300, 0 lost), its series marks the 11 moves" || fail "the call's record"
 import json, sys
 recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 assert len(recs) == 1, len(recs)
 r = recs[0]
 assert r["mobile"] is True and r["moves"] == 11, (r.get("mobile"), r.get("moves"))
 assert r["packets"]["from_client"] == 300 and r["packets"]["from_peer"] == 300, r["packets"]
+# The call's series marks where the client moved (11 moves in its points).
+assert sum(r["series"]["client_leg"]["moves"]) == 11, r["series"]["client_leg"]
+# One RTP stream per leg across every move: all 300 expected and received, nothing lost.
+for leg in ("client_leg", "peer_leg"):
+    rtp = r["qos"][leg]["rtp"]
+    assert (rtp["streams"], rtp["expected"], rtp["received"], rtp["lost"]) == (1, 300, 300, 0), rtp
 PY
 
 # ---- an IP change: moves from 127.0.0.2 ----
