@@ -52,6 +52,7 @@ static void server_init(void)
         .nonce_key = &nonce_key,
         .relay_addrs = relay_addrs,
         .nrelay_addrs = 2,
+        .mobility = true, /* RFC 8016: MOBILITY-TICKET values are decoded */
     };
     fake_io_init(&fio, 0, 0);
     fio.refuse = true;
@@ -151,6 +152,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (owner >= 0) require(decoded && stun_method_of(m.type) == STUN_CONNECTION_BIND);
     require(srv_connection_bind_owner(&server, &t4, buf, size, 4) == -1);
     require(srv_connection_bind_owner(&server, &t6, buf, size, 1) == -1);
+    /* RFC 8016 with several workers: whose MOBILITY-TICKET a Refresh carries. Over UDP only,
+     * never this server's own index nor one past the workers. */
+    owner = srv_mobility_owner(&server, &t4, buf, size, 4);
+    require(owner == -1 || (owner >= 0 && owner < 4 && owner != server.worker));
+    if (owner >= 0)
+        require(decoded && m.type == stun_type(STUN_REFRESH, STUN_REQUEST) &&
+                stun_find(&m, STUN_ATTR_MOBILITY_TICKET));
+    require(srv_mobility_owner(&server, &t6, buf, size, 4) == -1); /* TCP */
+    require(srv_mobility_owner(&server, &t4, buf, size, 1) == -1);
     server.worker = 0;
     free(buf);
     return 0;

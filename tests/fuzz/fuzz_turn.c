@@ -9,7 +9,8 @@
  * addresses 192.0.2.10 (ports 49152-49155) and 2001:db8::10 (49152-49153), optionally 192.0.2.11
  * (50000-50002); quotas 2 per user, 3 in all; peers: no loopback, allow 198.51.100.0/24,
  * deny 8.8.4.0/24, the relay's own listening addresses 192.0.2.1:3478, [2001:db8::1]:3478 and
- * 198.51.100.7:3478; clients UDP 192.0.2.77:40000, UDP [2001:db8::77]:40001, TCP 192.0.2.77:40002.
+ * 198.51.100.7:3478; clients UDP 192.0.2.77:40000, UDP [2001:db8::77]:40001, TCP 192.0.2.77:40002,
+ * UDP 192.0.2.78:40003 (where a mobile allocation moves: RFC 8016 mobility is on).
  *
  * Input format (every read past the end gives 0, so any byte string is a valid script):
  *
@@ -22,7 +23,8 @@
  *     M  bits0-2 method: Allocate, Refresh, CreatePermission, ChannelBind, Binding,
  *                0x00A (Connect), Send-as-request, 0x00B + bits5-7 (ConnectionBind,
  *                ConnectionAttempt as a request, then unknown)
- *        bits3-4 client tuple: 0 UDP v4, 1 UDP v6, 2 TCP v4 (3 = 0)
+ *        bits3-4 client tuple: 0 UDP v4, 1 UDP v6, 2 TCP v4, 3 UDP v4 from another address
+ *                (a mobile client that moved: RFC 8016, allocation.mobility is on)
  *        bits5-7 reply capacity: 0-4 1500, 5 548, 6 100, 7 40
  *     T  transaction ID: < 0x40 the tuple's previous one (a retransmission), < 0x50 one of
  *        the 16 most recent of any tuple, else a fresh one
@@ -46,15 +48,15 @@
  * REQUESTED-ADDRESS-FAMILY  f       7 ADDITIONAL-ADDRESS-FAMILY  f 8 DONT-FRAGMENT 9 DATA  L
  * bytes[L] 10 known type k (table) L bytes[L]  11 raw type t16 L bytes[L] 12 XOR-PEER-ADDRESS raw
  * L bytes[L] 13 SOFTWARE  L bytes[L] 14 k+1 XOR-PEER-ADDRESSes (k < 200) counting up from PEER 15
- * nothing O&7 = 1  SEND       M PEER L bytes[L]: a Send indication. M bits0-1 tuple; bit2
- *        DONT-FRAGMENT; bit3 FINGERPRINT; bit4 no XOR-PEER-ADDRESS; bit5 no DATA; bit6 an
- *        unknown comprehension-required attribute; bit7 a Data indication instead
- *   O&7 = 2  CHANNELDATA  M C L bytes[L]: M bits0-1 tuple, bits2-4 framing: 0 exact, 1 padded
- *        to 4, 2 length field + 1, 3 length field - 4, 4 length field 0xFFFF, 5 only 2 bytes,
- *        6 3 bytes of junk after, 7 4 bytes of junk after. C: channel 0x4000 + C%16 (C < 0xC0)
- *        or 0x4000 + (C - 0xC0) * 256
- *   O&7 = 3  PEER DATA  M PEER Lhi Llo K bytes[K]: a datagram of L bytes (the K bytes
- *        repeated; zeros when K is 0) from PEER to the relay socket of that family of tuple
+ * MOBILITY-TICKET  b: b&3 0 empty (an Allocate asking for mobility), 1 the last ticket the server
+ * gave, 2 that one with a character changed, 3 the one before it O&7 = 1  SEND       M PEER L
+ * bytes[L]: a Send indication. M bits0-1 tuple; bit2 DONT-FRAGMENT; bit3 FINGERPRINT; bit4 no
+ * XOR-PEER-ADDRESS; bit5 no DATA; bit6 an unknown comprehension-required attribute; bit7 a Data
+ * indication instead O&7 = 2  CHANNELDATA  M C L bytes[L]: M bits0-1 tuple, bits2-4 framing: 0
+ * exact, 1 padded to 4, 2 length field + 1, 3 length field - 4, 4 length field 0xFFFF, 5 only 2
+ * bytes, 6 3 bytes of junk after, 7 4 bytes of junk after. C: channel 0x4000 + C%16 (C < 0xC0) or
+ * 0x4000 + (C - 0xC0) * 256 O&7 = 3  PEER DATA  M PEER Lhi Llo K bytes[K]: a datagram of L bytes
+ * (the K bytes repeated; zeros when K is 0) from PEER to the relay socket of that family of tuple
  *        M&3's allocation (skipped when there is none), in an exact-size buffer with
  *        SRV_PEER_HEADROOM before and SRV_PEER_TAILROOM after
  *   O&7 = 4  CLOCK      Ahi Alo: advance by A * {1, 50, 500, 1000}[(O>>3)&3] ms (at most 2 h);
@@ -125,7 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
     } while (0)
 
 #define MAX_OPS     512
-#define NTUPLES     3
+#define NTUPLES     4
 #define NPOOLS_MAX  3
 #define MAX_SOCKS   16
 #define MAX_FOREIGN 8
@@ -204,6 +206,9 @@ static void world_init(void)
     tuples[2].transport = SRV_TCP;
     set_addr(&tuples[2].client, "192.0.2.77", 40002);
     set_addr(&tuples[2].local, "192.0.2.1", 3478);
+    tuples[3].transport = SRV_UDP;
+    set_addr(&tuples[3].client, "192.0.2.78", 40003);
+    set_addr(&tuples[3].local, "192.0.2.1", 3478);
     set_addr(&external, "203.0.113.5", 0);
 }
 
@@ -219,6 +224,10 @@ struct world {
     uint8_t recent_tid[16][STUN_TID_LEN];
     unsigned nrecent;
     uint64_t last_token;
+    /* RFC 8016: the last two MOBILITY-TICKETs the server gave, and whether this request has one */
+    uint8_t ticket[2][SRV_TICKET_TEXT];
+    bool have_ticket[2];
+    bool req_ticket;
     struct {
         unsigned tuple;
         uint8_t tid[STUN_TID_LEN];
@@ -448,6 +457,18 @@ static void canonical_of(const struct stun_msg *m, const struct stun_attr *a, un
     policy_canonical(&raw, out);
 }
 
+/* Keep an answer's MOBILITY-TICKET (the previous one becomes the older). */
+static void take_ticket(const struct stun_msg *r)
+{
+    const struct stun_attr *t = stun_find(r, STUN_ATTR_MOBILITY_TICKET);
+    if (!t) return;
+    REQUIRE(t->len == SRV_TICKET_TEXT);
+    memcpy(W.ticket[1], W.ticket[0], SRV_TICKET_TEXT);
+    W.have_ticket[1] = W.have_ticket[0];
+    memcpy(W.ticket[0], t->val, SRV_TICKET_TEXT);
+    W.have_ticket[0] = true;
+}
+
 /* The state after a fresh (not cached) success must agree with the answer. */
 static void check_success(unsigned ti, const struct stun_msg *q, const struct stun_msg *r,
                           const uint8_t *out, size_t n, const struct expect *ex)
@@ -475,6 +496,12 @@ static void check_success(unsigned ti, const struct stun_msg *q, const struct st
         REQUIRE(k == a->nrelay);
         const struct stun_attr *tok = stun_find(r, STUN_ATTR_RESERVATION_TOKEN);
         if (tok) REQUIRE(stun_get_u64(tok, &W.last_token) == 0);
+        /* A ticket exactly when an empty one was asked for over UDP (mobility is on). */
+        const struct stun_attr *qt = stun_find(q, STUN_ATTR_MOBILITY_TICKET);
+        REQUIRE(a->mobile == (qt != NULL));
+        REQUIRE((stun_find(r, STUN_ATTR_MOBILITY_TICKET) != NULL) == a->mobile);
+        if (a->mobile) REQUIRE(t->transport == SRV_UDP && qt->len == 0);
+        take_ticket(r);
         union stun_addr x;
         const struct stun_attr *xm = stun_find(r, STUN_ATTR_XOR_MAPPED_ADDRESS);
         REQUIRE(xm && stun_get_xor_addr(r, xm, &x) == 0 && addr_equal(&x, &t->client));
@@ -485,14 +512,24 @@ static void check_success(unsigned ti, const struct stun_msg *q, const struct st
         W.alloc_answer[ti].crc = (uint32_t)crc32(0L, out, (uInt)n);
         break;
     }
-    case STUN_REFRESH:
+    case STUN_REFRESH: {
         REQUIRE(lt != NULL);
         REQUIRE(life <= MAX_LIFE); /* LIFETIME is what the allocation has left */
         if (life == 0)
             REQUIRE(a == NULL);
         else
             REQUIRE(a != NULL && a->expires_ms > W.io.now_ms);
+        /* RFC 8016: a Refresh with a ticket that keeps the allocation gets a new one. */
+        const struct stun_attr *qt = stun_find(q, STUN_ATTR_MOBILITY_TICKET);
+        const struct stun_attr *rt = stun_find(r, STUN_ATTR_MOBILITY_TICKET);
+        REQUIRE((rt != NULL) == (qt != NULL && life > 0));
+        if (rt) {
+            REQUIRE(a->mobile && rt->len == SRV_TICKET_TEXT);
+            REQUIRE(qt->len != rt->len || memcmp(qt->val, rt->val, rt->len) != 0);
+            take_ticket(r);
+        }
         break;
+    }
     case STUN_CREATE_PERMISSION: {
         REQUIRE(a != NULL);
         const struct stun_attr *pa = stun_find(q, STUN_ATTR_XOR_PEER_ADDRESS);
@@ -606,7 +643,9 @@ static void check_reply(unsigned ti, const uint8_t *in, size_t inlen, const uint
                                           W.io.now_ms / 1000, NULL) == AUTH_NONCE_OK);
         REQUIRE(stun_find(&r, STUN_ATTR_PASSWORD_ALGORITHMS) != NULL);
     }
-    if (code == 437 && method != STUN_ALLOCATE && !cached)
+    /* (A Refresh with a ticket gets 437 also when its 5-tuple has another allocation.) */
+    if (code == 437 && method != STUN_ALLOCATE && !cached &&
+        !(decoded && stun_find(&q, STUN_ATTR_MOBILITY_TICKET)))
         REQUIRE(alloc_find(&W.s.allocs, t) == NULL);
 }
 
@@ -665,6 +704,17 @@ static void deliver(unsigned ti, const uint8_t *msg, size_t len, size_t outcap,
         moved += W.s.c.v[i] - before.v[i];
     }
     REQUIRE(moved >= 1); /* every message is counted somewhere */
+    if (fwd.moved) {
+        /* RFC 8016: a Refresh with a ticket moved an allocation here from another 5-tuple, with
+         * what the fuzzer knows of it (the Allocate answer retransmissions get). */
+        int from = tuple_index(&fwd.moved_from);
+        REQUIRE(from >= 0 && (unsigned)from != ti && tuples[from].transport == SRV_UDP);
+        REQUIRE(fwd.moved == alloc_find(&W.s.allocs, &tuples[ti]) && fwd.moved->mobile);
+        REQUIRE(alloc_find(&W.s.allocs, &tuples[from]) == NULL);
+        REQUIRE(fwd.moved->client_io == &client_io_tag[ti]);
+        W.alloc_answer[ti] = W.alloc_answer[from];
+        W.alloc_answer[from].valid = false;
+    }
     bool cached = W.s.c.v[SRV_C_retransmit_answered] != before.v[SRV_C_retransmit_answered];
     if (tracing) {
         const char *what = "?";
@@ -796,6 +846,20 @@ static void put_attr(struct rd *r, struct stun_enc *e)
     case 13:
         raw_attr(r, e, STUN_ATTR_SOFTWARE);
         break;
+    case 15: {
+        uint8_t b = u8(r);
+        unsigned which = (b & 3) == 3 ? 1 : 0;
+        if ((b & 3) == 0 || !W.have_ticket[which]) {
+            stun_enc_attr(e, STUN_ATTR_MOBILITY_TICKET, NULL, 0);
+            break;
+        }
+        uint8_t v[SRV_TICKET_TEXT];
+        memcpy(v, W.ticket[which], sizeof(v));
+        if ((b & 3) == 2) v[2 + (b >> 2) % (SRV_TICKET_TEXT - 2)] ^= 0x01;
+        stun_enc_attr(e, STUN_ATTR_MOBILITY_TICKET, v, sizeof(v));
+        W.req_ticket = true;
+        break;
+    }
     case 14: {
         unsigned k = u8(r) % 200;
         read_peer(r, &peer);
@@ -952,6 +1016,7 @@ static void op_request(struct rd *r)
                                         alg_sha ? STUN_PASSWORD_ALG_SHA256 : STUN_PASSWORD_ALG_MD5);
         }
     }
+    W.req_ticket = false;
     for (unsigned i = 0; i < nattrs; i++)
         put_attr(r, &e);
 
@@ -980,7 +1045,10 @@ static void op_request(struct rd *r)
     if (fp && (f & 0x40)) buf[len - 1] ^= 0x01; /* a wrong FINGERPRINT: dropped */
 
     /* A REST login needs USERNAME (a USERHASH of a REST name is an unknown user). */
-    bool ok = integrity && fault < 8 && !(fp && (f & 0x40)) && !rest_expired && !(rest && userhash);
+    bool ok = integrity && (fault < 8 || (fault == 10 && W.req_ticket)) && !(fp && (f & 0x40)) &&
+              !rest_expired && !(rest && userhash);
+    /* (Fault 10, the nonce of another client, is right with a ticket whose allocation that client
+     * had: RFC 8016, a moving client signs with the nonce of its old address.) */
     struct expect ex = {.known = true,
                         .signed_ok = ok,
                         .key = ok ? key : NULL,
@@ -1239,6 +1307,7 @@ static void world_start(uint8_t cfg)
         .rest_secrets = rest_secrets,
         .nrest_secrets = 2,
         .rest_separator = ':',
+        .mobility = true,
     };
     const struct srv_io io = fake_io_srv_io(&W.io);
     REQUIRE(srv_init(&W.s, &opt, &io, 1000) == 0);
