@@ -43,6 +43,7 @@ for n in "$C" "$R" "$P"; do ip netns add "$n"; in_ns "$n" ip link set lo up; don
 ip link add "oc$ID" netns "$C" type veth peer name "orc$ID" netns "$R"
 ip link add "op$ID" netns "$P" type veth peer name "orp$ID" netns "$R"
 in_ns "$C" ip addr add 10.210.1.2/24 dev "oc$ID"
+in_ns "$C" ip addr add 10.210.1.3/24 dev "oc$ID" # where a mobile client moves (RFC 8016)
 in_ns "$C" ip addr add fd00:210:1::2/64 dev "oc$ID" nodad
 in_ns "$R" ip addr add 10.210.1.1/24 dev "orc$ID"
 in_ns "$R" ip addr add fd00:210:1::1/64 dev "orc$ID" nodad
@@ -82,10 +83,10 @@ gen_start() {
 }
 
 start_offload_ternd() {
-    local mode=$1 lifetime=${2:-600}
+    local mode=$1 lifetime=${2:-600} mobility=${3:-false}
     RECORDS="$WORK/quality-$mode.jsonl"
     cat >"$WORK/tern-$mode.yaml" <<YAML
-allocation: { default_lifetime: $lifetime }
+allocation: { default_lifetime: $lifetime, mobility: $mobility }
 server: { realm: tern.test, workers: 2 }
 listen:
   - { transport: udp, address: 10.210.1.1, port: 0 }
@@ -326,6 +327,38 @@ else
 fi
 grep -q '"event":"permissions_revoked"' "$WORK/ternd.log" && pass "permissions_revoked logged for the refused peer" ||
     fail "no permissions_revoked after the policy reload"
+stop_ternd
+
+# ---- mobility (RFC 8016): the kernel's bindings follow a client that moves ----
+# The fast path's bindings are keyed by the client's address: when the client refreshes from a
+# new one with its ticket, its allocation's bindings go and come back for the new address (on
+# whichever worker adopts it). tern-turnc moves three times (new port and, from the client
+# namespace's second address, a new IP); the channel must keep going through the kernel.
+start_offload_ternd "$ON" 600 true
+in_ns "$P" turnutils_peer -p 7003 -L 10.210.2.2 >"$WORK/peer5.log" 2>&1 &
+ECHO_PIDS+=($!)
+sleep 0.3
+tp0=$(xdp_stat to_peer) tc0=$(xdp_stat to_client)
+in_ns "$C" timeout 30 "$TURNC" -s "10.210.1.1:$U4" -u alice -P wonderland -C -R 111 -l 160 \
+    -n 400 -i 5 -M 100 -B 10.210.1.3 -w 500 -p 10.210.2.2:7003 >"$WORK/mobile.out" 2>&1 || true
+tp=$(($(xdp_stat to_peer) - tp0)) tc=$(($(xdp_stat to_client) - tc0))
+got=$(sed -nE 's/^totals .* chdata=([0-9]+)$/\1/p' "$WORK/mobile.out")
+moves=$(grep -c '^moved .*local=10.210.1.3:.* code=0' "$WORK/mobile.out" || true)
+curl -s "$OPS_BASE/api/v1/allocations" >"$WORK/mobile.json"
+view=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1])); a = (d["allocations"] if isinstance(d, dict) else d)[0]
+print(a["moves"], a["client"]["address"] if isinstance(a["client"], dict) else a["client"], a["datapath"])' "$WORK/mobile.json" 2>&1 || true)
+# After each move the first datagrams go up to user space (the binding comes back with the
+# Refresh's answer, before them, but the kernel counts what it forwarded): most of the 400 must
+# still have gone through the kernel, both ways.
+if [ "$moves" = 3 ] && [ "${got:-0}" -ge 396 ] && [ "$tp" -ge 300 ] && [ "$tc" -ge 300 ] &&
+    [[ "$view" == "3 10.210.1.3"*" $XPATH" ]]; then
+    pass "mobility: 3 moves (to 10.210.1.3), $got of 400 echoed, the kernel forwarded $tp to the peer and $tc back; the allocation: $view"
+else
+    fail "mobility over the fast path: moves=$moves echoed=$got to_peer=+$tp to_client=+$tc view='$view'"
+    sed 's/^/    /' "$WORK/mobile.out" | grep -v '^    data' >&2
+fi
 stop_ternd
 
 # ---- wildcard listeners: auto on every interface; what is not ours passes unchanged ----
