@@ -6,9 +6,11 @@
 # turned on (a database user deleted mid-call then loses the allocation; before, not);
 # auth.secrets rotated (a REST credential under the added secret works, one under the removed
 # secret is refused); log.level
-# raised to debug (debug events appear); qos.record_file moved (the record of a call that ends
-# after the reload is written to the new file). Every config_reloaded event names the keys that
-# changed and no secret.
+# raised to debug (debug events appear); log.format json -> text -> json (the lines change
+# form); qos.dscp preserve -> zero (a peer sees the client's DSCP, then only its ECN bits);
+# qos.enabled true -> false -> true (the allocation views lose their QoS, then have it again);
+# qos.record_file moved (the record of a call that ends after the reload is written to the new
+# file). Every config_reloaded event names the keys that changed and no secret.
 . "$(dirname "$0")/lib.sh"
 : "${TURNC:?TURNC must point at tern-turnc (set by CTest)}"
 TERNCTL="$TERN_BUILD_DIR/ops/ternctl"
@@ -25,6 +27,9 @@ BW=0
 STRICT=false
 SECRETS='[ secret-one ]'
 LEVEL=info
+LOGFMT=json
+DSCP=preserve
+QOSON=true
 RECORDS=$WORK/records-1.jsonl
 write_cfg() {
     cat >"$WORK/tern.yaml" <<YAML
@@ -36,9 +41,9 @@ relay: { addresses: [127.0.0.1], ports: { min: 52000, max: 52999 } }
 peers: { allow_loopback: true }
 allocation: { max_per_user: $MAXU, bandwidth_limit: $BW }
 auth: { users: [ { name: alice, password: alice-pass } ], secrets: $SECRETS, database: $DB, strict_expiry: $STRICT }
-qos: { enabled: true, record_file: "$RECORDS" }
+qos: { enabled: $QOSON, dscp: $DSCP, record_file: "$RECORDS" }
 ops: { listen: "127.0.0.1:0" }
-log: { level: $LEVEL, format: json }
+log: { level: $LEVEL, format: $LOGFMT }
 YAML
 }
 write_cfg
@@ -162,6 +167,79 @@ after=$(grep -c '"level":"debug"' "$WORK/ternd.log" || true)
 [ "$before" = 0 ] && [ "$after" -gt 0 ] && pass "log.level debug: $after debug events after the reload, none before" ||
     fail "debug events before=$before after=$after"
 grep -q '"level":"debug","event":"tcp_close"' "$WORK/ternd.log" && pass "tcp_close logged at debug level" || fail "no tcp_close debug event"
+
+# ---- log.format: json -> text -> json ----
+# The reload's own event is written in the new format (a text line: time, level, event,
+# key=value), and so is everything after it; back to json, JSON lines again.
+LOGFMT=text
+write_cfg
+kill -HUP "$TERND_PID"
+for _ in $(seq 50); do grep -Eq '^[0-9T:.-]+Z +(info|warn) +config_reloaded ' "$WORK/ternd.log" && break; sleep 0.1; done
+tcp_blip
+if grep -Eq '^[0-9T:.-]+Z +(info|warn) +config_reloaded .*log.format' "$WORK/ternd.log" &&
+    grep -Eq '^[0-9T:.-]+Z +debug +tcp_close ' "$WORK/ternd.log"; then
+    pass "log.format text: the reload's event and a later tcp_close are text lines"
+else
+    fail "log.format text: no text lines after the reload"; tail -3 "$WORK/ternd.log" | sed 's/^/    /' >&2
+fi
+LOGFMT=json
+write_cfg
+reload log.format
+tcp_blip
+tail -1 "$WORK/ternd.log" | grep -q '^{"ts":' && pass "log.format json again: JSON lines" ||
+    fail "log.format json again: $(tail -1 "$WORK/ternd.log")"
+
+# ---- qos.dscp: preserve -> zero ----
+# The client sends with EF + ECT(1) (0xb9): with preserve the peer sees 0xb9, with zero only
+# the ECN bits (0x01), from the first datagram after the reload.
+TOSPEER_PORT=$(free_udp_port)
+python3 "$TERN_SOURCE_DIR/tests/tools/tos_peer.py" 127.0.0.1 "$TOSPEER_PORT" 0 "$WORK/tos.log" \
+    >"$WORK/tospeer.out" 2>&1 &
+TOSPEER=$!
+CLEANUP_HOOKS+=(stop_tospeer)
+stop_tospeer() { kill "$TOSPEER" 2>/dev/null || true; }
+for _ in $(seq 50); do grep -q ready "$WORK/tospeer.out" 2>/dev/null && break; sleep 0.1; done
+tos_call() {
+    : >"$WORK/tos.log"
+    timeout 20 "$TURNC" -s "127.0.0.1:$U4" -p "127.0.0.1:$TOSPEER_PORT" -u alice -P alice-pass \
+        -T 0xb9 -n 5 -i 20 -w 300 -d >"$WORK/tos.out" 2>&1 || true
+    sed -nE 's/^rx tos=(0x[0-9a-f]+).*/\1/p' "$WORK/tos.log" | sort -u | tr '\n' ' '
+}
+t1=$(tos_call)
+DSCP=zero
+write_cfg
+reload qos.dscp
+t2=$(tos_call)
+[ "$t1" = "0xb9 " ] && [ "$t2" = "0x01 " ] &&
+    pass "qos.dscp preserve -> zero: the peer saw tos ${t1}before the reload, ${t2}after" ||
+    fail "qos.dscp: before '$t1', after '$t2' (wanted 0xb9, then 0x01)"
+
+# ---- qos.enabled: true -> false -> true ----
+OPS=$(grep '"event":"ops_listening"' "$WORK/ternd.log" | tail -1 | sed -E 's/.*"port":([0-9]+).*/\1/')
+qos_of_call() { # the QoS summary of a relaying allocation, as the list shows it ("null" when off)
+    timeout 20 "$TURNC" -s "127.0.0.1:$U4" -p "127.0.0.1:$PEER_PORT" -u alice -P alice-pass \
+        -n 30 -i 30 -w 300 -d >"$WORK/qosq.out" 2>&1 &
+    local pid=$!
+    sleep 0.6
+    curl -sf "http://127.0.0.1:$OPS/api/v1/allocations" | python3 -c '
+import json, sys
+d = json.load(sys.stdin); al = d["allocations"] if isinstance(d, dict) else d
+q = [a["qos"] for a in al if a["user"] == "alice"]
+print("none" if not q else "null" if q[0] is None else "packets=%d" % q[0]["client_leg"]["packets"])'
+    wait "$pid" || true
+}
+q1=$(qos_of_call)
+QOSON=false
+write_cfg
+reload qos.enabled
+q2=$(qos_of_call)
+QOSON=true
+write_cfg
+reload qos.enabled
+q3=$(qos_of_call)
+[[ "$q1" == packets=* ]] && [ "$q2" = null ] && [[ "$q3" == packets=* ]] && [ "$q3" != packets=0 ] &&
+    pass "qos.enabled true -> false -> true: the call's QoS $q1, then $q2, then $q3" ||
+    fail "qos.enabled: '$q1', '$q2', '$q3' (wanted packets, null, packets)"
 
 # ---- qos.record_file: records-1 -> records-2 ----
 "$TURNC" -s "127.0.0.1:$U4" -p "127.0.0.1:$PEER_PORT" -u alice -P alice-pass -n 60 -i 50 -w 500 -d \
