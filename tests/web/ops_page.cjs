@@ -27,6 +27,7 @@ async function api(p) {
 }
 
 const pct = (r) => (typeof r === 'number' ? (r * 100).toFixed(2) : '-');
+const ms = (s) => (typeof s === 'number' ? (s * 1000).toFixed(s < 0.01 ? 2 : 1) : '-');
 
 (async () => {
   const browser = await chromium.launch({
@@ -91,7 +92,7 @@ const pct = (r) => (typeof r === 'number' ? (r * 100).toFixed(2) : '-');
   const points = await page.$$eval('figure[data-chart="loss"] circle.client', (l) => l.length);
   const tl = (await api('/api/v1/allocations/' + process.env.BAD_ID + '/timeline')).timeline;
   const bySeq = new Map(tl.intervals.map((iv) => [iv.seq, iv]));
-  let same = 0;
+  let same = 0, withJitter = 0, withRtt = 0;
   for (const r of shown) {
     const iv = bySeq.get(r.seq);
     if (!iv) continue; // the page's copy may be a refresh older or newer at the edges
@@ -100,6 +101,16 @@ const pct = (r) => (typeof r === 'number' ? (r * 100).toFixed(2) : '-');
       fail('interval ' + r.seq + ': page shows loss ' + r.cells[2] + ' / ' + r.cells[8] + ', API ' + want.join(' / '));
       continue;
     }
+    // Jitter and RTT per leg (columns 3, 4 and 9, 10), as the API's values in ms.
+    const legs = [[iv.client_leg, 3], [iv.peer_leg, 9]];
+    const bad = legs.filter(([l, c]) => r.cells[c] !== ms(l.jitter_seconds) || r.cells[c + 1] !== ms(l.rtt_seconds));
+    if (bad.length) {
+      fail('interval ' + r.seq + ': page shows jitter/RTT ' + [r.cells[3], r.cells[4], r.cells[9], r.cells[10]].join(' ') +
+        ', API ' + legs.map(([l]) => ms(l.jitter_seconds) + ' ' + ms(l.rtt_seconds)).join(' '));
+      continue;
+    }
+    withJitter += legs.filter(([l]) => typeof l.jitter_seconds === 'number').length;
+    withRtt += legs.filter(([l]) => typeof l.rtt_seconds === 'number').length;
     const poorApi = iv.client_leg.poor.includes('loss');
     if (poorApi !== r.over[2] || poorApi !== shaded.includes(r.seq)) {
       fail('interval ' + r.seq + ': poor in the API ' + poorApi + ', marked ' + r.over[2] + ', shaded ' + shaded.includes(r.seq));
@@ -107,8 +118,10 @@ const pct = (r) => (typeof r === 'number' ? (r * 100).toFixed(2) : '-');
     }
     same++;
   }
-  if (same >= 4 && shaded.length >= 2) ok(same + ' intervals on the page equal the API; the loss chart shades ' + shaded.length + ' (seq ' + shaded.join(', ') + ') and plots ' + points + ' client points');
+  if (same >= 4 && shaded.length >= 2) ok(same + ' intervals on the page equal the API (loss, jitter, RTT per leg); the loss chart shades ' + shaded.length + ' (seq ' + shaded.join(', ') + ') and plots ' + points + ' client points');
   else fail('only ' + same + ' intervals compared, ' + shaded.length + ' shaded');
+  if (withJitter >= 4) ok(withJitter + ' leg-intervals with a jitter value, ' + withRtt + ' with an RTT, each as the API says');
+  else fail('only ' + withJitter + ' leg-intervals had a jitter value to compare');
   const poorLine = await page.textContent('#d-poor');
   if (/^POOR now: client leg: loss/.test(poorLine)) ok('detail says: ' + poorLine);
   else fail('detail says: ' + poorLine + ' (the episode is still open)');
