@@ -136,12 +136,12 @@ static bool has_listener(const struct worker *w, const struct listener *l)
 }
 
 /* The receiving worker's part: take the allocation in, send the answer. */
-static void adopt(struct worker *w, struct mob_msg *m, bool send)
+static void adopt(struct worker *w, struct mob_msg *m)
 {
     struct allocation *a = m->a;
     bool ok = a && has_listener(w, m->listener) &&
               srv_adopt(&w->srv, a, m->req, m->len, m->answer, m->answer_len, w->now_ms) == 0;
-    if (a && ok && send) {
+    if (a && ok) {
         for (unsigned i = 0; i < a->nrelay && ok; i++) {
             struct relay_sock *rs = a->relay[i].io;
             struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &rs->h};
@@ -167,7 +167,7 @@ static void adopt(struct worker *w, struct mob_msg *m, bool send)
         w->io.v[RELAY_C_mobility_adopted]++;
         mobility_moved(w, a, &m->tuple, m->owner);
     }
-    if (!send || !m->answer_len || !has_listener(w, m->listener)) return;
+    if (!m->answer_len || !has_listener(w, m->listener)) return;
     struct listener *l = m->listener;
     const struct srv_tuple *t = a ? &a->tuple : &m->tuple; /* the new 5-tuple, either way */
     struct iovec iov = {.iov_base = m->answer, .iov_len = m->answer_len};
@@ -185,7 +185,7 @@ void mobility_run(struct worker *w)
     for (; m; m = next) {
         next = m->next;
         if (m->answered) {
-            adopt(w, m, true);
+            adopt(w, m);
             free(m);
             continue;
         }
