@@ -534,6 +534,9 @@ static void print_detail(json_t *j)
            jstr(j, "created_at", s1, sizeof s1, "-"), fmt_age(jnum(j, "age_seconds"), b1),
            fmt_age(jnum(j, "expires_in_seconds"), b2), jnum(j, "worker"), jnum(j, "permissions"),
            jnum(j, "channels"));
+    if (json_is_true(json_object_get(j, "mobile"))) /* RFC 8016: follows its client */
+        printf("  mobile: moved %.0f times, last %s\n", jnum(j, "moves"),
+               jstr(j, "moved_at", s1, sizeof s1, "never"));
     json_t *pk = json_object_get(j, "packets"), *by = json_object_get(j, "bytes");
     printf("  packets from client %s, from peers %s;  bytes from client %s, from peers %s\n",
            fmt_count(jnum(pk, "from_client"), b1), fmt_count(jnum(pk, "from_peer"), b2),

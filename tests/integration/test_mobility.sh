@@ -9,6 +9,7 @@
 # with zero loss. allocation.mobility off (a live reload): 405, and moves refused.
 . "$(dirname "$0")/lib.sh"
 : "${TURNC:?TURNC must point at tern-turnc (set by CTest)}"
+TERNCTL="$TERN_BUILD_DIR/ops/ternctl"
 command -v turnutils_uclient >/dev/null || { echo "FAIL: coturn's client tools are missing (Debian: coturn)" >&2; exit 1; }
 start_echo_peer 127.0.0.1
 
@@ -38,6 +39,8 @@ timeout 60 "$TURNC" -s "127.0.0.1:$U4" -p "127.0.0.1:$PEER_PORT" -C -R 96 -l 160
 CALL=$!
 sleep 1.5
 api /api/v1/allocations >"$WORK/mid.json" || fail "the ops API did not answer during the call"
+MID=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print((d["allocations"] if isinstance(d, dict) else d)[0]["id"])' "$WORK/mid.json" 2>/dev/null || true)
+"$TERNCTL" --url "http://127.0.0.1:$OPS" allocations "$MID" >"$WORK/ctl.out" 2>&1 || true
 wait "$CALL" || fail "tern-turnc exited with $?"
 moves=$(grep -c '^moved ' "$WORK/call.out" || true)
 good=$(grep -c '^moved .* code=0 ticket_renewed=yes' "$WORK/call.out" || true)
@@ -58,6 +61,10 @@ assert len(al) == 1, al
 a = al[0]
 assert a["mobile"] is True and a["moves"] >= 1 and a["moved_at"], a
 PY
+
+grep -Eq '^  mobile: moved [1-9][0-9]* times, last 20' "$WORK/ctl.out" &&
+    pass "ternctl allocations ID: $(grep mobile: "$WORK/ctl.out" | sed 's/^ *//')" ||
+    { fail "ternctl allocations ID shows no move"; sed 's/^/    /' "$WORK/ctl.out" >&2; }
 
 # Moves inside one worker and between the two (which, the kernel's hash decides: over 11
 # moves both are all but certain; the counters say which happened).
