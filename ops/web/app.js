@@ -267,7 +267,8 @@
         count(c.packets), pct(c.loss_ratio), ms(c.jitter_seconds), ms(c.rtt_seconds), count(c.ce), sumDrops(c),
         count(p.packets), pct(p.loss_ratio), ms(p.jitter_seconds), ms(p.rtt_seconds), count(p.ce), sumDrops(p),
         [['client', c], ['peer', p]].filter(([, l]) => (l.poor || []).length)
-          .map(([n, l]) => n + ': ' + l.poor.join(', ')).join('; ')], 1, 12);
+          .map(([n, l]) => n + ': ' + l.poor.join(', '))
+          .concat(c.moves > 0 ? ['client moved (new address)'] : []).join('; ')], 1, 12);
       tr.dataset.seq = String(iv.seq);
       const mark = (col, leg, reason) => { if ((leg.poor || []).includes(reason)) tr.children[col].classList.add('over'); };
       mark(2, c, 'loss'); mark(3, c, 'jitter'); mark(4, c, 'rtt');
@@ -280,7 +281,8 @@
     $('d-id').textContent = String(d.id);
     $('d-who').textContent = 'user ' + d.user + ' \u00b7 ' + d.transport + ' from ' + d.client +
       ' \u00b7 relayed ' + (d.relayed || []).join(', ') + ' \u00b7 age ' + age(d.age_seconds) +
-      ' \u00b7 peers ' + d.peers;
+      ' \u00b7 peers ' + d.peers +
+      (d.mobile ? ' \u00b7 mobile: moved ' + count(d.moves) + (d.moved_at ? ' times, last ' + clock(d.moved_at) : ' times') : '');
     const poor = poorText(get(d, 'qos', 'poor'));
     const dp = $('d-poor');
     dp.textContent = poor ? 'POOR now: ' + poor + ' (since ' + clock(get(d, 'qos', 'poor', 0, 'since')) + ')' : 'quality ok now';
