@@ -253,8 +253,18 @@ def echoed(c, payload, via_channel, peer, sock=None, timeout=3.0):
     return None
 
 
+TOKEN = os.environ.get("MOB_EDGE_TOKEN", "")
+
+
+def ops_open(path, method="GET"):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (OPS, path), method=method)
+    if TOKEN:
+        req.add_header("Authorization", "Bearer " + TOKEN)
+    return urllib.request.urlopen(req, timeout=5)
+
+
 def metrics():
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % OPS, timeout=5) as r:
+    with ops_open("/metrics") as r:
         out = {}
         for line in r.read().decode().splitlines():
             if line and not line.startswith("#") and "{" not in line:
@@ -277,10 +287,14 @@ def probe_worker(src="127.0.0.1"):
     return c.sock, w, c.nonce
 
 
+NONCES = {}  # a probed socket's nonce (valid for its own address)
+
+
 def socket_on(worker, src="127.0.0.1", tries=40):
     for _ in range(tries):
-        s, w, _ = probe_worker(src)
+        s, w, nonce = probe_worker(src)
         if w == worker:
+            NONCES[s] = nonce
             return s
         s.close()
     raise RuntimeError("no socket landed on worker %d" % worker)
@@ -559,9 +573,9 @@ def sc_tickets():
         code = c.move(udp(), ticket=bad)[0]
         check(code == 400, "a malformed ticket (%s): 400" % what, "got %d" % code)
     raw = bytearray(base64.urlsafe_b64decode(c.ticket))
-    raw[1] = 7  # a worker that does not exist
+    raw[1] = 7  # a worker that does not exist: handled where it lands (the random part decides)
     code = c.move(udp(), ticket=base64.urlsafe_b64encode(bytes(raw)))[0]
-    check(code == 437, "a ticket naming worker 7 (of 2): 437", "got %d" % code)
+    check(code in (0, 437), "a ticket naming worker 7 (of 2): answered (%d), nothing passed on" % code)
     raw = bytearray(base64.urlsafe_b64decode(c.ticket))
     raw[5] ^= 1
     code = c.move(udp(), ticket=base64.urlsafe_b64encode(bytes(raw)))[0]
@@ -651,7 +665,7 @@ def sc_api():
     c = Mob()
     c.allocate()
     w0 = ticket_worker(c.ticket)
-    lst = json.load(urllib.request.urlopen("http://127.0.0.1:%d/api/v1/allocations" % OPS, timeout=5))
+    lst = json.load(ops_open("/api/v1/allocations"))
     lst = lst["allocations"] if isinstance(lst, dict) else lst
     me = "%s:%d" % c.sock.getsockname()
     mine = [x for x in lst if x.get("client") == me]
@@ -659,16 +673,23 @@ def sc_api():
     check(aid is not None, "the allocation is listed with its id")
 
     def get(path, method="GET"):
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (OPS, path), method=method)
         try:
-            with urllib.request.urlopen(req, timeout=5) as r:
+            with ops_open(path, method) as r:
                 return r.status
         except urllib.error.HTTPError as e:
             return e.code
 
     check(get("/api/v1/allocations/%s" % aid) == 200, "GET /api/v1/allocations/{id} before the move: 200")
+    # The control: DELETE by id works for an allocation that has not moved.
+    k = Mob()
+    k.allocate()
+    kl = json.load(ops_open("/api/v1/allocations"))
+    kl = kl["allocations"] if isinstance(kl, dict) else kl
+    kid = [x["id"] for x in kl if x.get("client") == "%s:%d" % k.sock.getsockname()]
+    check(kid and get("/api/v1/allocations/%s" % kid[0], "DELETE") == 204,
+          "DELETE /api/v1/allocations/{id} of an allocation that did not move: 204")
     check(c.move(socket_on(1 - w0))[0] == 0, "moved to the other worker")
-    lst = json.load(urllib.request.urlopen("http://127.0.0.1:%d/api/v1/allocations" % OPS, timeout=5))
+    lst = json.load(ops_open("/api/v1/allocations"))
     lst = lst["allocations"] if isinstance(lst, dict) else lst
     check(any(x.get("id") == aid for x in lst), "still listed with the same id")
     st = get("/api/v1/allocations/%s" % aid)
@@ -682,47 +703,55 @@ def sc_api():
         c.delete()
 
 
-def sc_race():
+def sc_race(trials=5):
     """A Refresh with the ticket and an Allocate sent back to back from a new 5-tuple on
-    another worker: the Allocate is answered here while the Refresh is with the owner; the
-    allocation comes back and cannot be adopted (the 5-tuple has one): it is ended, though the
-    client never asked for that (on one worker the Refresh would get 437, or the Allocate)."""
-    c = Mob()
-    c.allocate()
-    w0 = ticket_worker(c.ticket)
-    rel = c.relayed
-    s = socket_on(1 - w0)
-    failed0 = m("tern_relay_mobility_adopt_failed_total")
-    tx1, r1 = c.refresh_raw(c.ticket)
-    tx2, r2 = c.build(ALLOCATE, [(A_TRANSPORT, bytes([17, 0, 0, 0])), (A_LIFETIME, u32(600))])
-    s.send(r1)
-    s.send(r2)
-    got = {}
-    end = time.monotonic() + 3
-    while time.monotonic() < end and len(got) < 2:
-        r, _, _ = select.select([s], [], [], 0.3)
-        if r:
-            b = s.recv(65536)
-            got[b[8:20]] = b
-    a2 = got.get(tx2)
-    allocated = a2 is not None and parse(a2)[0] & 0x0110 == 0x0100
-    failed = m("tern_relay_mobility_adopt_failed_total") - failed0
-    # Is the original allocation still alive at A?
-    cls, a, code, _ = c.request(REFRESH, [(A_LIFETIME, u32(600))])
-    print("race: allocate %s, refresh answer %s, adopt_failed +%d, old 5-tuple refresh %d"
-          % ("ok" if allocated else "no", "yes" if tx1 in got else "none", failed, code), flush=True)
-    moved = tx1 in got and parse(got[tx1])[0] & 0x0110 == 0x0100
-    lost = not moved and code != 0
-    known_bug(not lost, "a lost race between a move and an Allocate on the new 5-tuple leaves the "
-              "allocation alive (at A, or moved)", "relayed %r ended with no answer to the Refresh "
-              "(relay/mobility.c adopt: srv_discard)" % (rel,))
-    if code == 0:
-        c.delete()
-    if allocated:
-        o = Mob()
-        o.sock.close()
-        o.sock, o.nonce = s, c.nonce
-        o.delete()
+    another worker: the Allocate is answered there while the Refresh is with the owner; the
+    allocation comes back and cannot be adopted (the 5-tuple has one now): it is ended, though
+    the client never asked for that and gets no answer (on one worker, one of the two requests
+    would get 437 and the allocation would live on at A or at the new 5-tuple)."""
+    lost, outcomes = 0, []
+    for _ in range(trials):
+        c = Mob()
+        c.allocate()
+        w0 = ticket_worker(c.ticket)
+        rel = c.relayed
+        s = socket_on(1 - w0)
+        nonce_a, c.nonce = c.nonce, NONCES[s]  # good for s, for both requests
+        failed0 = m("tern_relay_mobility_adopt_failed_total")
+        tx1, r1 = c.refresh_raw(c.ticket)
+        tx2, r2 = c.build(ALLOCATE, [(A_TRANSPORT, bytes([17, 0, 0, 0])), (A_LIFETIME, u32(600))])
+        s.send(r1)
+        s.send(r2)
+        got = {}
+        end = time.monotonic() + 2
+        while time.monotonic() < end and len(got) < 2:
+            r, _, _ = select.select([s], [], [], 0.2)
+            if r:
+                b = s.recv(65536)
+                if len(b) >= 20:
+                    got[b[8:20]] = parse(b)
+        allocated = tx2 in got and got[tx2][0] & 0x0110 == 0x0100
+        moved = tx1 in got and got[tx1][0] & 0x0110 == 0x0100
+        failed = m("tern_relay_mobility_adopt_failed_total") - failed0
+        c.nonce = nonce_a
+        cls, a, code, _ = c.request(REFRESH, [(A_LIFETIME, u32(600))])  # still at A?
+        at_a = code == 0
+        outcomes.append("allocate=%s refresh=%s adopt_failed+%d at_A=%s" % (
+            "ok" if allocated else (error_code(got[tx2][2]) if tx2 in got else "none"),
+            "ok" if moved else (error_code(got[tx1][2]) if tx1 in got else "none"), failed, at_a))
+        if not moved and not at_a:
+            lost += 1
+        if at_a:
+            c.delete()
+        if moved or allocated:  # whatever s has now
+            o = Mob()
+            o.sock.close()
+            o.sock, o.nonce = s, NONCES[s]
+            o.delete()
+    print("race: " + "; ".join(outcomes), flush=True)
+    known_bug(lost == 0, "a move racing an Allocate on the new 5-tuple never loses the allocation "
+              "(it lives on at A, or moved)", "%d of %d allocations ended, the Refresh unanswered "
+              "(relay/mobility.c adopt(): srv_adopt fails, srv_discard)" % (lost, trials))
 
 
 def sc_storm(seconds=30.0):

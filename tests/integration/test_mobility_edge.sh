@@ -33,7 +33,7 @@ auth:
   users: [ { name: alice, password: alice-pass }, { name: bob, password: bob-pass } ]
   unauthenticated_rate: 0
 log: { level: info, format: json }
-ops: { listen: "127.0.0.1:0" }
+ops: { listen: "127.0.0.1:0", token: "edge-token-0123456789" }
 EOF
 }
 config
@@ -46,7 +46,7 @@ OPS=$(grep '"event":"ops_listening"' "$WORK/ternd.log" | tail -1 | sed -E 's/.*"
 KNOWN=()
 scenario() {
     local rc=0 line
-    MOB_EDGE_OUT="$WORK/$1.json" timeout 50 python3 "$HERE/mobility_edge.py" "$1" "$U4" "$OPS" \
+    MOB_EDGE_TOKEN=edge-token-0123456789 MOB_EDGE_OUT="$WORK/$1.json" timeout 50 python3 "$HERE/mobility_edge.py" "$1" "$U4" "$OPS" \
         >"$WORK/$1.out" 2>&1 || rc=$?
     while IFS= read -r line; do
         case "$line" in
@@ -61,7 +61,7 @@ scenario() {
         grep -vE '^(ok|FAIL|KNOWN BUG|FIGURES): ' "$WORK/$1.out" | tail -15 | sed 's/^/    /' >&2 || true
     fi
 }
-metric() { curl -sf "http://127.0.0.1:$OPS/metrics" | grep -E "^$1 " | awk '{print $2}' || true; }
+metric() { curl -sf -H "Authorization: Bearer edge-token-0123456789" "http://127.0.0.1:$OPS/metrics" | grep -E "^$1 " | awk '{print $2}' || true; }
 moved_events() { grep -c '"event":"allocation_moved"' "$WORK/ternd.log" || true; }
 failed_events() { grep -c '"event":"allocation_move_failed"' "$WORK/ternd.log" || true; }
 
@@ -93,7 +93,7 @@ for s in prev_cross api race; do scenario "$s"; done
 # Every allocation of the scenarios ended (deleted or expired): none leaked by the moves.
 left=
 for _ in $(seq 60); do
-    left=$(curl -sf "http://127.0.0.1:$OPS/api/v1/allocations" | python3 -c '
+    left=$(curl -sf -H "Authorization: Bearer edge-token-0123456789" "http://127.0.0.1:$OPS/api/v1/allocations" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
 print(len(d["allocations"] if isinstance(d, dict) else d))' || true)
