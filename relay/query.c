@@ -398,11 +398,29 @@ static bool ask(struct worker *w, struct relay_query *q)
     return ok;
 }
 
-/* The worker that owns allocation id (ids carry worker number + 1 in their top 16 bits). */
+/* The worker that made allocation id (ids carry worker number + 1 in their top 16 bits). */
 static struct worker *owner(struct relay *r, uint64_t id)
 {
     uint64_t k = id >> 48;
     return k >= 1 && k <= r->nworkers ? &r->workers[k - 1] : NULL;
+}
+
+/* Ask about allocation id: the worker that made it first, then (RFC 8016: a mobile allocation
+ * follows its client to another worker) the others until one has it. false: no such id. */
+static bool ask_id(struct relay *r, uint64_t id, struct relay_query *q)
+{
+    struct worker *first = owner(r, id);
+    if (!first) return false;
+    const struct relay_query blank = *q;
+    pthread_mutex_lock(&r->query_lock);
+    ask(first, q);
+    for (unsigned i = 0; i < r->nworkers && !q->out && q->rc < 0; i++) {
+        if (&r->workers[i] == first) continue;
+        *q = blank;
+        ask(&r->workers[i], q);
+    }
+    pthread_mutex_unlock(&r->query_lock);
+    return true;
 }
 
 json_t *relay_allocations(struct relay *r)
@@ -420,35 +438,20 @@ json_t *relay_allocations(struct relay *r)
 
 json_t *relay_allocation(struct relay *r, uint64_t id)
 {
-    struct worker *w = owner(r, id);
-    if (!w) return NULL;
-    struct relay_query q = {.kind = Q_DETAIL, .id = id};
-    pthread_mutex_lock(&r->query_lock);
-    ask(w, &q);
-    pthread_mutex_unlock(&r->query_lock);
-    return q.out;
+    struct relay_query q = {.kind = Q_DETAIL, .id = id, .rc = -1};
+    return ask_id(r, id, &q) ? q.out : NULL;
 }
 
 json_t *relay_allocation_timeline(struct relay *r, uint64_t id)
 {
-    struct worker *w = owner(r, id);
-    if (!w) return NULL;
-    struct relay_query q = {.kind = Q_TIMELINE, .id = id};
-    pthread_mutex_lock(&r->query_lock);
-    ask(w, &q);
-    pthread_mutex_unlock(&r->query_lock);
-    return q.out;
+    struct relay_query q = {.kind = Q_TIMELINE, .id = id, .rc = -1};
+    return ask_id(r, id, &q) ? q.out : NULL;
 }
 
 int relay_close_allocation(struct relay *r, uint64_t id)
 {
-    struct worker *w = owner(r, id);
-    if (!w) return -1;
     struct relay_query q = {.kind = Q_CLOSE, .id = id, .rc = -1};
-    pthread_mutex_lock(&r->query_lock);
-    ask(w, &q);
-    pthread_mutex_unlock(&r->query_lock);
-    return q.rc;
+    return ask_id(r, id, &q) ? q.rc : -1;
 }
 
 /* ---- /metrics ---- */
