@@ -14,7 +14,7 @@
 
 #define MOB_ANSWER_MAX 1280 /* as a UDP listener's answers (fwd.c CLIENT_TX_BUF) */
 
-/* One Refresh on its way: to the owner (answer_len unset), then back to the worker that got it
+/* One Refresh on its way: to the owner (answered false), then back to the worker that got it
  * with the answer and, when the allocation moved, the allocation itself. */
 struct mob_msg {
     struct mob_msg *next;
@@ -190,12 +190,7 @@ void mobility_run(struct worker *w)
             continue;
         }
         owner_handle(w, m);
-        unsigned from = m->from;
-        if (from >= w->relay->nworkers) { /* cannot happen: a worker index from this relay */
-            free(m);
-            continue;
-        }
-        push(w, &w->relay->workers[from], m);
+        push(w, &w->relay->workers[m->from], m); /* from: a worker index of this relay */
     }
 }
 
